@@ -1,0 +1,3 @@
+from relaychat.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Registration, login, token refresh and logout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Cookie, Request, Response, status
+from pydantic import BaseModel, EmailStr, Field
+
+from relaychat.api.deps import ServicesDep, SessionDep, SettingsDep, client_address
+from relaychat.api.schemas import UserOut
+from relaychat.domain import sessions, users
+from relaychat.domain.sessions import IssuedSession
+from relaychat.errors import RateLimited, RegistrationClosed, Unauthenticated
+from relaychat.settings import Settings
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+REFRESH_COOKIE = "relaychat_refresh"
+REFRESH_COOKIE_PATH = "/api/auth"
+
+
+class RegisterIn(BaseModel):
+    email: EmailStr
+    password: str = Field(max_length=1024)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class LoginIn(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED)
+async def register(body: RegisterIn, session: SessionDep, settings: SettingsDep) -> UserOut:
+    """Create an account; the first account of an instance is its admin."""
+    if not settings.allow_registration:
+        raise RegistrationClosed("registration is disabled on this server")
+    user = await users.create_user(
+        session, email=str(body.email), name=body.name, password=body.password
+    )
+    return UserOut.of(user)
+
+
+@router.post("/login")
+async def login(
+    body: LoginIn, request: Request, response: Response, services: ServicesDep, session: SessionDep
+) -> TokenOut:
+    """Exchange email and password for an access token and a refresh cookie."""
+    settings = services.settings
+    key = f"{client_address(request)}|{users.normalize_email(body.email)}"
+    verdict = await services.limiter.hit(settings.login_rate_limit, "login", key)
+    if not verdict.allowed:
+        raise RateLimited(
+            "too many login attempts; try again later",
+            headers={"Retry-After": str(verdict.retry_after)},
+            retry_after=verdict.retry_after,
+        )
+    issued = await sessions.login(
+        session,
+        services.tokens,
+        email=body.email,
+        password=body.password,
+        refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
+    )
+    return _token_response(issued, response, settings)
+
+
+@router.post("/refresh")
+async def refresh(
+    response: Response,
+    services: ServicesDep,
+    session: SessionDep,
+    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
+) -> TokenOut:
+    """Rotate the refresh cookie and return a fresh access token."""
+    if not refresh_cookie:
+        raise Unauthenticated("no refresh cookie")
+    issued = await sessions.refresh(
+        session,
+        services.tokens,
+        secret=refresh_cookie,
+        refresh_ttl_seconds=services.settings.refresh_token_ttl_seconds,
+    )
+    return _token_response(issued, response, services.settings)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
+) -> None:
+    """Revoke the refresh-token family and clear the cookie."""
+    if refresh_cookie:
+        await sessions.logout(session, secret=refresh_cookie)
+    response.delete_cookie(
+        REFRESH_COOKIE,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+    )
+
+
+def _token_response(issued: IssuedSession, response: Response, settings: Settings) -> TokenOut:
+    response.set_cookie(
+        REFRESH_COOKIE,
+        issued.refresh_secret,
+        max_age=settings.refresh_token_ttl_seconds,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return TokenOut(
+        access_token=issued.access_token, expires_in=issued.expires_in, user=UserOut.of(issued.user)
+    )

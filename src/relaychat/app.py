@@ -1,0 +1,44 @@
+"""The ASGI application: create_app(settings) and the lifespan that owns shared services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from relaychat import __version__
+from relaychat.api import auth, conversations, health, messages, users
+from relaychat.api.middleware import BodySizeLimit
+from relaychat.api.problems import install_problem_handlers
+from relaychat.services import Services
+from relaychat.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the app; `services` may be injected (tests), else built from settings at startup."""
+    settings = settings or (services.settings if services else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or Services.build(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.close()
+
+    app = FastAPI(
+        title="relaychat",
+        version=__version__,
+        summary="Chat server where people, LLMs, agents and external systems share conversations.",
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, auth, users, conversations, messages):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,1 @@
+"""Use cases: accounts, sessions, conversations and messages; no web framework in here."""

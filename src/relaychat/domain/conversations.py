@@ -1,0 +1,127 @@
+"""Conversations: create, list with a cursor, read, change and delete, always by owner."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.ids import new_id
+from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.storage.models import Conversation
+from relaychat.storage.types import utcnow
+
+# Fields a client may set on create and change later.
+EDITABLE_FIELDS = frozenset(
+    {"title", "endpoint", "model", "agent_id", "model_parameters", "system_prompt", "archived"}
+)
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    conversations: Sequence[Conversation]
+    next_cursor: str | None
+
+
+async def create_conversation(
+    session: AsyncSession, user_id: str, *, conversation_id: str | None, fields: dict[str, Any]
+) -> Conversation:
+    """Store a new conversation for the user; a client-chosen id must be free."""
+    cid = conversation_id or new_id()
+    if await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
+        # Ids are global (external senders address conversations by id alone), so a
+        # taken id is a conflict whoever owns it.
+        raise ConversationExists(field="conversation_id")
+    now = utcnow()
+    conversation = Conversation(
+        id=cid,
+        user_id=user_id,
+        created_at=now,
+        updated_at=now,
+        **{k: v for k, v in fields.items() if k in EDITABLE_FIELDS and v is not None},
+    )
+    session.add(conversation)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise ConversationExists(field="conversation_id") from exc
+    return conversation
+
+
+async def get_owned_conversation(
+    session: AsyncSession, user_id: str, conversation_id: str
+) -> Conversation:
+    """The user's conversation; another user's is reported as missing, never as forbidden."""
+    conversation = await session.scalar(
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == user_id
+        )
+    )
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
+async def list_conversations(
+    session: AsyncSession, user_id: str, *, limit: int, cursor: str | None, archived: bool
+) -> ConversationPage:
+    """One page of the user's conversations, most recently updated first."""
+    query = select(Conversation).where(
+        Conversation.user_id == user_id, Conversation.archived.is_(archived)
+    )
+    if cursor:
+        at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Conversation.updated_at < at,
+                and_(Conversation.updated_at == at, Conversation.id < last_id),
+            )
+        )
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    page, more = rows[:limit], len(rows) > limit
+    return ConversationPage(page, _encode_cursor(page[-1]) if more and page else None)
+
+
+async def update_conversation(
+    session: AsyncSession, conversation: Conversation, changes: dict[str, Any]
+) -> Conversation:
+    """Apply the given field changes and bump `updated_at`."""
+    for key, value in changes.items():
+        if key not in EDITABLE_FIELDS:
+            continue
+        if key in {"model_parameters", "archived"} and value is None:
+            raise ValidationFailed(f"{key} cannot be null", field=key)
+        setattr(conversation, key, value)
+    conversation.updated_at = utcnow()
+    await session.commit()
+    return conversation
+
+
+async def delete_conversation(session: AsyncSession, conversation: Conversation) -> None:
+    """Delete the conversation and, by cascade, its messages."""
+    await session.delete(conversation)
+    await session.commit()
+
+
+def _encode_cursor(conversation: Conversation) -> str:
+    raw = json.dumps([conversation.updated_at.isoformat(), conversation.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, last_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(last_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc

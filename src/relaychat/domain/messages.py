@@ -1,0 +1,84 @@
+"""Messages: a tree of rows per conversation, listed in creation order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.content import flatten_text
+from relaychat.domain.ids import new_id
+from relaychat.errors import ParentNotInConversation, ValidationFailed
+from relaychat.storage.models import Conversation, Message, User
+from relaychat.storage.types import utcnow
+
+
+async def list_messages(session: AsyncSession, conversation: Conversation) -> Sequence[Message]:
+    """Every message of the conversation, oldest first."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation.id)
+        .order_by(Message.created_at, Message.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def latest_message_id(session: AsyncSession, conversation_id: str) -> str | None:
+    """The id of the most recent message in the conversation, if any."""
+    return await session.scalar(
+        select(Message.id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+
+
+async def resolve_parent(
+    session: AsyncSession, conversation_id: str, parent_message_id: str | None
+) -> str | None:
+    """The parent for a new message: the one named (in this conversation), else the latest."""
+    if parent_message_id is None:
+        return await latest_message_id(session, conversation_id)
+    found = await session.scalar(
+        select(Message.id).where(
+            Message.id == parent_message_id, Message.conversation_id == conversation_id
+        )
+    )
+    if found is None:
+        raise ParentNotInConversation(field="parent_message_id")
+    return found
+
+
+async def post_user_message(
+    session: AsyncSession,
+    conversation: Conversation,
+    author: User,
+    *,
+    content: list[dict[str, Any]],
+    parent_message_id: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> Message:
+    """Store a person's message under its parent and touch the conversation."""
+    text = flatten_text(content)
+    if not text and not any(part.get("type") != "text" for part in content):
+        raise ValidationFailed("message has no content", field="content")
+    now = utcnow()
+    message = Message(
+        id=new_id(),
+        conversation_id=conversation.id,
+        parent_message_id=await resolve_parent(session, conversation.id, parent_message_id),
+        role="user",
+        sender=author.name,
+        content=content,
+        text=text,
+        status="complete",
+        meta=metadata or {},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    conversation.updated_at = now
+    await session.commit()
+    return message

@@ -1,0 +1,100 @@
+"""Accounts: registration, lookup and profile changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.ids import new_id
+from relaychat.domain.passwords import hash_password
+from relaychat.domain.phones import normalize_phone
+from relaychat.errors import EmailTaken, PhoneNumberTaken, UserNotFound, WeakPassword
+from relaychat.storage.models import User
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively; store them lower-cased."""
+    return email.strip().lower()
+
+
+def check_password_strength(password: str) -> None:
+    """Refuse passwords too short to resist guessing."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(
+            f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, name: str, password: str, admin: bool | None = None
+) -> User:
+    """Store a new user; the first user of an instance is an admin unless `admin` says otherwise."""
+    check_password_strength(password)
+    email = normalize_email(email)
+    if await session.scalar(select(User.id).where(User.email == email)):
+        raise EmailTaken(f"{email} is already registered", field="email")
+    if admin is None:
+        admin = not await session.scalar(select(func.count()).select_from(User))
+    user = User(
+        id=new_id(),
+        email=email,
+        name=name.strip(),
+        password_hash=await hash_password(password),
+        role="admin" if admin else "user",
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent registration of the same email won the race
+        await session.rollback()
+        raise EmailTaken(f"{email} is already registered", field="email") from exc
+    return user
+
+
+async def get_user(session: AsyncSession, user_id: str) -> User:
+    """The user with this id, or UserNotFound."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this email, if any."""
+    return await session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+async def list_users(session: AsyncSession) -> Sequence[User]:
+    """Every user, oldest first."""
+    return (await session.scalars(select(User).order_by(User.created_at, User.id))).all()
+
+
+async def update_profile(
+    session: AsyncSession,
+    user: User,
+    *,
+    changes: dict[str, str | None],
+    phone_region: str,
+) -> User:
+    """Apply name/phone changes; phone numbers are stored as E.164 and unique across users."""
+    if "name" in changes and changes["name"] is not None:
+        user.name = changes["name"].strip()
+    if "phone_number" in changes:
+        raw = changes["phone_number"]
+        phone = normalize_phone(raw, phone_region) if raw else None
+        if phone is not None:
+            owner = await session.scalar(select(User.id).where(User.phone_number == phone))
+            if owner is not None and owner != user.id:
+                raise PhoneNumberTaken(field="phone_number")
+        user.phone_number = phone
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise PhoneNumberTaken(field="phone_number") from exc
+    return user

@@ -1,0 +1,43 @@
+"""The long-lived objects of one process, built from Settings and closed on shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from relaychat.domain.tokens import AccessTokens
+from relaychat.ratelimit import RateLimiter
+from relaychat.settings import Settings
+from relaychat.storage.db import create_engine, create_sessionmaker
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    tokens: AccessTokens
+    limiter: RateLimiter
+    redis: Redis | None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Create engine, token signer, limiter and Redis client; opens no connection yet."""
+        engine = create_engine(settings.effective_database_url)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            tokens=AccessTokens(settings.resolved_jwt_secret(), settings.access_token_ttl_seconds),
+            limiter=RateLimiter(settings.redis_url, settings.redis_key_prefix),
+            redis=redis,
+        )
+
+    async def close(self) -> None:
+        """Release pools and connections."""
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,133 @@
+"""One Settings object, loaded from the environment once and injected where needed."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values people paste from examples; a server signing tokens with one of them is open to all.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "jwt_secret",
+        "your-secret",
+        "your_secret",
+        "your-jwt-secret",
+        "supersecret",
+        "password",
+        "replace-me",
+        "xxx",
+        "todo",
+    }
+)
+MIN_SECRET_LENGTH = 32
+
+
+class PlaceholderSecretError(ValueError):
+    """A secret was set to an example value or is too short to be safe."""
+
+
+class Settings(BaseSettings):
+    """Every knob of relaychat; field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    # -- server --------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(3080, description="Port the HTTP server listens on.")
+    data_dir: Path = Field(
+        Path("./data"),
+        validation_alias=AliasChoices("RELAYCHAT_DATA_DIR", "data_dir"),
+        description="Directory for the embedded database and generated secrets.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, description="Largest request body accepted; larger ones get 413."
+    )
+
+    # -- storage -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; default is SQLite in the data dir."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL for shared events and limits across workers."
+    )
+    redis_key_prefix: str = Field(
+        "relaychat:", description="Prefix of every Redis key this instance writes."
+    )
+
+    # -- accounts and sessions -----------------------------------------------------------
+    jwt_secret: str | None = Field(
+        None, description="HMAC key for access tokens; generated and kept in the data dir."
+    )
+    access_token_ttl_seconds: int = Field(900, description="Lifetime of an access token.")
+    refresh_token_ttl_seconds: int = Field(
+        30 * 24 * 3600, description="Lifetime of a refresh token family member."
+    )
+    allow_registration: bool = Field(True, description="Whether anyone may register.")
+    cookie_secure: bool = Field(
+        True, description="Mark cookies Secure (browsers accept them on localhost too)."
+    )
+    login_rate_limit: str = Field(
+        "7/5 minutes", description="Login attempts allowed per client address and email."
+    )
+    phone_default_region: str = Field(
+        "US", description="Region used to read phone numbers written without +country."
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_placeholder(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        check_secret("JWT_SECRET", value)
+        return value
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'relaychat.db').resolve()}"
+
+    def resolved_jwt_secret(self) -> str:
+        """JWT_SECRET, or a random secret generated once and kept in the data dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            value = path.read_text().strip()
+            check_secret(str(path), value)
+            return value
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        # O_EXCL: when two workers start together only one secret wins; the other reads it.
+        try:
+            with path.open("x") as handle:
+                path.chmod(0o600)
+                handle.write(value)
+        except FileExistsError:
+            return path.read_text().strip()
+        return value
+
+
+def check_secret(name: str, value: str) -> None:
+    """Refuse example values and short secrets."""
+    if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
+        raise PlaceholderSecretError(
+            f"{name} is a placeholder or shorter than {MIN_SECRET_LENGTH} characters; "
+            "unset it to have one generated, or use e.g. `openssl rand -hex 32`"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
