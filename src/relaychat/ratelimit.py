@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,15 @@ class RateLimitResult:
 class RateLimiter:
     """Moving-window limits keyed by any strings; atomic in Redis, so workers share counts."""
 
-    def __init__(self, redis_url: str | None = None, key_prefix: str = "relaychat:") -> None:
+    def __init__(self, redis: Redis | None = None, key_prefix: str = "relaychat:") -> None:
         self.storage: Storage
-        if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+        if redis is not None:
+            # Borrow the app's connection pool: one pool to size and to close on shutdown.
             self.storage = RedisStorage(
-                uri, implementation="redispy", key_prefix=f"{key_prefix}limits"
+                "async+redis://",
+                implementation="redispy",
+                key_prefix=f"{key_prefix}limits",
+                connection_pool=redis.connection_pool,
             )
         else:
             self.storage = MemoryStorage()

@@ -21,23 +21,27 @@ class Services:
     tokens: AccessTokens
     limiter: RateLimiter
     redis: Redis | None
+    owns_engine: bool = True
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
-        """Create engine, token signer, limiter and Redis client; opens no connection yet."""
-        engine = create_engine(settings.effective_database_url)
+    def build(cls, settings: Settings, engine: AsyncEngine | None = None) -> Services:
+        """Create engine (unless lent one), token signer, limiter and Redis client."""
+        owns_engine = engine is None
+        engine = engine or create_engine(settings.effective_database_url)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             tokens=AccessTokens(settings.resolved_jwt_secret(), settings.access_token_ttl_seconds),
-            limiter=RateLimiter(settings.redis_url, settings.redis_key_prefix),
+            limiter=RateLimiter(redis, settings.redis_key_prefix),
             redis=redis,
+            owns_engine=owns_engine,
         )
 
     async def close(self) -> None:
         """Release pools and connections."""
         if self.redis is not None:
             await self.redis.aclose()
-        await self.engine.dispose()
+        if self.owns_engine:
+            await self.engine.dispose()

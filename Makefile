@@ -1,0 +1,37 @@
+# relaychat — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv from PATH, else a private copy installed with pip into .tools/.
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help env serve test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+env: $(UV) ## Create .venv from the committed lock file
+	@$(UV) sync --frozen --quiet
+
+serve: env ## Migrate the database and serve on HOST:PORT (default 127.0.0.1:3080)
+	$(UV) run --frozen relaychat serve
+
+test: env ## Run the whole test suite
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: env ## ruff (lint and format check) and mypy strict
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen mypy
+
+format: env ## Apply ruff fixes and formatting
+	$(UV) run --frozen ruff check --fix src tests bench
+	$(UV) run --frozen ruff format src tests bench
+
+clean: ## Remove the environment and caches (keeps ./data)
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
