@@ -39,7 +39,7 @@ class RateLimiter:
                 "async+redis://",
                 implementation="redispy",
                 key_prefix=f"{key_prefix}limits",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # typed as str by limits
             )
         else:
             self.storage = MemoryStorage()

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         1024 * 1024, description="Largest request body accepted; larger ones get 413."
     )
 
+    config_path: Path = Field(
+        Path("./relaychat.yaml"),
+        validation_alias=AliasChoices("RELAYCHAT_CONFIG", "config_path"),
+        description="YAML file with LLM endpoints and MCP servers (optional).",
+    )
+
     # -- storage -------------------------------------------------------------------------
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default is SQLite in the data dir."
