@@ -92,3 +92,14 @@ async def postgres_backend(base_url: str, redis_url: str) -> AsyncIterator[Backe
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+async def row_counts(backend: Backend) -> dict[str, int]:
+    """How many rows each table holds; tests compare these before and after a refused request."""
+    counts: dict[str, int] = {}
+    async with backend.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            counts[table.name] = (
+                await conn.execute(text(f"SELECT COUNT(*) FROM {table.name}"))
+            ).scalar_one()
+    return counts

@@ -1,0 +1,214 @@
+"""Registration, login, refresh rotation with reuse detection, logout."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from relaychat.services import Services
+from tests.backends import Backend, row_counts
+from tests.factories import DEFAULT_PASSWORD, make_user
+
+pytestmark = pytest.mark.usefixtures("services")
+
+
+def refresh_cookie(secret: str) -> dict[str, str]:
+    """A Cookie header carrying a refresh secret, as a browser would send it."""
+    return {"Cookie": f"relaychat_refresh={secret}"}
+
+
+async def test_first_user_is_admin_and_later_ones_are_not(client: httpx.AsyncClient) -> None:
+    first = await make_user(client)
+    second = await make_user(client)
+    assert (first.role, second.role) == ("admin", "user")
+
+
+async def test_register_returns_the_user_without_secrets(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": "Mixed.Case@Example.com", "password": DEFAULT_PASSWORD, "name": " Ann "},
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["email"] == "mixed.case@example.com"
+    assert body["name"] == "Ann"
+    assert {"id", "email", "name", "role"} <= body.keys()
+    assert not any("password" in key for key in body)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "field"),
+    [
+        (
+            {"email": "a@example.com", "password": "short", "name": "A"},
+            422,
+            "weak_password",
+            "password",
+        ),
+        (
+            {"email": "not-an-email", "password": DEFAULT_PASSWORD, "name": "A"},
+            422,
+            "validation_error",
+            "email",
+        ),
+        ({"email": "a@example.com", "password": DEFAULT_PASSWORD}, 422, "validation_error", "name"),
+        (
+            {"email": "a@example.com", "password": 12345678, "name": "A"},
+            422,
+            "validation_error",
+            "password",
+        ),
+    ],
+)
+async def test_bad_registrations_are_refused_and_write_nothing(
+    client: httpx.AsyncClient,
+    clean_backend: Backend,
+    payload: dict[str, object],
+    status: int,
+    code: str,
+    field: str,
+) -> None:
+    before = await row_counts(clean_backend)
+    response = await client.post("/api/auth/register", json=payload)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert (problem["code"], problem["field"], problem["status"]) == (code, field, status)
+    assert {"type", "title", "detail"} <= problem.keys()
+    assert await row_counts(clean_backend) == before
+
+
+async def test_duplicate_email_is_a_conflict(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    await make_user(client, email="dup@example.com")
+    before = await row_counts(clean_backend)
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": "DUP@example.com", "password": DEFAULT_PASSWORD, "name": "B"},
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "email_taken"
+    assert await row_counts(clean_backend) == before
+
+
+async def test_registration_can_be_closed(client: httpx.AsyncClient, services: Services) -> None:
+    services.settings.allow_registration = False
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": "x@example.com", "password": DEFAULT_PASSWORD, "name": "X"},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "registration_closed"
+
+
+async def test_login_sets_a_strict_httponly_refresh_cookie(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    response = await client.post(
+        "/api/auth/login", json={"email": user.email, "password": user.password}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] > 0
+    assert body["user"]["id"] == user.id
+    cookie = response.headers["set-cookie"].lower()
+    for attribute in ("httponly", "path=/api/auth", "samesite=strict", "secure"):
+        assert attribute in cookie
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    wrong = await client.post("/api/auth/login", json={"email": user.email, "password": "nopenope"})
+    unknown = await client.post(
+        "/api/auth/login", json={"email": "ghost@example.com", "password": "nopenope"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["code"] == unknown.json()["code"] == "invalid_credentials"
+
+
+async def test_login_attempts_are_rate_limited_per_address_and_email(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)  # one successful login already counted
+    statuses = []
+    for _ in range(7):
+        response = await client.post(
+            "/api/auth/login", json={"email": user.email, "password": "wrong-password"}
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * 6 + [429]
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["code"] == "rate_limited"
+    # Even the right password is refused while limited; another email is not affected.
+    right = await client.post(
+        "/api/auth/login", json={"email": user.email, "password": user.password}
+    )
+    assert right.status_code == 429
+    other = await client.post(
+        "/api/auth/login", json={"email": "other@example.com", "password": "whatever1"}
+    )
+    assert other.status_code == 401
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    user = await make_user(client)
+    first_secret = user.cookies["relaychat_refresh"]
+
+    rotated = await client.post("/api/auth/refresh")
+    assert rotated.status_code == 200
+    second_secret = rotated.cookies["relaychat_refresh"]
+    assert second_secret != first_secret
+    me = await client.get(
+        "/api/user", headers={"Authorization": f"Bearer {rotated.json()['access_token']}"}
+    )
+    assert me.status_code == 200
+
+    # Someone replays the first (already used) secret: theft. The family dies.
+    client.cookies.clear()
+    before = await row_counts(clean_backend)
+    reused = await client.post("/api/auth/refresh", headers=refresh_cookie(first_secret))
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "refresh_token_reused"
+    assert await row_counts(clean_backend) == before  # revoked in place, nothing issued
+    client.cookies.clear()
+    legit = await client.post("/api/auth/refresh", headers=refresh_cookie(second_secret))
+    assert legit.status_code == 401
+    assert legit.json()["code"] == "invalid_token"
+
+
+async def test_refresh_without_cookie_or_with_garbage(client: httpx.AsyncClient) -> None:
+    missing = await client.post("/api/auth/refresh")
+    assert (missing.status_code, missing.json()["code"]) == (401, "unauthenticated")
+    garbage = await client.post("/api/auth/refresh", headers=refresh_cookie("nope"))
+    assert (garbage.status_code, garbage.json()["code"]) == (401, "invalid_token")
+
+
+async def test_logout_revokes_the_refresh_family(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    secret = user.cookies["relaychat_refresh"]
+    response = await client.post("/api/auth/logout")
+    assert response.status_code == 204
+    assert 'relaychat_refresh=""' in response.headers["set-cookie"] or "max-age=0" in (
+        response.headers["set-cookie"].lower()
+    )
+    client.cookies.clear()
+    again = await client.post("/api/auth/refresh", headers=refresh_cookie(secret))
+    assert again.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer eyJhbGciOiJub25lIn0.e30."],
+)
+async def test_protected_routes_need_a_valid_access_token(
+    client: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await client.get("/api/user", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] in {"unauthenticated", "invalid_token"}
