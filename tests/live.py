@@ -1,0 +1,90 @@
+"""Start real relaychat server processes on ephemeral loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.backends import Backend
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(backend: Backend, data_dir: Path, redis_prefix: str) -> dict[str, str]:
+    """Environment for a server process on the test backend (never the developer's data)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(
+        RELAYCHAT_DATA_DIR=str(data_dir),
+        DATABASE_URL=backend.database_url,
+        REDIS_KEY_PREFIX=redis_prefix,
+        COOKIE_SECURE="false",
+    )
+    env.pop("JWT_SECRET", None)
+    if backend.redis_url:
+        env["REDIS_URL"] = backend.redis_url
+    return env
+
+
+@asynccontextmanager
+async def running_server(
+    env: Mapping[str, str], *args: str, port: int | None = None, startup_seconds: float = 30.0
+) -> AsyncIterator[str]:
+    """Run `relaychat serve` (plus `args`) and yield its base URL once /healthz answers."""
+    port = port or free_port()
+    log = (Path(env["RELAYCHAT_DATA_DIR"]) / f"server-{port}.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *[
+            sys.executable,
+            "-m",
+            "relaychat",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
+        env=dict(env),
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            deadline = asyncio.get_running_loop().time() + startup_seconds
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(
+                        f"server exited early with {process.returncode}; see {log.name}"
+                    )
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"server did not come up; see {log.name}")
+                await asyncio.sleep(0.1)
+        yield base_url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
