@@ -1,0 +1,265 @@
+"""The event bus interface, the envelope it carries, and per-subscriber delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from relaychat.realtime.events import BaseEvent, Reset
+from relaychat.realtime.sse import EventPosition, format_frame, parse_event_id
+
+logger = logging.getLogger(__name__)
+
+SignalHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One published event on its way out: routing fields plus its SSE frame, encoded once.
+
+    `user_id` routes the event and never appears in `frame`, which is what clients receive.
+    """
+
+    id: str
+    position: EventPosition
+    type: str
+    user_id: str
+    conversation_id: str | None
+    frame: bytes
+
+
+class LogRead(NamedTuple):
+    """What the event log holds after a client's Last-Event-ID."""
+
+    # None when the id is no longer (or never was) in the log: the client must reset.
+    missed: list[Envelope] | None
+    latest_id: str | None
+
+
+def encode_body(event: BaseEvent) -> bytes:
+    """The `event:` and `data:` lines of `event`; the bus prefixes the id it assigns."""
+    return format_frame(event.model_dump_json(), event=event.type)
+
+
+class Subscription:
+    """One client's view of a user's events: replay, then live, until closed or dropped.
+
+    Use as `async with bus.subscribe(...) as sub: async for envelope in sub: ...`.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        user_id: str,
+        conversation_id: str | None,
+        last_event_id: str | None,
+        queue_size: int,
+    ) -> None:
+        self._bus = bus
+        self.user_id = user_id
+        self.conversation_id = conversation_id
+        self.last_event_id = last_event_id.strip() if last_event_id else None
+        self._limit = queue_size
+        self._backlog: deque[Envelope] = deque()
+        self._live: deque[Envelope] = deque()
+        # Live events at or below this position already came from the log (replay race).
+        self._floor: EventPosition | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = False
+
+    async def __aenter__(self) -> Subscription:
+        # Listen before reading the log, so nothing published meanwhile falls between them.
+        self._bus._attach(self)
+        try:
+            if self.last_event_id is not None:
+                await self._catch_up(self.last_event_id)
+        except BaseException:
+            self._bus._detach(self)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bus._detach(self)
+        self._end()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._live:
+                envelope = self._live.popleft()
+                if self._floor is not None:
+                    if envelope.position <= self._floor:
+                        continue
+                    self._floor = envelope.position
+                return envelope
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def _catch_up(self, last_event_id: str) -> None:
+        position = parse_event_id(last_event_id)
+        read = await self._bus._read_log(self.user_id, position)
+        if read.missed is not None:
+            self._backlog.extend(e for e in read.missed if self._wants(e))
+            self._floor = read.missed[-1].position if read.missed else position
+            return
+        reason = "malformed_id" if position is None else "gap"
+        self._floor = parse_event_id(read.latest_id)
+        self._backlog.append(_reset_envelope(self.user_id, reason, read.latest_id))
+
+    def _wants(self, envelope: Envelope) -> bool:
+        return self.conversation_id is None or envelope.conversation_id in (
+            self.conversation_id,
+            None,
+        )
+
+    def _offer(self, envelope: Envelope) -> bool:
+        """Queue `envelope` if wanted; False when the queue is full (the caller drops us)."""
+        if self._closed or not self._wants(envelope):
+            return True
+        if len(self._live) >= self._limit:
+            return False
+        self._live.append(envelope)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _end(self, *, dropped: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.dropped = dropped
+        self._backlog.clear()
+        self._live.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _reset_envelope(user_id: str, reason: str, latest_id: str | None) -> Envelope:
+    # The reset carries the newest id in the log, so the client's next reconnect resumes
+    # from there; with an empty log an empty id clears the browser's Last-Event-ID.
+    event_id = latest_id or ""
+    frame = format_frame(Reset(reason=reason).model_dump_json(), event="reset", id=event_id)
+    position = parse_event_id(latest_id) or (0, 0)
+    return Envelope(event_id, position, "reset", user_id, None, frame)
+
+
+class EventBus(ABC):
+    """Per-user event streams with replay, plus control signals that reach every worker.
+
+    Implementations provide `publish`, `signal` and `_read_log`, and call `_dispatch` for
+    each event that reaches this process and `_deliver_signal` for each signal. Delivery
+    to local subscribers, filtering and slow-consumer dropping live here.
+    """
+
+    def __init__(self, *, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self._subscribers: dict[str, list[Subscription]] = {}
+        self._handlers: dict[str, list[SignalHandler]] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        """Begin delivering events; subscriptions are refused before this."""
+        self._running = True
+
+    async def close(self) -> None:
+        """Stop delivering: every open subscription ends, so its HTTP stream closes."""
+        self._running = False
+        self._drop_all()
+
+    @abstractmethod
+    async def publish(self, user_id: str, event: BaseEvent) -> str:
+        """Append `event` to `user_id`'s log and deliver it; return its id."""
+
+    def subscribe(
+        self,
+        user_id: str,
+        *,
+        conversation_id: str | None = None,
+        last_event_id: str | None = None,
+    ) -> Subscription:
+        """A subscription to `user_id`'s events, replaying those after `last_event_id`."""
+        return Subscription(self, user_id, conversation_id, last_event_id, self.queue_size)
+
+    @abstractmethod
+    async def signal(self, channel: str, payload: dict[str, Any]) -> None:
+        """Send a JSON-serialisable `payload` to the handlers of `channel` in every worker."""
+
+    def on_signal(self, channel: str, handler: SignalHandler) -> Callable[[], None]:
+        """Call `handler` for each signal on `channel`; returns a function that unregisters it."""
+        handlers = self._handlers.setdefault(channel, [])
+        handlers.append(handler)
+
+        def unregister() -> None:
+            if handler in handlers:
+                handlers.remove(handler)
+
+        return unregister
+
+    def subscriber_count(self, user_id: str | None = None) -> int:
+        """Open subscriptions in this process, for one user or all (metrics, tests)."""
+        if user_id is not None:
+            return len(self._subscribers.get(user_id, ()))
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    @abstractmethod
+    async def _read_log(self, user_id: str, after: EventPosition | None) -> LogRead:
+        """The logged events after `after`, if it is still in the log, and the newest id."""
+
+    def _attach(self, subscription: Subscription) -> None:
+        if not self._running:
+            raise RuntimeError("the event bus is not started")
+        self._subscribers.setdefault(subscription.user_id, []).append(subscription)
+
+    def _detach(self, subscription: Subscription) -> None:
+        subs = self._subscribers.get(subscription.user_id)
+        if subs is None or subscription not in subs:
+            return
+        subs.remove(subscription)
+        if not subs:
+            del self._subscribers[subscription.user_id]
+
+    def _dispatch(self, envelope: Envelope) -> None:
+        subs = self._subscribers.get(envelope.user_id)
+        if not subs:
+            return
+        slow = [sub for sub in subs if not sub._offer(envelope)]
+        for sub in slow:
+            logger.info("dropping a slow event subscriber of user %s", sub.user_id)
+            self._detach(sub)
+            sub._end(dropped=True)
+
+    def _drop_all(self) -> None:
+        subscribers, self._subscribers = self._subscribers, {}
+        for subs in subscribers.values():
+            for sub in subs:
+                sub._end(dropped=True)
+
+    def _deliver_signal(self, channel: str, payload: dict[str, Any]) -> None:
+        for handler in tuple(self._handlers.get(channel, ())):
+            try:
+                handler(payload)
+            except Exception:
+                logger.exception("signal handler for %r failed", channel)

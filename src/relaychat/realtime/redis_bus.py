@@ -1,0 +1,189 @@
+"""The Redis event bus: a stream per user as the log, one pub/sub channel per deployment.
+
+Each worker holds a single pub/sub connection and fans events out to its own subscribers,
+so browser tabs cost no Redis connections. Publishing is one Lua call that appends to the
+user's stream and publishes the pre-encoded frame, so pub/sub order is log order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from relaychat.realtime.bus import Envelope, EventBus, LogRead, encode_body
+from relaychat.realtime.events import BaseEvent
+from relaychat.realtime.sse import EventPosition, parse_event_id, with_id
+
+logger = logging.getLogger(__name__)
+
+# KEYS: stream, channel. ARGV: maxlen, type, conversation, body, ttl ms, routing header.
+_PUBLISH_LUA = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                      't', ARGV[2], 'c', ARGV[3], 'f', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', KEYS[2], 'E' .. id .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[4])
+return id
+"""
+_EVENT = b"E"
+_SIGNAL = b"S"
+_MAX_BACKOFF = 5.0
+_START_TIMEOUT = 10.0
+# What XRANGE returns on a client without decode_responses (which __init__ insists on).
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+class RedisEventBus(EventBus):
+    """Events and signals shared by every worker connected to the same Redis and prefix."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        key_prefix: str,
+        *,
+        log_size: int = 1000,
+        queue_size: int = 512,
+        log_ttl_seconds: int = 24 * 3600,
+    ) -> None:
+        super().__init__(queue_size=queue_size)
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the event bus needs a Redis client with decode_responses=False")
+        self._redis = redis
+        self.key_prefix = key_prefix
+        self.log_size = log_size
+        self.log_ttl_ms = log_ttl_seconds * 1000
+        self.channel = f"{key_prefix}realtime"
+        self._publish_script = redis.register_script(_PUBLISH_LUA)
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    def log_key(self, user_id: str) -> str:
+        """The stream holding `user_id`'s recent events."""
+        return f"{self.key_prefix}realtime:log:{user_id}"
+
+    async def start(self) -> None:
+        """Subscribe to the channel and return once events are being received."""
+        if self._reader is not None:
+            return
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self.channel)
+        self._reader = asyncio.create_task(self._read(self._pubsub), name="relaychat-event-bus")
+        try:
+            async with asyncio.timeout(_START_TIMEOUT):
+                await self._listening.wait()
+        except BaseException:
+            await self.close()
+            raise
+        await super().start()
+
+    async def close(self) -> None:
+        """End every subscription, stop reading and give the connection back to the pool."""
+        await super().close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader])
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        self._listening.clear()
+
+    async def publish(self, user_id: str, event: BaseEvent) -> str:
+        """Append `event` to the user's stream and announce it to every worker; return its id."""
+        header = json.dumps([user_id, event.conversation_id, event.type])
+        event_id = await self._publish_script(
+            keys=[self.log_key(user_id), self.channel],
+            args=[
+                self.log_size,
+                event.type,
+                event.conversation_id or "",
+                encode_body(event),
+                self.log_ttl_ms,
+                header,
+            ],
+        )
+        return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
+    async def signal(self, channel: str, payload: dict[str, Any]) -> None:
+        """Publish `payload` to the handlers of `channel` in every worker, this one included."""
+        await self._redis.publish(self.channel, _SIGNAL + json.dumps([channel, payload]).encode())
+
+    async def _read_log(self, user_id: str, after: EventPosition | None) -> LogRead:
+        key = self.log_key(user_id)
+        if after is not None:
+            start = f"{after[0]}-{after[1]}"
+            # Reading from `after` inclusive proves in one atomic command that it is still held.
+            entries = cast(_Entries, await self._redis.xrange(key, min=start, max="+"))
+            if entries and parse_event_id(entries[0][0]) == after:
+                missed = [self._envelope(user_id, eid, fields) for eid, fields in entries[1:]]
+                return LogRead(missed, missed[-1].id if missed else start)
+            if entries:
+                return LogRead(None, entries[-1][0].decode())
+        newest = cast(_Entries, await self._redis.xrevrange(key, max="+", min="-", count=1))
+        return LogRead(None, newest[0][0].decode() if newest else None)
+
+    def _envelope(self, user_id: str, raw_id: bytes, fields: dict[bytes, bytes]) -> Envelope:
+        event_id = raw_id.decode()
+        return Envelope(
+            id=event_id,
+            position=parse_event_id(event_id) or (0, 0),
+            type=fields[b"t"].decode(),
+            user_id=user_id,
+            conversation_id=fields[b"c"].decode() or None,
+            frame=with_id(event_id, fields[b"f"]),
+        )
+
+    async def _read(self, pubsub: PubSub) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    kind = message["type"]
+                    if kind == "message":
+                        self._on_message(message["data"])
+                    elif kind == "subscribe":
+                        self._on_subscribed()
+                    backoff = 0.1
+                return  # listen() ends only once nothing is subscribed, i.e. on close
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Events published while the link is down never reach our subscribers:
+                # end them all so their clients reconnect and replay from the log.
+                logger.warning("event bus lost its Redis subscription; retrying", exc_info=True)
+                self._drop_all()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _on_subscribed(self) -> None:
+        # redis-py resubscribes silently after a reconnect; anything published in between
+        # is lost, so a confirmation after the first one ends every local subscription.
+        if self._listening.is_set():
+            logger.warning("event bus resubscribed to Redis; dropping local subscribers")
+            self._drop_all()
+        self._listening.set()
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            kind, rest = data[:1], data[1:]
+            if kind == _EVENT:
+                raw_id, header, body = rest.split(b"\n", 2)
+                user_id, conversation_id, event_type = json.loads(header)
+                if not self._subscribers.get(user_id):
+                    return
+                event_id = raw_id.decode()
+                position = parse_event_id(event_id) or (0, 0)
+                frame = b"id: " + raw_id + b"\n" + body
+                self._dispatch(
+                    Envelope(event_id, position, event_type, user_id, conversation_id, frame)
+                )
+            elif kind == _SIGNAL:
+                channel, payload = json.loads(rest)
+                self._deliver_signal(channel, payload)
+        except Exception:
+            logger.exception("event bus could not handle a message from Redis")
