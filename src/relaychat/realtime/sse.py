@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ async def event_stream(
     *,
     heartbeat_interval: float = 15.0,
     retry_ms: int | None = DEFAULT_RETRY_MS,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The bytes of an SSE response: a `retry:` hint, then frames, with a ping when idle.
 
     Ends when the subscription is dropped (slow client, lost Redis link, bus closed); the
