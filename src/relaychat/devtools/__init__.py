@@ -1,0 +1,1 @@
+"""Development helpers: a fake LLM upstream that speaks the providers' wire formats."""

@@ -1,0 +1,276 @@
+"""The fake upstream's Anthropic Messages wire format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from relaychat.devtools.fake_config import (
+    DirectiveError,
+    FailureKind,
+    FakeConfig,
+    FakeInput,
+    Plan,
+    apply_directive,
+    make_plan,
+    split_directive,
+)
+from relaychat.devtools.fake_runtime import (
+    HTTP_FAILURES,
+    FakeState,
+    Frame,
+    FrameScript,
+    pause,
+    play,
+    sse_response,
+    whole_response_failure,
+)
+
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "auth": (401, "authentication_error", "invalid x-api-key"),
+    "bad_request": (400, "invalid_request_error", "The request is invalid."),
+    "rate_limit": (429, "rate_limit_error", "Number of requests has exceeded your rate limit."),
+    "server_error": (500, "api_error", "Internal server error"),
+    # Anthropic says "overloaded" with its own status code.
+    "unavailable": (529, "overloaded_error", "Overloaded"),
+}
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def error_response(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error in Anthropic's body shape."""
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def failure_response(failure: FailureKind, config: FakeConfig) -> JSONResponse:
+    """The HTTP error that acts out `failure`."""
+    status, kind, message = _ERRORS[failure]
+    headers = None
+    if failure == "rate_limit":
+        # retry-after-ms is OpenAI's header; relaychat reads it from any provider, which keeps
+        # tests fast, and Anthropic's own retry-after (whole seconds) is there as well.
+        headers = {
+            "retry-after": str(math.ceil(config.retry_after_ms / 1000)),
+            "retry-after-ms": str(config.retry_after_ms),
+        }
+    return error_response(status, kind, message, headers)
+
+
+def models_body(config: FakeConfig) -> dict[str, Any]:
+    """`GET /v1/models` in Anthropic's shape."""
+    data = [
+        {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+        for m in config.models
+    ]
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        ]
+    return []
+
+
+def read_input(body: dict[str, Any]) -> tuple[FakeInput, dict[str, Any] | None]:
+    """The neutral view of a messages body; user turns holding only tool results don't count."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    user_text, turn = "", 0
+    for message in messages:
+        texts = _texts(message.get("content"))
+        if message.get("role") == "user" and texts:
+            user_text, turn = "\n\n".join(texts), 0
+        elif message.get("role") == "assistant":
+            turn += 1
+    overrides, user_text = split_directive(user_text)
+    prompt = [*_texts(body.get("system")), *(t for m in messages for t in _texts(m.get("content")))]
+    max_tokens = body.get("max_tokens")
+    return (
+        FakeInput(
+            model=str(body.get("model") or ""),
+            user_text=user_text,
+            turn=turn,
+            prompt_text=" ".join(prompt),
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        ),
+        overrides,
+    )
+
+
+def _event(kind: str, payload: dict[str, Any]) -> str:
+    data = json.dumps({"type": kind, **payload}, separators=(",", ":"))
+    return f"event: {kind}\ndata: {data}\n\n"
+
+
+def frame_script(plan: Plan, model: str, message_id: str) -> FrameScript:
+    """The events of a streamed message, exactly as Anthropic sends them."""
+    head = [
+        _event(
+            "message_start",
+            {
+                "message": {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": model,
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 1},
+                }
+            },
+        )
+    ]
+    body: list[Frame] = []
+    index = 0
+    if plan.tokens or not plan.calls:
+        block = {"type": "text", "text": ""}
+        head.append(_event("content_block_start", {"index": 0, "content_block": block}))
+        head.append(_event("ping", {}))
+        body.extend(
+            Frame(
+                _event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "text_delta", "text": token}},
+                ),
+                token=True,
+            )
+            for token in plan.tokens
+        )
+        body.append(Frame(_event("content_block_stop", {"index": 0})))
+        index = 1
+    else:
+        head.append(_event("ping", {}))
+    for call in plan.calls:
+        tool_block = {
+            "type": "tool_use",
+            "id": call.call_id("toolu", plan.turn),
+            "name": call.name,
+            "input": {},
+        }
+        start = {"index": index, "content_block": tool_block}
+        body.append(Frame(_event("content_block_start", start)))
+        body.extend(
+            Frame(
+                _event(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": part}},
+                ),
+                token=True,
+            )
+            for part in call.fragments
+        )
+        body.append(Frame(_event("content_block_stop", {"index": index})))
+        index += 1
+    tail = [
+        _event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": _STOP_REASONS[plan.finish], "stop_sequence": None},
+                "usage": {"output_tokens": plan.completion_tokens},
+            },
+        ),
+        _event("message_stop", {}),
+    ]
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    return FrameScript(
+        head=head,
+        body=body,
+        tail=tail,
+        error_frame=f"event: error\ndata: {json.dumps(error)}\n\n",
+        garbage_frame="event: content_block_delta\ndata: this is not json\n\n",
+    )
+
+
+def message_body(plan: Plan, model: str, message_id: str) -> dict[str, Any]:
+    """A non-streamed message."""
+    content: list[dict[str, Any]] = []
+    if plan.tokens or not plan.calls:
+        content.append({"type": "text", "text": plan.text})
+    content.extend(
+        {
+            "type": "tool_use",
+            "id": call.call_id("toolu", plan.turn),
+            "name": call.name,
+            "input": json.loads(call.arguments),
+        }
+        for call in plan.calls
+    )
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": _STOP_REASONS[plan.finish],
+        "stop_sequence": None,
+        "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens},
+    }
+
+
+def router(state: FakeState) -> APIRouter:
+    """Routes of the Anthropic format, bound to one server's state."""
+    routes = APIRouter()
+
+    @routes.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        return await _respond(request, state)
+
+    return routes
+
+
+def _bearer(header: str | None) -> str | None:
+    # Recent SDKs send the API key as a bearer token rather than in x-api-key.
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+async def _respond(request: Request, state: FakeState) -> Response:
+    body = await state.read(request)
+    key = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization"))
+    if not key or (state.config.api_key is not None and key != state.config.api_key):
+        return failure_response("auth", state.config)
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_request_error", "The body is not a JSON object.")
+    if not isinstance(body.get("max_tokens"), int):
+        return error_response(400, "invalid_request_error", "max_tokens: Field required")
+    try:
+        request_input, overrides = read_input(body)
+        config = apply_directive(state.config, overrides)
+    except DirectiveError as exc:
+        return error_response(400, "invalid_request_error", str(exc))
+    failure = state.failure(config, request.url.path, body)
+    if failure is not None and failure in HTTP_FAILURES:
+        return failure_response(failure, config)
+    plan = make_plan(config, request_input)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    message_id = f"msg_fake{digest}"
+    if body.get("stream"):
+        script = frame_script(plan, request_input.model, message_id)
+        return sse_response(play(script, config, failure, state))
+    dropped = await whole_response_failure(failure, request, state)
+    if dropped is not None:
+        return dropped
+    if failure == "error_event":
+        return failure_response("unavailable", config)
+    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
+    return JSONResponse(message_body(plan, request_input.model, message_id))

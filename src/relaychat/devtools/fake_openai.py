@@ -1,0 +1,263 @@
+"""The fake upstream's OpenAI chat-completions wire format (also Azure's deployment paths)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from relaychat.devtools.fake_config import (
+    DirectiveError,
+    FailureKind,
+    FakeConfig,
+    FakeInput,
+    Plan,
+    apply_directive,
+    make_plan,
+    split_directive,
+)
+from relaychat.devtools.fake_runtime import (
+    HTTP_FAILURES,
+    FakeState,
+    Frame,
+    FrameScript,
+    pause,
+    play,
+    sse_response,
+    whole_response_failure,
+)
+
+_ERRORS: dict[str, tuple[str, str, str | None]] = {
+    "auth": ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    "bad_request": ("The request is invalid.", "invalid_request_error", None),
+    "rate_limit": ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    "server_error": (
+        "The server had an error while processing your request.",
+        "server_error",
+        None,
+    ),
+    "unavailable": ("The engine is currently overloaded.", "server_error", None),
+}
+
+
+def error_response(
+    status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error in OpenAI's body shape."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def failure_response(failure: FailureKind, config: FakeConfig) -> JSONResponse:
+    """The HTTP error that acts out `failure`."""
+    message, kind, code = _ERRORS[failure]
+    headers = None
+    if failure == "rate_limit":
+        headers = {
+            "retry-after": str(math.ceil(config.retry_after_ms / 1000)),
+            "retry-after-ms": str(config.retry_after_ms),
+        }
+    return error_response(HTTP_FAILURES[failure], message, kind, code, headers)
+
+
+def models_body(config: FakeConfig) -> dict[str, Any]:
+    """`GET /v1/models` in OpenAI's shape."""
+    data = [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "relaychat-fake"}
+        for m in config.models
+    ]
+    return {"object": "list", "data": data}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n\n".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def read_input(body: dict[str, Any], model: str) -> tuple[FakeInput, dict[str, Any] | None]:
+    """The neutral view of a chat-completions body, and its `!fake` directive."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    user_text, turn = "", 0
+    for message in messages:
+        if message.get("role") == "user":
+            user_text, turn = _text(message.get("content")), 0
+        elif message.get("role") == "assistant":
+            turn += 1
+    overrides, user_text = split_directive(user_text)
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    return (
+        FakeInput(
+            model=model,
+            user_text=user_text,
+            turn=turn,
+            prompt_text=" ".join(_text(m.get("content")) for m in messages),
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        ),
+        overrides,
+    )
+
+
+def _frame(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def frame_script(plan: Plan, model: str, completion_id: str, include_usage: bool) -> FrameScript:
+    """The chunks of a streamed completion, exactly as OpenAI sends them."""
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        payload: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return _frame(payload)
+
+    body = [Frame(chunk({"content": token}), token=True) for token in plan.tokens]
+    for call in plan.calls:
+        opening = {
+            "index": call.ordinal,
+            "id": call.call_id("call", plan.turn),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        body.append(Frame(chunk({"tool_calls": [opening]})))
+        body.extend(
+            Frame(
+                chunk({"tool_calls": [{"index": call.ordinal, "function": {"arguments": part}}]}),
+                token=True,
+            )
+            for part in call.fragments
+        )
+    tail = [chunk({}, plan.finish)]
+    if include_usage:
+        usage = {
+            "prompt_tokens": plan.prompt_tokens,
+            "completion_tokens": plan.completion_tokens,
+            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        }
+        tail.append(
+            _frame(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "fp_fake",
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        )
+    tail.append("data: [DONE]\n\n")
+    message, kind, code = _ERRORS["server_error"]
+    return FrameScript(
+        head=[chunk({"role": "assistant", "content": ""})],
+        body=body,
+        tail=tail,
+        error_frame=_frame(
+            {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        ),
+        garbage_frame="data: this is not json\n\n",
+    )
+
+
+def completion_body(plan: Plan, model: str, completion_id: str) -> dict[str, Any]:
+    """A non-streamed completion."""
+    message: dict[str, Any] = {"role": "assistant", "content": plan.text or None, "refusal": None}
+    if plan.calls:
+        message["tool_calls"] = [
+            {
+                "id": call.call_id("call", plan.turn),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in plan.calls
+        ]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
+        ],
+        "usage": {
+            "prompt_tokens": plan.prompt_tokens,
+            "completion_tokens": plan.completion_tokens,
+            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        },
+    }
+
+
+def router(state: FakeState) -> APIRouter:
+    """Routes of the OpenAI format, bound to one server's state."""
+    routes = APIRouter()
+
+    @routes.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await _complete(request, state, deployment=None)
+
+    @routes.post("/openai/deployments/{deployment}/chat/completions")
+    async def azure_chat_completions(request: Request, deployment: str) -> Response:
+        return await _complete(request, state, deployment=deployment)
+
+    return routes
+
+
+def _api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return auth[7:].strip()
+    return request.headers.get("api-key") or None
+
+
+async def _complete(request: Request, state: FakeState, *, deployment: str | None) -> Response:
+    body = await state.read(request)
+    if not isinstance(body, dict):
+        return error_response(400, "The body is not a JSON object.", "invalid_request_error", None)
+    key = _api_key(request)
+    if key is None or (state.config.api_key is not None and key != state.config.api_key):
+        return failure_response("auth", state.config)
+    model = deployment or str(body.get("model") or "")
+    try:
+        request_input, overrides = read_input(body, model)
+        config = apply_directive(state.config, overrides)
+    except DirectiveError as exc:
+        return error_response(400, str(exc), "invalid_request_error", "fake_directive")
+    failure = state.failure(config, request.url.path, body)
+    if failure is not None and failure in HTTP_FAILURES:
+        return failure_response(failure, config)
+    plan = make_plan(config, request_input)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    completion_id = f"chatcmpl-fake{digest}"
+    if body.get("stream"):
+        options = body.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        script = frame_script(plan, model, completion_id, include_usage)
+        return sse_response(play(script, config, failure, state))
+    dropped = await whole_response_failure(failure, request, state)
+    if dropped is not None:
+        return dropped
+    if failure == "error_event":
+        return failure_response("server_error", config)
+    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
+    return JSONResponse(completion_body(plan, model, completion_id))

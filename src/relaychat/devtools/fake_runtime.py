@@ -1,0 +1,174 @@
+"""Per-server state of the fake upstream and the pacing and failure machinery of its streams."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from relaychat.devtools.fake_config import FailureKind, FakeConfig
+
+HTTP_FAILURES: dict[FailureKind, int] = {
+    "auth": 401,
+    "bad_request": 400,
+    "rate_limit": 429,
+    "server_error": 500,
+    "unavailable": 503,
+}
+MID_STREAM_FAILURES = frozenset({"stall", "cut", "garbage", "error_event"})
+
+
+class StreamCut(Exception):
+    """Raised inside a response body so the server drops the connection mid-response."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request as the fake received it, for tests to inspect what an adapter sent."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeState:
+    """Everything one fake server remembers; nothing is shared between servers."""
+
+    def __init__(self, config: FakeConfig) -> None:
+        self.config = config
+        self.requests: deque[RecordedRequest] = deque(maxlen=500)
+        self._attempts: Counter[str] = Counter()
+        self._closing: asyncio.Event | None = None
+
+    @property
+    def closing(self) -> asyncio.Event:
+        """Set when the server shuts down, so hanging responses let go."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        return self._closing
+
+    async def read(self, request: Request) -> Any:
+        """The JSON body, recorded; None when the body is not JSON."""
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        return body
+
+    def failure(self, config: FakeConfig, path: str, body: Any) -> FailureKind | None:
+        """The failure to act out now; with `fail_times`, only the first N identical requests."""
+        if config.fail is None or config.fail_times is None:
+            return config.fail
+        key = (
+            config.key
+            or hashlib.sha256((path + json.dumps(body, sort_keys=True)).encode()).hexdigest()
+        )
+        self._attempts[key] += 1
+        return config.fail if self._attempts[key] <= config.fail_times else None
+
+
+async def pause(milliseconds: int) -> None:
+    """Sleep, unless there is nothing to wait for."""
+    if milliseconds > 0:
+        await asyncio.sleep(milliseconds / 1000)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One SSE frame; `token` frames are paced and counted for mid-stream failures."""
+
+    data: str
+    token: bool = False
+
+
+@dataclass(frozen=True)
+class FrameScript:
+    """A whole stream in a wire format: opening frames, body, closing frames, and misfits."""
+
+    head: list[str]
+    body: list[Frame]
+    tail: list[str]
+    error_frame: str
+    garbage_frame: str
+
+
+async def play(
+    script: FrameScript, config: FakeConfig, failure: FailureKind | None, state: FakeState
+) -> AsyncIterator[str]:
+    """The frames of `script`, paced by the config, with the failure acted out."""
+    if failure == "hang":
+        await state.closing.wait()
+        raise StreamCut
+    await pause(config.ttft_ms)
+    for data in script.head:
+        yield data
+    breaks = failure in MID_STREAM_FAILURES
+    sent = 0
+    for frame in script.body:
+        if frame.token:
+            if breaks and sent == config.fail_after_tokens:
+                break
+            if sent:
+                await pause(config.token_delay_ms)
+            sent += 1
+        yield frame.data
+    if not breaks:
+        for data in script.tail:
+            yield data
+        return
+    if failure == "stall":
+        await state.closing.wait()
+        raise StreamCut
+    if failure == "cut":
+        raise StreamCut
+    yield script.error_frame if failure == "error_event" else script.garbage_frame
+
+
+def sse_response(frames: AsyncIterator[str]) -> StreamingResponse:
+    """An event stream of the frames."""
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )
+
+
+async def _dropped() -> AsyncIterator[bytes]:
+    raise StreamCut
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+async def until_gone(request: Request, state: FakeState) -> None:
+    """Wait until the client disconnects or the server shuts down."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    waiters = {asyncio.ensure_future(disconnected()), asyncio.ensure_future(state.closing.wait())}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def whole_response_failure(
+    failure: FailureKind | None, request: Request, state: FakeState
+) -> Response | None:
+    """Act out a mid-stream failure on a non-streaming request; None when there is none."""
+    if failure in ("hang", "stall"):
+        await until_gone(request, state)
+        return StreamingResponse(_dropped(), media_type="application/json")
+    if failure == "cut":
+        return StreamingResponse(_dropped(), media_type="application/json")
+    if failure == "garbage":
+        return Response(b"this is not json", media_type="application/json")
+    return None

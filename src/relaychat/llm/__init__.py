@@ -1,0 +1,1 @@
+"""LLM endpoints: provider-neutral request and event types, the endpoint registry, adapters."""

@@ -1,0 +1,1 @@
+"""One adapter per wire protocol: OpenAI chat completions, Anthropic messages."""

@@ -1,0 +1,255 @@
+"""Anthropic Messages API through `anthropic.AsyncAnthropic`, from its raw stream events."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
+from relaychat.llm.errors import (
+    ProviderError,
+    ProviderSdkMissing,
+    ProviderStreamBroken,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_for_status,
+    error_for_type,
+    parse_retry_after,
+)
+from relaychat.llm.types import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    ImageUrlPart,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallAssembler,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import httpx2
+    from anthropic import AsyncAnthropic
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_TOOL_CHOICE = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+def to_anthropic_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """The history as alternating user/assistant turns; tool results travel as user turns."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = [block for part in message.content if (block := _block(part)) is not None]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def _block(part: Any) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        # The API refuses empty text blocks.
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ImageUrlPart):
+        return {"type": "image", "source": _image_source(part.image_url.url)}
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    if isinstance(part, ToolResultPart):
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": part.tool_call_id,
+            "content": part.content,
+        }
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    return None
+
+
+def _image_source(url: str) -> dict[str, str]:
+    if url.startswith("data:") and ";base64," in url:
+        media_type, data = url[5:].split(";base64,", 1)
+        return {"type": "base64", "media_type": media_type, "data": data}
+    return {"type": "url", "url": url}
+
+
+def to_anthropic_params(request: ChatRequest, default_max_tokens: int) -> dict[str, Any]:
+    """Keyword arguments for `messages.create`, without `stream`."""
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": to_anthropic_messages(request.messages),
+        "max_tokens": request.max_tokens or default_max_tokens,
+    }
+    if request.system:
+        params["system"] = request.system
+    if request.temperature is not None:
+        # Anthropic's range is 0..1, OpenAI's 0..2; clamp rather than fail the turn.
+        params["temperature"] = min(request.temperature, 1.0)
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop:
+        params["stop_sequences"] = request.stop
+    if request.tools:
+        params["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in request.tools
+        ]
+        if request.tool_choice:
+            params["tool_choice"] = _TOOL_CHOICE[request.tool_choice]
+    return params
+
+
+class AnthropicAdapter(BaseAdapter):
+    """Claude models; tool input JSON is assembled from `input_json_delta` fragments."""
+
+    provider = "anthropic"
+
+    def __init__(
+        self, options: AdapterOptions, *, http_client: httpx2.AsyncClient | None = None
+    ) -> None:
+        super().__init__(options, http_client=http_client)
+        try:
+            from anthropic import AsyncAnthropic
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ProviderSdkMissing("Install the `anthropic` package") from exc
+        # Built now, not on first use: importing an SDK blocks the event loop for a while.
+        self._sdk: AsyncAnthropic = AsyncAnthropic(
+            api_key=options.api_key,
+            base_url=options.base_url,
+            max_retries=0,
+            timeout=self._sdk_timeout(),
+            default_headers=dict(options.headers) or None,
+            http_client=http_client,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections the SDK client opened itself."""
+        if self._http_client is None:
+            await self._sdk.close()
+
+    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
+        client = self._sdk
+        params = to_anthropic_params(request, self.options.default_max_tokens)
+        with self._upstream(started=False):
+            raw_events = await client.messages.create(**params, stream=True)
+        state = _StreamState()
+        async with raw_events:
+            with self._upstream(started=True):
+                async for raw in raw_events:
+                    events = state.handle(raw)
+                    for event in events:
+                        yield event
+                    if not events:
+                        yield None
+                    if state.stopped:
+                        break
+        if state.stop_reason is None:
+            raise ProviderStreamBroken(
+                "The stream ended without a stop reason", endpoint=self.endpoint
+            )
+        for call in state.tools.pop_all():
+            yield call
+        yield Usage(prompt_tokens=state.input_tokens, completion_tokens=state.output_tokens)
+        yield Finish(
+            reason=_STOP_REASONS.get(state.stop_reason, "stop"), raw_reason=state.stop_reason
+        )
+
+    async def _fetch_models(self) -> list[str]:
+        return [model.id async for model in self._sdk.models.list()]
+
+    def _translate(self, exc: Exception, *, started: bool) -> ProviderError | None:
+        import anthropic
+
+        fields: dict[str, Any] = {"endpoint": self.endpoint}
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderTimeout("The provider connection timed out", **fields)
+        if isinstance(exc, anthropic.APIConnectionError):
+            if started:
+                return ProviderStreamBroken(
+                    "The connection closed in the middle of the stream", retryable=True, **fields
+                )
+            return ProviderUnavailable("Could not connect to the provider", **fields)
+        if isinstance(exc, anthropic.APIStatusError):
+            if exc.status_code < 400:
+                # An `event: error` inside a stream that began with 200.
+                return error_for_type(exc.type, message=exc.api_message, **fields)
+            return error_for_status(
+                exc.status_code,
+                message=exc.api_message or exc.message,
+                retry_after=parse_retry_after(exc.response.headers),
+                **fields,
+            )
+        if isinstance(exc, json.JSONDecodeError) and started:
+            return ProviderStreamBroken(
+                "The provider sent a frame that is not valid JSON", retryable=False, **fields
+            )
+        return self._transport_error(exc, started=started)
+
+
+class _StreamState:
+    """What the raw events told so far: usage, stop reason, and tool blocks being built."""
+
+    def __init__(self) -> None:
+        self.tools = ToolCallAssembler()
+        self.tool_index: dict[int, int] = {}
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.stop_reason: str | None = None
+        self.stopped = False
+
+    def handle(self, raw: Any) -> list[StreamEvent]:
+        """The events for one raw stream event."""
+        kind = raw.type
+        if kind == "message_start":
+            usage = raw.message.usage
+            self.input_tokens = (
+                usage.input_tokens
+                + (usage.cache_creation_input_tokens or 0)
+                + (usage.cache_read_input_tokens or 0)
+            )
+            self.output_tokens = usage.output_tokens or 0
+        elif kind == "content_block_start":
+            block = raw.content_block
+            if block.type == "tool_use":
+                ordinal = self.tool_index.setdefault(raw.index, len(self.tool_index))
+                return [self.tools.feed(ordinal, id=block.id, name=block.name, fragment="")]
+        elif kind == "content_block_delta":
+            return self._delta(raw.index, raw.delta)
+        elif kind == "content_block_stop":
+            stopped_tool = self.tool_index.get(raw.index)
+            call = self.tools.pop(stopped_tool) if stopped_tool is not None else None
+            return [call] if call is not None else []
+        elif kind == "message_delta":
+            self.stop_reason = raw.delta.stop_reason or self.stop_reason
+            if raw.usage is not None:
+                self.output_tokens = raw.usage.output_tokens
+        elif kind == "message_stop":
+            self.stopped = True
+        return []
+
+    def _delta(self, index: int, delta: Any) -> list[StreamEvent]:
+        if delta.type == "text_delta" and delta.text:
+            return [TextDelta(text=delta.text)]
+        if delta.type == "thinking_delta" and delta.thinking:
+            return [ReasoningDelta(text=delta.thinking)]
+        if delta.type == "input_json_delta" and index in self.tool_index:
+            ordinal = self.tool_index[index]
+            return [self.tools.feed(ordinal, id=None, name=None, fragment=delta.partial_json)]
+        return []

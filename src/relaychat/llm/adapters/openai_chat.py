@@ -1,0 +1,308 @@
+"""OpenAI chat completions, also spoken by Azure OpenAI and OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
+from relaychat.llm.errors import (
+    ProviderError,
+    ProviderSdkMissing,
+    ProviderStreamBroken,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_for_status,
+    error_for_type,
+    parse_retry_after,
+)
+from relaychat.llm.types import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    ImageUrlPart,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallAssembler,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionChunk
+
+MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    # Spellings of OpenAI-compatible servers (TGI, vLLM, llama.cpp).
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "abort": "error",
+    "error": "error",
+}
+
+
+def finish_reason(raw: str, *, had_tool_calls: bool) -> FinishReason:
+    """The normalised reason; servers that say "stop" after tool calls mean "tool_calls"."""
+    reason = _FINISH_REASONS.get(raw, "stop")
+    return "tool_calls" if had_tool_calls and reason == "stop" else reason
+
+
+def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The request's system prompt and history in chat-completions form."""
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        out.extend(_convert(message))
+    return out
+
+
+def _convert(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [
+            {"role": "tool", "tool_call_id": part.tool_call_id, "content": part.content}
+            for part in message.content
+            if isinstance(part, ToolResultPart)
+        ]
+    if message.role == "assistant":
+        converted: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+        calls = [
+            {
+                "id": part.id,
+                "type": "function",
+                "function": {"name": part.name, "arguments": json.dumps(part.arguments)},
+            }
+            for part in message.content
+            if isinstance(part, ToolCallPart)
+        ]
+        if calls:
+            converted["tool_calls"] = calls
+        return [converted]
+    if not any(isinstance(part, ImageUrlPart) for part in message.content):
+        # Plain strings, because many OpenAI-compatible servers accept nothing else.
+        return [{"role": "user", "content": message.text}]
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImageUrlPart):
+            parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
+    return [{"role": "user", "content": parts}]
+
+
+def to_openai_params(request: ChatRequest, max_tokens_param: MaxTokensParam) -> dict[str, Any]:
+    """Keyword arguments for `chat.completions.create`, without the streaming ones."""
+    params: dict[str, Any] = {"model": request.model, "messages": to_openai_messages(request)}
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        params[max_tokens_param] = request.max_tokens
+    if request.stop:
+        params["stop"] = request.stop
+    if request.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                },
+            }
+            for tool in request.tools
+        ]
+        if request.tool_choice:
+            params["tool_choice"] = request.tool_choice
+    return params
+
+
+class OpenAIAdapter(BaseAdapter):
+    """Chat completions through `openai.AsyncOpenAI`, streaming with usage."""
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        options: AdapterOptions,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        max_tokens_param: MaxTokensParam = "max_tokens",
+    ) -> None:
+        super().__init__(options, http_client=http_client)
+        self.max_tokens_param: MaxTokensParam = max_tokens_param
+        # Built now, not on first use: importing an SDK blocks the event loop for a while.
+        self._sdk = self._make_client()
+
+    def _make_client(self) -> AsyncOpenAI:
+        try:
+            from openai import AsyncOpenAI
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ProviderSdkMissing("Install the `openai` package") from exc
+        return AsyncOpenAI(
+            # Servers like Ollama take no key, but the SDK insists on one.
+            api_key=self.options.api_key or "unused",
+            base_url=self.options.base_url,
+            max_retries=0,
+            timeout=self._sdk_timeout(),
+            default_headers=dict(self.options.headers) or None,
+            http_client=self._http_client,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections the SDK client opened itself."""
+        if self._http_client is None:
+            await self._sdk.close()
+
+    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
+        client = self._sdk
+        params = to_openai_params(request, self.max_tokens_param)
+        with self._upstream(started=False):
+            chunks = await client.chat.completions.create(
+                **params, stream=True, stream_options={"include_usage": True}
+            )
+        tools = ToolCallAssembler()
+        raw_finish: str | None = None
+        usage: Usage | None = None
+        async with chunks:
+            with self._upstream(started=True):
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        usage = Usage(
+                            prompt_tokens=chunk.usage.prompt_tokens,
+                            completion_tokens=chunk.usage.completion_tokens,
+                        )
+                    produced = False
+                    for event in _chunk_events(chunk, tools):
+                        produced = True
+                        yield event
+                    for choice in chunk.choices:
+                        if choice.index == 0 and choice.finish_reason:
+                            raw_finish = choice.finish_reason
+                    if not produced:
+                        yield None
+        if raw_finish is None:
+            raise ProviderStreamBroken(
+                "The stream ended without a finish reason", endpoint=self.endpoint
+            )
+        calls = tools.pop_all()
+        for call in calls:
+            yield call
+        if usage is not None:
+            yield usage
+        yield Finish(
+            reason=finish_reason(raw_finish, had_tool_calls=bool(calls)), raw_reason=raw_finish
+        )
+
+    async def _fetch_models(self) -> list[str]:
+        return [model.id async for model in self._sdk.models.list()]
+
+    def _translate(self, exc: Exception, *, started: bool) -> ProviderError | None:
+        import openai
+
+        fields: dict[str, Any] = {"endpoint": self.endpoint}
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderTimeout("The provider connection timed out", **fields)
+        if isinstance(exc, openai.APIConnectionError):
+            if started:
+                return ProviderStreamBroken(
+                    "The connection closed in the middle of the stream", retryable=True, **fields
+                )
+            return ProviderUnavailable("Could not connect to the provider", **fields)
+        if isinstance(exc, openai.APIStatusError):
+            return error_for_status(
+                exc.status_code,
+                message=_message(exc.body) or exc.message,
+                retry_after=parse_retry_after(exc.response.headers),
+                **fields,
+            )
+        if isinstance(exc, openai.APIError):
+            # Raised for an `{"error": ...}` frame inside an otherwise healthy stream.
+            body = exc.body if isinstance(exc.body, dict) else {}
+            kind = body.get("code") or body.get("type")
+            return error_for_type(str(kind) if kind else None, message=exc.message, **fields)
+        if isinstance(exc, json.JSONDecodeError) and started:
+            return ProviderStreamBroken(
+                "The provider sent a frame that is not valid JSON", retryable=False, **fields
+            )
+        return self._transport_error(exc, started=started)
+
+
+def _chunk_events(chunk: ChatCompletionChunk, tools: ToolCallAssembler) -> list[StreamEvent]:
+    """The events in one chunk of the first choice."""
+    events: list[StreamEvent] = []
+    for choice in chunk.choices:
+        if choice.index != 0:
+            continue
+        delta = choice.delta
+        extra = delta.model_extra or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            events.append(ReasoningDelta(text=reasoning))
+        if delta.content:
+            events.append(TextDelta(text=delta.content))
+        for call in delta.tool_calls or []:
+            function = call.function
+            events.append(
+                tools.feed(
+                    call.index,
+                    id=call.id,
+                    name=function.name if function else None,
+                    fragment=(function.arguments or "") if function else "",
+                )
+            )
+    return events
+
+
+def _message(body: object) -> str | None:
+    """The `error.message` of an OpenAI-style error body."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return None
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """Azure OpenAI: model names are deployment names; `base_url` is the resource endpoint."""
+
+    provider = "azure_openai"
+
+    def __init__(
+        self,
+        options: AdapterOptions,
+        *,
+        api_version: str,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        if not options.base_url:
+            raise ValueError("Azure OpenAI needs base_url, the resource endpoint")
+        self.api_version = api_version
+        super().__init__(options, http_client=http_client, max_tokens_param="max_tokens")
+
+    def _make_client(self) -> AsyncOpenAI:
+        from openai import AsyncAzureOpenAI
+
+        assert self.options.base_url is not None  # checked in __init__
+        return AsyncAzureOpenAI(
+            azure_endpoint=self.options.base_url,
+            api_version=self.api_version,
+            api_key=self.options.api_key,
+            max_retries=0,
+            timeout=self._sdk_timeout(),
+            default_headers=dict(self.options.headers) or None,
+            http_client=self._http_client,
+        )

@@ -1,0 +1,267 @@
+"""The provider interface and the retry and timeout policy every adapter shares.
+
+To add a provider, subclass `BaseAdapter` and implement three methods:
+
+- `_attempt(request)`: one upstream call as an async generator of `StreamEvent`s, ending
+  with `Finish`; yield `None` for upstream activity that carries no event (pings, role
+  chunks), which keeps the idle timer from firing.
+- `_translate(exc, started=...)`: the `ProviderError` for an SDK or transport exception,
+  or None for exceptions that are bugs; `started` says the response had begun streaming.
+- `_fetch_models()`: model ids from the upstream's model list.
+
+`BaseAdapter.stream` owns the policy: retries only before the first event reaches the
+caller (connection errors, 429, 5xx; honouring retry-after, bounded backoff), a deadline
+for the first event, an idle timeout between chunks, and the guarantee that a stream
+ends with exactly one `Finish` or raises a `ProviderError`. SDK retries are turned off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from relaychat.llm.errors import (
+    ProviderError,
+    ProviderStreamBroken,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from relaychat.llm.types import ChatRequest, Finish, StreamEvent
+
+if TYPE_CHECKING:
+    import httpx2
+
+logger = logging.getLogger(__name__)
+
+
+class ChatProvider(Protocol):
+    """What the generation engine talks to; one instance per configured endpoint.
+
+    Close a stream you stop reading early (`contextlib.aclosing`) to free the connection.
+    """
+
+    endpoint: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Events of one generation; ends with `Finish` or raises a `ProviderError`."""
+        ...
+
+    async def list_models(self) -> list[str]:
+        """Model ids the upstream offers; raises a `ProviderError` on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections this provider opened."""
+        ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed to connect, to the first event, and between chunks."""
+
+    connect: float = 10.0
+    first_token: float = 120.0
+    idle: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait before retrying a failed start of a stream."""
+
+    max_retries: int = 2
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    # A longer retry-after is passed on to the caller rather than slept through.
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, error: ProviderError) -> float | None:
+        """Seconds before retry number `attempt + 1`, or None to give up."""
+        if not error.retryable or attempt >= self.max_retries:
+            return None
+        if error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self.max_retry_after else None
+        backoff = min(self.max_delay, self.base_delay * 2.0**attempt)
+        # Jitter spreads out the retries of many generations failing together.
+        return backoff * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """Connection settings of one endpoint, as an adapter needs them."""
+
+    endpoint: str
+    api_key: str | None = None
+    base_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Anthropic requires max_tokens; used when the request has none.
+    default_max_tokens: int = 4096
+
+
+AttemptEvents = AsyncGenerator[StreamEvent | None, None]
+
+
+class BaseAdapter(ABC):
+    """Shared policy around one provider's wire protocol; see the module docstring."""
+
+    provider: ClassVar[str]
+
+    def __init__(
+        self, options: AdapterOptions, *, http_client: httpx2.AsyncClient | None = None
+    ) -> None:
+        self.options = options
+        self.endpoint = options.endpoint
+        self.timeouts = options.timeouts
+        self.retry = options.retry
+        # Injected clients belong to the caller; we close only what we create.
+        self._http_client = http_client
+
+    # -- for subclasses --------------------------------------------------------------------
+
+    @abstractmethod
+    def _attempt(self, request: ChatRequest) -> AttemptEvents:
+        """One upstream call; see the module docstring."""
+
+    @abstractmethod
+    def _translate(self, exc: Exception, *, started: bool) -> ProviderError | None:
+        """The error to raise for `exc`, or None to let it through."""
+
+    @abstractmethod
+    async def _fetch_models(self) -> list[str]:
+        """Model ids from the upstream."""
+
+    @contextmanager
+    def _upstream(self, *, started: bool) -> Iterator[None]:
+        """Turn SDK and transport exceptions raised inside into `ProviderError`s."""
+        try:
+            yield
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = self._translate(exc, started=started)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _transport_error(self, exc: Exception, *, started: bool) -> ProviderError | None:
+        """The error for a raw transport exception that an SDK let through, else None."""
+        import httpx2
+
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderTimeout("The provider connection timed out", endpoint=self.endpoint)
+        if isinstance(exc, httpx2.TransportError):
+            if started:
+                return ProviderStreamBroken(
+                    "The connection closed in the middle of the stream",
+                    retryable=True,
+                    endpoint=self.endpoint,
+                )
+            return ProviderUnavailable("Could not connect to the provider", endpoint=self.endpoint)
+        return None
+
+    def _sdk_timeout(self) -> httpx2.Timeout:
+        """A transport timeout that only backs up our own, finer deadlines."""
+        import httpx2
+
+        t = self.timeouts
+        return httpx2.Timeout(
+            connect=t.connect, read=t.first_token + t.idle, write=t.idle, pool=t.connect
+        )
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Events of one generation; see `ChatProvider.stream`."""
+        events, first = await self._open(request)
+        try:
+            yield first
+            finished = isinstance(first, Finish)
+            while not finished:
+                event = await self._pull(events, self.timeouts.idle, resettable=True)
+                if event is None:
+                    raise ProviderStreamBroken(
+                        "The stream ended before the provider finished", endpoint=self.endpoint
+                    )
+                finished = isinstance(event, Finish)
+                yield event
+        finally:
+            await events.aclose()
+
+    async def list_models(self) -> list[str]:
+        """Model ids the upstream offers, sorted."""
+        limit = self.timeouts.connect + self.timeouts.idle
+        try:
+            async with asyncio.timeout(limit):
+                with self._upstream(started=False):
+                    models = await self._fetch_models()
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                f"Listing models took longer than {limit:g}s", endpoint=self.endpoint
+            ) from exc
+        return sorted(set(models))
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the SDK client and the connections it opened itself."""
+
+    # -- policy ----------------------------------------------------------------------------
+
+    async def _open(self, request: ChatRequest) -> tuple[AttemptEvents, StreamEvent]:
+        """Start the stream and wait for its first event, retrying while nothing was shown."""
+        attempt = 0
+        while True:
+            events = self._attempt(request)
+            try:
+                first = await self._pull(events, self.timeouts.first_token, resettable=False)
+            except ProviderError as error:
+                await events.aclose()
+                delay = self.retry.delay(attempt, error)
+                if delay is None:
+                    raise
+                attempt += 1
+                logger.info(
+                    "endpoint %s: %s, retry %d in %.2fs", self.endpoint, error.code, attempt, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                await events.aclose()
+                raise
+            if first is None:
+                await events.aclose()
+                raise ProviderStreamBroken(
+                    "The stream ended before any output", endpoint=self.endpoint
+                )
+            return events, first
+
+    async def _pull(
+        self, events: AttemptEvents, limit: float, *, resettable: bool
+    ) -> StreamEvent | None:
+        """The next event within `limit` seconds; heartbeats restart the clock if `resettable`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            scope = asyncio.timeout_at(deadline)
+            try:
+                async with scope:
+                    item = await anext(events)
+            except StopAsyncIteration:
+                return None
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise
+                what = "between chunks" if resettable else "before the first token"
+                raise ProviderTimeout(
+                    f"No answer for {limit:g}s {what}", endpoint=self.endpoint
+                ) from exc
+            if item is not None:
+                return item
+            if resettable:
+                deadline = loop.time() + limit
