@@ -60,7 +60,8 @@ def parse_sse(stream: bytes) -> list[SSEMessage]:
     event = ""
     retry: int | None = None
     seen_fields = False
-    for line in text.split("\n"):
+    # What follows the last line break is an incomplete line: not yet part of any message.
+    for line in text.split("\n")[:-1]:
         if line == "":
             if data:
                 messages.append(SSEMessage(event_id, event or "message", "\n".join(data), retry))
