@@ -21,12 +21,13 @@ from relaychat.realtime.sse import EventPosition, parse_event_id, with_id
 
 logger = logging.getLogger(__name__)
 
-# KEYS: stream, channel. ARGV: maxlen, type, conversation, body, ttl ms, routing header.
+# KEYS: stream. ARGV: maxlen, type, conversation, body, ttl ms, routing header, channel
+# (a channel is not a key: declaring it would break Redis Cluster's one-slot rule).
 _PUBLISH_LUA = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
                       't', ARGV[2], 'c', ARGV[3], 'f', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', KEYS[2], 'E' .. id .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[4])
+redis.call('PUBLISH', ARGV[7], 'E' .. id .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[4])
 return id
 """
 _EVENT = b"E"
@@ -97,7 +98,7 @@ class RedisEventBus(EventBus):
         """Append `event` to the user's stream and announce it to every worker; return its id."""
         header = json.dumps([user_id, event.conversation_id, event.type])
         event_id = await self._publish_script(
-            keys=[self.log_key(user_id), self.channel],
+            keys=[self.log_key(user_id)],
             args=[
                 self.log_size,
                 event.type,
@@ -105,6 +106,7 @@ class RedisEventBus(EventBus):
                 encode_body(event),
                 self.log_ttl_ms,
                 header,
+                self.channel,
             ],
         )
         return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
