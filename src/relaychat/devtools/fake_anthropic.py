@@ -237,17 +237,9 @@ def router(state: FakeState) -> APIRouter:
     return routes
 
 
-def _bearer(header: str | None) -> str | None:
-    # Recent SDKs send the API key as a bearer token rather than in x-api-key.
-    if header and header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return None
-
-
 async def _respond(request: Request, state: FakeState) -> Response:
     body = await state.read(request)
-    key = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization"))
-    if not key or (state.config.api_key is not None and key != state.config.api_key):
+    if not state.authorized(request):
         return failure_response("auth", state.config)
     if not isinstance(body, dict):
         return error_response(400, "invalid_request_error", "The body is not a JSON object.")

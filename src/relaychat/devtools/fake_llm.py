@@ -94,9 +94,11 @@ def create_fake_llm_app(config: FakeConfig | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
-        if "anthropic-version" in request.headers:
-            return JSONResponse(fake_anthropic.models_body(state.config))
-        return JSONResponse(fake_openai.models_body(state.config))
+        anthropic = "anthropic-version" in request.headers
+        wire = fake_anthropic if anthropic else fake_openai
+        if not state.authorized(request):
+            return wire.failure_response("auth", state.config)
+        return JSONResponse(wire.models_body(state.config))
 
     return app
 

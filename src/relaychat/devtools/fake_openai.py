@@ -223,19 +223,11 @@ def router(state: FakeState) -> APIRouter:
     return routes
 
 
-def _api_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer ") and auth[7:].strip():
-        return auth[7:].strip()
-    return request.headers.get("api-key") or None
-
-
 async def _complete(request: Request, state: FakeState, *, deployment: str | None) -> Response:
     body = await state.read(request)
     if not isinstance(body, dict):
         return error_response(400, "The body is not a JSON object.", "invalid_request_error", None)
-    key = _api_key(request)
-    if key is None or (state.config.api_key is not None and key != state.config.api_key):
+    if not state.authorized(request):
         return failure_response("auth", state.config)
     model = deployment or str(body.get("model") or "")
     try:

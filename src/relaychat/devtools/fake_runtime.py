@@ -54,6 +54,11 @@ class FakeState:
             self._closing = asyncio.Event()
         return self._closing
 
+    def authorized(self, request: Request) -> bool:
+        """Whether the request carries a key, and the configured one if there is one."""
+        key = request_key(request)
+        return key is not None and self.config.api_key in (None, key)
+
     async def read(self, request: Request) -> Any:
         """The JSON body, recorded; None when the body is not JSON."""
         raw = await request.body()
@@ -74,6 +79,15 @@ class FakeState:
         )
         self._attempts[key] += 1
         return config.fail if self._attempts[key] <= config.fail_times else None
+
+
+def request_key(request: Request) -> str | None:
+    """The API key, from any header a provider's SDK puts it in."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return auth[7:].strip()
+    # Recent Anthropic SDKs send the key as a bearer token, older ones as x-api-key.
+    return request.headers.get("x-api-key") or request.headers.get("api-key") or None
 
 
 async def pause(milliseconds: int) -> None:

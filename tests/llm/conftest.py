@@ -1,0 +1,111 @@
+"""Fixtures: one fake upstream on loopback for the session, and adapters pointed at it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import pytest
+
+from relaychat.devtools.fake_llm import FakeLLM, RecordedRequest, running_fake_llm
+from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
+from relaychat.llm.adapters.openai_chat import OpenAIAdapter
+from relaychat.llm.base import AdapterOptions, BaseAdapter, RetryPolicy, Timeouts
+from relaychat.llm.types import ChatMessage, ChatRequest
+
+_markers = itertools.count()
+
+# Small enough to keep failure tests quick, large enough for a loaded CI machine.
+FAST_RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
+TIMEOUTS = Timeouts(connect=5.0, first_token=5.0, idle=5.0)
+SHORT_TIMEOUTS = Timeouts(connect=5.0, first_token=0.3, idle=0.3)
+
+
+@pytest.fixture(scope="session")
+async def fake() -> AsyncIterator[FakeLLM]:
+    """The fake upstream shared by the session; tests tell their requests apart by marker."""
+    async with running_fake_llm() as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    """A client that ignores proxy settings, so loopback stays loopback."""
+    async with httpx2.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture
+def marker() -> str:
+    """A string unique to this test, to put in prompts and find its requests again."""
+    return f"m{next(_markers)}x"
+
+
+def sent(fake: FakeLLM, marker: str) -> list[RecordedRequest]:
+    """Requests the fake received that carry `marker`."""
+    return [r for r in fake.requests if marker in json.dumps(r.body)]
+
+
+def ask(
+    text: str, marker: str, directive: dict[str, Any] | None = None, **fields: Any
+) -> ChatRequest:
+    """A one-message request; `directive` becomes the `!fake` line."""
+    prefix = f"!fake {json.dumps(directive)}\n" if directive else ""
+    return ChatRequest(
+        model="fake-model",
+        messages=[ChatMessage(role="user", content=f"{prefix}{text} [{marker}]")],
+        **fields,
+    )
+
+
+AdapterMaker = Callable[..., BaseAdapter]
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def provider(request: pytest.FixtureRequest) -> str:
+    """Each wire format in turn."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def make_adapter(
+    fake: FakeLLM, http: httpx2.AsyncClient, provider: str
+) -> AsyncIterator[AdapterMaker]:
+    """Build adapters of the current provider against the fake; closed after the test."""
+    made: list[BaseAdapter] = []
+
+    def build(
+        timeouts: Timeouts = TIMEOUTS,
+        retry: RetryPolicy = FAST_RETRY,
+        api_key: str = "test-key",
+        base_url: str | None = None,
+    ) -> BaseAdapter:
+        adapter: BaseAdapter
+        if provider == "openai":
+            options = AdapterOptions(
+                endpoint="fake-openai",
+                api_key=api_key,
+                base_url=base_url or fake.openai_base_url,
+                timeouts=timeouts,
+                retry=retry,
+            )
+            adapter = OpenAIAdapter(options, http_client=http)
+        else:
+            options = AdapterOptions(
+                endpoint="fake-anthropic",
+                api_key=api_key,
+                base_url=base_url or fake.url,
+                timeouts=timeouts,
+                retry=retry,
+            )
+            adapter = AnthropicAdapter(options, http_client=http)
+        made.append(adapter)
+        return adapter
+
+    yield build
+    for adapter in made:
+        await adapter.aclose()

@@ -1,0 +1,442 @@
+"""Both adapters, through their official SDKs, against the fake upstream over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+
+from relaychat.devtools.fake_config import DEFAULT_REPLY, tokenize
+from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
+from relaychat.llm.base import RetryPolicy
+from relaychat.llm.errors import (
+    ProviderAuthFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderStreamBroken,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from relaychat.llm.types import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
+    collect,
+    stream_event_adapter,
+)
+from tests.llm.conftest import SHORT_TIMEOUTS, AdapterMaker, ask, sent
+
+
+def base_url(server: FakeLLM, make_adapter: AdapterMaker) -> str:
+    """Where an adapter of the current provider finds `server`."""
+    return server.openai_base_url if make_adapter().provider == "openai" else server.url
+
+
+async def events_until_error(
+    adapter: Any, request: ChatRequest
+) -> tuple[list[StreamEvent], BaseException | None]:
+    """Every event before the stream failed, and the error (None if it did not)."""
+    seen: list[StreamEvent] = []
+    try:
+        async for event in adapter.stream(request):
+            seen.append(event)
+    except ProviderError as exc:
+        return seen, exc
+    return seen, None
+
+
+async def test_streams_text_then_usage_then_finish(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    events = [e async for e in make_adapter().stream(ask("hello there", marker))]
+
+    texts = [e for e in events if isinstance(e, TextDelta)]
+    assert len(texts) == len(tokenize(DEFAULT_REPLY))
+    assert "".join(t.text for t in texts) == DEFAULT_REPLY
+    assert isinstance(events[-2], Usage)
+    assert events[-2].completion_tokens == len(texts)
+    assert events[-2].prompt_tokens > 0
+    assert isinstance(events[-1], Finish)
+    assert events[-1].reason == "stop"
+    for event in events:
+        assert stream_event_adapter.validate_json(event.model_dump_json()) == event
+    assert len(sent(fake, marker)) == 1
+
+
+async def test_openai_asks_for_the_usage_chunk(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
+) -> None:
+    await collect(make_adapter().stream(ask("hi", marker, max_tokens=50)))
+
+    body = sent(fake, marker)[0].body
+    assert body["stream"] is True
+    assert body["max_tokens"] == 50
+    if provider == "openai":
+        assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_max_tokens_cuts_the_reply_with_finish_length(
+    make_adapter: AdapterMaker, marker: str
+) -> None:
+    completion = await collect(make_adapter().stream(ask("hi", marker, max_tokens=3)))
+
+    assert completion.text == "".join(tokenize(DEFAULT_REPLY)[:3])
+    assert completion.finish_reason == "length"
+
+
+async def test_echo_sends_the_user_text_back(make_adapter: AdapterMaker, marker: str) -> None:
+    completion = await collect(make_adapter().stream(ask("say  this", marker, {"echo": True})))
+
+    assert completion.text == f"say  this [{marker}]"
+
+
+async def test_error_event_mid_stream_raises_after_partial_output(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "error_event", "fail_after_tokens": 3}
+    events, error = await events_until_error(make_adapter(), ask("hi", marker, directive))
+
+    assert [type(e) for e in events] == [TextDelta] * 3
+    assert isinstance(error, ProviderUnavailable)
+    assert "upstream_type" in error.fields
+    assert len(sent(fake, marker)) == 1, "never retried after output was shown"
+
+
+async def test_error_event_before_any_output_is_retried(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "error_event", "fail_after_tokens": 0, "fail_times": 1}
+    completion = await collect(make_adapter().stream(ask("hi", marker, directive)))
+
+    assert completion.text == DEFAULT_REPLY
+    assert len(sent(fake, marker)) == 2
+
+
+async def test_401_is_not_retried(make_adapter: AdapterMaker, fake: FakeLLM, marker: str) -> None:
+    _, error = await events_until_error(make_adapter(), ask("hi", marker, {"fail": "auth"}))
+
+    assert isinstance(error, ProviderAuthFailed)
+    assert error.fields["upstream_status"] == 401
+    assert error.code == "provider_auth_failed"
+    assert len(sent(fake, marker)) == 1
+
+
+async def test_wrong_key_is_auth_failed(make_adapter: AdapterMaker, marker: str) -> None:
+    async with running_fake_llm(api_key="the-right-key") as strict:
+        wrong = make_adapter(api_key="the-wrong-key", base_url=base_url(strict, make_adapter))
+        right = make_adapter(api_key="the-right-key", base_url=base_url(strict, make_adapter))
+
+        _, error = await events_until_error(wrong, ask("hi", marker))
+
+        assert isinstance(error, ProviderAuthFailed)
+        assert (await collect(right.stream(ask("hi", marker)))).text == DEFAULT_REPLY
+
+
+async def test_429_then_success_is_retried(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "rate_limit", "fail_times": 1, "retry_after_ms": 20}
+    completion = await collect(make_adapter().stream(ask("hi", marker, directive)))
+
+    assert completion.text == DEFAULT_REPLY
+    assert len(sent(fake, marker)) == 2
+
+
+async def test_429_every_time_gives_up_with_retry_after(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "rate_limit", "retry_after_ms": 20}
+    _, error = await events_until_error(make_adapter(), ask("hi", marker, directive))
+
+    assert isinstance(error, ProviderRateLimited)
+    assert error.retry_after == pytest.approx(0.02)
+    assert error.status == 429
+    assert error.headers == {"Retry-After": "1"}
+    assert len(sent(fake, marker)) == 3, "one call and two retries"
+
+
+async def test_long_retry_after_is_passed_on_not_slept(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "rate_limit", "retry_after_ms": 120_000}
+    _, error = await events_until_error(make_adapter(), ask("hi", marker, directive))
+
+    assert isinstance(error, ProviderRateLimited)
+    assert error.retry_after == pytest.approx(120)
+    assert len(sent(fake, marker)) == 1
+
+
+@pytest.mark.parametrize("failure", ["server_error", "unavailable"])
+async def test_5xx_is_retried_then_reported(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, failure: str
+) -> None:
+    _, error = await events_until_error(make_adapter(), ask("hi", marker, {"fail": failure}))
+
+    assert isinstance(error, ProviderUnavailable)
+    assert error.fields["upstream_status"] >= 500
+    assert len(sent(fake, marker)) == 3
+
+
+async def test_500_then_success(make_adapter: AdapterMaker, fake: FakeLLM, marker: str) -> None:
+    directive = {"fail": "server_error", "fail_times": 2}
+    completion = await collect(make_adapter().stream(ask("hi", marker, directive)))
+
+    assert completion.finish_reason == "stop"
+    assert len(sent(fake, marker)) == 3
+
+
+async def test_no_retries_when_the_policy_says_none(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    adapter = make_adapter(retry=RetryPolicy(max_retries=0))
+    _, error = await events_until_error(adapter, ask("hi", marker, {"fail": "server_error"}))
+
+    assert isinstance(error, ProviderUnavailable)
+    assert len(sent(fake, marker)) == 1
+
+
+async def test_400_is_bad_request(make_adapter: AdapterMaker, marker: str) -> None:
+    _, error = await events_until_error(make_adapter(), ask("hi", marker, {"fail": "bad_request"}))
+
+    assert isinstance(error, ProviderBadRequest)
+    assert error.status == 400
+
+
+async def test_cut_stream_is_broken_and_not_retried(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    events, error = await events_until_error(make_adapter(), ask("hi", marker, {"fail": "cut"}))
+
+    assert [type(e) for e in events] == [TextDelta, TextDelta]
+    assert isinstance(error, ProviderStreamBroken)
+    assert len(sent(fake, marker)) == 1
+
+
+async def test_cut_before_any_output_is_retried(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    directive = {"fail": "cut", "fail_after_tokens": 0, "fail_times": 1}
+    completion = await collect(make_adapter().stream(ask("hi", marker, directive)))
+
+    assert completion.text == DEFAULT_REPLY
+    assert len(sent(fake, marker)) == 2
+
+
+async def test_garbage_frame_is_broken_stream(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str
+) -> None:
+    events, error = await events_until_error(
+        make_adapter(), ask("hi", marker, {"fail": "garbage", "fail_after_tokens": 1})
+    )
+
+    assert [type(e) for e in events] == [TextDelta]
+    assert isinstance(error, ProviderStreamBroken)
+    assert not error.retryable
+    assert len(sent(fake, marker)) == 1
+
+
+async def test_hang_before_first_token_times_out(make_adapter: AdapterMaker, marker: str) -> None:
+    adapter = make_adapter(timeouts=SHORT_TIMEOUTS)
+    events, error = await events_until_error(adapter, ask("hi", marker, {"fail": "hang"}))
+
+    assert events == []
+    assert isinstance(error, ProviderTimeout)
+    assert "first token" in error.detail
+
+
+async def test_silence_between_chunks_times_out(make_adapter: AdapterMaker, marker: str) -> None:
+    adapter = make_adapter(timeouts=SHORT_TIMEOUTS)
+    events, error = await events_until_error(adapter, ask("hi", marker, {"fail": "stall"}))
+
+    assert len(events) == 2
+    assert isinstance(error, ProviderTimeout)
+    assert "between chunks" in error.detail
+
+
+async def test_nothing_listening_is_unavailable(make_adapter: AdapterMaker, marker: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    adapter = make_adapter(base_url=f"http://127.0.0.1:{port}/v1")
+
+    _, error = await events_until_error(adapter, ask("hi", marker))
+
+    assert isinstance(error, ProviderUnavailable)
+
+
+async def test_closing_early_releases_the_stream(make_adapter: AdapterMaker, marker: str) -> None:
+    adapter = make_adapter()
+    async with aclosing(adapter.stream(ask("hi", marker, {"token_delay_ms": 5}))) as events:
+        async for event in events:
+            assert isinstance(event, TextDelta)
+            break
+    # The same adapter keeps working afterwards.
+    assert (await collect(adapter.stream(ask("again", marker)))).finish_reason == "stop"
+
+
+async def test_list_models(make_adapter: AdapterMaker) -> None:
+    assert await make_adapter().list_models() == ["fake-model", "fake-model-mini"]
+
+
+async def test_list_models_with_bad_key_is_auth_failed(make_adapter: AdapterMaker) -> None:
+    async with running_fake_llm(api_key="right") as strict:
+        adapter = make_adapter(api_key="wrong", base_url=base_url(strict, make_adapter))
+        with pytest.raises(ProviderAuthFailed):
+            await adapter.list_models()
+
+
+# -- tool calls ------------------------------------------------------------------------------
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Current weather in a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"],
+    },
+)
+SCRIPT = [
+    {
+        "text": "Let me look.",
+        "tool_calls": [
+            {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}},
+            {"name": "get_weather", "arguments": {"city": 'Zürich "quoted"', "days": 1}},
+        ],
+    },
+    "Sunny in both.",
+]
+
+
+async def test_tool_calls_stream_in_fragments_and_assemble(
+    make_adapter: AdapterMaker, marker: str, provider: str
+) -> None:
+    request = ask("weather?", marker, {"script": SCRIPT, "arg_chunk_chars": 4}, tools=[WEATHER])
+    events = [e async for e in make_adapter().stream(request)]
+
+    fragments = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert len(fragments) > 10
+    assert {f.index for f in fragments} == {0, 1}
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    prefix = "call" if provider == "openai" else "toolu"
+    assert [(c.index, c.id, c.name, c.arguments) for c in calls] == [
+        (0, f"{prefix}_fake_0_0", "get_weather", {"city": "Paris", "days": 3}),
+        (1, f"{prefix}_fake_0_1", "get_weather", {"city": 'Zürich "quoted"', "days": 1}),
+    ]
+    for call in calls:
+        joined = "".join(f.arguments_delta for f in fragments if f.index == call.index)
+        assert joined == call.raw_arguments
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Let me look."
+    assert isinstance(events[-1], Finish)
+    assert events[-1].reason == "tool_calls"
+
+
+async def test_tool_loop_sends_results_back_and_gets_the_next_turn(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
+) -> None:
+    adapter = make_adapter()
+    first = ask("weather?", marker, {"script": SCRIPT}, tools=[WEATHER], system="Be brief.")
+    turn = await collect(adapter.stream(first))
+    assert turn.finish_reason == "tool_calls"
+
+    history = [
+        *first.messages,
+        ChatMessage(
+            role="assistant",
+            content=[
+                {"type": "text", "text": turn.text},
+                *(
+                    ToolCallPart(id=c.id, name=c.name, arguments=c.arguments or {})
+                    for c in turn.tool_calls
+                ),
+            ],
+        ),
+        ChatMessage(
+            role="tool",
+            content=[
+                ToolResultPart(tool_call_id=c.id, content=f"sunny #{c.index}")
+                for c in turn.tool_calls
+            ],
+        ),
+    ]
+    second = first.model_copy(update={"messages": history})
+    final = await collect(adapter.stream(second))
+
+    assert final.text == "Sunny in both."
+    assert final.finish_reason == "stop"
+    body = sent(fake, marker)[-1].body
+    if provider == "openai":
+        assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+        assistant = body["messages"][2]
+        assert assistant["tool_calls"][0]["function"] == {
+            "name": "get_weather",
+            "arguments": '{"city": "Paris", "days": 3}',
+        }
+        assert [m["role"] for m in body["messages"]] == [
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "tool",
+        ]
+        assert body["messages"][3]["tool_call_id"] == "call_fake_0_0"
+        assert body["tools"][0]["function"]["name"] == "get_weather"
+    else:
+        assert body["system"] == "Be brief."
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+        assert body["messages"][1]["content"][1]["input"] == {"city": "Paris", "days": 3}
+        results = body["messages"][2]["content"]
+        assert [r["tool_use_id"] for r in results] == ["toolu_fake_0_0", "toolu_fake_0_1"]
+        assert body["tools"][0]["input_schema"] == WEATHER.parameters
+
+
+async def test_tool_choice_is_translated(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
+) -> None:
+    request = ask("hi", marker, tools=[WEATHER], tool_choice="required")
+    await collect(make_adapter().stream(request))
+
+    body = sent(fake, marker)[0].body
+    assert body["tool_choice"] == ("required" if provider == "openai" else {"type": "any"})
+
+
+async def test_image_parts_reach_the_upstream(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
+) -> None:
+    request = ChatRequest(
+        model="fake-model",
+        messages=[
+            ChatMessage(
+                role="user",
+                content=[
+                    {"type": "text", "text": f"what is this? [{marker}]"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                    },
+                ],
+            )
+        ],
+    )
+    await collect(make_adapter().stream(request))
+
+    content = sent(fake, marker)[0].body["messages"][0]["content"]
+    if provider == "openai":
+        assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    else:
+        assert content[1]["source"] == {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": "iVBORw0KGgo=",
+        }
