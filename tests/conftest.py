@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from relaychat.app import create_app
+from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.backends import (
@@ -21,6 +22,7 @@ from tests.backends import (
     required_url,
     sqlite_backend,
 )
+from tests.live import serving
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
 _test_counter = itertools.count()
@@ -69,18 +71,56 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: object) -> Sett
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    """One fake OpenAI/Anthropic upstream for the run; tests steer it with `!fake` lines."""
+    async with running_fake_llm() as fake:
+        yield fake
+
+
+def write_llm_config(path: Path, fake: FakeLLM) -> Path:
+    """A relaychat.yaml with endpoints served by the fake upstream, in both wire formats."""
+    path.write_text(llm_config_yaml(fake))
+    return path
+
+
+def llm_config_yaml(fake: FakeLLM) -> str:
+    return f"""
+endpoints:
+  anthropic:
+    api_key: fake-key
+    base_url: {fake.url}
+    models: {{default: [fake-model]}}
+  custom:
+    - name: fake
+      base_url: {fake.openai_base_url}
+      api_key: fake-key
+      models: {{default: [fake-model, fake-model-mini], fetch: false}}
+      title_model: fake-model-mini
+"""
+
+
 @pytest.fixture
-def settings(backend: Backend, tmp_path: Path) -> Settings:
-    return make_settings(backend, tmp_path)
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
+    return make_settings(backend, tmp_path, config_path=config)
 
 
 @pytest.fixture
 async def services(clean_backend: Backend, settings: Settings) -> AsyncIterator[Services]:
     built = Services.build(settings, engine=clean_backend.engine)
+    await built.start()
     try:
         yield built
     finally:
         await built.close()
+
+
+@pytest.fixture
+async def live_url(services: Services) -> AsyncIterator[str]:
+    """The app served over a real loopback socket in this event loop (for streaming)."""
+    async with serving(create_app(services=services)) as url:
+        yield url
 
 
 @pytest.fixture

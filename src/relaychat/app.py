@@ -8,7 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from relaychat import __version__
-from relaychat.api import auth, conversations, health, messages, users
+from relaychat.api import (
+    auth,
+    conversations,
+    endpoints,
+    events,
+    generations,
+    health,
+    messages,
+    users,
+)
 from relaychat.api.middleware import BodySizeLimit
 from relaychat.api.problems import install_problem_handlers
 from relaychat.services import Services
@@ -22,7 +31,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
-        app.state.services = services or Services.build(settings)
+        if owned:
+            app.state.services = Services.build(settings)
+            await app.state.services.start()
         try:
             yield
         finally:
@@ -39,6 +50,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, auth, users, conversations, messages):
+    for module in (health, auth, users, conversations, messages, generations, events, endpoints):
         app.include_router(module.router)
     return app

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.devtools.cli import dev_app
 from relaychat.errors import AppError
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
 from relaychat.storage import migrate
@@ -23,6 +24,7 @@ db_app = typer.Typer(help="Database maintenance.")
 users_app = typer.Typer(help="Manage user accounts.")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(dev_app, name="dev")
 
 T = TypeVar("T")
 console = Console()
@@ -76,6 +78,8 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level="info",
+        # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
+        timeout_graceful_shutdown=5,
     )
 
 

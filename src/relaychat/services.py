@@ -1,16 +1,28 @@
-"""The long-lived objects of one process, built from Settings and closed on shutdown."""
+"""The long-lived objects of one process, built from Settings, started and closed by the app."""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaychat.domain.chat import ChatEngine
+from relaychat.domain.ids import new_id
+from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
+from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
+from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import Settings
 from relaychat.storage.db import create_engine, create_sessionmaker
+
+
+def worker_identity() -> str:
+    """Who runs a generation: host, pid and a random tag (pids repeat across restarts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
 
 
 @dataclass
@@ -21,26 +33,61 @@ class Services:
     tokens: AccessTokens
     limiter: RateLimiter
     redis: Redis | None
+    bus: EventBus
+    providers: EndpointRegistry
+    runner: GenerationRunner
+    chat: ChatEngine
     owns_engine: bool = True
 
     @classmethod
-    def build(cls, settings: Settings, engine: AsyncEngine | None = None) -> Services:
-        """Create engine (unless lent one), token signer, limiter and Redis client."""
+    def build(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine | None = None,
+        providers: EndpointRegistry | None = None,
+    ) -> Services:
+        """Wire everything from settings; `engine` and `providers` may be lent (tests)."""
         owns_engine = engine is None
         engine = engine or create_engine(settings.effective_database_url)
+        sessionmaker = create_sessionmaker(engine)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
+        if providers is None:
+            providers = load_registry(settings.config_path)
+        runner = GenerationRunner(
+            sessionmaker=sessionmaker,
+            bus=bus,
+            providers=providers,
+            worker_id=worker_identity(),
+            heartbeat_seconds=settings.generation_heartbeat_seconds,
+            lease_seconds=settings.generation_lease_seconds,
+            # Without Redis, no other worker can exist: every "running" row is an orphan.
+            single_process=redis is None,
+        )
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             tokens=AccessTokens(settings.resolved_jwt_secret(), settings.access_token_ttl_seconds),
             limiter=RateLimiter(redis, settings.redis_key_prefix),
             redis=redis,
+            bus=bus,
+            providers=providers,
+            runner=runner,
+            chat=ChatEngine(bus=bus, providers=providers, runner=runner),
             owns_engine=owns_engine,
         )
 
+    async def start(self) -> None:
+        """Start the event bus, then the generation runner (which recovers orphans)."""
+        await self.bus.start()
+        await self.runner.start()
+
     async def close(self) -> None:
-        """Release pools and connections."""
+        """Stop generations (keeping partial text), the bus, then release connections."""
+        await self.runner.close()
+        await self.bus.close()
+        await self.providers.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.owns_engine:

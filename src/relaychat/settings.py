@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         "relaychat:", description="Prefix of every Redis key this instance writes."
     )
 
+    # -- real time and generations -------------------------------------------------------
+    sse_heartbeat_seconds: float = Field(15.0, description="Idle time before a `: ping`.")
+    event_log_size: int = Field(1000, description="Events kept per user for Last-Event-ID replay.")
+    generation_heartbeat_seconds: float = Field(
+        2.0, description="How often running generations renew their lease and save text."
+    )
+    generation_lease_seconds: float = Field(
+        20.0, description="Silence after which another worker marks a generation interrupted."
+    )
+
     # -- accounts and sessions -----------------------------------------------------------
     jwt_secret: str | None = Field(
         None, description="HMAC key for access tokens; generated and kept in the data dir."

@@ -7,7 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Cookie, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 
-from relaychat.api.deps import ServicesDep, SessionDep, SettingsDep, client_address
+from relaychat.api.deps import (
+    ACCESS_COOKIE,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+)
 from relaychat.api.schemas import UserOut
 from relaychat.domain import sessions, users
 from relaychat.domain.sessions import IssuedSession
@@ -103,6 +109,9 @@ async def logout(
     if refresh_cookie:
         await sessions.logout(session, secret=refresh_cookie)
     response.delete_cookie(
+        ACCESS_COOKIE, path="/api", httponly=True, samesite="strict", secure=settings.cookie_secure
+    )
+    response.delete_cookie(
         REFRESH_COOKIE,
         path=REFRESH_COOKIE_PATH,
         httponly=True,
@@ -112,6 +121,16 @@ async def logout(
 
 
 def _token_response(issued: IssuedSession, response: Response, settings: Settings) -> TokenOut:
+    # The access token also travels as a cookie for EventSource, which cannot send headers.
+    response.set_cookie(
+        ACCESS_COOKIE,
+        issued.access_token,
+        max_age=issued.expires_in,
+        path="/api",
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+    )
     response.set_cookie(
         REFRESH_COOKIE,
         issued.refresh_secret,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.api.deps import CurrentUser, OwnedConversation, SessionDep
+from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, SessionDep
 from relaychat.api.schemas import ConversationOut
 from relaychat.domain import conversations
 
@@ -43,11 +43,12 @@ class ConversationList(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create(
-    body: ConversationCreate, user: CurrentUser, session: SessionDep
+    body: ConversationCreate, user: CurrentUser, session: SessionDep, engine: EngineDep
 ) -> ConversationOut:
     """Start a conversation; the client may choose its id."""
     conversation = await conversations.create_conversation(
         session,
+        engine.bus,
         user.id,
         conversation_id=body.conversation_id,
         fields=body.model_dump(exclude={"conversation_id"}),
@@ -81,16 +82,16 @@ async def get(conversation: OwnedConversation) -> ConversationOut:
 
 @router.patch("/{conversation_id}")
 async def patch(
-    body: ConversationPatch, conversation: OwnedConversation, session: SessionDep
+    body: ConversationPatch, conversation: OwnedConversation, session: SessionDep, engine: EngineDep
 ) -> ConversationOut:
     """Change title, model settings or the archive flag."""
     changes = body.model_dump(include=body.model_fields_set)
     return ConversationOut.of(
-        await conversations.update_conversation(session, conversation, changes)
+        await conversations.update_conversation(session, engine.bus, conversation, changes)
     )
 
 
 @router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(conversation: OwnedConversation, session: SessionDep) -> None:
+async def delete(conversation: OwnedConversation, session: SessionDep, engine: EngineDep) -> None:
     """Delete the conversation with all its messages."""
-    await conversations.delete_conversation(session, conversation)
+    await conversations.delete_conversation(session, engine.bus, conversation)

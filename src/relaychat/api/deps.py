@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Cookie, Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.chat import ChatEngine
 from relaychat.domain.conversations import get_owned_conversation
 from relaychat.errors import InvalidToken, Unauthenticated
 from relaychat.services import Services
@@ -42,6 +43,17 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
+ACCESS_COOKIE = "relaychat_access"
+
+
+async def _user_for_token(services: Services, session: AsyncSession, token: str) -> User:
+    claims = services.tokens.verify(token)
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise InvalidToken("the token's user no longer exists")
+    return user
+
+
 async def get_current_user(
     services: ServicesDep,
     session: SessionDep,
@@ -50,14 +62,38 @@ async def get_current_user(
     """The user whose access token is in the Authorization header."""
     if credentials is None:
         raise Unauthenticated("send `Authorization: Bearer <access token>`")
-    claims = services.tokens.verify(credentials.credentials)
-    user = await session.get(User, claims.user_id)
-    if user is None:
-        raise InvalidToken("the token's user no longer exists")
-    return user
+    return await _user_for_token(services, session, credentials.credentials)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_stream_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_cookie: Annotated[str | None, Cookie(alias=ACCESS_COOKIE)] = None,
+) -> User:
+    """The user of an event stream: header, or the access cookie a browser's EventSource
+    sends (it cannot set headers). Never a token in the query string.
+
+    Uses its own short session: a request-scoped one would hold a database connection
+    for as long as the stream stays open.
+    """
+    token = credentials.credentials if credentials else access_cookie
+    if not token:
+        raise Unauthenticated("send `Authorization: Bearer <access token>` or the access cookie")
+    async with services.sessionmaker() as session:
+        return await _user_for_token(services, session, token)
+
+
+StreamUser = Annotated[User, Depends(get_stream_user)]
+
+
+def get_engine(services: ServicesDep) -> ChatEngine:
+    return services.chat
+
+
+EngineDep = Annotated[ChatEngine, Depends(get_engine)]
 
 
 async def owned_conversation(

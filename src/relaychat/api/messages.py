@@ -1,15 +1,15 @@
-"""Messages of a conversation: list, and post as the signed-in user."""
+"""Messages of a conversation: list, post as the signed-in user, regenerate a reply."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from relaychat.api.deps import CurrentUser, OwnedConversation, SessionDep
+from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, SessionDep
 from relaychat.api.schemas import MessageOut
-from relaychat.domain import messages
+from relaychat.domain import chat, messages
 from relaychat.domain.content import InputPart, normalize_content
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
@@ -25,6 +25,9 @@ class MessageIn(BaseModel):
     content: str | list[InputPart] | None = None
     parent_message_id: str | None = Field(None, max_length=64)
     metadata: dict[str, Any] | None = None
+    respond: bool | None = Field(
+        None, description="Start a reply; default: when the conversation has an endpoint."
+    )
 
     @model_validator(mode="after")
     def _one_of_text_or_content(self) -> MessageIn:
@@ -40,8 +43,15 @@ class MessageList(BaseModel):
     messages: list[MessageOut]
 
 
-class MessageCreated(BaseModel):
+class MessagePosted(BaseModel):
     message: MessageOut
+    response_message_id: str | None = None
+    generation_id: str | None = None
+
+
+class ReplyStarted(BaseModel):
+    response_message_id: str
+    generation_id: str
 
 
 @router.get("/{conversation_id}")
@@ -51,17 +61,48 @@ async def list_(conversation: OwnedConversation, session: SessionDep) -> Message
     return MessageList(messages=[MessageOut.of(m) for m in rows])
 
 
-@router.post("/{conversation_id}", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{conversation_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={201: {"description": "Stored; no reply was asked for", "model": MessagePosted}},
+)
 async def post(
-    body: MessageIn, conversation: OwnedConversation, user: CurrentUser, session: SessionDep
-) -> MessageCreated:
-    """Store a message from the signed-in user; by default it answers the latest message."""
-    message = await messages.post_user_message(
+    body: MessageIn,
+    conversation: OwnedConversation,
+    user: CurrentUser,
+    session: SessionDep,
+    engine: EngineDep,
+    response: Response,
+) -> MessagePosted:
+    """Store a message from the signed-in user and start the reply (202), or only store it
+    (201). By default it answers the latest message of the conversation."""
+    sent = await chat.send_message(
         session,
+        engine,
         conversation,
-        user,
+        role="user",
+        sender=user.name,
         content=body.parts(),
         parent_message_id=body.parent_message_id,
         metadata=body.metadata,
+        respond=body.respond,
     )
-    return MessageCreated(message=MessageOut.of(message))
+    if sent.started is None:
+        response.status_code = status.HTTP_201_CREATED
+        return MessagePosted(message=MessageOut.of(sent.message))
+    return MessagePosted(
+        message=MessageOut.of(sent.message),
+        response_message_id=sent.started.response.id,
+        generation_id=sent.started.generation.id,
+    )
+
+
+@router.post("/{conversation_id}/{message_id}/regenerate", status_code=status.HTTP_202_ACCEPTED)
+async def regenerate(
+    message_id: str, conversation: OwnedConversation, session: SessionDep, engine: EngineDep
+) -> ReplyStarted:
+    """A new reply as a sibling of an assistant message (or a reply to a user message)."""
+    started = await chat.regenerate(session, engine, conversation, message_id)
+    return ReplyStarted(
+        response_message_id=started.response.id, generation_id=started.generation.id
+    )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.storage.models import Conversation, Message, User
 
 
@@ -44,18 +45,7 @@ class ConversationOut(BaseModel):
 
     @classmethod
     def of(cls, conversation: Conversation) -> ConversationOut:
-        return cls(
-            conversation_id=conversation.id,
-            title=conversation.title,
-            endpoint=conversation.endpoint,
-            model=conversation.model,
-            agent_id=conversation.agent_id,
-            model_parameters=conversation.model_parameters or {},
-            system_prompt=conversation.system_prompt,
-            archived=conversation.archived,
-            created_at=conversation.created_at,
-            updated_at=conversation.updated_at,
-        )
+        return cls.model_validate(conversation_dict(conversation))
 
 
 class MessageOut(BaseModel):
@@ -70,23 +60,12 @@ class MessageOut(BaseModel):
     error: str | None
     endpoint: str | None
     model: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
     metadata: dict[str, Any]
     created_at: datetime
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
-        return cls(
-            message_id=message.id,
-            conversation_id=message.conversation_id,
-            parent_message_id=message.parent_message_id,
-            role=message.role,
-            sender=message.sender,
-            content=message.content,
-            text=message.text,
-            status=message.status,
-            error=message.error,
-            endpoint=message.endpoint,
-            model=message.model,
-            metadata=message.meta or {},
-            created_at=message.created_at,
-        )
+        return cls.model_validate(message_dict(message))

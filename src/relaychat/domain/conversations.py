@@ -15,7 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
+from relaychat.domain.render import conversation_dict
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.realtime.bus import EventBus
+from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
 from relaychat.storage.models import Conversation
 from relaychat.storage.types import utcnow
 
@@ -32,7 +35,12 @@ class ConversationPage:
 
 
 async def create_conversation(
-    session: AsyncSession, user_id: str, *, conversation_id: str | None, fields: dict[str, Any]
+    session: AsyncSession,
+    bus: EventBus,
+    user_id: str,
+    *,
+    conversation_id: str | None,
+    fields: dict[str, Any],
 ) -> Conversation:
     """Store a new conversation for the user; a client-chosen id must be free."""
     cid = conversation_id or new_id()
@@ -54,6 +62,10 @@ async def create_conversation(
     except IntegrityError as exc:
         await session.rollback()
         raise ConversationExists(field="conversation_id") from exc
+    await bus.publish(
+        user_id,
+        ConversationCreated(conversation_id=cid, conversation=conversation_dict(conversation)),
+    )
     return conversation
 
 
@@ -93,7 +105,7 @@ async def list_conversations(
 
 
 async def update_conversation(
-    session: AsyncSession, conversation: Conversation, changes: dict[str, Any]
+    session: AsyncSession, bus: EventBus, conversation: Conversation, changes: dict[str, Any]
 ) -> Conversation:
     """Apply the given field changes and bump `updated_at`."""
     for key, value in changes.items():
@@ -104,13 +116,22 @@ async def update_conversation(
         setattr(conversation, key, value)
     conversation.updated_at = utcnow()
     await session.commit()
+    await bus.publish(
+        conversation.user_id,
+        ConversationUpdated(
+            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+        ),
+    )
     return conversation
 
 
-async def delete_conversation(session: AsyncSession, conversation: Conversation) -> None:
+async def delete_conversation(
+    session: AsyncSession, bus: EventBus, conversation: Conversation
+) -> None:
     """Delete the conversation and, by cascade, its messages."""
     await session.delete(conversation)
     await session.commit()
+    await bus.publish(conversation.user_id, ConversationDeleted(conversation_id=conversation.id))
 
 
 def _encode_cursor(conversation: Conversation) -> str:

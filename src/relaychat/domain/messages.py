@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.content import flatten_text
-from relaychat.domain.ids import new_id
-from relaychat.errors import ParentNotInConversation, ValidationFailed
-from relaychat.storage.models import Conversation, Message, User
-from relaychat.storage.types import utcnow
+from relaychat.errors import ParentNotInConversation
+from relaychat.storage.models import Conversation, Message
 
 
 async def list_messages(session: AsyncSession, conversation: Conversation) -> Sequence[Message]:
@@ -49,36 +45,3 @@ async def resolve_parent(
     if found is None:
         raise ParentNotInConversation(field="parent_message_id")
     return found
-
-
-async def post_user_message(
-    session: AsyncSession,
-    conversation: Conversation,
-    author: User,
-    *,
-    content: list[dict[str, Any]],
-    parent_message_id: str | None,
-    metadata: dict[str, Any] | None = None,
-) -> Message:
-    """Store a person's message under its parent and touch the conversation."""
-    text = flatten_text(content)
-    if not text and not any(part.get("type") != "text" for part in content):
-        raise ValidationFailed("message has no content", field="content")
-    now = utcnow()
-    message = Message(
-        id=new_id(),
-        conversation_id=conversation.id,
-        parent_message_id=await resolve_parent(session, conversation.id, parent_message_id),
-        role="user",
-        sender=author.name,
-        content=content,
-        text=text,
-        status="complete",
-        meta=metadata or {},
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(message)
-    conversation.updated_at = now
-    await session.commit()
-    return message

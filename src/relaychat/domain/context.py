@@ -1,0 +1,84 @@
+"""What a model sees: the branch from the root to a message, turned into a ChatRequest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.llm.types import ChatMessage, ChatRequest
+from relaychat.storage.models import Conversation, Message
+
+# Stored roles and how a model is told about them; system and tool rows are not replayed here.
+_ROLE_FOR_MODEL = {"user": "user", "external": "user", "assistant": "assistant"}
+# Generation parameters a conversation may carry in model_parameters, by request field.
+_PARAMETERS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_output_tokens": "max_tokens",
+    "stop": "stop",
+}
+
+
+async def branch(session: AsyncSession, leaf_id: str) -> Sequence[Message]:
+    """The messages from the root of the tree down to `leaf_id`, oldest first."""
+    ancestors = (
+        select(Message.id, Message.parent_message_id, literal(0).label("depth"))
+        .where(Message.id == leaf_id)
+        .cte("ancestors", recursive=True)
+    )
+    ancestors = ancestors.union_all(
+        select(Message.id, Message.parent_message_id, ancestors.c.depth + 1).join(
+            ancestors, Message.id == ancestors.c.parent_message_id
+        )
+    )
+    query = (
+        select(Message)
+        .join(ancestors, Message.id == ancestors.c.id)
+        .order_by(ancestors.c.depth.desc())
+    )
+    return (await session.scalars(query)).all()
+
+
+def to_chat_message(message: Message) -> ChatMessage | None:
+    """The model's view of a stored message, or None when it carries nothing to replay."""
+    role = _ROLE_FOR_MODEL.get(message.role)
+    if role is None or message.status == "error":
+        return None
+    parts: list[dict[str, Any]] = [
+        part for part in message.content if part.get("type") in {"text", "image_url"}
+    ]
+    if role == "user" and message.role == "external":
+        # External senders are labelled so the model knows who is speaking.
+        source = (message.meta or {}).get("source") or message.sender or "external"
+        parts = [{"type": "text", "text": f"[message from {source}]"}, *parts]
+    if not any(p.get("type") != "text" or p.get("text") for p in parts):
+        return None
+    return ChatMessage.model_validate({"role": role, "content": parts})
+
+
+def generation_options(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The ChatRequest fields found in a conversation's model_parameters."""
+    options: dict[str, Any] = {}
+    for key, field in _PARAMETERS.items():
+        if parameters.get(key) is not None:
+            options[field] = parameters[key]
+    if isinstance(options.get("stop"), str):
+        options["stop"] = [options["stop"]]
+    return options
+
+
+def build_request(
+    conversation: Conversation, history: Sequence[Message], *, model: str
+) -> ChatRequest:
+    """A request for `model` with the conversation's system prompt and parameters."""
+    messages = [m for m in (to_chat_message(row) for row in history) if m is not None]
+    return ChatRequest(
+        model=model,
+        system=conversation.system_prompt or None,
+        messages=messages,
+        **generation_options(conversation.model_parameters or {}),
+    )

@@ -1,0 +1,205 @@
+"""Generations: start one for a message, abort it from any worker, recover orphans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.ids import new_id
+from relaychat.domain.render import message_dict
+from relaychat.errors import AppError, NotFound, Unprocessable
+from relaychat.llm.base import ChatProvider
+from relaychat.realtime.bus import EventBus
+from relaychat.realtime.events import GenerationAborted, MessageCompleted
+from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage.types import utcnow
+
+ABORT_SIGNAL = "generation.abort"
+
+
+class GenerationNotFound(NotFound):
+    code = "generation_not_found"
+    title = "Generation not found"
+
+
+class NoEndpoint(Unprocessable):
+    code = "no_endpoint"
+    title = "The conversation has no endpoint to answer with"
+
+
+class NoModel(Unprocessable):
+    code = "no_model"
+    title = "No model is configured for this endpoint"
+
+
+class Providers(Protocol):
+    """What the generation engine needs from the endpoint registry."""
+
+    def provider(self, endpoint: str) -> ChatProvider:
+        """The adapter serving `endpoint`; raises EndpointNotFound."""
+        ...
+
+    def default_model(self, endpoint: str) -> str | None:
+        """The model used when a conversation names none."""
+        ...
+
+    def title_model(self, endpoint: str) -> str | None:
+        """The model that writes conversation titles, if one is configured."""
+        ...
+
+
+@dataclass(frozen=True)
+class StartedGeneration:
+    generation: Generation
+    response: Message
+
+
+def resolve_model(conversation: Conversation, providers: Providers) -> tuple[str, str]:
+    """The endpoint and model that answer in this conversation."""
+    if not conversation.endpoint:
+        raise NoEndpoint("set the conversation's `endpoint` to get replies", field="endpoint")
+    providers.provider(conversation.endpoint)  # refuses an unknown endpoint up front
+    parameters = conversation.model_parameters or {}
+    model = (
+        conversation.model
+        or parameters.get("model")
+        or providers.default_model(conversation.endpoint)
+    )
+    if not model:
+        raise NoModel(f"name a model for endpoint {conversation.endpoint!r}", field="model")
+    return conversation.endpoint, str(model)
+
+
+async def add_generation(
+    session: AsyncSession,
+    conversation: Conversation,
+    *,
+    parent_id: str,
+    endpoint: str,
+    model: str,
+    worker_id: str,
+) -> StartedGeneration:
+    """Stage the empty assistant reply and its generation (the caller commits).
+
+    The messages it answers must already be staged in `session`.
+    """
+    now = utcnow()
+    response = Message(
+        id=new_id(),
+        conversation_id=conversation.id,
+        parent_message_id=parent_id,
+        role="assistant",
+        sender=model,
+        content=[],
+        text="",
+        endpoint=endpoint,
+        model=model,
+        status="streaming",
+        meta={},
+        created_at=now,
+        updated_at=now,
+    )
+    generation = Generation(
+        id=new_id(),
+        user_id=conversation.user_id,
+        conversation_id=conversation.id,
+        request_message_id=parent_id,
+        response_message_id=response.id,
+        endpoint=endpoint,
+        model=model,
+        status="running",
+        worker_id=worker_id,
+        heartbeat_at=now,
+        started_at=now,
+    )
+    session.add(response)
+    # Rows of unrelated mappers are not ordered by foreign keys: messages go in first.
+    await session.flush()
+    session.add(generation)
+    return StartedGeneration(generation, response)
+
+
+async def get_owned_generation(
+    session: AsyncSession, user_id: str, generation_id: str
+) -> Generation:
+    """The user's generation; anyone else's is reported missing."""
+    generation = await session.scalar(
+        select(Generation).where(Generation.id == generation_id, Generation.user_id == user_id)
+    )
+    if generation is None:
+        raise GenerationNotFound()
+    return generation
+
+
+async def request_abort(bus: EventBus, generation: Generation) -> None:
+    """Ask every worker to stop this generation; the one running it does."""
+    if generation.status == "running":
+        await bus.signal(ABORT_SIGNAL, {"generation_id": generation.id})
+
+
+async def interrupt_orphans(
+    session: AsyncSession, bus: EventBus, *, stale_after: timedelta | None
+) -> int:
+    """Mark running generations whose worker went quiet as interrupted; return how many.
+
+    `stale_after=None` takes every running generation (a lone process just started, so
+    none of them can still be alive).
+    """
+    query = select(Generation).where(Generation.status == "running")
+    if stale_after is not None:
+        query = query.where(Generation.heartbeat_at < utcnow() - stale_after)
+    orphans = (await session.scalars(query.with_for_update(skip_locked=True))).all()
+    finished: list[tuple[Generation, Message]] = []
+    reason = "interrupted: the server running this reply stopped before it finished"
+    for generation in orphans:
+        claimed = await session.execute(
+            update(Generation)
+            .where(Generation.id == generation.id, Generation.status == "running")
+            .values(status="interrupted", finished_at=utcnow(), error=reason)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another worker's sweep got there first
+        message = await session.get(Message, generation.response_message_id)
+        if message is None:
+            continue
+        message.status = "unfinished"
+        message.error = reason
+        finished.append((generation, message))
+    await session.commit()
+    for generation, message in finished:
+        await publish_unfinished(bus, generation, message, reason="interrupted")
+    return len(finished)
+
+
+async def publish_unfinished(
+    bus: EventBus, generation: Generation, message: Message, *, reason: str
+) -> None:
+    """Tell the owner's tabs that a reply stopped early and what it holds."""
+    await bus.publish(
+        generation.user_id,
+        GenerationAborted(
+            conversation_id=generation.conversation_id,
+            generation_id=generation.id,
+            message_id=message.id,
+            reason=reason,
+        ),
+    )
+    await bus.publish(
+        generation.user_id,
+        MessageCompleted(
+            conversation_id=generation.conversation_id,
+            message_id=message.id,
+            message=message_dict(message),
+        ),
+    )
+
+
+def error_code(exc: BaseException) -> tuple[str, str]:
+    """A stable code and a human detail for an exception that ended a generation."""
+    if isinstance(exc, AppError):
+        return exc.code, exc.detail
+    return "internal_error", "the reply failed because of an internal error"

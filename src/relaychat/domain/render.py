@@ -1,0 +1,61 @@
+"""Plain-dict renderings of stored rows: the same shape for REST answers and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relaychat.storage.models import Conversation, Generation, Message
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """A message as clients see it."""
+    return {
+        "message_id": message.id,
+        "conversation_id": message.conversation_id,
+        "parent_message_id": message.parent_message_id,
+        "role": message.role,
+        "sender": message.sender,
+        "content": message.content,
+        "text": message.text,
+        "status": message.status,
+        "error": message.error,
+        "endpoint": message.endpoint,
+        "model": message.model,
+        "finish_reason": message.finish_reason,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "metadata": message.meta or {},
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def conversation_dict(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as clients see it."""
+    return {
+        "conversation_id": conversation.id,
+        "title": conversation.title,
+        "endpoint": conversation.endpoint,
+        "model": conversation.model,
+        "agent_id": conversation.agent_id,
+        "model_parameters": conversation.model_parameters or {},
+        "system_prompt": conversation.system_prompt,
+        "archived": conversation.archived,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def generation_dict(generation: Generation) -> dict[str, Any]:
+    """A generation's state as clients see it (never the worker that runs it)."""
+    return {
+        "generation_id": generation.id,
+        "conversation_id": generation.conversation_id,
+        "response_message_id": generation.response_message_id,
+        "endpoint": generation.endpoint,
+        "model": generation.model,
+        "status": generation.status,
+        "finish_reason": generation.finish_reason,
+        "error": generation.error,
+        "started_at": generation.started_at.isoformat(),
+        "finished_at": generation.finished_at.isoformat() if generation.finished_at else None,
+    }

@@ -1,0 +1,372 @@
+"""The generation runner: streams replies in background tasks, apart from any HTTP request.
+
+Each process has one runner. It listens for abort signals from every worker, keeps a
+heartbeat (and the partial text) of its running generations in the database, and sweeps
+up generations whose worker died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaychat.domain.generations import (
+    ABORT_SIGNAL,
+    Providers,
+    error_code,
+    interrupt_orphans,
+    publish_unfinished,
+)
+from relaychat.domain.render import conversation_dict, message_dict
+from relaychat.domain.titles import generate_title
+from relaychat.llm.types import ChatRequest, Finish, TextDelta, Usage
+from relaychat.realtime.bus import EventBus
+from relaychat.realtime.events import (
+    ConversationUpdated,
+    GenerationStarted,
+    MessageCompleted,
+    MessageDelta,
+    MessageFailed,
+)
+from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """A generation this process is running, and what it has produced so far."""
+
+    generation_id: str
+    user_id: str
+    conversation_id: str
+    message_id: str
+    endpoint: str
+    request: ChatRequest
+    wants_title: bool
+    text: list[str] = field(default_factory=list)
+    flushed_chars: int = 0
+    first_token_at: float | None = None
+    stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
+
+
+class GenerationRunner:
+    """Runs generations of this process and answers abort signals from any worker."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        providers: Providers,
+        worker_id: str,
+        heartbeat_seconds: float = 2.0,
+        lease_seconds: float = 20.0,
+        single_process: bool = True,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.bus = bus
+        self.providers = providers
+        self.worker_id = worker_id
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self.single_process = single_process
+        self._jobs: dict[str, Job] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: Any = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen for aborts, recover orphans of a previous run, start the heartbeat."""
+        self._unsubscribe = self.bus.on_signal(ABORT_SIGNAL, self._on_abort)
+        async with self.sessionmaker() as session:
+            # A lone process that just started is running nothing: all "running" rows are
+            # orphans. With several workers only those whose lease lapsed are.
+            count = await interrupt_orphans(
+                session, self.bus, stale_after=None if self.single_process else self.lease
+            )
+        if count:
+            logger.warning("marked %d interrupted generation(s) as unfinished", count)
+        self._ticker = asyncio.create_task(self._tick(), name="generation-heartbeat")
+
+    async def close(self) -> None:
+        """Stop every local generation, keeping its partial text as unfinished."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for generation_id in list(self._tasks):
+            self._stop(generation_id, "shutdown")
+        pending = [*self._tasks.values(), *self._background]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+    def launch(self, job: Job) -> None:
+        """Run `job` in the background; the caller has committed its rows."""
+        self._jobs[job.generation_id] = job
+        task = asyncio.create_task(self._run(job), name=f"generation-{job.generation_id}")
+        self._tasks[job.generation_id] = task
+
+    def running(self) -> list[str]:
+        """Ids of the generations this process is running."""
+        return list(self._tasks)
+
+    async def announce(self, job: Job) -> None:
+        """Publish generation.started for a job about to run."""
+        await self.bus.publish(
+            job.user_id,
+            GenerationStarted(
+                conversation_id=job.conversation_id,
+                generation_id=job.generation_id,
+                message_id=job.message_id,
+            ),
+        )
+
+    # -- abort ---------------------------------------------------------------------------
+
+    def _on_abort(self, payload: dict[str, Any]) -> None:
+        generation_id = payload.get("generation_id")
+        if isinstance(generation_id, str) and generation_id in self._tasks:
+            self._stop(generation_id, "aborted")
+
+    def _stop(self, generation_id: str, reason: str) -> None:
+        job = self._jobs.get(generation_id)
+        task = self._tasks.get(generation_id)
+        if job is None or task is None or task.done():
+            return
+        job.stop_reason = job.stop_reason or reason
+        task.cancel()
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        usage: Usage | None = None
+        finish: Finish | None = None
+        try:
+            stream = self.providers.provider(job.endpoint).stream(job.request)
+            try:
+                async for event in stream:
+                    if isinstance(event, TextDelta) and event.text:
+                        await self._delta(job, event.text)
+                    elif isinstance(event, Usage):
+                        usage = event
+                    elif isinstance(event, Finish):
+                        finish = event
+            finally:
+                # Close the upstream call now, not when the generator is collected.
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        except asyncio.CancelledError:
+            # Shielded: the bookkeeping must finish even though this task was cancelled.
+            await asyncio.shield(self._end_unfinished(job))
+        except Exception as exc:
+            await self._end_failed(job, exc)
+        else:
+            await self._end_completed(job, usage, finish)
+        finally:
+            self._tasks.pop(job.generation_id, None)
+            self._jobs.pop(job.generation_id, None)
+
+    async def _delta(self, job: Job, text: str) -> None:
+        if job.first_token_at is None:
+            job.first_token_at = time.time()
+        job.text.append(text)
+        await self.bus.publish(
+            job.user_id,
+            MessageDelta(
+                conversation_id=job.conversation_id, message_id=job.message_id, delta=text
+            ),
+        )
+
+    async def _end_completed(self, job: Job, usage: Usage | None, finish: Finish | None) -> None:
+        text = "".join(job.text)
+        async with self.sessionmaker() as session:
+            message = await self._finalize(
+                session,
+                job,
+                generation_status="completed",
+                message_status="complete",
+                finish_reason=finish.reason if finish else "stop",
+                usage=usage,
+            )
+            conversation = await session.get(Conversation, job.conversation_id)
+            await session.commit()
+        if message is None:
+            return
+        await self.bus.publish(
+            job.user_id,
+            MessageCompleted(
+                conversation_id=job.conversation_id,
+                message_id=job.message_id,
+                message=message_dict(message),
+            ),
+        )
+        if job.wants_title and conversation is not None and not conversation.title and text:
+            task = asyncio.create_task(self._title(job, text))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _end_failed(self, job: Job, exc: Exception) -> None:
+        code, detail = error_code(exc)
+        if code == "internal_error":
+            logger.exception("generation %s failed", job.generation_id, exc_info=exc)
+        async with self.sessionmaker() as session:
+            message = await self._finalize(
+                session,
+                job,
+                generation_status="failed",
+                message_status="error",
+                finish_reason="error",
+                error=f"{code}: {detail}",
+            )
+            await session.commit()
+        if message is not None:
+            await self.bus.publish(
+                job.user_id,
+                MessageFailed(
+                    conversation_id=job.conversation_id,
+                    message_id=job.message_id,
+                    error=code,
+                    detail=detail,
+                ),
+            )
+
+    async def _end_unfinished(self, job: Job) -> None:
+        reason = job.stop_reason or "shutdown"
+        detail = "aborted by the user" if reason == "aborted" else "the server shut down"
+        async with self.sessionmaker() as session:
+            message = await self._finalize(
+                session,
+                job,
+                generation_status="aborted" if reason == "aborted" else "interrupted",
+                message_status="unfinished",
+                finish_reason=reason,
+                error=None if reason == "aborted" else f"interrupted: {detail}",
+            )
+            generation = await session.get(Generation, job.generation_id)
+            await session.commit()
+        if message is not None and generation is not None:
+            await publish_unfinished(self.bus, generation, message, reason=reason)
+
+    async def _finalize(
+        self,
+        session: AsyncSession,
+        job: Job,
+        *,
+        generation_status: str,
+        message_status: str,
+        finish_reason: str,
+        usage: Usage | None = None,
+        error: str | None = None,
+    ) -> Message | None:
+        """Write the final state; None if another worker's sweep already settled it."""
+        now = utcnow()
+        claimed = await session.execute(
+            update(Generation)
+            .where(Generation.id == job.generation_id, Generation.status == "running")
+            .values(
+                status=generation_status,
+                finished_at=now,
+                finish_reason=finish_reason,
+                error=error,
+                first_token_at=(
+                    utcnow() - timedelta(seconds=time.time() - job.first_token_at)
+                    if job.first_token_at
+                    else None
+                ),
+            )
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        message = await session.get(Message, job.message_id)
+        if message is None:  # the conversation was deleted meanwhile
+            return None
+        text = "".join(job.text)
+        message.text = text
+        message.content = [{"type": "text", "text": text}] if text else []
+        message.status = message_status
+        message.finish_reason = finish_reason
+        message.error = error
+        if usage is not None:
+            message.prompt_tokens = usage.prompt_tokens
+            message.completion_tokens = usage.completion_tokens
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == job.conversation_id)
+            .values(updated_at=now)
+        )
+        return message
+
+    async def _title(self, job: Job, reply: str) -> None:
+        try:
+            title = await generate_title(self.providers, job.endpoint, job.request, reply)
+        except Exception:  # a title is a nicety; never let it disturb anything
+            logger.warning("title generation failed for %s", job.conversation_id, exc_info=True)
+            return
+        if not title:
+            return
+        async with self.sessionmaker() as session:
+            conversation = await session.get(Conversation, job.conversation_id)
+            if conversation is None or conversation.title:
+                return
+            conversation.title = title
+            await session.commit()
+        await self.bus.publish(
+            job.user_id,
+            ConversationUpdated(
+                conversation_id=job.conversation_id,
+                conversation=conversation_dict(conversation),
+            ),
+        )
+
+    # -- heartbeat and sweeping ----------------------------------------------------------
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self._heartbeat()
+                if not self.single_process:
+                    async with self.sessionmaker() as session:
+                        await interrupt_orphans(session, self.bus, stale_after=self.lease)
+            except Exception:
+                logger.warning("generation heartbeat failed", exc_info=True)
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease of local generations and save their partial text."""
+        jobs = list(self._jobs.values())
+        if not jobs:
+            return
+        now = utcnow()
+        async with self.sessionmaker() as session:
+            await session.execute(
+                update(Generation)
+                .where(
+                    Generation.id.in_([j.generation_id for j in jobs]),
+                    Generation.status == "running",
+                )
+                .values(heartbeat_at=now)
+            )
+            for job in jobs:
+                text = "".join(job.text)
+                if len(text) != job.flushed_chars:
+                    await session.execute(
+                        update(Message)
+                        .where(Message.id == job.message_id, Message.status == "streaming")
+                        .values(text=text, content=[{"type": "text", "text": text}])
+                    )
+                    job.flushed_chars = len(text)
+            await session.commit()
