@@ -94,11 +94,14 @@ def create_fake_llm_app(config: FakeConfig | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
-        anthropic = "anthropic-version" in request.headers
-        wire = fake_anthropic if anthropic else fake_openai
+        state.record(request)
+        if "anthropic-version" in request.headers:
+            if not state.authorized(request):
+                return fake_anthropic.failure_response("auth", state.config)
+            return JSONResponse(fake_anthropic.models_body(state.config))
         if not state.authorized(request):
-            return wire.failure_response("auth", state.config)
-        return JSONResponse(wire.models_body(state.config))
+            return fake_openai.failure_response("auth", state.config)
+        return JSONResponse(fake_openai.models_body(state.config))
 
     return app
 

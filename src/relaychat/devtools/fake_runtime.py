@@ -66,8 +66,12 @@ class FakeState:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = None
-        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        self.record(request, body)
         return body
+
+    def record(self, request: Request, body: Any = None) -> None:
+        """Remember a request for tests to inspect."""
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
 
     def failure(self, config: FakeConfig, path: str, body: Any) -> FailureKind | None:
         """The failure to act out now; with `fail_times`, only the first N identical requests."""
