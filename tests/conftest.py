@@ -22,7 +22,7 @@ from tests.backends import (
     required_url,
     sqlite_backend,
 )
-from tests.live import serving
+from tests.live import serving, write_llm_config
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
 _test_counter = itertools.count()
@@ -76,28 +76,6 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
     """One fake OpenAI/Anthropic upstream for the run; tests steer it with `!fake` lines."""
     async with running_fake_llm() as fake:
         yield fake
-
-
-def write_llm_config(path: Path, fake: FakeLLM) -> Path:
-    """A relaychat.yaml with endpoints served by the fake upstream, in both wire formats."""
-    path.write_text(llm_config_yaml(fake))
-    return path
-
-
-def llm_config_yaml(fake: FakeLLM) -> str:
-    return f"""
-endpoints:
-  anthropic:
-    api_key: fake-key
-    base_url: {fake.url}
-    models: {{default: [fake-model]}}
-  custom:
-    - name: fake
-      base_url: {fake.openai_base_url}
-      api_key: fake-key
-      models: {{default: [fake-model, fake-model-mini], fetch: false}}
-      title_model: fake-model-mini
-"""
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from relaychat.devtools.fake_llm import FakeLLM
 from tests.backends import Backend
 
 
@@ -64,6 +65,7 @@ async def running_server(
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
     )
+    (Path(env["RELAYCHAT_DATA_DIR"]) / f"server-{port}.pid").write_text(str(process.pid))
     base_url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base_url) as http:
@@ -84,7 +86,8 @@ async def running_server(
         yield base_url
     finally:
         if process.returncode is None:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
             try:
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:
@@ -124,3 +127,23 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def write_llm_config(path: Path, fake: FakeLLM) -> Path:
+    """A relaychat.yaml with endpoints served by the fake upstream, in both wire formats."""
+    path.write_text(
+        f"""
+endpoints:
+  anthropic:
+    api_key: fake-key
+    base_url: {fake.url}
+    models: {{default: [fake-model]}}
+  custom:
+    - name: fake
+      base_url: {fake.openai_base_url}
+      api_key: fake-key
+      models: {{default: [fake-model, fake-model-mini], fetch: false}}
+      title_model: fake-model-mini
+"""
+    )
+    return path
