@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from relaychat.storage.models import Conversation, Generation, Message
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as the REST schemas render datetimes."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -25,7 +31,7 @@ def message_dict(message: Message) -> dict[str, Any]:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "metadata": message.meta or {},
-        "created_at": message.created_at.isoformat(),
+        "created_at": iso(message.created_at),
     }
 
 
@@ -40,8 +46,8 @@ def conversation_dict(conversation: Conversation) -> dict[str, Any]:
         "model_parameters": conversation.model_parameters or {},
         "system_prompt": conversation.system_prompt,
         "archived": conversation.archived,
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
+        "created_at": iso(conversation.created_at),
+        "updated_at": iso(conversation.updated_at),
     }
 
 
@@ -56,6 +62,6 @@ def generation_dict(generation: Generation) -> dict[str, Any]:
         "status": generation.status,
         "finish_reason": generation.finish_reason,
         "error": generation.error,
-        "started_at": generation.started_at.isoformat(),
-        "finished_at": generation.finished_at.isoformat() if generation.finished_at else None,
+        "started_at": iso(generation.started_at),
+        "finished_at": iso(generation.finished_at) if generation.finished_at else None,
     }
