@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -141,3 +142,42 @@ class Generation(Base):
     finished_at: Mapped[datetime | None]
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Agent(Base):
+    """Instructions, a model and tools that answer in conversations with endpoint "agents"."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_visibility", "visibility", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200))
+    model_parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tools: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    mcp_servers: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # private: its owner only; public: every user of the instance may use (not edit) it.
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AgentMemory(Base):
+    """What an agent remembered for one user (the `remember` / `recall` tools)."""
+
+    __tablename__ = "agent_memories"
+    __table_args__ = (
+        UniqueConstraint("user_id", "agent_id", "key", name="uq_agent_memories_user_agent_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
