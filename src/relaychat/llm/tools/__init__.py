@@ -1,0 +1,1 @@
+"""Tools an agent may call: the interface, built-in tools, and a set that runs them safely."""
