@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from relaychat.domain.chat import ChatEngine
+from relaychat.domain.agent_cache import AgentCache
+from relaychat.domain.chat import ChatEngine, send_from_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
+from relaychat.domain.toolbox import Toolbox
 from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
@@ -64,6 +67,16 @@ class Services:
             # Without Redis, no other worker can exist: every "running" row is an orphan.
             single_process=redis is None,
         )
+        agents = AgentCache(bus)
+        chat = ChatEngine(
+            sessionmaker=sessionmaker,
+            bus=bus,
+            providers=providers,
+            runner=runner,
+            agents=agents,
+            max_steps=settings.agent_max_steps,
+        )
+        chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=None)
         return cls(
             settings=settings,
             engine=engine,
@@ -74,7 +87,7 @@ class Services:
             bus=bus,
             providers=providers,
             runner=runner,
-            chat=ChatEngine(bus=bus, providers=providers, runner=runner),
+            chat=chat,
             owns_engine=owns_engine,
         )
 
@@ -86,6 +99,7 @@ class Services:
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
         await self.runner.close()
+        self.chat.agents.close()
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:

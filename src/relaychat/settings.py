@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         20.0, description="Silence after which another worker marks a generation interrupted."
     )
 
+    agent_max_steps: int = Field(
+        10, ge=1, le=100, description="Model calls an agent may make for one reply."
+    )
+
     # -- accounts and sessions -----------------------------------------------------------
     jwt_secret: str | None = Field(
         None, description="HMAC key for access tokens; generated and kept in the data dir."

@@ -5,29 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.domain.agent_cache import AgentCache
 from relaychat.domain.content import flatten_text
 from relaychat.domain.context import branch, build_request
-from relaychat.domain.generations import Providers, StartedGeneration, add_generation, resolve_model
+from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.generations import Providers, StartedGeneration, add_generation
 from relaychat.domain.ids import new_id
+from relaychat.domain.jobs import Job
 from relaychat.domain.messages import resolve_parent
 from relaychat.domain.render import message_dict
-from relaychat.domain.runner import GenerationRunner, Job
-from relaychat.errors import MessageNotFound, ValidationFailed
+from relaychat.domain.replies import ReplyPlan, plan_reply
+from relaychat.domain.runner import GenerationRunner
+from relaychat.domain.toolbox import Toolbox
+from relaychat.errors import AppError, MessageNotFound, ValidationFailed
+from relaychat.llm.tools.base import ToolContext, ToolError
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageCreated
 from relaychat.storage.models import Conversation, Message
 from relaychat.storage.types import utcnow
+
+# How many agent-to-agent hops one chain of send_message calls may take.
+MAX_AGENT_HOPS = 3
 
 
 @dataclass
 class ChatEngine:
     """What sending and answering messages needs beyond a database session."""
 
+    sessionmaker: async_sessionmaker[AsyncSession]
     bus: EventBus
     providers: Providers
     runner: GenerationRunner
+    agents: AgentCache
+    toolbox: Toolbox | None = None
+    max_steps: int = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ async def send_message(
     metadata: dict[str, Any] | None = None,
     respond: bool | None = None,
     api_key_id: str | None = None,
+    model_override: str | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
@@ -56,7 +70,13 @@ async def send_message(
         raise ValidationFailed("message has no content", field="content")
     if respond is None:
         respond = bool(conversation.endpoint)
-    endpoint_model = resolve_model(conversation, engine.providers) if respond else None
+    plan = (
+        await plan_reply(
+            session, engine.providers, engine.agents, conversation, model_override=model_override
+        )
+        if respond
+        else None
+    )
     parent_id = await resolve_parent(session, conversation.id, parent_message_id)
 
     now = utcnow()
@@ -77,17 +97,16 @@ async def send_message(
     session.add(message)
     conversation.updated_at = now
     started = job = None
-    if endpoint_model is not None:
-        endpoint, model = endpoint_model
+    if plan is not None:
         started = await add_generation(
             session,
             conversation,
             parent_id=message.id,
-            endpoint=endpoint,
-            model=model,
+            endpoint=plan.endpoint,
+            model=plan.model,
             worker_id=engine.runner.worker_id,
         )
-        job = await _job(session, conversation, started, endpoint)
+        job = await _job(session, engine, conversation, started, plan, metadata or {})
     await session.commit()
 
     await engine.bus.publish(
@@ -111,38 +130,89 @@ async def regenerate(
     parent_id = target.parent_message_id if target.role == "assistant" else target.id
     if parent_id is None:
         raise ValidationFailed("this message has nothing to answer", field="message_id")
-    endpoint, model = resolve_model(conversation, engine.providers)
+    plan = await plan_reply(session, engine.providers, engine.agents, conversation)
     started = await add_generation(
         session,
         conversation,
         parent_id=parent_id,
-        endpoint=endpoint,
-        model=model,
+        endpoint=plan.endpoint,
+        model=plan.model,
         worker_id=engine.runner.worker_id,
     )
     conversation.updated_at = utcnow()
-    job = await _job(session, conversation, started, endpoint)
+    job = await _job(session, engine, conversation, started, plan, {})
     await session.commit()
     await _launch(engine, conversation, started, job)
     return started
 
 
+async def send_from_agent(
+    engine: ChatEngine, context: ToolContext, conversation_id: str, text: str, respond: bool
+) -> str:
+    """The `send_message` tool: post into another conversation of the same owner."""
+    if context.hops >= MAX_AGENT_HOPS:
+        raise ToolError(f"agents may pass messages on at most {MAX_AGENT_HOPS} times in a row")
+    async with engine.sessionmaker() as session:
+        try:
+            target = await get_owned_conversation(session, context.user_id, conversation_id)
+            sent = await send_message(
+                session,
+                engine,
+                target,
+                role="external",
+                sender=f"agent {context.agent_id}" if context.agent_id else "agent",
+                content=[{"type": "text", "text": text}],
+                parent_message_id=None,
+                metadata={
+                    "source": "agent",
+                    "agent_id": context.agent_id,
+                    "from_conversation_id": context.conversation_id,
+                    "hops": context.hops + 1,
+                },
+                respond=respond,
+            )
+        except AppError as exc:
+            # The model reads this; a missing conversation and another user's look alike.
+            raise ToolError(exc.detail) from exc
+    line = f"posted message {sent.message.id} to conversation {conversation_id}"
+    if sent.started is not None:
+        line += f"; its reply is being generated (generation {sent.started.generation.id})"
+    return line
+
+
 async def _job(
-    session: AsyncSession, conversation: Conversation, started: StartedGeneration, endpoint: str
+    session: AsyncSession,
+    engine: ChatEngine,
+    conversation: Conversation,
+    started: StartedGeneration,
+    plan: ReplyPlan,
+    metadata: dict[str, Any],
 ) -> Job:
     await session.flush()
     request_id = started.generation.request_message_id or started.response.id
     history = await branch(session, request_id)
-    request = build_request(conversation, history, model=started.generation.model)
+    request = build_request(
+        history, model=plan.model, system=plan.system, parameters=plan.parameters
+    )
+    agent, toolbox = plan.agent, engine.toolbox
+    hops = metadata.get("hops")
     return Job(
         generation_id=started.generation.id,
         user_id=conversation.user_id,
         conversation_id=conversation.id,
         message_id=started.response.id,
-        endpoint=endpoint,
+        endpoint=plan.endpoint,
         request=request,
         # Title the conversation after its first exchange.
         wants_title=not conversation.title and len(history) == 1,
+        agent_id=agent.id if agent else None,
+        tools_loader=(
+            (lambda: toolbox.for_agent(agent))
+            if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers)
+            else None
+        ),
+        max_steps=engine.max_steps,
+        hops=hops if isinstance(hops, int) else 0,
     )
 
 

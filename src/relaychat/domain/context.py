@@ -9,7 +9,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.llm.types import ChatMessage, ChatRequest
-from relaychat.storage.models import Conversation, Message
+from relaychat.storage.models import Message
 
 # Stored roles and how a model is told about them; system and tool rows are not replayed here.
 _ROLE_FOR_MODEL = {"user": "user", "external": "user", "assistant": "assistant"}
@@ -72,13 +72,10 @@ def generation_options(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_request(
-    conversation: Conversation, history: Sequence[Message], *, model: str
+    history: Sequence[Message], *, model: str, system: str | None, parameters: dict[str, Any]
 ) -> ChatRequest:
-    """A request for `model` with the conversation's system prompt and parameters."""
+    """A request for `model` with a system prompt and generation parameters."""
     messages = [m for m in (to_chat_message(row) for row in history) if m is not None]
     return ChatRequest(
-        model=model,
-        system=conversation.system_prompt or None,
-        messages=messages,
-        **generation_options(conversation.model_parameters or {}),
+        model=model, system=system, messages=messages, **generation_options(parameters)
     )

@@ -58,22 +58,6 @@ class StartedGeneration:
     response: Message
 
 
-def resolve_model(conversation: Conversation, providers: Providers) -> tuple[str, str]:
-    """The endpoint and model that answer in this conversation."""
-    if not conversation.endpoint:
-        raise NoEndpoint("set the conversation's `endpoint` to get replies", field="endpoint")
-    providers.provider(conversation.endpoint)  # refuses an unknown endpoint up front
-    parameters = conversation.model_parameters or {}
-    model = (
-        conversation.model
-        or parameters.get("model")
-        or providers.default_model(conversation.endpoint)
-    )
-    if not model:
-        raise NoModel(f"name a model for endpoint {conversation.endpoint!r}", field="model")
-    return conversation.endpoint, str(model)
-
-
 async def add_generation(
     session: AsyncSession,
     conversation: Conversation,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,38 +24,21 @@ from relaychat.domain.generations import (
     interrupt_orphans,
     publish_unfinished,
 )
+from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
-from relaychat.llm.types import ChatRequest, Finish, TextDelta, Usage
+from relaychat.llm.types import Finish, Usage
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import (
     ConversationUpdated,
     GenerationStarted,
     MessageCompleted,
-    MessageDelta,
     MessageFailed,
 )
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Job:
-    """A generation this process is running, and what it has produced so far."""
-
-    generation_id: str
-    user_id: str
-    conversation_id: str
-    message_id: str
-    endpoint: str
-    request: ChatRequest
-    wants_title: bool
-    text: list[str] = field(default_factory=list)
-    flushed_chars: int = 0
-    first_token_at: float | None = None
-    stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
 
 
 class GenerationRunner:
@@ -152,47 +134,24 @@ class GenerationRunner:
     # -- the run -------------------------------------------------------------------------
 
     async def _run(self, job: Job) -> None:
-        usage: Usage | None = None
-        finish: Finish | None = None
         try:
-            stream = self.providers.provider(job.endpoint).stream(job.request)
-            try:
-                async for event in stream:
-                    if isinstance(event, TextDelta) and event.text:
-                        await self._delta(job, event.text)
-                    elif isinstance(event, Usage):
-                        usage = event
-                    elif isinstance(event, Finish):
-                        finish = event
-            finally:
-                # Close the upstream call now, not when the generator is collected.
-                aclose = getattr(stream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+            provider = self.providers.provider(job.endpoint)
+            if job.tools_loader is not None:
+                job.tools = await job.tools_loader()
+            result = await run_loop(job, provider, self.bus)
         except asyncio.CancelledError:
             # Shielded: the bookkeeping must finish even though this task was cancelled.
             await asyncio.shield(self._end_unfinished(job))
         except Exception as exc:
             await self._end_failed(job, exc)
         else:
-            await self._end_completed(job, usage, finish)
+            await self._end_completed(job, result.usage, result.finish)
         finally:
             self._tasks.pop(job.generation_id, None)
             self._jobs.pop(job.generation_id, None)
 
-    async def _delta(self, job: Job, text: str) -> None:
-        if job.first_token_at is None:
-            job.first_token_at = time.time()
-        job.text.append(text)
-        await self.bus.publish(
-            job.user_id,
-            MessageDelta(
-                conversation_id=job.conversation_id, message_id=job.message_id, delta=text
-            ),
-        )
-
     async def _end_completed(self, job: Job, usage: Usage | None, finish: Finish | None) -> None:
-        text = "".join(job.text)
+        text = job.text
         async with self.sessionmaker() as session:
             message = await self._finalize(
                 session,
@@ -294,9 +253,8 @@ class GenerationRunner:
         message = await session.get(Message, job.message_id)
         if message is None:  # the conversation was deleted meanwhile
             return None
-        text = "".join(job.text)
-        message.text = text
-        message.content = [{"type": "text", "text": text}] if text else []
+        message.text = job.text
+        message.content = [dict(part) for part in job.parts]
         message.status = message_status
         message.finish_reason = finish_reason
         message.error = error
@@ -361,12 +319,11 @@ class GenerationRunner:
                 .values(heartbeat_at=now)
             )
             for job in jobs:
-                text = "".join(job.text)
-                if len(text) != job.flushed_chars:
+                if job.dirty():
                     await session.execute(
                         update(Message)
                         .where(Message.id == job.message_id, Message.status == "streaming")
-                        .values(text=text, content=[{"type": "text", "text": text}])
+                        .values(text=job.text, content=[dict(part) for part in job.parts])
                     )
-                    job.flushed_chars = len(text)
+                    job.mark_saved()
             await session.commit()

@@ -33,6 +33,8 @@ class ToolContext:
     conversation_id: str
     generation_id: str
     agent_id: str | None = None
+    # How many agent-to-agent messages led here; bounds send_message chains.
+    hops: int = 0
 
 
 class ToolError(Exception):

@@ -1,0 +1,198 @@
+"""A running generation and its loop: model call, tool calls, results fed back, repeat.
+
+Without tools the loop is one model call. With tools it goes on until the model answers
+without calling any, or `max_steps` model calls have been made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from relaychat.domain.content import flatten_text
+from relaychat.llm.base import ChatProvider
+from relaychat.llm.tools.base import ToolContext, ToolSet
+from relaychat.llm.types import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+from relaychat.realtime.bus import EventBus
+from relaychat.realtime.events import MessageDelta, MessageToolCall, MessageToolResult
+
+
+@dataclass
+class Job:
+    """A generation this process is running, and what it has produced so far."""
+
+    generation_id: str
+    user_id: str
+    conversation_id: str
+    message_id: str
+    endpoint: str
+    request: ChatRequest
+    wants_title: bool
+    agent_id: str | None = None
+    tools: ToolSet | None = None
+    max_steps: int = 10
+    hops: int = 0
+    # Loads the tools inside the run (MCP servers may take a while to start).
+    tools_loader: Callable[[], Awaitable[ToolSet]] | None = None
+    # The reply as typed parts, in the order they happened: text, tool_call, tool_result.
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    flushed_parts: int = -1
+    flushed_chars: int = -1
+    first_token_at: float | None = None
+    stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
+
+    @property
+    def text(self) -> str:
+        return flatten_text(self.parts)
+
+    def add_text(self, delta: str) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.time()
+        if self.parts and self.parts[-1]["type"] == "text":
+            self.parts[-1]["text"] += delta
+        else:
+            self.parts.append({"type": "text", "text": delta})
+
+    def dirty(self) -> bool:
+        """Whether the parts changed since the last save."""
+        size = sum(len(p.get("text", "")) for p in self.parts)
+        return (len(self.parts), size) != (self.flushed_parts, self.flushed_chars)
+
+    def mark_saved(self) -> None:
+        self.flushed_parts = len(self.parts)
+        self.flushed_chars = sum(len(p.get("text", "")) for p in self.parts)
+
+    def context(self) -> ToolContext:
+        return ToolContext(
+            user_id=self.user_id,
+            conversation_id=self.conversation_id,
+            generation_id=self.generation_id,
+            agent_id=self.agent_id,
+            hops=self.hops,
+        )
+
+
+@dataclass
+class LoopResult:
+    usage: Usage | None
+    finish: Finish | None
+
+
+async def run_loop(job: Job, provider: ChatProvider, bus: EventBus) -> LoopResult:
+    """Drive the model (and tools) to a final answer, publishing as it goes."""
+    request = job.request
+    if job.tools:
+        request = request.model_copy(update={"tools": job.tools.specs()})
+    usage: Usage | None = None
+    for _ in range(max(1, job.max_steps)):
+        parts_before = len(job.parts)
+        calls, step_usage, finish = await _model_step(job, provider, request, bus)
+        usage = _add_usage(usage, step_usage)
+        if not calls or not job.tools:
+            return LoopResult(usage, finish)
+        step_text = "".join(p["text"] for p in job.parts[parts_before:] if p["type"] == "text")
+        results = [await _run_tool(job, call, bus) for call in calls]
+        assistant: list[Any] = [TextPart(text=step_text)] if step_text else []
+        assistant += [
+            ToolCallPart(id=c.id, name=c.name, arguments=c.arguments or {}) for c in calls
+        ]
+        request = request.model_copy(
+            update={
+                "messages": [
+                    *request.messages,
+                    ChatMessage(role="assistant", content=assistant),
+                    ChatMessage(role="tool", content=results),
+                ]
+            }
+        )
+    # The model still wanted tools when the steps ran out: stop with what we have.
+    return LoopResult(usage, Finish(reason="length", raw_reason="max_steps"))
+
+
+async def _model_step(
+    job: Job, provider: ChatProvider, request: ChatRequest, bus: EventBus
+) -> tuple[list[ToolCall], Usage | None, Finish | None]:
+    calls: list[ToolCall] = []
+    usage: Usage | None = None
+    finish: Finish | None = None
+    stream = provider.stream(request)
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta) and event.text:
+                job.add_text(event.text)
+                await bus.publish(
+                    job.user_id,
+                    MessageDelta(
+                        conversation_id=job.conversation_id,
+                        message_id=job.message_id,
+                        delta=event.text,
+                    ),
+                )
+            elif isinstance(event, ToolCall):
+                calls.append(event)
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Finish):
+                finish = event
+    finally:
+        # Close the upstream call now (on abort too), not when the generator is collected.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return calls, usage, finish
+
+
+async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
+    assert job.tools is not None
+    call_part = {
+        "type": "tool_call",
+        "id": call.id,
+        "name": call.name,
+        "arguments": call.arguments if call.arguments is not None else call.raw_arguments,
+    }
+    job.parts.append(call_part)
+    await bus.publish(
+        job.user_id,
+        MessageToolCall(
+            conversation_id=job.conversation_id, message_id=job.message_id, tool_call=call_part
+        ),
+    )
+    outcome = await job.tools.call(call.name, call.arguments, job.context())
+    result_part = {
+        "type": "tool_result",
+        "tool_call_id": call.id,
+        "name": call.name,
+        "content": outcome.content,
+        "is_error": outcome.is_error,
+    }
+    job.parts.append(result_part)
+    await bus.publish(
+        job.user_id,
+        MessageToolResult(
+            conversation_id=job.conversation_id, message_id=job.message_id, tool_result=result_part
+        ),
+    )
+    return ToolResultPart(tool_call_id=call.id, content=outcome.content, is_error=outcome.is_error)
+
+
+def _add_usage(total: Usage | None, step: Usage | None) -> Usage | None:
+    if step is None:
+        return total
+    if total is None:
+        return step
+    return Usage(
+        prompt_tokens=total.prompt_tokens + step.prompt_tokens,
+        completion_tokens=total.completion_tokens + step.completion_tokens,
+    )
