@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from relaychat import __version__
 from relaychat.api import (
+    agents,
     auth,
     conversations,
     endpoints,
@@ -50,6 +51,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, auth, users, conversations, messages, generations, events, endpoints):
+    for module in (
+        health,
+        auth,
+        users,
+        conversations,
+        messages,
+        generations,
+        events,
+        endpoints,
+        agents,
+    ):
         app.include_router(module.router)
     return app

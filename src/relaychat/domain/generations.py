@@ -51,6 +51,10 @@ class Providers(Protocol):
         """The model that writes conversation titles, if one is configured."""
         ...
 
+    def names(self) -> list[str]:
+        """Every configured endpoint."""
+        ...
+
 
 @dataclass(frozen=True)
 class StartedGeneration:

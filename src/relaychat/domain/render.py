@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage.models import Agent, Conversation, Generation, Message
 
 
 def iso(moment: datetime) -> str:
@@ -64,4 +64,23 @@ def generation_dict(generation: Generation) -> dict[str, Any]:
         "error": generation.error,
         "started_at": iso(generation.started_at),
         "finished_at": iso(generation.finished_at) if generation.finished_at else None,
+    }
+
+
+def agent_dict(agent: Agent) -> dict[str, Any]:
+    """An agent as clients see it."""
+    return {
+        "agent_id": agent.id,
+        "owner_id": agent.user_id,
+        "name": agent.name,
+        "description": agent.description,
+        "instructions": agent.instructions,
+        "endpoint": agent.endpoint,
+        "model": agent.model,
+        "model_parameters": agent.model_parameters or {},
+        "tools": list(agent.tools or []),
+        "mcp_servers": list(agent.mcp_servers or []),
+        "visibility": agent.visibility,
+        "created_at": iso(agent.created_at),
+        "updated_at": iso(agent.updated_at),
     }

@@ -44,6 +44,10 @@ class Toolbox:
         }
         self._local["send_message"] = SendMessage(send)
 
+    def register(self, tool: Tool) -> None:
+        """Offer another tool to agents (extensions, tests)."""
+        self._local[tool.name] = tool
+
     def tool_names(self) -> list[str]:
         """Names an agent may list in `tools`."""
         return list(self._local)
