@@ -1,0 +1,294 @@
+"""The agent loop: tools called, results fed back, parts stored and streamed; memory and
+messages between conversations, always scoped to the owner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from relaychat.llm.tools.base import Tool, ToolContext
+from relaychat.services import Services
+from relaychat.settings import Settings
+from tests.api.test_agents import ask, make_agent
+from tests.api.test_generation import messages_of, wait_generation
+from tests.backends import Backend
+from tests.factories import TestUser, make_conversation, make_user
+
+
+def script(*turns: Any) -> str:
+    """A `!fake` directive making the fake upstream play these assistant turns."""
+    return "!fake " + json.dumps({"script": list(turns)})
+
+
+def calls(*pairs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": args} for name, args in pairs]}
+
+
+async def agent_conversation(
+    client: httpx.AsyncClient, user: TestUser, **agent_fields: Any
+) -> tuple[str, str]:
+    agent = await make_agent(client, user, **agent_fields)
+    cid = (
+        await make_conversation(
+            client, user, endpoint="agents", agent_id=agent["agent_id"], title="t"
+        )
+    )["conversation_id"]
+    return agent["agent_id"], cid
+
+
+async def test_tools_are_called_in_order_stored_and_streamed(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["calculator", "current_time"])
+    text = script(
+        calls(("calculator", {"expression": "17 * 23"})),
+        calls(("current_time", {"timezone": "UTC"})),
+        "The answer is 391.",
+    )
+    seen: list[str] = []
+    async with services.bus.subscribe(user.id, conversation_id=cid) as events:
+        posted = await ask(client, user, cid, text + "\nwhat is 17*23?")
+        async for envelope in events:
+            seen.append(envelope.type)
+            if envelope.type == "message.completed":
+                break
+    reply = (await messages_of(client, user, cid))[-1]
+    assert reply["message_id"] == posted["response_message_id"]
+    kinds = [(p["type"], p.get("name")) for p in reply["content"]]
+    assert kinds == [
+        ("tool_call", "calculator"),
+        ("tool_result", "calculator"),
+        ("tool_call", "current_time"),
+        ("tool_result", "current_time"),
+        ("text", None),
+    ]
+    calc_call, calc_result = reply["content"][0], reply["content"][1]
+    assert calc_call["arguments"] == {"expression": "17 * 23"}
+    assert (calc_result["content"], calc_result["is_error"]) == ("391", False)
+    assert calc_result["tool_call_id"] == calc_call["id"]
+    assert reply["content"][3]["content"].endswith("+00:00")
+    assert reply["text"] == "The answer is 391."
+    live = [t for t in seen if t.startswith("message.tool")]
+    assert live == ["message.tool_call", "message.tool_result"] * 2
+
+
+async def test_a_failing_tool_is_reported_to_the_model_and_the_reply_goes_on(
+    client: httpx.AsyncClient, fake_llm: Any
+) -> None:
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["calculator"])
+    marker = "bad-expression-5521"
+    text = script(calls(("calculator", {"expression": "__import__('os')"})), "Sorry.")
+    await ask(client, user, cid, f"{text}\n{marker}")
+    reply = (await messages_of(client, user, cid))[-1]
+    result = reply["content"][1]
+    assert result["is_error"] is True
+    assert result["content"].startswith("error:")
+    assert (reply["status"], reply["text"]) == ("complete", "Sorry.")
+    # The error went back to the model as the tool's result.
+    second = [r.body for r in fake_llm.requests if marker in str(r.body.get("messages"))][-1]
+    assert second["messages"][-1]["role"] == "tool"
+    assert second["messages"][-1]["content"].startswith("error:")
+
+
+async def test_max_steps_ends_the_loop(client: httpx.AsyncClient, services: Services) -> None:
+    services.chat.max_steps = 2
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["calculator"])
+    loop = [calls(("calculator", {"expression": f"{i}+1"})) for i in range(5)]
+    posted = await ask(client, user, cid, script(*loop) + "\nloop forever")
+    state = (
+        await client.get(f"/api/generations/{posted['generation_id']}", headers=user.headers)
+    ).json()
+    assert (state["status"], state["finish_reason"]) == ("completed", "length")
+    reply = (await messages_of(client, user, cid))[-1]
+    assert [p["type"] for p in reply["content"]].count("tool_call") == 2
+
+
+class SlowTool(Tool):
+    name = "slow"
+    description = "Takes its time."
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> str:
+        self.started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return "done"
+
+
+async def test_abort_stops_a_running_tool(client: httpx.AsyncClient, services: Services) -> None:
+    tool = SlowTool()
+    assert services.chat.toolbox is not None
+    services.chat.toolbox.register(tool)
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["slow"])
+    text = script(calls(("slow", {})), "never") + "\nbe slow"
+    posted = (
+        await client.post(f"/api/messages/{cid}", json={"text": text}, headers=user.headers)
+    ).json()
+    await asyncio.wait_for(tool.started.wait(), 30)
+    aborted = await client.post(
+        f"/api/generations/{posted['generation_id']}/abort", headers=user.headers
+    )
+    assert aborted.json()["status"] == "aborted"
+    assert tool.cancelled
+    reply = (await messages_of(client, user, cid))[-1]
+    assert reply["status"] == "unfinished"
+    assert [p["type"] for p in reply["content"]] == ["tool_call"]
+
+
+async def test_slow_tool_times_out_into_an_error_result(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    tool = SlowTool()
+    tool.timeout = 0.2
+    assert services.chat.toolbox is not None
+    services.chat.toolbox.register(tool)
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["slow"])
+    await ask(client, user, cid, script(calls(("slow", {})), "Gave up.") + "\nslow")
+    reply = (await messages_of(client, user, cid))[-1]
+    assert reply["content"][1]["is_error"] is True
+    assert "timed out" in reply["content"][1]["content"]
+    assert reply["text"] == "Gave up."
+
+
+async def test_memory_is_per_user_and_agent_and_survives_a_restart(
+    client: httpx.AsyncClient, services: Services, clean_backend: Backend, settings: Settings
+) -> None:
+    alice, bob = await make_user(client), await make_user(client)
+    agent = await make_agent(client, alice, tools=["remember", "recall"], visibility="public")
+    aid = agent["agent_id"]
+    first = await make_conversation(client, alice, endpoint="agents", agent_id=aid, title="1")
+    await ask(
+        client,
+        alice,
+        first["conversation_id"],
+        script(calls(("remember", {"key": "colour", "value": "teal"})), "Noted.") + "\nremember",
+    )
+
+    # A new process on the same database: the memory is still there.
+    restarted = Services.build(settings, engine=clean_backend.engine)
+    await restarted.start()
+    try:
+        from relaychat.app import create_app
+
+        transport = httpx.ASGITransport(app=create_app(services=restarted))
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as other:
+            second = await make_conversation(
+                other, alice, endpoint="agents", agent_id=aid, title="2"
+            )
+            await ask(
+                other,
+                alice,
+                second["conversation_id"],
+                script(calls(("recall", {"key": "colour"})), "ok") + "\nrecall",
+            )
+            recalled = (await messages_of(other, alice, second["conversation_id"]))[-1]
+            assert recalled["content"][1]["content"] == "teal"
+
+            # Bob uses the same public agent but has his own (empty) memory.
+            bobs = await make_conversation(other, bob, endpoint="agents", agent_id=aid, title="3")
+            await ask(
+                other,
+                bob,
+                bobs["conversation_id"],
+                script(calls(("recall", {})), "ok") + "\nrecall all",
+            )
+            nothing = (await messages_of(other, bob, bobs["conversation_id"]))[-1]
+            assert nothing["content"][1]["content"] == "nothing remembered yet"
+    finally:
+        await restarted.close()
+
+
+async def test_send_message_reaches_another_conversation_and_its_agent_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    stranger = await make_user(client)
+    _, source = await agent_conversation(client, user, tools=["send_message"])
+    target_agent = await make_agent(client, user, name="Receiver")
+    target = (
+        await make_conversation(
+            client, user, endpoint="agents", agent_id=target_agent["agent_id"], title="target"
+        )
+    )["conversation_id"]
+    foreign = (await make_conversation(client, stranger, title="private"))["conversation_id"]
+    text = script(
+        calls(("send_message", {"conversation_id": target, "text": "ping", "respond": True})),
+        calls(("send_message", {"conversation_id": foreign, "text": "leak"})),
+        "Sent.",
+    )
+    await ask(client, user, source, text + "\nrelay this")
+    reply = (await messages_of(client, user, source))[-1]
+    results = [p for p in reply["content"] if p["type"] == "tool_result"]
+    assert results[0]["is_error"] is False and "posted message" in results[0]["content"]
+    assert results[1]["is_error"] is True
+    assert "not found" in results[1]["content"].lower()
+
+    for _ in range(200):
+        received = await messages_of(client, user, target)
+        if len(received) == 2 and received[1]["status"] != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    assert received[0]["role"] == "external" and received[0]["text"] == "ping"
+    assert received[0]["metadata"]["source"] == "agent"
+    assert received[0]["metadata"]["from_conversation_id"] == source
+    assert (received[1]["role"], received[1]["status"]) == ("assistant", "complete")
+    untouched = await messages_of(client, stranger, foreign)
+    assert untouched == []
+
+
+async def test_agent_changes_reach_every_worker_at_once(
+    client: httpx.AsyncClient, services: Services, clean_backend: Backend, settings: Settings
+) -> None:
+    user = await make_user(client)
+    agent = await make_agent(client, user, model="fake-model")
+    aid = agent["agent_id"]
+    # A second worker sharing the database and event bus (Redis, or this process's memory).
+    other = services if clean_backend.redis_url is None else None
+    if other is None:
+        other = Services.build(settings, engine=clean_backend.engine)
+        await other.start()
+    try:
+        async with other.sessionmaker() as session:
+            cached = await other.chat.agents.get(session, aid)
+        assert cached is not None and cached.model == "fake-model"
+        await client.patch(
+            f"/api/agents/{aid}", json={"model": "fake-model-mini"}, headers=user.headers
+        )
+        for _ in range(100):
+            async with other.sessionmaker() as session:
+                fresh = await other.chat.agents.get(session, aid)
+            if fresh is not None and fresh.model == "fake-model-mini":
+                break
+            await asyncio.sleep(0.02)
+        assert fresh is not None and fresh.model == "fake-model-mini"
+    finally:
+        if other is not services:
+            await other.close()
+
+
+async def test_wait_generation_helper_sees_failures(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user)
+    posted = (
+        await client.post(
+            f"/api/messages/{cid}",
+            json={"text": '!fake {"fail": "auth"}\nx'},
+            headers=user.headers,
+        )
+    ).json()
+    state = await wait_generation(client, user, posted["generation_id"])
+    assert state["status"] == "failed"
