@@ -12,6 +12,7 @@ import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM, RecordedRequest, running_fake_llm
 from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
+from relaychat.llm.adapters.google_genai import GoogleAdapter
 from relaychat.llm.adapters.openai_chat import OpenAIAdapter
 from relaychat.llm.base import AdapterOptions, BaseAdapter, RetryPolicy, Timeouts
 from relaychat.llm.types import ChatMessage, ChatRequest
@@ -64,7 +65,7 @@ def ask(
 AdapterMaker = Callable[..., BaseAdapter]
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=["openai", "anthropic", "google"])
 def provider(request: pytest.FixtureRequest) -> str:
     """Each wire format in turn."""
     name: str = request.param
@@ -84,25 +85,20 @@ async def make_adapter(
         api_key: str = "test-key",
         base_url: str | None = None,
     ) -> BaseAdapter:
+        options = AdapterOptions(
+            endpoint=f"fake-{provider}",
+            api_key=api_key,
+            base_url=base_url or (fake.openai_base_url if provider == "openai" else fake.url),
+            timeouts=timeouts,
+            retry=retry,
+        )
         adapter: BaseAdapter
         if provider == "openai":
-            options = AdapterOptions(
-                endpoint="fake-openai",
-                api_key=api_key,
-                base_url=base_url or fake.openai_base_url,
-                timeouts=timeouts,
-                retry=retry,
-            )
             adapter = OpenAIAdapter(options, http_client=http)
-        else:
-            options = AdapterOptions(
-                endpoint="fake-anthropic",
-                api_key=api_key,
-                base_url=base_url or fake.url,
-                timeouts=timeouts,
-                retry=retry,
-            )
+        elif provider == "anthropic":
             adapter = AnthropicAdapter(options, http_client=http)
+        else:
+            adapter = GoogleAdapter(options, http_client=http)
         made.append(adapter)
         return adapter
 

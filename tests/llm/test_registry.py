@@ -11,10 +11,12 @@ import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
 from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
+from relaychat.llm.adapters.google_genai import GoogleAdapter
 from relaychat.llm.adapters.openai_chat import AzureOpenAIAdapter, OpenAIAdapter
-from relaychat.llm.config import parse_config
+from relaychat.llm.base import ChatProvider
+from relaychat.llm.config import EndpointSpec, parse_config
 from relaychat.llm.errors import EndpointNotFound, ProviderNotImplemented
-from relaychat.llm.registry import EndpointRegistry, load_registry
+from relaychat.llm.registry import EndpointRegistry, build_adapter, load_registry
 from relaychat.llm.types import ChatMessage, ChatRequest, collect
 
 RegistryMaker = Callable[[dict[str, Any]], EndpointRegistry]
@@ -48,13 +50,15 @@ async def test_adapters_by_name_and_provider(make_registry: RegistryMaker) -> No
         {
             "openAI": {"api_key": "k"},
             "anthropic": {"api_key": "k"},
+            "google": {"api_key": "k"},
             "azureOpenAI": {"api_key": "k", "base_url": "http://azure.local"},
             "custom": [{"name": "local", "base_url": "http://127.0.0.1:1/v1"}],
         }
     )
 
-    assert registry.names() == ["openAI", "anthropic", "azureOpenAI", "local"]
+    assert registry.names() == ["openAI", "anthropic", "google", "azureOpenAI", "local"]
     assert isinstance(registry.provider("anthropic"), AnthropicAdapter)
+    assert isinstance(registry.provider("google"), GoogleAdapter)
     assert isinstance(registry.provider("azureOpenAI"), AzureOpenAIAdapter)
     openai = registry.provider("openAI")
     local = registry.provider("local")
@@ -67,15 +71,26 @@ async def test_adapters_by_name_and_provider(make_registry: RegistryMaker) -> No
         registry.provider("nope")
 
 
-async def test_google_is_listed_but_not_implemented(make_registry: RegistryMaker) -> None:
-    registry = make_registry({"google": {"api_key": "k", "models": {"default": ["gemini-x"]}}})
+async def test_an_endpoint_without_adapter_is_listed_as_unavailable(
+    make_registry: RegistryMaker,
+) -> None:
+    def only_openai(spec: EndpointSpec) -> ChatProvider:
+        if spec.provider != "openai":
+            raise ProviderNotImplemented(f"{spec.provider} is not supported")
+        return build_adapter(spec)
 
-    with pytest.raises(ProviderNotImplemented) as caught:
-        registry.provider("google")
-    assert caught.value.status == 501
-    (info,) = await registry.list_endpoints()
-    assert info.available is False
-    assert info.models == ["gemini-x"]
+    config = parse_config(
+        {"endpoints": {"openAI": {"api_key": "k"}, "google": {"api_key": "k"}}}, {}
+    )
+    registry = EndpointRegistry.from_config(config, adapter_factory=only_openai)
+    try:
+        with pytest.raises(ProviderNotImplemented) as caught:
+            registry.provider("google")
+        assert caught.value.status == 501
+        infos = await registry.list_endpoints()
+        assert [(i.name, i.available) for i in infos] == [("openAI", True), ("google", False)]
+    finally:
+        await registry.aclose()
 
 
 async def test_models_without_fetch_are_the_defaults(

@@ -11,6 +11,11 @@ from relaychat.devtools.fake_config import DEFAULT_REPLY, FakeConfig
 dev_app = typer.Typer(help="Development tools.")
 
 
+@dev_app.callback()
+def dev() -> None:
+    """Development tools: fake upstreams for local trials, tests and benchmarks."""
+
+
 @dev_app.command("fake-llm")
 def fake_llm(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
@@ -23,7 +28,7 @@ def fake_llm(
         str | None, typer.Option(help="Accept only this key (default: any non-empty key).")
     ] = None,
 ) -> None:
-    """Serve a fake OpenAI/Anthropic-compatible upstream (see relaychat.devtools.fake_llm)."""
+    """Serve a fake OpenAI/Anthropic/Gemini upstream (see relaychat.devtools.fake_llm)."""
     from relaychat.devtools.fake_llm import serve_fake_llm
 
     config = FakeConfig(
@@ -34,7 +39,7 @@ def fake_llm(
         api_key=api_key,
     )
     typer.echo(
-        f"fake LLM on http://{host}:{port} - OpenAI base_url http://{host}:{port}/v1, "
-        f"Anthropic base_url http://{host}:{port}"
+        f"fake LLM on http://{host}:{port}: OpenAI base_url http://{host}:{port}/v1, "
+        f"Anthropic and Google base_url http://{host}:{port}"
     )
     serve_fake_llm(host, port, config)

@@ -1,14 +1,19 @@
-"""A deterministic fake LLM upstream speaking OpenAI's and Anthropic's real wire formats.
+"""A deterministic fake LLM upstream speaking OpenAI's, Anthropic's and Gemini's wire formats.
 
 Routes
-    GET  /v1/models                                 OpenAI list; Anthropic's when the request
-                                                    carries `anthropic-version`
+    GET  /v1/models                                 OpenAI's list; Anthropic's with an
+                                                    `anthropic-version` header, Google's with
+                                                    `x-goog-api-key` (also GET /v1beta/models)
     POST /v1/chat/completions                       OpenAI, streaming (SSE, `[DONE]`, usage
                                                     chunk with `stream_options.include_usage`)
-                                                    and not; needs `Authorization: Bearer …`
-    POST /openai/deployments/{name}/chat/completions  the same for Azure (`api-key` header)
-    POST /v1/messages                               Anthropic Messages, streaming and not;
-                                                    needs `x-api-key` or a bearer token
+                                                    and not
+    POST /openai/deployments/{name}/chat/completions  the same for Azure
+    POST /v1/messages                               Anthropic Messages, streaming and not
+    POST /v1[beta]/models/{model}:streamGenerateContent  Gemini, SSE (`?alt=sse`); function
+    POST /v1[beta]/models/{model}:generateContent        calls arrive whole, with a signature
+
+Every route wants an API key, in whichever header the SDKs use (`Authorization: Bearer`,
+`x-api-key`, `api-key`, `x-goog-api-key`); with `api_key` configured, exactly that one.
 
 The reply is `reply` (a fixed sentence by default) or, with `echo`, the last user text,
 streamed one whitespace-separated word (with its trailing space) per chunk. Usage counts
@@ -26,10 +31,11 @@ Failures (`fail`): auth (401), bad_request (400), rate_limit (429 with `retry-af
 `retry-after-ms` from `retry_after_ms`), server_error (500), unavailable (503; Anthropic
 529 overloaded), hang (headers, then silence), stall (`fail_after_tokens` tokens, then
 silence), cut (tokens, then the connection drops without the end of the stream), garbage
-(tokens, then a data line that is not JSON), error_event (tokens, then OpenAI's
-`data: {"error": …}` or Anthropic's `event: error`). With `fail_times: N` only the first N
-identical requests fail (counted per server by `key`, or by a digest of path and body), so
-"429, then success" can be tested against a stateless-looking upstream.
+(tokens, then a data line that is not JSON), error_event (tokens, then OpenAI's or
+Gemini's `data: {"error": …}` or Anthropic's `event: error`). Gemini says a bad key with
+400 `API_KEY_INVALID` and a rate limit with a `RetryInfo` delay, as the real API does.
+With `fail_times: N` only the first N identical requests fail (counted per server, by
+`key` or else by a digest of path and body), so "429, then success" can be tested.
 
 Tool calls: `script` is a list of assistant turns, each a string (text) or
 `{"text": …, "tool_calls": [{"name": …, "arguments": {…}, "id": optional}]}`. The fake picks
@@ -38,12 +44,13 @@ turn N, where N is the number of assistant messages after the last user message 
 the script while each new user message starts it over; past its end the normal reply is
 sent. Tool calls stream as OpenAI `delta.tool_calls` with `arguments` in `arg_chunk_chars`
 fragments and finish reason "tool_calls", or Anthropic `tool_use` blocks with
-`input_json_delta` fragments and stop reason "tool_use". Ids are `call_fake_<turn>_<i>` /
-`toolu_fake_<turn>_<i>` unless given.
+`input_json_delta` fragments and stop reason "tool_use", or whole Gemini `functionCall`
+parts with a `thoughtSignature`. Ids are `call_fake_<turn>_<i>` / `toolu_fake_<turn>_<i>`
+unless given; Gemini calls carry an id only when the script gives one.
 
 In tests, `async with running_fake_llm(reply="hi") as fake:` serves on an ephemeral
 loopback port in the running event loop: point OpenAI SDKs at `fake.openai_base_url`,
-Anthropic SDKs at `fake.url`, and read `fake.requests` to see what was sent. Each server
+Anthropic and Google SDKs at `fake.url`, and read `fake.requests` to see what was sent. Each server
 keeps its own state, so concurrent tests don't interfere.
 """
 
@@ -62,7 +69,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from relaychat.devtools import fake_anthropic, fake_openai
+from relaychat.devtools import fake_anthropic, fake_google, fake_openai
 from relaychat.devtools.fake_config import (
     DEFAULT_REPLY,
     FakeConfig,
@@ -91,9 +98,12 @@ def create_fake_llm_app(config: FakeConfig | None = None) -> FastAPI:
     app.state.fake = state
     app.include_router(fake_openai.router(state))
     app.include_router(fake_anthropic.router(state))
+    app.include_router(fake_google.router(state))
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
+        if "x-goog-api-key" in request.headers:
+            return fake_google.list_models(request, state)
         state.record(request)
         if "anthropic-version" in request.headers:
             if not state.authorized(request):

@@ -91,7 +91,10 @@ def request_key(request: Request) -> str | None:
     if auth.lower().startswith("bearer ") and auth[7:].strip():
         return auth[7:].strip()
     # Recent Anthropic SDKs send the key as a bearer token, older ones as x-api-key.
-    return request.headers.get("x-api-key") or request.headers.get("api-key") or None
+    for header in ("x-api-key", "api-key", "x-goog-api-key"):
+        if request.headers.get(header):
+            return request.headers[header]
+    return None
 
 
 async def pause(milliseconds: int) -> None:

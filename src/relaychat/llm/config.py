@@ -49,7 +49,7 @@ ProviderKind = Literal["openai", "anthropic", "google", "azure_openai", "custom"
 BUILTIN_ENDPOINTS: dict[str, tuple[ProviderKind, str, str | None]] = {
     "openAI": ("openai", "OPENAI_API_KEY", "https://api.openai.com/v1"),
     "anthropic": ("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com"),
-    "google": ("google", "GOOGLE_API_KEY", None),
+    "google": ("google", "GOOGLE_API_KEY", "https://generativelanguage.googleapis.com"),
     "azureOpenAI": ("azure_openai", "AZURE_OPENAI_API_KEY", None),
 }
 # Offered until (or unless) the upstream's own list is fetched.
@@ -274,7 +274,7 @@ def _endpoints_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         # Escaped, since interpolation runs over these values too.
         section: dict[str, Any] = {
             "api_key": key.replace("$", "$$"),
-            "models": {"default": DEFAULT_MODELS[name], "fetch": name != "google"},
+            "models": {"default": DEFAULT_MODELS[name], "fetch": True},
         }
         if base_url_variable and env.get(base_url_variable):
             section["base_url"] = env[base_url_variable].replace("$", "$$")

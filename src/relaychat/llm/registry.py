@@ -52,7 +52,7 @@ def adapter_options(spec: EndpointSpec) -> AdapterOptions:
 def build_adapter(
     spec: EndpointSpec, *, http_client: httpx2.AsyncClient | None = None
 ) -> ChatProvider:
-    """The adapter for an endpoint; raises ProviderNotImplemented for Google."""
+    """The adapter for an endpoint; raises ProviderNotImplemented for unknown providers."""
     options = adapter_options(spec)
     if spec.provider == "anthropic":
         from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
@@ -74,6 +74,10 @@ def build_adapter(
             "max_completion_tokens" if spec.provider == "openai" else "max_tokens"
         )
         return OpenAIAdapter(options, http_client=http_client, max_tokens_param=param)
+    if spec.provider == "google":
+        from relaychat.llm.adapters.google_genai import GoogleAdapter
+
+        return GoogleAdapter(options, http_client=http_client)
     raise ProviderNotImplemented(
         f"Endpoint {spec.name!r}: {spec.provider} endpoints are not implemented yet",
         endpoint=spec.name,

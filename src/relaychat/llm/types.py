@@ -46,12 +46,13 @@ class ImageUrlPart(_Model):
 
 
 class ToolCallPart(_Model):
-    """A tool call the assistant made earlier, replayed in the history."""
+    """A tool call the assistant made earlier, replayed in the history with its signature."""
 
     type: Literal["tool_call"] = "tool_call"
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    signature: str | None = None
 
 
 class ToolResultPart(_Model):
@@ -133,7 +134,11 @@ class ToolCallDelta(_Model):
 
 
 class ToolCall(_Model):
-    """A complete tool call; `arguments` is None when the model sent something not a JSON object."""
+    """A complete tool call; `arguments` is None when the model sent something not a JSON object.
+
+    `signature` is an opaque token some providers (Gemini) need back with the call in the
+    history: store it in the `ToolCallPart`.
+    """
 
     type: Literal["tool_call"] = "tool_call"
     index: int
@@ -141,6 +146,7 @@ class ToolCall(_Model):
     name: str
     arguments: dict[str, Any] | None
     raw_arguments: str
+    signature: str | None = None
 
 
 class Usage(_Model):

@@ -1,1 +1,1 @@
-"""One adapter per wire protocol: OpenAI chat completions, Anthropic messages."""
+"""One adapter per wire protocol: OpenAI chat completions, Anthropic messages, Gemini."""

@@ -99,11 +99,8 @@ def to_anthropic_params(request: ChatRequest, default_max_tokens: int) -> dict[s
     }
     if request.system:
         params["system"] = request.system
-    if request.temperature is not None:
-        # Anthropic's range is 0..1, OpenAI's 0..2; clamp rather than fail the turn.
-        params["temperature"] = min(request.temperature, 1.0)
-    if request.top_p is not None:
-        params["top_p"] = request.top_p
+    # temperature and top_p are left out: current Claude models refuse them with a 400, and
+    # the SDK no longer accepts them.
     if request.stop:
         params["stop_sequences"] = request.stop
     if request.tools:

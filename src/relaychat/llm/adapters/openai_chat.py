@@ -98,7 +98,8 @@ def _convert(message: ChatMessage) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
         elif isinstance(part, ImageUrlPart):
-            parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
+            image = part.image_url.model_dump(exclude_none=True)
+            parts.append({"type": "image_url", "image_url": image})
     return [{"role": "user", "content": parts}]
 
 

@@ -1,0 +1,305 @@
+"""Google Gemini through `google-genai`; function calls arrive whole, not in fragments."""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
+from relaychat.llm.errors import (
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderSdkMissing,
+    ProviderStreamBroken,
+    error_for_status,
+    error_for_type,
+    scrub,
+)
+from relaychat.llm.types import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    ImageUrlPart,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import httpx2
+    from google.genai import Client
+    from google.genai.types import GenerateContentResponse
+
+# Gemini often sends calls without ids; ours carry this prefix and are not sent back.
+SYNTHETIC_ID_PREFIX = "gemini_call_"
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "FINISH_REASON_UNSPECIFIED": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "MODEL_ARMOR": "content_filter",
+    "PROMPT_BLOCKED": "content_filter",
+}
+_TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+
+
+def to_google_contents(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """The history as user/model contents; tool results travel as user function responses."""
+    names = {p.id: p.name for m in messages for p in m.content if isinstance(p, ToolCallPart)}
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = "model" if message.role == "assistant" else "user"
+        parts = [part for p in message.content if (part := _part(p, names)) is not None]
+        if not parts:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["parts"].extend(parts)
+        else:
+            out.append({"role": role, "parts": parts})
+    return out
+
+
+def _part(part: Any, names: dict[str, str]) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"text": part.text} if part.text else None
+    if isinstance(part, ImageUrlPart):
+        url = part.image_url.url
+        if url.startswith("data:") and ";base64," in url:
+            mime, data = url[5:].split(";base64,", 1)
+            return {"inline_data": {"mime_type": mime, "data": base64.b64decode(data)}}
+        mime = mimetypes.guess_type(url)[0] or "image/jpeg"
+        return {"file_data": {"file_uri": url, "mime_type": mime}}
+    if isinstance(part, ToolCallPart):
+        call: dict[str, Any] = {"name": part.name, "args": part.arguments}
+        if not part.id.startswith(SYNTHETIC_ID_PREFIX):
+            call["id"] = part.id
+        converted: dict[str, Any] = {"function_call": call}
+        if part.signature:
+            converted["thought_signature"] = base64.b64decode(part.signature)
+        return converted
+    if isinstance(part, ToolResultPart):
+        key = "error" if part.is_error else "result"
+        response: dict[str, Any] = {
+            "name": names.get(part.tool_call_id, "tool"),
+            "response": {key: part.content},
+        }
+        if not part.tool_call_id.startswith(SYNTHETIC_ID_PREFIX):
+            response["id"] = part.tool_call_id
+        return {"function_response": response}
+    return None
+
+
+def to_google_config(request: ChatRequest) -> dict[str, Any]:
+    """The `GenerateContentConfig` of a request, as a dict the SDK validates."""
+    config: dict[str, Any] = {
+        "system_instruction": request.system,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_output_tokens": request.max_tokens,
+        "stop_sequences": request.stop,
+        # We run tools ourselves; the SDK must not call Python functions on its own.
+        "automatic_function_calling": {"disable": True},
+    }
+    if request.tools:
+        declarations = [
+            {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
+            for t in request.tools
+        ]
+        config["tools"] = [{"function_declarations": declarations}]
+        if request.tool_choice:
+            mode = _TOOL_MODES[request.tool_choice]
+            config["tool_config"] = {"function_calling_config": {"mode": mode}}
+    return {key: value for key, value in config.items() if value is not None}
+
+
+class GoogleAdapter(BaseAdapter):
+    """Gemini models through the Gemini API (not Vertex AI)."""
+
+    provider = "google"
+
+    def __init__(
+        self, options: AdapterOptions, *, http_client: httpx2.AsyncClient | None = None
+    ) -> None:
+        super().__init__(options, http_client=http_client)
+        try:
+            from google import genai
+            from google.genai import types
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ProviderSdkMissing("Install the `google-genai` package") from exc
+        t = options.timeouts
+        http_options = types.HttpOptions(
+            base_url=options.base_url,
+            headers=dict(options.headers) or None,
+            # Milliseconds; only a backstop for our own deadlines.
+            timeout=int((t.first_token + t.idle) * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_async_client=http_client,
+        )
+        # Built now, not on first use: importing an SDK blocks the event loop for a while.
+        self._sdk: Client = genai.Client(api_key=options.api_key, http_options=http_options)
+
+    async def aclose(self) -> None:
+        """Close the connections the SDK client opened itself."""
+        if self._http_client is None:
+            await self._sdk.aio.aclose()
+
+    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
+        from google.genai import types
+
+        # Validated here, so that a part the SDK cannot take fails before any request.
+        contents = [types.Content.model_validate(c) for c in to_google_contents(request.messages)]
+        config = types.GenerateContentConfig.model_validate(to_google_config(request))
+        with self._upstream(started=False):
+            chunks = await self._sdk.aio.models.generate_content_stream(
+                model=request.model, contents=contents, config=config
+            )
+        state = _StreamState()
+        # The SDK sends the request on the first read, so that read is not yet "started".
+        received = False
+        try:
+            while True:
+                with self._upstream(started=received):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                received = True
+                events = state.handle(chunk)
+                for event in events:
+                    yield event
+                if not events:
+                    yield None
+        finally:
+            await _close(chunks)
+        if state.finish is None:
+            raise ProviderStreamBroken(
+                "The stream ended without a finish reason", endpoint=self.endpoint
+            )
+        if state.usage is not None:
+            yield state.usage
+        reason = _FINISH_REASONS.get(state.finish, "error")
+        if reason == "stop" and state.calls:
+            reason = "tool_calls"
+        yield Finish(reason=reason, raw_reason=state.finish)
+
+    async def _fetch_models(self) -> list[str]:
+        pager = await self._sdk.aio.models.list()
+        return [
+            model.name.removeprefix("models/")
+            async for model in pager
+            if model.name
+            and (not model.supported_actions or "generateContent" in model.supported_actions)
+        ]
+
+    def _translate(self, exc: Exception, *, started: bool) -> ProviderError | None:
+        from google.genai import errors
+
+        fields: dict[str, Any] = {"endpoint": self.endpoint}
+        if isinstance(exc, errors.APIError):
+            body = exc.details if isinstance(exc.details, dict) else {}
+            if _error_reason(body) == "API_KEY_INVALID":
+                return ProviderAuthFailed(scrub(exc.message), upstream_status=exc.code, **fields)
+            if not exc.code:
+                return error_for_type(exc.status, message=exc.message, **fields)
+            return error_for_status(
+                exc.code, message=exc.message, retry_after=_retry_delay(body), **fields
+            )
+        if isinstance(exc, errors.UnknownApiResponseError) and started:
+            return ProviderStreamBroken(
+                "The provider sent a frame that is not valid JSON", retryable=False, **fields
+            )
+        return self._transport_error(exc, started=started)
+
+
+class _StreamState:
+    """What the chunks told so far: usage, finish reason, and how many calls were made."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+
+    def handle(self, chunk: GenerateContentResponse) -> list[StreamEvent]:
+        """The events in one chunk of the first candidate."""
+        if chunk.usage_metadata is not None:
+            meta = chunk.usage_metadata
+            self.usage = Usage(
+                prompt_tokens=meta.prompt_token_count or 0,
+                completion_tokens=(meta.candidates_token_count or 0)
+                + (meta.thoughts_token_count or 0),
+            )
+        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
+            self.finish = "PROMPT_BLOCKED"
+        events: list[StreamEvent] = []
+        candidate = chunk.candidates[0] if chunk.candidates else None
+        if candidate is None:
+            return events
+        parts = candidate.content.parts if candidate.content else None
+        for part in parts or []:
+            if part.text:
+                event = ReasoningDelta if part.thought else TextDelta
+                events.append(event(text=part.text))
+            if part.function_call is not None:
+                events.extend(self._call(part.function_call, part.thought_signature))
+        if candidate.finish_reason is not None:
+            self.finish = str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
+        return events
+
+    def _call(self, call: Any, signature: bytes | None) -> list[StreamEvent]:
+        index, self.calls = self.calls, self.calls + 1
+        call_id = call.id or f"{SYNTHETIC_ID_PREFIX}{uuid.uuid4().hex[:16]}"
+        arguments = dict(call.args or {})
+        raw = json.dumps(arguments)
+        return [
+            ToolCallDelta(index=index, id=call_id, name=call.name, arguments_delta=raw),
+            ToolCall(
+                index=index,
+                id=call_id,
+                name=call.name or "",
+                arguments=arguments,
+                raw_arguments=raw,
+                signature=base64.b64encode(signature).decode() if signature else None,
+            ),
+        ]
+
+
+def _error_reason(body: dict[str, Any]) -> str | None:
+    for detail in (body.get("error") or {}).get("details") or []:
+        if isinstance(detail, dict) and detail.get("reason"):
+            return str(detail["reason"])
+    return None
+
+
+def _retry_delay(body: dict[str, Any]) -> float | None:
+    """Seconds from a google.rpc.RetryInfo detail, which Gemini sends instead of a header."""
+    for detail in (body.get("error") or {}).get("details") or []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
+
+
+async def _close(chunks: AsyncIterator[Any]) -> None:
+    """Close the SDK's stream generator now rather than when it is collected."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
