@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -14,20 +14,26 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.devtools.cli import dev_app
-from relaychat.errors import AppError
+from relaychat.errors import AppError, UserNotFound
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
 
-app = typer.Typer(help="relaychat: chat server for people, LLMs, agents and external systems.")
+app = typer.Typer(
+    help="relaychat: chat server for people, LLMs, agents and external systems.",
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="Database maintenance.")
 users_app = typer.Typer(help="Manage user accounts.")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+agents_app = typer.Typer(help="Manage agents.")
+app.add_typer(agents_app, name="agents")
 app.add_typer(dev_app, name="dev")
 
 T = TypeVar("T")
-console = Console()
+# Piped output has no terminal width; don't squeeze tables into rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _settings() -> Settings:
@@ -39,6 +45,9 @@ def _settings() -> Settings:
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    # Management commands bring the schema up to date first, as `serve` does.
+    migrate.upgrade(settings.effective_database_url)
+
     async def _run() -> T:
         engine = create_engine(settings.effective_database_url)
         try:
@@ -91,6 +100,14 @@ def db_upgrade(revision: str = "head") -> None:
     typer.echo(f"database at {revision}")
 
 
+def _table(*columns: str) -> Table:
+    """A table whose cells wrap instead of being cut: ids must stay copyable."""
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column == "id")
+    return table
+
+
 def _read_password() -> str:
     if not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\r\n")
@@ -122,7 +139,7 @@ def users_list() -> None:
     from relaychat.domain.users import list_users
 
     rows = _with_session(_settings(), list_users)
-    table = Table("id", "email", "name", "role", "phone", "created")
+    table = _table("id", "email", "name", "role", "phone", "created")
     for user in rows:
         table.add_row(
             user.id,
@@ -133,6 +150,103 @@ def users_list() -> None:
             user.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     console.print(table)
+
+
+@agents_app.command("create")
+def agents_create(
+    owner: Annotated[str, typer.Option(help="Email of the owning user.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    endpoint: Annotated[str, typer.Option(help="LLM endpoint from relaychat.yaml.")],
+    model: Annotated[str | None, typer.Option(help="Model (default: the endpoint's).")] = None,
+    instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
+    description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+    tool: Annotated[list[str] | None, typer.Option(help="A tool it may call (repeat).")] = None,
+    mcp_server: Annotated[
+        list[str] | None, typer.Option(help="An MCP server whose tools it may call (repeat).")
+    ] = None,
+    public: Annotated[bool, typer.Option("--public", help="Usable by every user.")] = False,
+) -> None:
+    """Create an agent; prints its id."""
+    from relaychat.domain.agents import check_agent_fields, create_agent
+    from relaychat.domain.toolbox import local_tool_names
+    from relaychat.domain.users import find_user_by_email
+    from relaychat.llm.mcp.config import load_mcp_config
+    from relaychat.llm.registry import load_registry
+
+    settings = _settings()
+    fields = {
+        "name": name,
+        "endpoint": endpoint,
+        "model": model,
+        "instructions": instructions,
+        "description": description,
+        "tools": tool or [],
+        "mcp_servers": mcp_server or [],
+        "visibility": "public" if public else "private",
+    }
+
+    async def _create(session: AsyncSession) -> Any:
+        registry = load_registry(settings.config_path)
+        try:
+            check_agent_fields(
+                fields,
+                endpoints=registry.names(),
+                tools=local_tool_names(),
+                servers=list(load_mcp_config(settings.config_path)),
+            )
+        finally:
+            await registry.aclose()
+        user = await find_user_by_email(session, owner)
+        if user is None:
+            raise UserNotFound(f"no user with email {owner}")
+        return await create_agent(session, user, fields)
+
+    agent = _with_session(settings, _create)
+    typer.echo(f"created {agent.visibility} agent {agent.name} ({agent.id})")
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """Print every agent as a table."""
+    from sqlalchemy import select
+
+    from relaychat.storage.models import Agent, User
+
+    async def _rows(session: AsyncSession) -> Any:
+        query = select(Agent, User.email).join(User, User.id == Agent.user_id)
+        return (await session.execute(query.order_by(Agent.created_at))).all()
+
+    table = _table("id", "name", "owner", "endpoint", "model", "tools", "visibility")
+    for agent, email in _with_session(_settings(), _rows):
+        table.add_row(
+            agent.id,
+            agent.name,
+            email,
+            agent.endpoint,
+            agent.model or "",
+            ", ".join([*agent.tools, *(f"mcp:{s}" for s in agent.mcp_servers)]),
+            agent.visibility,
+        )
+    console.print(table)
+
+
+@agents_app.command("delete")
+def agents_delete(agent_id: str) -> None:
+    """Delete an agent and what it remembered."""
+    from relaychat.storage.models import Agent
+
+    async def _delete(session: AsyncSession) -> bool:
+        agent = await session.get(Agent, agent_id)
+        if agent is None:
+            return False
+        await session.delete(agent)
+        await session.commit()
+        return True
+
+    if not _with_session(_settings(), _delete):
+        typer.secho(f"error: no agent {agent_id}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"deleted {agent_id}")
 
 
 def main() -> None:

@@ -28,6 +28,11 @@ class McpTools(Protocol):
         ...
 
 
+def local_tool_names() -> list[str]:
+    """Tools every instance offers, without MCP servers (for validation outside the app)."""
+    return [tool.name for tool in builtin_tools()] + ["remember", "recall", "send_message"]
+
+
 class Toolbox:
     """Builds the ToolSet of each agent generation."""
 
