@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -181,3 +182,75 @@ class AgentMemory(Base):
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A key external systems post with; only a hash of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The public part of the key (`rck_<lookup>_<secret>`), for finding the row in one read.
+    lookup: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # A system key may post into any user's conversation; only admins create them.
+    system: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    # After a rotation the old secret keeps working until `previous_valid_until`.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None]
+    permissions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyRecord(Base):
+    """The first answer to an `Idempotency-Key`, replayed to repeats for a day."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        UniqueConstraint("key_ref", "idempotency_key", name="uq_idempotency_key_ref_key"),
+        Index("ix_idempotency_expires", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Which API key the record belongs to (a managed key's id, or `env:` and a digest).
+    key_ref: Mapped[str] = mapped_column(String(80))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # in_flight until the first request finishes; then done with its answer.
+    state: Mapped[str] = mapped_column(String(16), default="in_flight")
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """One external request, accepted or refused: who, from where, what, and the outcome."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_key_time", "api_key_id", "created_at"),
+        Index("ix_audit_time", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    api_key_id: Mapped[str | None] = mapped_column(String(80))
+    # The owner of the key, so a user's audit listing never needs a join.
+    key_owner_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    strategy: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(120))
+    status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    message_id: Mapped[str | None] = mapped_column(String(36))
