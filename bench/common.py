@@ -1,0 +1,704 @@
+"""Shared helpers of the end-to-end benchmarks: processes, backends, a lean HTTP client, stats.
+
+The load generator speaks HTTP/1.1 over bare asyncio streams, so the client costs the same
+few microseconds on both sides of every comparison (relaychat, and the fake upstream
+straight), and a heavy client library does not hide what the server adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+HOST = "127.0.0.1"
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PASSWORD = "bench password 123"
+STARTUP_SECONDS = 60.0
+REQUEST_SECONDS = 30.0
+T = TypeVar("T")
+ALL_CPUS = set(os.sched_getaffinity(0))
+
+
+# -- cores and processes ------------------------------------------------------------------
+
+
+def cores() -> tuple[set[int] | None, set[int] | None]:
+    """(server cores, load cores): relaychat alone on the last core, the rest on the others."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None, None
+    return {available[-1]}, set(available[:-1])
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Pin every thread of `pid` (0: this process) to `cpus`; new threads inherit it."""
+    if not cpus:
+        return
+    pid = pid or os.getpid()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit (children inherit it); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads, dead ones included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """How many files (sockets included) a process holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
+class Proc:
+    """A child process we started, its port and its log."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _log_file(path: Path) -> Any:
+    return path.open("wb")
+
+
+@contextlib.asynccontextmanager
+async def child(
+    name: str,
+    args: Sequence[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    workdir: Path,
+    cpus: set[int] | None,
+    ready: Callable[[int], Awaitable[bool]],
+) -> AsyncIterator[Proc]:
+    """Run `args` (pinned to `cpus` with taskset) until the block ends; wait for `ready`."""
+    prefix: list[str] = []
+    if cpus and shutil.which("taskset"):
+        prefix = ["taskset", "-c", ",".join(str(c) for c in sorted(cpus))]
+    log_path = workdir / f"{name}-{port}.log"
+    log = _log_file(log_path)
+    process = await asyncio.create_subprocess_exec(
+        *prefix, *args, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    proc = Proc(name, process, port, log_path)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not await ready(port):
+            if process.returncode is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{proc.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not come up:\n{proc.log_tail()}")
+            await asyncio.sleep(0.1)
+        yield proc
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        log.close()
+
+
+async def http_ok(port: int, path: str, headers: dict[str, str] | None = None) -> bool:
+    """Whether GET `path` answers 200."""
+    try:
+        async with asyncio.timeout(2):
+            conn = await Connection.open(port)
+            try:
+                return (await conn.request("GET", path, headers=headers)).status == 200
+            finally:
+                conn.close()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+        return False
+
+
+@contextlib.asynccontextmanager
+async def fake_upstream(
+    workdir: Path,
+    *,
+    cpus: set[int] | None,
+    ttft_ms: int = 0,
+    token_delay_ms: int = 0,
+    reply: str | None = None,
+) -> AsyncIterator[Proc]:
+    """`relaychat dev fake-llm` on a free port."""
+    port = free_port()
+    args = [sys.executable, "-m", "relaychat", "dev", "fake-llm", "--host", HOST]
+    args += [
+        "--port",
+        str(port),
+        "--ttft-ms",
+        str(ttft_ms),
+        "--token-delay-ms",
+        str(token_delay_ms),
+    ]
+    if reply is not None:
+        args += ["--reply", reply]
+
+    async def ready(p: int) -> bool:
+        return await http_ok(p, "/v1/models", {"authorization": "Bearer fake-key"})
+
+    async with child(
+        "fake", args, port=port, env=dict(os.environ), workdir=workdir, cpus=cpus, ready=ready
+    ) as proc:
+        yield proc
+
+
+# -- storage backends ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a relaychat server keeps its data and sends its events."""
+
+    name: str
+    database_url: str | None = None  # None: SQLite in the data dir
+    redis_url: str | None = None
+    redis_prefix: str = "relaychat:"
+
+
+SQLITE = Backend("sqlite+memory")
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def pg_redis_unavailable(pg_url: str, redis_url: str) -> str | None:
+    """Why PostgreSQL + Redis cannot be used, or None when both answer."""
+    import asyncpg
+    from redis.asyncio import Redis
+
+    try:
+        async with asyncio.timeout(5):
+            conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
+            await conn.close()
+    except Exception as exc:
+        return f"PostgreSQL at {pg_url}: {type(exc).__name__}: {exc}"
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(5):
+            await redis.ping()
+    except Exception as exc:
+        return f"Redis at {redis_url}: {type(exc).__name__}: {exc}"
+    finally:
+        await redis.aclose()
+    return None
+
+
+@contextlib.asynccontextmanager
+async def pg_redis_backend(pg_url: str, redis_url: str) -> AsyncIterator[Backend]:
+    """A fresh PostgreSQL database and Redis key prefix, dropped and deleted afterwards."""
+    import asyncpg
+    from redis.asyncio import Redis
+
+    tag = uuid.uuid4().hex[:10]
+    database = f"relaychat_bench_{tag}"
+    admin = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url).set(database=database).render_as_string(hide_password=False)
+    backend = Backend("postgres+redis", url, redis_url, f"relaychat-bench:{tag}:")
+    try:
+        yield backend
+    finally:
+        admin = await asyncpg.connect(_asyncpg_dsn(pg_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        redis = Redis.from_url(redis_url)
+        try:
+            keys = [key async for key in redis.scan_iter(match=f"{backend.redis_prefix}*")]
+            for start in range(0, len(keys), 500):
+                await redis.delete(*keys[start : start + 500])
+        finally:
+            await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def backends(args: argparse.Namespace) -> AsyncIterator[list[Backend]]:
+    """The backends asked for on the command line (`--backends`), ready to use."""
+    names = [name.strip() for name in args.backends.split(",") if name.strip()]
+    chosen: list[Backend] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for name in names:
+            if name == "sqlite":
+                chosen.append(SQLITE)
+            elif name == "pg":
+                reason = await pg_redis_unavailable(args.pg_url, args.redis_url)
+                if reason:
+                    print(f"skipping postgres+redis: {reason}")
+                    continue
+                chosen.append(
+                    await stack.enter_async_context(pg_redis_backend(args.pg_url, args.redis_url))
+                )
+            else:
+                raise SystemExit(f"unknown backend {name!r} (sqlite, pg)")
+        yield chosen
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, default_backends: str) -> None:
+    """--quick, --backends, --pg-url, --redis-url."""
+    parser.add_argument("--quick", action="store_true", help="a shorter, noisier run")
+    parser.add_argument(
+        "--backends",
+        default=default_backends,
+        help=f"comma-separated: sqlite (SQLite + memory bus), pg (PostgreSQL + Redis); "
+        f"default {default_backends}",
+    )
+    parser.add_argument("--pg-url", default=PG_URL, help="a database to create others from")
+    parser.add_argument("--redis-url", default=REDIS_URL)
+
+
+# -- the relaychat server -----------------------------------------------------------------
+
+
+def _write_config(path: Path, fake_port: int) -> None:
+    path.write_text(
+        f"""endpoints:
+  custom:
+    - name: fake
+      base_url: http://{HOST}:{fake_port}/v1
+      api_key: fake-key
+      models: {{default: [fake-model], fetch: false}}
+"""
+    )
+
+
+def server_env(backend: Backend, data_dir: Path, config: Path) -> dict[str, str]:
+    """The environment of a server on `backend` (nothing from the developer's own setup)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "RELAYCHAT_", "JWT_"))
+    }
+    env.update(
+        RELAYCHAT_DATA_DIR=str(data_dir),
+        RELAYCHAT_CONFIG=str(config),
+        REDIS_KEY_PREFIX=backend.redis_prefix,
+        COOKIE_SECURE="false",
+    )
+    if backend.database_url:
+        env["DATABASE_URL"] = backend.database_url
+    if backend.redis_url:
+        env["REDIS_URL"] = backend.redis_url
+    return env
+
+
+@contextlib.asynccontextmanager
+async def relaychat_server(
+    backend: Backend, workdir: Path, *, fake_port: int
+) -> AsyncIterator[Proc]:
+    """`relaychat serve` on a free port with a fresh data dir and the fake as endpoint `fake`.
+
+    It may use every core (setup hashes passwords with argon2) until pinned with
+    `pin(server.pid, ...)` before measuring.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=workdir))
+    config = data_dir / "relaychat.yaml"
+    _write_config(config, fake_port)
+    port = free_port()
+    args = [sys.executable, "-m", "relaychat", "serve", "--host", HOST, "--port", str(port)]
+
+    async def ready(p: int) -> bool:
+        return await http_ok(p, "/healthz")
+
+    env = server_env(backend, data_dir, config)
+    async with child(
+        "relaychat", args, port=port, env=env, workdir=workdir, cpus=ALL_CPUS, ready=ready
+    ) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def workspace(prefix: str) -> Any:
+    """A temporary directory for data dirs and logs, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"relaychat-{prefix}-") as path:
+        yield Path(path)
+
+
+# -- a lean HTTP/1.1 client ---------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; requests go one after another."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int):
+        self.reader = reader
+        self.writer = writer
+        self.host = f"{HOST}:{port}".encode()
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, port)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Write one request (small: no drain needed)."""
+        lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self.host]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}".encode())
+        if body is not None:
+            lines.append(b"Content-Type: application/json")
+            lines.append(b"Content-Length: " + str(len(body)).encode())
+        self.writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + (body or b""))
+
+    async def head(self) -> tuple[int, dict[str, str]]:
+        """Status and headers (names lower-cased) of the next response."""
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = raw[:-4].decode("latin-1").split("\r\n")
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(status_line.split(" ", 2)[1]), headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The chunks of a `Transfer-Encoding: chunked` body, as they arrive."""
+        reader = self.reader
+        while True:
+            size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";", 1)[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # no trailers from our servers
+                return
+            chunk = await reader.readexactly(size + 2)
+            yield chunk[:-2]
+
+    async def body(self, headers: dict[str, str]) -> bytes:
+        """The whole body of a response whose head was read."""
+        if "content-length" in headers:
+            return await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            return b"".join([chunk async for chunk in self.chunks()])
+        return await self.reader.read()
+
+    async def response(self) -> Response:
+        status, headers = await self.head()
+        return Response(status, headers, await self.body(headers))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Send a request and read its whole response."""
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        body = None if json_body is None else json.dumps(json_body).encode()
+        self.send(method, path, body=body, headers=all_headers)
+        return await self.response()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str | None
+    data: bytes
+    at: float  # perf_counter() when the chunk holding it was read
+
+
+async def sse_events(conn: Connection) -> AsyncIterator[SSEEvent]:
+    """Events of a chunked `text/event-stream` body; comments and bare fields are skipped."""
+    buffer = b""
+    async for chunk in conn.chunks():
+        at = time.perf_counter()
+        buffer += chunk
+        while (end := buffer.find(b"\n\n")) >= 0:
+            frame, buffer = buffer[:end], buffer[end + 2 :]
+            event: str | None = None
+            data: list[bytes] = []
+            for line in frame.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[6:] if line[5:6] == b" " else line[5:])
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+            if data:
+                yield SSEEvent(event, b"\n".join(data), at)
+
+
+async def open_events(port: int, token: str) -> Connection:
+    """A connection streaming the user's /api/events, past its headers."""
+    conn = await Connection.open(port)
+    conn.send("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
+    status, headers = await conn.head()
+    if status != 200 or "chunked" not in headers.get("transfer-encoding", ""):
+        conn.close()
+        raise RuntimeError(f"/api/events answered {status}")
+    return conn
+
+
+class Listener:
+    """Reads one user's /api/events in a task; tells when each event of a message arrived.
+
+    `wait(kind, message_id)` returns the arrival time of the first `kind` event of that
+    message (`message.delta`, `message.created`, ...), or of its end for kind "end"
+    (`message.completed` or `message.failed`; the type is in `ends`).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.counts: dict[str, int] = {}
+        self.ends: dict[str, str] = {}
+        self._seen: dict[tuple[str, str], float] = {}
+        self._waiters: dict[tuple[str, str], asyncio.Future[float]] = {}
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, port: int, token: str) -> Listener:
+        return cls(await open_events(port, token))
+
+    async def _read(self) -> None:
+        async for item in sse_events(self.conn):
+            kind = item.event or "message"
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            message_id = json.loads(item.data).get("message_id")
+            if not message_id:
+                continue
+            if kind in ("message.completed", "message.failed"):
+                self.ends[message_id] = kind
+                self._mark(("end", message_id), item.at)
+            self._mark((kind, message_id), item.at)
+
+    def _mark(self, key: tuple[str, str], at: float) -> None:
+        if key in self._seen:
+            return
+        self._seen[key] = at
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(at)
+
+    async def wait(self, kind: str, message_id: str, limit: float = REQUEST_SECONDS) -> float:
+        """perf_counter() when the first `kind` event of `message_id` was read."""
+        key = (kind, message_id)
+        if key not in self._seen:
+            if self._task.done():
+                raise RuntimeError("the event stream ended")
+            waiter = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
+            async with asyncio.timeout(limit):
+                await waiter
+        return self._seen.pop(key)
+
+    def forget(self, message_id: str) -> None:
+        """Drop what is remembered about a message (keeps long runs small)."""
+        for key in [k for k in self._seen if k[1] == message_id]:
+            del self._seen[key]
+        self.ends.pop(message_id, None)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self.conn.close()
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchUser:
+    """A registered, signed-in user with one titled conversation on endpoint `fake`."""
+
+    email: str
+    token: str
+    conversation_id: str
+    # A first message: later messages answer it, so every request has the same short context.
+    seed_message_id: str
+
+
+def expect(response: Response, status: int, what: str) -> Any:
+    if response.status != status:
+        raise RuntimeError(f"{what}: {response.status} {response.body[:300]!r}")
+    return response.json()
+
+
+async def make_user(port: int, email: str) -> BenchUser:
+    """Register, log in, create a titled conversation (no title call) and a seed message."""
+    conn = await Connection.open(port)
+    try:
+        async with asyncio.timeout(REQUEST_SECONDS * 4):
+            body = {"email": email, "password": PASSWORD, "name": email.split("@")[0]}
+            expect(
+                await conn.request("POST", "/api/auth/register", json_body=body), 201, "register"
+            )
+            body = {"email": email, "password": PASSWORD}
+            token = expect(
+                await conn.request("POST", "/api/auth/login", json_body=body), 200, "login"
+            )["access_token"]
+            body = {"endpoint": "fake", "title": "bench"}
+            convo = expect(
+                await conn.request("POST", "/api/convos", json_body=body, token=token),
+                201,
+                "create conversation",
+            )
+            path = f"/api/messages/{convo['conversation_id']}"
+            body = {"text": "seed", "respond": False}
+            seed = expect(
+                await conn.request("POST", path, json_body=body, token=token), 201, "seed"
+            )
+    finally:
+        # uvicorn closes keep-alive connections idle for 5 s: phases open their own.
+        conn.close()
+    return BenchUser(email, token, convo["conversation_id"], seed["message"]["message_id"])
+
+
+async def make_users(port: int, count: int, *, concurrency: int = 8) -> list[BenchUser]:
+    """`count` users with fresh emails (the login limit counts per address and email)."""
+    tag = uuid.uuid4().hex[:8]
+    return await bounded(
+        (make_user(port, f"bench-{tag}-{i}@example.com") for i in range(count)), concurrency
+    )
+
+
+async def bounded(coros: Iterable[Awaitable[T]], limit: int) -> list[T]:
+    """Await `coros` with at most `limit` at a time, results in order."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coro: Awaitable[T]) -> T:
+        async with semaphore:
+            return await coro
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
+
+
+def fake_directive(**fields: Any) -> str:
+    """A first line that reconfigures the fake upstream for one request."""
+    return "!fake " + json.dumps(fields, separators=(",", ":"))
+
+
+# -- numbers ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The `fraction` quantile of `values` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table, first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        rest = zip(row[1:], widths[1:], strict=True)
+        parts = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in rest]
+        lines.append("  " + "  ".join(parts))
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def verdict(value: float, target: float) -> str:
+    """'met' or 'MISSED (x<ratio>)' for a value that should stay at or under target."""
+    return "met" if value <= target else f"MISSED (x{value / target:.1f} the target)"
+
+
+def run(main: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
+    """asyncio.run on uvloop when it is installed (the server uses it too)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a uvicorn[standard] dependency
+        asyncio.run(main(args))
+    else:
+        uvloop.run(main(args))
