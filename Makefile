@@ -33,5 +33,8 @@ format: env ## Apply ruff fixes and formatting
 	$(UV) run --frozen ruff check --fix src tests bench
 	$(UV) run --frozen ruff format src tests bench
 
+bench: env ## Run the benchmarks, each against a baseline of the same run (BENCH_ARGS=--quick: ~3 min)
+	$(UV) run --frozen python -m bench.run_all $(BENCH_ARGS)
+
 clean: ## Remove the environment and caches (keeps ./data)
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
