@@ -1,0 +1,133 @@
+"""The `mcp_servers:` section of relaychat.yaml: which MCP servers agents may use.
+
+    mcp_servers:
+      github:                                   # stdio: a subprocess speaking MCP on stdin/stdout
+        command: npx
+        args: ["-y", "@modelcontextprotocol/server-github"]
+        env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}
+        cwd: /srv/mcp                           # optional
+        timeout_seconds: 30                     # optional: start-up and each call
+      search:                                   # streamable HTTP
+        url: https://mcp.example.com/mcp
+        headers: {Authorization: "Bearer ${SEARCH_TOKEN}"}
+
+A stdio server's `env` is added to a minimal inherited environment (PATH, HOME, USER, …),
+not to relaychat's own, so relaychat's secrets don't reach it unless passed on purpose.
+A server is stdio when it has `command`, streamable HTTP when it has `url`; LibreChat's
+`type: stdio | streamable-http` is accepted too. `${VAR}` and `${VAR:-default}` are read
+from the environment as in the endpoints section. Names become tool-name prefixes
+(`github__create_issue`), hence the tool-name alphabet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from relaychat.llm.config import ConfigError, interpolate
+
+SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,30}$"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StdioServerConfig(_Strict):
+    """A server run as a subprocess, one per relaychat process."""
+
+    type: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    # Often holds tokens, so kept out of reprs and logs.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: str | None = None
+    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, le=3600)
+
+
+class HttpServerConfig(_Strict):
+    """A server reached over streamable HTTP."""
+
+    type: Literal["streamable-http", "streamable_http", "http"] = "streamable-http"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+McpServerConfig = StdioServerConfig | HttpServerConfig
+
+
+def load_mcp_config(
+    path: Path | str | None, env: Mapping[str, str] | None = None
+) -> dict[str, McpServerConfig]:
+    """The MCP servers configured in `path`; none without a file or a `mcp_servers` section."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    section = document.get("mcp_servers") if isinstance(document, dict) else None
+    return parse_mcp_config(section, os.environ if env is None else env, source=str(path))
+
+
+def parse_mcp_config(
+    section: Any, env: Mapping[str, str], *, source: str = "config"
+) -> dict[str, McpServerConfig]:
+    """Validate an already-loaded `mcp_servers` section (None means none)."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: mcp_servers must be a mapping of name to server")
+    servers: dict[str, McpServerConfig] = {}
+    for name, raw in section.items():
+        key = f"mcp_servers.{name}"
+        if not isinstance(name, str) or not re.fullmatch(SERVER_NAME_PATTERN, name):
+            raise ConfigError(
+                f"{source}: {key}: server names use letters, digits, '_' and '-' (1-30 characters)"
+            )
+        try:
+            servers[name] = _parse_server(interpolate(raw, env, key), key)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return servers
+
+
+def _parse_server(raw: Any, key: str) -> McpServerConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: must be a mapping with `command` or `url`")
+    if ("command" in raw) == ("url" in raw):
+        raise ConfigError(f"{key}: give either `command` (stdio) or `url` (streamable HTTP)")
+    model: type[McpServerConfig] = StdioServerConfig if "command" in raw else HttpServerConfig
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid MCP server\n{_describe(exc, key)}") from None
+
+
+def _describe(exc: ValidationError, key: str) -> str:
+    """One line per problem, each naming the dotted key, e.g. `mcp_servers.github.args[0]`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        path = key
+        for part in error["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)

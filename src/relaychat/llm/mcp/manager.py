@@ -1,0 +1,247 @@
+"""McpManager: the configured MCP servers, started on first use and shared by all generations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+from mcp import Client, MCPError, types
+from mcp.types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+from pydantic import ValidationError
+
+from relaychat.errors import NotFound, ServiceUnavailable
+from relaychat.llm.mcp.config import McpServerConfig
+from relaychat.llm.mcp.connection import Connection, StartFailed
+from relaychat.llm.mcp.tools import McpTool, result_text
+from relaychat.llm.tools.base import Tool, ToolError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A server that failed to start is not tried again before this many seconds.
+DEFAULT_RETRY_AFTER = 30.0
+# The most pages of tools/list followed, so a paginator that never ends cannot hang us.
+MAX_TOOL_PAGES = 50
+# Failures that mean the connection itself is gone rather than that one request failed.
+_TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError, EOFError)
+
+
+class McpServerUnavailable(ServiceUnavailable):
+    code = "mcp_server_unavailable"
+    title = "MCP server unavailable"
+
+
+class McpServerNotFound(NotFound):
+    code = "mcp_server_not_found"
+    title = "No such MCP server"
+
+
+@dataclass
+class _Server:
+    """What the manager knows of one configured server."""
+
+    name: str
+    config: McpServerConfig
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connection: Connection | None = None
+    starts: int = 0
+    failed_at: float | None = None
+    failure: str = ""
+
+
+class McpManager:
+    """Starts each server once per process, restarts it after a crash, stops all on aclose."""
+
+    def __init__(
+        self,
+        servers: Mapping[str, McpServerConfig],
+        *,
+        retry_after: float = DEFAULT_RETRY_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._servers = {name: _Server(name, config) for name, config in servers.items()}
+        self._retry_after = retry_after
+        self._clock = clock
+        self._closed = False
+
+    def names(self) -> list[str]:
+        """The configured server names, in file order."""
+        return list(self._servers)
+
+    def starts(self, server: str) -> int:
+        """How many times the server was started (attempts included) in this process."""
+        return self._server(server).starts
+
+    async def tools(self, server: str) -> list[Tool]:
+        """The server's tools as relaychat tools, starting the server if needed."""
+        state = self._server(server)
+        try:
+            listed = await self._request(state, _list_tools)
+        except ToolError as exc:
+            raise McpServerUnavailable(
+                f"MCP server {server} could not list its tools: {exc}", server=server
+            ) from exc
+        tools: dict[str, Tool] = {}
+        for remote in listed:
+            tool = McpTool(server, remote, self.call, state.config.timeout_seconds)
+            if tool.name in tools:
+                logger.warning("MCP server %s: skipping %r, its name clashes", server, remote.name)
+                continue
+            tools[tool.name] = tool
+        return list(tools.values())
+
+    async def list_all(self) -> dict[str, list[Tool] | str]:
+        """Every server's tools, or why the server cannot be used, concurrently."""
+        names = self.names()
+        results = await asyncio.gather(
+            *(self.tools(name) for name in names), return_exceptions=True
+        )
+        listing: dict[str, list[Tool] | str] = {}
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, McpServerUnavailable):
+                listing[name] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                listing[name] = result
+        return listing
+
+    async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> str:
+        """Call one tool and return its text; failures the model should see raise ToolError."""
+        state = self._server(server)
+
+        async def call_tool(client: Client) -> str:
+            timeout = state.config.timeout_seconds
+            return result_text(
+                await client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+            )
+
+        try:
+            return await self._request(state, call_tool)
+        except McpServerUnavailable as exc:
+            raise ToolError(exc.detail) from exc
+
+    async def aclose(self) -> None:
+        """Stop every server; later uses fail."""
+        self._closed = True
+        await asyncio.gather(*(self._stop(state) for state in self._servers.values()))
+
+    async def _stop(self, state: _Server) -> None:
+        async with state.lock:
+            if state.connection is not None:
+                await state.connection.stop()
+                state.connection = None
+
+    def _server(self, name: str) -> _Server:
+        state = self._servers.get(name)
+        if state is None:
+            raise McpServerNotFound(f"no MCP server named {name!r} is configured", server=name)
+        return state
+
+    async def _request(self, state: _Server, request: Callable[[Client], Awaitable[T]]) -> T:
+        """Run a request on the shared session, restarting a broken server and retrying once."""
+        connection = await self._connection(state)
+        try:
+            return await self._send(state, connection, request)
+        except _Broken:
+            logger.warning("MCP server %s: connection lost, restarting", state.name)
+        connection = await self._connection(state, broken=connection)
+        try:
+            return await self._send(state, connection, request)
+        except _Broken as exc:
+            raise McpServerUnavailable(
+                f"MCP server {state.name} lost its connection again after a restart",
+                server=state.name,
+            ) from exc.__cause__
+
+    async def _send(
+        self, state: _Server, connection: Connection, request: Callable[[Client], Awaitable[T]]
+    ) -> T:
+        """One request; a gone connection raises _Broken, a timeout ToolError."""
+        try:
+            return await request(connection.client)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED or _session_expired(exc):
+                connection.mark_broken()
+                raise _Broken from exc
+            if exc.code == REQUEST_TIMEOUT:
+                timeout = state.config.timeout_seconds
+                raise ToolError(f"MCP server {state.name} timed out after {timeout:g} s") from exc
+            raise ToolError(f"MCP server {state.name}: {exc.message}") from exc
+        except ValidationError as exc:
+            raise ToolError(f"MCP server {state.name} sent a malformed result") from exc
+        except _TRANSPORT_ERRORS as exc:
+            connection.mark_broken()
+            raise _Broken from exc
+        except RuntimeError as exc:
+            # The connection's task ended between our check and the request.
+            if connection.alive:
+                raise
+            raise _Broken from exc
+
+    async def _connection(self, state: _Server, broken: Connection | None = None) -> Connection:
+        """The live connection, started (once, under the lock) when there is none."""
+        async with state.lock:
+            if self._closed:
+                raise McpServerUnavailable("MCP servers are shut down", server=state.name)
+            current = state.connection
+            if current is not None and current.alive and current is not broken:
+                return current
+            if current is not None:
+                state.connection = None
+                await current.stop()
+            now = self._clock()
+            if state.failed_at is not None and now - state.failed_at < self._retry_after:
+                wait = self._retry_after - (now - state.failed_at)
+                raise McpServerUnavailable(
+                    f"MCP server {state.name} failed to start ({state.failure}); "
+                    f"next attempt in {wait:.0f} s",
+                    server=state.name,
+                )
+            state.starts += 1
+            connection = Connection(state.name, state.config)
+            try:
+                await connection.start()
+            except StartFailed as exc:
+                state.failed_at, state.failure = self._clock(), str(exc)
+                logger.warning("MCP server %s failed to start: %s", state.name, exc)
+                raise McpServerUnavailable(
+                    f"MCP server {state.name} failed to start: {exc}", server=state.name
+                ) from exc
+            state.failed_at, state.failure = None, ""
+            state.connection = connection
+            return connection
+
+
+def _session_expired(exc: MCPError) -> bool:
+    """An HTTP server that no longer knows our session (it restarted): start a new one.
+
+    The SDK reports the spec's 404 as INVALID_REQUEST, with the server's message
+    ("Session not found") or its own ("Session terminated"), so the message is all we have.
+    """
+    message = exc.message.lower()
+    return exc.code == INVALID_REQUEST and any(
+        phrase in message for phrase in ("session not found", "session terminated")
+    )
+
+
+class _Broken(Exception):
+    """The connection is gone; the cause says how."""
+
+
+async def _list_tools(client: Client) -> list[types.Tool]:
+    """Every page of tools/list."""
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    for _ in range(MAX_TOOL_PAGES):
+        page = await client.list_tools(cursor=cursor)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools

@@ -1,0 +1,184 @@
+"""MCP over stdio, against the real mcp-server-time package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from relaychat.llm.mcp import McpManager, McpServerNotFound, McpServerUnavailable
+from relaychat.llm.tools.base import ToolError, ToolSet
+from tests.mcp.conftest import (
+    CONTEXT,
+    child_processes,
+    managing,
+    time_server,
+    wait_for_child,
+)
+
+MARKER = "mcp_server_time"
+
+
+async def test_lists_and_calls_the_time_server() -> None:
+    async with managing(McpManager({"time": time_server()})) as manager:
+        tools = {tool.name: tool for tool in await manager.tools("time")}
+
+        assert set(tools) == {"time__get_current_time", "time__convert_time"}
+        current = tools["time__get_current_time"]
+        assert "time" in current.description.lower()
+        assert current.parameters["type"] == "object"
+        assert current.parameters["required"] == ["timezone"]
+
+        text = await current.run({"timezone": "Europe/Paris"}, CONTEXT)
+        result = json.loads(text)
+        assert result["timezone"] == "Europe/Paris"
+        assert result["datetime"][:2] == "20"
+        assert result["day_of_week"]
+
+
+async def test_one_server_process_serves_every_call() -> None:
+    async with managing(McpManager({"time": time_server()})) as manager:
+        # Concurrent first uses start the server once.
+        listings = await asyncio.gather(*(manager.tools("time") for _ in range(5)))
+        assert all(len(tools) == 2 for tools in listings)
+        pids = child_processes(MARKER)
+        assert len(pids) == 1
+
+        for timezone in ("UTC", "Asia/Tokyo", "America/New_York"):
+            text = await manager.call("time", "get_current_time", {"timezone": timezone})
+            assert json.loads(text)["timezone"] == timezone
+        await manager.tools("time")
+
+        assert manager.starts("time") == 1
+        assert child_processes(MARKER) == pids
+
+
+async def test_a_killed_server_is_restarted_by_the_next_call() -> None:
+    async with managing(McpManager({"time": time_server()})) as manager:
+        tools = ToolSet(await manager.tools("time"))
+        [first] = child_processes(MARKER)
+
+        os.kill(first, signal.SIGKILL)
+        outcome = await tools.call("time__get_current_time", {"timezone": "UTC"}, CONTEXT)
+
+        assert not outcome.is_error, outcome.content
+        assert json.loads(outcome.content)["timezone"] == "UTC"
+        assert manager.starts("time") == 2
+        [second] = child_processes(MARKER)
+        assert second != first
+
+
+async def test_a_killed_server_is_restarted_by_the_next_listing() -> None:
+    async with managing(McpManager({"time": time_server()})) as manager:
+        await manager.tools("time")
+        [first] = child_processes(MARKER)
+
+        os.kill(first, signal.SIGKILL)
+
+        assert len(await manager.tools("time")) == 2
+        assert manager.starts("time") == 2
+
+
+async def test_a_tool_error_reaches_the_model() -> None:
+    async with managing(McpManager({"time": time_server()})) as manager:
+        tools = ToolSet(await manager.tools("time"))
+
+        outcome = await tools.call("time__get_current_time", {"timezone": "Mars/Olympus"}, CONTEXT)
+
+        assert outcome.is_error
+        assert "Mars/Olympus" in outcome.content
+        # A failed call is not a crash: the same server keeps serving.
+        assert manager.starts("time") == 1
+
+
+async def test_a_server_that_cannot_start_is_not_hammered() -> None:
+    now = [1000.0]
+    broken = time_server(command=sys.executable, args=["-c", "import sys; sys.exit(3)"])
+    manager = McpManager({"broken": broken}, retry_after=30, clock=lambda: now[0])
+    async with managing(manager):
+        with pytest.raises(McpServerUnavailable) as caught:
+            await manager.tools("broken")
+        assert caught.value.code == "mcp_server_unavailable"
+        assert caught.value.status == 503
+        assert "MCP server broken failed to start" in caught.value.detail
+        assert manager.starts("broken") == 1
+
+        # Within the back-off, uses fail at once without starting anything.
+        with pytest.raises(McpServerUnavailable, match="next attempt in 30 s"):
+            await manager.tools("broken")
+        with pytest.raises(ToolError, match="failed to start"):
+            await manager.call("broken", "anything", {})
+        assert manager.starts("broken") == 1
+
+        now[0] += 31
+        with pytest.raises(McpServerUnavailable):
+            await manager.tools("broken")
+        assert manager.starts("broken") == 2
+
+
+async def test_a_missing_command_is_reported() -> None:
+    missing = time_server(command="/nonexistent/mcp-server")
+    async with managing(McpManager({"gone": missing})) as manager:
+        with pytest.raises(McpServerUnavailable, match="FileNotFoundError"):
+            await manager.tools("gone")
+
+
+async def test_a_server_that_never_answers_times_out_and_is_stopped() -> None:
+    mute = time_server(args=["-c", "import time; time.sleep(120)"], timeout_seconds=0.5)
+    async with managing(McpManager({"mute": mute})) as manager:
+        with pytest.raises(McpServerUnavailable, match=r"did not start within 0\.5 s"):
+            await manager.tools("mute")
+        assert child_processes("time.sleep(120)") == []
+
+
+async def test_list_all_reports_servers_that_cannot_start() -> None:
+    broken = time_server(command=sys.executable, args=["-c", "raise SystemExit(1)"])
+    async with managing(McpManager({"time": time_server(), "broken": broken})) as manager:
+        listing = await manager.list_all()
+
+        assert manager.names() == ["time", "broken"]
+        time_tools = listing["time"]
+        assert isinstance(time_tools, list)
+        assert len(time_tools) == 2
+        assert isinstance(listing["broken"], str)
+        assert "failed to start" in listing["broken"]
+
+
+async def test_unknown_server() -> None:
+    async with managing(McpManager({})) as manager:
+        with pytest.raises(McpServerNotFound) as caught:
+            await manager.tools("nope")
+        assert caught.value.code == "mcp_server_not_found"
+
+
+async def test_aclose_stops_every_server_process() -> None:
+    manager = McpManager({"a": time_server(), "b": time_server()})
+    await asyncio.gather(manager.tools("a"), manager.tools("b"))
+    assert len(child_processes(MARKER)) == 2
+
+    await manager.aclose()
+
+    assert child_processes(MARKER) == []
+    with pytest.raises(McpServerUnavailable, match="shut down"):
+        await manager.tools("a")
+    await manager.aclose()
+
+
+async def test_a_caller_cancelled_during_start_leaves_no_process() -> None:
+    mute = time_server(args=["-c", "import time; time.sleep(120)"], timeout_seconds=60)
+    async with managing(McpManager({"mute": mute, "time": time_server()})) as manager:
+        listing = asyncio.create_task(manager.tools("mute"))
+        await wait_for_child("time.sleep(120)")
+
+        listing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listing
+
+        assert child_processes("time.sleep(120)") == []
+        # Cancelling is not a failure to start: nothing waits out a back-off.
+        assert manager.starts("mute") == 1
+        assert len(await manager.tools("time")) == 2
