@@ -14,7 +14,12 @@ from pydantic import BaseModel
 
 from relaychat.llm.base import AdapterOptions, ChatProvider, RetryPolicy, Timeouts
 from relaychat.llm.config import EndpointSpec, LLMConfig, ProviderKind, load_config
-from relaychat.llm.errors import EndpointNotFound, ProviderError, ProviderNotImplemented
+from relaychat.llm.errors import (
+    EndpointNotFound,
+    ProviderError,
+    ProviderNotImplemented,
+    ProviderSdkMissing,
+)
 
 if TYPE_CHECKING:
     import httpx2
@@ -109,13 +114,13 @@ class EndpointRegistry:
         self._caches = {spec.name: _ModelCache() for spec in specs}
         factory = adapter_factory or (lambda spec: build_adapter(spec, http_client=http_client))
         self._adapters: dict[str, ChatProvider] = {}
-        self._unavailable: dict[str, ProviderNotImplemented] = {}
+        self._unavailable: dict[str, ProviderNotImplemented | ProviderSdkMissing] = {}
         # Built now so that SDK imports happen at startup, not inside a request.
         for spec in specs:
             try:
                 self._adapters[spec.name] = factory(spec)
-            except ProviderNotImplemented as exc:
-                logger.warning("%s", exc.detail)
+            except (ProviderNotImplemented, ProviderSdkMissing) as exc:
+                logger.warning("endpoint %s is unavailable: %s", spec.name, exc.detail)
                 self._unavailable[spec.name] = exc
 
     @classmethod
@@ -143,7 +148,7 @@ class EndpointRegistry:
             raise EndpointNotFound(f"No endpoint named {name!r}", endpoint=name) from None
 
     def provider(self, name: str) -> ChatProvider:
-        """The adapter serving `name`; raises EndpointNotFound or ProviderNotImplemented."""
+        """The adapter serving `name`; raises EndpointNotFound, or why it has no adapter."""
         self.spec(name)
         if name in self._unavailable:
             raise self._unavailable[name]

@@ -182,9 +182,10 @@ class OpenAIAdapter(BaseAdapter):
             with self._upstream(started=True):
                 async for chunk in chunks:
                     if chunk.usage is not None:
+                        # Some compatible servers send nulls here.
                         usage = Usage(
-                            prompt_tokens=chunk.usage.prompt_tokens,
-                            completion_tokens=chunk.usage.completion_tokens,
+                            prompt_tokens=chunk.usage.prompt_tokens or 0,
+                            completion_tokens=chunk.usage.completion_tokens or 0,
                         )
                     produced = False
                     for event in _chunk_events(chunk, tools):
