@@ -17,6 +17,7 @@ from relaychat.api import (
     generations,
     health,
     messages,
+    metrics,
     users,
 )
 from relaychat.api.middleware import BodySizeLimit
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         events,
         endpoints,
         agents,
+        metrics,
     ):
         app.include_router(module.router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
@@ -9,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from relaychat.api.deps import ServicesDep, StreamUser
 from relaychat.domain.conversations import get_owned_conversation
+from relaychat.metrics import OPEN_STREAMS
 from relaychat.realtime import SSE_HEADERS, Subscription, event_stream
 
 router = APIRouter(tags=["events"])
@@ -47,9 +49,18 @@ async def conversation_events(
     return _stream(services.settings.sse_heartbeat_seconds, subscription)
 
 
+async def _counted(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    OPEN_STREAMS.inc()
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        OPEN_STREAMS.dec()
+
+
 def _stream(heartbeat: float, subscription: Subscription) -> StreamingResponse:
     return StreamingResponse(
-        event_stream(subscription, heartbeat_interval=heartbeat),
+        _counted(event_stream(subscription, heartbeat_interval=heartbeat)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

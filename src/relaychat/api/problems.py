@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relaychat.errors import AppError, MalformedJson, ValidationFailed
+from relaychat.metrics import ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ _HTTP_CODES = {
 
 def problem_response(error: AppError, request: Request | None = None) -> JSONResponse:
     """The problem+json response for an AppError."""
+    ERRORS.labels(error.code).inc()
     return JSONResponse(
         error.to_problem(request.url.path if request else None),
         status_code=error.status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ class ChatEngine:
 class Sent:
     message: Message
     started: StartedGeneration | None
+    # The id of the `message.created` event: a stream resumed after it sees the whole reply.
+    event_id: str | None = None
 
 
 async def send_message(
@@ -62,6 +65,8 @@ async def send_message(
     respond: bool | None = None,
     api_key_id: str | None = None,
     model_override: str | None = None,
+    agent_override: str | None = None,
+    before_publish: Callable[[], Awaitable[None]] | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
@@ -72,7 +77,12 @@ async def send_message(
         respond = bool(conversation.endpoint)
     plan = (
         await plan_reply(
-            session, engine.providers, engine.agents, conversation, model_override=model_override
+            session,
+            engine.providers,
+            engine.agents,
+            conversation,
+            model_override=model_override,
+            agent_override=agent_override,
         )
         if respond
         else None
@@ -109,7 +119,9 @@ async def send_message(
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     await session.commit()
 
-    await engine.bus.publish(
+    if before_publish is not None:
+        await before_publish()
+    event_id = await engine.bus.publish(
         conversation.user_id,
         MessageCreated(
             conversation_id=conversation.id, message_id=message.id, message=message_dict(message)
@@ -117,7 +129,7 @@ async def send_message(
     )
     if started is not None and job is not None:
         await _launch(engine, conversation, started, job)
-    return Sent(message, started)
+    return Sent(message, started, event_id)
 
 
 async def regenerate(

@@ -43,6 +43,23 @@ async def create_conversation(
     fields: dict[str, Any],
 ) -> Conversation:
     """Store a new conversation for the user; a client-chosen id must be free."""
+    conversation = await stage_conversation(
+        session, user_id, conversation_id=conversation_id, fields=fields
+    )
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise ConversationExists(field="conversation_id") from exc
+    await publish_created(bus, conversation)
+    return conversation
+
+
+async def stage_conversation(
+    session: AsyncSession, user_id: str, *, conversation_id: str | None, fields: dict[str, Any]
+) -> Conversation:
+    """Add a new conversation to the session's transaction (the caller commits, then
+    calls `publish_created`)."""
     cid = conversation_id or new_id()
     if await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
         # Ids are global (external senders address conversations by id alone), so a
@@ -58,15 +75,21 @@ async def create_conversation(
     )
     session.add(conversation)
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError as exc:
         await session.rollback()
         raise ConversationExists(field="conversation_id") from exc
-    await bus.publish(
-        user_id,
-        ConversationCreated(conversation_id=cid, conversation=conversation_dict(conversation)),
-    )
     return conversation
+
+
+async def publish_created(bus: EventBus, conversation: Conversation) -> None:
+    """Tell the owner's tabs about a new conversation (after it was committed)."""
+    await bus.publish(
+        conversation.user_id,
+        ConversationCreated(
+            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+        ),
+    )
 
 
 async def get_owned_conversation(

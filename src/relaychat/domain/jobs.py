@@ -25,6 +25,7 @@ from relaychat.llm.types import (
     ToolResultPart,
     Usage,
 )
+from relaychat.metrics import TIME_TO_FIRST_TOKEN
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageDelta, MessageToolCall, MessageToolResult
 
@@ -50,6 +51,7 @@ class Job:
     parts: list[dict[str, Any]] = field(default_factory=list)
     flushed_parts: int = -1
     flushed_chars: int = -1
+    started_at: float = field(default_factory=time.time)
     first_token_at: float | None = None
     stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
 
@@ -60,6 +62,7 @@ class Job:
     def add_text(self, delta: str) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.time()
+            TIME_TO_FIRST_TOKEN.labels(self.endpoint).observe(self.first_token_at - self.started_at)
         if self.parts and self.parts[-1]["type"] == "text":
             self.parts[-1]["text"] += delta
         else:

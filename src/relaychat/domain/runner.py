@@ -28,6 +28,7 @@ from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
 from relaychat.llm.types import Finish, Usage
+from relaychat.metrics import GENERATIONS
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import (
     ConversationUpdated,
@@ -250,6 +251,7 @@ class GenerationRunner:
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        GENERATIONS.labels(generation_status, job.endpoint).inc()
         message = await session.get(Message, job.message_id)
         if message is None:  # the conversation was deleted meanwhile
             return None
