@@ -16,6 +16,8 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
 from relaychat.domain.toolbox import Toolbox
+from relaychat.llm.mcp import McpManager
+from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
@@ -40,6 +42,7 @@ class Services:
     providers: EndpointRegistry
     runner: GenerationRunner
     chat: ChatEngine
+    mcp: McpManager
     owns_engine: bool = True
 
     @classmethod
@@ -88,6 +91,7 @@ class Services:
             providers=providers,
             runner=runner,
             chat=chat,
+            mcp=mcp,
             owns_engine=owns_engine,
         )
 
@@ -99,6 +103,8 @@ class Services:
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
         await self.runner.close()
+        # After the runner: no generation is using an MCP server any more.
+        await self.mcp.aclose()
         self.chat.agents.close()
         await self.bus.close()
         await self.providers.aclose()
