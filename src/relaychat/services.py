@@ -79,7 +79,8 @@ class Services:
             agents=agents,
             max_steps=settings.agent_max_steps,
         )
-        chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=None)
+        mcp = McpManager(load_mcp_config(settings.config_path))
+        chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=mcp)
         return cls(
             settings=settings,
             engine=engine,
