@@ -109,7 +109,8 @@ async def run_loop(job: Job, provider: ChatProvider, bus: EventBus) -> LoopResul
         results = [await _run_tool(job, call, bus) for call in calls]
         assistant: list[Any] = [TextPart(text=step_text)] if step_text else []
         assistant += [
-            ToolCallPart(id=c.id, name=c.name, arguments=c.arguments or {}) for c in calls
+            ToolCallPart(id=c.id, name=c.name, arguments=c.arguments or {}, signature=c.signature)
+            for c in calls
         ]
         request = request.model_copy(
             update={
@@ -165,6 +166,8 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
         "name": call.name,
         "arguments": call.arguments if call.arguments is not None else call.raw_arguments,
     }
+    if call.signature:  # Gemini wants its signature back with the call in the history
+        call_part["signature"] = call.signature
     job.parts.append(call_part)
     await bus.publish(
         job.user_id,
