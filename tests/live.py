@@ -144,6 +144,10 @@ endpoints:
       api_key: fake-key
       models: {{default: [fake-model, fake-model-mini], fetch: false}}
       title_model: fake-model-mini
+mcp_servers:
+  time:
+    command: {sys.executable}
+    args: [-m, mcp_server_time, --local-timezone, UTC]
 """
     )
     return path

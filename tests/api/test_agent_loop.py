@@ -292,3 +292,40 @@ async def test_wait_generation_helper_sees_failures(client: httpx.AsyncClient) -
     ).json()
     state = await wait_generation(client, user, posted["generation_id"])
     assert state["status"] == "failed"
+
+
+async def test_calculator_then_an_mcp_tool_then_the_answer(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    user = await make_user(client)
+    _, cid = await agent_conversation(client, user, tools=["calculator"], mcp_servers=["time"])
+    text = script(
+        calls(("calculator", {"expression": "6 * 7"})),
+        calls(("time__get_current_time", {"timezone": "Europe/Paris"})),
+        "It is 42 o'clock somewhere.",
+    )
+    seen: list[dict[str, Any]] = []
+    async with services.bus.subscribe(user.id, conversation_id=cid) as events:
+        await ask(client, user, cid, text + "\nwhat time?")
+        async for envelope in events:
+            if envelope.type.startswith("message.tool"):
+                seen.append(json.loads(envelope.frame.split(b"data: ", 1)[1]))
+            if envelope.type == "message.completed":
+                break
+    reply = (await messages_of(client, user, cid))[-1]
+    parts = reply["content"]
+    assert [(p["type"], p.get("name")) for p in parts] == [
+        ("tool_call", "calculator"),
+        ("tool_result", "calculator"),
+        ("tool_call", "time__get_current_time"),
+        ("tool_result", "time__get_current_time"),
+        ("text", None),
+    ]
+    assert parts[1]["content"] == "42"
+    mcp_result = json.loads(parts[3]["content"])
+    assert mcp_result["timezone"] == "Europe/Paris"
+    assert parts[3]["is_error"] is False
+    assert [e["type"] for e in seen] == ["message.tool_call", "message.tool_result"] * 2
+    assert seen[3]["tool_result"]["content"] == parts[3]["content"]
+    catalog = (await client.get("/api/agents/tools", headers=user.headers)).json()["tools"]
+    assert any(t["name"] == "time__get_current_time" and t["source"] == "mcp" for t in catalog)
