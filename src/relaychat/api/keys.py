@@ -1,0 +1,141 @@
+"""API keys: create (the secret is shown once), list, change, revoke and rotate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
+from relaychat.domain import keys
+from relaychat.domain.key_cache import key_changed
+from relaychat.domain.keys import KeyPermissions
+
+router = APIRouter(prefix="/api/keys", tags=["keys"])
+
+KeyId = Annotated[str, Path(max_length=64)]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    permissions: KeyPermissions | None = None
+    expires_at: datetime | None = None
+    system: bool = False
+
+
+class KeyPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    permissions: KeyPermissions | None = None
+    expires_at: datetime | None = None
+
+
+class KeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: int = Field(keys.DEFAULT_GRACE_SECONDS, ge=0, le=keys.MAX_GRACE_SECONDS)
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    owner_id: str
+    system: bool
+    status: str
+    permissions: dict[str, Any]
+    created_at: str
+    last_used_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    previous_valid_until: str | None
+
+
+class KeyWithSecret(BaseModel):
+    key: KeyOut
+    secret: str = Field(description="The whole key; shown this once and never again.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+def _out(key: Any) -> KeyOut:
+    return KeyOut.model_validate(keys.key_dict(key))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(body: KeyCreate, user: CurrentUser, session: SessionDep) -> KeyWithSecret:
+    """Create a key acting for you (a system key, for admins, may act for anyone)."""
+    key, secret = await keys.create_key(
+        session,
+        user,
+        name=body.name,
+        permissions=body.permissions,
+        expires_at=body.expires_at,
+        system=body.system,
+    )
+    return KeyWithSecret(key=_out(key), secret=secret)
+
+
+@router.get("")
+async def list_(
+    user: CurrentUser,
+    session: SessionDep,
+    all_users: Annotated[
+        bool, Query(alias="all", description="Every user's keys (admins).")
+    ] = False,
+) -> KeyList:
+    """Your keys, newest first, revoked ones included."""
+    rows = await keys.list_keys(session, user, all_users=all_users)
+    return KeyList(keys=[_out(k) for k in rows])
+
+
+@router.get("/{key_id}")
+async def get(key_id: KeyId, user: CurrentUser, session: SessionDep) -> KeyOut:
+    """One of your keys (any key, for admins)."""
+    return _out(await keys.get_key(session, user, key_id))
+
+
+@router.patch("/{key_id}")
+async def patch(
+    key_id: KeyId, body: KeyPatch, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> KeyOut:
+    """Change name, permissions or expiry (`null` clears it); every worker sees it at once."""
+    key = await keys.get_key(session, user, key_id)
+    changes = body.model_dump(include=body.model_fields_set)
+    if "permissions" in changes:
+        changes["permissions"] = body.permissions
+    updated = await keys.update_key(session, key, changes)
+    await key_changed(services.bus, updated.lookup)
+    return _out(updated)
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke(
+    key_id: KeyId, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> None:
+    """Revoke the key: refused at once on every worker."""
+    key = await keys.revoke_key(session, await keys.get_key(session, user, key_id))
+    await key_changed(services.bus, key.lookup)
+
+
+@router.post("/{key_id}/rotate")
+async def rotate(
+    key_id: KeyId,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    body: KeyRotate | None = None,
+) -> KeyWithSecret:
+    """A new secret; the old one keeps working for `grace_seconds` (default an hour)."""
+    key = await keys.get_key(session, user, key_id)
+    grace = body.grace_seconds if body else keys.DEFAULT_GRACE_SECONDS
+    rotated, secret = await keys.rotate_key(session, key, grace_seconds=grace)
+    await key_changed(services.bus, rotated.lookup)
+    return KeyWithSecret(key=_out(rotated), secret=secret)

@@ -1,0 +1,191 @@
+"""A per-process cache of API keys by lookup, emptied on every worker when a key changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaychat.domain.keys import KeyPermissions, KeyPrincipal, SystemKey, stored_permissions
+from relaychat.realtime.bus import EventBus
+from relaychat.storage.models import ApiKey
+
+logger = logging.getLogger(__name__)
+
+KEY_CHANGED_SIGNAL = "api_key.changed"
+LAST_USED_INTERVAL_SECONDS = 60.0
+
+# Every live cache of this process, so a change evicts locally before the signal's round
+# trip through Redis comes back: a revoked key must not work for even one more request here.
+_live_caches: weakref.WeakSet[KeyCache] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """What authentication needs of a key row; immutable, so safe to share."""
+
+    id: str
+    lookup: str
+    name: str
+    owner_id: str
+    system: bool
+    secret_hash: str
+    previous_secret_hash: str | None
+    previous_valid_until: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    permissions: KeyPermissions
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeySnapshot:
+        perms = stored_permissions(key)
+        if key.system:
+            # Naming the user is what a system key is for.
+            perms = perms.model_copy(update={"can_name_user": True})
+        return cls(
+            id=key.id,
+            lookup=key.lookup,
+            name=key.name,
+            owner_id=key.user_id,
+            system=key.system,
+            secret_hash=key.secret_hash,
+            previous_secret_hash=key.previous_secret_hash,
+            previous_valid_until=key.previous_valid_until,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+            permissions=perms,
+        )
+
+    def principal(self) -> KeyPrincipal:
+        return KeyPrincipal(
+            key_id=self.id,
+            key_ref=self.id,
+            name=self.name,
+            owner_id=self.owner_id,
+            system=self.system,
+            permissions=self.permissions,
+        )
+
+
+async def key_changed(bus: EventBus, lookup: str) -> None:
+    """Tell every worker (this one at once) to forget the key; call after the commit."""
+    for cache in tuple(_live_caches):
+        if cache.bus is bus:
+            cache.forget(lookup)
+    await bus.signal(KEY_CHANGED_SIGNAL, {"lookup": lookup})
+
+
+class KeyCache:
+    """Key snapshots by lookup, plus the system keys; a change anywhere evicts everywhere.
+
+    The TTL only bounds staleness when a signal is lost (a worker's Redis link was down,
+    or a CLI without Redis changed the key). Unknown lookups are not cached, so a new key
+    works at once and guessing cannot fill memory.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        system_keys: Sequence[SystemKey] = (),
+        ttl_seconds: float = 30.0,
+        max_entries: int = 10_000,
+        last_used_interval: float = LAST_USED_INTERVAL_SECONDS,
+    ) -> None:
+        self.bus = bus
+        self.sessionmaker = sessionmaker
+        self.system_keys = tuple(system_keys)
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self.last_used_interval = last_used_interval
+        self._entries: OrderedDict[str, tuple[float, KeySnapshot]] = OrderedDict()
+        # Bumped by every eviction: a load that began before one must not store its result.
+        self._epoch = 0
+        self._last_touch: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self._unsubscribe = bus.on_signal(KEY_CHANGED_SIGNAL, self._on_changed)
+        _live_caches.add(self)
+
+    async def get(self, session: AsyncSession, lookup: str) -> KeySnapshot | None:
+        """The key with this lookup, from cache or database; None if there is none."""
+        now = time.monotonic()
+        hit = self._entries.get(lookup)
+        if hit is not None and hit[0] > now:
+            self._entries.move_to_end(lookup)
+            return hit[1]
+        epoch = self._epoch
+        key = await session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
+        if key is None:
+            self._entries.pop(lookup, None)
+            return None
+        snapshot = KeySnapshot.of(key)
+        if epoch == self._epoch:
+            self._entries[lookup] = (now + self.ttl, snapshot)
+            self._entries.move_to_end(lookup)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return snapshot
+
+    def forget(self, lookup: str) -> None:
+        """Drop one key from this process's cache."""
+        self._epoch += 1
+        self._entries.pop(lookup, None)
+
+    async def changed(self, lookup: str) -> None:
+        """Tell every worker (this one at once) to forget the key."""
+        await key_changed(self.bus, lookup)
+
+    def touch(self, key_id: str, moment: datetime) -> None:
+        """Note a use of the key; written in the background at most once a minute per key."""
+        now = time.monotonic()
+        last = self._last_touch.get(key_id)
+        if last is not None and now - last < self.last_used_interval:
+            return
+        if len(self._last_touch) >= self.max_entries:
+            self._last_touch.clear()
+        self._last_touch[key_id] = now
+        task = asyncio.get_running_loop().create_task(self._write_last_used(key_id, moment))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def flush(self) -> None:
+        """Wait for pending `last_used_at` writes."""
+        if self._writes:
+            await asyncio.gather(*tuple(self._writes), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop listening for changes and finish pending writes."""
+        self._unsubscribe()
+        _live_caches.discard(self)
+        await self.flush()
+
+    async def _write_last_used(self, key_id: str, moment: datetime) -> None:
+        try:
+            async with self.sessionmaker() as session:
+                # Never moves backwards when another worker wrote a later use first.
+                await session.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.id == key_id,
+                        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < moment),
+                    )
+                    .values(last_used_at=moment)
+                )
+                await session.commit()
+        except Exception:
+            logger.exception("could not record the last use of API key %s", key_id)
+
+    def _on_changed(self, payload: dict[str, Any]) -> None:
+        lookup = payload.get("lookup")
+        if isinstance(lookup, str):
+            self.forget(lookup)

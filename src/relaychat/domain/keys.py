@@ -1,0 +1,489 @@
+"""API keys: secrets, permissions and their checks, authentication, and management.
+
+A managed key reads `rck_<lookup>_<secret>`: the lookup finds the row in one indexed read,
+and only a SHA-256 of the whole key is stored. Keys from the environment
+(`EXTERNAL_MESSAGE_API_KEY`, `EXTERNAL_API_KEYS`) are system keys with every permission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.ids import new_id
+from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from relaychat.storage.models import ApiKey, User
+from relaychat.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from relaychat.domain.key_cache import KeyCache
+
+KEY_PREFIX = "rck_"
+LOOKUP_HEX_CHARS = 12
+DEFAULT_GRACE_SECONDS = 3600
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+# Longer than any key we issue or anyone would configure; hashing megabytes is pointless.
+MAX_RAW_KEY_LENGTH = 1024
+_MANAGED_KEY = re.compile(rf"{KEY_PREFIX}([0-9a-f]{{{LOOKUP_HEX_CHARS}}})_[A-Za-z0-9_-]{{20,200}}")
+# Compared against when a lookup is unknown, so that path does the same work as a miss.
+_DUMMY_HASH = hashlib.sha256(b"relaychat: no such key").hexdigest()
+
+Pattern = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+class KeyRefused(Forbidden):
+    """A key that does not authenticate; carries the key's id (when known) for the audit."""
+
+    def __init__(
+        self, detail: str | None = None, *, key_id: str | None = None, owner_id: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        # Attributes, not problem fields: the caller's audit record wants them, the client not.
+        self.key_id = key_id
+        self.owner_id = owner_id
+
+
+class InvalidApiKey(KeyRefused):
+    code = "invalid_api_key"
+    title = "Invalid API key"
+
+
+class ApiKeyRevoked(KeyRefused):
+    code = "api_key_revoked"
+    title = "API key revoked"
+
+
+class ApiKeyExpired(KeyRefused):
+    code = "api_key_expired"
+    title = "API key expired"
+
+
+class PermissionDenied(Forbidden):
+    """A rule of the key's permissions refused the request; `rule` names it."""
+
+    code = "permission_denied"
+    title = "The API key's permissions refuse this request"
+
+
+class AdminRequired(Forbidden):
+    code = "admin_required"
+    title = "Only an admin may do this"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    title = "API key not found"
+
+
+class ApiKeyInactive(Conflict):
+    code = "api_key_inactive"
+    title = "The API key is revoked"
+
+
+# -- permissions -----------------------------------------------------------------------
+
+
+class RateLimitRule(BaseModel):
+    """At most `requests` per moving `window` of seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Bounded: a moving window keeps one timestamp per request it counts.
+    requests: int = Field(gt=0, le=100_000)
+    window: int = Field(gt=0, le=86_400)
+
+    def item(self) -> RateLimitItem:
+        """The rule as a `limits` item."""
+        return RateLimitItemPerSecond(self.requests, self.window)
+
+
+class KeyPermissions(BaseModel):
+    """What a key may do; `None` lists allow anything, empty lists allow nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_endpoints: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        None, max_length=100
+    )
+    allowed_conversations: list[Pattern] | None = Field(
+        None, max_length=100, description="Glob patterns such as `sms-*`."
+    )
+    required_metadata: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=50
+    )
+    rate_limit: RateLimitRule | None = None
+    allowed_agents: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=100)
+    can_create_conversations: bool = False
+    can_respond: bool = True
+    respond_default: bool = True
+    default_endpoint: str | None = Field(None, max_length=100)
+    default_model: str | None = Field(None, max_length=200)
+    default_agent_id: str | None = Field(None, max_length=64)
+    can_name_user: bool = False
+
+    @model_validator(mode="after")
+    def _no_default_reply_without_replies(self) -> KeyPermissions:
+        # Callers read `respond_default` alone; it must never ask for what is forbidden.
+        if not self.can_respond and self.respond_default:
+            object.__setattr__(self, "respond_default", False)
+        return self
+
+    @classmethod
+    def unrestricted(cls) -> KeyPermissions:
+        """Everything allowed: the permissions of keys from the environment."""
+        return cls(can_create_conversations=True, can_name_user=True)
+
+
+def _deny(rule: str, detail: str, **fields: Any) -> PermissionDenied:
+    return PermissionDenied(f"{detail} (rule {rule})", rule=rule, **fields)
+
+
+def check_conversation(perms: KeyPermissions, conversation_id: str) -> None:
+    """Refuse a conversation id that matches none of the key's patterns."""
+    patterns = perms.allowed_conversations
+    if patterns is not None and not any(fnmatchcase(conversation_id, p) for p in patterns):
+        raise _deny("allowed_conversations", "this key may not post to that conversation")
+
+
+def check_endpoint(perms: KeyPermissions, endpoint: str) -> None:
+    """Refuse an endpoint the key may not use."""
+    if perms.allowed_endpoints is not None and endpoint not in perms.allowed_endpoints:
+        raise _deny("allowed_endpoints", f"this key may not use endpoint {endpoint!r}")
+
+
+def check_agent(perms: KeyPermissions, agent_id: str) -> None:
+    """Refuse an agent the key may not use."""
+    if perms.allowed_agents is not None and agent_id not in perms.allowed_agents:
+        raise _deny("allowed_agents", f"this key may not use agent {agent_id!r}")
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | dict) and not value)
+
+
+def check_metadata(perms: KeyPermissions, metadata: dict[str, Any] | None) -> None:
+    """Refuse a message whose metadata lacks a required field (absent or empty)."""
+    metadata = metadata or {}
+    missing = [name for name in perms.required_metadata if _blank(metadata.get(name))]
+    if missing:
+        raise _deny(
+            "required_metadata",
+            f"metadata must include {', '.join(missing)}",
+            missing=missing,
+        )
+
+
+def check_respond(perms: KeyPermissions) -> None:
+    """Refuse a request for a reply from a key that may not trigger one."""
+    if not perms.can_respond:
+        raise _deny("can_respond", "this key may not ask for replies")
+
+
+def check_create(perms: KeyPermissions) -> None:
+    """Refuse creating a conversation (its id is checked by `check_conversation`)."""
+    if not perms.can_create_conversations:
+        raise _deny("can_create_conversations", "this key may not create conversations")
+
+
+# -- principals and secrets ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """Who is calling with a key, as the gateway sees it."""
+
+    key_id: str | None  # the ApiKey row's id; None for keys from the environment
+    key_ref: str  # the key id, or `env:` and 8 hex of the key's digest
+    name: str
+    owner_id: str | None
+    system: bool
+    permissions: KeyPermissions
+
+    def acts_for(self, user_id: str) -> bool:
+        """Whether the key may act for this user (a user's key acts for its owner only)."""
+        return self.system or user_id == self.owner_id
+
+
+def key_hash(raw_key: str) -> str:
+    """SHA-256 hex of a whole key; high entropy makes a slow hash unnecessary."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def new_secret() -> tuple[str, str]:
+    """A fresh `(lookup, key)` pair."""
+    lookup = secrets.token_hex(LOOKUP_HEX_CHARS // 2)
+    return lookup, f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
+
+
+def parse_lookup(raw_key: str) -> str | None:
+    """The lookup part of a managed key, or None if it is not shaped like one."""
+    match = _MANAGED_KEY.fullmatch(raw_key)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class SystemKey:
+    """A key from the environment: only its digest is kept."""
+
+    digest: bytes
+
+    @property
+    def ref(self) -> str:
+        return f"env:{self.digest.hex()[:8]}"
+
+
+class SystemKeySettings(Protocol):
+    external_message_api_key: str | None
+    external_api_keys: list[str]
+
+
+def system_keys(
+    message_key: str | None, more: Iterable[str] | str | None = None
+) -> list[SystemKey]:
+    """Digests of the configured keys (`more` may be the raw `k1,k2` string); blanks skipped."""
+    if isinstance(more, str):
+        more = more.split(",")
+    raw = [message_key or "", *(more or ())]
+    digests = dict.fromkeys(hashlib.sha256(k.strip().encode()).digest() for k in raw if k.strip())
+    return [SystemKey(d) for d in digests]
+
+
+def system_keys_from_settings(settings: SystemKeySettings) -> list[SystemKey]:
+    """The system keys of these settings."""
+    return system_keys(settings.external_message_api_key, settings.external_api_keys)
+
+
+def match_system_key(keys: Sequence[SystemKey], raw_key: str) -> SystemKey | None:
+    """The system key equal to `raw_key`, comparing against every one in constant time."""
+    digest = hashlib.sha256(raw_key.strip().encode()).digest()
+    found = None
+    for key in keys:  # no early exit: the time taken says nothing about which key matched
+        if hmac.compare_digest(key.digest, digest) and found is None:
+            found = key
+    return found
+
+
+def system_principal(key: SystemKey) -> KeyPrincipal:
+    """The principal of a key from the environment."""
+    return KeyPrincipal(
+        key_id=None,
+        key_ref=key.ref,
+        name="system",
+        owner_id=None,
+        system=True,
+        permissions=KeyPermissions.unrestricted(),
+    )
+
+
+async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> KeyPrincipal:
+    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403)."""
+    raw_key = raw_key.strip()
+    if not raw_key or len(raw_key) > MAX_RAW_KEY_LENGTH:
+        raise InvalidApiKey()
+    system = match_system_key(cache.system_keys, raw_key)
+    if system is not None:
+        return system_principal(system)
+    lookup = parse_lookup(raw_key)
+    snapshot = await cache.get(session, lookup) if lookup else None
+    digest = key_hash(raw_key)
+    if snapshot is None:
+        hmac.compare_digest(digest, _DUMMY_HASH)
+        raise InvalidApiKey()
+    now = utcnow()
+    current = hmac.compare_digest(digest, snapshot.secret_hash)
+    previous = hmac.compare_digest(digest, snapshot.previous_secret_hash or _DUMMY_HASH)
+    in_grace = snapshot.previous_valid_until is not None and snapshot.previous_valid_until > now
+    if not (current or (previous and in_grace)):
+        raise InvalidApiKey()
+    # Only a holder of the secret learns that the key was revoked or has expired.
+    if snapshot.revoked_at is not None:
+        raise ApiKeyRevoked(key_id=snapshot.id, owner_id=snapshot.owner_id)
+    if snapshot.expires_at is not None and snapshot.expires_at <= now:
+        raise ApiKeyExpired(key_id=snapshot.id, owner_id=snapshot.owner_id)
+    cache.touch(snapshot.id, now)
+    return snapshot.principal()
+
+
+# -- management ------------------------------------------------------------------------
+
+
+def is_admin(user: User) -> bool:
+    return user.role == "admin"
+
+
+def key_status(key: ApiKey, now: datetime | None = None) -> str:
+    """`active`, `revoked` or `expired`."""
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= (now or utcnow()):
+        return "expired"
+    return "active"
+
+
+def key_dict(key: ApiKey) -> dict[str, Any]:
+    """A key as its owner sees it: never a secret or a hash."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": f"{KEY_PREFIX}{key.lookup}",
+        "owner_id": key.user_id,
+        "system": key.system,
+        "status": key_status(key),
+        "permissions": stored_permissions(key).model_dump(mode="json"),
+        "created_at": iso(key.created_at),
+        "last_used_at": iso(key.last_used_at),
+        "expires_at": iso(key.expires_at),
+        "revoked_at": iso(key.revoked_at),
+        "previous_valid_until": iso(key.previous_valid_until),
+    }
+
+
+def stored_permissions(key: ApiKey) -> KeyPermissions:
+    """The key's permissions as stored."""
+    return KeyPermissions.model_validate(key.permissions or {})
+
+
+def _future_expiry(expires_at: datetime | None) -> datetime | None:
+    if expires_at is None:
+        return None
+    # A time without a zone is read as UTC, the zone every stored time is in.
+    moment = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    if moment <= utcnow():
+        raise ValidationFailed("expires_at must be in the future", field="expires_at")
+    return moment.astimezone(UTC)
+
+
+async def create_key(
+    session: AsyncSession,
+    owner: User,
+    *,
+    name: str,
+    permissions: KeyPermissions | None = None,
+    expires_at: datetime | None = None,
+    system: bool = False,
+) -> tuple[ApiKey, str]:
+    """Store a new key owned by `owner`; returns it and its secret, which is never stored."""
+    if system and not is_admin(owner):
+        raise AdminRequired("only an admin may create a system key")
+    expiry = _future_expiry(expires_at)
+    stored = (permissions or KeyPermissions()).model_dump(mode="json")
+    for _attempt in range(3):
+        lookup, secret = new_secret()
+        key = ApiKey(
+            id=new_id(),
+            lookup=lookup,
+            name=name.strip(),
+            user_id=owner.id,
+            system=system,
+            secret_hash=key_hash(secret),
+            permissions=stored,
+            created_at=utcnow(),
+            expires_at=expiry,
+        )
+        session.add(key)
+        try:
+            await session.commit()
+        except IntegrityError:  # 48 random bits collided with another key's lookup
+            await session.rollback()
+            continue
+        return key, secret
+    raise RuntimeError("could not find a free key lookup")
+
+
+async def find_key(session: AsyncSession, key_id: str) -> ApiKey:
+    """The key with this id, whoever owns it (operators, the CLI)."""
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise ApiKeyNotFound(f"no API key {key_id!r}", key_id=key_id)
+    return key
+
+
+async def get_key(session: AsyncSession, user: User, key_id: str) -> ApiKey:
+    """A key of the user's (any key for an admin); another user's key is reported missing."""
+    key = await session.get(ApiKey, key_id)
+    if key is None or (key.user_id != user.id and not is_admin(user)):
+        raise ApiKeyNotFound(f"no API key {key_id!r}", key_id=key_id)
+    return key
+
+
+async def list_keys(
+    session: AsyncSession, user: User | None, *, all_users: bool = False
+) -> Sequence[ApiKey]:
+    """The user's keys, newest first; every key with `all_users` (admins) or no user (CLI)."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    if all_users and user is not None and not is_admin(user):
+        raise AdminRequired("only an admin may list every key")
+    if user is not None and not all_users:
+        query = query.where(ApiKey.user_id == user.id)
+    return (await session.scalars(query)).all()
+
+
+def _active(key: ApiKey) -> None:
+    if key.revoked_at is not None:
+        raise ApiKeyInactive(f"API key {key.id} is revoked", key_id=key.id)
+
+
+async def update_key(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    """Change name, permissions or expiry (a `KeyPermissions` or its dict)."""
+    _active(key)
+    if "name" in changes:
+        if not changes["name"] or not str(changes["name"]).strip():
+            raise ValidationFailed("name cannot be empty", field="name")
+        key.name = str(changes["name"]).strip()
+    if "permissions" in changes:
+        perms = changes["permissions"]
+        if not isinstance(perms, KeyPermissions):
+            perms = KeyPermissions.model_validate(perms or {})
+        key.permissions = perms.model_dump(mode="json")
+    if "expires_at" in changes:
+        key.expires_at = _future_expiry(changes["expires_at"])
+    await session.commit()
+    return key
+
+
+async def revoke_key(session: AsyncSession, key: ApiKey) -> ApiKey:
+    """Revoke the key for good (revoking twice keeps the first time)."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.commit()
+    return key
+
+
+async def rotate_key(
+    session: AsyncSession, key: ApiKey, *, grace_seconds: int = DEFAULT_GRACE_SECONDS
+) -> tuple[ApiKey, str]:
+    """A new secret; the current one keeps working for `grace_seconds` (an older one stops)."""
+    _active(key)
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise ValidationFailed(
+            f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}", field="grace_seconds"
+        )
+    secret = f"{KEY_PREFIX}{key.lookup}_{secrets.token_urlsafe(32)}"
+    now = utcnow()
+    key.previous_secret_hash = key.secret_hash if grace_seconds else None
+    key.previous_valid_until = now + timedelta(seconds=grace_seconds) if grace_seconds else None
+    key.secret_hash = key_hash(secret)
+    await session.commit()
+    return key, secret
