@@ -1,0 +1,162 @@
+"""The audit trail of external requests: recording a row and listing them, newest first."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.ids import new_id
+from relaychat.errors import ValidationFailed
+from relaychat.storage.models import AuditEvent
+from relaychat.storage.types import utcnow
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    # An audit row must never fail to insert because a free-form field ran long.
+    return value[:length] if value is not None else None
+
+
+def new_audit_event(
+    *,
+    method: str,
+    path: str,
+    outcome: str,
+    status: int,
+    latency_ms: float,
+    api_key_id: str | None = None,
+    key_owner_id: str | None = None,
+    client_address: str | None = None,
+    conversation_id: str | None = None,
+    user_id: str | None = None,
+    strategy: str | None = None,
+    reason: str | None = None,
+    message_id: str | None = None,
+    created_at: datetime | None = None,
+) -> AuditEvent:
+    """An unsaved audit row (for writers that batch their inserts)."""
+    # A query string may carry a credential someone put in a URL; the audit keeps none.
+    path = path.split("?", 1)[0]
+    return AuditEvent(
+        id=new_id(),
+        created_at=created_at or utcnow(),
+        api_key_id=_clip(api_key_id, 80),
+        key_owner_id=key_owner_id,
+        client_address=_clip(client_address, 64),
+        method=method[:8],
+        path=path[:300],
+        conversation_id=_clip(conversation_id, 128),
+        user_id=user_id,
+        strategy=_clip(strategy, 32),
+        outcome=outcome[:16],
+        reason=_clip(reason, 120),
+        status=status,
+        latency_ms=latency_ms,
+        message_id=message_id,
+    )
+
+
+async def record_audit(session: AsyncSession, **fields: Any) -> AuditEvent:
+    """Store one audit row (see `new_audit_event` for the fields) and commit."""
+    event = new_audit_event(**fields)
+    session.add(event)
+    await session.commit()
+    return event
+
+
+def audit_dict(event: AuditEvent) -> dict[str, Any]:
+    """An audit row as clients see it."""
+    return {
+        "id": event.id,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "api_key_id": event.api_key_id,
+        "key_owner_id": event.key_owner_id,
+        "client_address": event.client_address,
+        "method": event.method,
+        "path": event.path,
+        "conversation_id": event.conversation_id,
+        "user_id": event.user_id,
+        "strategy": event.strategy,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "status": event.status,
+        "latency_ms": event.latency_ms,
+        "message_id": event.message_id,
+    }
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+def _encode_cursor(event: AuditEvent) -> str:
+    raw = f"{event.created_at.isoformat()}|{event.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, event_id = raw.split("|", 1)
+        parsed = datetime.fromisoformat(moment)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
+    if parsed.tzinfo is None:
+        raise ValidationFailed("cursor is not one this server issued", field="cursor")
+    return parsed, event_id
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # A time without a zone is read as UTC, the zone every stored time is in.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+async def list_audit(
+    session: AsyncSession,
+    *,
+    key_id: str | None = None,
+    owner_id: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> AuditPage:
+    """Audit rows newest first, filtered; `since` is inclusive, `until` exclusive."""
+    limit = max(1, min(limit, MAX_PAGE))
+    since, until = _utc(since), _utc(until)
+    query = select(AuditEvent)
+    if key_id is not None:
+        query = query.where(AuditEvent.api_key_id == key_id)
+    if owner_id is not None:
+        query = query.where(AuditEvent.key_owner_id == owner_id)
+    if outcome is not None:
+        query = query.where(AuditEvent.outcome == outcome)
+    if since is not None:
+        query = query.where(AuditEvent.created_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.created_at < until)
+    if cursor:
+        moment, event_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                AuditEvent.created_at < moment,
+                and_(AuditEvent.created_at == moment, AuditEvent.id < event_id),
+            )
+        )
+    # One extra row says whether another page exists without a count query.
+    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(query)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(rows, _encode_cursor(rows[-1]) if more and rows else None)
