@@ -16,12 +16,14 @@ from relaychat.api import (
     events,
     generations,
     health,
+    keys,
     messages,
     metrics,
     users,
 )
 from relaychat.api.middleware import BodySizeLimit
 from relaychat.api.problems import install_problem_handlers
+from relaychat.gateway import routes as gateway_routes
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 
@@ -62,7 +64,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         events,
         endpoints,
         agents,
+        keys,
         metrics,
     ):
         app.include_router(module.router)
+    app.include_router(gateway_routes.router)
     return app

@@ -11,8 +11,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from relaychat.domain.agent_cache import AgentCache
+from relaychat.domain.audit_writer import AuditWriter
 from relaychat.domain.chat import ChatEngine, send_from_agent
 from relaychat.domain.ids import new_id
+from relaychat.domain.key_cache import KeyCache
+from relaychat.domain.keys import system_keys_from_settings
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
 from relaychat.domain.toolbox import Toolbox
@@ -43,6 +46,8 @@ class Services:
     runner: GenerationRunner
     chat: ChatEngine
     mcp: McpManager
+    keys: KeyCache
+    audit: AuditWriter
     owns_engine: bool = True
 
     @classmethod
@@ -93,6 +98,8 @@ class Services:
             runner=runner,
             chat=chat,
             mcp=mcp,
+            keys=KeyCache(bus, sessionmaker, system_keys=system_keys_from_settings(settings)),
+            audit=AuditWriter(sessionmaker),
             owns_engine=owns_engine,
         )
 
@@ -100,13 +107,16 @@ class Services:
         """Start the event bus, then the generation runner (which recovers orphans)."""
         await self.bus.start()
         await self.runner.start()
+        self.audit.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
         await self.runner.close()
+        await self.audit.close()
         # After the runner: no generation is using an MCP server any more.
         await self.mcp.aclose()
         self.chat.agents.close()
+        await self.keys.close()
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:

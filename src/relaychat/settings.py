@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values people paste from examples; a server signing tokens with one of them is open to all.
 PLACEHOLDER_SECRETS = frozenset(
@@ -81,6 +82,21 @@ class Settings(BaseSettings):
     agent_max_steps: int = Field(
         10, ge=1, le=100, description="Model calls an agent may make for one reply."
     )
+
+    # -- external messages -----------------------------------------------------------------
+    external_message_api_key: str | None = Field(
+        None, description="A system API key for external messages (the original variable)."
+    )
+    external_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="More system API keys, separated by commas."
+    )
+
+    @field_validator("external_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     # -- accounts and sessions -----------------------------------------------------------
     jwt_secret: str | None = Field(

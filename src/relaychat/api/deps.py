@@ -40,7 +40,7 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
 ACCESS_COOKIE = "relaychat_access"
@@ -57,7 +57,7 @@ async def _user_for_token(services: Services, session: AsyncSession, token: str)
 async def get_current_user(
     services: ServicesDep,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The user whose access token is in the Authorization header."""
     if credentials is None:
@@ -70,7 +70,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 async def get_stream_user(
     services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     access_cookie: Annotated[str | None, Cookie(alias=ACCESS_COOKIE)] = None,
 ) -> User:
     """The user of an event stream: header, or the access cookie a browser's EventSource

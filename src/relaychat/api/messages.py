@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, SessionDep
+from relaychat.api.deps import (
+    EngineDep,
+    OwnedConversation,
+    ServicesDep,
+    SessionDep,
+    bearer,
+    get_current_user,
+)
 from relaychat.api.schemas import MessageOut
 from relaychat.domain import chat, messages
 from relaychat.domain.content import InputPart, normalize_content
+from relaychat.domain.conversations import get_owned_conversation
+from relaychat.gateway import external as external_gateway
+from relaychat.gateway.schemas import ExternalMessageIn
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -61,21 +73,45 @@ async def list_(conversation: OwnedConversation, session: SessionDep) -> Message
     return MessageList(messages=[MessageOut.of(m) for m in rows])
 
 
+def _role(value: Any) -> str:
+    role = value.get("role") if isinstance(value, dict) else getattr(value, "role", None)
+    return "external" if role == "external" else "user"
+
+
+# One path, two callers: people (JWT) and external systems (`role: "external"`, API key).
+PostBody = Annotated[
+    Annotated[MessageIn, Tag("user")] | Annotated[ExternalMessageIn, Tag("external")],
+    Discriminator(_role),
+]
+
+
 @router.post(
     "/{conversation_id}",
     status_code=status.HTTP_202_ACCEPTED,
     responses={201: {"description": "Stored; no reply was asked for", "model": MessagePosted}},
+    response_model=MessagePosted,
 )
 async def post(
-    body: MessageIn,
-    conversation: OwnedConversation,
-    user: CurrentUser,
+    body: PostBody,
+    conversation_id: Annotated[str, PathParam(max_length=128)],
+    request: Request,
+    services: ServicesDep,
     session: SessionDep,
     engine: EngineDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     response: Response,
-) -> MessagePosted:
-    """Store a message from the signed-in user and start the reply (202), or only store it
-    (201). By default it answers the latest message of the conversation."""
+) -> Any:
+    """Store a message and start the reply (202), or only store it (201).
+
+    People send `{text}` or `{content}` with their access token; by default the message
+    answers the latest one. External systems send `role: "external"` with an API key
+    (`x-api-key`) and go through the gateway: permissions, owner resolution, idempotency,
+    rate limits and audit.
+    """
+    if isinstance(body, ExternalMessageIn):
+        return await external_gateway.handle(request, services, body, conversation_id)
+    user = await get_current_user(services, session, credentials)
+    conversation = await get_owned_conversation(session, user.id, conversation_id)
     sent = await chat.send_message(
         session,
         engine,

@@ -40,9 +40,15 @@ def problem_response(error: AppError, request: Request | None = None) -> JSONRes
     )
 
 
+# Tags of bodies that are unions chosen by a field (see api/messages.py): not part of a name.
+_UNION_TAGS = frozenset({"user", "external"})
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     # ("body", "content", 0, "text") -> "content[0].text"; the "body"/"query" head says where.
     parts = [str(p) for p in loc[1:]] if loc and loc[0] in {"body", "query", "path"} else []
+    if loc and loc[0] == "body" and parts and parts[0] in _UNION_TAGS:
+        parts = parts[1:]
     name = ""
     for part in parts or [str(p) for p in loc]:
         name += f"[{part}]" if part.isdigit() else (f".{part}" if name else part)

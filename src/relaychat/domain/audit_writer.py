@@ -1,0 +1,81 @@
+"""Audit rows written in batches by one writer task, so a flood of requests costs one
+transaction per batch instead of one per request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaychat.storage.models import AuditEvent
+
+logger = logging.getLogger(__name__)
+
+
+class AuditWriter:
+    """Queues audit rows and inserts them together; `flush()` waits until all are stored.
+
+    On a hard crash the rows of the last batch (at most `interval` seconds) can be lost;
+    a clean shutdown writes everything.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        interval: float = 0.05,
+        max_batch: int = 500,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.interval = interval
+        self.max_batch = max_batch
+        self._pending: list[AuditEvent] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    def add(self, event: AuditEvent) -> None:
+        """Queue one row (never blocks the request)."""
+        self._pending.append(event)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every queued row is stored."""
+        if self._task is None:
+            await self._write_all()
+            return
+        self._wake.set()
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._write_all()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.interval)  # let a batch gather
+            await self._write_all()
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                async with self.sessionmaker() as session:
+                    session.add_all(batch)
+                    await session.commit()
+            except Exception:
+                logger.exception("could not store %d audit rows", len(batch))
+        self._idle.set()

@@ -1,0 +1,1 @@
+"""External systems' front door: API-key authentication, rate limits, idempotency, audit."""

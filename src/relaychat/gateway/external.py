@@ -1,0 +1,341 @@
+"""The external message request, end to end: key, limits, idempotency, accept, answer, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from relaychat.domain import external, idempotency, keys
+from relaychat.domain.audit import new_audit_event
+from relaychat.domain.content import normalize_content
+from relaychat.domain.phones import normalize_phone
+from relaychat.domain.render import generation_dict, message_dict
+from relaychat.domain.resolution import Caller
+from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
+from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
+from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
+from relaychat.ratelimit import RateLimitResult
+from relaychat.realtime.sse import SSE_HEADERS
+from relaychat.services import Services
+from relaychat.storage.models import Generation, Message
+
+MAX_WAIT_SECONDS = 120
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+_FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
+
+
+class ApiKeyRequired(Unauthenticated):
+    code = "api_key_required"
+    title = "An API key is required for external messages"
+
+
+@dataclass
+class _Audit:
+    """What the audit row of this request will say, filled in as the request goes."""
+
+    started: float
+    method: str
+    path: str
+    client: str | None
+    principal: keys.KeyPrincipal | None = None
+    conversation_id: str | None = None
+    user_id: str | None = None
+    strategy: str | None = None
+    message_id: str | None = None
+
+
+def api_key_of(request: Request) -> str | None:
+    """`x-api-key`, or a bearer token when no `x-api-key` is sent."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def handle(
+    request: Request,
+    services: Services,
+    body: ExternalMessageIn | ThreadedMessageIn,
+    conversation_id: str | None,
+) -> Response:
+    """Serve one external message; every outcome leaves an audit row."""
+    audit = _Audit(
+        started=time.perf_counter(),
+        method=request.method,
+        path=request.url.path,
+        client=request.client.host if request.client else None,
+        conversation_id=conversation_id,
+    )
+    limit: RateLimitResult | None = None
+    try:
+        raw_key = api_key_of(request)
+        if not raw_key:
+            raise ApiKeyRequired("send the key in `x-api-key` (or `Authorization: Bearer`)")
+        async with services.sessionmaker() as session:
+            audit.principal = await keys.authenticate(session, services.keys, raw_key)
+        limit = await _rate_limit(services, audit.principal)
+        response = await _accept(request, services, body, conversation_id, audit)
+    except AppError as exc:
+        _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+        headers = {**exc.headers, **_limit_headers(limit)}
+        EXTERNAL_MESSAGES.labels("refused", _key_label(audit)).inc()
+        problem = exc.to_problem(request.url.path)
+        return JSONResponse(
+            problem, status_code=exc.status, headers=headers, media_type="application/problem+json"
+        )
+    response.headers.update(_limit_headers(limit))
+    return response
+
+
+async def _accept(
+    request: Request,
+    services: Services,
+    body: ExternalMessageIn | ThreadedMessageIn,
+    conversation_id: str | None,
+    audit: _Audit,
+) -> Response:
+    principal = audit.principal
+    assert principal is not None
+    settings = services.settings
+    metadata = dict(body.metadata)
+    if conversation_id is None:  # threaded: the sender names the conversation
+        phone = _phone(metadata, settings.phone_default_region)
+        conversation_id = external.thread_id(metadata, phone)
+        audit.conversation_id = conversation_id
+    message = external.ExternalMessage(
+        content=normalize_content(body.content),
+        metadata=metadata,
+        respond=body.respond,
+        parent_message_id=getattr(body, "parent_message_id", None),
+        user=body.user,
+    )
+    idem_key = request.headers.get("idempotency-key")
+    if idem_key is not None:
+        if not idem_key.strip() or len(idem_key) > idempotency.MAX_KEY_LENGTH:
+            raise idempotency.IdempotencyKeyReused(
+                "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key"
+            )
+        fingerprint = idempotency.request_fingerprint(conversation_id, body.model_dump(mode="json"))
+        replay = await idempotency.begin(
+            services.sessionmaker, principal.key_ref, idem_key, fingerprint
+        )
+        if replay is not None:
+            _finish_audit(services, audit, status=replay.status_code, outcome="replayed")
+            EXTERNAL_MESSAGES.labels("replayed", _key_label(audit)).inc()
+            return JSONResponse(
+                replay.body,
+                status_code=replay.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+    try:
+        accepted = await _accept_once(request, services, principal, conversation_id, message)
+    except BaseException:
+        if idem_key is not None:
+            await idempotency.release(services.sessionmaker, principal.key_ref, idem_key)
+        raise
+    audit.user_id = accepted.resolved.user.id
+    audit.strategy = accepted.resolved.strategy
+    audit.message_id = accepted.sent.message.id
+    started = accepted.sent.started
+    status = 202 if started is not None else 201
+    payload = {
+        "message": message_dict(accepted.sent.message),
+        "conversation_id": accepted.conversation.id,
+        "response_message_id": started.response.id if started else None,
+        "generation_id": started.generation.id if started else None,
+    }
+    if idem_key is not None:
+        await idempotency.finish(
+            services.sessionmaker, principal.key_ref, idem_key, status, payload
+        )
+    _finish_audit(services, audit, status=status, outcome="accepted")
+    EXTERNAL_MESSAGES.labels("accepted", _key_label(audit)).inc()
+
+    if started is not None and "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _reply_events(services, accepted, started.response.id),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    wait = _prefer_wait(request.headers.get("prefer", ""))
+    if started is not None and wait is not None:
+        reply = await _wait_for_reply(services, accepted, started.generation.id, wait)
+        if reply is not None:
+            return JSONResponse(
+                {**payload, **reply},
+                status_code=200,
+                headers={"Preference-Applied": f"wait={wait}"},
+            )
+    return JSONResponse(payload, status_code=status)
+
+
+async def _accept_once(
+    request: Request,
+    services: Services,
+    principal: keys.KeyPrincipal,
+    conversation_id: str,
+    message: external.ExternalMessage,
+) -> external.Accepted:
+    caller = Caller(
+        system=principal.system,
+        key_owner_id=principal.owner_id,
+        can_name_user=principal.permissions.can_name_user,
+        token_user_id=await _token_user(request, services),
+        session_user_id=await _cookie_user(request, services),
+    )
+    for attempt in range(2):
+        async with services.sessionmaker() as session:
+            try:
+                return await external.accept(
+                    session,
+                    services.chat,
+                    principal,
+                    caller,
+                    conversation_id,
+                    message,
+                    phone_region=services.settings.phone_default_region,
+                )
+            except ConversationExists:
+                # Another message from the same sender created it a moment ago: join it.
+                if attempt:
+                    raise
+    raise AssertionError("unreachable")
+
+
+async def _rate_limit(services: Services, principal: keys.KeyPrincipal) -> RateLimitResult | None:
+    rule = principal.permissions.rate_limit
+    if rule is None:
+        return None
+    verdict = await services.limiter.hit(rule.item(), "key", principal.key_ref)
+    if not verdict.allowed:
+        RATE_LIMITED.labels("api_key").inc()
+        raise RateLimited(
+            f"at most {rule.requests} requests per {rule.window} s for this key",
+            headers={"Retry-After": str(verdict.retry_after), **_limit_headers(verdict)},
+            retry_after=verdict.retry_after,
+        )
+    return verdict
+
+
+def _limit_headers(limit: RateLimitResult | None) -> dict[str, str]:
+    if limit is None:
+        return {}
+    reset = max(0, int(limit.reset_at - time.time()))
+    return {
+        "RateLimit-Policy": f"{limit.limit};w={limit.window_seconds}",
+        "RateLimit": f"limit={limit.limit}, remaining={limit.remaining}, reset={reset}",
+        "X-RateLimit-Limit": str(limit.limit),
+        "X-RateLimit-Remaining": str(limit.remaining),
+        "X-RateLimit-Reset": str(int(limit.reset_at)),
+    }
+
+
+async def _token_user(request: Request, services: Services) -> str | None:
+    """A user's access token sent alongside an `x-api-key` (resolution strategy 3)."""
+    if not request.headers.get("x-api-key"):
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return services.tokens.verify(token.strip()).user_id
+
+
+async def _cookie_user(request: Request, services: Services) -> str | None:
+    """The user of the request's session cookie (resolution strategy 4)."""
+    token = request.cookies.get("relaychat_access")
+    if not token:
+        return None
+    with contextlib.suppress(AppError):
+        return services.tokens.verify(token).user_id
+    return None
+
+
+def _phone(metadata: dict[str, Any], region: str) -> str | None:
+    raw = metadata.get("phoneNumber")
+    return normalize_phone(raw, region) if isinstance(raw, str) and raw.strip() else None
+
+
+def _prefer_wait(header: str) -> int | None:
+    match = _PREFER_WAIT.search(header)
+    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else None
+
+
+async def _wait_for_reply(
+    services: Services, accepted: external.Accepted, generation_id: str, seconds: int
+) -> dict[str, Any] | None:
+    """The finished reply, or None if it is still running after `seconds`."""
+    owner = accepted.conversation.user_id
+    response_id = accepted.sent.started.response.id if accepted.sent.started else None
+    marker = f'"message_id":"{response_id}"'.encode()
+    subscription = services.bus.subscribe(
+        owner, conversation_id=accepted.conversation.id, last_event_id=accepted.event_id
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds), subscription as events:
+            async for envelope in events:
+                if envelope.type in _FINAL_EVENTS and marker in envelope.frame:
+                    break
+    async with services.sessionmaker() as session:
+        generation = await session.get(Generation, generation_id)
+        reply = await session.get(Message, response_id) if response_id else None
+    if generation is None or reply is None or generation.status == "running":
+        return None
+    return {"reply": message_dict(reply), "generation": generation_dict(generation)}
+
+
+async def _reply_events(
+    services: Services, accepted: external.Accepted, response_id: str
+) -> AsyncIterator[bytes]:
+    """The reply's events as SSE, from its creation to its end (the sender may hang up;
+    the reply goes on)."""
+    subscription = services.bus.subscribe(
+        accepted.conversation.user_id,
+        conversation_id=accepted.conversation.id,
+        last_event_id=accepted.event_id,
+    )
+    marker = f'"message_id":"{response_id}"'.encode()
+    async with subscription as events:
+        async for envelope in events:
+            if marker not in envelope.frame:
+                continue
+            yield envelope.frame
+            if envelope.type in _FINAL_EVENTS:
+                return
+
+
+def _finish_audit(
+    services: Services, audit: _Audit, *, status: int, outcome: str, reason: str | None = None
+) -> None:
+    latency = time.perf_counter() - audit.started
+    EXTERNAL_SECONDS.observe(latency)
+    principal = audit.principal
+    services.audit.add(
+        new_audit_event(
+            method=audit.method,
+            path=audit.path,
+            outcome=outcome,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            api_key_id=principal.key_ref if principal else None,
+            key_owner_id=principal.owner_id if principal else None,
+            client_address=audit.client,
+            conversation_id=audit.conversation_id,
+            user_id=audit.user_id,
+            strategy=audit.strategy,
+            reason=reason,
+            message_id=audit.message_id,
+        )
+    )
+
+
+def _key_label(audit: _Audit) -> str:
+    return audit.principal.key_ref if audit.principal else "none"
