@@ -114,6 +114,14 @@ class Proc:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def first_error(self, lines: int = 30) -> str | None:
+        """The first traceback (or ERROR line) in the log, if any."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        for n, line in enumerate(text):
+            if line.startswith("Traceback") or "ERROR" in line:
+                return "\n".join(text[n : n + lines])
+        return None
+
 
 def _log_file(path: Path) -> Any:
     return path.open("wb")
@@ -321,6 +329,22 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_backends: str) -
     )
     parser.add_argument("--pg-url", default=PG_URL, help="a database to create others from")
     parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the relaychat server, to try a setting (repeatable)",
+    )
+
+
+def extra_env(args: argparse.Namespace) -> dict[str, str]:
+    """The --server-env settings as a dict."""
+    pairs = [item.partition("=") for item in args.server_env]
+    bad = [name for name, sep, _ in pairs if not sep or not name]
+    if bad:
+        raise SystemExit(f"--server-env wants NAME=VALUE, got {bad}")
+    return {name: value for name, _, value in pairs}
 
 
 # -- the relaychat server -----------------------------------------------------------------
@@ -360,7 +384,7 @@ def server_env(backend: Backend, data_dir: Path, config: Path) -> dict[str, str]
 
 @contextlib.asynccontextmanager
 async def relaychat_server(
-    backend: Backend, workdir: Path, *, fake_port: int
+    backend: Backend, workdir: Path, *, fake_port: int, env: dict[str, str] | None = None
 ) -> AsyncIterator[Proc]:
     """`relaychat serve` on a free port with a fresh data dir and the fake as endpoint `fake`.
 
@@ -376,9 +400,9 @@ async def relaychat_server(
     async def ready(p: int) -> bool:
         return await http_ok(p, "/healthz")
 
-    env = server_env(backend, data_dir, config)
+    full_env = {**server_env(backend, data_dir, config), **(env or {})}
     async with child(
-        "relaychat", args, port=port, env=env, workdir=workdir, cpus=ALL_CPUS, ready=ready
+        "relaychat", args, port=port, env=full_env, workdir=workdir, cpus=ALL_CPUS, ready=ready
     ) as proc:
         yield proc
 

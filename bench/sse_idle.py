@@ -29,6 +29,7 @@ from bench.common import (
     backends,
     bounded,
     cores,
+    extra_env,
     make_users,
     open_events,
     open_fds,
@@ -112,7 +113,9 @@ async def bench_backend(
         for kind in ("tcp", "sse"):
             gc.collect()
             # Nothing listens on port 1: the server only needs a configured endpoint.
-            async with relaychat_server(backend, workdir, fake_port=1) as server:
+            async with relaychat_server(
+                backend, workdir, fake_port=1, env=extra_env(args)
+            ) as server:
                 token = (await make_users(server.port, 1))[0].token
                 pin(server.pid, server_cpus)
                 pin(0, load_cpus)

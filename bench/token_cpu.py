@@ -36,6 +36,7 @@ from bench.common import (
     cores,
     cpu_seconds,
     expect,
+    extra_env,
     fake_directive,
     fake_upstream,
     make_users,
@@ -121,7 +122,9 @@ async def bench_backend(
 ) -> None:
     server_cpus, load_cpus = cores()
     print(f"\n=== {backend.name}: relaychat on cpu {server_cpus}, fake + client on {load_cpus}")
-    async with relaychat_server(backend, workdir, fake_port=fake_port) as server:
+    async with relaychat_server(
+        backend, workdir, fake_port=fake_port, env=extra_env(args)
+    ) as server:
         users = await make_users(server.port, USERS)
         pin(server.pid, server_cpus)
         pin(0, load_cpus)

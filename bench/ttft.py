@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +36,14 @@ from bench.common import (
     BenchUser,
     Connection,
     Listener,
+    Proc,
     add_common_args,
     backends,
     bounded,
     cores,
+    cpu_seconds,
     expect,
+    extra_env,
     fake_directive,
     fake_upstream,
     make_users,
@@ -187,6 +191,20 @@ class PhaseResult:
     samples: list[float] = field(default_factory=list)  # seconds
     errors: list[str] = field(default_factory=list)
     in_flight: list[int] = field(default_factory=list)  # sampled concurrency
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
+    wall: float = 0.0
+
+    def add(self, other: PhaseResult) -> None:
+        self.samples += other.samples
+        self.errors += other.errors
+        self.in_flight += other.in_flight
+        for name, seconds in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+        self.wall += other.wall
+
+    def load(self, name: str) -> str:
+        """CPU use of a process during the phase, in % of one core."""
+        return f"{self.cpu[name] / self.wall * 100:.0f}%" if self.wall and name in self.cpu else "-"
 
 
 async def one_stream(scenario: Scenario, rounds: int, result: PhaseResult) -> None:
@@ -199,20 +217,35 @@ async def one_stream(scenario: Scenario, rounds: int, result: PhaseResult) -> No
     await scenario.close()
 
 
+@contextlib.asynccontextmanager
+async def measured(result: PhaseResult, pids: dict[str, list[int]]) -> AsyncIterator[None]:
+    """Record the wall time of the block and the CPU time of each group of processes."""
+    before = {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
+    started = time.perf_counter()
+    yield
+    result.wall += time.perf_counter() - started
+    for name, group in pids.items():
+        result.cpu[name] = sum(cpu_seconds(p) for p in group) - before[name]
+
+
 async def many_streams(
-    scenarios: list[Scenario], rounds: int, warmup: int, period: float, seed: int
-) -> PhaseResult:
+    scenarios: list[Scenario],
+    rounds: int,
+    warmup: int,
+    period: float,
+    *,
+    seed: int,
+    result: PhaseResult,
+) -> None:
     """Each scenario asks `warmup + rounds` times; starts are spread over one `period`."""
-    result = PhaseResult()
     rng = random.Random(seed)
-    state = {"in_flight": 0, "running": len(scenarios), "warm": 0}
+    state = {"in_flight": 0, "running": len(scenarios), "started": 0}
 
     async def loop(index: int, scenario: Scenario) -> None:
         await asyncio.sleep(period * index / len(scenarios))
+        state["started"] += 1
         try:
             for round_ in range(warmup + rounds):
-                if round_ == warmup:
-                    state["warm"] += 1
                 state["in_flight"] += 1
                 try:
                     value = await scenario.round()
@@ -231,7 +264,8 @@ async def many_streams(
     async def sample() -> None:
         while state["running"] == len(scenarios):
             await asyncio.sleep(0.05)
-            if state["warm"] == len(scenarios):
+            # From when every stream has started to when the first one is done.
+            if state["started"] == len(scenarios):
                 result.in_flight.append(state["in_flight"])
 
     limit = (warmup + rounds) * period * 6 + 60
@@ -241,7 +275,6 @@ async def many_streams(
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    return result
 
 
 def ms(seconds: float) -> str:
@@ -255,7 +288,7 @@ def summarize(title: str, pooled: dict[str, PhaseResult], targets: dict[float, f
     for name, result in pooled.items():
         s = result.samples
         concurrency = (
-            f"{sum(result.in_flight) / len(result.in_flight):.0f}" if result.in_flight else "1"
+            f"{sum(result.in_flight) / len(result.in_flight):.0f}" if result.in_flight else "-"
         )
         rows.append(
             [
@@ -266,10 +299,13 @@ def summarize(title: str, pooled: dict[str, PhaseResult], targets: dict[float, f
                 ms(percentile(s, 0.5)) if s else "-",
                 ms(percentile(s, 0.99)) if s else "-",
                 ms(max(s)) if s else "-",
+                result.load("relaychat"),
+                result.load("fake+client"),
             ]
         )
     print(f"\n{title}")
-    print(table(["path", "replies", "errors", "streams", "p50 ms", "p99 ms", "max ms"], rows))
+    headers = ["path", "replies", "errors", "streams", "p50 ms", "p99 ms", "max ms"]
+    print(table([*headers, "relaychat CPU", "fake+client CPU"], rows))
     for name, result in pooled.items():
         if result.errors:
             print(f"  {name} errors, first: {result.errors[0]}")
@@ -287,12 +323,14 @@ def summarize(title: str, pooled: dict[str, PhaseResult], targets: dict[float, f
 
 
 async def bench_backend(
-    backend: Backend, args: argparse.Namespace, fake_port: int, workdir: Path
+    backend: Backend, args: argparse.Namespace, fake: Proc, workdir: Path
 ) -> None:
     server_cpus, load_cpus = cores()
     streams = args.streams
     print(f"\n=== {backend.name}: relaychat on cpu {server_cpus}, fake + client on {load_cpus}")
-    async with relaychat_server(backend, workdir, fake_port=fake_port) as server:
+    async with relaychat_server(
+        backend, workdir, fake_port=fake.port, env=extra_env(args)
+    ) as server:
         started = time.monotonic()
         users = await make_users(server.port, streams)
         print(f"  {streams} users signed in ({time.monotonic() - started:.1f} s)")
@@ -300,11 +338,15 @@ async def bench_backend(
         pin(0, load_cpus)
         listeners = await bounded((Listener.open(server.port, u.token) for u in users), 32)
         try:
-            await run_scenarios(args, fake_port, server.port, users, listeners)
+            pids = {"relaychat": [server.pid], "fake+client": [fake.pid, os.getpid()]}
+            await run_scenarios(args, fake.port, server.port, users, listeners, pids)
         finally:
             for listener in listeners:
                 await listener.close()
             pin(0, ALL_CPUS)
+            error = server.first_error()
+            if error:
+                print(f"  the server logged errors; the first:\n{error}")
 
 
 async def run_scenarios(
@@ -313,6 +355,7 @@ async def run_scenarios(
     server_port: int,
     users: list[BenchUser],
     listeners: list[Listener],
+    pids: dict[str, list[int]],
 ) -> None:
     one_prompt = fake_directive(reply=ONE_REPLY, token_delay_ms=1) + "\nHello"
     load_prompt = fake_directive(reply=LOAD_REPLY, token_delay_ms=TOKEN_DELAY_MS) + "\nHello"
@@ -336,8 +379,13 @@ async def run_scenarios(
     for block in range(blocks + 1):
         for name, make in factories.items():
             gc.collect()
-            target = PhaseResult() if block == 0 else pooled[name]
-            await one_stream(make(one_prompt, 0), per_block, target)
+            result = PhaseResult()
+            async with measured(result, pids):
+                await one_stream(make(one_prompt, 0), per_block, result)
+            if block:
+                pooled[name].add(result)
+    for result in pooled.values():
+        result.in_flight = [1]
     summarize(
         f"one stream, {len(ONE_REPLY.split())}-token replies",
         pooled,
@@ -353,10 +401,10 @@ async def run_scenarios(
         for name, make in factories.items():
             gc.collect()
             scenarios = [make(load_prompt, i) for i in range(n)]
-            result = await many_streams(scenarios, rounds, 1, period, seed=repeat)
-            pooled[name].samples += result.samples
-            pooled[name].errors += result.errors
-            pooled[name].in_flight += result.in_flight
+            result = PhaseResult()
+            async with measured(result, pids):
+                await many_streams(scenarios, rounds, 1, period, seed=repeat, result=result)
+            pooled[name].add(result)
     summarize(
         f"{n} streams, {LOAD_TOKENS}-token replies at {1000 // TOKEN_DELAY_MS} tokens/s",
         pooled,
@@ -369,7 +417,7 @@ async def main(args: argparse.Namespace) -> None:
         _, load_cpus = cores()
         async with fake_upstream(workdir, cpus=load_cpus) as fake, backends(args) as chosen:
             for backend in chosen:
-                await bench_backend(backend, args, fake.port, workdir)
+                await bench_backend(backend, args, fake, workdir)
 
 
 if __name__ == "__main__":
