@@ -24,6 +24,9 @@ from tests.backends import (
 )
 from tests.live import serving, write_llm_config
 
+# The key of the original system's documented request, set as EXTERNAL_MESSAGE_API_KEY.
+VERBATIM_KEY = "90dbc4ff0c10949ba19c5274226a3dacadb80d606ac9d2244038c62f3d4a1df0"
+
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
 _test_counter = itertools.count()
 
@@ -65,6 +68,7 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: object) -> Sett
         "redis_url": backend.redis_url,
         "redis_key_prefix": f"{REDIS_PREFIX_ROOT}{next(_test_counter)}:",
         "jwt_secret": TEST_JWT_SECRET,
+        "external_message_api_key": VERBATIM_KEY,
         "data_dir": data_dir,
     }
     values.update(overrides)

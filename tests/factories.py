@@ -74,3 +74,29 @@ async def post_message(
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()["message"]
     return result
+
+
+@dataclass
+class TestKey:
+    __test__ = False
+
+    id: str
+    secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.secret}
+
+
+async def make_key(
+    client: httpx.AsyncClient, user: TestUser, *, system: bool = False, **permissions: Any
+) -> TestKey:
+    """An API key of `user` with these permissions."""
+    response = await client.post(
+        "/api/keys",
+        json={"name": "test key", "system": system, "permissions": permissions},
+        headers=user.headers,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return TestKey(body["key"]["id"], body["secret"])

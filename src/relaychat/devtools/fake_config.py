@@ -74,10 +74,17 @@ class DirectiveError(ValueError):
 
 
 def split_directive(text: str) -> tuple[dict[str, Any] | None, str]:
-    """The directive on the first line of `text`, if any, and the text without it."""
-    first, _, rest = text.partition("\n")
-    if not first.startswith(DIRECTIVE_PREFIX):
+    """The first directive line of `text`, if any, and the text without it.
+
+    Usually the first line; a later one counts too, because relaychat may put a label
+    (such as `[message from sms]`) before what an external sender wrote.
+    """
+    lines = text.split("\n")
+    index = next((i for i, line in enumerate(lines) if line.startswith(DIRECTIVE_PREFIX)), None)
+    if index is None:
         return None, text
+    first = lines[index]
+    rest = "\n".join(lines[:index] + lines[index + 1 :])
     try:
         overrides = json.loads(first[len(DIRECTIVE_PREFIX) :])
     except ValueError as exc:
