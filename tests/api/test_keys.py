@@ -671,3 +671,18 @@ async def test_revoked_keys_stay_revoked(kclient: httpx.AsyncClient, services: S
         assert (response.status_code, response.json()["code"]) == (409, "api_key_inactive")
     missing = await kclient.get("/api/keys/no-such-key", headers=alice.headers)
     assert (missing.status_code, missing.json()["code"]) == (404, "api_key_not_found")
+
+
+async def test_a_secret_rotated_without_a_signal_works_at_once(
+    kclient: httpx.AsyncClient, services: Services, cache: KeyCache
+) -> None:
+    alice = await make_user(kclient)
+    created = await make_key(kclient, alice)
+    await auth(services, cache, created["secret"])  # cached with the old hash
+    # As a CLI without Redis does: the row changes, no worker hears of it.
+    async with services.sessionmaker() as session:
+        row = await session.get(ApiKey, created["key"]["id"])
+        assert row is not None
+        _, new = await keys.rotate_key(session, row, grace_seconds=0)
+    assert (await auth(services, cache, new)).key_id == created["key"]["id"]
+    assert (await refusal(services, cache, created["secret"])).code == "invalid_api_key"

@@ -116,10 +116,12 @@ class KeyCache:
         self._unsubscribe = bus.on_signal(KEY_CHANGED_SIGNAL, self._on_changed)
         _live_caches.add(self)
 
-    async def get(self, session: AsyncSession, lookup: str) -> KeySnapshot | None:
-        """The key with this lookup, from cache or database; None if there is none."""
+    async def get(
+        self, session: AsyncSession, lookup: str, *, fresh: bool = False
+    ) -> KeySnapshot | None:
+        """The key with this lookup, from cache (unless `fresh`) or database; None if none."""
         now = time.monotonic()
-        hit = self._entries.get(lookup)
+        hit = None if fresh else self._entries.get(lookup)
         if hit is not None and hit[0] > now:
             self._entries.move_to_end(lookup)
             return hit[1]
