@@ -114,13 +114,31 @@ class Proc:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def first_error(self, lines: int = 30) -> str | None:
-        """The first traceback (or ERROR line) in the log, if any."""
+    def first_error(self) -> str | None:
+        """The first traceback in the log (its start and its end), or ERROR line, if any."""
         text = self.log_path.read_text(errors="replace").splitlines()
-        for n, line in enumerate(text):
-            if line.startswith("Traceback") or "ERROR" in line:
-                return "\n".join(text[n : n + lines])
+        for start, line in enumerate(text):
+            if line.startswith("ERROR"):
+                return line
+            if line.startswith("Traceback"):
+                block = _traceback(text[start:])
+                if len(block) > 16:
+                    block = [*block[:6], "  [...]", *block[-8:]]
+                return "\n".join(block)
         return None
+
+
+_CHAINED = ("The above exception", "During handling", "Traceback")
+
+
+def _traceback(lines: list[str]) -> list[str]:
+    """The traceback at the start of `lines`, chained ones included, to its last exception."""
+    for n, line in enumerate(lines):
+        if n and line.strip() and not line.startswith((" ", "\t", *_CHAINED)):
+            following = next((x for x in lines[n + 1 :] if x.strip()), "")
+            if not following.startswith(_CHAINED[:2]):
+                return lines[: n + 1]
+    return lines
 
 
 def _log_file(path: Path) -> Any:
