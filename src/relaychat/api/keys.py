@@ -12,6 +12,7 @@ from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import keys
 from relaychat.domain.key_cache import key_changed
 from relaychat.domain.keys import KeyPermissions
+from relaychat.storage.models import ApiKey
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -65,7 +66,7 @@ class KeyList(BaseModel):
     keys: list[KeyOut]
 
 
-def _out(key: Any) -> KeyOut:
+def _out(key: ApiKey) -> KeyOut:
     return KeyOut.model_validate(keys.key_dict(key))
 
 

@@ -436,13 +436,13 @@ async def get_key(session: AsyncSession, user: User, key_id: str) -> ApiKey:
 
 
 async def list_keys(
-    session: AsyncSession, user: User | None, *, all_users: bool = False
+    session: AsyncSession, user: User, *, all_users: bool = False
 ) -> Sequence[ApiKey]:
-    """The user's keys, newest first; every key with `all_users` (admins) or no user (CLI)."""
-    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
-    if all_users and user is not None and not is_admin(user):
+    """The user's keys, newest first; every user's with `all_users` (admins only)."""
+    if all_users and not is_admin(user):
         raise AdminRequired("only an admin may list every key")
-    if user is not None and not all_users:
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    if not all_users:
         query = query.where(ApiKey.user_id == user.id)
     return (await session.scalars(query)).all()
 
