@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from relaychat.domain.agent_cache import AgentCache
@@ -61,7 +61,13 @@ class Services:
         owns_engine = engine is None
         engine = engine or create_engine(settings.effective_database_url)
         sessionmaker = create_sessionmaker(engine)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = None
+        if settings.redis_url:
+            # A blocking pool: a burst waits for a free connection instead of failing.
+            pool = BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+            )
+            redis = Redis.from_pool(pool)
         bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
         if providers is None:
             providers = load_registry(settings.config_path)

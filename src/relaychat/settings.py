@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis URL for shared events and limits across workers."
     )
+    redis_max_connections: int = Field(
+        64, ge=2, description="Redis connections per worker; a burst waits for a free one."
+    )
     redis_key_prefix: str = Field(
         "relaychat:", description="Prefix of every Redis key this instance writes."
     )

@@ -15,7 +15,8 @@ from tests.api.test_agents import make_agent
 from tests.api.test_generation import messages_of, wait_generation
 from tests.backends import Backend, row_counts
 from tests.conftest import VERBATIM_KEY
-from tests.factories import make_conversation, make_key, make_user
+from tests.factories import make_conversation, make_key
+from tests.gateway.test_external_rules import make_user
 from tests.sse_client import collect_until
 
 VERBATIM_ID = "5c79d482-9b80-45f6-bbf2-9abe17335e55"
