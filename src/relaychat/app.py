@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from relaychat import __version__
 from relaychat.api import (
     agents,
+    audit,
     auth,
     conversations,
     endpoints,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         endpoints,
         agents,
         keys,
+        audit,
         metrics,
     ):
         app.include_router(module.router)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.cli_keys import keys_app
 from relaychat.devtools.cli import dev_app
 from relaychat.errors import AppError, UserNotFound
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 agents_app = typer.Typer(help="Manage agents.")
 app.add_typer(agents_app, name="agents")
+app.add_typer(keys_app, name="keys")
 app.add_typer(dev_app, name="dev")
 
 T = TypeVar("T")

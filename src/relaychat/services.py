@@ -104,7 +104,12 @@ class Services:
             runner=runner,
             chat=chat,
             mcp=mcp,
-            keys=KeyCache(bus, sessionmaker, system_keys=system_keys_from_settings(settings)),
+            keys=KeyCache(
+                bus,
+                sessionmaker,
+                system_keys=system_keys_from_settings(settings),
+                ttl_seconds=settings.api_key_cache_seconds,
+            ),
             audit=AuditWriter(sessionmaker),
             owns_engine=owns_engine,
         )

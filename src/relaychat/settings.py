@@ -101,6 +101,10 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    api_key_cache_seconds: float = Field(
+        30.0, gt=0, description="How long a worker trusts a cached API key if a change is missed."
+    )
+
     # -- accounts and sessions -----------------------------------------------------------
     jwt_secret: str | None = Field(
         None, description="HMAC key for access tokens; generated and kept in the data dir."

@@ -346,3 +346,20 @@ async def test_a_users_token_alongside_the_key_names_the_owner(
     )
     assert response.status_code == 201, response.text
     assert (await client.get("/api/convos/with-token", headers=user.headers)).status_code == 200
+
+
+async def test_refused_uses_of_a_known_key_reach_its_owners_audit(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    owner = await make_user(client)
+    cid = (await make_conversation(client, owner))["conversation_id"]
+    key = await make_key(client, owner)
+    await client.delete(f"/api/keys/{key.id}", headers=owner.headers)
+    refused = await post(client, cid, key.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "api_key_revoked")
+    assert "owner_id" not in refused.json()
+    await services.audit.flush()
+    events = (await client.get(f"/api/keys/{key.id}/audit", headers=owner.headers)).json()
+    assert [(e["outcome"], e["reason"]) for e in events["events"]] == [
+        ("refused", "api_key_revoked")
+    ]

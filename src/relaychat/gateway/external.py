@@ -46,6 +46,8 @@ class _Audit:
     path: str
     client: str | None
     principal: keys.KeyPrincipal | None = None
+    # A refused (revoked, expired) key is still named in the audit, for its owner to see.
+    refused_key: keys.KeyRefused | None = None
     conversation_id: str | None = None
     user_id: str | None = None
     strategy: str | None = None
@@ -85,6 +87,8 @@ async def handle(
         limit = await _rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
+        if isinstance(exc, keys.KeyRefused):
+            audit.refused_key = exc
         _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
         headers = {**exc.headers, **_limit_headers(limit)}
         EXTERNAL_MESSAGES.labels("refused", _key_label(audit)).inc()
@@ -318,6 +322,7 @@ def _finish_audit(
     latency = time.perf_counter() - audit.started
     EXTERNAL_SECONDS.observe(latency)
     principal = audit.principal
+    refused = audit.refused_key
     services.audit.add(
         new_audit_event(
             method=audit.method,
@@ -325,8 +330,10 @@ def _finish_audit(
             outcome=outcome,
             status=status,
             latency_ms=round(latency * 1000, 3),
-            api_key_id=principal.key_ref if principal else None,
-            key_owner_id=principal.owner_id if principal else None,
+            api_key_id=principal.key_ref if principal else (refused.key_id if refused else None),
+            key_owner_id=principal.owner_id
+            if principal
+            else (refused.owner_id if refused else None),
             client_address=audit.client,
             conversation_id=audit.conversation_id,
             user_id=audit.user_id,

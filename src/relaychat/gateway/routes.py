@@ -14,9 +14,7 @@ router = APIRouter(prefix="/api/external", tags=["external"])
 
 
 @router.post("/messages", status_code=status.HTTP_202_ACCEPTED)
-async def threaded_message(
-    body: ThreadedMessageIn, request: Request, services: ServicesDep
-) -> Any:
+async def threaded_message(body: ThreadedMessageIn, request: Request, services: ServicesDep) -> Any:
     """Post by sender instead of conversation id: the same `metadata.source` and
     `metadata.phoneNumber` (or `metadata.sender`) always land in the same conversation,
     e.g. `sms-+15551234567`."""
