@@ -68,3 +68,11 @@ def test_users_create_and_list(clean_backend: Backend, tmp_path: Path) -> None:
     )
     assert weak.returncode == 1
     assert "at least 8 characters" in weak.stderr
+
+
+def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env["RELAYCHAT_DATA_DIR"] = str(tmp_path)
+    result = relaychat(env, "serve", "--workers", "2", "--port", "1")
+    assert result.returncode == 2
+    assert "needs REDIS_URL" in result.stderr

@@ -75,6 +75,15 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    if workers > 1 and not settings.redis_url:
+        # Rate limits, events and aborts would silently become per-process: refuse instead.
+        typer.secho(
+            "configuration error: --workers > 1 needs REDIS_URL (shared rate limits, events "
+            "and aborts); without it each worker would count and broadcast on its own",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         # Resolve (or generate) the JWT secret once, before workers race to create it.
         settings.resolved_jwt_secret()

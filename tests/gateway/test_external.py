@@ -275,3 +275,22 @@ async def test_key_usage_is_audited(client: httpx.AsyncClient, services: Service
         ("refused", "api_key_required"),
     }
     assert key.secret not in json.dumps(everything)
+
+
+async def test_metrics_count_external_messages(client: httpx.AsyncClient) -> None:
+    owner = await make_user(client)
+    cid = (await make_conversation(client, owner))["conversation_id"]
+    await client.post(
+        f"/api/messages/{cid}",
+        json={"role": "external", "content": "x", "respond": False},
+        headers=SYSTEM,
+    )
+    await client.post(f"/api/messages/{cid}", json={"role": "external", "content": "x"})
+    text = (await client.get("/metrics")).text
+    assert 'relaychat_external_messages_total{key="env:' in text
+    assert 'outcome="accepted"' in text and 'outcome="refused"' in text
+    assert "relaychat_external_processing_seconds_bucket" in text
+    assert 'relaychat_errors_total{code="api_key_required"}' in text
+    assert "relaychat_open_event_streams" in text
+    assert "relaychat_generation_time_to_first_token_seconds" in text
+    assert VERBATIM_KEY not in text

@@ -21,7 +21,7 @@ from relaychat.domain.render import generation_dict, message_dict
 from relaychat.domain.resolution import Caller
 from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
 from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
-from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
+from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
 from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.services import Services
@@ -92,6 +92,7 @@ async def handle(
         _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
         headers = {**exc.headers, **_limit_headers(limit)}
         EXTERNAL_MESSAGES.labels("refused", _key_label(audit)).inc()
+        ERRORS.labels(exc.code).inc()
         problem = exc.to_problem(request.url.path)
         return JSONResponse(
             problem, status_code=exc.status, headers=headers, media_type="application/problem+json"
