@@ -25,6 +25,15 @@ AppError
 │   └── ParentNotInConversation
 ├── RateLimited (429)
 └── ServiceUnavailable (503)
+
+Feature modules add their own leaves next to the code that raises them: relaychat.llm.errors
+(provider_*, endpoint_not_found), relaychat.llm.mcp (mcp_server_*), relaychat.domain.agents
+(agent_not_found, agent_read_only), relaychat.domain.generations (generation_not_found,
+no_endpoint, no_model), relaychat.domain.replies (agent_required), relaychat.domain.idempotency
+(idempotency_key_reused, idempotency_in_flight), relaychat.domain.keys (invalid_api_key,
+api_key_revoked, api_key_expired, permission_denied, admin_required, api_key_not_found,
+api_key_inactive), relaychat.domain.resolution (owner_unresolved), relaychat.gateway.external
+(api_key_required).
 """
 
 from __future__ import annotations
