@@ -6,6 +6,8 @@ without calling any, or `max_steps` model calls have been made.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -87,6 +89,56 @@ class Job:
         )
 
 
+class DeltaPublisher:
+    """Sends a reply's text deltas in order from a task of its own, so the upstream stream is
+    never paused by a slow publish; text that arrives meanwhile goes out as one delta."""
+
+    def __init__(self, job: Job, bus: EventBus) -> None:
+        self.job = job
+        self.bus = bus
+        self._pending: list[str] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def push(self, text: str) -> None:
+        self._pending.append(text)
+        self._idle.clear()
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="deltas")
+
+    async def flush(self) -> None:
+        """Wait until every pushed delta was published (before any later event)."""
+        if self._task is not None and not self._task.done():
+            await self._idle.wait()
+        elif self._task is not None:
+            self._task.result()  # surface a publishing error
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _drain(self) -> None:
+        job = self.job
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                await self.bus.publish(
+                    job.user_id,
+                    MessageDelta(
+                        conversation_id=job.conversation_id, message_id=job.message_id, delta=text
+                    ),
+                )
+            self._idle.set()
+
+
 @dataclass
 class LoopResult:
     usage: Usage | None
@@ -98,10 +150,26 @@ async def run_loop(job: Job, provider: ChatProvider, bus: EventBus) -> LoopResul
     request = job.request
     if job.tools:
         request = request.model_copy(update={"tools": job.tools.specs()})
+    deltas = DeltaPublisher(job, bus)
+    try:
+        return await _steps(job, provider, bus, request, deltas)
+    except Exception:
+        # The text streamed so far reaches the tabs before the failure does.
+        with contextlib.suppress(Exception):
+            await deltas.flush()
+        raise
+    finally:
+        await deltas.close()
+
+
+async def _steps(
+    job: Job, provider: ChatProvider, bus: EventBus, request: ChatRequest, deltas: DeltaPublisher
+) -> LoopResult:
     usage: Usage | None = None
     for _ in range(max(1, job.max_steps)):
         parts_before = len(job.parts)
-        calls, step_usage, finish = await _model_step(job, provider, request, bus)
+        calls, step_usage, finish = await _model_step(job, provider, request, deltas)
+        await deltas.flush()  # every delta of this step goes out before what follows it
         usage = _add_usage(usage, step_usage)
         if not calls or not job.tools:
             return LoopResult(usage, finish)
@@ -126,7 +194,7 @@ async def run_loop(job: Job, provider: ChatProvider, bus: EventBus) -> LoopResul
 
 
 async def _model_step(
-    job: Job, provider: ChatProvider, request: ChatRequest, bus: EventBus
+    job: Job, provider: ChatProvider, request: ChatRequest, deltas: DeltaPublisher
 ) -> tuple[list[ToolCall], Usage | None, Finish | None]:
     calls: list[ToolCall] = []
     usage: Usage | None = None
@@ -136,14 +204,7 @@ async def _model_step(
         async for event in stream:
             if isinstance(event, TextDelta) and event.text:
                 job.add_text(event.text)
-                await bus.publish(
-                    job.user_id,
-                    MessageDelta(
-                        conversation_id=job.conversation_id,
-                        message_id=job.message_id,
-                        delta=event.text,
-                    ),
-                )
+                deltas.push(event.text)
             elif isinstance(event, ToolCall):
                 calls.append(event)
             elif isinstance(event, Usage):
