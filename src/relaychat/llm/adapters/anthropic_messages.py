@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from relaychat.llm.adapters.sse_stream import (
+    SSEDecoder,
+    SSEEvent,
+    drain_after_end,
+    request_error,
+)
 from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
 from relaychat.llm.errors import (
     ProviderError,
@@ -142,21 +148,34 @@ class AnthropicAdapter(BaseAdapter):
             await self._sdk.close()
 
     async def _attempt(self, request: ChatRequest) -> AttemptEvents:
-        client = self._sdk
         params = to_anthropic_params(request, self.options.default_max_tokens)
         with self._upstream(started=False):
-            raw_events = await client.messages.create(**params, stream=True)
-        state = _StreamState()
-        async with raw_events:
+            # Unlike the OpenAI adapter, this keeps the SDK's read timeout: without it the SDK
+            # would announce a different `x-stainless-timeout` to the API.
+            stream = await self._sdk.messages.create(**params, stream=True)
+        # As in the OpenAI adapter: the SDK sent the request and mapped HTTP errors; we read
+        # the SSE body of its response ourselves rather than build a pydantic model per event.
+        response = stream.response
+        chunks = response.aiter_bytes()
+        state = _StreamState(self.endpoint)
+        decoder = SSEDecoder()
+        try:
             with self._upstream(started=True):
-                async for raw in raw_events:
-                    events = state.handle(raw)
+                async for data in chunks:
+                    events = state.read(decoder.feed(data))
                     for event in events:
                         yield event
-                    if not events:
-                        yield None
-                    if state.stopped:
+                    if state.error is not None or state.stopped:
                         break
+                    if not events:
+                        yield None  # pings and bookkeeping events keep the idle timer at bay
+                if state.error is not None:
+                    raise state.error
+                if state.stopped:
+                    await drain_after_end(response, chunks)
+        finally:
+            await chunks.aclose()
+            await response.aclose()
         if state.stop_reason is None:
             raise ProviderStreamBroken(
                 "The stream ended without a stop reason", endpoint=self.endpoint
@@ -193,60 +212,125 @@ class AnthropicAdapter(BaseAdapter):
                 retry_after=parse_retry_after(exc.response.headers),
                 **fields,
             )
-        if isinstance(exc, json.JSONDecodeError) and started:
-            return ProviderStreamBroken(
-                "The provider sent a frame that is not valid JSON", retryable=False, **fields
-            )
-        return self._transport_error(exc, started=started)
+        return self._transport_error(exc, started=started) or request_error(exc, started, **fields)
 
 
 class _StreamState:
-    """What the raw events told so far: usage, stop reason, and tool blocks being built."""
+    """What the raw events told so far: usage, stop reason, and tool blocks being built.
 
-    def __init__(self) -> None:
+    `read` takes the SSE events of one read of the body, as plain dicts. It stops at
+    `message_stop` (`stopped`) and at an event that ends the stream (`error`), which the
+    caller raises after yielding the events that came before it in the same read.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
         self.tools = ToolCallAssembler()
         self.tool_index: dict[int, int] = {}
         self.input_tokens = 0
         self.output_tokens = 0
         self.stop_reason: str | None = None
         self.stopped = False
+        self.error: ProviderError | None = None
 
-    def handle(self, raw: Any) -> list[StreamEvent]:
-        """The events for one raw stream event."""
-        kind = raw.type
-        if kind == "message_start":
-            usage = raw.message.usage
+    def read(self, frames: list[SSEEvent]) -> list[StreamEvent]:
+        """The events in `frames`, up to `message_stop` or the first bad event."""
+        events: list[StreamEvent] = []
+        for name, data in frames:
+            # The SDK's rules: unnamed events, pings and events without data mean nothing.
+            if name is None or name == "ping":
+                continue
+            if name == "error":
+                self.error = _stream_error(data, self.endpoint)
+                break
+            if not data:
+                continue
+            try:
+                raw = json.loads(data.decode())
+            except ValueError:  # also undecodable UTF-8
+                raw = None
+            if not isinstance(raw, dict):
+                self.error = ProviderStreamBroken(
+                    "The provider sent a frame that is not valid JSON",
+                    retryable=False,
+                    endpoint=self.endpoint,
+                )
+                break
+            try:
+                self.handle(raw, events)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                # An event not shaped like Anthropic's (a ValidationError is a ValueError).
+                self.error = ProviderStreamBroken(
+                    "The provider sent an event of an unexpected shape",
+                    retryable=False,
+                    endpoint=self.endpoint,
+                )
+                break
+            if self.stopped:
+                break
+        return events
+
+    def handle(self, raw: dict[str, Any], events: list[StreamEvent]) -> None:
+        """Add the events for one raw stream event."""
+        kind = raw["type"]
+        if kind == "content_block_delta":
+            self._delta(raw["index"], raw["delta"], events)
+        elif kind == "message_start":
+            usage = raw["message"]["usage"]
             self.input_tokens = (
-                usage.input_tokens
-                + (usage.cache_creation_input_tokens or 0)
-                + (usage.cache_read_input_tokens or 0)
+                usage["input_tokens"]
+                + (usage.get("cache_creation_input_tokens") or 0)
+                + (usage.get("cache_read_input_tokens") or 0)
             )
-            self.output_tokens = usage.output_tokens or 0
+            self.output_tokens = usage.get("output_tokens") or 0
         elif kind == "content_block_start":
-            block = raw.content_block
-            if block.type == "tool_use":
-                ordinal = self.tool_index.setdefault(raw.index, len(self.tool_index))
-                return [self.tools.feed(ordinal, id=block.id, name=block.name, fragment="")]
-        elif kind == "content_block_delta":
-            return self._delta(raw.index, raw.delta)
+            block = raw["content_block"]
+            if block["type"] == "tool_use":
+                ordinal = self.tool_index.setdefault(raw["index"], len(self.tool_index))
+                events.append(
+                    self.tools.feed(ordinal, id=block["id"], name=block["name"], fragment="")
+                )
         elif kind == "content_block_stop":
-            stopped_tool = self.tool_index.get(raw.index)
+            stopped_tool = self.tool_index.get(raw["index"])
             call = self.tools.pop(stopped_tool) if stopped_tool is not None else None
-            return [call] if call is not None else []
+            if call is not None:
+                events.append(call)
         elif kind == "message_delta":
-            self.stop_reason = raw.delta.stop_reason or self.stop_reason
-            if raw.usage is not None:
-                self.output_tokens = raw.usage.output_tokens
+            self.stop_reason = raw["delta"].get("stop_reason") or self.stop_reason
+            usage = raw.get("usage")
+            if usage is not None:
+                output_tokens = usage["output_tokens"]
+                if not isinstance(output_tokens, int):
+                    raise TypeError("output_tokens")
+                self.output_tokens = output_tokens
         elif kind == "message_stop":
             self.stopped = True
-        return []
 
-    def _delta(self, index: int, delta: Any) -> list[StreamEvent]:
-        if delta.type == "text_delta" and delta.text:
-            return [TextDelta(text=delta.text)]
-        if delta.type == "thinking_delta" and delta.thinking:
-            return [ReasoningDelta(text=delta.thinking)]
-        if delta.type == "input_json_delta" and index in self.tool_index:
+    def _delta(self, index: int, delta: dict[str, Any], events: list[StreamEvent]) -> None:
+        kind = delta["type"]
+        if kind == "text_delta":
+            if delta["text"]:
+                events.append(TextDelta(text=delta["text"]))
+        elif kind == "thinking_delta":
+            if delta["thinking"]:
+                events.append(ReasoningDelta(text=delta["thinking"]))
+        elif kind == "input_json_delta" and index in self.tool_index:
             ordinal = self.tool_index[index]
-            return [self.tools.feed(ordinal, id=None, name=None, fragment=delta.partial_json)]
-        return []
+            fragment = delta["partial_json"]
+            events.append(self.tools.feed(ordinal, id=None, name=None, fragment=fragment))
+
+
+def _stream_error(data: bytes, endpoint: str) -> ProviderError:
+    """The error for an `event: error`, as the SDK reported it: `error.type` and `.message`."""
+    try:
+        body = json.loads(data.decode())
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return error_for_type(
+        kind if isinstance(kind, str) else None,
+        message=message if isinstance(message, str) else None,
+        endpoint=endpoint,
+    )

@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
+from relaychat.llm.adapters.sse_stream import (
+    SSEDecoder,
+    SSEEvent,
+    drain_after_end,
+    request_error,
+    stream_settings,
+)
 from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
 from relaychat.llm.errors import (
     ProviderError,
@@ -35,7 +42,6 @@ from relaychat.llm.types import (
 if TYPE_CHECKING:
     import httpx2
     from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletionChunk
 
 MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
 
@@ -147,6 +153,7 @@ class OpenAIAdapter(BaseAdapter):
         self.max_tokens_param: MaxTokensParam = max_tokens_param
         # Built now, not on first use: importing an SDK blocks the event loop for a while.
         self._sdk = self._make_client()
+        self._stream_timeout, self._stream_headers = stream_settings(self._sdk_timeout())
 
     def _make_client(self) -> AsyncOpenAI:
         try:
@@ -169,42 +176,49 @@ class OpenAIAdapter(BaseAdapter):
             await self._sdk.close()
 
     async def _attempt(self, request: ChatRequest) -> AttemptEvents:
-        client = self._sdk
         params = to_openai_params(request, self.max_tokens_param)
         with self._upstream(started=False):
-            chunks = await client.chat.completions.create(
-                **params, stream=True, stream_options={"include_usage": True}
+            stream = await self._sdk.chat.completions.create(
+                **params,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=self._stream_timeout,
+                extra_headers=self._stream_headers,
             )
-        tools = ToolCallAssembler()
-        raw_finish: str | None = None
-        usage: Usage | None = None
-        async with chunks:
+        # The SDK sent the request and mapped HTTP errors; its stream would now build a
+        # pydantic model per chunk, which costs more CPU than the rest of a relayed token,
+        # so we leave it unread and parse the SSE body of its response ourselves.
+        response = stream.response
+        chunks = response.aiter_bytes()
+        reader = _ChunkReader(self.endpoint)
+        decoder = SSEDecoder()
+        try:
             with self._upstream(started=True):
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        # Some compatible servers send nulls here.
-                        usage = Usage(
-                            prompt_tokens=chunk.usage.prompt_tokens or 0,
-                            completion_tokens=chunk.usage.completion_tokens or 0,
-                        )
-                    produced = False
-                    for event in _chunk_events(chunk, tools):
-                        produced = True
+                async for data in chunks:
+                    events = reader.read(decoder.feed(data))
+                    for event in events:
                         yield event
-                    for choice in chunk.choices:
-                        if choice.index == 0 and choice.finish_reason:
-                            raw_finish = choice.finish_reason
-                    if not produced:
-                        yield None
-        if raw_finish is None:
+                    if reader.error is not None or reader.done:
+                        break
+                    if not events:
+                        yield None  # keep-alives and role chunks keep the idle timer at bay
+                if reader.error is not None:
+                    raise reader.error
+                if reader.done:
+                    await drain_after_end(response, chunks)
+        finally:
+            await chunks.aclose()
+            await response.aclose()
+        if reader.raw_finish is None:
             raise ProviderStreamBroken(
                 "The stream ended without a finish reason", endpoint=self.endpoint
             )
-        calls = tools.pop_all()
+        calls = reader.tools.pop_all()
         for call in calls:
             yield call
-        if usage is not None:
-            yield usage
+        if reader.usage is not None:
+            yield reader.usage
+        raw_finish = reader.raw_finish
         yield Finish(
             reason=finish_reason(raw_finish, had_tool_calls=bool(calls)), raw_reason=raw_finish
         )
@@ -232,41 +246,116 @@ class OpenAIAdapter(BaseAdapter):
                 **fields,
             )
         if isinstance(exc, openai.APIError):
-            # Raised for an `{"error": ...}` frame inside an otherwise healthy stream.
+            # Any other SDK error with a body; mid-stream `{"error": ...}` frames, which the
+            # SDK's stream raised as these, are read by `_stream_error` now.
             body = exc.body if isinstance(exc.body, dict) else {}
             kind = body.get("code") or body.get("type")
             return error_for_type(str(kind) if kind else None, message=exc.message, **fields)
-        if isinstance(exc, json.JSONDecodeError) and started:
-            return ProviderStreamBroken(
-                "The provider sent a frame that is not valid JSON", retryable=False, **fields
-            )
-        return self._transport_error(exc, started=started)
+        return self._transport_error(exc, started=started) or request_error(exc, started, **fields)
 
 
-def _chunk_events(chunk: ChatCompletionChunk, tools: ToolCallAssembler) -> list[StreamEvent]:
-    """The events in one chunk of the first choice."""
-    events: list[StreamEvent] = []
-    for choice in chunk.choices:
-        if choice.index != 0:
-            continue
-        delta = choice.delta
-        extra = delta.model_extra or {}
-        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            events.append(ReasoningDelta(text=reasoning))
-        if delta.content:
-            events.append(TextDelta(text=delta.content))
-        for call in delta.tool_calls or []:
-            function = call.function
-            events.append(
-                tools.feed(
-                    call.index,
-                    id=call.id,
-                    name=function.name if function else None,
-                    fragment=(function.arguments or "") if function else "",
+class _ChunkReader:
+    """Stream events from chat-completion chunks, read from the SSE data as plain dicts.
+
+    `read` takes the SSE events of one read of the body. It stops at `[DONE]` (`done`) and
+    at a frame that ends the stream (`error`), which the caller raises after yielding the
+    events that came before it in the same read.
+    """
+
+    __slots__ = ("done", "endpoint", "error", "raw_finish", "tools", "usage")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.tools = ToolCallAssembler()
+        self.usage: Usage | None = None
+        self.raw_finish: str | None = None
+        self.done = False
+        self.error: ProviderError | None = None
+
+    def read(self, frames: list[SSEEvent]) -> list[StreamEvent]:
+        """The events in `frames`, up to `[DONE]` or the first bad frame."""
+        events: list[StreamEvent] = []
+        for _, data in frames:
+            if data.startswith(b"[DONE]"):
+                self.done = True
+                break
+            try:
+                # Decoding first is quicker than json.loads' own sniffing of bytes.
+                chunk = json.loads(data.decode())
+            except ValueError:  # also undecodable UTF-8
+                chunk = None
+            if not isinstance(chunk, dict):
+                self.error = ProviderStreamBroken(
+                    "The provider sent a frame that is not valid JSON",
+                    retryable=False,
+                    endpoint=self.endpoint,
                 )
+                break
+            error = chunk.get("error")
+            if error:
+                self.error = _stream_error(error, self.endpoint)
+                break
+            try:
+                self._chunk(chunk, events)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                # A chunk not shaped like OpenAI's (a pydantic ValidationError is a ValueError).
+                self.error = ProviderStreamBroken(
+                    "The provider sent a chunk of an unexpected shape",
+                    retryable=False,
+                    endpoint=self.endpoint,
+                )
+                break
+        return events
+
+    def _chunk(self, chunk: dict[str, Any], events: list[StreamEvent]) -> None:
+        """Add the events of the first choice of `chunk`; note its usage and finish reason."""
+        usage = chunk.get("usage")
+        if usage is not None:
+            # Some compatible servers send nulls here.
+            self.usage = Usage(
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
             )
-    return events
+        for choice in chunk.get("choices") or ():
+            # We ask for one choice; some servers leave out its index.
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if delta:
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning and isinstance(reasoning, str):
+                    events.append(ReasoningDelta(text=reasoning))
+                content = delta.get("content")
+                if content:
+                    events.append(TextDelta(text=content))
+                for call in delta.get("tool_calls") or ():
+                    index = call["index"]
+                    if not isinstance(index, int):
+                        raise TypeError("tool call index")
+                    function = call.get("function") or {}
+                    events.append(
+                        self.tools.feed(
+                            index,
+                            id=call.get("id"),
+                            name=function.get("name"),
+                            fragment=function.get("arguments") or "",
+                        )
+                    )
+            reason = choice.get("finish_reason")
+            if reason:
+                if not isinstance(reason, str):
+                    raise TypeError("finish_reason")
+                self.raw_finish = reason
+
+
+def _stream_error(error: object, endpoint: str) -> ProviderError:
+    """The error for a `data: {"error": ...}` frame, as the SDK's stream reported it."""
+    body = error if isinstance(error, dict) else {}
+    message = body.get("message")
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    kind = body.get("code") or body.get("type")
+    return error_for_type(str(kind) if kind else None, message=message, endpoint=endpoint)
 
 
 def _message(body: object) -> str | None:
