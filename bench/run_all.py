@@ -27,6 +27,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("ttft", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite"], 600),
     ("token_cpu", [], ["--quick"], 300),
     ("sse_idle", [], ["--quick"], 300),
+    ("gateway", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 420),
 ]
 NEEDS_REDIS = {"fanout", "redis_hop"}
 
