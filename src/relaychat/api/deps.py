@@ -17,7 +17,9 @@ from relaychat.settings import Settings
 from relaychat.storage.models import Conversation, User
 
 
-def get_services(request: Request) -> Services:
+# The small dependencies are `async def` on purpose: FastAPI runs plain `def` ones in its
+# thread pool, a hop that costs more than the work (~0.1 ms each, measured in bench.gateway).
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -25,7 +27,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_app_settings(services: ServicesDep) -> Settings:
+async def get_app_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
@@ -89,7 +91,7 @@ async def get_stream_user(
 StreamUser = Annotated[User, Depends(get_stream_user)]
 
 
-def get_engine(services: ServicesDep) -> ChatEngine:
+async def get_engine(services: ServicesDep) -> ChatEngine:
     return services.chat
 
 
