@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.realtime.events import (
@@ -83,6 +84,42 @@ def parse_sse(stream: bytes) -> list[SSEMessage]:
         elif name == "retry" and value.isdigit():
             retry = int(value)
     return messages
+
+
+@dataclass
+class FakeConnection:
+    """The server's side of one HTTP request in memory: `receive` and `send` for an ASGI app.
+
+    `receive` yields the (empty) GET request, then blocks until `disconnect()`.
+    """
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    _chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    _gone: asyncio.Event = field(default_factory=asyncio.Event)
+    _requested: bool = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._requested:
+            self._requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        if message["type"] == "http.response.body":
+            if message.get("body"):
+                self._chunks.put_nowait(message["body"])
+            if not message.get("more_body", False):
+                self._chunks.put_nowait(None)
+
+    def disconnect(self) -> None:
+        self._gone.set()
+
+    async def chunk(self) -> bytes | None:
+        """The next body chunk; None once the response is complete."""
+        async with asyncio.timeout(DEADLOCK_GUARD):
+            return await self._chunks.get()
 
 
 def frame_of(envelope: Envelope) -> SSEMessage:

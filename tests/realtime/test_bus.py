@@ -215,6 +215,50 @@ async def test_leaving_a_subscription_unregisters_it(bus: EventBus) -> None:
     assert bus.subscriber_count() == 0
 
 
+async def test_idle_subscriptions_hold_no_queues(bus: EventBus) -> None:
+    # Thousands of idle streams per worker: an empty deque each would cost ~600 bytes.
+    first = await bus.publish("user-a", delta("c-1", "seen"))
+    async with bus.subscribe("user-a") as live, bus.subscribe("user-a", last_event_id=first) as re:
+        assert (live._backlog, re._backlog) == (None, None)  # nothing to replay
+        one = await bus.publish("user-a", delta("c-1", "one"))
+        for sub in (live, re):  # Redis may deliver "seen" late: read through to "one"
+            while (await take(sub, 1))[0].id != one:
+                pass
+        assert (live._live, live._backlog, re._live, re._backlog) == (None, None, None, None)
+    assert not hasattr(live, "__dict__")
+
+
+async def test_pop_wait_and_wake(bus: EventBus) -> None:
+    async with bus.subscribe("user-a") as sub:
+        assert sub.pop() is None
+        waiting = asyncio.create_task(sub.wait())
+        await asyncio.sleep(0)
+        sub.wake()  # returns without an envelope: the caller has its own reason
+        async with asyncio.timeout(DEADLOCK_GUARD):
+            await waiting
+        assert sub.pop() is None
+        waiting = asyncio.create_task(sub.wait())
+        event_id = await bus.publish("user-a", delta("c-1", "one"))
+        async with asyncio.timeout(DEADLOCK_GUARD):
+            await waiting
+        envelope = sub.pop()
+        assert envelope is not None
+        assert envelope.id == event_id
+        assert sub.pop() is None
+
+
+async def test_close_detaches_at_once_and_ends_iteration(bus: EventBus) -> None:
+    async with bus.subscribe("user-a") as sub:
+        waiting = asyncio.create_task(take_rest(sub))
+        await asyncio.sleep(0)
+        sub.close()
+        assert bus.subscriber_count("user-a") == 0
+        assert await waiting == []
+        assert sub.closed
+        assert not sub.dropped
+        await sub.wait()  # returns at once once closed
+
+
 async def test_signals_reach_handlers(bus: EventBus) -> None:
     got: list[dict[str, Any]] = []
     arrived = asyncio.Event()

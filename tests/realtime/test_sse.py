@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from contextlib import aclosing
+import asyncio
+import json
+from typing import Any
 
 import pytest
 
-from relaychat.realtime import EventBus, event_stream
+from relaychat.realtime import SSE_RAW_HEADERS, EventBus, MemoryEventBus, stream_events
+from relaychat.realtime.heartbeat import shared_heartbeat
 from relaychat.realtime.sse import HEARTBEAT, format_frame, parse_event_id
 from tests.realtime.conftest import BusFactory
-from tests.realtime.helpers import DEADLOCK_GUARD, delta, parse_sse
+from tests.realtime.helpers import DEADLOCK_GUARD, FakeConnection, delta, parse_sse
 
 
 def test_frame_fields_and_multiline_data() -> None:
@@ -60,29 +63,148 @@ def test_parse_event_id(value: str | bytes | None, expected: tuple[int, int] | N
     assert parse_event_id(value) == expected
 
 
-async def test_stream_starts_with_retry_and_pings_when_idle(bus: EventBus) -> None:
-    stream = event_stream(bus.subscribe("user-a"), heartbeat_interval=0.01, retry_ms=1500)
-    async with aclosing(stream):
-        assert await anext(stream) == b"retry: 1500\n\n"
-        assert await anext(stream) == HEARTBEAT
+async def test_stream_sends_headers_retry_then_pings_when_idle(bus: EventBus) -> None:
+    conn = FakeConnection()
+    stream = asyncio.create_task(
+        stream_events(
+            bus.subscribe("user-a"),
+            conn.receive,
+            conn.send,
+            heartbeat_interval=0.01,
+            retry_ms=1500,
+        )
+    )
+    try:
+        assert await conn.chunk() == b"retry: 1500\n\n"
+        start = conn.messages[0]
+        assert (start["type"], start["status"]) == ("http.response.start", 200)
+        assert start["headers"] == list(SSE_RAW_HEADERS)
+        assert dict(start["headers"])[b"content-type"] == b"text/event-stream; charset=utf-8"
+        assert await conn.chunk() == HEARTBEAT
         event_id = await bus.publish("user-a", delta("c-1", "hi"))
-        chunk = await anext(stream)
+        chunk = await conn.chunk()
         while chunk == HEARTBEAT:
-            chunk = await anext(stream)
+            chunk = await conn.chunk()
+        assert chunk is not None
         (message,) = parse_sse(chunk)
         assert (message.id, message.event) == (event_id, "message.delta")
+    finally:
+        conn.disconnect()
+        await stream
+
+
+async def test_disconnect_releases_the_subscription_at_once(bus: EventBus) -> None:
+    conn = FakeConnection()
+    stream = asyncio.create_task(
+        stream_events(bus.subscribe("user-a"), conn.receive, conn.send, heartbeat_interval=60)
+    )
+    assert (await conn.chunk() or b"").startswith(b"retry:")
+    assert bus.subscriber_count("user-a") == 1
+    conn.disconnect()
+    async with asyncio.timeout(DEADLOCK_GUARD):
+        await stream
+    assert bus.subscriber_count("user-a") == 0
+    # Nothing is sent to a client that has gone, not even the end of the body.
+    assert [m for m in conn.messages if m["type"] == "http.response.body"] == [
+        {"type": "http.response.body", "body": b"retry: 3000\n\n", "more_body": True}
+    ]
+    assert len(shared_heartbeat(60)) == 0
 
 
 async def test_stream_ends_when_subscription_is_dropped(make_bus: BusFactory) -> None:
     bus = await make_bus(queue_size=1)
-    stream = event_stream(bus.subscribe("user-a"), heartbeat_interval=DEADLOCK_GUARD)
-    async with aclosing(stream):
-        assert (await anext(stream)).startswith(b"retry:")
-        # The client has not read its queued event: the second one overflows and drops it.
+    sent = asyncio.Event()
+    conn = FakeConnection()
+    blocked = asyncio.Event()
+
+    async def stalled_send(message: dict[str, Any]) -> None:
+        # A client that stops reading: once the stream has sent its first frame, the
+        # next write hangs until the test lets it through.
+        await conn.send(message)
+        if message.get("body", b"").startswith(b"retry:"):
+            sent.set()
+        elif message.get("body"):
+            blocked.set()
+            await release.wait()
+
+    release = asyncio.Event()
+    stream = asyncio.create_task(
+        stream_events(bus.subscribe("user-a"), conn.receive, stalled_send, heartbeat_interval=60)
+    )
+    async with asyncio.timeout(DEADLOCK_GUARD):
+        await sent.wait()
         await bus.publish("user-a", delta("c-1", "one"))
+        await blocked.wait()  # the stream is stuck writing "one"
+        # "two" fills the queue; "three" overflows it and drops the subscriber.
         await bus.publish("user-a", delta("c-1", "two"))
         marker = bus.subscribe("user-a")
         async with marker:
-            await bus.publish("user-a", delta("c-1", "three"))
-            await anext(marker)  # once a later event is delivered, the drop has happened
-        assert [chunk async for chunk in stream] == []
+            three = await bus.publish("user-a", delta("c-1", "three"))
+            # Once "three" is delivered, the drop has happened.
+            while (await anext(marker)).id != three:
+                pass
+        assert bus.subscriber_count("user-a") == 0
+        release.set()
+        await stream
+    bodies = [m for m in conn.messages if m["type"] == "http.response.body"]
+    # The response ends cleanly (the client reconnects and replays); nothing after "one".
+    assert bodies[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    sent_text = [
+        json.loads(m.data)["delta"]
+        for m in parse_sse(b"".join(b["body"] for b in bodies))
+        if m.event == "message.delta"
+    ]
+    assert sent_text == ["one"]
+
+
+async def test_frames_queued_together_go_out_in_one_write() -> None:
+    # The memory bus delivers as it publishes, so the events are surely queued together.
+    bus = MemoryEventBus()
+    await bus.start()
+    conn = FakeConnection()
+    subscription = bus.subscribe("user-a")
+    stream = asyncio.create_task(
+        stream_events(subscription, conn.receive, conn.send, heartbeat_interval=60)
+    )
+    try:
+        await conn.chunk()
+        # Published in one go, before the stream task runs again: queued together.
+        ids = [await bus.publish("user-a", delta("c-1", str(i))) for i in range(3)]
+        chunk = await conn.chunk()
+        assert chunk is not None
+        assert [m.id for m in parse_sse(chunk)] == ids
+    finally:
+        conn.disconnect()
+        await stream
+        await bus.close()
+
+
+async def test_replay_is_sent_after_the_retry_hint(bus: EventBus) -> None:
+    first = await bus.publish("user-a", delta("c-1", "seen"))
+    missed = await bus.publish("user-a", delta("c-1", "missed"))
+    conn = FakeConnection()
+    subscription = bus.subscribe("user-a", last_event_id=first)
+    stream = asyncio.create_task(
+        stream_events(subscription, conn.receive, conn.send, heartbeat_interval=60)
+    )
+    try:
+        assert (await conn.chunk() or b"").startswith(b"retry:")
+        (message,) = parse_sse(await conn.chunk() or b"")
+        assert message.id == missed
+    finally:
+        conn.disconnect()
+        await stream
+
+
+async def test_a_failed_replay_fails_before_the_response_starts(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> None:
+        raise ConnectionError("log unavailable")
+
+    monkeypatch.setattr(bus, "_read_log", broken)
+    conn = FakeConnection()
+    with pytest.raises(ConnectionError):
+        await stream_events(bus.subscribe("user-a", last_event_id="1-0"), conn.receive, conn.send)
+    assert conn.messages == []  # so the app can still answer with an error
+    assert bus.subscriber_count("user-a") == 0

@@ -1,4 +1,4 @@
-"""The SSE stream over a real socket: what a route built on `event_stream` sends and frees."""
+"""The SSE stream over a real socket: what an app built on `stream_events` sends and frees."""
 
 from __future__ import annotations
 
@@ -9,26 +9,24 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from relaychat.realtime import SSE_HEADERS, EventBus, event_stream
+from relaychat.realtime import EventBus, stream_events
 from relaychat.realtime.sse import MEDIA_TYPE
 from tests.realtime.helpers import DEADLOCK_GUARD, SSEMessage, delta, parse_sse
 
 
-def sse_app(bus: EventBus) -> FastAPI:
-    """The route the API builds on the bus, minus authentication."""
-    app = FastAPI()
+def sse_app(bus: EventBus) -> ASGIApp:
+    """`GET /events/{user_id}` as the API serves it, minus authentication."""
 
-    @app.get("/events/{user_id}")
-    async def events(user_id: str, request: Request) -> StreamingResponse:
-        subscription = bus.subscribe(user_id, last_event_id=request.headers.get("last-event-id"))
-        return StreamingResponse(
-            event_stream(subscription, heartbeat_interval=DEADLOCK_GUARD),
-            media_type=MEDIA_TYPE,
-            headers=SSE_HEADERS,
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        last_event_id = dict(scope["headers"]).get(b"last-event-id")
+        subscription = bus.subscribe(
+            scope["path"].rpartition("/")[2],
+            last_event_id=last_event_id.decode() if last_event_id else None,
         )
+        await stream_events(subscription, receive, send, heartbeat_interval=DEADLOCK_GUARD)
 
     return app
 
@@ -96,3 +94,17 @@ async def test_stream_delivers_replays_and_frees_the_subscription(
             reader = Reader(response)
             await reader.next()
             assert (await reader.next()).id == missed
+
+
+async def test_closing_the_bus_ends_open_responses(bus: EventBus, base_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=base_url) as http,
+        http.stream("GET", "/events/user-a") as response,
+    ):
+        reader = Reader(response)
+        await reader.next()
+        await bus.close()
+        # The chunked body ends properly: a client sees a closed stream and reconnects.
+        async with asyncio.timeout(DEADLOCK_GUARD):
+            rest = [chunk async for chunk in reader.chunks]
+        assert parse_sse(b"".join(rest)) == []

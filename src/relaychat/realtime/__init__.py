@@ -7,10 +7,11 @@ from redis.asyncio import Redis
 from relaychat.realtime.bus import Envelope, EventBus, SignalHandler, Subscription
 from relaychat.realtime.memory import MemoryEventBus
 from relaychat.realtime.redis_bus import RedisEventBus
-from relaychat.realtime.sse import SSE_HEADERS, event_stream
+from relaychat.realtime.sse import SSE_HEADERS, SSE_RAW_HEADERS, stream_events
 
 __all__ = [
     "SSE_HEADERS",
+    "SSE_RAW_HEADERS",
     "Envelope",
     "EventBus",
     "MemoryEventBus",
@@ -18,7 +19,7 @@ __all__ = [
     "SignalHandler",
     "Subscription",
     "create_event_bus",
-    "event_stream",
+    "stream_events",
 ]
 
 

@@ -50,8 +50,25 @@ def encode_body(event: BaseEvent) -> bytes:
 class Subscription:
     """One client's view of a user's events: replay, then live, until closed or dropped.
 
-    Use as `async with bus.subscribe(...) as sub: async for envelope in sub: ...`.
+    Use as `async with bus.subscribe(...) as sub: async for envelope in sub: ...`, or
+    drive it by hand with `pop` and `wait` (the SSE stream does, to also wake on a timer).
     """
+
+    # Thousands of these sit idle per worker, one per open event stream: slots, and
+    # queues created only while they hold something (an empty deque costs ~600 bytes).
+    __slots__ = (
+        "_backlog",
+        "_bus",
+        "_closed",
+        "_floor",
+        "_limit",
+        "_live",
+        "_waiter",
+        "conversation_id",
+        "dropped",
+        "last_event_id",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -66,13 +83,19 @@ class Subscription:
         self.conversation_id = conversation_id
         self.last_event_id = last_event_id.strip() if last_event_id else None
         self._limit = queue_size
-        self._backlog: deque[Envelope] = deque()
-        self._live: deque[Envelope] = deque()
+        # Replayed events, then live ones; None whenever empty.
+        self._backlog: deque[Envelope] | None = None
+        self._live: deque[Envelope] | None = None
         # Live events at or below this position already came from the log (replay race).
         self._floor: EventPosition | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.dropped = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the subscription ended: closed, dropped, or its bus closed."""
+        return self._closed
 
     async def __aenter__(self) -> Subscription:
         # Listen before reading the log, so nothing published meanwhile falls between them.
@@ -91,41 +114,73 @@ class Subscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bus._detach(self)
-        self._end()
+        self.close()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Envelope:
         while True:
+            envelope = self.pop()
+            if envelope is not None:
+                return envelope
             if self._closed:
                 raise StopAsyncIteration
-            if self._backlog:
-                return self._backlog.popleft()
-            if self._live:
-                envelope = self._live.popleft()
-                if self._floor is not None:
-                    if envelope.position <= self._floor:
-                        continue
-                    self._floor = envelope.position
-                return envelope
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self.wait()
+
+    def pop(self) -> Envelope | None:
+        """The next envelope if one is queued, else None (see `closed` for why)."""
+        backlog = self._backlog
+        if backlog is not None:
+            envelope = backlog.popleft()
+            if not backlog:
+                self._backlog = None
+            return envelope
+        live = self._live
+        while live:
+            envelope = live.popleft()
+            if self._floor is not None:
+                if envelope.position <= self._floor:
+                    continue
+                self._floor = envelope.position
+            if not live:
+                self._live = None
+            return envelope
+        self._live = None
+        return None
+
+    async def wait(self) -> None:
+        """Until an envelope is queued, the subscription ends, or `wake` is called."""
+        if self._closed or self._backlog or self._live:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        """End a pending `wait` without an envelope (the caller has its own reason)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        """Stop receiving events now; a pending `wait` returns and iteration ends."""
+        self._bus._detach(self)
+        self._end()
 
     async def _catch_up(self, last_event_id: str) -> None:
         position = parse_event_id(last_event_id)
         read = await self._bus._read_log(self.user_id, position)
         if read.missed is not None:
-            self._backlog.extend(e for e in read.missed if self._wants(e))
+            wanted = [e for e in read.missed if self._wants(e)]
+            self._backlog = deque(wanted) if wanted else None
             self._floor = read.missed[-1].position if read.missed else position
-            return
-        reason = "malformed_id" if position is None else "gap"
-        self._floor = parse_event_id(read.latest_id)
-        self._backlog.append(_reset_envelope(self.user_id, reason, read.latest_id))
+        else:
+            reason = "malformed_id" if position is None else "gap"
+            self._floor = parse_event_id(read.latest_id)
+            self._backlog = deque([_reset_envelope(self.user_id, reason, read.latest_id)])
 
     def _wants(self, envelope: Envelope) -> bool:
         return self.conversation_id is None or envelope.conversation_id in (
@@ -137,12 +192,13 @@ class Subscription:
         """Queue `envelope` if wanted; False when the queue is full (the caller drops us)."""
         if self._closed or not self._wants(envelope):
             return True
-        if len(self._live) >= self._limit:
+        live = self._live
+        if live is None:
+            live = self._live = deque()
+        elif len(live) >= self._limit:
             return False
-        self._live.append(envelope)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        live.append(envelope)
+        self.wake()
         return True
 
     def _end(self, *, dropped: bool = False) -> None:
@@ -150,11 +206,9 @@ class Subscription:
             return
         self._closed = True
         self.dropped = dropped
-        self._backlog.clear()
-        self._live.clear()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._backlog = None
+        self._live = None
+        self.wake()
 
 
 def _reset_envelope(user_id: str, reason: str, latest_id: str | None) -> Envelope:
