@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
+    app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     for module in (
         health,
         auth,
