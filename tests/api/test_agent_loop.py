@@ -13,7 +13,7 @@ from relaychat.llm.tools.base import Tool, ToolContext
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.api.test_agents import ask, make_agent
-from tests.api.test_generation import messages_of, wait_generation
+from tests.api.test_generation import messages_of
 from tests.backends import Backend
 from tests.factories import TestUser, make_conversation, make_user
 
@@ -278,20 +278,6 @@ async def test_agent_changes_reach_every_worker_at_once(
     finally:
         if other is not services:
             await other.close()
-
-
-async def test_wait_generation_helper_sees_failures(client: httpx.AsyncClient) -> None:
-    user = await make_user(client)
-    _, cid = await agent_conversation(client, user)
-    posted = (
-        await client.post(
-            f"/api/messages/{cid}",
-            json={"text": '!fake {"fail": "auth"}\nx'},
-            headers=user.headers,
-        )
-    ).json()
-    state = await wait_generation(client, user, posted["generation_id"])
-    assert state["status"] == "failed"
 
 
 async def test_calculator_then_an_mcp_tool_then_the_answer(

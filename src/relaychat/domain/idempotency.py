@@ -113,12 +113,3 @@ async def release(sessionmaker: async_sessionmaker[AsyncSession], key_ref: str, 
             )
         )
         await session.commit()
-
-
-async def purge_expired(session: AsyncSession) -> int:
-    """Delete records past their day; returns how many."""
-    result = await session.execute(
-        delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= utcnow())
-    )
-    await session.commit()
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

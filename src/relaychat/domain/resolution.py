@@ -20,19 +20,15 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.keys import PermissionDenied
 from relaychat.domain.phones import normalize_phone
-from relaychat.errors import ConversationNotFound, Forbidden, Unprocessable, ValidationFailed
+from relaychat.errors import ConversationNotFound, Unprocessable, ValidationFailed
 from relaychat.storage.models import Conversation, User
 
 
 class OwnerUnresolved(Unprocessable):
     code = "owner_unresolved"
     title = "No user could be found to own this message"
-
-
-class UserNotAllowed(Forbidden):
-    code = "permission_denied"
-    title = "This key may not act for that user"
 
 
 @dataclass(frozen=True)
@@ -63,12 +59,12 @@ async def resolve_owner(
     phone_region: str,
 ) -> Resolved:
     """The message's owner and the strategy that found it; see the module docstring."""
-    phone = _phone(metadata, phone_region)
+    phone = phone_from_metadata(metadata, phone_region)
     tried: list[str] = []
     candidate: tuple[str, str] | None = None  # (user id, strategy)
     if explicit_user:
         if not caller.can_name_user and not caller.system:
-            raise UserNotAllowed("this key may not name a user", rule="can_name_user")
+            raise PermissionDenied("this key may not name a user", rule="can_name_user")
         user = await _find_user(session, explicit_user)
         if user is None:
             raise OwnerUnresolved(f"no user {explicit_user!r}", tried=["explicit_user"])
@@ -100,14 +96,15 @@ async def resolve_owner(
         # A user's key reaching someone else's conversation learns nothing about it.
         if strategy == "conversation_owner":
             raise ConversationNotFound()
-        raise UserNotAllowed("a user's key acts for its owner only", rule="owner")
+        raise PermissionDenied("a user's key acts for its owner only", rule="owner")
     user = await session.get(User, user_id)
     if user is None:
         raise OwnerUnresolved("the resolved user no longer exists", tried=tried)
     return Resolved(user, strategy, phone)
 
 
-def _phone(metadata: dict[str, Any], region: str) -> str | None:
+def phone_from_metadata(metadata: dict[str, Any], region: str) -> str | None:
+    """`metadata.phoneNumber` in E.164, None when absent; invalid numbers are refused."""
     raw = metadata.get("phoneNumber")
     if raw is None or raw == "":
         return None

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -243,9 +242,7 @@ class GenerationRunner:
                 finish_reason=finish_reason,
                 error=error,
                 first_token_at=(
-                    utcnow() - timedelta(seconds=time.time() - job.first_token_at)
-                    if job.first_token_at
-                    else None
+                    datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
                 ),
             )
         )

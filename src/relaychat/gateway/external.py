@@ -16,9 +16,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from relaychat.domain import external, idempotency, keys
 from relaychat.domain.audit import new_audit_event
 from relaychat.domain.content import normalize_content
-from relaychat.domain.phones import normalize_phone
 from relaychat.domain.render import generation_dict, message_dict
-from relaychat.domain.resolution import Caller
+from relaychat.domain.resolution import Caller, phone_from_metadata
 from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
 from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
@@ -113,7 +112,7 @@ async def _accept(
     settings = services.settings
     metadata = dict(body.metadata)
     if conversation_id is None:  # threaded: the sender names the conversation
-        phone = _phone(metadata, settings.phone_default_region)
+        phone = phone_from_metadata(metadata, settings.phone_default_region)
         conversation_id = external.thread_id(metadata, phone)
         audit.conversation_id = conversation_id
     message = external.ExternalMessage(
@@ -262,11 +261,6 @@ async def _cookie_user(request: Request, services: Services) -> str | None:
     with contextlib.suppress(AppError):
         return services.tokens.verify(token).user_id
     return None
-
-
-def _phone(metadata: dict[str, Any], region: str) -> str | None:
-    raw = metadata.get("phoneNumber")
-    return normalize_phone(raw, region) if isinstance(raw, str) and raw.strip() else None
 
 
 def _prefer_wait(header: str) -> int | None:
