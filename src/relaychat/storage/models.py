@@ -254,3 +254,102 @@ class AuditEvent(Base):
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     message_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives signed event callbacks for a user's conversations, or a key's."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Set: only events caused by this key's messages. Unset: every event of the user.
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(500))
+    # The `whsec_…` signing secret, encrypted: it must be read back to sign each delivery.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    # When the current run of failed attempts began; cleared by the next success.
+    failing_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxItem(Base):
+    """A callback to deliver, written in the transaction of the change that causes it.
+
+    `kind` picks the sender (`webhook`: a signed POST to an endpoint; `twilio`: a reply
+    sent through a channel). The delivery worker claims due rows by moving
+    `next_attempt_at` forward by a lease, so a worker that dies mid-attempt only delays
+    the row, never loses it.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_target_time", "target_id", "created_at"),
+    )
+
+    # For webhooks this is the `webhook-id`, the same on every attempt.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    # The exact bytes to send (webhooks sign them; a retry sends the very same body).
+    payload: Mapped[str] = mapped_column(Text)
+    # pending | delivered | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxAttempt(Base):
+    """One try at delivering an outbox item, for the deliveries log."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+
+class Channel(Base):
+    """An inbound channel such as a Twilio number: its credentials and where messages go."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    # Who made the channel and may change it.
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Who owns the conversations it opens; unset with `resolve_by_phone`.
+    owner_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    resolve_by_phone: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Type-specific, non-secret settings (Twilio: account_sid, public_url, api_base_url, …).
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The type's secret (Twilio: the auth token), encrypted; or named by environment variable.
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    secret_env: Mapped[str | None] = mapped_column(String(100))
+    endpoint: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
