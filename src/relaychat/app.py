@@ -12,6 +12,7 @@ from relaychat.api import (
     agents,
     audit,
     auth,
+    channels,
     conversations,
     endpoints,
     events,
@@ -21,6 +22,7 @@ from relaychat.api import (
     messages,
     metrics,
     users,
+    webhooks,
 )
 from relaychat.api.middleware import BodySizeLimit
 from relaychat.api.problems import install_problem_handlers
@@ -56,7 +58,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
-    app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     for module in (
         health,
         auth,
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         keys,
         audit,
         metrics,
+        webhooks,
+        channels,
     ):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)

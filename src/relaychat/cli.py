@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.cli_channels import channels_app
 from relaychat.cli_keys import keys_app
+from relaychat.cli_webhooks import webhooks_app
 from relaychat.devtools.cli import dev_app
 from relaychat.errors import AppError, UserNotFound
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
@@ -31,6 +33,8 @@ app.add_typer(users_app, name="users")
 agents_app = typer.Typer(help="Manage agents.")
 app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(channels_app, name="channels")
 app.add_typer(dev_app, name="dev")
 
 T = TypeVar("T")

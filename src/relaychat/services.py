@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaychat.crypto import SecretBox
 from relaychat.domain.agent_cache import AgentCache
 from relaychat.domain.audit_writer import AuditWriter
 from relaychat.domain.chat import ChatEngine, send_from_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.key_cache import KeyCache
 from relaychat.domain.keys import system_keys_from_settings
+from relaychat.domain.outbox import DOORBELL
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
 from relaychat.domain.toolbox import Toolbox
@@ -26,6 +28,9 @@ from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import Settings
 from relaychat.storage.db import create_engine, create_sessionmaker
+from relaychat.workers.outbox import Doorbell, OutboxWorker
+from relaychat.workers.twilio import TwilioSender
+from relaychat.workers.webhooks import WebhookSender
 
 
 def worker_identity() -> str:
@@ -48,6 +53,8 @@ class Services:
     mcp: McpManager
     keys: KeyCache
     audit: AuditWriter
+    secrets: SecretBox
+    outbox: OutboxWorker
     owns_engine: bool = True
 
     @classmethod
@@ -60,7 +67,10 @@ class Services:
         """Wire everything from settings; `engine` and `providers` may be lent (tests)."""
         owns_engine = engine is None
         engine = engine or create_engine(settings.effective_database_url)
-        sessionmaker = create_sessionmaker(engine)
+        doorbell = Doorbell()
+        # Every session rings the outbox worker after a commit that enqueued a callback.
+        sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring})
+        secrets = SecretBox(settings.resolved_encryption_keys())
         redis = None
         if settings.redis_url:
             # A blocking pool: a burst waits for a free connection instead of failing.
@@ -91,6 +101,23 @@ class Services:
             max_steps=settings.agent_max_steps,
         )
         mcp = McpManager(load_mcp_config(settings.config_path))
+        outbox = OutboxWorker(
+            sessionmaker,
+            {
+                "webhook": WebhookSender(
+                    sessionmaker,
+                    secrets,
+                    allow_private=settings.webhook_allow_private_networks,
+                    timeout=settings.webhook_timeout_seconds,
+                    disable_after_seconds=settings.webhook_disable_after_seconds,
+                ),
+                "twilio": TwilioSender(sessionmaker, secrets),
+            },
+            worker_id=runner.worker_id,
+            schedule=settings.webhook_retry_schedule,
+            doorbell=doorbell,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
         chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=mcp)
         return cls(
             settings=settings,
@@ -111,18 +138,23 @@ class Services:
                 ttl_seconds=settings.api_key_cache_seconds,
             ),
             audit=AuditWriter(sessionmaker),
+            secrets=secrets,
+            outbox=outbox,
             owns_engine=owns_engine,
         )
 
     async def start(self) -> None:
-        """Start the event bus, then the generation runner (which recovers orphans)."""
+        """Start the event bus, the generation runner (which recovers orphans), the outbox."""
         await self.bus.start()
         await self.runner.start()
         self.audit.start()
+        self.outbox.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
         await self.runner.close()
+        # After the runner: the replies it settled on the way out have their callbacks queued.
+        await self.outbox.close()
         await self.audit.close()
         # After the runner: no generation is using an MCP server any more.
         await self.mcp.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -132,6 +133,43 @@ class Settings(BaseSettings):
         check_secret("JWT_SECRET", value)
         return value
 
+    encryption_key: str | None = Field(
+        None,
+        description="Fernet keys (comma-separated, newest first) that encrypt stored secrets; "
+        "generated and kept in the data dir.",
+    )
+
+    # -- webhooks and channels -----------------------------------------------------------
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Seconds before each delivery attempt, separated by commas "
+        "(Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).",
+    )
+    webhook_allow_private_networks: bool = Field(
+        False, description="Allow webhook targets in loopback, private and link-local ranges."
+    )
+    webhook_timeout_seconds: float = Field(15.0, gt=0, description="Timeout of one delivery.")
+    webhook_disable_after_seconds: float = Field(
+        5 * 24 * 3600.0, gt=0, description="An endpoint failing this long is disabled."
+    )
+    outbox_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the delivery worker looks for due callbacks."
+    )
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(step < 0 for step in value):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE needs one or more non-negative delays")
+        return value
+
     # -- derived -------------------------------------------------------------------------
     @property
     def effective_database_url(self) -> str:
@@ -144,13 +182,23 @@ class Settings(BaseSettings):
         """JWT_SECRET, or a random secret generated once and kept in the data dir."""
         if self.jwt_secret:
             return self.jwt_secret
-        path = self.data_dir / "jwt_secret"
+        value = self._kept_secret("jwt_secret", lambda: secrets.token_urlsafe(48))
+        check_secret(str(self.data_dir / "jwt_secret"), value)
+        return value
+
+    def resolved_encryption_keys(self) -> list[str]:
+        """ENCRYPTION_KEY's keys, or one Fernet key generated once and kept in the data dir."""
+        if self.encryption_key:
+            return [part.strip() for part in self.encryption_key.split(",") if part.strip()]
+        # A Fernet key is 32 random bytes, url-safe base64.
+        return [self._kept_secret("encryption_key", lambda: secrets.token_urlsafe(32) + "=")]
+
+    def _kept_secret(self, name: str, generate: Callable[[], str]) -> str:
+        path = self.data_dir / name
         if path.exists():
-            value = path.read_text().strip()
-            check_secret(str(path), value)
-            return value
+            return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(48)
+        value = generate()
         # O_EXCL: when two workers start together only one secret wins; the other reads it.
         try:
             with path.open("x") as handle:

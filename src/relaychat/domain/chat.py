@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.domain import callbacks
 from relaychat.domain.agent_cache import AgentCache
 from relaychat.domain.content import flatten_text
 from relaychat.domain.context import branch, build_request
@@ -106,6 +107,7 @@ async def send_message(
     )
     session.add(message)
     conversation.updated_at = now
+    await callbacks.message_created(session, conversation, message)
     started = job = None
     if plan is not None:
         started = await add_generation(

@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import conversation_dict
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
@@ -56,10 +57,15 @@ async def create_conversation(
 
 
 async def stage_conversation(
-    session: AsyncSession, user_id: str, *, conversation_id: str | None, fields: dict[str, Any]
+    session: AsyncSession,
+    user_id: str,
+    *,
+    conversation_id: str | None,
+    fields: dict[str, Any],
+    api_key_id: str | None = None,
 ) -> Conversation:
-    """Add a new conversation to the session's transaction (the caller commits, then
-    calls `publish_created`)."""
+    """Add a new conversation (and its callbacks) to the session's transaction (the caller
+    commits, then calls `publish_created`); `api_key_id`: the key that opened it."""
     cid = conversation_id or new_id()
     if await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
         # Ids are global (external senders address conversations by id alone), so a
@@ -79,6 +85,7 @@ async def stage_conversation(
     except IntegrityError as exc:
         await session.rollback()
         raise ConversationExists(field="conversation_id") from exc
+    await callbacks.conversation_created(session, conversation, api_key_id)
     return conversation
 
 

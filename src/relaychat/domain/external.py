@@ -99,7 +99,11 @@ async def accept(
         _check_target(perms, fields["endpoint"], agent_override or fields["agent_id"], respond)
         # Staged, not committed: if anything below refuses, nothing was written.
         conversation = await stage_conversation(
-            session, resolved.user.id, conversation_id=conversation_id, fields=fields
+            session,
+            resolved.user.id,
+            conversation_id=conversation_id,
+            fields=fields,
+            api_key_id=principal.key_id,
         )
         created = True
     else:

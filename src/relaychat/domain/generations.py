@@ -9,6 +9,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import message_dict
 from relaychat.errors import AppError, NotFound, Unprocessable
@@ -156,6 +157,9 @@ async def interrupt_orphans(
             continue
         message.status = "unfinished"
         message.error = reason
+        await callbacks.reply_ended(
+            session, generation, message, error_code="interrupted", detail=reason
+        )
         finished.append((generation, message))
     await session.commit()
     for generation, message in finished:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.domain import callbacks
 from relaychat.domain.generations import (
     ABORT_SIGNAL,
     Providers,
@@ -160,6 +161,7 @@ class GenerationRunner:
                 message_status="complete",
                 finish_reason=finish.reason if finish else "stop",
                 usage=usage,
+                failure=None,
             )
             conversation = await session.get(Conversation, job.conversation_id)
             await session.commit()
@@ -190,6 +192,7 @@ class GenerationRunner:
                 message_status="error",
                 finish_reason="error",
                 error=f"{code}: {detail}",
+                failure=(code, detail),
             )
             await session.commit()
         if message is not None:
@@ -214,6 +217,7 @@ class GenerationRunner:
                 message_status="unfinished",
                 finish_reason=reason,
                 error=None if reason == "aborted" else f"interrupted: {detail}",
+                failure=(reason, detail),
             )
             generation = await session.get(Generation, job.generation_id)
             await session.commit()
@@ -228,10 +232,12 @@ class GenerationRunner:
         generation_status: str,
         message_status: str,
         finish_reason: str,
+        failure: tuple[str, str] | None,
         usage: Usage | None = None,
         error: str | None = None,
     ) -> Message | None:
-        """Write the final state; None if another worker's sweep already settled it."""
+        """Write the final state and queue its callbacks; None if another worker's sweep
+        already settled it."""
         now = utcnow()
         claimed = await session.execute(
             update(Generation)
@@ -265,6 +271,12 @@ class GenerationRunner:
             .where(Conversation.id == job.conversation_id)
             .values(updated_at=now)
         )
+        generation = await session.get(Generation, job.generation_id)
+        if generation is not None:
+            code, detail = failure or (None, None)
+            await callbacks.reply_ended(
+                session, generation, message, error_code=code, detail=detail
+            )
         return message
 
     async def _title(self, job: Job, reply: str) -> None:

@@ -1,0 +1,75 @@
+"""What a change owes the outside world: webhook events and channel replies, queued in the
+change's own transaction (see relaychat.domain.outbox)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain import webhooks
+from relaychat.domain.render import conversation_dict, message_dict
+from relaychat.storage.models import Conversation, Generation, Message
+
+# Messages that arrive in a conversation; the assistant's own are reported when they end.
+_INCOMING_ROLES = frozenset({"user", "external"})
+
+
+async def conversation_created(
+    session: AsyncSession, conversation: Conversation, api_key_id: str | None
+) -> None:
+    await webhooks.emit(
+        session,
+        "conversation.created",
+        user_id=conversation.user_id,
+        api_key_id=api_key_id,
+        data={"conversation_id": conversation.id, "conversation": conversation_dict(conversation)},
+    )
+
+
+async def message_created(
+    session: AsyncSession, conversation: Conversation, message: Message
+) -> None:
+    if message.role not in _INCOMING_ROLES:
+        return
+    await webhooks.emit(
+        session,
+        "message.created",
+        user_id=conversation.user_id,
+        api_key_id=message.api_key_id,
+        data={"conversation_id": conversation.id, "message": message_dict(message)},
+    )
+
+
+async def reply_ended(
+    session: AsyncSession,
+    generation: Generation,
+    reply: Message,
+    *,
+    error_code: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """A reply completed (no error) or failed, was aborted or interrupted (an error code)."""
+    request = (
+        await session.get(Message, generation.request_message_id)
+        if generation.request_message_id
+        else None
+    )
+    data = {
+        "conversation_id": reply.conversation_id,
+        "message": message_dict(reply),
+        "in_reply_to": request.id if request else None,
+        "generation_id": generation.id,
+    }
+    if error_code is not None:
+        data.update(error=error_code, detail=detail)
+    await webhooks.emit(
+        session,
+        "message.failed" if error_code else "message.completed",
+        user_id=generation.user_id,
+        api_key_id=request.api_key_id if request else None,
+        data=data,
+    )
+    if error_code is None and request is not None and request.meta.get("channel_id"):
+        # Imported here: channels reach into the gateway pipeline, which imports the runner.
+        from relaychat.domain import channels
+
+        await channels.enqueue_reply(session, request, reply)

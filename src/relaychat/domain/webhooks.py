@@ -1,0 +1,226 @@
+"""Webhook endpoints and their events: who gets which callback, signed how.
+
+An endpoint belongs to a user (every event of the user's conversations) or to one of the
+user's API keys (only events caused by that key's messages: the message it posted, the
+reply to it, the conversation it opened). Payloads follow Standard Webhooks:
+`{type, timestamp, data}`, signed as `v1,<base64 HMAC-SHA256 of id.timestamp.body>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.crypto import SecretBox
+from relaychat.domain import outbox
+from relaychat.domain.ids import new_id
+from relaychat.domain.render import iso
+from relaychat.errors import NotFound, ValidationFailed
+from relaychat.storage.models import ApiKey, OutboxItem, WebhookEndpoint
+from relaychat.storage.types import utcnow
+
+EVENT_TYPES = ("message.created", "message.completed", "message.failed", "conversation.created")
+SECRET_PREFIX = "whsec_"
+MAX_ENDPOINTS_PER_USER = 50
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
+    title = "No such webhook endpoint"
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+    title = "No such delivery"
+
+
+def new_secret() -> str:
+    """A `whsec_` secret: 24 random bytes, base64, as Standard Webhooks libraries expect."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """The `webhook-signature` value for one attempt."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def check_events(events: Sequence[str]) -> list[str]:
+    """The subscribed event types, deduplicated; unknown ones are refused."""
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationFailed(
+            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}",
+            field="events",
+        )
+    if not events:
+        raise ValidationFailed("subscribe to at least one event type", field="events")
+    return sorted(set(events))
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    box: SecretBox,
+    user_id: str,
+    *,
+    url: str,
+    events: Sequence[str],
+    api_key_id: str | None = None,
+    description: str | None = None,
+) -> tuple[WebhookEndpoint, str]:
+    """Store an endpoint (the URL checked by the caller); returns it and its secret, once."""
+    chosen = check_events(events)
+    if api_key_id is not None:
+        owned = await session.scalar(
+            select(ApiKey.id).where(ApiKey.id == api_key_id, ApiKey.user_id == user_id)
+        )
+        if owned is None:
+            raise ValidationFailed("no API key of yours has this id", field="api_key_id")
+    count = await session.scalar(
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)
+    )
+    if (count or 0) >= MAX_ENDPOINTS_PER_USER:
+        raise ValidationFailed(
+            f"at most {MAX_ENDPOINTS_PER_USER} webhook endpoints per user", field="url"
+        )
+    secret = new_secret()
+    now = utcnow()
+    endpoint = WebhookEndpoint(
+        id=new_id(),
+        user_id=user_id,
+        api_key_id=api_key_id,
+        url=url,
+        description=description,
+        secret_encrypted=box.encrypt(secret),
+        events=chosen,
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    await session.commit()
+    return endpoint, secret
+
+
+async def get_endpoint(session: AsyncSession, user_id: str, endpoint_id: str) -> WebhookEndpoint:
+    """The user's endpoint; another user's is as missing as a nonexistent one."""
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.user_id != user_id:
+        raise WebhookNotFound()
+    return endpoint
+
+
+async def list_endpoints(session: AsyncSession, user_id: str) -> Sequence[WebhookEndpoint]:
+    return (
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.user_id == user_id)
+            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        )
+    ).all()
+
+
+def set_enabled(endpoint: WebhookEndpoint, enabled: bool, reason: str | None = None) -> None:
+    """Enable (forgetting the failure streak) or disable (saying why)."""
+    endpoint.enabled = enabled
+    endpoint.disabled_reason = None if enabled else reason
+    if enabled:
+        endpoint.failing_since = None
+
+
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+    """Remove the endpoint and its deliveries (their attempts go with them)."""
+    await session.execute(delete(OutboxItem).where(OutboxItem.target_id == endpoint.id))
+    await session.delete(endpoint)
+    await session.commit()
+
+
+async def list_deliveries(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, limit: int, before: datetime | None
+) -> Sequence[OutboxItem]:
+    """The endpoint's deliveries, newest first."""
+    query = select(OutboxItem).where(
+        OutboxItem.kind == "webhook", OutboxItem.target_id == endpoint.id
+    )
+    if before is not None:
+        query = query.where(OutboxItem.created_at < before)
+    return (
+        await session.scalars(
+            query.order_by(OutboxItem.created_at.desc(), OutboxItem.id.desc()).limit(limit)
+        )
+    ).all()
+
+
+async def get_delivery(
+    session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: str
+) -> OutboxItem:
+    item = await session.get(OutboxItem, delivery_id)
+    if item is None or item.kind != "webhook" or item.target_id != endpoint.id:
+        raise DeliveryNotFound()
+    return item
+
+
+async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
+    """Send again now, with the same `webhook-id` and body, and a fresh retry schedule."""
+    item.status = "pending"
+    item.attempts = 0
+    item.next_attempt_at = utcnow()
+    item.claimed_by = None
+    item.delivered_at = None
+    session.info[outbox.PENDING] = True
+    await session.commit()
+    return item
+
+
+async def emit(
+    session: AsyncSession,
+    event_type: str,
+    *,
+    user_id: str,
+    api_key_id: str | None,
+    data: dict[str, Any],
+) -> int:
+    """Queue `event_type` for every enabled endpoint that wants it, in the caller's
+    transaction; returns how many deliveries were queued."""
+    owner_scope = (WebhookEndpoint.user_id == user_id) & WebhookEndpoint.api_key_id.is_(None)
+    scope = (
+        owner_scope
+        if api_key_id is None
+        else or_(owner_scope, WebhookEndpoint.api_key_id == api_key_id)
+    )
+    endpoints = (
+        await session.scalars(select(WebhookEndpoint).where(scope, WebhookEndpoint.enabled))
+    ).all()
+    now = utcnow()
+    body: str | None = None
+    queued = 0
+    for endpoint in endpoints:
+        if event_type not in endpoint.events:
+            continue
+        # One body for every endpoint; each delivery gets its own `webhook-id`.
+        body = body or json.dumps(
+            {"type": event_type, "timestamp": iso(now), "data": data},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        outbox.enqueue(
+            session,
+            kind="webhook",
+            target_id=endpoint.id,
+            user_id=endpoint.user_id,
+            event_type=event_type,
+            payload=body,
+            now=now,
+        )
+        queued += 1
+    return queued

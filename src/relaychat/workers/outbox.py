@@ -1,0 +1,242 @@
+"""The delivery worker: claims due outbox rows, hands each to its sender, records the outcome.
+
+Claiming moves a row's `next_attempt_at` forward by a lease in one statement (with
+`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several workers never hold the same row at
+once, and a worker that dies mid-attempt only delays the row until the lease lapses.
+Failed attempts are retried on the configured schedule with jitter, or later when the
+receiver sent `Retry-After`; after the last one the row is `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaychat.domain.ids import new_id
+from relaychat.storage.models import OutboxAttempt, OutboxItem
+from relaychat.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+# Longest wait a receiver's Retry-After can impose before the next attempt.
+MAX_RETRY_AFTER = 24 * 3600.0
+
+
+@dataclass
+class Attempt:
+    """What one delivery attempt came to."""
+
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    # No point retrying (410 Gone, a disabled endpoint, a refused target, …).
+    give_up: bool = False
+    # Replaces the stored payload: what is left of a send made in several parts.
+    payload: str | None = None
+    response_body: str | None = None
+
+
+class Sender(Protocol):
+    """Delivers one kind of outbox item (`webhook`, `twilio`, …)."""
+
+    async def send(self, item: OutboxItem) -> Attempt:
+        """Try once; never raise for a failed delivery, return it."""
+        ...
+
+    async def settle(
+        self, session: AsyncSession, item: OutboxItem, attempt: Attempt, now: datetime
+    ) -> None:
+        """Kind-specific bookkeeping, in the transaction that records the attempt."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Doorbell:
+    """Wakes the worker when a commit enqueued something, instead of waiting for the poll."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        self._event.clear()
+
+
+def next_delay(schedule: Sequence[float], attempts: int, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt after `attempts` tries; None when none is left."""
+    if attempts >= len(schedule):
+        return None
+    # Jitter spreads the retries of many rows that failed together (one receiver down).
+    delay = schedule[attempts] * random.uniform(1.0, 1.1)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+class OutboxWorker:
+    """Delivers the outbox of this database; one per server process."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        senders: dict[str, Sender],
+        *,
+        worker_id: str,
+        schedule: Sequence[float],
+        doorbell: Doorbell | None = None,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = 60.0,
+        batch_size: int = 20,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.senders = senders
+        self.worker_id = worker_id
+        self.schedule = list(schedule)
+        self.doorbell = doorbell or Doorbell()
+        self.poll_seconds = poll_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self.batch_size = batch_size
+        # Injected so tests can travel in time through a retry schedule of hours.
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox-worker")
+
+    async def close(self, grace_seconds: float = 20.0) -> None:
+        """Stop claiming; let attempts in flight finish (they are recorded, not repeated)."""
+        self._closing = True
+        self.doorbell.ring()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(grace_seconds):
+                    await asyncio.shield(self._task)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sender in self.senders.values():
+            await sender.aclose()
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                logger.warning("outbox delivery round failed", exc_info=True)
+                handled = 0
+            if not handled and not self._closing:
+                await self.doorbell.wait(self.poll_seconds)
+
+    async def run_once(self) -> int:
+        """Claim the due rows and attempt each once; return how many were attempted."""
+        items = await self._claim()
+        if items:
+            await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def _claim(self) -> list[OutboxItem]:
+        now = self.clock()
+        due = (
+            select(OutboxItem.id)
+            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
+            .order_by(OutboxItem.next_attempt_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.sessionmaker() as session:
+            claimed = await session.scalars(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=now + self.lease, claimed_by=self.worker_id)
+                .returning(OutboxItem),
+                execution_options={"synchronize_session": False},
+            )
+            items = list(claimed.all())
+            await session.commit()
+        return items
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        sender = self.senders.get(item.kind)
+        started = time.perf_counter()
+        if sender is None:
+            attempt = Attempt(False, error=f"no sender for kind {item.kind!r}", give_up=True)
+        else:
+            try:
+                attempt = await sender.send(item)
+            except Exception as exc:  # a sender bug must not wedge the row
+                logger.exception("outbox sender %s failed on %s", item.kind, item.id)
+                attempt = Attempt(False, error=f"internal error: {type(exc).__name__}")
+        duration_ms = (time.perf_counter() - started) * 1000
+        await self._record(item, attempt, sender, duration_ms)
+
+    async def _record(
+        self, item: OutboxItem, attempt: Attempt, sender: Sender | None, duration_ms: float
+    ) -> None:
+        now = self.clock()
+        attempts = item.attempts + 1
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "last_attempt_at": now,
+            "last_status_code": attempt.status_code,
+            "last_error": None if attempt.delivered else attempt.error,
+            "claimed_by": None,
+        }
+        if attempt.payload is not None:
+            values["payload"] = attempt.payload
+        if attempt.delivered:
+            values.update(status="delivered", delivered_at=now)
+        else:
+            delay = (
+                None
+                if attempt.give_up
+                else next_delay(self.schedule, attempts, attempt.retry_after)
+            )
+            if delay is None:
+                values["status"] = "failed"
+            else:
+                values["next_attempt_at"] = now + timedelta(seconds=delay)
+        async with self.sessionmaker() as session:
+            # Only while our claim holds: a row redelivered or re-claimed meanwhile is not ours.
+            result = await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item.id, OutboxItem.claimed_by == self.worker_id)
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            session.add(
+                OutboxAttempt(
+                    id=new_id(),
+                    item_id=item.id,
+                    attempted_at=now,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=round(duration_ms, 3),
+                    response_body=attempt.response_body,
+                )
+            )
+            if sender is not None:
+                item.attempts = attempts
+                await sender.settle(session, item, attempt, now)
+            await session.commit()

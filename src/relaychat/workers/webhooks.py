@@ -1,0 +1,137 @@
+"""Sends webhook deliveries: a signed POST of the stored body, judged by the status code.
+
+Only 2xx succeeds; redirects are not followed (a 3xx is a failure); 410 Gone disables the
+endpoint; 429 and 5xx may carry `Retry-After`. An endpoint that has failed without a
+single success for `disable_after_seconds` is disabled, and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relaychat import __version__
+from relaychat.crypto import SecretBox
+from relaychat.domain.render import iso
+from relaychat.domain.webhooks import set_enabled, sign
+from relaychat.safehttp import UnsafeTarget, guarded_client
+from relaychat.storage.models import OutboxItem, WebhookEndpoint
+from relaychat.storage.types import utcnow
+from relaychat.workers.outbox import Attempt
+
+# How much of a receiver's answer the deliveries log keeps.
+RESPONSE_EXCERPT = 1024
+
+
+class WebhookSender:
+    """Delivers `webhook` outbox items."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        secrets: SecretBox,
+        *,
+        allow_private: bool,
+        timeout: float,
+        disable_after_seconds: float,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.secrets = secrets
+        self.disable_after = timedelta(seconds=disable_after_seconds)
+        self.http = guarded_client(allow_private=allow_private, timeout=timeout)
+
+    async def send(self, item: OutboxItem) -> Attempt:
+        async with self.sessionmaker() as session:
+            endpoint = await session.get(WebhookEndpoint, item.target_id)
+        if endpoint is None:
+            return Attempt(False, error="the endpoint was deleted", give_up=True)
+        if not endpoint.enabled:
+            return Attempt(
+                False,
+                error=f"the endpoint is disabled: {endpoint.disabled_reason or 'by its owner'}",
+                give_up=True,
+            )
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"relaychat-webhooks/{__version__}",
+            "webhook-id": item.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(
+                self.secrets.decrypt(endpoint.secret_encrypted), item.id, timestamp, item.payload
+            ),
+        }
+        try:
+            response = await self.http.post(
+                endpoint.url, content=item.payload.encode(), headers=headers
+            )
+        except UnsafeTarget as exc:
+            return Attempt(False, error=exc.detail, give_up=True)
+        except httpx.TimeoutException:
+            return Attempt(False, error="timed out")
+        except httpx.HTTPError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, UnsafeTarget):
+                return Attempt(False, error=cause.detail, give_up=True)
+            return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:500])
+        body = response.text[:RESPONSE_EXCERPT]
+        if response.is_success:
+            return Attempt(True, status_code=response.status_code, response_body=body)
+        return Attempt(
+            False,
+            status_code=response.status_code,
+            error=f"HTTP {response.status_code}",
+            retry_after=retry_after(response.headers.get("retry-after")),
+            give_up=response.status_code == 410,
+            response_body=body,
+        )
+
+    async def settle(
+        self, session: AsyncSession, item: OutboxItem, attempt: Attempt, now: datetime
+    ) -> None:
+        """Track the endpoint's failure streak; disable it on 410 or after days of failing."""
+        endpoint = await session.get(WebhookEndpoint, item.target_id, with_for_update=True)
+        if endpoint is None:
+            return
+        if attempt.delivered:
+            endpoint.failing_since = None
+            return
+        if attempt.status_code is None and attempt.give_up:
+            return  # refused before sending (disabled, deleted, unsafe): not the receiver's fault
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+        if not endpoint.enabled:
+            return
+        if attempt.status_code == 410:
+            set_enabled(endpoint, False, f"the receiver answered 410 Gone at {iso(now)}")
+        elif now - endpoint.failing_since >= self.disable_after:
+            set_enabled(
+                endpoint,
+                False,
+                f"every delivery failed since {iso(endpoint.failing_since)} "
+                f"(last: {attempt.error or 'error'})",
+            )
+        endpoint.updated_at = utcnow()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - utcnow()).total_seconds())
