@@ -1,7 +1,160 @@
-"""`relaychat channels` (placeholder; being written)."""
+"""`relaychat channels`: create, list and delete inbound channels (Twilio SMS and WhatsApp).
+
+The CLI is an operator's tool: it acts as the channel's manager (`--manager`; by default
+the owner, or the oldest admin for channels that route by phone number) with that user's
+rights, so the rules of the API hold here too.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from relaychat.storage.models import Channel, User
 
 channels_app = typer.Typer(help="Manage inbound channels (Twilio SMS and WhatsApp).")
+create_app = typer.Typer(help="Create a channel.")
+channels_app.add_typer(create_app, name="create")
+
+
+async def _manager(session: AsyncSession, manager: str | None, owner: str | None) -> User:
+    from sqlalchemy import or_, select
+
+    from relaychat.errors import UserNotFound
+    from relaychat.storage.models import User
+
+    ref = manager or owner
+    if ref:
+        query = select(User).where(or_(User.id == ref, User.email == ref.strip().lower()))
+    else:
+        query = select(User).where(User.role == "admin").order_by(User.created_at, User.id)
+    user = await session.scalar(query.limit(1))
+    if user is None:
+        raise UserNotFound(f"no user {ref!r}" if ref else "no admin user exists yet")
+    return user
+
+
+@create_app.command("twilio")
+def create_twilio(
+    name: Annotated[str, typer.Option(help="What the number is for.")],
+    account_sid: Annotated[str, typer.Option(help="The Twilio account (AC…).")],
+    public_url: Annotated[
+        str,
+        typer.Option(help="This server's base URL as Twilio reaches it (or the webhook URL)."),
+    ],
+    auth_token: Annotated[
+        str | None, typer.Option(help="The account's auth token (stored encrypted).")
+    ] = None,
+    auth_token_env: Annotated[
+        str | None, typer.Option(help="Read the auth token from this environment variable.")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Email or id of the user who owns the conversations.")
+    ] = None,
+    resolve_by_phone: Annotated[
+        bool,
+        typer.Option("--resolve-by-phone", help="Senders belong to the user with their number."),
+    ] = False,
+    provision_unknown: Annotated[
+        bool,
+        typer.Option("--provision-unknown", help="Create a user for an unknown number."),
+    ] = False,
+    endpoint: Annotated[str | None, typer.Option(help="Endpoint of new conversations.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model of new conversations.")] = None,
+    agent_id: Annotated[str | None, typer.Option(help="Agent of new conversations.")] = None,
+    api_base_url: Annotated[
+        str | None, typer.Option(help="Twilio's API (default https://api.twilio.com).")
+    ] = None,
+    manager: Annotated[
+        str | None, typer.Option(help="Email or id of the user who manages the channel.")
+    ] = None,
+) -> None:
+    """Create a Twilio channel; prints its id and the webhook URL for Twilio's console."""
+    from relaychat.cli import _settings, _with_session
+    from relaychat.crypto import SecretBox
+    from relaychat.domain.channels import TwilioChannelIn, channel_dict, create_channel
+
+    settings = _settings()
+    try:
+        spec = TwilioChannelIn(
+            name=name,
+            account_sid=account_sid,
+            auth_token=auth_token,
+            auth_token_env=auth_token_env,
+            public_url=public_url,
+            owner=owner,
+            resolve_by_phone=resolve_by_phone,
+            provision_unknown=provision_unknown,
+            endpoint=endpoint,
+            model=model,
+            agent_id=agent_id,
+            api_base_url=api_base_url,
+        )
+    except ValidationError as exc:
+        messages = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'channel'}: {e['msg']}" for e in exc.errors()
+        )
+        typer.secho(f"error: {messages}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    secrets = SecretBox(settings.resolved_encryption_keys())
+
+    async def _create(session: AsyncSession) -> Channel:
+        actor = await _manager(session, manager, owner)
+        return await create_channel(session, actor, spec, secrets)
+
+    view = channel_dict(_with_session(settings, _create))
+    typer.echo(f"created twilio channel {view['name']} ({view['id']})")
+    typer.echo(f"webhook url: {view['webhook_url']}")
+
+
+@channels_app.command("list")
+def channels_list() -> None:
+    """Print every channel as a table (never an auth token)."""
+    from sqlalchemy import select
+
+    from relaychat.cli import _settings, _table, _with_session, console
+    from relaychat.domain.channels import channel_dict
+    from relaychat.storage.models import Channel
+
+    async def _rows(session: AsyncSession) -> Sequence[Channel]:
+        query = select(Channel).order_by(Channel.created_at, Channel.id)
+        return (await session.scalars(query)).all()
+
+    table = _table("id", "type", "name", "account", "owner", "token", "enabled", "webhook url")
+    for channel in _with_session(_settings(), _rows):
+        view = channel_dict(channel)
+        table.add_row(
+            view["id"],
+            view["type"],
+            view["name"],
+            view["account_sid"] or "",
+            "by phone" if view["resolve_by_phone"] else view["owner_id"] or "",
+            f"${view['auth_token_env']}" if view["auth_token_env"] else "encrypted",
+            "yes" if view["enabled"] else "no",
+            view["webhook_url"],
+        )
+    console.print(table)
+
+
+@channels_app.command("delete")
+def channels_delete(channel_id: str) -> None:
+    """Delete a channel; its replies not yet sent are cancelled."""
+    from relaychat.cli import _settings, _with_session
+    from relaychat.domain.channels import ChannelNotFound, delete_channel
+    from relaychat.storage.models import Channel
+
+    async def _delete(session: AsyncSession) -> None:
+        channel = await session.get(Channel, channel_id)
+        if channel is None:
+            raise ChannelNotFound(f"no channel {channel_id}")
+        await delete_channel(session, channel)
+
+    _with_session(_settings(), _delete)
+    typer.echo(f"deleted {channel_id}")

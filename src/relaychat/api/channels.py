@@ -1,7 +1,98 @@
-"""Channels: Twilio numbers and the like (placeholder; being written)."""
+"""Channels: manage Twilio numbers (users' JWT), and Twilio's own webhooks (signed forms)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import BaseModel
+
+from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
+from relaychat.domain import channels
+from relaychat.domain.channels import TwilioChannelIn, TwilioChannelPatch
+from relaychat.gateway.channels import twilio
+
+router = APIRouter(prefix="/api/channels", tags=["channels"])
+
+ChannelId = Annotated[str, Path(max_length=64)]
+
+
+class ChannelList(BaseModel):
+    channels: list[dict[str, Any]]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(
+    body: TwilioChannelIn, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Create a channel you manage; paste its `webhook_url` into Twilio's console."""
+    channel = await channels.create_channel(
+        session, user, body, services.secrets, endpoints=services.providers.names()
+    )
+    return channels.channel_dict(channel)
+
+
+@router.get("")
+async def list_(
+    user: CurrentUser,
+    session: SessionDep,
+    all_users: Annotated[
+        bool, Query(alias="all", description="Every user's channels (admins).")
+    ] = False,
+) -> ChannelList:
+    """The channels you manage, newest first."""
+    rows = await channels.list_channels(session, user, all_users=all_users)
+    return ChannelList(channels=[channels.channel_dict(c) for c in rows])
+
+
+@router.get("/{channel_id}")
+async def get(channel_id: ChannelId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """One of your channels (any, for admins); never its auth token."""
+    return channels.channel_dict(await channels.get_channel(session, user, channel_id))
+
+
+@router.patch("/{channel_id}")
+async def patch(
+    channel_id: ChannelId,
+    body: TwilioChannelPatch,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+) -> dict[str, Any]:
+    """Change a channel: a new `auth_token` replaces the stored one; `enabled: false` pauses it."""
+    channel = await channels.get_channel(session, user, channel_id)
+    updated = await channels.update_channel(
+        session, user, channel, body, services.secrets, endpoints=services.providers.names()
+    )
+    return channels.channel_dict(updated)
+
+
+@router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete(channel_id: ChannelId, user: CurrentUser, session: SessionDep) -> Response:
+    """Delete a channel; its replies not yet sent are cancelled."""
+    await channels.delete_channel(session, await channels.get_channel(session, user, channel_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# Twilio's webhooks: form bodies read raw (the signature covers every field), authenticated
+# by X-Twilio-Signature alone.
+
+
+@router.post("/twilio/{channel_id}", response_class=Response)
+async def twilio_inbound(
+    channel_id: ChannelId, request: Request, services: ServicesDep
+) -> Response:
+    """Twilio's inbound SMS/WhatsApp webhook: an empty TwiML `<Response/>` at once; the reply
+    goes out through the Messages API when it is done."""
+    return await twilio.handle_inbound(request, services, channel_id)
+
+
+@router.post("/twilio/{channel_id}/status/{message_id}", response_class=Response)
+async def twilio_status(
+    channel_id: ChannelId,
+    message_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    services: ServicesDep,
+) -> Response:
+    """Twilio's status callback for a reply's parts (`MessageStatus`, `ErrorCode`)."""
+    return await twilio.handle_status(request, services, channel_id, message_id)

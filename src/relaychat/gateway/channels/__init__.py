@@ -1,0 +1,1 @@
+"""Channels: other wire formats (Twilio SMS, WhatsApp) on the external message pipeline."""
