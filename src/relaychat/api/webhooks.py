@@ -1,7 +1,215 @@
-"""Webhook endpoints (being written)."""
+"""Webhook endpoints: register (the secret is shown once), list, change, delete; deliveries."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
+from relaychat.domain import webhooks
+from relaychat.domain.render import iso
+from relaychat.safehttp import check_url
+from relaychat.storage.models import OutboxItem, WebhookEndpoint
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+EndpointId = Annotated[str, Path(max_length=64)]
+EventType = Literal[
+    "message.created", "message.completed", "message.failed", "conversation.created"
+]
+ALL_EVENTS: list[EventType] = [
+    "message.created",
+    "message.completed",
+    "message.failed",
+    "conversation.created",
+]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[EventType] = Field(
+        default_factory=lambda: list(ALL_EVENTS),
+        min_length=1,
+        description="Event types to receive; all of them by default.",
+    )
+    api_key_id: str | None = Field(
+        None, max_length=64, description="Only events caused by this key of yours."
+    )
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    events: list[EventType] | None = Field(None, min_length=1)
+    description: str | None = Field(None, max_length=500)
+    enabled: bool | None = None
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    description: str | None
+    events: list[str]
+    api_key_id: str | None
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookWithSecret(BaseModel):
+    webhook: WebhookOut
+    secret: str = Field(description="The `whsec_…` signing secret; shown this once.")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="The `webhook-id` header, the same on every attempt.")
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str
+    payload: str
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_before: str | None
+
+
+def _out(endpoint: WebhookEndpoint) -> WebhookOut:
+    return WebhookOut(
+        id=endpoint.id,
+        url=endpoint.url,
+        description=endpoint.description,
+        events=list(endpoint.events),
+        api_key_id=endpoint.api_key_id,
+        enabled=endpoint.enabled,
+        disabled_reason=endpoint.disabled_reason,
+        failing_since=iso(endpoint.failing_since) if endpoint.failing_since else None,
+        created_at=iso(endpoint.created_at),
+        updated_at=iso(endpoint.updated_at),
+    )
+
+
+def _delivery(item: OutboxItem) -> DeliveryOut:
+    return DeliveryOut(
+        id=item.id,
+        event_type=item.event_type,
+        status=item.status,
+        attempts=item.attempts,
+        next_attempt_at=iso(item.next_attempt_at) if item.status == "pending" else None,
+        last_attempt_at=iso(item.last_attempt_at) if item.last_attempt_at else None,
+        last_status_code=item.last_status_code,
+        last_error=item.last_error,
+        delivered_at=iso(item.delivered_at) if item.delivered_at else None,
+        created_at=iso(item.created_at),
+        payload=item.payload,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(
+    body: WebhookCreate, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> WebhookWithSecret:
+    """Register a URL for signed callbacks of your conversations (or of one of your keys)."""
+    url = check_url(body.url, allow_private=services.settings.webhook_allow_private_networks)
+    endpoint, secret = await webhooks.create_endpoint(
+        session,
+        services.secrets,
+        user.id,
+        url=url,
+        events=body.events,
+        api_key_id=body.api_key_id,
+        description=body.description,
+    )
+    return WebhookWithSecret(webhook=_out(endpoint), secret=secret)
+
+
+@router.get("")
+async def list_(user: CurrentUser, session: SessionDep) -> WebhookList:
+    """Your webhook endpoints, oldest first."""
+    return WebhookList(webhooks=[_out(e) for e in await webhooks.list_endpoints(session, user.id)])
+
+
+@router.get("/{endpoint_id}")
+async def get(endpoint_id: EndpointId, user: CurrentUser, session: SessionDep) -> WebhookOut:
+    return _out(await webhooks.get_endpoint(session, user.id, endpoint_id))
+
+
+@router.patch("/{endpoint_id}")
+async def patch(
+    endpoint_id: EndpointId,
+    body: WebhookPatch,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+) -> WebhookOut:
+    """Change the URL, events or description; `enabled: true` revives a disabled endpoint."""
+    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
+    if body.url is not None:
+        endpoint.url = check_url(
+            body.url, allow_private=services.settings.webhook_allow_private_networks
+        )
+    if body.events is not None:
+        endpoint.events = webhooks.check_events(body.events)
+    if "description" in body.model_fields_set:
+        endpoint.description = body.description
+    if body.enabled is not None:
+        webhooks.set_enabled(endpoint, body.enabled, "disabled by its owner")
+    await session.commit()
+    return _out(endpoint)
+
+
+@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete(endpoint_id: EndpointId, user: CurrentUser, session: SessionDep) -> None:
+    """Delete the endpoint and its delivery log; pending deliveries are dropped."""
+    await webhooks.delete_endpoint(
+        session, await webhooks.get_endpoint(session, user.id, endpoint_id)
+    )
+
+
+@router.get("/{endpoint_id}/deliveries")
+async def deliveries(
+    endpoint_id: EndpointId,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    before: Annotated[datetime | None, Query(description="`next_before` of the last page.")] = None,
+) -> DeliveryList:
+    """The endpoint's deliveries, newest first, with their state and last attempt."""
+    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
+    items = await webhooks.list_deliveries(session, endpoint, limit=limit, before=before)
+    return DeliveryList(
+        deliveries=[_delivery(i) for i in items],
+        next_before=iso(items[-1].created_at) if len(items) == limit else None,
+    )
+
+
+@router.post("/{endpoint_id}/deliveries/{delivery_id}/redeliver", status_code=202)
+async def redeliver(
+    endpoint_id: EndpointId,
+    delivery_id: Annotated[str, Path(max_length=64)],
+    user: CurrentUser,
+    session: SessionDep,
+) -> DeliveryOut:
+    """Send a delivery again now, with the same `webhook-id`, and a fresh retry schedule."""
+    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
+    item = await webhooks.get_delivery(session, endpoint, delivery_id)
+    return _delivery(await webhooks.redeliver(session, item))

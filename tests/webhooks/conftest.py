@@ -1,0 +1,33 @@
+"""Webhook tests deliver to receivers on loopback, so private targets are allowed here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.settings import Settings
+from tests.backends import Backend
+from tests.conftest import make_settings
+from tests.live import write_llm_config
+from tests.webhooks.receiver import Receiver, running_receiver
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
+    return make_settings(
+        backend,
+        tmp_path,
+        config_path=config,
+        webhook_allow_private_networks=True,
+        outbox_poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as running:
+        yield running
