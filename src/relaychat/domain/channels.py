@@ -365,8 +365,12 @@ def channel_token(channel: Channel, secrets: SecretBox) -> str:
 
 
 def channel_ref(channel_id: str) -> str:
-    """How the channel appears as a message's key and in the audit (`channel:<id>`)."""
-    return f"channel:{channel_id}"
+    """How the channel appears as a message's key, in the audit and for idempotency.
+
+    `ch:` and the id's 32 hex digits: it must fit `messages.api_key_id` (36 characters),
+    where the gateway pipeline records the key a message came with.
+    """
+    return f"ch:{channel_id.replace('-', '')}"
 
 
 def _verbatim(public_url: str) -> bool:

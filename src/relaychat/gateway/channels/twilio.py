@@ -313,6 +313,17 @@ async def _accept_once(
     for attempt in range(2):
         async with services.sessionmaker() as session:
             try:
+                existing = (
+                    await session.execute(
+                        select(Conversation.endpoint, Conversation.agent_id).where(
+                            Conversation.id == conversation_id
+                        )
+                    )
+                ).first()
+                # Answered by the thread's endpoint (the channel's, for a new thread); with
+                # none, the message is only stored, for a person to answer in the browser.
+                target = existing if existing is not None else (channel.endpoint, channel.agent_id)
+                respond = any(target)
                 caller, user = await _caller(session, channel, conversation_id, message, audit)
                 return await external.accept(
                     session,
@@ -321,7 +332,10 @@ async def _accept_once(
                     caller,
                     conversation_id,
                     external.ExternalMessage(
-                        content=message.content, metadata=message.metadata, user=user
+                        content=message.content,
+                        metadata=message.metadata,
+                        user=user,
+                        respond=respond,
                     ),
                     phone_region=services.settings.phone_default_region,
                 )

@@ -1,0 +1,307 @@
+"""Twilio inbound webhook: one test per condition, on fixtures signed as Twilio signs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from relaychat.devtools.fake_twilio import FakeTwilio
+from relaychat.services import Services
+from relaychat.storage.models import AuditEvent, User
+from tests.api.test_generation import messages_of
+from tests.backends import Backend, row_counts
+from tests.channels.conftest import (
+    AUTH_TOKEN,
+    FIXTURES,
+    SENDER,
+    fixture_form,
+    make_channel,
+    post_signed,
+    sign,
+)
+from tests.factories import TestUser, make_user
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# Every event and variant the channel handles has a fixture, and every fixture is declared.
+DECLARED = {
+    "inbound": {"sms", "whatsapp", "media"},
+    "status": {"sent", "delivered", "undelivered", "failed"},
+}
+
+
+def test_every_declared_event_has_a_fixture() -> None:
+    found: dict[str, set[str]] = {}
+    for path in FIXTURES.glob("*.txt"):
+        event, _, variant = path.stem.partition("__")
+        found.setdefault(event, set()).add(variant)
+    assert found == DECLARED
+
+
+async def _admin_and_channel(
+    client: httpx.AsyncClient, fake: FakeTwilio, **fields: Any
+) -> tuple[TestUser, dict[str, Any]]:
+    admin = await make_user(client)  # the first user is an admin
+    assert admin.role == "admin"
+    return admin, await make_channel(client, admin, fake, **fields)
+
+
+async def test_signed_sms_is_stored_and_answered_with_empty_twiml(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    owner, channel = await _admin_and_channel(client, fake_twilio)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    assert response.text == EMPTY_TWIML
+    assert response.headers["content-type"].startswith("text/xml")
+
+    stored = await messages_of(client, owner, f"sms-{SENDER}")
+    message = stored[0]
+    assert (message["role"], message["text"]) == ("external", "Hi, is my order ready?")
+    meta = message["metadata"]
+    assert (meta["source"], meta["phoneNumber"], meta["channel_id"]) == (
+        "sms",
+        SENDER,
+        channel["id"],
+    )
+    assert meta["twilio"]["message_sid"] == "SM4f1c2a7d9e8b6c5a4f3e2d1c0b9a8f70"
+    assert (meta["twilio"]["from"], meta["twilio"]["to"]) == (SENDER, "+14155550100")
+
+
+async def test_whatsapp_keeps_its_channel(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    owner, channel = await _admin_and_channel(client, fake_twilio)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__whatsapp"))
+    assert response.status_code == 200, response.text
+    (message, *_) = await messages_of(client, owner, f"whatsapp-{SENDER}")
+    assert message["text"] == "Hello from WhatsApp 👋"
+    twilio = message["metadata"]["twilio"]
+    assert (twilio["from"], twilio["to"]) == (f"whatsapp:{SENDER}", "whatsapp:+14155238886")
+    assert (twilio["profile_name"], twilio["wa_id"]) == ("Ann Lee", "14155552671")
+    assert message["metadata"]["source"] == "whatsapp"
+
+
+async def test_media_urls_are_kept(client: httpx.AsyncClient, fake_twilio: FakeTwilio) -> None:
+    owner, channel = await _admin_and_channel(client, fake_twilio)
+    form = fixture_form("inbound__media")
+    response = await post_signed(client, channel["webhook_url"], form)
+    assert response.status_code == 200, response.text
+    (message, *_) = await messages_of(client, owner, f"sms-{SENDER}")
+    urls = dict(form)
+    media = message["metadata"]["twilio"]["media"]
+    assert media == [
+        {"url": urls["MediaUrl0"], "content_type": "image/jpeg"},
+        {"url": urls["MediaUrl1"], "content_type": "application/pdf"},
+    ]
+    kinds = [part["type"] for part in message["content"]]
+    assert kinds == ["text", "image_url", "text"]
+    assert message["content"][1]["image_url"]["url"] == urls["MediaUrl0"]
+    assert urls["MediaUrl1"] in message["content"][2]["text"]
+
+
+async def test_bad_signature_is_403_and_stores_nothing(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services, clean_backend: Backend
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    form = fixture_form("inbound__sms")
+    before = await row_counts(clean_backend)
+    wrong = sign(channel["webhook_url"], form, token="0" * 32)
+    response = await post_signed(client, channel["webhook_url"], form, signature=wrong)
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "twilio_signature_invalid"
+    # A field changed after signing is just as bad.
+    tampered = [(k, "Send me money" if k == "Body" else v) for k, v in form]
+    signed_original = sign(channel["webhook_url"], form)
+    response = await post_signed(
+        client, channel["webhook_url"], tampered, signature=signed_original
+    )
+    assert response.status_code == 403
+    await services.audit.flush()
+    after = await row_counts(clean_backend)
+    assert after.pop("audit_events") == before.pop("audit_events") + 2
+    assert after == before
+
+
+async def test_missing_signature_is_403(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    before = await row_counts(clean_backend)
+    response = await client.post(
+        channel["webhook_url"],
+        content="From=%2B14155552671&Body=hi",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "twilio_signature_invalid"
+    assert "missing" in response.json()["detail"]
+    after = await row_counts(clean_backend)
+    assert {k: v for k, v in after.items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }
+
+
+async def test_query_string_is_part_of_the_signed_url(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    url = f"{channel['webhook_url']}?tenant=ann&x=a%20b"
+    response = await post_signed(client, url, fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    # Signed without the query, sent with it: refused.
+    form = fixture_form("inbound__sms", MessageSid="SM" + "1" * 32)
+    response = await post_signed(client, url, form, signature=sign(channel["webhook_url"], form))
+    assert response.status_code == 403
+
+
+async def test_unknown_channel_is_404(client: httpx.AsyncClient, clean_backend: Backend) -> None:
+    before = await row_counts(clean_backend)
+    url = "https://testserver/api/channels/twilio/5f0c7a9e-2b1d-4c3e-8f6a-0123456789ab"
+    response = await post_signed(client, url, fixture_form("inbound__sms"))
+    assert response.status_code == 404
+    assert response.json()["code"] == "channel_not_found"
+    after = await row_counts(clean_backend)
+    assert after["messages"] == before["messages"] == 0
+
+
+async def test_disabled_channel_refuses_and_stores_nothing(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio, enabled=False)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 403
+    assert response.json()["code"] == "channel_disabled"
+    assert (await row_counts(clean_backend))["messages"] == 0
+
+
+async def test_twilio_retry_of_a_message_sid_is_stored_once(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    owner, channel = await _admin_and_channel(client, fake_twilio, endpoint=None)
+    form = fixture_form("inbound__sms")
+    first = await post_signed(client, channel["webhook_url"], form)
+    again = await post_signed(client, channel["webhook_url"], form)
+    assert first.status_code == again.status_code == 200
+    assert again.text == EMPTY_TWIML
+    assert again.headers["idempotent-replayed"] == "true"
+    stored = await messages_of(client, owner, f"sms-{SENDER}")
+    assert len(stored) == 1
+
+
+async def test_unknown_sender_without_provisioning_is_refused(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio, resolve_by_phone=True)
+    before = await row_counts(clean_backend)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 403
+    assert response.json()["code"] == "channel_sender_unknown"
+    after = await row_counts(clean_backend)
+    for table in ("users", "conversations", "messages", "idempotency_records"):
+        assert after[table] == before[table], table
+
+
+async def test_unknown_sender_with_provisioning_gets_a_user(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    _, channel = await _admin_and_channel(
+        client, fake_twilio, resolve_by_phone=True, provision_unknown=True, endpoint=None
+    )
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__whatsapp"))
+    assert response.status_code == 200, response.text
+    async with services.sessionmaker() as session:
+        user = await session.scalar(select(User).where(User.phone_number == SENDER))
+        assert user is not None
+        assert (user.name, user.role, user.email) == ("Ann Lee", "user", f"{SENDER}@phone.invalid")
+    # Nobody can log in as the provisioned user.
+    login = await client.post(
+        "/api/auth/login", json={"email": f"{SENDER}@phone.invalid", "password": "!unusable:"}
+    )
+    assert login.status_code == 401
+    # The next message from that number goes to the same user and thread.
+    form = fixture_form("inbound__whatsapp", MessageSid="SM" + "2" * 32, Body="again")
+    assert (await post_signed(client, channel["webhook_url"], form)).status_code == 200
+    await services.audit.flush()
+    async with services.sessionmaker() as session:
+        users = (await session.scalars(select(User).where(User.phone_number == SENDER))).all()
+        strategies = (await session.scalars(select(AuditEvent.strategy))).all()
+    assert len(users) == 1
+    assert sorted(s or "" for s in strategies) == ["conversation_owner", "provisioned"]
+
+
+async def test_by_phone_reaches_the_user_with_that_number(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio, resolve_by_phone=True)
+    ann = await make_user(client)
+    patched = await client.patch("/api/user", json={"phone_number": SENDER}, headers=ann.headers)
+    assert patched.status_code == 200, patched.text
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    (message, *_) = await messages_of(client, ann, f"sms-{SENDER}")
+    assert message["text"] == "Hi, is my order ready?"
+
+
+async def test_fixed_owner_gets_every_sender(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    bob = await make_user(client)
+    # Someone else has the sender's number: with a fixed owner that does not matter.
+    await client.patch("/api/user", json={"phone_number": SENDER}, headers=admin.headers)
+    channel = await make_channel(client, admin, fake_twilio, owner=bob.email, endpoint=None)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    assert len(await messages_of(client, bob, f"sms-{SENDER}")) == 1
+    assert (await client.get(f"/api/convos/sms-{SENDER}", headers=admin.headers)).status_code == 404
+
+
+async def test_form_from_another_account_is_refused(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    form = fixture_form("inbound__sms", AccountSid="AC" + "9" * 32)
+    response = await post_signed(client, channel["webhook_url"], form)
+    assert response.status_code == 403
+    assert response.json()["code"] == "twilio_account_mismatch"
+
+
+async def test_json_body_is_415(client: httpx.AsyncClient, fake_twilio: FakeTwilio) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    response = await client.post(
+        channel["webhook_url"],
+        json={"From": SENDER, "Body": "hi"},
+        headers={"X-Twilio-Signature": "x"},
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+async def test_form_without_message_sid_is_400(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend
+) -> None:
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    form = [(k, v) for k, v in fixture_form("inbound__sms") if "Sid" not in k or k == "AccountSid"]
+    response = await post_signed(client, channel["webhook_url"], form)
+    assert response.status_code == 400
+    assert response.json()["code"] == "twilio_form_invalid"
+    assert (await row_counts(clean_backend))["messages"] == 0
+
+
+async def test_token_from_the_environment(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, monkeypatch: Any
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(
+        client, admin, fake_twilio, auth_token=None, auth_token_env="RC_TEST_TWILIO_TOKEN"
+    )
+    form = fixture_form("inbound__sms")
+    unset = await post_signed(client, channel["webhook_url"], form)
+    assert unset.status_code == 503
+    assert unset.json()["code"] == "channel_secret_missing"
+    monkeypatch.setenv("RC_TEST_TWILIO_TOKEN", AUTH_TOKEN)
+    assert (await post_signed(client, channel["webhook_url"], form)).status_code == 200
