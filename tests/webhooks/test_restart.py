@@ -1,0 +1,101 @@
+"""Deliveries survive a restart, and several workers never deliver one row at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from relaychat.services import Services
+from relaychat.workers.outbox import OutboxWorker
+from relaychat.workers.webhooks import WebhookSender
+from tests.backends import REDIS_PREFIX_ROOT, Backend
+from tests.factories import make_conversation, make_user
+from tests.live import running_server, server_env
+from tests.webhooks.receiver import Receiver, delivery_state
+from tests.webhooks.test_delivery import register
+
+
+@pytest.mark.server
+async def test_a_restart_between_attempts_loses_nothing(
+    clean_backend: Backend, tmp_path: Path, receiver: Receiver
+) -> None:
+    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}restart:")
+    env.update(WEBHOOK_ALLOW_PRIVATE_NETWORKS="true", WEBHOOK_RETRY_SCHEDULE="0,2,2")
+    receiver.script = [(500, {})]
+    async with running_server(env) as base, httpx.AsyncClient(base_url=base) as http:
+        user = await make_user(http)
+        hook = await register(http, user, receiver, events=["message.created"])
+        cid = (await make_conversation(http, user))["conversation_id"]
+        sent = await http.post(
+            f"/api/messages/{cid}",
+            json={"content": "survive", "respond": False},
+            headers=user.headers,
+        )
+        assert sent.status_code == 201
+        await receiver.wait_for(1)
+        webhook_id = receiver.deliveries[0].webhook_id
+        await delivery_state(
+            http, user.headers, hook["id"], webhook_id, until=lambda e: e["attempts"] == 1
+        )
+    # Stopped with the retry pending; a new server process picks it up.
+    assert len(receiver.deliveries) == 1
+    async with running_server(env) as base, httpx.AsyncClient(base_url=base) as http:
+        await receiver.wait_for(1, accepted=True)
+        entry = await delivery_state(
+            http, user.headers, hook["id"], webhook_id, until=lambda e: e["status"] != "pending"
+        )
+        await asyncio.sleep(2.5)  # a second copy would arrive on the next poll
+    assert entry["status"] == "delivered" and entry["attempts"] == 2
+    assert [d.status for d in receiver.deliveries] == [500, 200]
+    assert {d.webhook_id for d in receiver.deliveries} == {webhook_id}
+    assert all(d.verified for d in receiver.deliveries)
+
+
+async def test_workers_claiming_together_deliver_each_row_once(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver
+) -> None:
+    user = await make_user(client)
+    await register(client, user, receiver, events=["message.created"])
+    cid = (await make_conversation(client, user))["conversation_id"]
+    await services.outbox.close()  # only the workers below deliver
+    for n in range(30):
+        response = await client.post(
+            f"/api/messages/{cid}",
+            json={"content": f"n{n}", "respond": False},
+            headers=user.headers,
+        )
+        assert response.status_code == 201
+    sender = WebhookSender(
+        services.sessionmaker,
+        services.secrets,
+        allow_private=True,
+        timeout=10,
+        disable_after_seconds=3600,
+    )
+    workers = [
+        OutboxWorker(
+            services.sessionmaker,
+            {"webhook": sender},
+            worker_id=f"w{i}",
+            schedule=[0, 5],
+            batch_size=4,
+        )
+        for i in range(3)
+    ]
+
+    async def drain(worker: OutboxWorker) -> int:
+        total = 0
+        while handled := await worker.run_once():
+            total += handled
+        return total
+
+    counts = await asyncio.gather(*(drain(w) for w in workers))
+    await sender.aclose()
+    assert sum(counts) == 30
+    ids = [d.webhook_id for d in receiver.deliveries]
+    assert len(ids) == len(set(ids)) == 30
+    texts = sorted(d.payload["data"]["message"]["text"] for d in receiver.deliveries)
+    assert texts == sorted(f"n{n}" for n in range(30))
