@@ -94,6 +94,16 @@ async def test_failures_are_retried_on_schedule_then_delivered(
     third = await settled(client, user, hook, receiver, 3)
     assert third["status"] == "delivered" and third["last_status_code"] == 200
     assert [d.status for d in receiver.deliveries] == [500, 503, 200]
+    detail = await client.get(
+        f"/api/webhooks/{hook['id']}/deliveries/{third['id']}", headers=user.headers
+    )
+    log = detail.json()["attempts_log"]
+    assert [(a["status_code"], a["error"]) for a in log] == [
+        (500, "HTTP 500"),
+        (503, "HTTP 503"),
+        (200, None),
+    ]
+    assert log[0]["response_body"] == "no"
     assert len({d.webhook_id for d in receiver.deliveries}) == 1
     assert len({d.body for d in receiver.deliveries}) == 1
     assert all(d.verified for d in receiver.deliveries)

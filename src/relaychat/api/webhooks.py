@@ -88,6 +88,18 @@ class DeliveryOut(BaseModel):
     payload: str
 
 
+class AttemptOut(BaseModel):
+    attempted_at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    response_body: str | None = Field(description="The first KiB of the receiver's answer.")
+
+
+class DeliveryDetail(DeliveryOut):
+    attempts_log: list[AttemptOut]
+
+
 class DeliveryList(BaseModel):
     deliveries: list[DeliveryOut]
     next_before: str | None
@@ -199,6 +211,32 @@ async def deliveries(
     return DeliveryList(
         deliveries=[_delivery(i) for i in items],
         next_before=iso(items[-1].created_at) if len(items) == limit else None,
+    )
+
+
+@router.get("/{endpoint_id}/deliveries/{delivery_id}")
+async def delivery(
+    endpoint_id: EndpointId,
+    delivery_id: Annotated[str, Path(max_length=64)],
+    user: CurrentUser,
+    session: SessionDep,
+) -> DeliveryDetail:
+    """One delivery with every attempt made, oldest first."""
+    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
+    item = await webhooks.get_delivery(session, endpoint, delivery_id)
+    attempts = await webhooks.list_attempts(session, item)
+    return DeliveryDetail(
+        **_delivery(item).model_dump(),
+        attempts_log=[
+            AttemptOut(
+                attempted_at=iso(a.attempted_at),
+                status_code=a.status_code,
+                error=a.error,
+                duration_ms=a.duration_ms,
+                response_body=a.response_body,
+            )
+            for a in attempts
+        ],
     )
 
 

@@ -25,7 +25,7 @@ from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
 from relaychat.errors import NotFound, ValidationFailed
-from relaychat.storage.models import ApiKey, OutboxItem, WebhookEndpoint
+from relaychat.storage.models import ApiKey, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
 
 EVENT_TYPES = ("message.created", "message.completed", "message.failed", "conversation.created")
@@ -168,6 +168,17 @@ async def get_delivery(
     if item is None or item.kind != "webhook" or item.target_id != endpoint.id:
         raise DeliveryNotFound()
     return item
+
+
+async def list_attempts(session: AsyncSession, item: OutboxItem) -> Sequence[OutboxAttempt]:
+    """The delivery's attempts, oldest first."""
+    return (
+        await session.scalars(
+            select(OutboxAttempt)
+            .where(OutboxAttempt.item_id == item.id)
+            .order_by(OutboxAttempt.attempted_at, OutboxAttempt.id)
+        )
+    ).all()
 
 
 async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
