@@ -13,7 +13,8 @@ message resource (`sid` `SM…`, `status` `queued`), or an error body
 21602 neither body nor media, 21617 a body over 1600 characters.
 
 Tests read `fake.messages`, and inject failures with `fake.fail_next(times, status=500)`
-(or 429 with `retry_after`, or a 4xx with a Twilio `code`). With `callbacks=True`, each
+(or 429 with `retry_after`, or a 4xx with a Twilio `code`; `after=N` lets N sends through
+first). With `callbacks=True`, each
 message's `StatusCallback` is sent `sent`, then `delivered`, signed with the token the way
 Twilio signs (`X-Twilio-Signature`), so a local server sees its replies delivered.
 """
@@ -115,6 +116,8 @@ class FakeTwilioState:
     messages: list[SentMessage] = field(default_factory=list)
     requests: int = 0
     failures: deque[_Failure] = field(default_factory=deque)
+    # Sends still accepted before the queued failures start.
+    fail_after: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def fail_next(
@@ -124,8 +127,11 @@ class FakeTwilioState:
         status: int = 500,
         code: int | None = None,
         retry_after: int | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next `times` sends with this error instead of accepting them."""
+        """Answer `times` sends with this error instead of accepting them, once `after`
+        more sends were accepted."""
+        self.fail_after = after
         for _ in range(times):
             self.failures.append(_Failure(status, code, retry_after))
 
@@ -199,7 +205,9 @@ def create_fake_twilio_app(state: FakeTwilioState | None = None) -> FastAPI:
         token = authorized(request, account_sid)
         if token is None:
             return _error(401, 20003)
-        if state.failures:
+        if state.failures and state.fail_after > 0:
+            state.fail_after -= 1
+        elif state.failures:
             failure = state.failures.popleft()
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
             return _error(failure.status, failure.code, headers)

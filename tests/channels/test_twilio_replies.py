@@ -1,0 +1,282 @@
+"""Replies through Twilio: sent to the Messages API, split, retried, and their delivery state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.devtools.fake_twilio import FakeTwilio
+from relaychat.domain.channel_replies import MAX_BODY_UNITS, split_body
+from relaychat.services import Services
+from relaychat.storage.models import OutboxItem
+from tests.api.test_agents import make_agent
+from tests.api.test_generation import messages_of
+from tests.channels.conftest import (
+    OUR_NUMBER,
+    SENDER,
+    fixture_form,
+    make_channel,
+    post_signed,
+    sent_messages,
+    wait_for,
+)
+from tests.factories import TestUser, make_user
+
+# -- splitting (no storage) ------------------------------------------------------------
+
+
+def test_short_text_is_one_part() -> None:
+    assert split_body("  Hello there.  ") == ["Hello there."]
+    assert split_body("   ") == []
+
+
+def test_long_text_is_cut_at_whitespace_within_the_limit() -> None:
+    words = [f"word{i:04d}" for i in range(500)]  # 500 x 9 characters, spaces between
+    parts = split_body(" ".join(words))
+    assert len(parts) == 3
+    assert all(len(part) <= MAX_BODY_UNITS for part in parts)
+    assert " ".join(parts).split() == words  # nothing lost, no word cut in two
+
+
+def test_emoji_count_twice_and_a_word_longer_than_a_part_is_cut() -> None:
+    parts = split_body("😀" * 900)  # 1800 UTF-16 units
+    assert [len(p) for p in parts] == [800, 100]
+    assert split_body("x" * 3300, limit=1600) == ["x" * 1600, "x" * 1600, "x" * 100]
+
+
+# -- replies end to end ----------------------------------------------------------------
+
+
+async def _conversation_reply(
+    client: httpx.AsyncClient, user: TestUser, cid: str, count: int = 2
+) -> dict[str, Any]:
+    async def replied() -> dict[str, Any] | None:
+        stored = await messages_of(client, user, cid)
+        done = [m for m in stored if m["role"] == "assistant" and m["status"] == "complete"]
+        return done[0] if len(stored) >= count and done else None
+
+    for _ in range(300):
+        reply = await replied()
+        if reply is not None:
+            return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError("no reply")
+
+
+async def _delivery(
+    client: httpx.AsyncClient, user: TestUser, cid: str, state: str
+) -> dict[str, Any]:
+    """The reply's delivery state once it reads `state`."""
+    delivery = None
+    for _ in range(300):
+        stored = await messages_of(client, user, cid)
+        delivery = next(
+            (m["metadata"].get("delivery") for m in stored if m["role"] == "assistant"), None
+        )
+        if delivery and delivery.get("state") == state:
+            result: dict[str, Any] = delivery
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"delivery never became {state}: {delivery}")
+
+
+async def _outbox(services: Services) -> list[OutboxItem]:
+    async with services.sessionmaker() as session:
+        return list(await session.scalars(select(OutboxItem).where(OutboxItem.kind == "twilio")))
+
+
+async def test_signed_sms_gets_the_agents_reply_through_twilio(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, fake_llm: FakeLLM
+) -> None:
+    admin = await make_user(client)
+    agent = await make_agent(client, admin, instructions="Answer customers briefly.")
+    channel = await make_channel(
+        client, admin, fake_twilio, endpoint=None, agent_id=agent["agent_id"]
+    )
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    assert response.text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+    (sent,) = await sent_messages(fake_twilio)
+    assert (sent.to, sent.from_, sent.body) == (SENDER, OUR_NUMBER, fake_llm.state.config.reply)
+    assert sent.account_sid == channel["account_sid"]
+    reply = await _conversation_reply(client, admin, f"sms-{SENDER}")
+    assert reply["text"] == sent.body
+    assert sent.status_callback == (
+        f"https://testserver/api/channels/twilio/{channel['id']}/status/{reply['message_id']}"
+    )
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    assert delivery["parts"] == [{"index": 0, "sid": sent.sid, "status": "queued"}]
+    # The agent answered (its instructions went to the model with the text).
+    asked = [r.body for r in fake_llm.requests if "order ready" in str(r.body)]
+    assert any("Answer customers briefly." in str(body) for body in asked)
+
+
+async def test_whatsapp_reply_goes_to_whatsapp(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__whatsapp"))
+    assert response.status_code == 200, response.text
+    (sent,) = await sent_messages(fake_twilio)
+    assert (sent.to, sent.from_) == (f"whatsapp:{SENDER}", "whatsapp:+14155238886")
+
+
+async def _ask_for(client: httpx.AsyncClient, channel: dict[str, Any], reply: str) -> None:
+    directive = f"!fake {json.dumps({'reply': reply})}\nTell me everything."
+    form = fixture_form("inbound__sms", Body=directive)
+    response = await post_signed(client, channel["webhook_url"], form)
+    assert response.status_code == 200, response.text
+
+
+LONG = " ".join(f"Sentence number {i} of a long answer." for i in range(150))  # ~5.5 k chars
+
+
+async def test_long_reply_is_sent_in_parts_in_order(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    await _ask_for(client, channel, LONG)
+    expected = split_body(LONG)
+    assert len(expected) == 4
+    sent = await sent_messages(fake_twilio, len(expected))
+    assert [m.body for m in sent] == expected
+    assert all(len(m.body) <= 1600 for m in sent)
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    assert [p["index"] for p in delivery["parts"]] == [0, 1, 2, 3]
+    assert delivery["part_count"] == 4
+
+
+async def test_twilio_500_then_success_resumes_without_resending(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    fake_twilio.fail_next(1, status=500, after=1)  # the second part fails once
+    await _ask_for(client, channel, LONG)
+    expected = split_body(LONG)
+    sent = await sent_messages(fake_twilio, len(expected))
+    await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    assert [m.body for m in sent] == expected  # each part once, in order
+    assert fake_twilio.state.requests == len(expected) + 1
+    (item,) = await _outbox(services)
+    assert (item.status, item.attempts) == ("delivered", 2)
+
+
+async def test_rate_limited_send_waits_for_retry_after(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    fake_twilio.fail_next(1, status=429, retry_after=1)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200
+    await wait_for(lambda: fake_twilio.state.requests == 1, what="the first attempt")
+    (sent,) = await sent_messages(fake_twilio)
+    assert sent.to == SENDER
+    (row,) = await _outbox(services)
+    assert row.attempts == 2
+    assert (row.delivered_at - row.created_at).total_seconds() >= 1.0
+
+
+async def test_invalid_to_gives_up_and_marks_the_reply_failed(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    fake_twilio.fail_next(1, status=400, code=21211)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", "failed")
+    assert delivery["error"]["code"] == 21211
+    assert delivery["error"]["status"] == 400
+    (item,) = await _outbox(services)
+    assert (item.status, item.attempts, item.last_status_code) == ("failed", 1, 400)
+    assert item.last_error is not None and item.last_error.startswith("21211")
+    assert fake_twilio.messages == []
+
+
+async def test_no_reply_is_sent_for_a_channel_without_endpoint(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio, endpoint=None)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200
+    assert [m["role"] for m in await messages_of(client, admin, f"sms-{SENDER}")] == ["external"]
+    assert await _outbox(services) == []
+
+
+# -- status callbacks ------------------------------------------------------------------
+
+
+async def _sent_reply(
+    client: httpx.AsyncClient, fake: FakeTwilio
+) -> tuple[TestUser, dict[str, Any], str, str]:
+    """A channel whose reply went out: (owner, channel, status URL, the part's sid)."""
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake)
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 200
+    (sent,) = await sent_messages(fake)
+    await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    assert sent.status_callback is not None
+    return admin, channel, sent.status_callback, sent.sid
+
+
+@pytest.mark.parametrize(("variant", "state"), [("sent", "sent"), ("delivered", "delivered")])
+async def test_status_callback_moves_the_delivery_state(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, state: str
+) -> None:
+    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
+    response = await post_signed(client, url, form)
+    assert response.status_code == 204, response.text
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", state)
+    assert delivery["parts"][0]["status"] == variant
+
+
+async def test_late_status_callback_never_moves_back(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    for variant in ("delivered", "sent"):
+        form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
+        assert (await post_signed(client, url, form)).status_code == 204
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", "delivered")
+    assert delivery["parts"][0]["status"] == "delivered"
+
+
+@pytest.mark.parametrize(("variant", "code"), [("undelivered", "30003"), ("failed", "30008")])
+async def test_failed_status_callback_records_the_error(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, code: str
+) -> None:
+    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
+    assert (await post_signed(client, url, form)).status_code == 204
+    delivery = await _delivery(client, admin, f"sms-{SENDER}", "failed")
+    assert delivery["parts"][0]["error_code"] == code
+
+
+async def test_status_callback_needs_a_signature_and_the_sending_channel(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
+    form = fixture_form("status__delivered", MessageSid=sid, SmsSid=sid)
+    unsigned = await post_signed(client, url, form, signature="bm90IGEgc2lnbmF0dXJl")
+    assert unsigned.status_code == 403
+    assert unsigned.json()["code"] == "twilio_signature_invalid"
+    # Another channel cannot report on this channel's reply.
+    other = await make_channel(client, admin, fake_twilio, name="Other line")
+    foreign = url.replace(channel["id"], other["id"])
+    response = await post_signed(client, foreign, form)
+    assert response.status_code == 404
+    await _delivery(client, admin, f"sms-{SENDER}", "queued")
