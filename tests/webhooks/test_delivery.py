@@ -157,3 +157,26 @@ async def test_a_persons_message_and_new_conversation_are_reported(
     ]
     assert receiver.deliveries[0].payload["data"]["conversation_id"] == cid
     assert receiver.deliveries[1].payload["data"]["message"]["text"] == "a note to self"
+
+
+async def test_an_aborted_reply_is_message_failed(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver
+) -> None:
+    owner = await make_user(client)
+    await register(client, owner, receiver, events=["message.failed", "message.completed"])
+    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
+    posted = await client.post(
+        f"/api/messages/{cid}",
+        json={"role": "external", "content": '!fake {"token_delay_ms": 200}\nslowly'},
+        headers=SYSTEM,
+    )
+    assert posted.status_code == 202
+    aborted = await client.post(
+        f"/api/generations/{posted.json()['generation_id']}/abort", headers=owner.headers
+    )
+    assert aborted.status_code in (200, 202), aborted.text
+    await receiver.wait_for(1)
+    [delivery] = receiver.deliveries
+    assert delivery.payload["type"] == "message.failed"
+    assert delivery.payload["data"]["error"] == "aborted"
+    assert delivery.payload["data"]["message"]["status"] == "unfinished"
