@@ -1,0 +1,117 @@
+"""`relaychat channels` and `relaychat dev twilio-sign`, run as an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from relaychat.devtools.fake_twilio import FakeTwilio
+from tests.backends import REDIS_PREFIX_ROOT, Backend
+from tests.channels.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    OUR_NUMBER,
+    SENDER,
+    fixture_form,
+    post_signed,
+    sent_messages,
+    sign,
+)
+from tests.factories import make_user
+from tests.live import server_env
+
+
+async def relaychat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relaychat", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_channels_create_twilio_list_and_delete(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend, tmp_path: Path
+) -> None:
+    admin = await make_user(client)
+    # The data dir of the test's server: the CLI encrypts with the key the server reads.
+    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}cli-channels:")
+    created = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "Front desk",
+        "--account-sid", ACCOUNT_SID,
+        "--auth-token", AUTH_TOKEN,
+        "--public-url", "https://testserver",
+        "--owner", admin.email,
+        "--endpoint", "fake",
+        "--api-base-url", fake_twilio.url,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    match = re.search(r"webhook url: (\S+)", created.stdout)
+    assert match is not None, created.stdout
+    webhook_url = match.group(1)
+    channel_id = webhook_url.rsplit("/", 1)[1]
+    assert f"({channel_id})" in created.stdout
+
+    response = await post_signed(client, webhook_url, fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    (sent,) = await sent_messages(fake_twilio)
+    assert (sent.to, sent.from_) == (SENDER, OUR_NUMBER)
+
+    listed = await relaychat(env, "channels", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert channel_id in listed.stdout and "Front desk" in listed.stdout
+    assert AUTH_TOKEN not in listed.stdout + created.stdout + created.stderr
+
+    deleted = await relaychat(env, "channels", "delete", channel_id)
+    assert deleted.returncode == 0, deleted.stderr
+    assert (await post_signed(client, webhook_url, fixture_form("inbound__sms"))).status_code == 404
+    again = await relaychat(env, "channels", "delete", channel_id)
+    assert again.returncode == 1 and "channel" in again.stderr
+
+
+async def test_channels_create_refuses_bad_settings(
+    client: httpx.AsyncClient, clean_backend: Backend, tmp_path: Path
+) -> None:
+    await make_user(client)
+    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}cli-channels:")
+    bad = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "x", "--account-sid", "AC123", "--auth-token", AUTH_TOKEN,
+        "--public-url", "https://example.com", "--resolve-by-phone",
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "account_sid" in bad.stderr
+    by_phone = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "by phone", "--account-sid", ACCOUNT_SID, "--auth-token-env", "TWILIO_TOKEN",
+        "--public-url", "https://example.com", "--resolve-by-phone", "--provision-unknown",
+    )  # fmt: skip
+    assert by_phone.returncode == 0, by_phone.stderr
+    listed = await relaychat(env, "channels", "list")
+    assert "by phone" in listed.stdout and "$TWILIO_TOKEN" in listed.stdout
+
+
+async def test_dev_twilio_sign_prints_twilios_signature(tmp_path: Path) -> None:
+    url = "https://relay.example.com/api/channels/twilio/abc?x=1"
+    env = {"PATH": "/usr/bin:/bin", "RELAYCHAT_DATA_DIR": str(tmp_path)}
+    result = await relaychat(
+        env, "dev", "twilio-sign", "--url", url, "--auth-token", AUTH_TOKEN,
+        "From=+14155552671", "Body=Hello there", "To=+14155550100",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = sign(
+        url, [("From", "+14155552671"), ("Body", "Hello there"), ("To", "+14155550100")]
+    )
+    assert result.stdout.strip() == expected
