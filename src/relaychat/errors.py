@@ -33,7 +33,11 @@ no_endpoint, no_model), relaychat.domain.replies (agent_required), relaychat.dom
 (idempotency_key_reused, idempotency_in_flight), relaychat.domain.keys (invalid_api_key,
 api_key_revoked, api_key_expired, permission_denied, admin_required, api_key_not_found,
 api_key_inactive), relaychat.domain.resolution (owner_unresolved), relaychat.gateway.external
-(api_key_required).
+(api_key_required), relaychat.safehttp (webhook_target_refused), relaychat.domain.webhooks
+(webhook_not_found, delivery_not_found), relaychat.crypto (secret_unreadable),
+relaychat.domain.channels (channel_not_found, channel_disabled, channel_secret_missing,
+channel_sender_unknown), relaychat.gateway.channels.twilio (twilio_signature_invalid,
+twilio_account_mismatch, twilio_form_invalid, unsupported_media_type).
 """
 
 from __future__ import annotations
