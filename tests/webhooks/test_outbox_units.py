@@ -16,7 +16,7 @@ from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain.webhooks import new_secret, sign
 from relaychat.settings import Settings
 from relaychat.workers.outbox import MAX_RETRY_AFTER, next_delay
-from relaychat.workers.webhooks import retry_after
+from relaychat.workers.outbox import parse_retry_after as retry_after
 
 
 def test_schedule_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,7 +81,7 @@ async def test_workers_claiming_together_deliver_each_row_once(
             {"webhook": sender},
             worker_id=f"w{i}",
             schedule=[0, 5],
-            batch_size=4,
+            concurrency=4,
         )
         for i in range(3)
     ]

@@ -5,6 +5,12 @@ Claiming moves a row's `next_attempt_at` forward by a lease in one statement (wi
 once, and a worker that dies mid-attempt only delays the row until the lease lapses.
 Failed attempts are retried on the configured schedule with jitter, or later when the
 receiver sent `Retry-After`; after the last one the row is `failed`.
+
+Deliveries run side by side up to a fixed number, so one slow receiver never holds up the
+others, and each attempt has a deadline well inside the lease, so no other worker can
+claim a row while its attempt is still running. A sender that makes progress in steps
+(a reply sent in several parts) saves each step with `checkpoint`, which also renews the
+lease.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -47,10 +54,15 @@ class Attempt:
     response_body: str | None = None
 
 
+# Saves a new payload for the item being attempted and renews its lease; False when the
+# claim was lost (the row was redelivered or cancelled meanwhile).
+Checkpoint = Callable[[str], Awaitable[bool]]
+
+
 class Sender(Protocol):
     """Delivers one kind of outbox item (`webhook`, `twilio`, …)."""
 
-    async def send(self, item: OutboxItem) -> Attempt:
+    async def send(self, item: OutboxItem, checkpoint: Checkpoint) -> Attempt:
         """Try once; never raise for a failed delivery, return it."""
         ...
 
@@ -92,6 +104,22 @@ def next_delay(schedule: Sequence[float], attempts: int, retry_after: float | No
     return delay
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - utcnow()).total_seconds())
+
+
 class OutboxWorker:
     """Delivers the outbox of this database; one per server process."""
 
@@ -105,7 +133,7 @@ class OutboxWorker:
         doorbell: Doorbell | None = None,
         poll_seconds: float = 1.0,
         lease_seconds: float = 60.0,
-        batch_size: int = 20,
+        concurrency: int = 16,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -115,53 +143,68 @@ class OutboxWorker:
         self.doorbell = doorbell or Doorbell()
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
-        self.batch_size = batch_size
+        # An attempt ends well before its lease lapses, so nobody else can claim it meanwhile.
+        self.attempt_seconds = lease_seconds * 0.75
+        self.concurrency = concurrency
         # Injected so tests can travel in time through a retry schedule of hours.
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-worker")
 
     async def close(self, grace_seconds: float = 20.0) -> None:
-        """Stop claiming; let attempts in flight finish (they are recorded, not repeated)."""
+        """Stop claiming; let attempts in flight finish (they are recorded, not repeated).
+        One cut short is sent again once its lease lapses."""
         self._closing = True
         self.doorbell.ring()
         if self._task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(grace_seconds):
-                    await asyncio.shield(self._task)
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=grace_seconds)
+            for task in self._inflight:
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         for sender in self.senders.values():
             await sender.aclose()
 
     async def _loop(self) -> None:
         while not self._closing:
-            try:
-                handled = await self.run_once()
-            except Exception:
-                logger.warning("outbox delivery round failed", exc_info=True)
-                handled = 0
-            if not handled and not self._closing:
+            free = self.concurrency - len(self._inflight)
+            claimed: list[OutboxItem] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    logger.warning("claiming outbox rows failed", exc_info=True)
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item), name=f"outbox-{item.id}")
+                self._inflight.add(task)
+                task.add_done_callback(self._finished)
+            if len(claimed) < free or not claimed:
                 await self.doorbell.wait(self.poll_seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.doorbell.ring()  # a free slot: claim again without waiting for the poll
 
     async def run_once(self) -> int:
         """Claim the due rows and attempt each once; return how many were attempted."""
-        items = await self._claim()
+        items = await self._claim(self.concurrency)
         if items:
             await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
 
-    async def _claim(self) -> list[OutboxItem]:
+    async def _claim(self, limit: int) -> list[OutboxItem]:
         now = self.clock()
         due = (
             select(OutboxItem.id)
             .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
             .order_by(OutboxItem.next_attempt_at)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         async with self.sessionmaker() as session:
@@ -176,6 +219,24 @@ class OutboxWorker:
             await session.commit()
         return items
 
+    def _checkpoint(self, item: OutboxItem) -> Checkpoint:
+        async def save(payload: str) -> bool:
+            async with self.sessionmaker() as session:
+                result = await session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.id == item.id,
+                        OutboxItem.claimed_by == self.worker_id,
+                        OutboxItem.status == "pending",
+                    )
+                    .values(payload=payload, next_attempt_at=self.clock() + self.lease)
+                )
+                await session.commit()
+            item.payload = payload
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return save
+
     async def _deliver(self, item: OutboxItem) -> None:
         sender = self.senders.get(item.kind)
         started = time.perf_counter()
@@ -183,12 +244,21 @@ class OutboxWorker:
             attempt = Attempt(False, error=f"no sender for kind {item.kind!r}", give_up=True)
         else:
             try:
-                attempt = await sender.send(item)
+                async with asyncio.timeout(self.attempt_seconds):
+                    attempt = await sender.send(item, self._checkpoint(item))
+            except TimeoutError:
+                attempt = Attempt(False, error=f"no outcome within {self.attempt_seconds:g} s")
             except Exception as exc:  # a sender bug must not wedge the row
                 logger.exception("outbox sender %s failed on %s", item.kind, item.id)
                 attempt = Attempt(False, error=f"internal error: {type(exc).__name__}")
         duration_ms = (time.perf_counter() - started) * 1000
-        await self._record(item, attempt, sender, duration_ms)
+        try:
+            await self._record(item, attempt, sender, duration_ms)
+        except Exception:
+            # Most likely the sender's bookkeeping: record the attempt without it, so the
+            # row moves on instead of being sent again each time its lease lapses.
+            logger.exception("recording outbox attempt %s failed; recording it plainly", item.id)
+            await self._record(item, attempt, None, duration_ms)
 
     async def _record(
         self, item: OutboxItem, attempt: Attempt, sender: Sender | None, duration_ms: float
@@ -217,10 +287,15 @@ class OutboxWorker:
             else:
                 values["next_attempt_at"] = now + timedelta(seconds=delay)
         async with self.sessionmaker() as session:
-            # Only while our claim holds: a row redelivered or re-claimed meanwhile is not ours.
+            # Only while our claim holds: a row redelivered, cancelled or re-claimed
+            # meanwhile is not ours to settle.
             result = await session.execute(
                 update(OutboxItem)
-                .where(OutboxItem.id == item.id, OutboxItem.claimed_by == self.worker_id)
+                .where(
+                    OutboxItem.id == item.id,
+                    OutboxItem.claimed_by == self.worker_id,
+                    OutboxItem.status == "pending",
+                )
                 .values(**values)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ from relaychat.domain.channels import (
 )
 from relaychat.errors import AppError
 from relaychat.storage.models import Channel, OutboxItem
-from relaychat.workers.outbox import Attempt
+from relaychat.workers.outbox import Attempt, Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class TwilioSender:
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
 
-    async def send(self, item: OutboxItem) -> Attempt:
+    async def send(self, item: OutboxItem, checkpoint: Checkpoint) -> Attempt:
         """Send the parts not yet accepted, in order; stop at the first failure."""
         payload: dict[str, Any] = json.loads(item.payload)
         async with self.sessionmaker() as session:

@@ -7,9 +7,9 @@ single success for `disable_after_seconds` is disabled, and says so.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +21,7 @@ from relaychat.domain.webhooks import set_enabled, sign
 from relaychat.safehttp import UnsafeTarget, guarded_client
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
-from relaychat.workers.outbox import Attempt
+from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 # How much of a receiver's answer the deliveries log keeps.
 RESPONSE_EXCERPT = 1024
@@ -42,9 +42,10 @@ class WebhookSender:
         self.sessionmaker = sessionmaker
         self.secrets = secrets
         self.disable_after = timedelta(seconds=disable_after_seconds)
+        self.timeout = timeout
         self.http = guarded_client(allow_private=allow_private, timeout=timeout)
 
-    async def send(self, item: OutboxItem) -> Attempt:
+    async def send(self, item: OutboxItem, checkpoint: Checkpoint) -> Attempt:
         async with self.sessionmaker() as session:
             endpoint = await session.get(WebhookEndpoint, item.target_id)
         if endpoint is None:
@@ -66,26 +67,28 @@ class WebhookSender:
             ),
         }
         try:
-            response = await self.http.post(
-                endpoint.url, content=item.payload.encode(), headers=headers
-            )
+            # One deadline for the whole exchange: httpx's own timeouts are per operation,
+            # so a receiver trickling its answer would otherwise hold the attempt forever.
+            async with (
+                asyncio.timeout(self.timeout),
+                self.http.stream(
+                    "POST", endpoint.url, content=item.payload.encode(), headers=headers
+                ) as response,
+            ):
+                body = await _excerpt(response)
         except UnsafeTarget as exc:
             return Attempt(False, error=exc.detail, give_up=True)
-        except httpx.TimeoutException:
-            return Attempt(False, error="timed out")
+        except (TimeoutError, httpx.TimeoutException):
+            return Attempt(False, error=f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, UnsafeTarget):
-                return Attempt(False, error=cause.detail, give_up=True)
             return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:500])
-        body = response.text[:RESPONSE_EXCERPT]
         if response.is_success:
             return Attempt(True, status_code=response.status_code, response_body=body)
         return Attempt(
             False,
             status_code=response.status_code,
             error=f"HTTP {response.status_code}",
-            retry_after=retry_after(response.headers.get("retry-after")),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
             give_up=response.status_code == 410,
             response_body=body,
         )
@@ -121,17 +124,11 @@ class WebhookSender:
         await self.http.aclose()
 
 
-def retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - utcnow()).total_seconds())
+async def _excerpt(response: httpx.Response) -> str:
+    """The start of the answer, for the deliveries log; the rest is never read."""
+    kept = b""
+    async for chunk in response.aiter_bytes():
+        kept += chunk
+        if len(kept) >= RESPONSE_EXCERPT:
+            break
+    return kept[:RESPONSE_EXCERPT].decode(errors="replace")
