@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.cli_channels import channels_app
 from relaychat.cli_keys import keys_app
 from relaychat.cli_webhooks import webhooks_app
+from relaychat.crypto import SecretBox
 from relaychat.devtools.cli import dev_app
 from relaychat.errors import AppError, UserNotFound
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
@@ -89,9 +90,10 @@ def serve(
         )
         raise typer.Exit(2)
     try:
-        # Resolve (or generate) the JWT secret once, before workers race to create it.
+        # Resolve (or generate) the secrets once, before workers race to create them.
         settings.resolved_jwt_secret()
-    except PlaceholderSecretError as exc:
+        SecretBox(settings.resolved_encryption_keys())
+    except (PlaceholderSecretError, ValueError) as exc:
         typer.secho(f"configuration error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     migrate.upgrade(settings.effective_database_url)

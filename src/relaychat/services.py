@@ -21,6 +21,7 @@ from relaychat.domain.outbox import DOORBELL
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.tokens import AccessTokens
 from relaychat.domain.toolbox import Toolbox
+from relaychat.domain.webhooks import check_encryption_key
 from relaychat.llm.mcp import McpManager
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry
@@ -145,6 +146,8 @@ class Services:
 
     async def start(self) -> None:
         """Start the event bus, the generation runner (which recovers orphans), the outbox."""
+        async with self.sessionmaker() as session:
+            await check_encryption_key(session, self.secrets)
         await self.bus.start()
         await self.runner.start()
         self.audit.start()

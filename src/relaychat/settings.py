@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -168,6 +169,11 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: list[float]) -> list[float]:
         if not value or any(step < 0 for step in value):
             raise ValueError("WEBHOOK_RETRY_SCHEDULE needs one or more non-negative delays")
+        if value[0] != 0:
+            # As in Standard Webhooks' schedule: the first attempt is made at once.
+            raise ValueError(
+                "WEBHOOK_RETRY_SCHEDULE starts with 0 (the first attempt is immediate)"
+            )
         return value
 
     # -- derived -------------------------------------------------------------------------
@@ -196,7 +202,7 @@ class Settings(BaseSettings):
     def _kept_secret(self, name: str, generate: Callable[[], str]) -> str:
         path = self.data_dir / name
         if path.exists():
-            return path.read_text().strip()
+            return _read_kept(path)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         value = generate()
         # O_EXCL: when two workers start together only one secret wins; the other reads it.
@@ -205,8 +211,18 @@ class Settings(BaseSettings):
                 path.chmod(0o600)
                 handle.write(value)
         except FileExistsError:
-            return path.read_text().strip()
+            return _read_kept(path)
         return value
+
+
+def _read_kept(path: Path) -> str:
+    """A kept secret; another process may have created the file and not yet written it."""
+    for _ in range(50):
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise ValueError(f"{path} is empty; delete it to have a new secret generated")
 
 
 def check_secret(name: str, value: str) -> None:

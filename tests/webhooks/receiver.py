@@ -42,7 +42,15 @@ class Receiver:
     secret: str | None = None
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    # When set, each request is held until the event is set (an attempt in flight).
+    hold: asyncio.Event | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _arrival: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for_arrival(self, seconds: float = 15) -> None:
+        """Until a request has arrived (answered or still held)."""
+        async with asyncio.timeout(seconds):
+            await self._arrival.wait()
 
     @property
     def accepted(self) -> list[Delivery]:
@@ -60,6 +68,9 @@ class Receiver:
     async def _handle(self, request: Request) -> Response:
         body = (await request.body()).decode()
         headers = dict(request.headers)
+        self._arrival.set()
+        if self.hold is not None:
+            await self.hold.wait()
         verified = False
         if self.secret is not None:
             try:

@@ -98,3 +98,9 @@ def test_generated_encryption_key_is_kept_private(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).resolved_encryption_keys() == [key]
     assert stat.S_IMODE((tmp_path / "encryption_key").stat().st_mode) == 0o600
     SecretBox([key]).decrypt(SecretBox([key]).encrypt("x"))
+
+
+def test_schedule_starts_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "5,300")
+    with pytest.raises(ValidationError, match="starts with 0"):
+        Settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -197,3 +198,66 @@ async def test_redeliver_sends_the_same_message_again(
         f"/api/webhooks/{hook['id']}/deliveries/msg_nope/redeliver", headers=user.headers
     )
     assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
+
+
+async def test_redelivering_a_delivery_in_flight_is_409(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver, clock: Clock
+) -> None:
+    gate = asyncio.Event()
+    receiver.hold = gate
+    user = await make_user(client)
+    hook = await register(client, user, receiver, events=["message.created"])
+    await one_event(client, user)
+    await receiver.wait_for_arrival()
+    listed = await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=user.headers)
+    [entry] = listed.json()["deliveries"]
+    busy = await client.post(
+        f"/api/webhooks/{hook['id']}/deliveries/{entry['id']}/redeliver", headers=user.headers
+    )
+    assert busy.status_code == 409 and busy.json()["code"] == "delivery_in_flight"
+    gate.set()
+    await receiver.wait_for(1)
+    done = await settled(client, user, hook, receiver, 1)
+    assert done["status"] == "delivered"
+
+
+async def test_a_new_url_forgets_the_failure_streak(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver, clock: Clock
+) -> None:
+    user, hook = await setup(client, receiver, (500, {}))
+    await settled(client, user, hook, receiver, 1)
+    state = (await client.get(f"/api/webhooks/{hook['id']}", headers=user.headers)).json()
+    assert state["failing_since"] is not None
+    moved = await client.patch(
+        f"/api/webhooks/{hook['id']}", json={"url": receiver.url + "?v=2"}, headers=user.headers
+    )
+    assert moved.json()["failing_since"] is None
+
+
+async def test_deliveries_page_by_cursor(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver, clock: Clock
+) -> None:
+    user = await make_user(client)
+    hook = await register(client, user, receiver, events=["message.created"])
+    cid = (await make_conversation(client, user))["conversation_id"]
+    for n in range(5):
+        response = await client.post(
+            f"/api/messages/{cid}",
+            json={"content": f"n{n}", "respond": False},
+            headers=user.headers,
+        )
+        assert response.status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"before": cursor} if cursor else {})}
+        page = (
+            await client.get(
+                f"/api/webhooks/{hook['id']}/deliveries", params=params, headers=user.headers
+            )
+        ).json()
+        seen += [d["id"] for d in page["deliveries"]]
+        cursor = page["next_before"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
+from relaychat.crypto import SecretUnreadable
 from relaychat.services import Services
 from tests.factories import make_key, make_user
 
@@ -150,3 +152,18 @@ async def test_patch_and_delete(client: httpx.AsyncClient) -> None:
 
 async def test_requires_a_user(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/webhooks")).status_code == 401
+
+
+async def test_a_server_with_another_encryption_key_refuses_to_start(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    user = await make_user(client)
+    created = await client.post(
+        "/api/webhooks", json={"url": "https://example.com/h"}, headers=user.headers
+    )
+    assert created.status_code == 201
+    other = services.settings.model_copy(update={"encryption_key": Fernet.generate_key().decode()})
+    stranger = Services.build(other, engine=services.engine)
+    with pytest.raises(SecretUnreadable, match="same ENCRYPTION_KEY"):
+        await stranger.start()
+    await stranger.close()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,21 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import webhooks
 from relaychat.domain.render import iso
+from relaychat.domain.webhooks import EVENT_TYPES, EventType
 from relaychat.safehttp import check_url
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 EndpointId = Annotated[str, Path(max_length=64)]
-EventType = Literal[
-    "message.created", "message.completed", "message.failed", "conversation.created"
-]
-ALL_EVENTS: list[EventType] = [
-    "message.created",
-    "message.completed",
-    "message.failed",
-    "conversation.created",
-]
 
 
 class WebhookCreate(BaseModel):
@@ -33,7 +24,7 @@ class WebhookCreate(BaseModel):
 
     url: str = Field(min_length=1, max_length=2048)
     events: list[EventType] = Field(
-        default_factory=lambda: list(ALL_EVENTS),
+        default_factory=lambda: list(EVENT_TYPES),
         min_length=1,
         description="Event types to receive; all of them by default.",
     )
@@ -179,6 +170,7 @@ async def patch(
         endpoint.url = check_url(
             body.url, allow_private=services.settings.webhook_allow_private_networks
         )
+        endpoint.failing_since = None  # a new address starts a new record
     if body.events is not None:
         endpoint.events = webhooks.check_events(body.events)
     if "description" in body.model_fields_set:
@@ -203,14 +195,16 @@ async def deliveries(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    before: Annotated[datetime | None, Query(description="`next_before` of the last page.")] = None,
+    before: Annotated[
+        str | None, Query(max_length=64, description="`next_before` of the previous page.")
+    ] = None,
 ) -> DeliveryList:
     """The endpoint's deliveries, newest first, with their state and last attempt."""
     endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
     items = await webhooks.list_deliveries(session, endpoint, limit=limit, before=before)
     return DeliveryList(
         deliveries=[_delivery(i) for i in items],
-        next_before=iso(items[-1].created_at) if len(items) == limit else None,
+        next_before=items[-1].id if len(items) == limit else None,
     )
 
 

@@ -14,21 +14,23 @@ import hmac
 import json
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.crypto import SecretBox
+from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
-from relaychat.errors import NotFound, ValidationFailed
-from relaychat.storage.models import ApiKey, OutboxAttempt, OutboxItem, WebhookEndpoint
+from relaychat.errors import Conflict, NotFound, ValidationFailed
+from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
 
-EVENT_TYPES = ("message.created", "message.completed", "message.failed", "conversation.created")
+EventType = Literal[
+    "message.created", "message.completed", "message.failed", "conversation.created"
+]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 SECRET_PREFIX = "whsec_"
 MAX_ENDPOINTS_PER_USER = 50
 
@@ -41,6 +43,11 @@ class WebhookNotFound(NotFound):
 class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
     title = "No such delivery"
+
+
+class DeliveryInFlight(Conflict):
+    code = "delivery_in_flight"
+    title = "This delivery is being attempted right now"
 
 
 def new_secret() -> str:
@@ -146,14 +153,20 @@ async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> N
 
 
 async def list_deliveries(
-    session: AsyncSession, endpoint: WebhookEndpoint, *, limit: int, before: datetime | None
+    session: AsyncSession, endpoint: WebhookEndpoint, *, limit: int, before: str | None
 ) -> Sequence[OutboxItem]:
-    """The endpoint's deliveries, newest first."""
+    """The endpoint's deliveries, newest first; `before`: the last delivery id of a page."""
     query = select(OutboxItem).where(
         OutboxItem.kind == "webhook", OutboxItem.target_id == endpoint.id
     )
     if before is not None:
-        query = query.where(OutboxItem.created_at < before)
+        cursor = await get_delivery(session, endpoint, before)
+        query = query.where(
+            or_(
+                OutboxItem.created_at < cursor.created_at,
+                and_(OutboxItem.created_at == cursor.created_at, OutboxItem.id < cursor.id),
+            )
+        )
     return (
         await session.scalars(
             query.order_by(OutboxItem.created_at.desc(), OutboxItem.id.desc()).limit(limit)
@@ -183,6 +196,9 @@ async def list_attempts(session: AsyncSession, item: OutboxItem) -> Sequence[Out
 
 async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     """Send again now, with the same `webhook-id` and body, and a fresh retry schedule."""
+    if item.claimed_by is not None and item.next_attempt_at > utcnow():
+        # Its worker would record its outcome over ours, or both would send it at once.
+        raise DeliveryInFlight("try again once the current attempt has ended")
     item.status = "pending"
     item.attempts = 0
     item.next_attempt_at = utcnow()
@@ -191,6 +207,23 @@ async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     session.info[outbox.PENDING] = True
     await session.commit()
     return item
+
+
+async def check_encryption_key(session: AsyncSession, box: SecretBox) -> None:
+    """Refuse a key that cannot open the secrets already stored: every host of one database
+    must share ENCRYPTION_KEY, or callbacks would fail on some of them."""
+    for column in (WebhookEndpoint.secret_encrypted, Channel.secret_encrypted):
+        sample = await session.scalar(select(column).where(column.is_not(None)).limit(1))
+        if sample is None:
+            continue
+        try:
+            box.decrypt(sample)
+        except SecretUnreadable as exc:
+            raise SecretUnreadable(
+                "ENCRYPTION_KEY cannot decrypt the secrets stored in this database: give "
+                "every server of it the same ENCRYPTION_KEY (the one in the data dir of the "
+                "first, or the value you set), listing older keys after the new one"
+            ) from exc
 
 
 async def emit(
