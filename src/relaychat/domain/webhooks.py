@@ -242,8 +242,13 @@ async def emit(
         if api_key_id is None
         else or_(owner_scope, WebhookEndpoint.api_key_id == api_key_id)
     )
+    # Plain rows, not entities: this runs for every message, usually to find nothing.
     endpoints = (
-        await session.scalars(select(WebhookEndpoint).where(scope, WebhookEndpoint.enabled))
+        await session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.user_id, WebhookEndpoint.events).where(
+                scope, WebhookEndpoint.enabled
+            )
+        )
     ).all()
     now = utcnow()
     body: str | None = None
