@@ -73,6 +73,12 @@ async def post_signed(
     return await client.post(url, content=urlencode(pairs), headers=headers)
 
 
+def thread(channel: dict[str, Any], source: str = "sms", phone: str = SENDER) -> str:
+    """The conversation a channel keeps for a sender: the source, the number, then the first
+    12 hex digits of the channel's id (`sms-+14155552671.3f2a9c1b7d4e`)."""
+    return f"{source}-{phone}.{channel['id'].replace('-', '')[:12]}"
+
+
 async def make_channel(
     client: httpx.AsyncClient, user: TestUser, fake: FakeTwilio, **fields: Any
 ) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from relaychat.devtools.fake_twilio import FakeTwilio
@@ -20,6 +21,7 @@ from tests.channels.conftest import (
     make_channel,
     post_signed,
     sign,
+    thread,
 )
 from tests.factories import TestUser, make_user
 
@@ -57,7 +59,7 @@ async def test_signed_sms_is_stored_and_answered_with_empty_twiml(
     assert response.text == EMPTY_TWIML
     assert response.headers["content-type"].startswith("text/xml")
 
-    stored = await messages_of(client, owner, f"sms-{SENDER}")
+    stored = await messages_of(client, owner, thread(channel))
     message = stored[0]
     assert (message["role"], message["text"]) == ("external", "Hi, is my order ready?")
     meta = message["metadata"]
@@ -76,7 +78,7 @@ async def test_whatsapp_keeps_its_channel(
     owner, channel = await _admin_and_channel(client, fake_twilio)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__whatsapp"))
     assert response.status_code == 200, response.text
-    (message, *_) = await messages_of(client, owner, f"whatsapp-{SENDER}")
+    (message, *_) = await messages_of(client, owner, thread(channel, "whatsapp"))
     assert message["text"] == "Hello from WhatsApp 👋"
     twilio = message["metadata"]["twilio"]
     assert (twilio["from"], twilio["to"]) == (f"whatsapp:{SENDER}", "whatsapp:+14155238886")
@@ -89,7 +91,7 @@ async def test_media_urls_are_kept(client: httpx.AsyncClient, fake_twilio: FakeT
     form = fixture_form("inbound__media")
     response = await post_signed(client, channel["webhook_url"], form)
     assert response.status_code == 200, response.text
-    (message, *_) = await messages_of(client, owner, f"sms-{SENDER}")
+    (message, *_) = await messages_of(client, owner, thread(channel))
     urls = dict(form)
     media = message["metadata"]["twilio"]["media"]
     assert media == [
@@ -188,7 +190,7 @@ async def test_twilio_retry_of_a_message_sid_is_stored_once(
     assert first.status_code == again.status_code == 200
     assert again.text == EMPTY_TWIML
     assert again.headers["idempotent-replayed"] == "true"
-    stored = await messages_of(client, owner, f"sms-{SENDER}")
+    stored = await messages_of(client, owner, thread(channel))
     assert len(stored) == 1
 
 
@@ -242,7 +244,7 @@ async def test_by_phone_reaches_the_user_with_that_number(
     assert patched.status_code == 200, patched.text
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200, response.text
-    (message, *_) = await messages_of(client, ann, f"sms-{SENDER}")
+    (message, *_) = await messages_of(client, ann, thread(channel))
     assert message["text"] == "Hi, is my order ready?"
 
 
@@ -256,8 +258,10 @@ async def test_fixed_owner_gets_every_sender(
     channel = await make_channel(client, admin, fake_twilio, owner=bob.email, endpoint=None)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200, response.text
-    assert len(await messages_of(client, bob, f"sms-{SENDER}")) == 1
-    assert (await client.get(f"/api/convos/sms-{SENDER}", headers=admin.headers)).status_code == 404
+    assert len(await messages_of(client, bob, thread(channel))) == 1
+    assert (
+        await client.get(f"/api/convos/{thread(channel)}", headers=admin.headers)
+    ).status_code == 404
 
 
 async def test_form_from_another_account_is_refused(
@@ -305,3 +309,74 @@ async def test_token_from_the_environment(
     assert unset.json()["code"] == "channel_secret_missing"
     monkeypatch.setenv("RC_TEST_TWILIO_TOKEN", AUTH_TOKEN)
     assert (await post_signed(client, channel["webhook_url"], form)).status_code == 200
+
+
+# -- threads: one per channel and sender, held by whom the channel says ----------------
+
+
+@pytest.mark.parametrize("by_phone", [True, False], ids=["by_phone", "fixed_owner"])
+async def test_thread_created_beforehand_by_someone_else_is_refused(
+    client: httpx.AsyncClient,
+    fake_twilio: FakeTwilio,
+    services: Services,
+    clean_backend: Backend,
+    by_phone: bool,
+) -> None:
+    admin = await make_user(client)
+    ann = await make_user(client)
+    mallory = await make_user(client)
+    if by_phone:
+        patched = await client.patch(
+            "/api/user", json={"phone_number": SENDER}, headers=ann.headers
+        )
+        assert patched.status_code == 200, patched.text
+        channel = await make_channel(client, admin, fake_twilio, resolve_by_phone=True)
+    else:
+        channel = await make_channel(client, admin, fake_twilio, owner=ann.email)
+    # Mallory takes the id the channel's thread for Ann's number will have, with her own
+    # endpoint, hoping to read Ann's messages and answer them in the channel's name.
+    taken = await client.post(
+        "/api/convos",
+        json={"conversation_id": thread(channel), "endpoint": "fake"},
+        headers=mallory.headers,
+    )
+    assert taken.status_code == 201, taken.text
+    before = await row_counts(clean_backend)
+
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "channel_thread_taken"
+    assert await messages_of(client, mallory, thread(channel)) == []
+    await services.audit.flush()
+    after = await row_counts(clean_backend)
+    assert after.pop("audit_events") == before.pop("audit_events") + 1
+    assert after == before  # no message, user, idempotency record or reply
+    async with services.sessionmaker() as session:
+        (event,) = (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.conversation_id == thread(channel))
+            )
+        ).all()
+    assert (event.outcome, event.reason, event.status) == ("refused", "channel_thread_taken", 409)
+    assert fake_twilio.messages == []
+
+
+async def test_two_channels_receive_one_number_into_their_own_threads(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    bob = await make_user(client)
+    carol = await make_user(client)
+    first = await make_channel(client, admin, fake_twilio, owner=bob.email, endpoint=None)
+    second = await make_channel(
+        client, admin, fake_twilio, name="Second line", owner=carol.email, endpoint=None
+    )
+    assert thread(first) != thread(second)
+    for channel in (first, second):
+        response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+        assert response.status_code == 200, response.text
+    for user, channel in ((bob, first), (carol, second)):
+        (message,) = await messages_of(client, user, thread(channel))
+        assert message["text"] == "Hi, is my order ready?"
+        assert message["metadata"]["channel_id"] == channel["id"]

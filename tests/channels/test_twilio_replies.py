@@ -24,6 +24,7 @@ from tests.channels.conftest import (
     make_channel,
     post_signed,
     sent_messages,
+    thread,
     wait_for,
 )
 from tests.factories import TestUser, make_user
@@ -106,12 +107,12 @@ async def test_signed_sms_gets_the_agents_reply_through_twilio(
     (sent,) = await sent_messages(fake_twilio)
     assert (sent.to, sent.from_, sent.body) == (SENDER, OUR_NUMBER, fake_llm.state.config.reply)
     assert sent.account_sid == channel["account_sid"]
-    reply = await _conversation_reply(client, admin, f"sms-{SENDER}")
+    reply = await _conversation_reply(client, admin, thread(channel))
     assert reply["text"] == sent.body
     assert sent.status_callback == (
         f"https://testserver/api/channels/twilio/{channel['id']}/status/{reply['message_id']}"
     )
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    delivery = await _delivery(client, admin, thread(channel), "queued")
     assert delivery["parts"] == [{"index": 0, "sid": sent.sid, "status": "queued"}]
     # The agent answered (its instructions went to the model with the text).
     asked = [r.body for r in fake_llm.requests if "order ready" in str(r.body)]
@@ -150,7 +151,7 @@ async def test_long_reply_is_sent_in_parts_in_order(
     sent = await sent_messages(fake_twilio, len(expected))
     assert [m.body for m in sent] == expected
     assert all(len(m.body) <= 1600 for m in sent)
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    delivery = await _delivery(client, admin, thread(channel), "queued")
     assert [p["index"] for p in delivery["parts"]] == [0, 1, 2, 3]
     assert delivery["part_count"] == 4
 
@@ -164,7 +165,7 @@ async def test_twilio_500_then_success_resumes_without_resending(
     await _ask_for(client, channel, LONG)
     expected = split_body(LONG)
     sent = await sent_messages(fake_twilio, len(expected))
-    await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    await _delivery(client, admin, thread(channel), "queued")
     assert [m.body for m in sent] == expected  # each part once, in order
     assert fake_twilio.state.requests == len(expected) + 1
     (item,) = await _outbox(services)
@@ -195,7 +196,7 @@ async def test_invalid_to_gives_up_and_marks_the_reply_failed(
     fake_twilio.fail_next(1, status=400, code=21211)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", "failed")
+    delivery = await _delivery(client, admin, thread(channel), "failed")
     assert delivery["error"]["code"] == 21211
     assert delivery["error"]["status"] == 400
     (item,) = await _outbox(services)
@@ -211,7 +212,7 @@ async def test_no_reply_is_sent_for_a_channel_without_endpoint(
     channel = await make_channel(client, admin, fake_twilio, endpoint=None)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200
-    assert [m["role"] for m in await messages_of(client, admin, f"sms-{SENDER}")] == ["external"]
+    assert [m["role"] for m in await messages_of(client, admin, thread(channel))] == ["external"]
     assert await _outbox(services) == []
 
 
@@ -227,7 +228,7 @@ async def _sent_reply(
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200
     (sent,) = await sent_messages(fake)
-    await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    await _delivery(client, admin, thread(channel), "queued")
     assert sent.status_callback is not None
     return admin, channel, sent.status_callback, sent.sid
 
@@ -236,22 +237,22 @@ async def _sent_reply(
 async def test_status_callback_moves_the_delivery_state(
     client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, state: str
 ) -> None:
-    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
     form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
     response = await post_signed(client, url, form)
     assert response.status_code == 204, response.text
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", state)
+    delivery = await _delivery(client, admin, thread(channel), state)
     assert delivery["parts"][0]["status"] == variant
 
 
 async def test_late_status_callback_never_moves_back(
     client: httpx.AsyncClient, fake_twilio: FakeTwilio
 ) -> None:
-    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
     for variant in ("delivered", "sent"):
         form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
         assert (await post_signed(client, url, form)).status_code == 204
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", "delivered")
+    delivery = await _delivery(client, admin, thread(channel), "delivered")
     assert delivery["parts"][0]["status"] == "delivered"
 
 
@@ -259,10 +260,10 @@ async def test_late_status_callback_never_moves_back(
 async def test_failed_status_callback_records_the_error(
     client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, code: str
 ) -> None:
-    admin, _, url, sid = await _sent_reply(client, fake_twilio)
+    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
     form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
     assert (await post_signed(client, url, form)).status_code == 204
-    delivery = await _delivery(client, admin, f"sms-{SENDER}", "failed")
+    delivery = await _delivery(client, admin, thread(channel), "failed")
     assert delivery["parts"][0]["error_code"] == code
 
 
@@ -279,4 +280,4 @@ async def test_status_callback_needs_a_signature_and_the_sending_channel(
     foreign = url.replace(channel["id"], other["id"])
     response = await post_signed(client, foreign, form)
     assert response.status_code == 404
-    await _delivery(client, admin, f"sms-{SENDER}", "queued")
+    await _delivery(client, admin, thread(channel), "queued")

@@ -6,7 +6,8 @@ external message, and accepted through the same pipeline, permissions and owner
 resolution as an API key's (`relaychat.domain.external.accept`). The answer is an empty
 TwiML `<Response/>` at once; the reply goes out later through the outbox (Messages API).
 Twilio's retries of a message carry the same `MessageSid`, which is the idempotency key:
-a retry replays the empty answer and stores nothing.
+a retry replays the empty answer and stores nothing. Each sender has one thread per
+channel, which must belong to the user the channel names (see domain.channel_threads).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
     get_signature_algorithm,
 )
 
-from relaychat.domain import channel_replies, channels, external, idempotency
+from relaychat.domain import channel_replies, channel_threads, channels, external, idempotency
 from relaychat.domain.audit import new_audit_event
 from relaychat.domain.ids import new_id
 from relaychat.domain.keys import KeyPermissions, KeyPrincipal
@@ -255,7 +256,7 @@ def _principal(channel: Channel) -> KeyPrincipal:
         # Routing by phone acts for whichever user the number belongs to.
         system=channel.owner_user_id is None,
         permissions=KeyPermissions(
-            allowed_conversations=["sms-*", "whatsapp-*"],
+            allowed_conversations=channel_threads.thread_patterns(channel.id),
             can_create_conversations=True,
             can_respond=True,
             respond_default=True,
@@ -270,7 +271,9 @@ def _principal(channel: Channel) -> KeyPrincipal:
 async def _accept(services: Services, channel: Channel, form: Form, audit: _Audit) -> Response:
     message = _message(form, channel, services.settings.phone_default_region)
     twilio = message.metadata["twilio"]
-    conversation_id = external.thread_id(message.metadata, message.metadata["phoneNumber"])
+    conversation_id = channel_threads.thread_id(
+        channel.id, message.metadata["source"], message.metadata["phoneNumber"]
+    )
     audit.conversation_id = conversation_id
     key_ref = channels.channel_ref(channel.id)
     fingerprint = idempotency.request_fingerprint(
@@ -315,16 +318,23 @@ async def _accept_once(
             try:
                 existing = (
                     await session.execute(
-                        select(Conversation.endpoint, Conversation.agent_id).where(
-                            Conversation.id == conversation_id
-                        )
+                        select(
+                            Conversation.user_id, Conversation.endpoint, Conversation.agent_id
+                        ).where(Conversation.id == conversation_id)
                     )
                 ).first()
+                holder = existing.user_id if existing is not None else None
+                caller, user = await _caller(
+                    session, channel, conversation_id, holder, message, audit
+                )
                 # Answered by the thread's endpoint (the channel's, for a new thread); with
                 # none, the message is only stored, for a person to answer in the browser.
-                target = existing if existing is not None else (channel.endpoint, channel.agent_id)
+                target = (
+                    (existing.endpoint, existing.agent_id)
+                    if existing is not None
+                    else (channel.endpoint, channel.agent_id)
+                )
                 respond = any(target)
-                caller, user = await _caller(session, channel, conversation_id, message, audit)
                 return await external.accept(
                     session,
                     services.chat,
@@ -351,24 +361,29 @@ async def _caller(
     session: AsyncSession,
     channel: Channel,
     conversation_id: str,
+    holder: str | None,
     message: external.ExternalMessage,
     audit: _Audit,
 ) -> tuple[Caller, str | None]:
     """Who the message belongs to: the channel's owner, or the user with the sender's number
-    (provisioned now, in the message's transaction, when the channel says so)."""
+    (provisioned now, in the message's transaction, when the channel says so). A thread that
+    exists already (`holder` is its owner) must be theirs."""
     if channel.owner_user_id is not None:
         owner = channel.owner_user_id
+        channel_threads.check_thread_owner(conversation_id, holder, owner)
         return Caller(system=False, key_owner_id=owner, can_name_user=True), owner
     caller = Caller(system=True, key_owner_id=None, can_name_user=False)
     phone = message.metadata["phoneNumber"]
-    if await session.scalar(
-        select(Conversation.id).where(Conversation.id == conversation_id)
-    ) or await session.scalar(select(User.id).where(User.phone_number == phone)):
+    user_id = await session.scalar(select(User.id).where(User.phone_number == phone))
+    if user_id is not None:
+        channel_threads.check_thread_owner(conversation_id, holder, user_id)
         return caller, None
     if not (channel.config or {}).get("provision_unknown"):
         raise channels.SenderUnknown(
             "no user has this phone number and the channel does not provision users"
         )
+    # The user about to be provisioned holds nothing yet.
+    channel_threads.check_thread_owner(conversation_id, holder, None)
     twilio = message.metadata["twilio"]
     session.add(
         User(
