@@ -14,7 +14,8 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.domain.channel_replies import MAX_BODY_UNITS, split_body
 from relaychat.services import Services
-from relaychat.storage.models import OutboxItem
+from relaychat.storage.models import OutboxAttempt, OutboxItem
+from relaychat.workers.twilio import TwilioSender, _twilio_error
 from tests.api.test_agents import make_agent
 from tests.api.test_generation import messages_of
 from tests.channels.conftest import (
@@ -170,6 +171,116 @@ async def test_twilio_500_then_success_resumes_without_resending(
     assert fake_twilio.state.requests == len(expected) + 1
     (item,) = await _outbox(services)
     assert (item.status, item.attempts) == ("delivered", 2)
+
+
+async def test_attempt_cut_short_after_a_part_resumes_with_the_next_part(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    # Twilio accepts part 1, then hangs on part 2 past the attempt's deadline: the worker
+    # abandons the attempt, so only what the sender saved on the way survives it.
+    services.outbox.attempt_seconds = 1.0
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    fake_twilio.fail_next(1, status=503, hang=3.0, after=1)
+    await _ask_for(client, channel, LONG)
+    expected = split_body(LONG)
+    sent = await sent_messages(fake_twilio, len(expected))
+    await _delivery(client, admin, thread(channel), "queued")
+    assert [m.body for m in sent] == expected  # part 1 once, then 2, 3, 4
+    (item,) = await _outbox(services)
+    assert item.status == "delivered"
+    async with services.sessionmaker() as session:
+        errors = (
+            await session.scalars(
+                select(OutboxAttempt.error)
+                .where(OutboxAttempt.item_id == item.id)
+                .order_by(OutboxAttempt.attempted_at)
+            )
+        ).all()
+    assert errors[0] is not None and errors[0].startswith("no outcome within")
+    await asyncio.sleep(0.1)
+    assert len(fake_twilio.messages) == len(expected)
+
+
+async def test_sender_saves_each_accepted_part_and_stops_when_the_claim_is_lost(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    payload = {
+        "channel_id": channel["id"],
+        "message_id": "5f0c7a9e-2b1d-4c3e-8f6a-0123456789ab",
+        "to": SENDER,
+        "from": OUR_NUMBER,
+        "parts": ["one", "two", "three"],
+        "sent": [],
+    }
+    item = OutboxItem(id="twilio-test", kind="twilio", target_id=channel["id"])
+    item.payload = json.dumps(payload)
+    saved: list[dict[str, Any]] = []
+
+    async def checkpoint(text: str) -> bool:
+        saved.append(json.loads(text))
+        return len(saved) < 2  # the claim is lost after part 2 was saved
+
+    sender = TwilioSender(services.sessionmaker, services.secrets)
+    try:
+        attempt = await sender.send(item, checkpoint)
+    finally:
+        await sender.aclose()
+    assert [m.body for m in fake_twilio.messages] == ["one", "two"]
+    assert [[p["index"] for p in s["sent"]] for s in saved] == [[0], [0, 1]]
+    assert [p["sid"] for p in saved[1]["sent"]] == [m.sid for m in fake_twilio.messages]
+    assert not attempt.delivered
+
+
+async def test_a_request_has_one_deadline_for_the_whole_exchange(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, services: Services
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    payload = {
+        "channel_id": channel["id"],
+        "message_id": "5f0c7a9e-2b1d-4c3e-8f6a-0123456789ab",
+        "to": SENDER,
+        "from": OUR_NUMBER,
+        "parts": ["one", "two"],
+        "sent": [],
+    }
+    item = OutboxItem(id="twilio-test", kind="twilio", target_id=channel["id"])
+    item.payload = json.dumps(payload)
+    fake_twilio.fail_next(1, status=503, hang=3.0, after=1)
+
+    async def checkpoint(text: str) -> bool:
+        return True
+
+    sender = TwilioSender(services.sessionmaker, services.secrets, timeout=0.5)
+    try:
+        attempt = await sender.send(item, checkpoint)
+    finally:
+        await sender.aclose()
+    assert (attempt.delivered, attempt.error, attempt.give_up) == (
+        False,
+        "no answer within 0.5 s",
+        False,
+    )
+    assert attempt.payload is not None
+    assert [p["index"] for p in json.loads(attempt.payload)["sent"]] == [0]
+
+
+def test_error_without_a_twilio_body_reports_the_http_status() -> None:
+    html = b"<html><body>502 Bad Gateway</body></html>"
+    assert _twilio_error(httpx.Response(502, content=html), html) == {
+        "code": None,
+        "message": "HTTP 502 Bad Gateway",
+        "status": 502,
+    }
+    twilio = b'{"code": 21211, "message": "The \'To\' number is not valid.", "status": 400}'
+    assert _twilio_error(httpx.Response(400, content=twilio), twilio) == {
+        "code": 21211,
+        "message": "The 'To' number is not valid.",
+        "status": 400,
+    }
 
 
 async def test_rate_limited_send_waits_for_retry_after(

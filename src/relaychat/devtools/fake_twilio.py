@@ -14,7 +14,8 @@ message resource (`sid` `SM…`, `status` `queued`), or an error body
 
 Tests read `fake.messages`, and inject failures with `fake.fail_next(times, status=500)`
 (or 429 with `retry_after`, or a 4xx with a Twilio `code`; `after=N` lets N sends through
-first). With `callbacks=True`, each
+first; `hang=seconds` answers only after that long, as a stuck API would, and accepts
+nothing). With `callbacks=True`, each
 message's `StatusCallback` is sent `sent`, then `delivered`, signed with the token the way
 Twilio signs (`X-Twilio-Signature`), so a local server sees its replies delivered.
 """
@@ -104,6 +105,7 @@ class _Failure:
     status: int
     code: int | None
     retry_after: int | None
+    hang: float = 0.0
 
 
 @dataclass
@@ -128,12 +130,13 @@ class FakeTwilioState:
         code: int | None = None,
         retry_after: int | None = None,
         after: int = 0,
+        hang: float = 0.0,
     ) -> None:
-        """Answer `times` sends with this error instead of accepting them, once `after`
-        more sends were accepted."""
+        """Answer `times` sends with this error instead of accepting them (after `hang`
+        seconds), once `after` more sends were accepted."""
         self.fail_after = after
         for _ in range(times):
-            self.failures.append(_Failure(status, code, retry_after))
+            self.failures.append(_Failure(status, code, retry_after, hang))
 
 
 def _error(status: int, code: int | None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -209,6 +212,8 @@ def create_fake_twilio_app(state: FakeTwilioState | None = None) -> FastAPI:
             state.fail_after -= 1
         elif state.failures:
             failure = state.failures.popleft()
+            if failure.hang:
+                await asyncio.sleep(failure.hang)
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
             return _error(failure.status, failure.code, headers)
         raw = await request.form()

@@ -4,17 +4,20 @@ We POST the form ourselves with httpx rather than through the `twilio` REST clie
 base URL must be configurable per channel (tests and `relaychat dev fake-twilio` point it
 at a fake) and the call must be async on a shared connection pool.
 
-A reply split into parts is sent part by part; each part Twilio accepted is written into
-the item's payload (`sent`), which the worker stores whatever the outcome, so a retry
-resumes with the first part not yet accepted and never sends one twice.
+A reply split into parts is sent part by part. Each part Twilio accepted is added to the
+item's payload (`sent`) and saved at once with the worker's `checkpoint` (which also renews
+the lease), before the next part is sent: an attempt abandoned at its deadline, cancelled
+or cut short by a crash resumes with the first part not yet accepted and never sends one
+twice. Each request has one deadline for the whole exchange, and at most 64 KiB of an
+answer is read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,12 +33,15 @@ from relaychat.domain.channels import (
 )
 from relaychat.errors import AppError
 from relaychat.storage.models import Channel, OutboxItem
-from relaychat.workers.outbox import Attempt, Checkpoint
+from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 15.0
+# A message resource or an error is a kilobyte or two; nothing longer is worth reading.
+_READ_LIMIT = 64 * 1024
 _RESPONSE_KEEP = 2000  # characters of a response body kept in the deliveries log
+_MESSAGE_KEEP = 500  # characters of Twilio's error message kept on the reply
 
 
 def messages_url(api_base_url: str, account_sid: str) -> str:
@@ -43,36 +49,38 @@ def messages_url(api_base_url: str, account_sid: str) -> str:
     return f"{api_base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+async def _read(response: httpx.Response) -> bytes:
+    """The start of an answer, at most `_READ_LIMIT` bytes; the rest is never read."""
+    kept = bytearray()
+    async for chunk in response.aiter_bytes():
+        kept += chunk
+        if len(kept) >= _READ_LIMIT:
+            break
+    return bytes(kept[:_READ_LIMIT])
 
 
-def _twilio_error(response: httpx.Response) -> dict[str, Any]:
-    """Twilio's error body (`code`, `message`, `more_info`), or what we can say instead."""
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        body = response.json()
+        value = json.loads(body)
     except ValueError:
-        body = None
-    if isinstance(body, dict) and (body.get("code") or body.get("message")):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _twilio_error(response: httpx.Response, body: bytes) -> dict[str, Any]:
+    """Twilio's error body (`code`, `message`), or the HTTP status when it sent none (a
+    proxy's HTML page, a truncated or empty body)."""
+    found = _json_object(body)
+    code = found.get("code")
+    message = found.get("message")
+    if isinstance(code, int | str) or isinstance(message, str):
         return {
-            "code": body.get("code"),
-            "message": str(body.get("message") or ""),
+            "code": code if isinstance(code, int | str) else None,
+            "message": str(message or "")[:_MESSAGE_KEEP],
             "status": response.status_code,
         }
-    return {"code": None, "message": response.reason_phrase, "status": response.status_code}
+    reason = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return {"code": None, "message": reason, "status": response.status_code}
 
 
 class TwilioSender:
@@ -83,15 +91,21 @@ class TwilioSender:
         sessionmaker: async_sessionmaker[AsyncSession],
         secrets: SecretBox,
         http: httpx.AsyncClient | None = None,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.secrets = secrets
+        self.timeout = timeout
         self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
+        self.http = http or httpx.AsyncClient(timeout=timeout)
 
     async def send(self, item: OutboxItem, checkpoint: Checkpoint) -> Attempt:
-        """Send the parts not yet accepted, in order; stop at the first failure."""
+        """Send the parts not yet accepted, in order, saving each one Twilio accepted before
+        the next; stop at the first failure."""
         payload: dict[str, Any] = json.loads(item.payload)
+        # An error of an earlier attempt says nothing about this one.
+        payload.pop("last_error", None)
         async with self.sessionmaker() as session:
             channel = await session.get(Channel, item.target_id)
         if channel is None or not channel.enabled:
@@ -108,54 +122,68 @@ class TwilioSender:
         callback = status_callback_url(channel, payload["message_id"])
         sent: list[dict[str, Any]] = payload.setdefault("sent", [])
         done = {part["index"] for part in sent}
-        last: httpx.Response | None = None
-        for index, body in enumerate(payload["parts"]):
+        last: tuple[httpx.Response, bytes] | None = None
+        for index, text in enumerate(payload["parts"]):
             if index in done:
                 continue
             form = {
                 "To": payload["to"],
                 "From": payload["from"],
-                "Body": body,
+                "Body": text,
                 "StatusCallback": callback,
             }
             try:
-                last = await self.http.post(url, data=form, auth=(sid, token))
-            except httpx.HTTPError as exc:
-                error = {"code": None, "message": f"{type(exc).__name__}: {exc}"}
+                # One deadline for the whole exchange: httpx's timeouts are per operation.
+                async with (
+                    asyncio.timeout(self.timeout),
+                    self.http.stream("POST", url, data=form, auth=(sid, token)) as response,
+                ):
+                    body = await _read(response)
+            except (TimeoutError, httpx.TimeoutException):
+                error = {"code": None, "message": f"no answer within {self.timeout:g} s"}
                 return self._failed(payload, error)
-            if not last.is_success:
-                retry = last.status_code == 429 or last.status_code >= 500
+            except httpx.HTTPError as exc:
+                error = {"code": None, "message": f"{type(exc).__name__}: {exc}"[:_MESSAGE_KEEP]}
+                return self._failed(payload, error)
+            excerpt = body.decode(errors="replace")[:_RESPONSE_KEEP]
+            if not response.is_success:
+                retry = response.status_code == 429 or response.status_code >= 500
                 return self._failed(
                     payload,
-                    _twilio_error(last),
+                    _twilio_error(response, body),
                     give_up=not retry,
-                    status_code=last.status_code,
-                    retry_after=retry_after_seconds(last.headers.get("retry-after"))
+                    status_code=response.status_code,
+                    retry_after=parse_retry_after(response.headers.get("retry-after"))
                     if retry
                     else None,
-                    response_body=last.text[:_RESPONSE_KEEP],
+                    response_body=excerpt,
                 )
-            sent.append({"index": index, **self._accepted(last, index)})
-        payload.pop("last_error", None)
+            sent.append({"index": index, **self._accepted(body, index)})
+            last = (response, body)
+            # Saved before the next part: an attempt abandoned from here on resumes after it.
+            if not await checkpoint(json.dumps(payload)):
+                logger.warning("twilio item %s was taken from this worker; stopped", item.id)
+                return Attempt(
+                    False,
+                    status_code=response.status_code,
+                    error="the item was redelivered or cancelled meanwhile; stopped sending",
+                    payload=json.dumps(payload),
+                    response_body=excerpt,
+                )
         return Attempt(
             True,
-            status_code=last.status_code if last is not None else None,
+            status_code=last[0].status_code if last is not None else None,
             payload=json.dumps(payload),
-            response_body=last.text[:_RESPONSE_KEEP] if last is not None else None,
+            response_body=last[1].decode(errors="replace")[:_RESPONSE_KEEP] if last else None,
         )
 
     @staticmethod
-    def _accepted(response: httpx.Response, index: int) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
+    def _accepted(body: bytes, index: int) -> dict[str, Any]:
+        resource = _json_object(body)
         # Accepted all the same; without a sid its status callbacks just won't match it.
         return {
-            "sid": str(body.get("sid") or f"unknown-{index}"),
-            "status": str(body.get("status") or "queued"),
+            "sid": str(resource.get("sid") or f"unknown-{index}")[:64],
+            "status": str(resource.get("status") or "queued")[:32],
         }
 
     @staticmethod
@@ -187,7 +215,10 @@ class TwilioSender:
         payload: dict[str, Any] = json.loads(attempt.payload or item.payload)
         # The worker has just written the row's new status in this very transaction.
         status = await session.scalar(select(OutboxItem.status).where(OutboxItem.id == item.id))
-        error = payload.get("last_error") if status == "failed" else None
+        error = None
+        if status == "failed":
+            # An attempt the worker abandoned at its deadline left no error in the payload.
+            error = payload.get("last_error") or {"code": None, "message": attempt.error}
         if not payload.get("sent") and error is None:
             return
         await record_sent(
