@@ -53,7 +53,11 @@ def create_twilio(
         str | None, typer.Option(help="The account's auth token (stored encrypted).")
     ] = None,
     auth_token_env: Annotated[
-        str | None, typer.Option(help="Read the auth token from this environment variable.")
+        str | None,
+        typer.Option(
+            help="Read the auth token from this environment variable of the server "
+            "(TWILIO_…; an admin's channels only)."
+        ),
     ] = None,
     owner: Annotated[
         str | None, typer.Option(help="Email or id of the user who owns the conversations.")

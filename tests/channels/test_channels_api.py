@@ -77,8 +77,9 @@ async def test_admin_sees_every_channel_with_all(
         {"owner": "someone-else"},
         {"resolve_by_phone": True},
         {"api_base_url": "http://10.0.0.5:8080"},
+        {"auth_token": None, "auth_token_env": "TWILIO_AUTH_TOKEN"},
     ],
-    ids=["owner", "resolve_by_phone", "api_base_url"],
+    ids=["owner", "resolve_by_phone", "api_base_url", "auth_token_env"],
 )
 async def test_admin_only_settings(
     client: httpx.AsyncClient, fake_twilio: FakeTwilio, fields: dict[str, Any]
@@ -108,6 +109,8 @@ async def test_admin_only_settings(
         ({"public_url": "ftp://example.com"}, "public_url"),
         ({"public_url": "https://user:pw@example.com"}, "public_url"),
         ({"auth_token_env": "TWILIO_TOKEN"}, "body"),  # both token and variable
+        ({"auth_token": None, "auth_token_env": "JWT_SECRET"}, "auth_token_env"),
+        ({"auth_token": None, "auth_token_env": "DATABASE_URL"}, "auth_token_env"),
         ({"auth_token": None}, "body"),  # neither
         ({"provision_unknown": True}, "body"),  # without resolve_by_phone
         ({"endpoint": "nope"}, "endpoint"),
@@ -178,3 +181,22 @@ async def test_delete(client: httpx.AsyncClient, fake_twilio: FakeTwilio) -> Non
     assert (await client.get(url, headers=admin.headers)).status_code == 404
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 404
+
+
+async def test_only_an_admin_points_a_channel_at_an_environment_variable(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    ann = await make_user(client)
+    channel = await make_channel(client, ann, fake_twilio, api_base_url=None)
+    url = f"/api/channels/{channel['id']}"
+    body = {"auth_token_env": "TWILIO_AUTH_TOKEN"}
+    refused = await client.patch(url, json=body, headers=ann.headers)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "admin_required"
+    assert (await client.get(url, headers=ann.headers)).json()["auth_token_set"] is True
+    allowed = await client.patch(url, json=body, headers=admin.headers)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["auth_token_env"] == "TWILIO_AUTH_TOKEN"
+    wrong = await client.patch(url, json={"auth_token_env": "JWT_SECRET"}, headers=admin.headers)
+    assert wrong.status_code == 422

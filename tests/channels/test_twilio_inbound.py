@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
-from relaychat.storage.models import AuditEvent, User
+from relaychat.storage.models import AuditEvent, Channel, User
 from tests.api.test_generation import messages_of
 from tests.backends import Backend, row_counts
 from tests.channels.conftest import (
@@ -297,18 +297,51 @@ async def test_form_without_message_sid_is_400(
 
 
 async def test_token_from_the_environment(
-    client: httpx.AsyncClient, fake_twilio: FakeTwilio, monkeypatch: Any
+    client: httpx.AsyncClient,
+    fake_twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     admin = await make_user(client)
+    variable = "TWILIO_RC_TEST_TOKEN"
+    monkeypatch.delenv(variable, raising=False)
     channel = await make_channel(
-        client, admin, fake_twilio, auth_token=None, auth_token_env="RC_TEST_TWILIO_TOKEN"
+        client, admin, fake_twilio, auth_token=None, auth_token_env=variable
     )
+    assert (channel["auth_token_env"], channel["auth_token_env_set"]) == (variable, False)
     form = fixture_form("inbound__sms")
     unset = await post_signed(client, channel["webhook_url"], form)
     assert unset.status_code == 503
     assert unset.json()["code"] == "channel_secret_missing"
-    monkeypatch.setenv("RC_TEST_TWILIO_TOKEN", AUTH_TOKEN)
+    # The caller (anyone, before the signature is checked) does not learn the name; the
+    # server's log and the channel's manager do.
+    assert variable not in unset.text
+    assert variable in caplog.text
+    monkeypatch.setenv(variable, AUTH_TOKEN)
     assert (await post_signed(client, channel["webhook_url"], form)).status_code == 200
+    shown = await client.get(f"/api/channels/{channel['id']}", headers=admin.headers)
+    assert shown.json()["auth_token_env_set"] is True
+
+
+async def test_a_stored_variable_outside_twilio_is_never_read(
+    client: httpx.AsyncClient,
+    fake_twilio: FakeTwilio,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A channel stored before auth_token_env had to start with TWILIO_.
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    monkeypatch.setenv("RC_TEST_SERVER_SECRET", AUTH_TOKEN)
+    async with services.sessionmaker() as session:
+        row = await session.get(Channel, channel["id"])
+        assert row is not None
+        row.secret_env, row.secret_encrypted = "RC_TEST_SERVER_SECRET", None
+        await session.commit()
+    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
+    assert response.status_code == 503
+    assert response.json()["code"] == "channel_secret_missing"
+    assert "RC_TEST_SERVER_SECRET" not in response.text
 
 
 # -- threads: one per channel and sender, held by whom the channel says ----------------

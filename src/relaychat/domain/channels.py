@@ -3,8 +3,9 @@
 Who may do what. A channel's manager (`user_id`, whoever created it) may read, change and
 delete it; admins may reach every channel; anyone else gets 404. A non-admin's channel
 always opens conversations owned by that user: naming another `owner`, `resolve_by_phone`
-(every sender lands with the user whose phone number it is) and a non-default
-`api_base_url` (where the server sends the auth token) are admin-only.
+(every sender lands with the user whose phone number it is), a non-default
+`api_base_url` (where the server sends the auth token) and `auth_token_env` (a server
+environment variable, which must start with `TWILIO_`) are admin-only.
 
 Replies go out through the transactional outbox: `enqueue_reply` is called in the
 transaction that finalizes a reply to a channel's message and queues one `twilio` item
@@ -14,6 +15,7 @@ holding the reply split into parts that fit Twilio's Body limit (see channel_rep
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
@@ -38,6 +40,8 @@ from relaychat.errors import (
 )
 from relaychat.storage.models import Channel, Conversation, Message, OutboxItem, User
 from relaychat.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
 
 TWILIO = "twilio"
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
@@ -68,7 +72,9 @@ class SenderUnknown(Forbidden):
 
 # -- settings --------------------------------------------------------------------------
 
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+# Only variables meant for Twilio: the token is an HMAC key and goes to Twilio's API.
+ENV_PREFIX = "TWILIO_"
+EnvName = Annotated[str, Field(pattern=r"^TWILIO_[A-Za-z0-9_]+$", max_length=100)]
 
 
 def _http_url(value: str, field: str) -> str:
@@ -101,7 +107,9 @@ class TwilioChannelIn(_ChannelFields):
     name: str = Field(min_length=1, max_length=200)
     account_sid: str = Field(pattern=r"^AC[0-9a-f]{32}$", description="`AC` and 32 hex digits.")
     auth_token: str | None = Field(None, min_length=1, max_length=200, repr=False)
-    auth_token_env: EnvName | None = Field(None, description="Read the token from this variable.")
+    auth_token_env: EnvName | None = Field(
+        None, description="Read the token from this variable, `TWILIO_…` (admins)."
+    )
     public_url: str = Field(
         max_length=2000,
         description="The webhook URL Twilio signs, or the server's base URL as Twilio sees it.",
@@ -261,6 +269,8 @@ async def _apply(
         channel.secret_encrypted = secrets.encrypt(changes["auth_token"])
         channel.secret_env = None
     elif changes.get("auth_token_env"):
+        if not admin:
+            raise AdminRequired("only an admin may read the token from the environment")
         channel.secret_env = changes["auth_token_env"]
         channel.secret_encrypted = None
     for key in ("endpoint", "model", "agent_id"):
@@ -331,6 +341,9 @@ def channel_dict(channel: Channel) -> dict[str, Any]:
         "account_sid": config.get("account_sid"),
         "auth_token_set": channel.secret_encrypted is not None,
         "auth_token_env": channel.secret_env,
+        "auth_token_env_set": None
+        if channel.secret_env is None
+        else _env_token(channel) is not None,
         "public_url": config.get("public_url"),
         "webhook_url": webhook_url(channel),
         "api_base_url": config.get("api_base_url", DEFAULT_API_BASE_URL),
@@ -354,13 +367,29 @@ async def load_twilio_channel(session: AsyncSession, channel_id: str) -> Channel
     return channel
 
 
+def _env_token(channel: Channel) -> str | None:
+    """The token in the channel's variable, if set (never a variable outside TWILIO_*)."""
+    name = channel.secret_env or ""
+    token = os.environ.get(name, "").strip() if name.startswith(ENV_PREFIX) else ""
+    return token or None
+
+
 def channel_token(channel: Channel, secrets: SecretBox) -> str:
-    """The channel's auth token: decrypted, or read from its environment variable now."""
+    """The channel's auth token: decrypted, or read from its environment variable now.
+
+    A missing variable is named in the server's log and to the channel's manager
+    (`auth_token_env_set`), never to the caller, who may not be Twilio.
+    """
     if channel.secret_encrypted is not None:
         return secrets.decrypt(channel.secret_encrypted)
-    token = os.environ.get(channel.secret_env or "", "").strip()
-    if not token:
-        raise ChannelSecretMissing(f"environment variable {channel.secret_env} is not set")
+    token = _env_token(channel)
+    if token is None:
+        logger.warning(
+            "channel %s: its auth token variable %s is not set (or not TWILIO_*)",
+            channel.id,
+            channel.secret_env,
+        )
+        raise ChannelSecretMissing("the channel's auth token is not configured on the server")
     return token
 
 
