@@ -3,10 +3,15 @@
 The CLI is an operator's tool: it acts as the channel's manager (`--manager`; by default
 the owner, or the oldest admin for channels that route by phone number) with that user's
 rights, so the rules of the API hold here too.
+
+The auth token never needs to be on the command line, where `ps` shows it: it is read
+from `TWILIO_AUTH_TOKEN`, else prompted for (hidden) on a terminal, else read as one line
+from stdin.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -41,8 +46,27 @@ async def _manager(session: AsyncSession, manager: str | None, owner: str | None
     return user
 
 
+def read_auth_token() -> str:
+    """The token from the operator: a hidden prompt on a terminal, else a line of stdin."""
+    if sys.stdin.isatty():
+        token = str(typer.prompt("Twilio auth token", hide_input=True))
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        typer.secho(
+            "error: give the auth token (TWILIO_AUTH_TOKEN, --auth-token, or one line on "
+            "stdin) or --auth-token-env",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return token
+
+
 @create_app.command("twilio")
 def create_twilio(
+    ctx: typer.Context,
     name: Annotated[str, typer.Option(help="What the number is for.")],
     account_sid: Annotated[str, typer.Option(help="The Twilio account (AC…).")],
     public_url: Annotated[
@@ -50,7 +74,13 @@ def create_twilio(
         typer.Option(help="This server's base URL as Twilio reaches it (or the webhook URL)."),
     ],
     auth_token: Annotated[
-        str | None, typer.Option(help="The account's auth token (stored encrypted).")
+        str | None,
+        typer.Option(
+            envvar="TWILIO_AUTH_TOKEN",
+            show_envvar=True,
+            help="The account's auth token (stored encrypted); better from the environment, "
+            "a hidden prompt or stdin than on the command line.",
+        ),
     ] = None,
     auth_token_env: Annotated[
         str | None,
@@ -86,6 +116,12 @@ def create_twilio(
     from relaychat.domain.channels import TwilioChannelIn, channel_dict, create_channel
 
     settings = _settings()
+    # (Compared by name: typer carries its own copy of click's ParameterSource.)
+    source = getattr(ctx.get_parameter_source("auth_token"), "name", None)
+    if auth_token_env and source == "ENVIRONMENT":
+        auth_token = None  # the variable named for the server wins over the shell's token
+    if auth_token is None and auth_token_env is None:
+        auth_token = read_auth_token()
     try:
         spec = TwilioChannelIn(
             name=name,

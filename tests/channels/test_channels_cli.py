@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from relaychat import cli_channels
 from relaychat.devtools.fake_twilio import FakeTwilio
 from tests.backends import REDIS_PREFIX_ROOT, Backend
 from tests.channels.conftest import (
@@ -26,11 +29,14 @@ from tests.factories import make_user
 from tests.live import server_env
 
 
-async def relaychat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+async def relaychat(
+    env: dict[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "relaychat", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -38,22 +44,29 @@ async def relaychat(env: dict[str, str], *args: str) -> subprocess.CompletedProc
     )
 
 
+def _env(backend: Backend, tmp_path: Path) -> dict[str, str]:
+    # The data dir of the test's server: the CLI encrypts with the key the server reads.
+    env = server_env(backend, tmp_path, f"{REDIS_PREFIX_ROOT}cli-channels:")
+    env.pop("TWILIO_AUTH_TOKEN", None)
+    return env
+
+
 async def test_channels_create_twilio_list_and_delete(
     client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend, tmp_path: Path
 ) -> None:
     admin = await make_user(client)
-    # The data dir of the test's server: the CLI encrypts with the key the server reads.
-    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}cli-channels:")
+    env = _env(clean_backend, tmp_path)
+    # The token is not on the command line (where `ps` shows it): read from stdin.
     created = await relaychat(
         env,
         "channels", "create", "twilio",
         "--name", "Front desk",
         "--account-sid", ACCOUNT_SID,
-        "--auth-token", AUTH_TOKEN,
         "--public-url", "https://testserver",
         "--owner", admin.email,
         "--endpoint", "fake",
         "--api-base-url", fake_twilio.url,
+        stdin=f"{AUTH_TOKEN}\n",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     match = re.search(r"webhook url: (\S+)", created.stdout)
@@ -83,7 +96,7 @@ async def test_channels_create_refuses_bad_settings(
     client: httpx.AsyncClient, clean_backend: Backend, tmp_path: Path
 ) -> None:
     await make_user(client)
-    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}cli-channels:")
+    env = _env(clean_backend, tmp_path)
     bad = await relaychat(
         env,
         "channels", "create", "twilio",
@@ -101,6 +114,56 @@ async def test_channels_create_refuses_bad_settings(
     assert by_phone.returncode == 0, by_phone.stderr
     listed = await relaychat(env, "channels", "list")
     assert "by phone" in listed.stdout and "$TWILIO_TOKEN" in listed.stdout
+    # Neither --auth-token nor --auth-token-env, and nothing on stdin: refused.
+    nothing = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "x", "--account-sid", ACCOUNT_SID, "--public-url", "https://example.com",
+    )  # fmt: skip
+    assert nothing.returncode == 2
+    assert "auth token" in nothing.stderr
+
+
+async def test_channels_create_takes_the_token_from_twilio_auth_token(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend, tmp_path: Path
+) -> None:
+    admin = await make_user(client)
+    env = {**_env(clean_backend, tmp_path), "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
+    created = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "From env", "--account-sid", ACCOUNT_SID, "--owner", admin.email,
+        "--public-url", "https://testserver", "--api-base-url", fake_twilio.url,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    match = re.search(r"webhook url: (\S+)", created.stdout)
+    assert match is not None, created.stdout
+    response = await post_signed(client, match.group(1), fixture_form("inbound__sms"))
+    assert response.status_code == 200, response.text
+    # Naming a variable wins over the shell's TWILIO_AUTH_TOKEN.
+    by_variable = await relaychat(
+        env,
+        "channels", "create", "twilio",
+        "--name", "By variable", "--account-sid", ACCOUNT_SID, "--owner", admin.email,
+        "--public-url", "https://testserver", "--auth-token-env", "TWILIO_OTHER_TOKEN",
+    )  # fmt: skip
+    assert by_variable.returncode == 0, by_variable.stderr
+    listed = await relaychat(env, "channels", "list")
+    assert "$TWILIO_OTHER_TOKEN" in listed.stdout
+
+
+def test_token_is_prompted_for_hidden_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    def prompt(text: str, *, hide_input: bool = False) -> str:
+        asked.append((text, hide_input))
+        return f" {AUTH_TOKEN} "
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli_channels.typer, "prompt", prompt)
+    assert cli_channels.read_auth_token() == AUTH_TOKEN
+    assert asked == [("Twilio auth token", True)]
 
 
 async def test_dev_twilio_sign_prints_twilios_signature(tmp_path: Path) -> None:
