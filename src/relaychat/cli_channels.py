@@ -30,17 +30,18 @@ channels_app.add_typer(create_app, name="create")
 
 
 async def _manager(session: AsyncSession, manager: str | None, owner: str | None) -> User:
-    from sqlalchemy import or_, select
+    from sqlalchemy import select
 
+    from relaychat.domain.resolution import _find_user
     from relaychat.errors import UserNotFound
     from relaychat.storage.models import User
 
-    ref = manager or owner
+    ref = (manager or owner or "").strip()
     if ref:
-        query = select(User).where(or_(User.id == ref, User.email == ref.strip().lower()))
+        user = await _find_user(session, ref)
     else:
         query = select(User).where(User.role == "admin").order_by(User.created_at, User.id)
-    user = await session.scalar(query.limit(1))
+        user = await session.scalar(query.limit(1))
     if user is None:
         raise UserNotFound(f"no user {ref!r}" if ref else "no admin user exists yet")
     return user

@@ -7,8 +7,10 @@ The delivery state lives in the reply's `meta["delivery"]`:
      "parts": [{"index": 0, "sid": "SM…", "status": "delivered", "error_code": null}, …],
      "error": {"code": 21211, "message": …, "status": 400}}   # when sending gave up
 
-The sender adds each part Twilio accepted (`record_sent`), Twilio's status callbacks move
-a part's status forward (`record_status`); both read-modify-write under a lock.
+`enqueue_reply` is called in the transaction that finalizes a reply to a channel's
+message and queues one `twilio` outbox item holding the reply split into parts. The sender
+adds each part Twilio accepted (`record_sent`), Twilio's status callbacks move a part's
+status forward (`record_status`); both read-modify-write under a lock.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain import outbox
 from relaychat.errors import MessageNotFound
-from relaychat.storage.models import Message
+from relaychat.storage.models import Channel, Conversation, Message
 from relaychat.storage.types import utcnow
+
+# The channel type, and the outbox kind of its replies.
+TWILIO = "twilio"
 
 # Twilio's Messages API refuses a Body over 1600 characters (error 21617/21658), for SMS and
 # WhatsApp alike, and counts characters outside the BMP (most emoji) twice: UTF-16 units.
@@ -176,3 +182,56 @@ async def record_status(
     reply.meta = {**(reply.meta or {}), "delivery": delivery}
     await session.commit()
     return delivery
+
+
+async def enqueue_reply(session: AsyncSession, request: Message, reply: Message) -> None:
+    """Queue the reply to a message that came in through a channel.
+
+    Called in the transaction that finalizes the reply. A reply that did not complete, or
+    has no text, sends nothing (the sender hears nothing rather than half an answer); so
+    does a channel deleted or disabled meanwhile.
+    """
+    channel_id = request.meta.get("channel_id") if request.meta else None
+    twilio = (request.meta or {}).get("twilio") or {}
+    if not channel_id or not twilio.get("from") or not twilio.get("to"):
+        return
+    channel = await session.get(Channel, channel_id)
+    if channel is None or channel.type != TWILIO or not channel.enabled:
+        return
+    parts = split_body(reply.text or "")
+    if reply.status != "complete" or not parts:
+        return
+    conversation = await session.get(Conversation, reply.conversation_id)
+    if conversation is None:
+        return
+    payload = {
+        "channel_id": channel.id,
+        "message_id": reply.id,
+        "conversation_id": reply.conversation_id,
+        # Answer from the number that was written to, to the number that wrote (with the
+        # `whatsapp:` prefix both carry on WhatsApp).
+        "to": twilio["from"],
+        "from": twilio["to"],
+        "in_reply_to": twilio.get("message_sid"),
+        "parts": parts,
+        "sent": [],
+    }
+    outbox.enqueue(
+        session,
+        kind=TWILIO,
+        target_id=channel.id,
+        user_id=conversation.user_id,
+        event_type="message.completed",
+        payload=json.dumps(payload),
+    )
+    reply.meta = {
+        **(reply.meta or {}),
+        "delivery": {
+            "channel": TWILIO,
+            "channel_id": channel.id,
+            "to": twilio["from"],
+            "state": "pending",
+            "part_count": len(parts),
+            "parts": [],
+        },
+    }

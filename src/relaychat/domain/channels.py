@@ -7,14 +7,13 @@ always opens conversations owned by that user: naming another `owner`, `resolve_
 `api_base_url` (where the server sends the auth token) and `auth_token_env` (a server
 environment variable, which must start with `TWILIO_`) are admin-only.
 
-Replies go out through the transactional outbox: `enqueue_reply` is called in the
-transaction that finalizes a reply to a channel's message and queues one `twilio` item
-holding the reply split into parts that fit Twilio's Body limit (see channel_replies).
+Replies go out through the transactional outbox: `enqueue_reply` (in channel_replies,
+available here too) queues one `twilio` item per reply. Each sender has one conversation
+per channel (see channel_threads).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Collection, Sequence
@@ -22,15 +21,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox
-from relaychat.domain import outbox
 from relaychat.domain.agents import get_visible_agent
-from relaychat.domain.channel_replies import split_body
+from relaychat.domain.channel_replies import TWILIO as TWILIO
+from relaychat.domain.channel_replies import enqueue_reply as enqueue_reply
 from relaychat.domain.ids import new_id
 from relaychat.domain.keys import AdminRequired, is_admin
+from relaychat.domain.render import iso
+from relaychat.domain.resolution import _find_user
 from relaychat.errors import (
     Forbidden,
     NotFound,
@@ -38,12 +39,11 @@ from relaychat.errors import (
     UserNotFound,
     ValidationFailed,
 )
-from relaychat.storage.models import Channel, Conversation, Message, OutboxItem, User
+from relaychat.storage.models import Channel, OutboxItem, User
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-TWILIO = "twilio"
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 WEBHOOK_PATH = "/api/channels/twilio/"
 
@@ -257,7 +257,7 @@ async def _apply(
     else:
         config["provision_unknown"] = False
         if changes.get("owner"):
-            owner = await _find_user(session, changes["owner"])
+            owner = await _find_user(session, changes["owner"].strip())
             if owner is None:
                 raise UserNotFound(f"no user {changes['owner']!r}", field="owner")
             if owner.id != actor.id and not admin:
@@ -280,11 +280,6 @@ async def _apply(
         raise ValidationFailed(f"no endpoint named {channel.endpoint!r}", field="endpoint")
     if "agent_id" in changes and channel.agent_id:
         await get_visible_agent(session, actor, channel.agent_id)
-
-
-async def _find_user(session: AsyncSession, ref: str) -> User | None:
-    ref = ref.strip()
-    return await session.scalar(select(User).where(or_(User.id == ref, User.email == ref.lower())))
 
 
 def _scope(user: User) -> Any:
@@ -326,10 +321,6 @@ async def delete_channel(session: AsyncSession, channel: Channel) -> None:
 def channel_dict(channel: Channel) -> dict[str, Any]:
     """A channel as its manager sees it: never the auth token, only whether one is set."""
     config = channel.config or {}
-
-    def iso(moment: Any) -> str | None:
-        return moment.isoformat().replace("+00:00", "Z") if moment else None
-
     return {
         "id": channel.id,
         "type": channel.type,
@@ -425,59 +416,3 @@ def signed_url(url: str, raw_query: str) -> str:
     """The URL Twilio signed for a request: the configured URL with the request's query."""
     path = url.split("?", 1)[0]
     return f"{path}?{raw_query}" if raw_query else path
-
-
-# -- replies ---------------------------------------------------------------------------
-
-
-async def enqueue_reply(session: AsyncSession, request: Message, reply: Message) -> None:
-    """Queue the reply to a message that came in through a channel.
-
-    Called in the transaction that finalizes the reply. A reply that did not complete, or
-    has no text, sends nothing (the sender hears nothing rather than half an answer); so
-    does a channel deleted or disabled meanwhile.
-    """
-    channel_id = request.meta.get("channel_id") if request.meta else None
-    twilio = (request.meta or {}).get("twilio") or {}
-    if not channel_id or not twilio.get("from") or not twilio.get("to"):
-        return
-    channel = await session.get(Channel, channel_id)
-    if channel is None or channel.type != TWILIO or not channel.enabled:
-        return
-    parts = split_body(reply.text or "")
-    if reply.status != "complete" or not parts:
-        return
-    conversation = await session.get(Conversation, reply.conversation_id)
-    if conversation is None:
-        return
-    payload = {
-        "channel_id": channel.id,
-        "message_id": reply.id,
-        "conversation_id": reply.conversation_id,
-        # Answer from the number that was written to, to the number that wrote (with the
-        # `whatsapp:` prefix both carry on WhatsApp).
-        "to": twilio["from"],
-        "from": twilio["to"],
-        "in_reply_to": twilio.get("message_sid"),
-        "parts": parts,
-        "sent": [],
-    }
-    outbox.enqueue(
-        session,
-        kind=TWILIO,
-        target_id=channel.id,
-        user_id=conversation.user_id,
-        event_type="message.completed",
-        payload=json.dumps(payload),
-    )
-    reply.meta = {
-        **(reply.meta or {}),
-        "delivery": {
-            "channel": TWILIO,
-            "channel_id": channel.id,
-            "to": twilio["from"],
-            "state": "pending",
-            "part_count": len(parts),
-            "parts": [],
-        },
-    }
