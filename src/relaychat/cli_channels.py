@@ -32,13 +32,13 @@ channels_app.add_typer(create_app, name="create")
 async def _manager(session: AsyncSession, manager: str | None, owner: str | None) -> User:
     from sqlalchemy import select
 
-    from relaychat.domain.resolution import _find_user
+    from relaychat.domain.resolution import find_user
     from relaychat.errors import UserNotFound
     from relaychat.storage.models import User
 
     ref = (manager or owner or "").strip()
     if ref:
-        user = await _find_user(session, ref)
+        user = await find_user(session, ref)
     else:
         query = select(User).where(User.role == "admin").order_by(User.created_at, User.id)
         user = await session.scalar(query.limit(1))

@@ -36,7 +36,8 @@ api_key_inactive), relaychat.domain.resolution (owner_unresolved), relaychat.gat
 (api_key_required), relaychat.safehttp (webhook_target_refused), relaychat.domain.webhooks
 (webhook_not_found, delivery_not_found), relaychat.crypto (secret_unreadable),
 relaychat.domain.channels (channel_not_found, channel_disabled, channel_secret_missing,
-channel_sender_unknown), relaychat.gateway.channels.twilio (twilio_signature_invalid,
+channel_sender_unknown), relaychat.domain.channel_threads (channel_thread_taken),
+relaychat.gateway.channels.twilio (twilio_signature_invalid,
 twilio_account_mismatch, twilio_form_invalid, unsupported_media_type).
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import webhooks
+from relaychat.domain import channel_replies, webhooks
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.storage.models import Conversation, Generation, Message
 
@@ -69,7 +69,4 @@ async def reply_ended(
         data=data,
     )
     if error_code is None and request is not None and request.meta.get("channel_id"):
-        # Imported here: channels reach into the gateway pipeline, which imports the runner.
-        from relaychat.domain import channels
-
-        await channels.enqueue_reply(session, request, reply)
+        await channel_replies.enqueue_reply(session, request, reply)

@@ -7,9 +7,8 @@ always opens conversations owned by that user: naming another `owner`, `resolve_
 `api_base_url` (where the server sends the auth token) and `auth_token_env` (a server
 environment variable, which must start with `TWILIO_`) are admin-only.
 
-Replies go out through the transactional outbox: `enqueue_reply` (in channel_replies,
-available here too) queues one `twilio` item per reply. Each sender has one conversation
-per channel (see channel_threads).
+Replies go out through the transactional outbox: `channel_replies.enqueue_reply` queues one
+`twilio` item per reply. Each sender has one conversation per channel (see channel_threads).
 """
 
 from __future__ import annotations
@@ -27,11 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.crypto import SecretBox
 from relaychat.domain.agents import get_visible_agent
 from relaychat.domain.channel_replies import TWILIO as TWILIO
-from relaychat.domain.channel_replies import enqueue_reply as enqueue_reply
 from relaychat.domain.ids import new_id
 from relaychat.domain.keys import AdminRequired, is_admin
 from relaychat.domain.render import iso
-from relaychat.domain.resolution import _find_user
+from relaychat.domain.resolution import find_user
 from relaychat.errors import (
     Forbidden,
     NotFound,
@@ -257,7 +255,7 @@ async def _apply(
     else:
         config["provision_unknown"] = False
         if changes.get("owner"):
-            owner = await _find_user(session, changes["owner"].strip())
+            owner = await find_user(session, changes["owner"].strip())
             if owner is None:
                 raise UserNotFound(f"no user {changes['owner']!r}", field="owner")
             if owner.id != actor.id and not admin:

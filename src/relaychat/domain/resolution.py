@@ -65,7 +65,7 @@ async def resolve_owner(
     if explicit_user:
         if not caller.can_name_user and not caller.system:
             raise PermissionDenied("this key may not name a user", rule="can_name_user")
-        user = await _find_user(session, explicit_user)
+        user = await find_user(session, explicit_user)
         if user is None:
             raise OwnerUnresolved(f"no user {explicit_user!r}", tried=["explicit_user"])
         candidate = (user.id, "explicit_user")
@@ -115,5 +115,5 @@ def phone_from_metadata(metadata: dict[str, Any], region: str) -> str | None:
     return normalize_phone(raw, region)
 
 
-async def _find_user(session: AsyncSession, ref: str) -> User | None:
+async def find_user(session: AsyncSession, ref: str) -> User | None:
     return await session.scalar(select(User).where(or_(User.id == ref, User.email == ref.lower())))
