@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 
 from tests.backends import REDIS_PREFIX_ROOT, Backend
 from tests.live import running_server, server_env
+from tests.test_cli import relaychat
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.server
@@ -22,16 +22,7 @@ HOOK_ID = re.compile(r"^created webhook (\S+) ->", re.MULTILINE)
 
 
 async def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "relaychat", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return await asyncio.to_thread(relaychat, env, *args, stdin=stdin)
 
 
 async def test_create_list_delete_and_a_signed_callback(

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.ids import new_id
@@ -219,16 +219,21 @@ class OutboxWorker:
             await session.commit()
         return items
 
+    def _still_ours(self, item: OutboxItem) -> tuple[ColumnElement[bool], ...]:
+        """The row, as long as this worker's claim on it holds (not redelivered, cancelled or
+        claimed again after the lease lapsed)."""
+        return (
+            OutboxItem.id == item.id,
+            OutboxItem.claimed_by == self.worker_id,
+            OutboxItem.status == "pending",
+        )
+
     def _checkpoint(self, item: OutboxItem) -> Checkpoint:
         async def save(payload: str) -> bool:
             async with self.sessionmaker() as session:
                 result = await session.execute(
                     update(OutboxItem)
-                    .where(
-                        OutboxItem.id == item.id,
-                        OutboxItem.claimed_by == self.worker_id,
-                        OutboxItem.status == "pending",
-                    )
+                    .where(*self._still_ours(item))
                     .values(payload=payload, next_attempt_at=self.clock() + self.lease)
                 )
                 await session.commit()
@@ -287,16 +292,8 @@ class OutboxWorker:
             else:
                 values["next_attempt_at"] = now + timedelta(seconds=delay)
         async with self.sessionmaker() as session:
-            # Only while our claim holds: a row redelivered, cancelled or re-claimed
-            # meanwhile is not ours to settle.
             result = await session.execute(
-                update(OutboxItem)
-                .where(
-                    OutboxItem.id == item.id,
-                    OutboxItem.claimed_by == self.worker_id,
-                    OutboxItem.status == "pending",
-                )
-                .values(**values)
+                update(OutboxItem).where(*self._still_ours(item)).values(**values)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return
