@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from typing import Any
@@ -17,18 +16,14 @@ from relaychat.devtools.fake_config import (
     FakeInput,
     Plan,
     apply_directive,
-    make_plan,
     split_directive,
 )
 from relaychat.devtools.fake_runtime import (
-    HTTP_FAILURES,
     FakeState,
     Frame,
     FrameScript,
-    pause,
-    play,
-    sse_response,
-    whole_response_failure,
+    answer,
+    body_digest,
 )
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
@@ -250,19 +245,17 @@ async def _respond(request: Request, state: FakeState) -> Response:
         config = apply_directive(state.config, overrides)
     except DirectiveError as exc:
         return error_response(400, "invalid_request_error", str(exc))
-    failure = state.failure(config, request.url.path, body)
-    if failure is not None and failure in HTTP_FAILURES:
-        return failure_response(failure, config)
-    plan = make_plan(config, request_input)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    message_id = f"msg_fake{digest}"
-    if body.get("stream"):
-        script = frame_script(plan, request_input.model, message_id)
-        return sse_response(play(script, config, failure, state))
-    dropped = await whole_response_failure(failure, request, state)
-    if dropped is not None:
-        return dropped
-    if failure == "error_event":
-        return failure_response("unavailable", config)
-    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
-    return JSONResponse(message_body(plan, request_input.model, message_id))
+    message_id = f"msg_fake{body_digest(body, 24)}"
+    model = request_input.model
+    return await answer(
+        request,
+        state,
+        config,
+        body,
+        request_input,
+        streaming=bool(body.get("stream")),
+        script=lambda plan: frame_script(plan, model, message_id),
+        whole=lambda plan: message_body(plan, model, message_id),
+        failure_response=failure_response,
+        error_event="unavailable",
+    )

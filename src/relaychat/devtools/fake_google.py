@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 
@@ -17,18 +16,14 @@ from relaychat.devtools.fake_config import (
     FakeInput,
     Plan,
     apply_directive,
-    make_plan,
     split_directive,
 )
 from relaychat.devtools.fake_runtime import (
-    HTTP_FAILURES,
     FakeState,
     Frame,
     FrameScript,
-    pause,
-    play,
-    sse_response,
-    whole_response_failure,
+    answer,
+    body_digest,
 )
 
 # Gemini answers a bad key with 400 INVALID_ARGUMENT and a reason, not with 401.
@@ -219,17 +214,16 @@ async def _respond(request: Request, state: FakeState, model: str, *, streaming:
     except DirectiveError as exc:
         error = {"error": {"code": 400, "message": str(exc), "status": "INVALID_ARGUMENT"}}
         return JSONResponse(error, status_code=400)
-    failure = state.failure(config, request.url.path, body)
-    if failure is not None and failure in HTTP_FAILURES:
-        return failure_response(failure, config)
-    plan = make_plan(config, request_input)
-    response_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
-    if streaming:
-        return sse_response(play(frame_script(plan, model, response_id), config, failure, state))
-    dropped = await whole_response_failure(failure, request, state)
-    if dropped is not None:
-        return dropped
-    if failure == "error_event":
-        return failure_response("unavailable", config)
-    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
-    return JSONResponse(response_body(plan, model, response_id))
+    response_id = body_digest(body, 20)
+    return await answer(
+        request,
+        state,
+        config,
+        body,
+        request_input,
+        streaming=streaming,
+        script=lambda plan: frame_script(plan, model, response_id),
+        whole=lambda plan: response_body(plan, model, response_id),
+        failure_response=failure_response,
+        error_event="unavailable",
+    )

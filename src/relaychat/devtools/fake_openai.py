@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -18,7 +17,6 @@ from relaychat.devtools.fake_config import (
     FakeInput,
     Plan,
     apply_directive,
-    make_plan,
     split_directive,
 )
 from relaychat.devtools.fake_runtime import (
@@ -26,10 +24,8 @@ from relaychat.devtools.fake_runtime import (
     FakeState,
     Frame,
     FrameScript,
-    pause,
-    play,
-    sse_response,
-    whole_response_failure,
+    answer,
+    body_digest,
 )
 
 _ERRORS: dict[str, tuple[str, str, str | None]] = {
@@ -235,21 +231,18 @@ async def _complete(request: Request, state: FakeState, *, deployment: str | Non
         config = apply_directive(state.config, overrides)
     except DirectiveError as exc:
         return error_response(400, str(exc), "invalid_request_error", "fake_directive")
-    failure = state.failure(config, request.url.path, body)
-    if failure is not None and failure in HTTP_FAILURES:
-        return failure_response(failure, config)
-    plan = make_plan(config, request_input)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    completion_id = f"chatcmpl-fake{digest}"
-    if body.get("stream"):
-        options = body.get("stream_options") or {}
-        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        script = frame_script(plan, model, completion_id, include_usage)
-        return sse_response(play(script, config, failure, state))
-    dropped = await whole_response_failure(failure, request, state)
-    if dropped is not None:
-        return dropped
-    if failure == "error_event":
-        return failure_response("server_error", config)
-    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
-    return JSONResponse(completion_body(plan, model, completion_id))
+    completion_id = f"chatcmpl-fake{body_digest(body, 16)}"
+    options = body.get("stream_options") or {}
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    return await answer(
+        request,
+        state,
+        config,
+        body,
+        request_input,
+        streaming=bool(body.get("stream")),
+        script=lambda plan: frame_script(plan, model, completion_id, include_usage),
+        whole=lambda plan: completion_body(plan, model, completion_id),
+        failure_response=failure_response,
+        error_event="server_error",
+    )

@@ -6,14 +6,14 @@ import asyncio
 import hashlib
 import json
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from relaychat.devtools.fake_config import FailureKind, FakeConfig
+from relaychat.devtools.fake_config import FailureKind, FakeConfig, FakeInput, Plan, make_plan
 
 HTTP_FAILURES: dict[FailureKind, int] = {
     "auth": 401,
@@ -193,3 +193,42 @@ async def whole_response_failure(
     if failure == "garbage":
         return Response(b"this is not json", media_type="application/json")
     return None
+
+
+def body_digest(body: Any, length: int) -> str:
+    """The first `length` hex digits of a digest of a JSON body, for deterministic ids."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:length]
+
+
+async def answer(
+    request: Request,
+    state: FakeState,
+    config: FakeConfig,
+    body: Any,
+    request_input: FakeInput,
+    *,
+    streaming: bool,
+    script: Callable[[Plan], FrameScript],
+    whole: Callable[[Plan], Any],
+    failure_response: Callable[[FailureKind, FakeConfig], Response],
+    error_event: FailureKind,
+) -> Response:
+    """The reply to a parsed request, whatever the wire format.
+
+    An HTTP failure is answered at once; otherwise the plan streams as `script` renders it,
+    or comes whole as `whole` renders it, after as long as streaming it would take. A whole
+    response cannot act out `error_event`, so it fails with the HTTP error `error_event`.
+    """
+    failure = state.failure(config, request.url.path, body)
+    if failure is not None and failure in HTTP_FAILURES:
+        return failure_response(failure, config)
+    plan = make_plan(config, request_input)
+    if streaming:
+        return sse_response(play(script(plan), config, failure, state))
+    dropped = await whole_response_failure(failure, request, state)
+    if dropped is not None:
+        return dropped
+    if failure == "error_event":
+        return failure_response(error_event, config)
+    await pause(config.ttft_ms + config.token_delay_ms * max(0, len(plan.tokens) - 1))
+    return JSONResponse(whole(plan))
