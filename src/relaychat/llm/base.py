@@ -150,21 +150,26 @@ class BaseAdapter(ABC):
                 raise
             raise error from exc
 
+    def _connection_error(self, *, timed_out: bool, started: bool) -> ProviderError:
+        """The error for a connection that timed out, failed, or broke off mid-stream."""
+        if timed_out:
+            return ProviderTimeout("The provider connection timed out", endpoint=self.endpoint)
+        if started:
+            return ProviderStreamBroken(
+                "The connection closed in the middle of the stream",
+                retryable=True,
+                endpoint=self.endpoint,
+            )
+        return ProviderUnavailable("Could not connect to the provider", endpoint=self.endpoint)
+
     def _transport_error(self, exc: Exception, *, started: bool) -> ProviderError | None:
         """The error for a raw transport exception that an SDK let through, else None."""
         import httpx2
 
-        if isinstance(exc, httpx2.TimeoutException):
-            return ProviderTimeout("The provider connection timed out", endpoint=self.endpoint)
-        if isinstance(exc, httpx2.TransportError):
-            if started:
-                return ProviderStreamBroken(
-                    "The connection closed in the middle of the stream",
-                    retryable=True,
-                    endpoint=self.endpoint,
-                )
-            return ProviderUnavailable("Could not connect to the provider", endpoint=self.endpoint)
-        return None
+        if not isinstance(exc, httpx2.TransportError):
+            return None
+        timed_out = isinstance(exc, httpx2.TimeoutException)  # a TransportError too
+        return self._connection_error(timed_out=timed_out, started=started)
 
     def _sdk_timeout(self) -> httpx2.Timeout:
         """A transport timeout that only backs up our own, finer deadlines."""

@@ -16,8 +16,6 @@ from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
     ProviderStreamBroken,
-    ProviderTimeout,
-    ProviderUnavailable,
     error_for_status,
     error_for_type,
     parse_retry_after,
@@ -194,14 +192,9 @@ class AnthropicAdapter(BaseAdapter):
         import anthropic
 
         fields: dict[str, Any] = {"endpoint": self.endpoint}
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderTimeout("The provider connection timed out", **fields)
-        if isinstance(exc, anthropic.APIConnectionError):
-            if started:
-                return ProviderStreamBroken(
-                    "The connection closed in the middle of the stream", retryable=True, **fields
-                )
-            return ProviderUnavailable("Could not connect to the provider", **fields)
+        if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError is one too
+            timed_out = isinstance(exc, anthropic.APITimeoutError)
+            return self._connection_error(timed_out=timed_out, started=started)
         if isinstance(exc, anthropic.APIStatusError):
             if exc.status_code < 400:
                 # An `event: error` inside a stream that began with 200.

@@ -17,8 +17,6 @@ from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
     ProviderStreamBroken,
-    ProviderTimeout,
-    ProviderUnavailable,
     error_for_status,
     error_for_type,
     parse_retry_after,
@@ -230,14 +228,9 @@ class OpenAIAdapter(BaseAdapter):
         import openai
 
         fields: dict[str, Any] = {"endpoint": self.endpoint}
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderTimeout("The provider connection timed out", **fields)
-        if isinstance(exc, openai.APIConnectionError):
-            if started:
-                return ProviderStreamBroken(
-                    "The connection closed in the middle of the stream", retryable=True, **fields
-                )
-            return ProviderUnavailable("Could not connect to the provider", **fields)
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is one too
+            timed_out = isinstance(exc, openai.APITimeoutError)
+            return self._connection_error(timed_out=timed_out, started=started)
         if isinstance(exc, openai.APIStatusError):
             return error_for_status(
                 exc.status_code,
