@@ -24,6 +24,7 @@ from relaychat.devtools.fake_runtime import (
     FrameScript,
     answer,
     body_digest,
+    list_models,
 )
 
 # Gemini answers a bad key with 400 INVALID_ARGUMENT and a reason, not with 401.
@@ -181,7 +182,7 @@ def router(state: FakeState) -> APIRouter:
         return await _respond(request, state, model, streaming=False)
 
     async def models(request: Request) -> JSONResponse:
-        return list_models(request, state)
+        return list_models(request, state, failure_response, models_body)
 
     for version in ("v1", "v1beta"):
         routes.add_api_route(
@@ -192,14 +193,6 @@ def router(state: FakeState) -> APIRouter:
         )
     routes.add_api_route("/v1beta/models", models, methods=["GET"])
     return routes
-
-
-def list_models(request: Request, state: FakeState) -> JSONResponse:
-    """The model list, once the key is checked."""
-    state.record(request)
-    if not state.authorized(request):
-        return failure_response("auth", state.config)
-    return JSONResponse(models_body(state.config))
 
 
 async def _respond(request: Request, state: FakeState, model: str, *, streaming: bool) -> Response:

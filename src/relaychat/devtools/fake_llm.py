@@ -76,7 +76,7 @@ from relaychat.devtools.fake_config import (
     ScriptToolCall,
     ScriptTurn,
 )
-from relaychat.devtools.fake_runtime import FakeState, RecordedRequest, StreamCut
+from relaychat.devtools.fake_runtime import FakeState, RecordedRequest, StreamCut, list_models
 
 __all__ = [
     "DEFAULT_REPLY",
@@ -102,16 +102,14 @@ def create_fake_llm_app(config: FakeConfig | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
-        if "x-goog-api-key" in request.headers:
-            return fake_google.list_models(request, state)
-        state.record(request)
-        if "anthropic-version" in request.headers:
-            if not state.authorized(request):
-                return fake_anthropic.failure_response("auth", state.config)
-            return JSONResponse(fake_anthropic.models_body(state.config))
-        if not state.authorized(request):
-            return fake_openai.failure_response("auth", state.config)
-        return JSONResponse(fake_openai.models_body(state.config))
+        wire = (
+            (fake_google.failure_response, fake_google.models_body)
+            if "x-goog-api-key" in request.headers
+            else (fake_anthropic.failure_response, fake_anthropic.models_body)
+            if "anthropic-version" in request.headers
+            else (fake_openai.failure_response, fake_openai.models_body)
+        )
+        return list_models(request, state, *wire)
 
     return app
 

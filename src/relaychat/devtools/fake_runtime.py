@@ -195,6 +195,19 @@ async def whole_response_failure(
     return None
 
 
+def list_models(
+    request: Request,
+    state: FakeState,
+    failure_response: Callable[[FailureKind, FakeConfig], JSONResponse],
+    models_body: Callable[[FakeConfig], dict[str, Any]],
+) -> JSONResponse:
+    """The model list in a format's shape, once the key is checked."""
+    state.record(request)
+    if not state.authorized(request):
+        return failure_response("auth", state.config)
+    return JSONResponse(models_body(state.config))
+
+
 def body_digest(body: Any, length: int) -> str:
     """The first `length` hex digits of a digest of a JSON body, for deterministic ids."""
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:length]
