@@ -82,10 +82,17 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
         yield fake
 
 
+def llm_settings(
+    backend: Backend, data_dir: Path, fake_llm: FakeLLM, **overrides: object
+) -> Settings:
+    """Settings on the backend with endpoints served by the fake upstream."""
+    config = write_llm_config(data_dir / "relaychat.yaml", fake_llm)
+    return make_settings(backend, data_dir, config_path=config, **overrides)
+
+
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
-    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
-    return make_settings(backend, tmp_path, config_path=config)
+    return llm_settings(backend, tmp_path, fake_llm)
 
 
 @pytest.fixture

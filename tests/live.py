@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -151,3 +152,25 @@ mcp_servers:
 """
     )
     return path
+
+
+def relaychat(
+    env: Mapping[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the `relaychat` command as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "relaychat", *args],
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def relaychat_async(
+    env: Mapping[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`relaychat` from a test that serves in its own event loop meanwhile."""
+    return await asyncio.to_thread(relaychat, env, *args, stdin=stdin)

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.live import server_env
-
-
-def relaychat(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relaychat", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.live import relaychat, server_env
 
 
 def test_db_upgrade_on_a_fresh_sqlite_data_dir(tmp_path: Path) -> None:

@@ -16,9 +16,8 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio, SentMessage, running_fake_twilio
 from relaychat.settings import Settings
 from tests.backends import Backend
-from tests.conftest import make_settings
+from tests.conftest import llm_settings
 from tests.factories import TestUser
-from tests.live import write_llm_config
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "twilio"
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
@@ -29,12 +28,11 @@ SENDER = "+14155552671"
 
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
-    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
     # Retries a moment apart instead of the production schedule's seconds and hours.
-    return make_settings(
+    return llm_settings(
         backend,
         tmp_path,
-        config_path=config,
+        fake_llm,
         outbox_poll_seconds=0.05,
         webhook_retry_schedule=[0, 0.05, 0.05, 0.05],
     )

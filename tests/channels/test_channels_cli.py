@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,22 +24,8 @@ from tests.channels.conftest import (
     sign,
 )
 from tests.factories import make_user
+from tests.live import relaychat_async as relaychat
 from tests.live import server_env
-
-
-async def relaychat(
-    env: dict[str, str], *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "relaychat", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _env(backend: Backend, tmp_path: Path) -> dict[str, str]:

@@ -10,20 +10,14 @@ import pytest
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.settings import Settings
 from tests.backends import Backend
-from tests.conftest import make_settings
-from tests.live import write_llm_config
+from tests.conftest import llm_settings
 from tests.webhooks.receiver import Receiver, running_receiver
 
 
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
-    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
-    return make_settings(
-        backend,
-        tmp_path,
-        config_path=config,
-        webhook_allow_private_networks=True,
-        outbox_poll_seconds=0.05,
+    return llm_settings(
+        backend, tmp_path, fake_llm, webhook_allow_private_networks=True, outbox_poll_seconds=0.05
     )
 
 

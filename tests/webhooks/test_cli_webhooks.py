@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.backends import REDIS_PREFIX_ROOT, Backend
+from tests.live import relaychat_async as cli
 from tests.live import running_server, server_env
-from tests.test_cli import relaychat
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.server
 
 SECRET = re.compile(r"^secret: (whsec_\S+)$", re.MULTILINE)
 HOOK_ID = re.compile(r"^created webhook (\S+) ->", re.MULTILINE)
-
-
-async def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(relaychat, env, *args, stdin=stdin)
 
 
 async def test_create_list_delete_and_a_signed_callback(

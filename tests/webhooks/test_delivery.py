@@ -75,18 +75,24 @@ async def test_external_message_reply_is_called_back_signed(
     assert entry["last_status_code"] == 200 and entry["payload"] == delivery.body
 
 
+async def reply_to_external(
+    client: httpx.AsyncClient, owner: TestUser, receiver: Receiver, content: str
+) -> httpx.Response:
+    """An external message answered in a conversation whose end `receiver` hears about."""
+    await register(client, owner, receiver, events=["message.failed", "message.completed"])
+    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
+    posted = await client.post(
+        f"/api/messages/{cid}", json={"role": "external", "content": content}, headers=SYSTEM
+    )
+    assert posted.status_code == 202
+    return posted
+
+
 async def test_failed_reply_is_message_failed(
     client: httpx.AsyncClient, services: Services, receiver: Receiver
 ) -> None:
     owner = await make_user(client)
-    await register(client, owner, receiver, events=["message.failed", "message.completed"])
-    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
-    posted = await client.post(
-        f"/api/messages/{cid}",
-        json={"role": "external", "content": '!fake {"fail": "bad_request"}\nhi'},
-        headers=SYSTEM,
-    )
-    assert posted.status_code == 202
+    await reply_to_external(client, owner, receiver, '!fake {"fail": "bad_request"}\nhi')
     await receiver.wait_for(1)
     [delivery] = receiver.deliveries
     assert delivery.verified
@@ -163,14 +169,9 @@ async def test_an_aborted_reply_is_message_failed(
     client: httpx.AsyncClient, services: Services, receiver: Receiver
 ) -> None:
     owner = await make_user(client)
-    await register(client, owner, receiver, events=["message.failed", "message.completed"])
-    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
-    posted = await client.post(
-        f"/api/messages/{cid}",
-        json={"role": "external", "content": '!fake {"token_delay_ms": 200}\nslowly'},
-        headers=SYSTEM,
+    posted = await reply_to_external(
+        client, owner, receiver, '!fake {"token_delay_ms": 200}\nslowly'
     )
-    assert posted.status_code == 202
     aborted = await client.post(
         f"/api/generations/{posted.json()['generation_id']}/abort", headers=owner.headers
     )
