@@ -117,7 +117,7 @@ def test_reader_turns_chunks_into_events() -> None:
         ToolCallDelta(index=0, id="c1", name="f", arguments_delta=""),
         ToolCallDelta(index=0, arguments_delta='{"x": 1}'),
     ]
-    assert reader.done
+    assert reader.ended
     assert reader.error is None
     assert reader.raw_finish == "tool_calls"
     assert reader.usage is not None
@@ -241,7 +241,7 @@ def test_anthropic_state_reads_events_until_message_stop() -> None:
     assert events[-1] == ToolCall(
         index=0, id="toolu_1", name="f", arguments={"x": 1}, raw_arguments='{"x": 1}'
     )
-    assert state.stopped
+    assert state.ended
     assert state.error is None
     assert (state.input_tokens, state.output_tokens, state.stop_reason) == (5, 9, "tool_use")
 

@@ -9,6 +9,9 @@ To add a provider, subclass `BaseAdapter` and implement three methods:
   or None for exceptions that are bugs; `started` says the response had begun streaming.
 - `_fetch_models()`: model ids from the upstream's model list.
 
+An adapter whose SDK streams SSE subclasses `adapters.sse_stream.SSEAdapter` instead,
+which implements `_attempt` from the SDK's response and a parser of the wire format.
+
 `BaseAdapter.stream` owns the policy: retries only before the first event reaches the
 caller (connection errors, 429, 5xx; honouring retry-after, bounded backoff), a deadline
 for the first event, an idle timeout between chunks, and the guarantee that a stream

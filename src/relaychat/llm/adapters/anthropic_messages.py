@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from relaychat.llm.adapters.sse_stream import (
-    SSEDecoder,
-    SSEEvent,
-    drain_after_end,
-    request_error,
-)
-from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
+from relaychat.llm.adapters.sse_stream import SSEAdapter, SSEEvent, request_error
+from relaychat.llm.base import AdapterOptions
 from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
@@ -117,7 +112,7 @@ def to_anthropic_params(request: ChatRequest, default_max_tokens: int) -> dict[s
     return params
 
 
-class AnthropicAdapter(BaseAdapter):
+class AnthropicAdapter(SSEAdapter):
     """Claude models; tool input JSON is assembled from `input_json_delta` fragments."""
 
     provider = "anthropic"
@@ -145,45 +140,16 @@ class AnthropicAdapter(BaseAdapter):
         if self._http_client is None:
             await self._sdk.close()
 
-    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
+    async def _send(self, request: ChatRequest) -> httpx2.Response:
         params = to_anthropic_params(request, self.options.default_max_tokens)
-        with self._upstream(started=False):
-            # Unlike the OpenAI adapter, this keeps the SDK's read timeout: without it the SDK
-            # would announce a different `x-stainless-timeout` to the API.
-            stream = await self._sdk.messages.create(**params, stream=True)
-        # As in the OpenAI adapter: the SDK sent the request and mapped HTTP errors; we read
-        # the SSE body of its response ourselves rather than build a pydantic model per event.
-        response = stream.response
-        chunks = response.aiter_bytes()
-        state = _StreamState(self.endpoint)
-        decoder = SSEDecoder()
-        try:
-            with self._upstream(started=True):
-                async for data in chunks:
-                    events = state.read(decoder.feed(data))
-                    for event in events:
-                        yield event
-                    if state.error is not None or state.stopped:
-                        break
-                    if not events:
-                        yield None  # pings and bookkeeping events keep the idle timer at bay
-                if state.error is not None:
-                    raise state.error
-                if state.stopped:
-                    await drain_after_end(response, chunks)
-        finally:
-            await chunks.aclose()
-            await response.aclose()
-        if state.stop_reason is None:
-            raise ProviderStreamBroken(
-                "The stream ended without a stop reason", endpoint=self.endpoint
-            )
-        for call in state.tools.pop_all():
-            yield call
-        yield Usage(prompt_tokens=state.input_tokens, completion_tokens=state.output_tokens)
-        yield Finish(
-            reason=_STOP_REASONS.get(state.stop_reason, "stop"), raw_reason=state.stop_reason
-        )
+        # Unlike the OpenAI adapter, this keeps the SDK's read timeout: without it the SDK
+        # would announce a different `x-stainless-timeout` to the API.
+        stream = await self._sdk.messages.create(**params, stream=True)
+        response: httpx2.Response = stream.response  # `stream` is Any: params are a dict
+        return response
+
+    def _reader(self) -> _StreamState:
+        return _StreamState(self.endpoint)
 
     async def _fetch_models(self) -> list[str]:
         return [model.id async for model in self._sdk.models.list()]
@@ -209,11 +175,10 @@ class AnthropicAdapter(BaseAdapter):
 
 
 class _StreamState:
-    """What the raw events told so far: usage, stop reason, and tool blocks being built.
+    """The `FrameReader` of Messages events: usage, stop reason, and tool blocks being built.
 
-    `read` takes the SSE events of one read of the body, as plain dicts. It stops at
-    `message_stop` (`stopped`) and at an event that ends the stream (`error`), which the
-    caller raises after yielding the events that came before it in the same read.
+    The events are read from the SSE data as plain dicts. The stream ends at
+    `message_stop`; an `event: error` breaks it.
     """
 
     def __init__(self, endpoint: str) -> None:
@@ -223,7 +188,7 @@ class _StreamState:
         self.input_tokens = 0
         self.output_tokens = 0
         self.stop_reason: str | None = None
-        self.stopped = False
+        self.ended = False
         self.error: ProviderError | None = None
 
     def read(self, frames: list[SSEEvent]) -> list[StreamEvent]:
@@ -259,9 +224,21 @@ class _StreamState:
                     endpoint=self.endpoint,
                 )
                 break
-            if self.stopped:
+            if self.ended:
                 break
         return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The complete tool calls, the usage, and `Finish`."""
+        if self.stop_reason is None:
+            raise ProviderStreamBroken(
+                "The stream ended without a stop reason", endpoint=self.endpoint
+            )
+        return [
+            *self.tools.pop_all(),
+            Usage(prompt_tokens=self.input_tokens, completion_tokens=self.output_tokens),
+            Finish(reason=_STOP_REASONS.get(self.stop_reason, "stop"), raw_reason=self.stop_reason),
+        ]
 
     def handle(self, raw: dict[str, Any], events: list[StreamEvent]) -> None:
         """Add the events for one raw stream event."""
@@ -297,7 +274,7 @@ class _StreamState:
                     raise TypeError("output_tokens")
                 self.output_tokens = output_tokens
         elif kind == "message_stop":
-            self.stopped = True
+            self.ended = True
 
     def _delta(self, index: int, delta: dict[str, Any], events: list[StreamEvent]) -> None:
         kind = delta["type"]

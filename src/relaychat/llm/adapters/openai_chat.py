@@ -6,13 +6,12 @@ import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from relaychat.llm.adapters.sse_stream import (
-    SSEDecoder,
+    SSEAdapter,
     SSEEvent,
-    drain_after_end,
     request_error,
     stream_settings,
 )
-from relaychat.llm.base import AdapterOptions, AttemptEvents, BaseAdapter
+from relaychat.llm.base import AdapterOptions
 from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
@@ -135,7 +134,7 @@ def to_openai_params(request: ChatRequest, max_tokens_param: MaxTokensParam) -> 
     return params
 
 
-class OpenAIAdapter(BaseAdapter):
+class OpenAIAdapter(SSEAdapter):
     """Chat completions through `openai.AsyncOpenAI`, streaming with usage."""
 
     provider = "openai"
@@ -173,53 +172,19 @@ class OpenAIAdapter(BaseAdapter):
         if self._http_client is None:
             await self._sdk.close()
 
-    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
-        params = to_openai_params(request, self.max_tokens_param)
-        with self._upstream(started=False):
-            stream = await self._sdk.chat.completions.create(
-                **params,
-                stream=True,
-                stream_options={"include_usage": True},
-                timeout=self._stream_timeout,
-                extra_headers=self._stream_headers,
-            )
-        # The SDK sent the request and mapped HTTP errors; its stream would now build a
-        # pydantic model per chunk, which costs more CPU than the rest of a relayed token,
-        # so we leave it unread and parse the SSE body of its response ourselves.
-        response = stream.response
-        chunks = response.aiter_bytes()
-        reader = _ChunkReader(self.endpoint)
-        decoder = SSEDecoder()
-        try:
-            with self._upstream(started=True):
-                async for data in chunks:
-                    events = reader.read(decoder.feed(data))
-                    for event in events:
-                        yield event
-                    if reader.error is not None or reader.done:
-                        break
-                    if not events:
-                        yield None  # keep-alives and role chunks keep the idle timer at bay
-                if reader.error is not None:
-                    raise reader.error
-                if reader.done:
-                    await drain_after_end(response, chunks)
-        finally:
-            await chunks.aclose()
-            await response.aclose()
-        if reader.raw_finish is None:
-            raise ProviderStreamBroken(
-                "The stream ended without a finish reason", endpoint=self.endpoint
-            )
-        calls = reader.tools.pop_all()
-        for call in calls:
-            yield call
-        if reader.usage is not None:
-            yield reader.usage
-        raw_finish = reader.raw_finish
-        yield Finish(
-            reason=finish_reason(raw_finish, had_tool_calls=bool(calls)), raw_reason=raw_finish
+    async def _send(self, request: ChatRequest) -> httpx2.Response:
+        stream = await self._sdk.chat.completions.create(
+            **to_openai_params(request, self.max_tokens_param),
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=self._stream_timeout,
+            extra_headers=self._stream_headers,
         )
+        response: httpx2.Response = stream.response  # `stream` is Any: params are a dict
+        return response
+
+    def _reader(self) -> _ChunkReader:
+        return _ChunkReader(self.endpoint)
 
     async def _fetch_models(self) -> list[str]:
         return [model.id async for model in self._sdk.models.list()]
@@ -248,21 +213,19 @@ class OpenAIAdapter(BaseAdapter):
 
 
 class _ChunkReader:
-    """Stream events from chat-completion chunks, read from the SSE data as plain dicts.
+    """The `FrameReader` of chat-completion chunks, read from the SSE data as plain dicts.
 
-    `read` takes the SSE events of one read of the body. It stops at `[DONE]` (`done`) and
-    at a frame that ends the stream (`error`), which the caller raises after yielding the
-    events that came before it in the same read.
+    The stream ends at `[DONE]`; an `{"error": ...}` frame breaks it.
     """
 
-    __slots__ = ("done", "endpoint", "error", "raw_finish", "tools", "usage")
+    __slots__ = ("ended", "endpoint", "error", "raw_finish", "tools", "usage")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None
         self.raw_finish: str | None = None
-        self.done = False
+        self.ended = False
         self.error: ProviderError | None = None
 
     def read(self, frames: list[SSEEvent]) -> list[StreamEvent]:
@@ -270,7 +233,7 @@ class _ChunkReader:
         events: list[StreamEvent] = []
         for _, data in frames:
             if data.startswith(b"[DONE]"):
-                self.done = True
+                self.ended = True
                 break
             try:
                 # Decoding first is quicker than json.loads' own sniffing of bytes.
@@ -298,6 +261,20 @@ class _ChunkReader:
                     endpoint=self.endpoint,
                 )
                 break
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The complete tool calls, the usage if any, and `Finish`."""
+        if self.raw_finish is None:
+            raise ProviderStreamBroken(
+                "The stream ended without a finish reason", endpoint=self.endpoint
+            )
+        events: list[StreamEvent] = [*self.tools.pop_all()]
+        had_tool_calls = bool(events)
+        if self.usage is not None:
+            events.append(self.usage)
+        reason = finish_reason(self.raw_finish, had_tool_calls=had_tool_calls)
+        events.append(Finish(reason=reason, raw_reason=self.raw_finish))
         return events
 
     def _chunk(self, chunk: dict[str, Any], events: list[StreamEvent]) -> None:

@@ -3,7 +3,8 @@
 The vendor SDKs build a pydantic model for every chunk of a stream, which costs more CPU
 than everything else a relayed token needs. Adapters therefore let the SDK send the
 request and map HTTP errors, then read the body's bytes through `SSEDecoder` and parse
-each event's data into plain dicts themselves.
+each event's data into plain dicts themselves: `SSEAdapter` does the reading, a
+`FrameReader` of each wire format the parsing.
 
 `SSEDecoder` follows the WHATWG event-stream rules the SDKs follow too: lines end with LF,
 CRLF or CR (also when split across reads); `data:` lines of one event are joined with LF;
@@ -16,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import abstractmethod
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from relaychat.llm.base import AttemptEvents, BaseAdapter
 from relaychat.llm.errors import ProviderError, ProviderStreamBroken, ProviderUnavailable
 
 if TYPE_CHECKING:
     import httpx2
+
+    from relaychat.llm.types import ChatRequest, StreamEvent
 
 # How long to read on after the stream's last event for the end of the body, which lets an
 # HTTP/1.1 connection go back to the pool (the OpenAI SDK's own stream does the same).
@@ -142,3 +147,64 @@ def request_error(exc: Exception, started: bool, **fields: Any) -> ProviderError
             "The provider's stream could not be read", retryable=True, **fields
         )
     return ProviderUnavailable("Could not read the provider's answer", **fields)
+
+
+class FrameReader(Protocol):
+    """Stream events from the SSE events of one wire format, and what they told so far.
+
+    `read` takes the SSE events of one read of the body. It stops at the event that ends
+    the stream (`ended`) and at one that breaks it (`error`), which the caller raises after
+    yielding the events that came before it in the same read.
+    """
+
+    error: ProviderError | None
+    ended: bool
+
+    def read(self, frames: list[SSEEvent]) -> list[StreamEvent]:
+        """The events in `frames`, up to the end of the stream or the first bad event."""
+        ...
+
+    def finish(self) -> list[StreamEvent]:
+        """The events after the body: complete tool calls, usage, and `Finish`.
+
+        Raises ProviderStreamBroken when the stream never said why it finished.
+        """
+        ...
+
+
+class SSEAdapter(BaseAdapter):
+    """An adapter whose SDK sends the request, and whose SSE body we read ourselves."""
+
+    @abstractmethod
+    async def _send(self, request: ChatRequest) -> httpx2.Response:
+        """Send the streaming request through the SDK; its response, body unread."""
+
+    @abstractmethod
+    def _reader(self) -> FrameReader:
+        """A fresh reader of this wire format's events."""
+
+    async def _attempt(self, request: ChatRequest) -> AttemptEvents:
+        with self._upstream(started=False):
+            response = await self._send(request)
+        chunks = response.aiter_bytes()
+        reader = self._reader()
+        decoder = SSEDecoder()
+        try:
+            with self._upstream(started=True):
+                async for data in chunks:
+                    events = reader.read(decoder.feed(data))
+                    for event in events:
+                        yield event
+                    if reader.error is not None or reader.ended:
+                        break
+                    if not events:
+                        yield None  # keep-alives, pings and bookkeeping keep the idle timer at bay
+                if reader.error is not None:
+                    raise reader.error
+                if reader.ended:
+                    await drain_after_end(response, chunks)
+        finally:
+            await chunks.aclose()
+            await response.aclose()
+        for event in reader.finish():
+            yield event
