@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +23,7 @@ from relaychat.devtools.fake_runtime import (
     FrameScript,
     answer,
     body_digest,
+    retry_after_headers,
 )
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
@@ -48,14 +48,7 @@ def error_response(
 def failure_response(failure: FailureKind, config: FakeConfig) -> JSONResponse:
     """The HTTP error that acts out `failure`."""
     status, kind, message = _ERRORS[failure]
-    headers = None
-    if failure == "rate_limit":
-        # retry-after-ms is OpenAI's header; relaychat reads it from any provider, which keeps
-        # tests fast, and Anthropic's own retry-after (whole seconds) is there as well.
-        headers = {
-            "retry-after": str(math.ceil(config.retry_after_ms / 1000)),
-            "retry-after-ms": str(config.retry_after_ms),
-        }
+    headers = retry_after_headers(config) if failure == "rate_limit" else None
     return error_response(status, kind, message, headers)
 
 

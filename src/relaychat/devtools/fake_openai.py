@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from relaychat.devtools.fake_runtime import (
     FrameScript,
     answer,
     body_digest,
+    retry_after_headers,
 )
 
 _ERRORS: dict[str, tuple[str, str, str | None]] = {
@@ -45,19 +45,17 @@ def error_response(
     status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """An error in OpenAI's body shape."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(_error_body(message, kind, code), status_code=status, headers=headers)
+
+
+def _error_body(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 def failure_response(failure: FailureKind, config: FakeConfig) -> JSONResponse:
     """The HTTP error that acts out `failure`."""
     message, kind, code = _ERRORS[failure]
-    headers = None
-    if failure == "rate_limit":
-        headers = {
-            "retry-after": str(math.ceil(config.retry_after_ms / 1000)),
-            "retry-after-ms": str(config.retry_after_ms),
-        }
+    headers = retry_after_headers(config) if failure == "rate_limit" else None
     return error_response(HTTP_FAILURES[failure], message, kind, code, headers)
 
 
@@ -163,14 +161,11 @@ def frame_script(plan: Plan, model: str, completion_id: str, include_usage: bool
             )
         )
     tail.append("data: [DONE]\n\n")
-    message, kind, code = _ERRORS["server_error"]
     return FrameScript(
         head=[chunk({"role": "assistant", "content": ""})],
         body=body,
         tail=tail,
-        error_frame=_frame(
-            {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        ),
+        error_frame=_frame(_error_body(*_ERRORS["server_error"])),
         garbage_frame="data: this is not json\n\n",
     )
 

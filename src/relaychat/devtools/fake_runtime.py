@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -193,6 +194,17 @@ async def whole_response_failure(
     if failure == "garbage":
         return Response(b"this is not json", media_type="application/json")
     return None
+
+
+def retry_after_headers(config: FakeConfig) -> dict[str, str]:
+    """A 429's headers: `retry-after` in whole seconds, and OpenAI's `retry-after-ms`.
+
+    relaychat reads `retry-after-ms` from any provider, which keeps tests fast.
+    """
+    return {
+        "retry-after": str(math.ceil(config.retry_after_ms / 1000)),
+        "retry-after-ms": str(config.retry_after_ms),
+    }
 
 
 def list_models(
