@@ -111,18 +111,23 @@ def frame_script(plan: Plan, model: str, completion_id: str, include_usage: bool
     """The chunks of a streamed completion, exactly as OpenAI sends them."""
     created = int(time.time())
 
+    def payload(**fields: Any) -> str:
+        return _frame(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                **fields,
+            }
+        )
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        payload: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         if include_usage:
-            payload["usage"] = None
-        return _frame(payload)
+            return payload(choices=[choice], usage=None)
+        return payload(choices=[choice])
 
     body = [Frame(chunk({"content": token}), token=True) for token in plan.tokens]
     for call in plan.calls:
@@ -142,24 +147,7 @@ def frame_script(plan: Plan, model: str, completion_id: str, include_usage: bool
         )
     tail = [chunk({}, plan.finish)]
     if include_usage:
-        usage = {
-            "prompt_tokens": plan.prompt_tokens,
-            "completion_tokens": plan.completion_tokens,
-            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
-        }
-        tail.append(
-            _frame(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": "fp_fake",
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        )
+        tail.append(payload(choices=[], usage=_usage(plan)))
     tail.append("data: [DONE]\n\n")
     return FrameScript(
         head=[chunk({"role": "assistant", "content": ""})],
@@ -191,11 +179,15 @@ def completion_body(plan: Plan, model: str, completion_id: str) -> dict[str, Any
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
         ],
-        "usage": {
-            "prompt_tokens": plan.prompt_tokens,
-            "completion_tokens": plan.completion_tokens,
-            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
-        },
+        "usage": _usage(plan),
+    }
+
+
+def _usage(plan: Plan) -> dict[str, int]:
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.completion_tokens,
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
     }
 
 
