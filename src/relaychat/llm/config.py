@@ -217,13 +217,18 @@ def load_config(path: Path | str | None, env: Mapping[str, str] | None = None) -
     raw: Any = None
     source = str(path) if path is not None else "environment"
     if path is not None and Path(path).is_file():
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot be read: {exc}") from exc
+        raw = read_yaml(path)
     return parse_config(raw, env, source=source)
+
+
+def read_yaml(path: Path | str) -> Any:
+    """The YAML document in the file at `path`; raises ConfigError naming the file."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
 
 
 def parse_config(raw: Any, env: Mapping[str, str], *, source: str = "config") -> LLMConfig:

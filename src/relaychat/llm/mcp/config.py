@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from relaychat.llm.config import ConfigError, interpolate
+from relaychat.llm.config import ConfigError, interpolate, read_yaml
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,30}$"
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -77,12 +76,7 @@ def load_mcp_config(
     """The MCP servers configured in `path`; none without a file or a `mcp_servers` section."""
     if path is None or not Path(path).is_file():
         return {}
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    document = read_yaml(path)
     section = document.get("mcp_servers") if isinstance(document, dict) else None
     return parse_mcp_config(section, os.environ if env is None else env, source=str(path))
 
