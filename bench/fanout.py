@@ -20,6 +20,7 @@ from functools import partial
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bench.common import percentile
 from relaychat.realtime import EventBus, MemoryEventBus, RedisEventBus
 from relaychat.realtime.bus import encode_body
 from relaychat.realtime.events import MessageDelta
@@ -37,12 +38,6 @@ WARMUP = 10
 
 # One round: publish once, wait until every subscriber has it; returns latencies in ns.
 Trial = Callable[[int, int], Awaitable[list[int]]]
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The `fraction` quantile of `values` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def summary(latencies_ns: Sequence[int]) -> tuple[float, float]:
