@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Part(BaseModel):
@@ -28,7 +28,6 @@ class ImageUrlPart(_Part):
 
 # Parts a client may send; the assistant's tool parts join this union in later issues.
 InputPart = Annotated[TextPart | ImageUrlPart, Field(discriminator="type")]
-_parts_adapter: TypeAdapter[list[InputPart]] = TypeAdapter(list[InputPart])
 
 
 def normalize_content(content: str | list[InputPart]) -> list[dict[str, Any]]:
@@ -41,8 +40,3 @@ def normalize_content(content: str | list[InputPart]) -> list[dict[str, Any]]:
 def flatten_text(parts: list[dict[str, Any]]) -> str:
     """The text of all text parts, joined by blank lines."""
     return "\n\n".join(p["text"] for p in parts if p.get("type") == "text" and p.get("text"))
-
-
-def parse_parts(raw: Any) -> list[InputPart]:
-    """Validate raw JSON parts (used where parts arrive outside a request model)."""
-    return _parts_adapter.validate_python(raw)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.ids import new_id
 from relaychat.domain.passwords import hash_password
 from relaychat.domain.phones import normalize_phone
-from relaychat.errors import EmailTaken, PhoneNumberTaken, UserNotFound, WeakPassword
+from relaychat.errors import EmailTaken, PhoneNumberTaken, WeakPassword
 from relaychat.storage.models import User
 
 MIN_PASSWORD_LENGTH = 8
@@ -53,14 +53,6 @@ async def create_user(
     except IntegrityError as exc:  # a concurrent registration of the same email won the race
         await session.rollback()
         raise EmailTaken(f"{email} is already registered", field="email") from exc
-    return user
-
-
-async def get_user(session: AsyncSession, user_id: str) -> User:
-    """The user with this id, or UserNotFound."""
-    user = await session.get(User, user_id)
-    if user is None:
-        raise UserNotFound()
     return user
 
 
