@@ -621,6 +621,12 @@ class Listener:
                 await waiter
         return self._seen.pop(key)
 
+    async def completed(self, message_id: str) -> None:
+        """Wait for the end of reply `message_id`; RuntimeError unless it completed."""
+        await self.wait("end", message_id)
+        if self.ends.get(message_id) != "message.completed":
+            raise RuntimeError(f"reply {message_id} failed")
+
     def forget(self, message_id: str) -> None:
         """Drop what is remembered about a message (keeps long runs small)."""
         for key in [k for k in self._seen if k[1] == message_id]:

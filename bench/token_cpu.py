@@ -86,9 +86,7 @@ async def user_posts(
                 response = await conn.request("POST", path, json_body=body, token=user.token)
             if phase.tokens_per_reply:
                 message_id = expect(response, 202, "post")["response_message_id"]
-                await listener.wait("end", message_id)
-                if listener.ends.get(message_id) != "message.completed":
-                    raise RuntimeError(f"reply {message_id} failed")
+                await listener.completed(message_id)
             else:
                 message_id = expect(response, 201, "post")["message"]["message_id"]
                 await listener.wait("message.created", message_id)

@@ -178,9 +178,7 @@ class Relayed(Scenario):
         message_id = expect(response, 202, "post message")["response_message_id"]
         try:
             first = await self.listener.wait("message.delta", message_id)
-            await self.listener.wait("end", message_id)
-            if self.listener.ends.get(message_id) != "message.completed":
-                raise RuntimeError(f"reply {message_id} failed")
+            await self.listener.completed(message_id)
         finally:
             self.listener.forget(message_id)
         return first - t0
