@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain import channel_replies, webhooks
 from relaychat.domain.render import conversation_dict, message_dict
-from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage.models import Conversation, Message
 
 # Messages that arrive in a conversation; the assistant's own are reported when they end.
 _INCOMING_ROLES = frozenset({"user", "external"})
@@ -41,30 +41,30 @@ async def message_created(
 
 async def reply_ended(
     session: AsyncSession,
-    generation: Generation,
     reply: Message,
     *,
+    user_id: str,
+    generation_id: str,
     error_code: str | None = None,
     detail: str | None = None,
 ) -> None:
     """A reply completed (no error) or failed, was aborted or interrupted (an error code)."""
+    # The message a reply answers is its parent (the generation's request message).
     request = (
-        await session.get(Message, generation.request_message_id)
-        if generation.request_message_id
-        else None
+        await session.get(Message, reply.parent_message_id) if reply.parent_message_id else None
     )
     data = {
         "conversation_id": reply.conversation_id,
         "message": message_dict(reply),
         "in_reply_to": request.id if request else None,
-        "generation_id": generation.id,
+        "generation_id": generation_id,
     }
     if error_code is not None:
         data.update(error=error_code, detail=detail)
     await webhooks.emit(
         session,
         "message.failed" if error_code else "message.completed",
-        user_id=generation.user_id,
+        user_id=user_id,
         api_key_id=request.api_key_id if request else None,
         data=data,
     )

@@ -158,7 +158,12 @@ async def interrupt_orphans(
         message.status = "unfinished"
         message.error = reason
         await callbacks.reply_ended(
-            session, generation, message, error_code="interrupted", detail=reason
+            session,
+            message,
+            user_id=generation.user_id,
+            generation_id=generation.id,
+            error_code="interrupted",
+            detail=reason,
         )
         finished.append((generation, message))
     await session.commit()

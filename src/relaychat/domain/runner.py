@@ -271,12 +271,15 @@ class GenerationRunner:
             .where(Conversation.id == job.conversation_id)
             .values(updated_at=now)
         )
-        generation = await session.get(Generation, job.generation_id)
-        if generation is not None:
-            code, detail = failure or (None, None)
-            await callbacks.reply_ended(
-                session, generation, message, error_code=code, detail=detail
-            )
+        code, detail = failure or (None, None)
+        await callbacks.reply_ended(
+            session,
+            message,
+            user_id=job.user_id,
+            generation_id=job.generation_id,
+            error_code=code,
+            detail=detail,
+        )
         return message
 
     async def _title(self, job: Job, reply: str) -> None:

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat import __version__
@@ -20,7 +21,6 @@ from relaychat.domain.render import iso
 from relaychat.domain.webhooks import set_enabled, sign
 from relaychat.safehttp import UnsafeTarget, guarded_client
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
-from relaychat.storage.types import utcnow
 from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 # How much of a receiver's answer the deliveries log keeps.
@@ -97,14 +97,22 @@ class WebhookSender:
         self, session: AsyncSession, item: OutboxItem, attempt: Attempt, now: datetime
     ) -> None:
         """Track the endpoint's failure streak; disable it on 410 or after days of failing."""
-        endpoint = await session.get(WebhookEndpoint, item.target_id, with_for_update=True)
-        if endpoint is None:
-            return
         if attempt.delivered:
-            endpoint.failing_since = None
+            # One statement that usually changes nothing: this runs for every delivery.
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.id == item.target_id,
+                    WebhookEndpoint.failing_since.is_not(None),
+                )
+                .values(failing_since=None)
+            )
             return
         if attempt.status_code is None and attempt.give_up:
             return  # refused before sending (disabled, deleted, unsafe): not the receiver's fault
+        endpoint = await session.get(WebhookEndpoint, item.target_id, with_for_update=True)
+        if endpoint is None:
+            return
         if endpoint.failing_since is None:
             endpoint.failing_since = now
         if not endpoint.enabled:
@@ -118,7 +126,6 @@ class WebhookSender:
                 f"every delivery failed since {iso(endpoint.failing_since)} "
                 f"(last: {attempt.error or 'error'})",
             )
-        endpoint.updated_at = utcnow()
 
     async def aclose(self) -> None:
         await self.http.aclose()
