@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
+from relaychat.domain.render import iso
 from relaychat.errors import ValidationFailed
 from relaychat.storage.models import AuditEvent
 from relaychat.storage.types import utcnow
@@ -76,7 +77,7 @@ def audit_dict(event: AuditEvent) -> dict[str, Any]:
     """An audit row as clients see it."""
     return {
         "id": event.id,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso(event.created_at),
         "api_key_id": event.api_key_id,
         "key_owner_id": event.key_owner_id,
         "client_address": event.client_address,

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
+from relaychat.domain.render import iso
 from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
@@ -348,8 +349,8 @@ def key_status(key: ApiKey, now: datetime | None = None) -> str:
 def key_dict(key: ApiKey) -> dict[str, Any]:
     """A key as its owner sees it: never a secret or a hash."""
 
-    def iso(moment: datetime | None) -> str | None:
-        return moment.isoformat().replace("+00:00", "Z") if moment else None
+    def maybe_iso(moment: datetime | None) -> str | None:
+        return iso(moment) if moment else None
 
     return {
         "id": key.id,
@@ -360,10 +361,10 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
         "status": key_status(key),
         "permissions": stored_permissions(key).model_dump(mode="json"),
         "created_at": iso(key.created_at),
-        "last_used_at": iso(key.last_used_at),
-        "expires_at": iso(key.expires_at),
-        "revoked_at": iso(key.revoked_at),
-        "previous_valid_until": iso(key.previous_valid_until),
+        "last_used_at": maybe_iso(key.last_used_at),
+        "expires_at": maybe_iso(key.expires_at),
+        "revoked_at": maybe_iso(key.revoked_at),
+        "previous_valid_until": maybe_iso(key.previous_valid_until),
     }
 
 
