@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
@@ -151,21 +151,38 @@ async def list_(user: CurrentUser, session: SessionDep) -> WebhookList:
     return WebhookList(webhooks=[_out(e) for e in await webhooks.list_endpoints(session, user.id)])
 
 
+async def owned_endpoint(
+    endpoint_id: EndpointId, user: CurrentUser, session: SessionDep
+) -> WebhookEndpoint:
+    """The caller's endpoint named in the path (404 for anyone else's)."""
+    return await webhooks.get_endpoint(session, user.id, endpoint_id)
+
+
+OwnedEndpoint = Annotated[WebhookEndpoint, Depends(owned_endpoint)]
+
+
+async def owned_delivery(
+    endpoint: OwnedEndpoint,
+    delivery_id: Annotated[str, Path(max_length=64)],
+    session: SessionDep,
+) -> OutboxItem:
+    """A delivery of the caller's endpoint named in the path."""
+    return await webhooks.get_delivery(session, endpoint, delivery_id)
+
+
+OwnedDelivery = Annotated[OutboxItem, Depends(owned_delivery)]
+
+
 @router.get("/{endpoint_id}")
-async def get(endpoint_id: EndpointId, user: CurrentUser, session: SessionDep) -> WebhookOut:
-    return _out(await webhooks.get_endpoint(session, user.id, endpoint_id))
+async def get(endpoint: OwnedEndpoint) -> WebhookOut:
+    return _out(endpoint)
 
 
 @router.patch("/{endpoint_id}")
 async def patch(
-    endpoint_id: EndpointId,
-    body: WebhookPatch,
-    user: CurrentUser,
-    session: SessionDep,
-    services: ServicesDep,
+    endpoint: OwnedEndpoint, body: WebhookPatch, session: SessionDep, services: ServicesDep
 ) -> WebhookOut:
     """Change the URL, events or description; `enabled: true` revives a disabled endpoint."""
-    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
     if body.url is not None:
         endpoint.url = check_url(
             body.url, allow_private=services.settings.webhook_allow_private_networks
@@ -182,17 +199,14 @@ async def patch(
 
 
 @router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(endpoint_id: EndpointId, user: CurrentUser, session: SessionDep) -> None:
+async def delete(endpoint: OwnedEndpoint, session: SessionDep) -> None:
     """Delete the endpoint and its delivery log; pending deliveries are dropped."""
-    await webhooks.delete_endpoint(
-        session, await webhooks.get_endpoint(session, user.id, endpoint_id)
-    )
+    await webhooks.delete_endpoint(session, endpoint)
 
 
 @router.get("/{endpoint_id}/deliveries")
 async def deliveries(
-    endpoint_id: EndpointId,
-    user: CurrentUser,
+    endpoint: OwnedEndpoint,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     before: Annotated[
@@ -200,7 +214,6 @@ async def deliveries(
     ] = None,
 ) -> DeliveryList:
     """The endpoint's deliveries, newest first, with their state and last attempt."""
-    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
     items = await webhooks.list_deliveries(session, endpoint, limit=limit, before=before)
     return DeliveryList(
         deliveries=[_delivery(i) for i in items],
@@ -209,15 +222,8 @@ async def deliveries(
 
 
 @router.get("/{endpoint_id}/deliveries/{delivery_id}")
-async def delivery(
-    endpoint_id: EndpointId,
-    delivery_id: Annotated[str, Path(max_length=64)],
-    user: CurrentUser,
-    session: SessionDep,
-) -> DeliveryDetail:
+async def delivery(item: OwnedDelivery, session: SessionDep) -> DeliveryDetail:
     """One delivery with every attempt made, oldest first."""
-    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
-    item = await webhooks.get_delivery(session, endpoint, delivery_id)
     attempts = await webhooks.list_attempts(session, item)
     return DeliveryDetail(
         **_delivery(item).model_dump(),
@@ -235,13 +241,6 @@ async def delivery(
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/redeliver", status_code=202)
-async def redeliver(
-    endpoint_id: EndpointId,
-    delivery_id: Annotated[str, Path(max_length=64)],
-    user: CurrentUser,
-    session: SessionDep,
-) -> DeliveryOut:
+async def redeliver(item: OwnedDelivery, session: SessionDep) -> DeliveryOut:
     """Send a delivery again now, with the same `webhook-id`, and a fresh retry schedule."""
-    endpoint = await webhooks.get_endpoint(session, user.id, endpoint_id)
-    item = await webhooks.get_delivery(session, endpoint, delivery_id)
     return _delivery(await webhooks.redeliver(session, item))

@@ -21,7 +21,7 @@ from relaychat.storage.types import utcnow
 
 # session.info keys: the doorbell a sessionmaker was built with, and "this commit enqueued".
 DOORBELL = "outbox_doorbell"
-PENDING = "outbox_pending"
+_PENDING = "outbox_pending"
 
 
 def new_delivery_id() -> str:
@@ -55,13 +55,18 @@ def enqueue(
         created_at=moment,
     )
     session.add(item)
-    session.info[PENDING] = True
+    wake_after_commit(session)
     return item
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Ring the delivery worker once this session's transaction commits."""
+    session.info[_PENDING] = True
 
 
 @event.listens_for(Session, "after_commit")
 def _ring_after_commit(session: Session) -> None:
-    if session.info.pop(PENDING, False):
+    if session.info.pop(_PENDING, False):
         ring: Callable[[], None] | None = session.info.get(DOORBELL)
         if ring is not None:
             ring()
@@ -69,4 +74,4 @@ def _ring_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING, None)
+    session.info.pop(_PENDING, None)

@@ -204,7 +204,7 @@ async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     item.next_attempt_at = utcnow()
     item.claimed_by = None
     item.delivered_at = None
-    session.info[outbox.PENDING] = True
+    outbox.wake_after_commit(session)
     await session.commit()
     return item
 
