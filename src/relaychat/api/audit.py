@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from relaychat.api.deps import CurrentUser, SessionDep
-from relaychat.domain import audit, keys
+from relaychat.domain import audit, keys, users
 
 router = APIRouter(tags=["audit"])
 
@@ -87,7 +87,7 @@ async def admin_audit(
     until: Until = None,
 ) -> AuditPageOut:
     """Every external request, newest first (admins only); `key_id` may be `env:…`."""
-    if not keys.is_admin(user):
+    if not users.is_admin(user):
         raise keys.AdminRequired("only an admin may read the whole audit trail")
     page = await audit.list_audit(
         session,

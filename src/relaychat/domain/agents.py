@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.users import is_admin
 from relaychat.errors import Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import Agent, User
 from relaychat.storage.types import utcnow
@@ -110,7 +111,7 @@ def resolve_agent_model(
 
 
 def _visible_clause(user: User) -> Any:
-    if user.role == "admin":
+    if is_admin(user):
         return True
     return or_(Agent.user_id == user.id, Agent.visibility == "public")
 
@@ -132,7 +133,7 @@ async def get_visible_agent(session: AsyncSession, user: User, agent_id: str) ->
 async def get_editable_agent(session: AsyncSession, user: User, agent_id: str) -> Agent:
     """An agent the user may change: their own, or any (visible) one for an admin."""
     agent = await get_visible_agent(session, user, agent_id)
-    if agent.user_id != user.id and user.role != "admin":
+    if agent.user_id != user.id and not is_admin(user):
         raise AgentReadOnly(agent_id=agent_id)
     return agent
 

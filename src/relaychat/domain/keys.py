@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
+from relaychat.domain.users import is_admin as is_admin  # re-exported for domain.channels
 from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
@@ -331,10 +332,6 @@ async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> 
 
 
 # -- management ------------------------------------------------------------------------
-
-
-def is_admin(user: User) -> bool:
-    return user.role == "admin"
 
 
 def key_status(key: ApiKey, now: datetime | None = None) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.agent_cache import AgentCache
 from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, AgentSpec, resolve_agent_model
 from relaychat.domain.generations import NoEndpoint, NoModel, Providers
+from relaychat.domain.users import is_admin
 from relaychat.errors import Unprocessable
 from relaychat.storage.models import Conversation, User
 
@@ -73,7 +74,7 @@ async def _agent_plan(
 ) -> ReplyPlan:
     agent = await agents.get(session, agent_id)
     owner = await session.get(User, conversation.user_id)
-    admin = owner is not None and owner.role == "admin"
+    admin = owner is not None and is_admin(owner)
     if agent is None or not agent.visible_to(conversation.user_id, admin=admin):
         raise AgentNotFound(
             f"agent {agent_id!r} does not exist or is not visible to the conversation's owner",

@@ -22,6 +22,11 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def is_admin(user: User) -> bool:
+    """Whether the user holds the admin role."""
+    return user.role == "admin"
+
+
 def check_password_strength(password: str) -> None:
     """Refuse passwords too short to resist guessing."""
     if len(password) < MIN_PASSWORD_LENGTH:
