@@ -39,6 +39,11 @@ class Replay:
     body: dict[str, Any]
 
 
+def _same_key(key_ref: str, key: str) -> tuple[Any, ...]:
+    """The conditions that pick the record of `key` sent with the API key `key_ref`."""
+    return IdempotencyRecord.key_ref == key_ref, IdempotencyRecord.idempotency_key == key
+
+
 def request_fingerprint(path: str, body: Any) -> str:
     """A digest of what the request asks for; key order and spacing don't matter."""
     canonical = json.dumps([path, body], sort_keys=True, separators=(",", ":"), default=str)
@@ -67,9 +72,7 @@ async def begin(
             except IntegrityError:
                 await session.rollback()
             existing = await session.scalar(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.key_ref == key_ref, IdempotencyRecord.idempotency_key == key
-                )
+                select(IdempotencyRecord).where(*_same_key(key_ref, key))
             )
             if existing is None:
                 continue  # finished with an error and released meanwhile: claim it again
@@ -96,7 +99,7 @@ async def finish(
     async with sessionmaker() as session:
         await session.execute(
             update(IdempotencyRecord)
-            .where(IdempotencyRecord.key_ref == key_ref, IdempotencyRecord.idempotency_key == key)
+            .where(*_same_key(key_ref, key))
             .values(state="done", status_code=status_code, response=body)
         )
         await session.commit()
@@ -107,9 +110,7 @@ async def release(sessionmaker: async_sessionmaker[AsyncSession], key_ref: str, 
     async with sessionmaker() as session:
         await session.execute(
             delete(IdempotencyRecord).where(
-                IdempotencyRecord.key_ref == key_ref,
-                IdempotencyRecord.idempotency_key == key,
-                IdempotencyRecord.state == "in_flight",
+                *_same_key(key_ref, key), IdempotencyRecord.state == "in_flight"
             )
         )
         await session.commit()
