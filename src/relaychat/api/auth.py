@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
@@ -24,6 +24,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 REFRESH_COOKIE = "relaychat_refresh"
 REFRESH_COOKIE_PATH = "/api/auth"
+ACCESS_COOKIE_PATH = "/api"
 
 
 class RegisterIn(BaseModel):
@@ -108,16 +109,13 @@ async def logout(
     """Revoke the refresh-token family and clear the cookie."""
     if refresh_cookie:
         await sessions.logout(session, secret=refresh_cookie)
-    response.delete_cookie(
-        ACCESS_COOKIE, path="/api", httponly=True, samesite="strict", secure=settings.cookie_secure
-    )
-    response.delete_cookie(
-        REFRESH_COOKIE,
-        path=REFRESH_COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
-    )
+    response.delete_cookie(ACCESS_COOKIE, **_cookie_attributes(ACCESS_COOKIE_PATH, settings))
+    response.delete_cookie(REFRESH_COOKIE, **_cookie_attributes(REFRESH_COOKIE_PATH, settings))
+
+
+def _cookie_attributes(path: str, settings: Settings) -> dict[str, Any]:
+    # Set and deleted with the same attributes: a delete naming another path misses the cookie.
+    return {"path": path, "httponly": True, "samesite": "strict", "secure": settings.cookie_secure}
 
 
 def _token_response(issued: IssuedSession, response: Response, settings: Settings) -> TokenOut:
@@ -126,19 +124,13 @@ def _token_response(issued: IssuedSession, response: Response, settings: Setting
         ACCESS_COOKIE,
         issued.access_token,
         max_age=issued.expires_in,
-        path="/api",
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
+        **_cookie_attributes(ACCESS_COOKIE_PATH, settings),
     )
     response.set_cookie(
         REFRESH_COOKIE,
         issued.refresh_secret,
         max_age=settings.refresh_token_ttl_seconds,
-        path=REFRESH_COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
+        **_cookie_attributes(REFRESH_COOKIE_PATH, settings),
     )
     response.headers["Cache-Control"] = "no-store"
     return TokenOut(
