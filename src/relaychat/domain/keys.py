@@ -232,7 +232,12 @@ def key_hash(raw_key: str) -> str:
 def new_secret() -> tuple[str, str]:
     """A fresh `(lookup, key)` pair."""
     lookup = secrets.token_hex(LOOKUP_HEX_CHARS // 2)
-    return lookup, f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
+    return lookup, _new_key(lookup)
+
+
+def _new_key(lookup: str) -> str:
+    """A whole key with this lookup and a fresh secret, shaped as `parse_lookup` reads it."""
+    return f"{KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
 
 
 def parse_lookup(raw_key: str) -> str | None:
@@ -485,7 +490,7 @@ async def rotate_key(
         raise ValidationFailed(
             f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}", field="grace_seconds"
         )
-    secret = f"{KEY_PREFIX}{key.lookup}_{secrets.token_urlsafe(32)}"
+    secret = _new_key(key.lookup)
     now = utcnow()
     key.previous_secret_hash = key.secret_hash if grace_seconds else None
     key.previous_valid_until = now + timedelta(seconds=grace_seconds) if grace_seconds else None
