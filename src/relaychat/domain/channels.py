@@ -27,9 +27,10 @@ from relaychat.crypto import SecretBox
 from relaychat.domain.agents import get_visible_agent
 from relaychat.domain.channel_replies import TWILIO as TWILIO
 from relaychat.domain.ids import new_id
-from relaychat.domain.keys import AdminRequired, is_admin
+from relaychat.domain.keys import AdminRequired
 from relaychat.domain.render import iso
 from relaychat.domain.resolution import find_user
+from relaychat.domain.users import is_admin
 from relaychat.errors import (
     Forbidden,
     NotFound,

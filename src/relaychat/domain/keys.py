@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
-from relaychat.domain.users import is_admin as is_admin  # re-exported for domain.channels
+from relaychat.domain.users import is_admin
 from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
