@@ -19,6 +19,7 @@ mcp_servers:
     command: python
     args: ["-m", "mcp_server_time", "--local-timezone", "${TZ_NAME:-UTC}"]
     env: {API_TOKEN: "${TOKEN}"}
+    inherit_env: [UV_INDEX_URL, "NPM_*"]
     cwd: /srv
     timeout_seconds: 5
   search-1:
@@ -43,6 +44,7 @@ def test_stdio_and_http_servers_with_env_interpolation(tmp_path: Path) -> None:
     assert time.command == "python"
     assert time.args == ["-m", "mcp_server_time", "--local-timezone", "UTC"]
     assert time.env == {"API_TOKEN": "s3cret"}
+    assert time.inherit_env == ["UV_INDEX_URL", "NPM_*"]
     assert time.cwd == "/srv"
     assert time.timeout_seconds == 5
     search = servers["search-1"]
@@ -89,6 +91,8 @@ def test_no_file_means_no_servers(tmp_path: Path) -> None:
         ({"s": {"url": "http://h", "timeout_seconds": 0}}, "mcp_servers.s.timeout_seconds"),
         ({"s": {"url": "http://h", "type": "stdio"}}, "mcp_servers.s.type"),
         ({"s": {"url": "http://h", "headers": {"A": "${NOPE}"}}}, "mcp_servers.s.headers.A"),
+        ({"s": {"command": "x", "inherit_env": ["A B"]}}, "mcp_servers.s.inherit_env[0]"),
+        ({"s": {"url": "http://h", "inherit_env": ["A"]}}, "mcp_servers.s.inherit_env: unknown"),
     ],
 )
 def test_mistakes_name_the_key(section: object, message: str) -> None:

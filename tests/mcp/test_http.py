@@ -82,7 +82,8 @@ async def test_a_server_that_is_down_is_unavailable_and_others_still_list() -> N
 
         listing = await manager.list_all()
         assert isinstance(listing["time"], list)
-        assert isinstance(listing["web"], str)
+        assert isinstance(listing["web"], McpServerUnavailable)
+        assert listing["web"].server == "web"
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["2026-sessionless", "2025-session"])

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,11 +121,84 @@ async def test_a_server_that_cannot_start_is_not_hammered() -> None:
         assert manager.starts("broken") == 2
 
 
-async def test_a_missing_command_is_reported() -> None:
-    missing = time_server(command="/nonexistent/mcp-server")
-    async with managing(McpManager({"gone": missing})) as manager:
-        with pytest.raises(McpServerUnavailable, match="FileNotFoundError"):
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        # The README's `command: uvx` on a machine without uv.
+        (
+            {"command": "uvx-not-installed"},
+            "command 'uvx-not-installed' not found on relaychat's PATH; install it there, "
+            "or give its full path",
+        ),
+        (
+            {"command": "uvx-not-installed", "env": {"PATH": "/nowhere"}},
+            "command 'uvx-not-installed' not found on the PATH in its `env`",
+        ),
+        ({"command": "/nonexistent/mcp-server"}, "command '/nonexistent/mcp-server' does not"),
+        ({"cwd": "/nonexistent/dir"}, "working directory '/nonexistent/dir' does not exist"),
+    ],
+    ids=["not-on-path", "not-on-env-path", "no-such-file", "no-such-cwd"],
+)
+async def test_a_server_that_cannot_be_spawned_names_what_is_missing(
+    overrides: dict[str, object], reason: str
+) -> None:
+    async with managing(McpManager({"gone": time_server(**overrides)})) as manager:
+        with pytest.raises(McpServerUnavailable) as caught:
             await manager.tools("gone")
+
+    assert caught.value.detail.startswith(f"MCP server gone failed to start: {reason}")
+
+
+async def test_a_script_whose_interpreter_is_missing_says_so(tmp_path: Path) -> None:
+    script = tmp_path / "server"
+    script.write_text("#!/nonexistent/python\n")
+    script.chmod(0o755)
+    async with managing(McpManager({"s": time_server(command=str(script))})) as manager:
+        with pytest.raises(McpServerUnavailable, match="the interpreter on its #! line"):
+            await manager.tools("s")
+
+
+async def test_the_tail_of_the_servers_stderr_explains_a_failed_start() -> None:
+    # What uvx says when the child's environment lost SSL_CERT_FILE, after some noise.
+    code = (
+        "import sys\n"
+        "for i in range(40): print(f'noise {i}', file=sys.stderr)\n"
+        "print('error: Request failed after 3 retries', file=sys.stderr)\n"
+        "print('  Caused by: invalid peer certificate: UnknownIssuer', file=sys.stderr)\n"
+        "sys.exit(2)"
+    )
+    broken = time_server(args=["-c", code])
+    async with managing(McpManager({"broken": broken})) as manager:
+        with pytest.raises(McpServerUnavailable) as caught:
+            await manager.tools("broken")
+        again = await manager.list_all()
+
+    error = caught.value
+    lines = error.stderr.splitlines()
+    assert lines[-2:] == [
+        "error: Request failed after 3 retries",
+        "  Caused by: invalid peer certificate: UnknownIssuer",
+    ]
+    assert len(lines) == 20  # the tail, not everything
+    assert "noise 0" not in error.stderr
+    assert error.detail.endswith("invalid peer certificate: UnknownIssuer")
+    assert error.to_problem()["stderr"] == error.stderr
+    # Within the back-off the cause is still given, without starting the server again.
+    listed = again["broken"]
+    assert isinstance(listed, McpServerUnavailable)
+    assert listed.stderr == error.stderr
+    assert manager.starts("broken") == 1
+
+
+async def test_secrets_given_to_a_server_are_redacted_from_its_stderr() -> None:
+    code = "import os, sys; print('token is', os.environ['API_TOKEN'], file=sys.stderr); exit(1)"
+    broken = time_server(args=["-c", code], env={"API_TOKEN": "tok-12345"})
+    async with managing(McpManager({"broken": broken})) as manager:
+        with pytest.raises(McpServerUnavailable) as caught:
+            await manager.tools("broken")
+
+    assert caught.value.stderr == "token is [redacted]"
+    assert "tok-12345" not in caught.value.detail
 
 
 async def test_a_server_that_never_answers_times_out_and_is_stopped() -> None:
@@ -144,8 +218,9 @@ async def test_list_all_reports_servers_that_cannot_start() -> None:
         time_tools = listing["time"]
         assert isinstance(time_tools, list)
         assert len(time_tools) == 2
-        assert isinstance(listing["broken"], str)
-        assert "failed to start" in listing["broken"]
+        broken_listing = listing["broken"]
+        assert isinstance(broken_listing, McpServerUnavailable)
+        assert "failed to start" in broken_listing.detail
 
 
 async def test_unknown_server() -> None:

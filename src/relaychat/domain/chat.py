@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain import callbacks
 from relaychat.domain.agent_cache import AgentCache
+from relaychat.domain.agents import AgentSpec
 from relaychat.domain.content import flatten_text
 from relaychat.domain.context import branch, build_request
 from relaychat.domain.conversations import get_owned_conversation
@@ -22,9 +24,9 @@ from relaychat.domain.replies import ReplyPlan, plan_reply
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.toolbox import Toolbox
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
-from relaychat.llm.tools.base import ToolContext, ToolError
+from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus
-from relaychat.realtime.events import MessageCreated
+from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.storage.models import Conversation, Message
 from relaychat.storage.types import utcnow
 
@@ -210,7 +212,7 @@ async def _job(
     )
     agent, toolbox = plan.agent, engine.toolbox
     hops = metadata.get("hops")
-    return Job(
+    job = Job(
         generation_id=started.generation.id,
         user_id=conversation.user_id,
         conversation_id=conversation.id,
@@ -220,14 +222,33 @@ async def _job(
         # Title the conversation after its first exchange.
         wants_title=not conversation.title and len(history) == 1,
         agent_id=agent.id if agent else None,
-        tools_loader=(
-            (lambda: toolbox.for_agent(agent))
-            if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers)
-            else None
-        ),
         max_steps=engine.max_steps,
         hops=hops if isinstance(hops, int) else 0,
     )
+    if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers):
+        job.tools_loader = functools.partial(_load_tools, engine, toolbox, agent, job)
+    return job
+
+
+async def _load_tools(engine: ChatEngine, toolbox: Toolbox, agent: AgentSpec, job: Job) -> ToolSet:
+    """The agent's tools for this turn; MCP servers left out are recorded on the reply
+    (`metadata.mcp_unavailable`) and announced, so the owner knows why tools are missing."""
+    loaded = await toolbox.for_agent(agent)
+    if loaded.unavailable:
+        async with engine.sessionmaker() as session:
+            reply = await session.get(Message, job.message_id)
+            if reply is not None:
+                reply.meta = {**(reply.meta or {}), "mcp_unavailable": loaded.unavailable}
+                await session.commit()
+        await engine.bus.publish(
+            job.user_id,
+            MessageMcpUnavailable(
+                conversation_id=job.conversation_id,
+                message_id=job.message_id,
+                mcp_unavailable=loaded.unavailable,
+            ),
+        )
+    return loaded.tools
 
 
 async def _launch(

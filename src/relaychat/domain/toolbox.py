@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.agent_tools import Recall, Remember, Sender, SendMessage
 from relaychat.domain.agents import AgentSpec
+from relaychat.errors import AppError
 from relaychat.llm.tools.base import Tool, ToolSet
 from relaychat.llm.tools.builtin import builtin_tools
 
@@ -23,9 +27,18 @@ class McpTools(Protocol):
         """The server's tools (starting it on first use)."""
         ...
 
-    async def list_all(self) -> dict[str, list[Tool] | str]:
+    async def list_all(self) -> Mapping[str, list[Tool] | AppError]:
         """Every server's tools, or why it cannot start."""
         ...
+
+
+@dataclass(frozen=True)
+class AgentTools:
+    """The tools of one agent turn, and the MCP servers left out of it (and why)."""
+
+    tools: ToolSet
+    # [{"server": name, "error": why}], as stored in the reply's `metadata.mcp_unavailable`.
+    unavailable: list[dict[str, str]] = field(default_factory=list)
 
 
 def local_tool_names() -> list[str]:
@@ -61,13 +74,26 @@ class Toolbox:
         """Names an agent may list in `mcp_servers`."""
         return self.mcp.names() if self.mcp is not None else []
 
-    async def for_agent(self, agent: AgentSpec) -> ToolSet:
-        """The agent's tools; an MCP server that cannot start fails the generation clearly."""
+    async def for_agent(self, agent: AgentSpec) -> AgentTools:
+        """The agent's tools. An MCP server that cannot be used (it fails to start, or is no
+        longer configured) is left out of this turn rather than failing it; its servers start
+        concurrently, so the turn waits for the slowest one at most."""
         tools = [self._local[name] for name in agent.tools if name in self._local]
-        if self.mcp is not None:
-            for server in agent.mcp_servers:
-                tools.extend(await self.mcp.tools(server))
-        return ToolSet(tools)
+        unavailable: list[dict[str, str]] = []
+        servers = list(agent.mcp_servers) if self.mcp is not None else []
+        if self.mcp is not None and servers:
+            mcp = self.mcp
+            listed = await asyncio.gather(
+                *(mcp.tools(server) for server in servers), return_exceptions=True
+            )
+            for server, result in zip(servers, listed, strict=True):
+                if isinstance(result, AppError):
+                    unavailable.append({"server": server, "error": result.detail})
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    tools.extend(result)
+        return AgentTools(ToolSet(tools), unavailable)
 
     async def catalog(self) -> list[dict[str, Any]]:
         """Every tool an agent may use, described for people."""
@@ -82,8 +108,17 @@ class Toolbox:
         ]
         if self.mcp is not None:
             for server, tools in (await self.mcp.list_all()).items():
-                if isinstance(tools, str):
-                    entries.append({"name": server, "source": "mcp", "error": tools})
+                if isinstance(tools, AppError):
+                    entries.append(
+                        {
+                            "name": server,
+                            "source": "mcp",
+                            "server": server,
+                            "error": tools.detail,
+                            # The server's own words: usually the real reason it is down.
+                            "stderr": tools.fields.get("stderr", ""),
+                        }
+                    )
                     continue
                 entries += [
                     {

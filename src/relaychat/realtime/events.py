@@ -71,6 +71,15 @@ class MessageToolResult(ConversationEvent):
     tool_result: dict[str, Any]
 
 
+class MessageMcpUnavailable(ConversationEvent):
+    """Some of the agent's MCP servers could not be used: the reply goes on without their
+    tools. `mcp_unavailable` is `[{server, error}]`, as in the reply's metadata."""
+
+    type: Literal["message.mcp_unavailable"] = "message.mcp_unavailable"
+    message_id: str
+    mcp_unavailable: list[dict[str, str]]
+
+
 class ConversationCreated(ConversationEvent):
     """A conversation was created; `conversation` is its REST rendering."""
 
@@ -122,6 +131,7 @@ Event = Annotated[
     | MessageFailed
     | MessageToolCall
     | MessageToolResult
+    | MessageMcpUnavailable
     | ConversationCreated
     | ConversationUpdated
     | ConversationDeleted

@@ -5,14 +5,17 @@
         command: npx
         args: ["-y", "@modelcontextprotocol/server-github"]
         env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}
+        inherit_env: [NPM_CONFIG_REGISTRY, "UV_*"]   # optional: more of relaychat's variables
         cwd: /srv/mcp                           # optional
         timeout_seconds: 30                     # optional: start-up and each call
       search:                                   # streamable HTTP
         url: https://mcp.example.com/mcp
         headers: {Authorization: "Bearer ${SEARCH_TOKEN}"}
 
-A stdio server's `env` is added to a minimal inherited environment (PATH, HOME, USER, …),
-not to relaychat's own, so relaychat's secrets don't reach it unless passed on purpose.
+A stdio server's `env` is added to a minimal inherited environment (PATH, HOME, locale,
+certificate and proxy settings: see environment.py) and the variables named in
+`inherit_env` (`NAME`, or `PREFIX*`), not to relaychat's own, so relaychat's secrets don't
+reach it unless passed on purpose.
 A server is stdio when it has `command`, streamable HTTP when it has `url`; LibreChat's
 `type: stdio | streamable-http` is accepted too. `${VAR}` and `${VAR:-default}` are read
 from the environment as in the endpoints section. Names become tool-name prefixes
@@ -25,13 +28,22 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from relaychat.llm.config import ConfigError, interpolate, read_yaml
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,30}$"
+# An environment variable name, or a prefix of names ending in `*`.
+INHERIT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*\*?$"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -47,6 +59,9 @@ class StdioServerConfig(_Strict):
     args: list[str] = Field(default_factory=list)
     # Often holds tokens, so kept out of reprs and logs.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
+    inherit_env: list[Annotated[str, StringConstraints(pattern=INHERIT_PATTERN)]] = Field(
+        default_factory=list
+    )
     cwd: str | None = None
     timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, le=3600)
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from typing import Any
 
 import anyio
@@ -22,7 +23,9 @@ from mcp.client import Transport
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from relaychat.llm.mcp.config import HttpServerConfig, McpServerConfig
+from relaychat.llm.mcp.config import HttpServerConfig, McpServerConfig, StdioServerConfig
+from relaychat.llm.mcp.environment import child_environment
+from relaychat.llm.mcp.stderr import StderrTail
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,15 @@ STOP_TIMEOUT = 15.0
 
 
 class StartFailed(Exception):
-    """The server could not be started or did not complete the MCP handshake."""
+    """The server could not be started or did not complete the MCP handshake.
+
+    `stderr` is the tail of what a stdio server wrote there, usually the real reason.
+    """
+
+    def __init__(self, reason: str, stderr: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr
 
 
 class Connection:
@@ -48,12 +59,22 @@ class Connection:
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._broken = False
+        self._stderr = (
+            StderrTail(name, secrets=config.env.values())
+            if isinstance(config, StdioServerConfig)
+            else None
+        )
 
     @property
     def client(self) -> Client:
         if self._client is None:
             raise RuntimeError(f"MCP server {self.name} is not connected")
         return self._client
+
+    @property
+    def stderr(self) -> str:
+        """The last lines the server wrote to stderr (stdio servers only)."""
+        return self._stderr.text() if self._stderr is not None else ""
 
     @property
     def alive(self) -> bool:
@@ -81,9 +102,7 @@ class Connection:
         if self._client is None:
             await self.stop()
             error = self._error
-            if isinstance(error, StartFailed):
-                raise error
-            raise StartFailed(_describe(error)) from error
+            raise StartFailed(_describe(error), self.stderr) from error
 
     async def stop(self) -> None:
         """Leave the session and stop the server; safe to call more than once."""
@@ -130,6 +149,9 @@ class Connection:
             self._error = exc
         finally:
             self._client = None
+            if self._stderr is not None:
+                # Everything the server wrote before it ended is read before anyone asks why.
+                await self._stderr.close()
             self._ready.set()
 
     def _transport(self) -> Transport:
@@ -137,10 +159,49 @@ class Connection:
         if isinstance(config, HttpServerConfig):
             # The transport leaves a client it was given open, so it is closed with it.
             return _http_transport(config)
-        params = StdioServerParameters(
-            command=config.command, args=config.args, env=config.env or None, cwd=config.cwd
-        )
-        return stdio_client(params)
+        assert self._stderr is not None
+        return _stdio_transport(config, self._stderr)
+
+
+@contextlib.asynccontextmanager
+async def _stdio_transport(config: StdioServerConfig, stderr: StderrTail) -> Any:
+    """stdio_client with the server's environment, its stderr captured, and a failure to
+    spawn the process reported with the command and the PATH it was looked up on."""
+    env = child_environment(os.environ, config.inherit_env, config.env)
+    params = StdioServerParameters(
+        command=config.command, args=config.args, env=env, cwd=config.cwd
+    )
+    errlog = await stderr.open()
+    spawned = False
+    try:
+        async with stdio_client(params, errlog=errlog) as streams:
+            spawned = True
+            # The child has its own copy; ours would keep the pipe open after the child ends.
+            errlog.close()
+            yield streams
+    except OSError as exc:
+        if spawned:
+            raise
+        raise StartFailed(_spawn_failure(config, exc)) from exc
+    finally:
+        errlog.close()
+
+
+def _spawn_failure(config: StdioServerConfig, exc: OSError) -> str:
+    """Why the process could not be created, naming what was missing."""
+    command = config.command
+    if config.cwd is not None and not os.path.isdir(config.cwd):
+        return f"working directory {config.cwd!r} does not exist"
+    if isinstance(exc, FileNotFoundError):
+        if os.sep not in command:
+            where = "the PATH in its `env`" if "PATH" in config.env else "relaychat's PATH"
+            return (
+                f"command {command!r} not found on {where}; install it there, or give its full path"
+            )
+        if os.path.exists(os.path.join(config.cwd or "", command)):
+            return f"command {command!r} exists but the interpreter on its #! line does not"
+        return f"command {command!r} does not exist"
+    return f"command {command!r} cannot be run: {exc.strerror or exc}"
 
 
 @contextlib.asynccontextmanager

@@ -35,6 +35,16 @@ class McpServerUnavailable(ServiceUnavailable):
     code = "mcp_server_unavailable"
     title = "MCP server unavailable"
 
+    def __init__(self, detail: str, *, server: str, stderr: str = "") -> None:
+        # The server's own account of the failure, where the operator and the user see it.
+        if stderr:
+            detail = f"{detail}; its stderr ended with:\n{stderr}"
+        super().__init__(detail, server=server)
+        if stderr:
+            self.fields["stderr"] = stderr
+        self.server = server
+        self.stderr = stderr
+
 
 class McpServerNotFound(NotFound):
     code = "mcp_server_not_found"
@@ -52,6 +62,7 @@ class _Server:
     starts: int = 0
     failed_at: float | None = None
     failure: str = ""
+    failure_stderr: str = ""
 
 
 class McpManager:
@@ -84,7 +95,9 @@ class McpManager:
             listed = await self._request(state, _list_tools)
         except ToolError as exc:
             raise McpServerUnavailable(
-                f"MCP server {server} could not list its tools: {exc}", server=server
+                f"MCP server {server} could not list its tools: {exc}",
+                server=server,
+                stderr=state.connection.stderr if state.connection is not None else "",
             ) from exc
         tools: dict[str, Tool] = {}
         for remote in listed:
@@ -95,16 +108,16 @@ class McpManager:
             tools[tool.name] = tool
         return list(tools.values())
 
-    async def list_all(self) -> dict[str, list[Tool] | str]:
+    async def list_all(self) -> dict[str, list[Tool] | McpServerUnavailable]:
         """Every server's tools, or why the server cannot be used, concurrently."""
         names = self.names()
         results = await asyncio.gather(
             *(self.tools(name) for name in names), return_exceptions=True
         )
-        listing: dict[str, list[Tool] | str] = {}
+        listing: dict[str, list[Tool] | McpServerUnavailable] = {}
         for name, result in zip(names, results, strict=True):
             if isinstance(result, McpServerUnavailable):
-                listing[name] = str(result)
+                listing[name] = result
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -157,6 +170,7 @@ class McpManager:
             raise McpServerUnavailable(
                 f"MCP server {state.name} lost its connection again after a restart",
                 server=state.name,
+                stderr=connection.stderr,
             ) from exc.__cause__
 
     async def _send(
@@ -202,18 +216,22 @@ class McpManager:
                     f"MCP server {state.name} failed to start ({state.failure}); "
                     f"next attempt in {wait:.0f} s",
                     server=state.name,
+                    stderr=state.failure_stderr,
                 )
             state.starts += 1
             connection = Connection(state.name, state.config)
             try:
                 await connection.start()
             except StartFailed as exc:
-                state.failed_at, state.failure = self._clock(), str(exc)
-                logger.warning("MCP server %s failed to start: %s", state.name, exc)
+                state.failed_at, state.failure = self._clock(), exc.reason
+                state.failure_stderr = exc.stderr
+                logger.warning("MCP server %s failed to start: %s", state.name, exc.reason)
                 raise McpServerUnavailable(
-                    f"MCP server {state.name} failed to start: {exc}", server=state.name
+                    f"MCP server {state.name} failed to start: {exc.reason}",
+                    server=state.name,
+                    stderr=exc.stderr,
                 ) from exc
-            state.failed_at, state.failure = None, ""
+            state.failed_at, state.failure, state.failure_stderr = None, "", ""
             state.connection = connection
             return connection
 
