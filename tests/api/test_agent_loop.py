@@ -315,3 +315,21 @@ async def test_calculator_then_an_mcp_tool_then_the_answer(
     assert seen[3]["tool_result"]["content"] == parts[3]["content"]
     catalog = (await client.get("/api/agents/tools", headers=user.headers)).json()["tools"]
     assert any(t["name"] == "time__get_current_time" and t["source"] == "mcp" for t in catalog)
+
+
+async def test_an_agents_reply_and_messages_carry_its_name(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    aid, cid = await agent_conversation(client, user, name="Concierge", tools=["send_message"])
+    other = await client.post("/api/convos", json={"title": "inbox"}, headers=user.headers)
+    assert other.status_code == 201, other.text
+    target = other.json()["conversation_id"]
+    text = script(calls(("send_message", {"conversation_id": target, "text": "hi"})), "Sent.")
+
+    posted = await ask(client, user, cid, text)
+
+    reply = (await messages_of(client, user, cid))[-1]
+    assert reply["message_id"] == posted["response_message_id"]
+    assert (reply["sender"], reply["model"]) == ("Concierge", "fake-model")
+    [forwarded] = await messages_of(client, user, target)
+    assert forwarded["sender"] == "Concierge"
+    assert forwarded["metadata"]["agent_id"] == aid

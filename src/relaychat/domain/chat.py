@@ -119,6 +119,7 @@ async def send_message(
             endpoint=plan.endpoint,
             model=plan.model,
             worker_id=engine.runner.worker_id,
+            sender=plan.sender,
         )
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     await session.commit()
@@ -154,6 +155,7 @@ async def regenerate(
         endpoint=plan.endpoint,
         model=plan.model,
         worker_id=engine.runner.worker_id,
+        sender=plan.sender,
     )
     conversation.updated_at = utcnow()
     job = await _job(session, engine, conversation, started, plan, {})
@@ -171,12 +173,14 @@ async def send_from_agent(
     async with engine.sessionmaker() as session:
         try:
             target = await get_owned_conversation(session, context.user_id, conversation_id)
+            agent = await engine.agents.get(session, context.agent_id) if context.agent_id else None
             sent = await send_message(
                 session,
                 engine,
                 target,
                 role="external",
-                sender=f"agent {context.agent_id}" if context.agent_id else "agent",
+                # Labelled as people know the agent; metadata keeps its id.
+                sender=agent.name if agent is not None else "agent",
                 content=[{"type": "text", "text": text}],
                 parent_message_id=None,
                 metadata={

@@ -71,8 +71,10 @@ async def add_generation(
     endpoint: str,
     model: str,
     worker_id: str,
+    sender: str | None = None,
 ) -> StartedGeneration:
-    """Stage the empty assistant reply and its generation (the caller commits).
+    """Stage the empty assistant reply and its generation (the caller commits); the reply is
+    labelled `sender` (an agent's name), else the model.
 
     The messages it answers must already be staged in `session`.
     """
@@ -82,7 +84,7 @@ async def add_generation(
         conversation_id=conversation.id,
         parent_message_id=parent_id,
         role="assistant",
-        sender=model,
+        sender=sender or model,
         content=[],
         text="",
         endpoint=endpoint,

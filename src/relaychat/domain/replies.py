@@ -30,6 +30,11 @@ class ReplyPlan:
     parameters: dict[str, Any]
     agent: AgentSpec | None = None
 
+    @property
+    def sender(self) -> str:
+        """Who the reply is from, as people see it: the agent by its name, else the model."""
+        return self.agent.name if self.agent is not None else self.model
+
 
 async def plan_reply(
     session: AsyncSession,
