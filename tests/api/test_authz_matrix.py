@@ -21,8 +21,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from fastapi import APIRouter
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
+from starlette.applications import Starlette
 from starlette.routing import Mount
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
@@ -32,14 +34,16 @@ from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Base
 from tests.backends import Backend, row_counts
-from tests.conftest import TEST_JWT_SECRET, llm_settings
-from tests.factories import TestUser, make_key, make_user
+from tests.conftest import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
+from tests.factories import TestKey, TestUser, make_key, make_user
 
 Route = tuple[str, str]  # (method, path template as the app declares it)
 
 # Written by the audit writer in the background, for refused requests too: that a refusal
 # is recorded is the point of it, so these rows are not a write by B.
 UNWATCHED_TABLES = frozenset({"audit_events"})
+# Written in the background when a key is used, refused or not: B's own key's row.
+UNWATCHED_COLUMNS = frozenset({"api_keys.last_used_at"})
 WAIT_SECONDS = 30.0
 BASE_URL = "https://testserver"
 # Nothing listens on the discard port: deliveries, were they attempted, would fail at once.
@@ -166,30 +170,60 @@ def params_of(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
 
+def coverage_problems(app: Any) -> list[str]:
+    """What keeps the tables below from covering the app's routes (nothing: empty)."""
+    routes = set(app_routes(app))
+    problems: list[str] = []
+    with_id = {r for r in routes if has_id(r) and r[0] != "MOUNT"}
+    if missing := sorted(with_id - set(CASES)):
+        problems.append(
+            "routes that take an id have no case in the authorization matrix "
+            f"(add them to CASES in {__name__}): {missing}"
+        )
+    if stale := sorted(set(CASES) - with_id):
+        problems.append(f"CASES name routes the app no longer has: {stale}")
+    lists = {r for r in routes if r[0] == "GET" and r[1].startswith("/api/") and not has_id(r)}
+    if unclassified := sorted(lists - set(LISTS) - set(NOT_LISTS)):
+        problems.append(
+            "GET routes without an id must be in LISTS (checked for leaks) or NOT_LISTS "
+            f"(saying why they show nobody's objects): {unclassified}"
+        )
+    if stale := sorted((set(LISTS) | set(NOT_LISTS)) - routes):
+        problems.append(f"LISTS/NOT_LISTS name routes the app no longer has: {stale}")
+    mounts = sorted(path for method, path in routes if method == "MOUNT" and path not in MOUNTS)
+    if mounts:
+        problems.append(f"mounted apps need an entry in MOUNTS saying who may reach what: {mounts}")
+    for route, probes in CASES.items():
+        for probe in probes:
+            if unknown := set(probe.kinds) - set(params_of(route[1])):
+                problems.append(f"{route}: the probe names parameters the path lacks: {unknown}")
+    return problems
+
+
 def test_every_route_has_a_case(tmp_path: Path) -> None:
     """A route added without a case here (or a case whose route is gone) fails."""
     settings = Settings(jwt_secret=TEST_JWT_SECRET, data_dir=tmp_path)
-    routes = set(app_routes(create_app(settings)))
-    with_id = {r for r in routes if has_id(r) and r[0] != "MOUNT"}
-    missing = sorted(with_id - set(CASES))
-    assert not missing, (
-        "routes that take an id have no case in the authorization matrix "
-        f"(add them to CASES in {__name__}): {missing}"
-    )
-    assert not sorted(set(CASES) - with_id), "CASES name routes the app no longer has"
-    lists = {r for r in routes if r[0] == "GET" and r[1].startswith("/api/") and not has_id(r)}
-    unclassified = sorted(lists - set(LISTS) - set(NOT_LISTS))
-    assert not unclassified, (
-        f"GET routes without an id must be in LISTS (checked for leaks) or NOT_LISTS: "
-        f"{unclassified}"
-    )
-    assert not sorted((set(LISTS) | set(NOT_LISTS)) - routes), "stale LISTS/NOT_LISTS entries"
-    mounts = sorted(path for method, path in routes if method == "MOUNT" and path not in MOUNTS)
-    assert not mounts, f"mounted apps need an entry in MOUNTS saying who may reach what: {mounts}"
-    for route, probes in CASES.items():
-        for probe in probes:
-            unknown = set(probe.kinds) - set(params_of(route[1]))
-            assert not unknown, f"{route}: the probe names parameters the path lacks: {unknown}"
+    problems = coverage_problems(create_app(settings))
+    assert not problems, "\n".join(problems)
+
+
+def test_a_new_route_or_mount_without_a_case_is_named(tmp_path: Path) -> None:
+    app = create_app(Settings(jwt_secret=TEST_JWT_SECRET, data_dir=tmp_path))
+    router = APIRouter()
+
+    @router.get("/api/notes/{note_id}")
+    async def note(note_id: str) -> str:
+        return note_id
+
+    @router.get("/api/notes")
+    async def notes() -> list[str]:
+        return []
+
+    app.include_router(router)
+    app.mount("/files", Starlette())
+    problems = "\n".join(coverage_problems(app))
+    for named in ("('GET', '/api/notes/{note_id}')", "('GET', '/api/notes')", "'/files'"):
+        assert named in problems, problems
 
 
 # -- the objects each user owns -----------------------------------------------------------
@@ -345,7 +379,9 @@ async def build_world(client: httpx.AsyncClient, user: TestUser, sender: str) ->
     ]
     ids["thread"] = thread
     thread_messages = await settled(client, user, thread, titled=True)
-    ids["channel_reply"] = next(m["message_id"] for m in thread_messages if m["role"] == "assistant")
+    ids["channel_reply"] = next(
+        m["message_id"] for m in thread_messages if m["role"] == "assistant"
+    )
     return world
 
 
@@ -359,15 +395,16 @@ class Matrix:
 
 
 @pytest.fixture
-async def matrix(
-    client: httpx.AsyncClient, services: Services, clean_backend: Backend
-) -> Matrix:
+async def matrix(client: httpx.AsyncClient, services: Services, clean_backend: Backend) -> Matrix:
     # Deliveries stay pending: an attempt in the background would change rows mid-check.
     await services.outbox.close()
     await make_user(client)  # the first user is the admin; A and B are plain users
     alice, bob = await make_user(client), await make_user(client)
     a = await build_world(client, alice, "+14155552671")
     b = await build_world(client, bob, "+14155552672")
+    # Logins left the last user's session cookie in the client, which the gateway takes
+    # as "the request's user": every request here says who it is by header instead.
+    client.cookies.clear()
     routes = list(app_routes(create_app(services=services)))
     return Matrix(client, clean_backend, a, b, routes)
 
@@ -381,7 +418,8 @@ async def snapshot(backend: Backend) -> dict[str, list[str]]:
     async with backend.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             if table.name not in UNWATCHED_TABLES:
-                result = await conn.execute(select(table))
+                columns = [c for c in table.columns if str(c) not in UNWATCHED_COLUMNS]
+                result = await conn.execute(select(*columns))
                 rows[table.name] = sorted(repr(tuple(row)) for row in result)
     return rows
 
@@ -459,9 +497,7 @@ async def check_variant(m: Matrix, variant: Variant) -> list[str]:
     probe, route = variant.probe, variant.route
     worlds = {"a": m.a, "b": m.b}
     real = {p: worlds[o].ids[kind_of(probe, p)] for p, o in variant.owners.items()}
-    absent = {
-        p: missing_id(real[p]) if o == "a" else real[p] for p, o in variant.owners.items()
-    }
+    absent = {p: missing_id(real[p]) if o == "a" else real[p] for p, o in variant.owners.items()}
     label = variant.label()
     before_counts, before = await counts(m.backend), await snapshot(m.backend)
     response = await send(m, route, probe, real, label)
@@ -510,7 +546,8 @@ async def control(m: Matrix, route: Route, probe: Probe) -> list[str]:
     if not response.is_success:
         return [f"{label}: {response.status_code} {response.text[:300]}"]
     json_body = response.headers.get("content-type", "").startswith("application/json")
-    if response.content and json_body and response.json().get("generation_id"):  # a regenerated reply: let it finish before anything is deleted
+    # A regenerated reply: let it finish before anything is deleted.
+    if response.content and json_body and response.json().get("generation_id"):
         await settled(m.client, m.b.user, m.b.ids["conversation"])
     if probe.twilio == "inbound":
         await settled(m.client, m.b.user, m.b.ids["thread"])
@@ -521,7 +558,8 @@ async def control(m: Matrix, route: Route, probe: Probe) -> list[str]:
 _ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "DELETE": 3}
 
 
-async def test_another_users_objects_are_not_found_and_not_written(matrix: Matrix) -> None:
+async def check_routes(matrix: Matrix) -> list[str]:
+    """Every route with an id: B on A's objects finds nothing and writes nothing."""
     routes = [r for r in matrix.routes if r in CASES]
     problems: list[str] = []
     for route in routes:
@@ -531,4 +569,204 @@ async def test_another_users_objects_are_not_found_and_not_written(matrix: Matri
     for route in sorted(routes, key=lambda r: (_ORDER.get(r[0], 9), r[1])):
         for probe in CASES[route]:
             problems += await control(matrix, route, probe)
+    return problems
+
+
+# -- lists, API keys, and ids inside bodies ------------------------------------------------
+
+# Lists a plain user may not read at all.
+ADMIN_ONLY = frozenset({"/api/admin/audit", "/api/keys?all=true"})
+
+
+def foreign_ids(world: World) -> dict[str, str]:
+    """A's ids B must never see (a public agent is everyone's to see, by design)."""
+    return {k: v for k, v in world.ids.items() if k != "public_agent"}
+
+
+async def check_lists(m: Matrix) -> list[str]:
+    """Lists show B nothing of A's; the admin-only ones refuse a plain user."""
+    listed = [r for r in m.routes if r in LISTS]
+    assert listed, "no list route found"
+    problems: list[str] = []
+    for route in listed:
+        for query in LISTS[route]:
+            url = route[1] + query
+            response = await m.client.get(url, headers=m.b.user.headers)
+            if url in ADMIN_ONLY and response.status_code != 403:
+                problems.append(f"{url}: a plain user got {response.status_code}")
+            if response.status_code >= 500:
+                problems.append(f"{url}: {response.status_code}")
+            leaked = [k for k, v in foreign_ids(m.a).items() if v in response.text]
+            if m.a.user.email in response.text:
+                leaked.append("email")
+            # A public agent names its owner; nothing else may.
+            if m.a.user.id in response.text and route != ("GET", "/api/agents"):
+                leaked.append("user id")
+            if leaked:
+                problems.append(f"{url}: shows A's {leaked}")
+    # The same lists do show A's own objects to A: the check above is not vacuous.
+    for url, kind in [
+        ("/api/convos", "conversation"),
+        ("/api/agents", "agent"),
+        ("/api/keys", "key"),
+        ("/api/webhooks", "webhook"),
+        ("/api/channels", "channel"),
+    ]:
+        own = await m.client.get(url, headers=m.a.user.headers)
+        if m.a.ids[kind] not in own.text:
+            problems.append(f"{url}: A's own {kind} is not listed to A")
+    return problems
+
+
+async def unchanged_for_a(m: Matrix) -> dict[str, Any]:
+    """Every conversation of A's with its messages, as A sees them."""
+    seen: dict[str, Any] = {}
+    for archived in ("false", "true"):
+        listed = await m.client.get(f"/api/convos?archived={archived}", headers=m.a.user.headers)
+        for conversation in listed.json()["conversations"]:
+            cid = conversation["conversation_id"]
+            messages = await m.client.get(f"/api/messages/{cid}", headers=m.a.user.headers)
+            seen[cid] = (conversation, messages.json())
+    return seen
+
+
+async def check_api_keys(m: Matrix) -> list[str]:
+    """B's API keys, whatever they may do, never post into A's conversations."""
+    plain = await make_key(m.client, m.b.user)
+    creating = await make_key(
+        m.client,
+        m.b.user,
+        can_create_conversations=True,
+        allowed_conversations=["*"],
+        can_name_user=True,
+    )
+    # A thread of A's the way the gateway opens one: a system key, A's phone number.
+    phone = "+14155559999"
+    profile = await m.client.patch(
+        "/api/user", json={"phone_number": phone}, headers=m.a.user.headers
+    )
+    assert profile.status_code == 200, profile.text
+    threaded = {"metadata": {"source": "sms", "phoneNumber": phone}}
+    opened = await m.client.post(
+        "/api/external/messages",
+        json={"role": "external", "content": "hello", "respond": False, **threaded},
+        headers={"x-api-key": VERBATIM_KEY},
+    )
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["conversation_id"] in (await unchanged_for_a(m)), opened.text
+
+    before = await unchanged_for_a(m)
+    a_conversation = m.a.ids["conversation"]
+    # (what, path, body, key, the problem code it must get; None: any refusal will do)
+    attempts: list[tuple[str, str, dict[str, Any], TestKey, str | None]] = [
+        # To any key but its owner's, a conversation is not found (and not said whose).
+        ("plain key", f"/api/messages/{a_conversation}", {}, plain, "conversation_not_found"),
+        (
+            "creating key",
+            f"/api/messages/{a_conversation}",
+            {},
+            creating,
+            "conversation_not_found",
+        ),
+        ("naming A", f"/api/messages/{a_conversation}", {"user": m.a.user.email}, creating, None),
+        (
+            "naming A in B's conversation",
+            f"/api/messages/{m.b.ids['conversation']}",
+            {"user": m.a.user.email},
+            creating,
+            None,
+        ),
+        # B's own thread for this number may be fine; landing in A's is not.
+        ("threaded to A's number", "/api/external/messages", threaded, plain, ""),
+        ("threaded to A's number, creating", "/api/external/messages", threaded, creating, ""),
+    ]
+    problems: list[str] = []
+    for what, path, extra, key, code in attempts:
+        body = {"role": "external", "content": "written by B", "respond": False, **extra}
+        response = await m.client.post(path, json=body, headers=key.headers)
+        if code and (response.status_code != 404 or code not in response.text):
+            problems.append(f"key: {what}: {response.status_code} {response.text[:300]}")
+        if code is None and response.is_success:
+            problems.append(f"key: {what}: accepted ({response.status_code})")
+        if await unchanged_for_a(m) != before:
+            problems.append(f"key: {what} ({path}): changed A's conversations")
+            before = await unchanged_for_a(m)
+    return problems
+
+
+async def check_ids_in_bodies(m: Matrix) -> list[str]:
+    """A's ids written into B's requests are refused like ids that name nothing."""
+    plain = await make_key(m.client, m.b.user)
+    channel = {
+        "type": "twilio",
+        "name": "B's line",
+        "account_sid": m.b.account_sid,
+        "auth_token": m.b.auth_token,
+        "public_url": BASE_URL,
+    }
+    b_conversation = f"/api/messages/{m.b.ids['conversation']}"
+    # (what, path, body with A's id or its missing twin, headers)
+    cases: list[tuple[str, str, Callable[[str], dict[str, Any]], dict[str, str], str]] = [
+        (
+            "a person's reply to A's message",
+            b_conversation,
+            lambda i: {"text": "x", "respond": False, "parent_message_id": i},
+            m.b.user.headers,
+            "message",
+        ),
+        (
+            "a key's reply to A's message",
+            b_conversation,
+            lambda i: {"role": "external", "content": "x", "parent_message_id": i},
+            plain.headers,
+            "message",
+        ),
+        (
+            "a webhook for A's key",
+            "/api/webhooks",
+            lambda i: {"url": HOOK_URL, "api_key_id": i},
+            m.b.user.headers,
+            "key",
+        ),
+        (
+            "a channel answered by A's private agent",
+            "/api/channels",
+            lambda i: {**channel, "agent_id": i},
+            m.b.user.headers,
+            "agent",
+        ),
+    ]
+    problems: list[str] = []
+    for what, path, body, headers, kind in cases:
+        real = m.a.ids[kind]
+        absent = missing_id(real)
+        before = await counts(m.backend), await snapshot(m.backend)
+        response = await m.client.post(path, json=body(real), headers=headers)
+        nothing = await m.client.post(path, json=body(absent), headers=headers)
+        after = await counts(m.backend), await snapshot(m.backend)
+        if response.is_success or after != before:
+            problems.append(f"body: {what}: accepted or written ({response.status_code})")
+        elif normalised(response, {"id": real}) != normalised(nothing, {"id": absent}):
+            problems.append(f"body: {what}: {response.text[:300]} vs {nothing.text[:300]}")
+    # Naming another person as a channel's owner says nothing of whether they exist.
+    owners = []
+    for owner in (m.a.user.email, "nobody@example.com"):
+        response = await m.client.post(
+            "/api/channels", json={**channel, "owner": owner}, headers=m.b.user.headers
+        )
+        owners.append(normalised(response, {"owner": owner}))
+    if owners[0] != owners[1] or owners[0][0] != 403:
+        problems.append(f"body: a channel for another user: {owners[0]} vs {owners[1]}")
+    return problems
+
+
+async def test_another_users_objects_are_out_of_reach(matrix: Matrix) -> None:
+    """One world per backend, built once (it takes most of the time), every check on it.
+
+    The route matrix comes last: its controls change and delete B's objects.
+    """
+    problems = await check_lists(matrix)
+    problems += await check_ids_in_bodies(matrix)
+    problems += await check_api_keys(matrix)
+    problems += await check_routes(matrix)
     assert not problems, "\n".join(problems)
