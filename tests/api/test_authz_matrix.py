@@ -241,6 +241,7 @@ class World:
 
     user: TestUser
     ids: dict[str, str]
+    key: TestKey
     account_sid: str
     auth_token: str
     sender: str
@@ -346,11 +347,13 @@ async def build_world(client: httpx.AsyncClient, user: TestUser, sender: str) ->
         "/api/agents", {"name": "public agent", "endpoint": "fake", "visibility": "public"}
     )
     ids["public_agent"] = public["agent_id"]
-    ids["key"] = (await make_key(client, user)).id
+    key = await make_key(client, user)
+    ids["key"] = key.id
 
     world = World(
         user=user,
         ids=ids,
+        key=key,
         account_sid=f"AC{secrets.token_hex(16)}",
         auth_token=secrets.token_hex(16),
         sender=sender,
@@ -585,25 +588,44 @@ def foreign_ids(world: World) -> dict[str, str]:
 
 async def check_lists(m: Matrix) -> list[str]:
     """Lists show B nothing of A's; the admin-only ones refuse a plain user."""
+    problems: list[str] = []
+    # A's key leaves an audit row, for A (and admins) to read.
+    used = await m.client.post(
+        f"/api/messages/{m.a.ids['conversation']}",
+        json={"role": "external", "content": "from A's key", "respond": False},
+        headers=m.a.key.headers,
+    )
+    assert used.status_code == 201, used.text
+    for _ in range(int(WAIT_SECONDS / 0.05)):
+        audit = await m.client.get(f"/api/keys/{m.a.ids['key']}/audit", headers=m.a.user.headers)
+        if audit.json()["events"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        problems.append("the audit row of A's request never showed")
+    # B's own objects' sub-lists, which a missing scope would fill with A's.
+    own = [
+        f"/api/keys/{m.b.ids['key']}/audit",
+        f"/api/messages/{m.b.ids['conversation']}",
+        f"/api/webhooks/{m.b.ids['webhook']}/deliveries",
+    ]
     listed = [r for r in m.routes if r in LISTS]
     assert listed, "no list route found"
-    problems: list[str] = []
-    for route in listed:
-        for query in LISTS[route]:
-            url = route[1] + query
-            response = await m.client.get(url, headers=m.b.user.headers)
-            if url in ADMIN_ONLY and response.status_code != 403:
-                problems.append(f"{url}: a plain user got {response.status_code}")
-            if response.status_code >= 500:
-                problems.append(f"{url}: {response.status_code}")
-            leaked = [k for k, v in foreign_ids(m.a).items() if v in response.text]
-            if m.a.user.email in response.text:
-                leaked.append("email")
-            # A public agent names its owner; nothing else may.
-            if m.a.user.id in response.text and route != ("GET", "/api/agents"):
-                leaked.append("user id")
-            if leaked:
-                problems.append(f"{url}: shows A's {leaked}")
+    urls = [route[1] + query for route in listed for query in LISTS[route]]
+    for url in urls + own:
+        response = await m.client.get(url, headers=m.b.user.headers)
+        if url in ADMIN_ONLY and response.status_code != 403:
+            problems.append(f"{url}: a plain user got {response.status_code}")
+        if response.status_code >= 500:
+            problems.append(f"{url}: {response.status_code}")
+        leaked = [k for k, v in foreign_ids(m.a).items() if v in response.text]
+        if m.a.user.email in response.text:
+            leaked.append("email")
+        # A public agent names its owner; nothing else may.
+        if m.a.user.id in response.text and url != "/api/agents":
+            leaked.append("user id")
+        if leaked:
+            problems.append(f"{url}: shows A's {leaked}")
     # The same lists do show A's own objects to A: the check above is not vacuous.
     for url, kind in [
         ("/api/convos", "conversation"),
@@ -612,8 +634,8 @@ async def check_lists(m: Matrix) -> list[str]:
         ("/api/webhooks", "webhook"),
         ("/api/channels", "channel"),
     ]:
-        own = await m.client.get(url, headers=m.a.user.headers)
-        if m.a.ids[kind] not in own.text:
+        mine = await m.client.get(url, headers=m.a.user.headers)
+        if m.a.ids[kind] not in mine.text:
             problems.append(f"{url}: A's own {kind} is not listed to A")
     return problems
 
