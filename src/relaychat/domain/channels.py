@@ -257,10 +257,12 @@ async def _apply(
         config["provision_unknown"] = False
         if changes.get("owner"):
             owner = await find_user(session, changes["owner"].strip())
+            # Refused alike whether or not the account exists: a user's answer never
+            # tells which emails are registered.
+            if not admin and (owner is None or owner.id != actor.id):
+                raise AdminRequired("only an admin may make a channel for another user")
             if owner is None:
                 raise UserNotFound(f"no user {changes['owner']!r}", field="owner")
-            if owner.id != actor.id and not admin:
-                raise AdminRequired("only an admin may make a channel for another user")
             channel.owner_user_id = owner.id
     config.setdefault("provision_unknown", False)
     channel.config = config
