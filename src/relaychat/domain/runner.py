@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain import callbacks
+from relaychat.domain.content import flatten_text
 from relaychat.domain.generations import (
     ABORT_SIGNAL,
     Providers,
@@ -310,14 +311,14 @@ class GenerationRunner:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self._heartbeat()
+                await self.save_progress()
                 if not self.single_process:
                     async with self.sessionmaker() as session:
                         await interrupt_orphans(session, self.bus, stale_after=self.lease)
             except Exception:
                 logger.warning("generation heartbeat failed", exc_info=True)
 
-    async def _heartbeat(self) -> None:
+    async def save_progress(self) -> None:
         """Renew the lease of local generations and save their partial text."""
         jobs = list(self._jobs.values())
         if not jobs:
@@ -332,12 +333,15 @@ class GenerationRunner:
                 )
                 .values(heartbeat_at=now)
             )
-            for job in jobs:
-                if job.dirty():
-                    await session.execute(
-                        update(Message)
-                        .where(Message.id == job.message_id, Message.status == "streaming")
-                        .values(text=job.text, content=[dict(part) for part in job.parts])
-                    )
-                    job.mark_saved()
+            # Snapshots taken before any await: what each job holds when it is written is
+            # exactly what counts as saved, and only once the commit succeeded.
+            written = [(job, job.snapshot()) for job in jobs if job.dirty()]
+            for job, parts in written:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == job.message_id, Message.status == "streaming")
+                    .values(text=flatten_text(parts), content=parts)
+                )
             await session.commit()
+        for job, parts in written:
+            job.mark_saved(parts)
