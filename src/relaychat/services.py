@@ -89,8 +89,6 @@ class Services:
             worker_id=worker_identity(),
             heartbeat_seconds=settings.generation_heartbeat_seconds,
             lease_seconds=settings.generation_lease_seconds,
-            # Without Redis, no other worker can exist: every "running" row is an orphan.
-            single_process=redis is None,
         )
         agents = AgentCache(bus)
         chat = ChatEngine(

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
         2.0, description="How often running generations renew their lease and save text."
     )
     generation_lease_seconds: float = Field(
-        20.0, description="Silence after which another worker marks a generation interrupted."
+        20.0,
+        description="Silence after which any worker (a restarted one too) marks a generation "
+        "interrupted.",
     )
 
     agent_max_steps: int = Field(

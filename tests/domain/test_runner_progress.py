@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,45 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaychat.domain.generations import add_generation
 from relaychat.domain.jobs import Job
 from relaychat.domain.runner import GenerationRunner
-from relaychat.llm.types import ChatMessage, ChatRequest, Finish, StreamEvent, TextPart
+from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services
 from relaychat.storage.models import Conversation, Message
 from tests.factories import make_conversation, make_user, post_message
-
-
-class GatedProvider:
-    """A provider whose one stream stays open until the test lets it finish."""
-
-    endpoint = "gated"
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        await self.release.wait()
-        yield Finish(reason="stop")
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return self._events()
-
-    async def list_models(self) -> list[str]:
-        return ["m"]
-
-    async def aclose(self) -> None:
-        return None
-
-    # The Providers protocol of the runner.
-    def provider(self, endpoint: str) -> GatedProvider:
-        return self
-
-    def default_model(self, endpoint: str) -> str | None:
-        return "m"
-
-    def title_model(self, endpoint: str) -> str | None:
-        return None
-
-    def names(self) -> list[str]:
-        return ["gated"]
+from tests.gated_llm import GatedProvider
 
 
 async def streaming_job(client: httpx.AsyncClient, services: Services) -> Job:
