@@ -16,7 +16,7 @@ from relaychat.domain.conversations import get_owned_conversation
 from relaychat.domain.generations import Providers, StartedGeneration, add_generation
 from relaychat.domain.ids import new_id
 from relaychat.domain.jobs import Job
-from relaychat.domain.messages import resolve_parent
+from relaychat.domain.messages import later_than, lock_thread, resolve_parent
 from relaychat.domain.render import message_dict
 from relaychat.domain.replies import ReplyPlan, plan_reply
 from relaychat.domain.runner import GenerationRunner
@@ -26,7 +26,6 @@ from relaychat.llm.tools.base import ToolContext, ToolError
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageCreated
 from relaychat.storage.models import Conversation, Message
-from relaychat.storage.types import utcnow
 
 # How many agent-to-agent hops one chain of send_message calls may take.
 MAX_AGENT_HOPS = 3
@@ -88,9 +87,12 @@ async def send_message(
         if respond
         else None
     )
-    parent_id = await resolve_parent(session, conversation.id, parent_message_id)
+    # From here to the commit, other writers of this conversation wait: the parent chosen
+    # is still the latest message when this one is inserted.
+    tip = await lock_thread(session, conversation.id)
+    parent_id = await resolve_parent(session, conversation.id, parent_message_id, tip)
 
-    now = utcnow()
+    now = tip.next_time()
     message = Message(
         id=new_id(),
         conversation_id=conversation.id,
@@ -117,6 +119,7 @@ async def send_message(
             endpoint=plan.endpoint,
             model=plan.model,
             worker_id=engine.runner.worker_id,
+            created_at=later_than(now),
         )
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     await session.commit()
@@ -145,6 +148,8 @@ async def regenerate(
     if parent_id is None:
         raise ValidationFailed("this message has nothing to answer", field="message_id")
     plan = await plan_reply(session, engine.providers, engine.agents, conversation)
+    # The new reply becomes the conversation's latest message, which the next post answers.
+    tip = await lock_thread(session, conversation.id)
     started = await add_generation(
         session,
         conversation,
@@ -152,8 +157,9 @@ async def regenerate(
         endpoint=plan.endpoint,
         model=plan.model,
         worker_id=engine.runner.worker_id,
+        created_at=tip.next_time(),
     )
-    conversation.updated_at = utcnow()
+    conversation.updated_at = started.response.created_at
     job = await _job(session, engine, conversation, started, plan, {})
     await session.commit()
     await _launch(engine, conversation, started, job)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -71,12 +71,15 @@ async def add_generation(
     endpoint: str,
     model: str,
     worker_id: str,
+    created_at: datetime | None = None,
 ) -> StartedGeneration:
     """Stage the empty assistant reply and its generation (the caller commits).
 
-    The messages it answers must already be staged in `session`.
+    The messages it answers must already be staged in `session`; `created_at` places the
+    reply after them in the conversation (see `messages.lock_thread`).
     """
     now = utcnow()
+    placed = created_at or now
     response = Message(
         id=new_id(),
         conversation_id=conversation.id,
@@ -89,8 +92,8 @@ async def add_generation(
         model=model,
         status="streaming",
         meta={},
-        created_at=now,
-        updated_at=now,
+        created_at=placed,
+        updated_at=placed,
     )
     generation = Generation(
         id=new_id(),
