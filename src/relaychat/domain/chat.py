@@ -107,8 +107,7 @@ async def send_message(
         created_at=now,
         updated_at=now,
     )
-    session.add(message)
-    conversation.updated_at = now
+    session.add(message)  # the conversation's updated_at was set by lock_thread
     await callbacks.message_created(session, conversation, message)
     started = job = None
     if plan is not None:
@@ -159,7 +158,6 @@ async def regenerate(
         worker_id=engine.runner.worker_id,
         created_at=tip.next_time(),
     )
-    conversation.updated_at = started.response.created_at
     job = await _job(session, engine, conversation, started, plan, {})
     await session.commit()
     await _launch(engine, conversation, started, job)

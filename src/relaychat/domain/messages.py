@@ -59,7 +59,8 @@ async def lock_thread(session: AsyncSession, conversation_id: str) -> ThreadTip:
 
     The lock is a write to the conversation row: a row lock on PostgreSQL, the database
     write lock on SQLite (whose transactions begin at their first write). Whatever is
-    read afterwards in the transaction is what the previous holder committed.
+    read afterwards in the transaction is what the previous holder committed. The write
+    marks the conversation updated, so callers need not write its row again.
     """
     await session.execute(
         update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
