@@ -30,6 +30,7 @@ from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import Settings
 from relaychat.storage.db import create_engine, create_sessionmaker
 from relaychat.workers.outbox import Doorbell, OutboxWorker
+from relaychat.workers.retention import RetentionPolicy, RetentionSweeper
 from relaychat.workers.twilio import TwilioSender
 from relaychat.workers.webhooks import WebhookSender
 
@@ -56,6 +57,7 @@ class Services:
     audit: AuditWriter
     secrets: SecretBox
     outbox: OutboxWorker
+    retention: RetentionSweeper
     owns_engine: bool = True
 
     @classmethod
@@ -89,8 +91,6 @@ class Services:
             worker_id=worker_identity(),
             heartbeat_seconds=settings.generation_heartbeat_seconds,
             lease_seconds=settings.generation_lease_seconds,
-            # Without Redis, no other worker can exist: every "running" row is an orphan.
-            single_process=redis is None,
         )
         agents = AgentCache(bus)
         chat = ChatEngine(
@@ -141,20 +141,32 @@ class Services:
             audit=AuditWriter(sessionmaker),
             secrets=secrets,
             outbox=outbox,
+            retention=RetentionSweeper(
+                sessionmaker,
+                RetentionPolicy(
+                    outbox_days=settings.outbox_retention_days,
+                    audit_days=settings.audit_retention_days,
+                    batch_size=settings.retention_batch_size,
+                ),
+                interval_seconds=settings.retention_sweep_seconds,
+            ),
             owns_engine=owns_engine,
         )
 
     async def start(self) -> None:
-        """Start the event bus, the generation runner (which recovers orphans), the outbox."""
+        """Start the event bus, the generation runner (which recovers orphans), the outbox
+        and the retention sweeper."""
         async with self.sessionmaker() as session:
             await check_encryption_key(session, self.secrets)
         await self.bus.start()
         await self.runner.start()
         self.audit.start()
         self.outbox.start()
+        self.retention.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
+        await self.retention.close()
         await self.runner.close()
         # After the runner: the replies it settled on the way out have their callbacks queued.
         await self.outbox.close()

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
         2.0, description="How often running generations renew their lease and save text."
     )
     generation_lease_seconds: float = Field(
-        20.0, description="Silence after which another worker marks a generation interrupted."
+        20.0,
+        description="Silence after which any worker (a restarted one too) marks a generation "
+        "interrupted.",
     )
 
     agent_max_steps: int = Field(
@@ -155,6 +157,23 @@ class Settings(BaseSettings):
     )
     outbox_poll_seconds: float = Field(
         1.0, gt=0, description="How often the delivery worker looks for due callbacks."
+    )
+
+    # -- retention -----------------------------------------------------------------------
+    outbox_retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="Days settled callbacks (delivered, failed, cancelled) and their attempts "
+        "are kept; 0 keeps them forever.",
+    )
+    audit_retention_days: float = Field(
+        90.0, ge=0, description="Days audit rows are kept; 0 keeps them forever."
+    )
+    retention_sweep_seconds: float = Field(
+        3600.0, gt=0, description="How often old rows (and expired idempotency records) go."
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=10000, description="Rows deleted per transaction by the sweeper."
     )
 
     @field_validator("webhook_retry_schedule", mode="before")

@@ -18,7 +18,7 @@ from relaychat.domain.conversations import get_owned_conversation
 from relaychat.domain.generations import Providers, StartedGeneration, add_generation
 from relaychat.domain.ids import new_id
 from relaychat.domain.jobs import Job
-from relaychat.domain.messages import resolve_parent
+from relaychat.domain.messages import later_than, lock_thread, resolve_parent
 from relaychat.domain.render import message_dict
 from relaychat.domain.replies import ReplyPlan, plan_reply
 from relaychat.domain.runner import GenerationRunner
@@ -28,7 +28,6 @@ from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.storage.models import Conversation, Message
-from relaychat.storage.types import utcnow
 
 # How many agent-to-agent hops one chain of send_message calls may take.
 MAX_AGENT_HOPS = 3
@@ -90,9 +89,12 @@ async def send_message(
         if respond
         else None
     )
-    parent_id = await resolve_parent(session, conversation.id, parent_message_id)
+    # From here to the commit, other writers of this conversation wait: the parent chosen
+    # is still the latest message when this one is inserted.
+    tip = await lock_thread(session, conversation.id)
+    parent_id = await resolve_parent(session, conversation.id, parent_message_id, tip)
 
-    now = utcnow()
+    now = tip.next_time()
     message = Message(
         id=new_id(),
         conversation_id=conversation.id,
@@ -107,8 +109,7 @@ async def send_message(
         created_at=now,
         updated_at=now,
     )
-    session.add(message)
-    conversation.updated_at = now
+    session.add(message)  # the conversation's updated_at was set by lock_thread
     await callbacks.message_created(session, conversation, message)
     started = job = None
     if plan is not None:
@@ -120,6 +121,7 @@ async def send_message(
             model=plan.model,
             worker_id=engine.runner.worker_id,
             sender=plan.sender,
+            created_at=later_than(now),
         )
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     await session.commit()
@@ -148,6 +150,8 @@ async def regenerate(
     if parent_id is None:
         raise ValidationFailed("this message has nothing to answer", field="message_id")
     plan = await plan_reply(session, engine.providers, engine.agents, conversation)
+    # The new reply becomes the conversation's latest message, which the next post answers.
+    tip = await lock_thread(session, conversation.id)
     started = await add_generation(
         session,
         conversation,
@@ -156,8 +160,8 @@ async def regenerate(
         model=plan.model,
         worker_id=engine.runner.worker_id,
         sender=plan.sender,
+        created_at=tip.next_time(),
     )
-    conversation.updated_at = utcnow()
     job = await _job(session, engine, conversation, started, plan, {})
     await session.commit()
     await _launch(engine, conversation, started, job)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -72,13 +72,16 @@ async def add_generation(
     model: str,
     worker_id: str,
     sender: str | None = None,
+    created_at: datetime | None = None,
 ) -> StartedGeneration:
     """Stage the empty assistant reply and its generation (the caller commits); the reply is
     labelled `sender` (an agent's name), else the model.
 
-    The messages it answers must already be staged in `session`.
+    The messages it answers must already be staged in `session`; `created_at` places the
+    reply after them in the conversation (see `messages.lock_thread`).
     """
     now = utcnow()
+    placed = created_at or now
     response = Message(
         id=new_id(),
         conversation_id=conversation.id,
@@ -91,8 +94,8 @@ async def add_generation(
         model=model,
         status="streaming",
         meta={},
-        created_at=now,
-        updated_at=now,
+        created_at=placed,
+        updated_at=placed,
     )
     generation = Generation(
         id=new_id(),
@@ -132,24 +135,19 @@ async def request_abort(bus: EventBus, generation: Generation) -> None:
         await bus.signal(ABORT_SIGNAL, {"generation_id": generation.id})
 
 
-async def interrupt_orphans(
-    session: AsyncSession, bus: EventBus, *, stale_after: timedelta | None
-) -> int:
-    """Mark running generations whose worker went quiet as interrupted; return how many.
-
-    `stale_after=None` takes every running generation (a lone process just started, so
-    none of them can still be alive).
-    """
-    query = select(Generation).where(Generation.status == "running")
-    if stale_after is not None:
-        query = query.where(Generation.heartbeat_at < utcnow() - stale_after)
+async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after: timedelta) -> int:
+    """Mark running generations whose lease lapsed (no heartbeat for `stale_after`) as
+    interrupted; return how many. A live one is never taken, whoever runs it."""
+    stale = Generation.heartbeat_at < utcnow() - stale_after
+    query = select(Generation).where(Generation.status == "running", stale)
     orphans = (await session.scalars(query.with_for_update(skip_locked=True))).all()
     finished: list[tuple[Generation, Message]] = []
     reason = "interrupted: the server running this reply stopped before it finished"
     for generation in orphans:
         claimed = await session.execute(
             update(Generation)
-            .where(Generation.id == generation.id, Generation.status == "running")
+            # The lease again: the owner may have renewed it since the select.
+            .where(Generation.id == generation.id, Generation.status == "running", stale)
             .values(status="interrupted", finished_at=utcnow(), error=reason)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,8 +52,8 @@ class Job:
     tools_loader: Callable[[], Awaitable[ToolSet]] | None = None
     # The reply as typed parts, in the order they happened: text, tool_call, tool_result.
     parts: list[dict[str, Any]] = field(default_factory=list)
-    flushed_parts: int = -1
-    flushed_chars: int = -1
+    # A copy of the parts as last written to the database (None: never written).
+    saved_parts: list[dict[str, Any]] | None = None
     started_at: float = field(default_factory=time.time)
     first_token_at: float | None = None
     stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
@@ -72,12 +73,15 @@ class Job:
 
     def dirty(self) -> bool:
         """Whether the parts changed since the last save."""
-        size = sum(len(p.get("text", "")) for p in self.parts)
-        return (len(self.parts), size) != (self.flushed_parts, self.flushed_chars)
+        return self.parts != self.saved_parts
 
-    def mark_saved(self) -> None:
-        self.flushed_parts = len(self.parts)
-        self.flushed_chars = sum(len(p.get("text", "")) for p in self.parts)
+    def snapshot(self) -> list[dict[str, Any]]:
+        """A copy of the parts to write: text keeps arriving while the write is under way."""
+        return copy.deepcopy(self.parts)
+
+    def mark_saved(self, written: list[dict[str, Any]]) -> None:
+        """Record `written` (a snapshot) as stored, once its transaction has committed."""
+        self.saved_parts = written
 
     def context(self) -> ToolContext:
         return ToolContext(

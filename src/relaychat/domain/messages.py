@@ -1,14 +1,25 @@
-"""Messages: a tree of rows per conversation, listed in creation order."""
+"""Messages: a tree of rows per conversation, listed in creation order.
+
+A message without an explicit parent answers the conversation's latest one. Choosing
+that parent and inserting the child happen under the conversation's lock (see
+`lock_thread`), so concurrent posts form one chain in arrival order instead of forking.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.errors import ParentNotInConversation
 from relaychat.storage.models import Conversation, Message
+from relaychat.storage.types import utcnow
+
+# The finest step both databases store: a timestamp this much later still sorts after.
+_TICK = timedelta(microseconds=1)
 
 
 async def list_messages(session: AsyncSession, conversation: Conversation) -> Sequence[Message]:
@@ -21,22 +32,58 @@ async def list_messages(session: AsyncSession, conversation: Conversation) -> Se
     return (await session.scalars(query)).all()
 
 
-async def latest_message_id(session: AsyncSession, conversation_id: str) -> str | None:
-    """The id of the most recent message in the conversation, if any."""
-    return await session.scalar(
-        select(Message.id)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(1)
+@dataclass(frozen=True)
+class ThreadTip:
+    """The latest message of a conversation, read under its lock."""
+
+    message_id: str | None
+    created_at: datetime | None
+
+    def next_time(self) -> datetime:
+        """A creation time for the next message: now, but never at or before the tip, so
+        "latest" keeps meaning the last one written even if the clock steps back or
+        another host's clock runs ahead."""
+        return later_than(self.created_at)
+
+
+def later_than(moment: datetime | None) -> datetime:
+    """The current time, or just after `moment` when the clock has not passed it."""
+    now = utcnow()
+    if moment is not None and now <= moment:
+        return moment + _TICK
+    return now
+
+
+async def lock_thread(session: AsyncSession, conversation_id: str) -> ThreadTip:
+    """Hold the conversation's message chain until this transaction ends; its latest message.
+
+    The lock is a write to the conversation row: a row lock on PostgreSQL, the database
+    write lock on SQLite (whose transactions begin at their first write). Whatever is
+    read afterwards in the transaction is what the previous holder committed. The write
+    marks the conversation updated, so callers need not write its row again.
+    """
+    await session.execute(
+        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
     )
+    latest = (
+        await session.execute(
+            select(Message.id, Message.created_at)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None:
+        return ThreadTip(None, None)
+    return ThreadTip(latest.id, latest.created_at)
 
 
 async def resolve_parent(
-    session: AsyncSession, conversation_id: str, parent_message_id: str | None
+    session: AsyncSession, conversation_id: str, parent_message_id: str | None, tip: ThreadTip
 ) -> str | None:
-    """The parent for a new message: the one named (in this conversation), else the latest."""
+    """The parent for a new message: the one named (in this conversation), else the tip."""
     if parent_message_id is None:
-        return await latest_message_id(session, conversation_id)
+        return tip.message_id
     found = await session.scalar(
         select(Message.id).where(
             Message.id == parent_message_id, Message.conversation_id == conversation_id

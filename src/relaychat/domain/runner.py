@@ -2,7 +2,9 @@
 
 Each process has one runner. It listens for abort signals from every worker, keeps a
 heartbeat (and the partial text) of its running generations in the database, and sweeps
-up generations whose worker died.
+up generations whose worker died: those whose lease lapsed, never a live one, whether or
+not the workers share Redis (two hosts may share only the database). An owner whose lease
+was taken over anyway (it stalled) still writes its reply when it finishes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain import callbacks
+from relaychat.domain.content import flatten_text
 from relaychat.domain.generations import (
     ABORT_SIGNAL,
     Providers,
@@ -54,7 +57,6 @@ class GenerationRunner:
         worker_id: str,
         heartbeat_seconds: float = 2.0,
         lease_seconds: float = 20.0,
-        single_process: bool = True,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bus = bus
@@ -62,7 +64,6 @@ class GenerationRunner:
         self.worker_id = worker_id
         self.heartbeat_seconds = heartbeat_seconds
         self.lease = timedelta(seconds=lease_seconds)
-        self.single_process = single_process
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -72,14 +73,10 @@ class GenerationRunner:
     async def start(self) -> None:
         """Listen for aborts, recover orphans of a previous run, start the heartbeat."""
         self._unsubscribe = self.bus.on_signal(ABORT_SIGNAL, self._on_abort)
-        async with self.sessionmaker() as session:
-            # A lone process that just started is running nothing: all "running" rows are
-            # orphans. With several workers only those whose lease lapsed are.
-            count = await interrupt_orphans(
-                session, self.bus, stale_after=None if self.single_process else self.lease
-            )
-        if count:
-            logger.warning("marked %d interrupted generation(s) as unfinished", count)
+        # Only lapsed leases: another process on this database may be running the rest,
+        # and this one cannot tell (without Redis it does not even hear of it). A crashed
+        # predecessor's generations lapse within a lease and are swept by the ticker.
+        await self.sweep_orphans()
         self._ticker = asyncio.create_task(self._tick(), name="generation-heartbeat")
 
     async def close(self) -> None:
@@ -236,12 +233,19 @@ class GenerationRunner:
         usage: Usage | None = None,
         error: str | None = None,
     ) -> Message | None:
-        """Write the final state and queue its callbacks; None if another worker's sweep
-        already settled it."""
+        """Write the final state and queue its callbacks; None if it was settled already.
+
+        A sweep that took the generation over while this worker was alive but stalled
+        marked it interrupted; the owner's outcome replaces that mark, so the reply is kept.
+        """
         now = utcnow()
         claimed = await session.execute(
             update(Generation)
-            .where(Generation.id == job.generation_id, Generation.status == "running")
+            .where(
+                Generation.id == job.generation_id,
+                Generation.worker_id == self.worker_id,
+                Generation.status.in_(("running", "interrupted")),
+            )
             .values(
                 status=generation_status,
                 finished_at=now,
@@ -310,14 +314,20 @@ class GenerationRunner:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self._heartbeat()
-                if not self.single_process:
-                    async with self.sessionmaker() as session:
-                        await interrupt_orphans(session, self.bus, stale_after=self.lease)
+                await self.save_progress()
+                await self.sweep_orphans()
             except Exception:
                 logger.warning("generation heartbeat failed", exc_info=True)
 
-    async def _heartbeat(self) -> None:
+    async def sweep_orphans(self) -> int:
+        """Mark generations whose lease lapsed as interrupted; return how many."""
+        async with self.sessionmaker() as session:
+            count = await interrupt_orphans(session, self.bus, stale_after=self.lease)
+        if count:
+            logger.warning("marked %d interrupted generation(s) as unfinished", count)
+        return count
+
+    async def save_progress(self) -> None:
         """Renew the lease of local generations and save their partial text."""
         jobs = list(self._jobs.values())
         if not jobs:
@@ -332,12 +342,15 @@ class GenerationRunner:
                 )
                 .values(heartbeat_at=now)
             )
-            for job in jobs:
-                if job.dirty():
-                    await session.execute(
-                        update(Message)
-                        .where(Message.id == job.message_id, Message.status == "streaming")
-                        .values(text=job.text, content=[dict(part) for part in job.parts])
-                    )
-                    job.mark_saved()
+            # Snapshots taken before any await: what each job holds when it is written is
+            # exactly what counts as saved, and only once the commit succeeded.
+            written = [(job, job.snapshot()) for job in jobs if job.dirty()]
+            for job, parts in written:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == job.message_id, Message.status == "streaming")
+                    .values(text=flatten_text(parts), content=parts)
+                )
             await session.commit()
+        for job, parts in written:
+            job.mark_saved(parts)

@@ -1,1 +1,1 @@
-"""Background work of a server process: delivering the outbox's callbacks."""
+"""Background work of a server process: delivering the outbox's callbacks, purging old rows."""
