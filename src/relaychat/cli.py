@@ -22,6 +22,7 @@ from relaychat.errors import AppError, UserNotFound
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
+from relaychat.storage.files import private_dir
 
 app = typer.Typer(
     help="relaychat: chat server for people, LLMs, agents and external systems.",
@@ -45,10 +46,14 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except (ValidationError, PlaceholderSecretError) as exc:
         typer.secho(f"configuration error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+    if settings.data_dir.exists():
+        # A data dir made by an older release (0755) exposed the database; close it now.
+        private_dir(settings.data_dir)
+    return settings
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
