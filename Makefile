@@ -6,10 +6,10 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help env serve test lint format bench clean
+.PHONY: help env serve fake-llm test lint format bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -20,6 +20,9 @@ env: $(UV) ## Create .venv from the committed lock file
 
 serve: env ## Migrate the database and serve on HOST:PORT (default 127.0.0.1:3080)
 	$(UV) run --frozen relaychat serve
+
+fake-llm: env ## Serve the fake LLM upstream for trials on FAKE_LLM_PORT (default 9100)
+	$(UV) run --frozen relaychat dev fake-llm --port $(or $(FAKE_LLM_PORT),9100)
 
 test: env ## Run the whole test suite
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,9 +26,14 @@ from relaychat.api import (
 )
 from relaychat.api.middleware import BodySizeLimit
 from relaychat.api.problems import install_problem_handlers
+from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
+
+
+def _nothing() -> None:
+    pass
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -38,12 +43,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
+        restore_signals: Callable[[], None] = _nothing
         if owned:
             app.state.services = Services.build(settings)
             await app.state.services.start()
+            restore_signals = on_exit_signal(app.state.services.bus.end_streams)
         try:
             yield
         finally:
+            restore_signals()
             if owned:
                 await app.state.services.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -19,9 +19,12 @@ from relaychat.cli_webhooks import webhooks_app
 from relaychat.crypto import SecretBox
 from relaychat.devtools.cli import dev_app
 from relaychat.errors import AppError, UserNotFound
+from relaychat.llm.config import load_config
+from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
+from relaychat.storage.files import private_dir
 
 app = typer.Typer(
     help="relaychat: chat server for people, LLMs, agents and external systems.",
@@ -43,12 +46,36 @@ T = TypeVar("T")
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Stop with one line on stderr: a start-up error is for a person, not a traceback."""
+    typer.secho(f"relaychat: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+    # A config error lists its problems on further lines; drivers add a link to their docs.
+    lines = [
+        line.strip()
+        for line in str(exc).splitlines()
+        if line.strip() and not line.strip().startswith("(Background on this error")
+    ]
+    return "; ".join(lines) or type(exc).__name__
+
+
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except (ValidationError, PlaceholderSecretError) as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        _fail(f"configuration error: {_one_line(exc)}")
+    if settings.data_dir.exists():
+        # A data dir made by an older release (0755) exposed the database; close it now.
+        private_dir(settings.data_dir)
+    return settings
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -82,21 +109,24 @@ def serve(
     settings = _settings()
     if workers > 1 and not settings.redis_url:
         # Rate limits, events and aborts would silently become per-process: refuse instead.
-        typer.secho(
+        _fail(
             "configuration error: --workers > 1 needs REDIS_URL (shared rate limits, events "
-            "and aborts); without it each worker would count and broadcast on its own",
-            fg="red",
-            err=True,
+            "and aborts); without it each worker would count and broadcast on its own"
         )
-        raise typer.Exit(2)
     try:
         # Resolve (or generate) the secrets once, before workers race to create them.
         settings.resolved_jwt_secret()
-        SecretBox(settings.resolved_encryption_keys())
+        box = SecretBox(settings.resolved_encryption_keys())
+        # What the app would otherwise find at start-up, where uvicorn prints a traceback.
+        load_config(settings.config_path)
+        load_mcp_config(settings.config_path)
     except (PlaceholderSecretError, ValueError) as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
-    migrate.upgrade(settings.effective_database_url)
+        _fail(f"configuration error: {_one_line(exc)}")
+    try:
+        migrate.upgrade(settings.effective_database_url)
+        asyncio.run(_check_stores(settings, box))
+    except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
+        _fail(f"cannot start: {_one_line(exc)}", code=1)
     uvicorn.run(
         "relaychat.app:create_app",
         factory=True,
@@ -107,6 +137,26 @@ def serve(
         # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
         timeout_graceful_shutdown=5,
     )
+
+
+async def _check_stores(settings: Settings, box: SecretBox) -> None:
+    """The stored secrets open with this ENCRYPTION_KEY, and Redis answers when configured."""
+    from redis.asyncio import Redis
+
+    from relaychat.domain.webhooks import check_encryption_key
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await check_encryption_key(session, box)
+    finally:
+        await engine.dispose()
+    if settings.redis_url:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            await redis.ping()
+        finally:
+            await redis.aclose()
 
 
 @db_app.command("upgrade")

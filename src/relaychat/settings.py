@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -103,6 +104,22 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    unauthenticated_rate_limit: str = Field(
+        "20/minute",
+        description="Refused (no or bad key or signature) requests allowed per client address; "
+        "more get 429 and are counted, not audited one by one.",
+    )
+
+    @field_validator("unauthenticated_rate_limit", "login_rate_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        # Refused at start-up rather than at the first request that needs it.
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as `20/minute`") from exc
         return value
 
     api_key_cache_seconds: float = Field(
@@ -222,7 +239,8 @@ class Settings(BaseSettings):
         path = self.data_dir / name
         if path.exists():
             return _read_kept(path)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private: it holds the keys to every token and stored secret.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         value = generate()
         # O_EXCL: when two workers start together only one secret wins; the other reads it.
         try:

@@ -19,6 +19,7 @@ from relaychat.domain.content import normalize_content
 from relaychat.domain.render import generation_dict, message_dict
 from relaychat.domain.resolution import Caller, phone_from_metadata
 from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
+from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
 from relaychat.ratelimit import RateLimitResult
@@ -51,6 +52,8 @@ class _Audit:
     user_id: str | None = None
     strategy: str | None = None
     message_id: str | None = None
+    # False for a refusal past the unauthenticated limit: counted, not written (refusals.py).
+    recorded: bool = True
 
 
 def api_key_of(request: Request) -> str | None:
@@ -78,17 +81,12 @@ async def handle(
     )
     limit: RateLimitResult | None = None
     try:
-        raw_key = api_key_of(request)
-        if not raw_key:
-            raise ApiKeyRequired("send the key in `x-api-key` (or `Authorization: Bearer`)")
-        async with services.sessionmaker() as session:
-            audit.principal = await keys.authenticate(session, services.keys, raw_key)
+        audit.principal = await _authenticate(request, services, audit)
         limit = await _rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
-        if isinstance(exc, keys.KeyRefused):
-            audit.refused_key = exc
-        _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+        if audit.recorded:
+            _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
         headers = {**exc.headers, **_limit_headers(limit)}
         EXTERNAL_MESSAGES.labels("refused", _key_label(audit)).inc()
         ERRORS.labels(exc.code).inc()
@@ -98,6 +96,22 @@ async def handle(
         )
     response.headers.update(_limit_headers(limit))
     return response
+
+
+async def _authenticate(request: Request, services: Services, audit: _Audit) -> keys.KeyPrincipal:
+    """The key's principal; a refusal counts against the client's unauthenticated limit."""
+    raw_key = api_key_of(request)
+    try:
+        if not raw_key:
+            raise ApiKeyRequired("send the key in `x-api-key` (or `Authorization: Bearer`)")
+        async with services.sessionmaker() as session:
+            return await keys.authenticate(session, services.keys, raw_key)
+    except (ApiKeyRequired, keys.KeyRefused) as exc:
+        if isinstance(exc, keys.KeyRefused):
+            audit.refused_key = exc
+        refusal = await refuse_unauthenticated(services, audit.client, exc)
+        audit.recorded = refusal.audited
+        raise refusal.error from None
 
 
 async def _accept(

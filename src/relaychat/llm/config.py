@@ -14,10 +14,11 @@ Every endpoint also takes `headers`, `timeouts: {connect, first_token, idle}` (s
 spellings `apiKey`, `baseURL` and `titleModel` are accepted too.
 
 `${VAR}` and `${VAR:-default}` in values are read from the env mapping given (os.environ
-at call time by default); `$$` is a literal `$`. A built-in endpoint without `api_key`
-uses its usual variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY,
-AZURE_OPENAI_API_KEY). Without a file, or a file without `endpoints`, the built-in
-endpoints whose key is in the environment are enabled.
+at call time by default); `$$` is a literal `$`. An endpoint using a variable that is not
+set (and has no default) is left out, and listed in `LLMConfig.skipped` for a warning. A
+built-in endpoint without `api_key` uses its usual variable (OPENAI_API_KEY,
+ANTHROPIC_API_KEY, GOOGLE_API_KEY, AZURE_OPENAI_API_KEY). Without a file, or a file
+without `endpoints`, the built-in endpoints whose key is in the environment are enabled.
 """
 
 from __future__ import annotations
@@ -65,6 +66,29 @@ DEFAULT_AZURE_API_VERSION = "2024-10-21"
 
 class ConfigError(ValueError):
     """relaychat.yaml cannot be used; the message names the file and the bad key."""
+
+
+class MissingVariable(ConfigError):
+    """A `${VAR}` without a default names a variable the environment does not have."""
+
+    def __init__(self, path: str, variable: str) -> None:
+        super().__init__(f"{path or 'value'}: environment variable {variable} is not set")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class SkippedEndpoint:
+    """An endpoint left out because a variable it uses is not set."""
+
+    name: str
+    variable: str
+    source: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.source}: endpoint {self.name} skipped: "
+            f"environment variable {self.variable} is not set"
+        )
 
 
 class _Strict(BaseModel):
@@ -133,6 +157,8 @@ class LLMConfig(BaseModel):
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
     # Parsed by the MCP layer; raw here so that its mistakes don't stop the endpoints.
     mcp_servers: Any = None
+    # Endpoints whose variables are missing: the server starts without them and says so.
+    skipped: list[SkippedEndpoint] = Field(default_factory=list, exclude=True)
 
     def endpoint_specs(self) -> list[EndpointSpec]:
         """Every configured endpoint, built-ins first, then custom ones in file order."""
@@ -194,7 +220,7 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{path or 'value'}: environment variable {name} is not set")
+            raise MissingVariable(path, name)
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, dict):
@@ -246,13 +272,48 @@ def parse_config(raw: Any, env: Mapping[str, str], *, source: str = "config") ->
     else:
         document["endpoints"] = _with_default_keys(document["endpoints"])
     try:
-        document["endpoints"] = interpolate(document["endpoints"], env, "endpoints")
+        document["endpoints"], skipped = _available_endpoints(document["endpoints"], env, source)
         document["version"] = interpolate(document.get("version"), env, "version")
-        return LLMConfig.model_validate(document)
+        config = LLMConfig.model_validate(document)
+        config.skipped = skipped
+        return config
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid configuration\n{_describe(exc)}") from None
+
+
+def _available_endpoints(
+    endpoints: Any, env: Mapping[str, str], source: str
+) -> tuple[Any, list[SkippedEndpoint]]:
+    """The endpoints interpolated; one whose variable is missing is left out, not fatal, so
+    an example file with every provider in it starts with the keys one has."""
+    if not isinstance(endpoints, dict):
+        return interpolate(endpoints, env, "endpoints"), []
+    skipped: list[SkippedEndpoint] = []
+
+    def one(section: Any, path: str, name: str) -> tuple[bool, Any]:
+        try:
+            return True, interpolate(section, env, path)
+        except MissingVariable as exc:
+            skipped.append(SkippedEndpoint(name, exc.variable, source))
+            return False, None
+
+    kept: dict[str, Any] = {}
+    for name, section in endpoints.items():
+        if name == "custom" and isinstance(section, list):
+            customs = []
+            for i, entry in enumerate(section):
+                label = entry.get("name") if isinstance(entry, dict) else None
+                ok, value = one(entry, f"endpoints.custom[{i}]", str(label or f"custom[{i}]"))
+                if ok:
+                    customs.append(value)
+            kept[name] = customs
+        else:
+            ok, value = one(section, _join("endpoints", str(name)), str(name))
+            if ok:
+                kept[name] = value
+    return kept, skipped
 
 
 def _with_default_keys(endpoints: Any) -> Any:

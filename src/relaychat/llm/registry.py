@@ -215,4 +215,7 @@ def load_registry(
     http_client: httpx2.AsyncClient | None = None,
 ) -> EndpointRegistry:
     """Read relaychat.yaml (or the environment) and build the registry; raises ConfigError."""
-    return EndpointRegistry.from_config(load_config(path, env), http_client=http_client)
+    config = load_config(path, env)
+    for skipped in config.skipped:
+        logger.warning("%s", skipped)
+    return EndpointRegistry.from_config(config, http_client=http_client)

@@ -243,6 +243,11 @@ class EventBus(ABC):
         self._running = False
         self._drop_all()
 
+    def end_streams(self) -> None:
+        """End every open subscription now (their streams close; clients reconnect with
+        Last-Event-ID), while events still flow to anything subscribing later."""
+        self._drop_all()
+
     @abstractmethod
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Append `event` to `user_id`'s log and deliver it; return its id."""

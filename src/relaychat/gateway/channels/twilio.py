@@ -39,6 +39,7 @@ from relaychat.domain.keys import KeyPermissions, KeyPrincipal
 from relaychat.domain.phones import normalize_phone
 from relaychat.domain.resolution import Caller
 from relaychat.errors import AppError, BadRequest, ConversationExists, Forbidden
+from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES
 from relaychat.services import Services
 from relaychat.storage.models import Channel, Conversation, User
@@ -109,7 +110,7 @@ async def handle_inbound(request: Request, services: Services, channel_id: str) 
             raise channels.ChannelDisabled("this channel does not take messages now")
         return await _accept(services, audit.channel, form, audit)
     except AppError as exc:
-        return _refused(request, services, audit, exc)
+        return await _refused(request, services, audit, exc)
 
 
 async def handle_status(
@@ -143,7 +144,7 @@ async def handle_status(
                 error_code=error_code[:16] if isinstance(error_code, str) and error_code else None,
             )
     except AppError as exc:
-        return _refused(request, services, audit, exc)
+        return await _refused(request, services, audit, exc)
     return Response(status_code=204)
 
 
@@ -404,8 +405,14 @@ async def _caller(
     return caller, None
 
 
-def _refused(request: Request, services: Services, audit: _Audit, exc: AppError) -> Response:
-    _finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+async def _refused(request: Request, services: Services, audit: _Audit, exc: AppError) -> Response:
+    recorded = True
+    if isinstance(exc, channels.ChannelNotFound | TwilioSignatureInvalid):
+        # Nothing proved the caller is Twilio: limited and audited like a bad API key.
+        refusal = await refuse_unauthenticated(services, audit.client, exc)
+        exc, recorded = refusal.error, refusal.audited
+    if recorded:
+        _finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
     ERRORS.labels(exc.code).inc()
     return JSONResponse(
         exc.to_problem(request.url.path),
