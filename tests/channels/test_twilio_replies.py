@@ -26,7 +26,6 @@ from tests.channels.conftest import (
     post_signed,
     sent_messages,
     thread,
-    wait_for,
 )
 from tests.factories import TestUser, make_user
 
@@ -291,12 +290,23 @@ async def test_rate_limited_send_waits_for_retry_after(
     fake_twilio.fail_next(1, status=429, retry_after=1)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200
-    await wait_for(lambda: fake_twilio.state.requests == 1, what="the first attempt")
-    (sent,) = await sent_messages(fake_twilio)
+    # The message reaches Twilio before the worker records the attempt that sent it: wait for
+    # the delivery state, written in the same transaction as the row's outcome.
+    await _delivery(client, admin, thread(channel), "queued")
+    (sent,) = fake_twilio.messages
     assert sent.to == SENDER
     (row,) = await _outbox(services)
-    assert row.attempts == 2
-    assert (row.delivered_at - row.created_at).total_seconds() >= 1.0
+    assert (row.status, row.attempts) == ("delivered", 2)
+    async with services.sessionmaker() as session:
+        first, second = (
+            await session.scalars(
+                select(OutboxAttempt)
+                .where(OutboxAttempt.item_id == row.id)
+                .order_by(OutboxAttempt.attempted_at)
+            )
+        ).all()
+    assert (first.status_code, second.status_code) == (429, 201)
+    assert (second.attempted_at - first.attempted_at).total_seconds() >= 1.0  # Retry-After: 1
 
 
 async def test_invalid_to_gives_up_and_marks_the_reply_failed(
