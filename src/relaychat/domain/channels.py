@@ -256,11 +256,13 @@ async def _apply(
     else:
         config["provision_unknown"] = False
         if changes.get("owner"):
-            owner = await find_user(session, changes["owner"].strip())
+            ref = changes["owner"].strip()
+            if not admin and ref != actor.id and ref.lower() != actor.email:
+                # Before any lookup: whether that account exists stays unsaid.
+                raise AdminRequired("only an admin may make a channel for another user")
+            owner = await find_user(session, ref)
             if owner is None:
                 raise UserNotFound(f"no user {changes['owner']!r}", field="owner")
-            if owner.id != actor.id and not admin:
-                raise AdminRequired("only an admin may make a channel for another user")
             channel.owner_user_id = owner.id
     config.setdefault("provision_unknown", False)
     channel.config = config
