@@ -118,7 +118,11 @@ async def test_authorization_matrix(client: httpx.AsyncClient, clean_backend: Ba
         json=external(user=bob.email),
         headers=a_system.headers,
     )
-    assert system_named.status_code == 403  # may name, but may not create conversations
+    # May name, but may not create conversations: the conversation does not exist.
+    assert (system_named.status_code, system_named.json()["code"]) == (
+        404,
+        "conversation_not_found",
+    )
     env_named = await post(client, "new-for-bob", SYSTEM, user=bob.email)
     assert env_named.status_code == 201
     convo = (await client.get("/api/convos/new-for-bob", headers=bob.headers)).json()
