@@ -55,11 +55,14 @@ async def test_newcomer_walkthrough(clean_backend: Backend, tmp_path: Path) -> N
         http.cookies.clear()
         auth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
 
+        # A conversation id naming a phone number is the thread of whoever has that number.
+        phone = {"phone_number": "+14155552671"}
+        assert (await http.patch("/api/user", json=phone, headers=auth)).status_code == 200
         convo = await http.post(
-            "/api/convos", json={"conversation_id": "sms-+15551234567"}, headers=auth
+            "/api/convos", json={"conversation_id": "sms-+14155552671"}, headers=auth
         )
         assert convo.status_code == 201
-        path = "/api/messages/sms-+15551234567"
+        path = "/api/messages/sms-+14155552671"
         first = (await http.post(path, json={"text": "first"}, headers=auth)).json()["message"]
         second = (
             await http.post(
@@ -83,7 +86,7 @@ async def test_newcomer_walkthrough(clean_backend: Backend, tmp_path: Path) -> N
         http.cookies.clear()
         other = {"Authorization": f"Bearer {other_login.json()['access_token']}"}
         for response in (
-            await http.get("/api/convos/sms-+15551234567", headers=other),
+            await http.get("/api/convos/sms-+14155552671", headers=other),
             await http.get(path, headers=other),
         ):
             assert response.status_code == 404

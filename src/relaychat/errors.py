@@ -37,6 +37,8 @@ api_key_inactive), relaychat.domain.resolution (owner_unresolved), relaychat.gat
 (webhook_not_found, delivery_not_found), relaychat.crypto (secret_unreadable),
 relaychat.domain.channels (channel_not_found, channel_disabled, channel_secret_missing,
 channel_sender_unknown), relaychat.domain.channel_threads (channel_thread_taken),
+relaychat.domain.conversation_ids (invalid_conversation_id, conversation_id_reserved,
+conversation_thread_taken),
 relaychat.gateway.channels.twilio (twilio_signature_invalid,
 twilio_account_mismatch, twilio_form_invalid, unsupported_media_type).
 """

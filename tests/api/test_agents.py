@@ -90,9 +90,17 @@ async def test_private_agents_are_invisible_and_public_ones_read_only(
     ):
         assert (response.status_code, response.json()["code"]) == (404, "agent_not_found")
     assert (await client.get("/api/agents", headers=carol.headers)).json()["agents"] == []
+    # Refused when the conversation is written, as if it did not exist...
+    unusable = await client.post(
+        "/api/convos", json={"endpoint": "agents", "agent_id": aid}, headers=carol.headers
+    )
+    assert (unusable.status_code, unusable.json()["code"]) == (404, "agent_not_found")
+    # ...and when it stops being usable afterwards, at the next message.
+    await client.patch(f"/api/agents/{aid}", json={"visibility": "public"}, headers=bob.headers)
     cid = (await make_conversation(client, carol, endpoint="agents", agent_id=aid))[
         "conversation_id"
     ]
+    await client.patch(f"/api/agents/{aid}", json={"visibility": "private"}, headers=bob.headers)
     before = await row_counts(clean_backend)
     refused = await client.post(f"/api/messages/{cid}", json={"text": "hi"}, headers=carol.headers)
     assert (refused.status_code, refused.json()["code"]) == (404, "agent_not_found")
@@ -173,3 +181,17 @@ async def test_tool_catalog_lists_builtin_and_relaychat_tools(client: httpx.Asyn
     names = {t["name"]: t["source"] for t in response.json()["tools"]}
     assert names["calculator"] == names["current_time"] == "builtin"
     assert names["remember"] == names["recall"] == names["send_message"] == "relaychat"
+
+
+async def test_patching_model_parameters_is_a_merge_patch(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    params = {"model": "fake-model-mini", "temperature": 0.2, "top_p": 0.9}
+    agent = await make_agent(client, user, model_parameters=params)
+    patched = await client.patch(
+        f"/api/agents/{agent['agent_id']}",
+        json={"model_parameters": {"temperature": 0.7, "top_p": None}},
+        headers=user.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    # The agent keeps its model: only what the patch names changes.
+    assert patched.json()["model_parameters"] == {"model": "fake-model-mini", "temperature": 0.7}

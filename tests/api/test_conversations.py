@@ -13,18 +13,20 @@ async def test_create_with_generated_and_chosen_ids(client: httpx.AsyncClient) -
     user = await make_user(client)
     generated = await make_conversation(client, user)
     assert len(generated["conversation_id"]) == 36
+    # An id naming a phone number is a by-sender thread: its owner must have that number.
+    await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=user.headers)
     chosen = await make_conversation(
         client,
         user,
-        conversation_id="sms-+15551234567",
+        conversation_id="sms-+14155552671",
         title="SMS",
-        endpoint="openAI",
-        model="gpt-4o-mini",
+        endpoint="fake",
+        model="fake-model-mini",
         model_parameters={"temperature": 0.2},
         system_prompt="Be brief.",
     )
-    assert chosen["conversation_id"] == "sms-+15551234567"
-    fetched = await client.get("/api/convos/sms-+15551234567", headers=user.headers)
+    assert chosen["conversation_id"] == "sms-+14155552671"
+    fetched = await client.get("/api/convos/sms-+14155552671", headers=user.headers)
     assert fetched.status_code == 200
     assert fetched.json() == chosen
     assert chosen["model_parameters"] == {"temperature": 0.2}
@@ -152,3 +154,73 @@ async def test_another_users_conversation_is_not_found_for_every_verb(
     assert (await client.get("/api/convos", headers=bob.headers)).json()["conversations"] == []
     still = await client.get(f"/api/convos/{path}", headers=alice.headers)
     assert still.json()["title"] == "private"
+
+
+async def test_an_agent_endpoint_or_model_that_cannot_answer_is_refused_when_written(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    alice, bob = await make_user(client), await make_user(client)
+    private = await client.post(
+        "/api/agents", json={"name": "Alice's", "endpoint": "fake"}, headers=alice.headers
+    )
+    cid = (await make_conversation(client, bob, endpoint="fake"))["conversation_id"]
+    before = await row_counts(clean_backend)
+    refusals: dict[str, list[tuple[int, str, str]]] = {}
+    cases = {
+        "agent": [
+            {"endpoint": "agents", "agent_id": private.json()["agent_id"]},
+            {"endpoint": "agents", "agent_id": "agent_" + "0" * 32},
+        ],
+        "endpoint": [{"endpoint": "nope"}, {"endpoint": "openAI", "model": "gpt-4o"}],
+        "model": [
+            {"endpoint": "fake", "model": "gpt-4o"},
+            {"endpoint": "anthropic", "model": "fake-model-mini"},
+        ],
+    }
+    for kind, bodies in cases.items():
+        for body in bodies:
+            for response in (
+                await client.post("/api/convos", json=body, headers=bob.headers),
+                await client.patch(f"/api/convos/{cid}", json=body, headers=bob.headers),
+            ):
+                problem = response.json()
+                refusals.setdefault(kind, []).append(
+                    (response.status_code, problem["code"], problem["field"])
+                )
+    assert {kind: set(answers) for kind, answers in refusals.items()} == {
+        "agent": {(404, "agent_not_found", "agent_id")},
+        "endpoint": {(422, "validation_error", "endpoint")},
+        "model": {(422, "validation_error", "model")},
+    }
+    # A model alone is checked against the conversation's endpoint.
+    alone = await client.patch(
+        f"/api/convos/{cid}", json={"model": "fake-model-huge"}, headers=bob.headers
+    )
+    assert (alone.status_code, alone.json()["field"]) == (422, "model")
+    assert await row_counts(clean_backend) == before
+    agent = await client.post(
+        "/api/agents", json={"name": "Bob's", "endpoint": "fake"}, headers=bob.headers
+    )
+    fine = await client.patch(
+        f"/api/convos/{cid}",
+        json={"endpoint": "agents", "agent_id": agent.json()["agent_id"], "model": "fake-model"},
+        headers=bob.headers,
+    )
+    assert fine.status_code == 200, fine.text
+
+
+async def test_patching_model_parameters_is_a_merge_patch(client: httpx.AsyncClient) -> None:
+    user = await make_user(client)
+    params = {"model": "fake-model", "temperature": 0.2, "stop": ["x"], "extra": {"a": 1, "b": 2}}
+    cid = (await make_conversation(client, user, model_parameters=params))["conversation_id"]
+    patched = await client.patch(
+        f"/api/convos/{cid}",
+        json={"model_parameters": {"temperature": 0.5, "stop": None, "extra": {"b": None}}},
+        headers=user.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["model_parameters"] == {
+        "model": "fake-model",
+        "temperature": 0.5,
+        "extra": {"a": 1},
+    }

@@ -313,7 +313,8 @@ async def test_permissions_through_the_api(kclient: httpx.AsyncClient) -> None:
     assert patched.status_code == 200, patched.text
     assert patched.json()["name"] == "renamed"
     assert patched.json()["permissions"]["allowed_conversations"] == ["wa-*"]
-    assert patched.json()["permissions"]["rate_limit"] is None  # replaced, not merged
+    # A merge patch: what it does not name stays.
+    assert patched.json()["permissions"]["rate_limit"] == {"requests": 100, "window": 60}
     naive = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None).isoformat()
     expiring = await kclient.patch(url, json={"expires_at": naive}, headers=alice.headers)
     assert expiring.json()["expires_at"].endswith("Z")
@@ -523,3 +524,80 @@ async def test_a_secret_rotated_without_a_signal_works_at_once(
         _, new = await keys.rotate_key(session, row, grace_seconds=0)
     assert (await auth(services, cache, new)).key_id == created["key"]["id"]
     assert (await refusal(services, cache, created["secret"])).code == "invalid_api_key"
+
+
+async def test_patching_permissions_is_a_merge_patch(kclient: httpx.AsyncClient) -> None:
+    alice = await make_user(kclient)
+    restricted = {
+        "allowed_conversations": ["sms-*"],
+        "required_metadata": ["phoneNumber"],
+        "rate_limit": {"requests": 10, "window": 60},
+        "can_create_conversations": True,
+        "respond_default": False,
+        "default_endpoint": "fake",
+    }
+    key = (await make_key(kclient, alice, permissions=restricted))["key"]
+    url = f"/api/keys/{key['id']}"
+
+    async def patch(permissions: Any) -> dict[str, Any]:
+        response = await kclient.patch(
+            url, json={"permissions": permissions}, headers=alice.headers
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()["permissions"]
+        return result
+
+    # The case of the issue: a new rate limit leaves the restrictions as they were.
+    changed = await patch({"rate_limit": {"requests": 5, "window": 30}})
+    assert changed == {**key["permissions"], "rate_limit": {"requests": 5, "window": 30}}
+    # Nested objects merge too; `null` resets one field to its default, the rest stay.
+    changed = await patch({"rate_limit": {"window": 90}, "required_metadata": None})
+    assert changed["rate_limit"] == {"requests": 5, "window": 90}
+    assert changed["required_metadata"] == []
+    assert changed["allowed_conversations"] == ["sms-*"]
+    assert (changed["respond_default"], changed["default_endpoint"]) == (False, "fake")
+    assert (await patch({"rate_limit": None}))["allowed_conversations"] == ["sms-*"]
+    bad = await kclient.patch(
+        url, json={"permissions": {"rate_limit": {"requests": 0}}}, headers=alice.headers
+    )
+    assert (bad.status_code, bad.json()["field"]) == (422, "permissions.rate_limit.requests")
+    unknown = await kclient.patch(
+        url, json={"permissions": {"can_fly": True}}, headers=alice.headers
+    )
+    assert (unknown.status_code, unknown.json()["field"]) == (422, "permissions.can_fly")
+    stored = (await kclient.get(url, headers=alice.headers)).json()["permissions"]
+    assert stored["allowed_conversations"] == ["sms-*"] and stored["rate_limit"] is None
+
+
+async def test_a_default_agent_must_be_one_the_owner_may_use(kclient: httpx.AsyncClient) -> None:
+    alice, bob = await make_user(kclient), await make_user(kclient)  # alice is the admin
+    private = await kclient.post(
+        "/api/agents", json={"name": "Alice's", "endpoint": "fake"}, headers=alice.headers
+    )
+    usable = await kclient.post(
+        "/api/agents", json={"name": "Bob's", "endpoint": "fake"}, headers=bob.headers
+    )
+    not_yours, nonexistent = private.json()["agent_id"], "agent_" + "0" * 32
+    answers = set()
+    for agent_id in (not_yours, nonexistent):
+        permissions = {"default_agent_id": agent_id}
+        created = await kclient.post(
+            "/api/keys", json={"name": "k", "permissions": permissions}, headers=bob.headers
+        )
+        key = await make_key(kclient, bob)
+        patched = await kclient.patch(
+            f"/api/keys/{key['key']['id']}",
+            json={"permissions": permissions},
+            headers=bob.headers,
+        )
+        for response in (created, patched):
+            body = response.json()
+            answers.add((response.status_code, body["code"], body["field"]))
+    assert answers == {(404, "agent_not_found", "permissions.default_agent_id")}
+    listed = (await kclient.get("/api/keys", headers=bob.headers)).json()["keys"]
+    assert {k["permissions"]["default_agent_id"] for k in listed} == {None}
+    ok = {"default_agent_id": usable.json()["agent_id"]}
+    assert (await make_key(kclient, bob, permissions=ok))["key"]["permissions"] == {
+        **KeyPermissions().model_dump(),
+        **ok,
+    }

@@ -99,6 +99,11 @@ async def test_admin_only_settings(
     response = await client.post("/api/channels", json=body, headers=ann.headers)
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "admin_required"
+    if "owner" in fields:  # the same answer for an account that does not exist
+        nobody = await client.post(
+            "/api/channels", json={**body, "owner": "nobody@example.com"}, headers=ann.headers
+        )
+        assert (nobody.status_code, nobody.json()) == (403, response.json())
     assert (await client.get("/api/channels", headers=ann.headers)).json() == {"channels": []}
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
-from relaychat.storage.models import AuditEvent, Channel, User
+from relaychat.storage.models import AuditEvent, Channel, Conversation, User
 from tests.api.test_generation import messages_of
 from tests.backends import Backend, row_counts
 from tests.channels.conftest import (
@@ -23,7 +23,7 @@ from tests.channels.conftest import (
     sign,
     thread,
 )
-from tests.factories import TestUser, make_user
+from tests.factories import TestUser, make_conversation, make_user
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -366,14 +366,23 @@ async def test_thread_created_beforehand_by_someone_else_is_refused(
         channel = await make_channel(client, admin, fake_twilio, resolve_by_phone=True)
     else:
         channel = await make_channel(client, admin, fake_twilio, owner=ann.email)
-    # Mallory takes the id the channel's thread for Ann's number will have, with her own
-    # endpoint, hoping to read Ann's messages and answer them in the channel's name.
+    # Mallory tries to take the id the channel's thread for Ann's number will have, with
+    # her own endpoint, hoping to read Ann's messages and answer them in the channel's name.
     taken = await client.post(
         "/api/convos",
         json={"conversation_id": thread(channel), "endpoint": "fake"},
         headers=mallory.headers,
     )
-    assert taken.status_code == 201, taken.text
+    assert (taken.status_code, taken.json()["code"]) == (403, "conversation_id_reserved")
+    # A thread held from before that rule (no request can make one now) is refused too.
+    legacy = await make_conversation(client, mallory, endpoint="fake")
+    async with services.sessionmaker() as session:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == legacy["conversation_id"])
+            .values(id=thread(channel))
+        )
+        await session.commit()
     before = await row_counts(clean_backend)
 
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))

@@ -111,14 +111,18 @@ async def test_authorization_matrix(client: httpx.AsyncClient, clean_backend: Ba
         response = await post(client, cid, key.headers)
         assert response.status_code == status, (key.id, cid, response.text)
     # A user's key may not name another user; a system key may.
-    named = await post(client, "new-for-bob", a_key.headers, user=bob.email)
+    named = await post(client, a_convo, a_key.headers, user=bob.email)
     assert named.status_code == 403
     system_named = await client.post(
         "/api/messages/new-for-bob",
         json=external(user=bob.email),
         headers=a_system.headers,
     )
-    assert system_named.status_code == 403  # may name, but may not create conversations
+    # May name, but may not create conversations: the conversation does not exist.
+    assert (system_named.status_code, system_named.json()["code"]) == (
+        404,
+        "conversation_not_found",
+    )
     env_named = await post(client, "new-for-bob", SYSTEM, user=bob.email)
     assert env_named.status_code == 201
     convo = (await client.get("/api/convos/new-for-bob", headers=bob.headers)).json()
@@ -141,7 +145,6 @@ RULES = [
     ({"required_metadata": ["phoneNumber"]}, "c-1", {}, "required_metadata"),
     ({"can_respond": False}, "c-1", {"respond": True}, "can_respond"),
     ({"allowed_endpoints": ["anthropic"]}, "c-1", {"respond": True}, "allowed_endpoints"),
-    ({"can_create_conversations": False}, "new-convo", {}, "can_create_conversations"),
 ]
 
 
@@ -173,6 +176,7 @@ async def test_allowed_agents_and_patterns_allow_what_they_name(
     client: httpx.AsyncClient,
 ) -> None:
     owner = await make_user(client)
+    await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=owner.headers)
     agent = await make_agent(client, owner)
     key = await make_key(
         client,
@@ -238,8 +242,8 @@ async def test_phone_numbers_resolve_the_owner(
     if outcome == "invalid":
         assert (response.status_code, response.json()["code"]) == (422, "invalid_phone_number")
         return
-    if outcome == "unresolved":
-        assert (response.status_code, response.json()["code"]) == (422, "owner_unresolved")
+    if outcome == "unresolved":  # nobody to own it: the conversation cannot be created
+        assert (response.status_code, response.json()["code"]) == (404, "conversation_not_found")
         assert "phone_number" in response.json()["tried"]
         return
     assert response.status_code == 201, response.text
@@ -324,7 +328,7 @@ async def test_idempotency_stores_once_and_replays(
 async def test_unresolvable_owner_says_what_was_tried(client: httpx.AsyncClient) -> None:
     await make_user(client)
     response = await post(client, "nobody-owns-this", SYSTEM)
-    assert (response.status_code, response.json()["code"]) == (422, "owner_unresolved")
+    assert (response.status_code, response.json()["code"]) == (404, "conversation_not_found")
     assert response.json()["tried"] == [
         "explicit_user",
         "conversation_owner",
@@ -363,3 +367,80 @@ async def test_refused_uses_of_a_known_key_reach_its_owners_audit(
     assert [(e["outcome"], e["reason"]) for e in events["events"]] == [
         ("refused", "api_key_revoked")
     ]
+
+
+async def test_a_users_key_answers_alike_whether_another_account_exists(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    alice, bob = await make_user(client), await make_user(client)
+    await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=bob.headers)
+    cid = (await make_conversation(client, alice))["conversation_id"]
+    key = await make_key(client, alice, can_name_user=True, can_create_conversations=True)
+    before = await row_counts(clean_backend)
+
+    def shape(response: httpx.Response) -> tuple[int, str, str, str | None]:
+        body = response.json()
+        return response.status_code, body["code"], body["detail"], body.get("rule")
+
+    for target in (cid, "new-one"):
+        named = [await post(client, target, key.headers, user=ref) for ref in (bob.email, bob.id)]
+        unknown = [
+            await post(client, target, key.headers, user=ref)
+            for ref in ("nobody@example.com", "00000000-0000-4000-8000-000000000000")
+        ]
+        assert {shape(r) for r in named + unknown} == {
+            (403, "permission_denied", "a user's key acts for its owner only", "owner")
+        }
+    after = await row_counts(clean_backend)
+    assert {k: v for k, v in after.items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }
+    # The key may name its owner; a phone number acts for its owner only, whoever has it.
+    own = await post(client, cid, key.headers, user=alice.email.upper())
+    assert own.status_code == 201, own.text
+    by_phone = [
+        await post(client, f"new-{i}", key.headers, metadata={"phoneNumber": phone})
+        for i, phone in enumerate(("+14155552671", "+14155550000"))
+    ]
+    assert [r.status_code for r in by_phone] == [201, 201], [r.text for r in by_phone]
+    for i in range(2):
+        assert (await client.get(f"/api/convos/new-{i}", headers=alice.headers)).status_code == 200
+
+
+async def test_the_readme_request_on_a_fresh_install_is_conversation_not_found(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    body = {
+        "role": "external",
+        "content": [{"type": "text", "text": "This is a test external message"}],
+    }
+    path = "/api/messages/5c79d482-9b80-45f6-bbf2-9abe17335e55"
+    fresh = await client.post(path, json=body, headers=SYSTEM)  # not even a user yet
+    owner = await make_user(client)
+    with_a_user = await client.post(path, json=body, headers=SYSTEM)
+    key = await make_key(client, owner)  # may not create conversations
+    may_not_create = await client.post(path, json=body, headers=key.headers)
+    for response in (fresh, with_a_user, may_not_create):
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "conversation_not_found"
+    assert "name its owner" in fresh.json()["detail"]
+    assert "can_create_conversations" in may_not_create.json()["detail"]
+    assert (await row_counts(clean_backend))["conversations"] == 0
+
+
+async def test_an_idempotent_retry_of_a_wait_replays_the_reply(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    owner = await make_user(client)
+    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
+    headers = {**SYSTEM, "Prefer": "wait=20", "Idempotency-Key": "wait-once"}
+    body = {"role": "external", "content": "answer me once"}
+    first = await client.post(f"/api/messages/{cid}", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["reply"]["text"]
+    counts = await row_counts(clean_backend)
+    retry = await client.post(f"/api/messages/{cid}", json=body, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json() == first.json()
+    assert (await row_counts(clean_backend))["messages"] == counts["messages"]

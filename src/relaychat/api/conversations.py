@@ -7,14 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, SessionDep
+from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, ServicesDep, SessionDep
 from relaychat.api.schemas import ConversationOut
-from relaychat.domain import conversations
+from relaychat.domain import conversation_ids, conversations
 
 router = APIRouter(prefix="/api/convos", tags=["conversations"])
-
-# Ids may be UUIDs or readable keys such as `sms-+15551234567`.
-CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 
 
 class ConversationFields(BaseModel):
@@ -29,7 +26,12 @@ class ConversationFields(BaseModel):
 
 
 class ConversationCreate(ConversationFields):
-    conversation_id: str | None = Field(None, pattern=CONVERSATION_ID_PATTERN)
+    # Checked by the domain's one id rule (`invalid_conversation_id`), shown here for clients.
+    conversation_id: str | None = Field(
+        None,
+        description="A UUID or a readable key such as `support-42`; default: a new UUID.",
+        json_schema_extra={"pattern": conversation_ids.ID_PATTERN, "maxLength": 128},
+    )
 
 
 class ConversationPatch(ConversationFields):
@@ -43,15 +45,21 @@ class ConversationList(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create(
-    body: ConversationCreate, user: CurrentUser, session: SessionDep, engine: EngineDep
+    body: ConversationCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    engine: EngineDep,
+    services: ServicesDep,
 ) -> ConversationOut:
     """Start a conversation; the client may choose its id."""
+    fields = body.model_dump(exclude={"conversation_id"})
+    await conversations.check_target(session, user, services.providers, fields)
     conversation = await conversations.create_conversation(
         session,
         engine.bus,
         user.id,
         conversation_id=body.conversation_id,
-        fields=body.model_dump(exclude={"conversation_id"}),
+        fields=fields,
     )
     return ConversationOut.of(conversation)
 
@@ -82,10 +90,17 @@ async def get(conversation: OwnedConversation) -> ConversationOut:
 
 @router.patch("/{conversation_id}")
 async def patch(
-    body: ConversationPatch, conversation: OwnedConversation, session: SessionDep, engine: EngineDep
+    body: ConversationPatch,
+    conversation: OwnedConversation,
+    user: CurrentUser,
+    session: SessionDep,
+    engine: EngineDep,
+    services: ServicesDep,
 ) -> ConversationOut:
-    """Change title, model settings or the archive flag."""
+    """Change title, model settings or the archive flag; `model_parameters` is a merge patch
+    (RFC 7396: the keys named change, `null` removes one, the others stay)."""
     changes = body.model_dump(include=body.model_fields_set)
+    await conversations.check_target(session, user, services.providers, changes, conversation)
     return ConversationOut.of(
         await conversations.update_conversation(session, engine.bus, conversation, changes)
     )

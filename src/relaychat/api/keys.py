@@ -32,7 +32,11 @@ class KeyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    permissions: KeyPermissions | None = None
+    permissions: dict[str, Any] | None = Field(
+        None,
+        description="A merge patch (RFC 7396) of the key's permissions: the fields named "
+        "change, `null` resets one to its default, the others stay.",
+    )
     expires_at: datetime | None = None
 
 
@@ -110,8 +114,6 @@ async def patch(
     """Change name, permissions or expiry (`null` clears it); every worker sees it at once."""
     key = await keys.get_key(session, user, key_id)
     changes = body.model_dump(include=body.model_fields_set)
-    if "permissions" in changes:
-        changes["permissions"] = body.permissions
     updated = await keys.update_key(session, key, changes)
     await key_changed(services.bus, updated.lookup)
     return _out(updated)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.users import is_admin
 from relaychat.errors import Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import Agent, User
@@ -178,12 +179,14 @@ async def create_agent(session: AsyncSession, owner: User, fields: dict[str, Any
 
 
 async def update_agent(session: AsyncSession, agent: Agent, changes: dict[str, Any]) -> Agent:
-    """Apply changes (already checked)."""
+    """Apply changes (already checked); `model_parameters` is merge-patched."""
     for key, value in changes.items():
         if key not in EDITABLE_FIELDS:
             continue
         if value is None and key in {"name", "endpoint", "model_parameters", "tools"}:
             raise ValidationFailed(f"{key} cannot be null", field=key)
+        if key == "model_parameters":  # a nested object: merge-patched (RFC 7396)
+            value = merge_patch(agent.model_parameters or {}, value)
         setattr(agent, key, value)
     agent.updated_at = utcnow()
     await session.commit()

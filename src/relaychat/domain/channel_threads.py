@@ -5,10 +5,11 @@ channel's id: `sms-+14155552671.3f2a9c1b7d4e` (or `whatsapp-+14155552671.3f2a9c1
 Two channels writing to one number therefore keep two threads, and a channel's principal
 may reach only its own (`thread_patterns`).
 
-Users may choose conversation ids, so a thread id can be taken before the channel's first
-message: the channel computes who must own the thread (its owner, or the user with the
-sender's number) and refuses a thread someone else holds (`ChannelThreadTaken`), rather
-than storing the sender's message, and sending a reply, in a stranger's conversation.
+Only the channel may create its thread ids (conversation_ids.check_claim), but a thread
+may be held from before that rule: the channel computes who must own the thread (its
+owner, or the user with the sender's number) and refuses a thread someone else holds
+(`ChannelThreadTaken`), rather than storing the sender's message, and sending a reply, in a
+stranger's conversation.
 """
 
 from __future__ import annotations

@@ -256,11 +256,11 @@ async def _apply(
     else:
         config["provision_unknown"] = False
         if changes.get("owner"):
-            owner = await find_user(session, changes["owner"].strip())
-            # Refused alike whether or not the account exists: a user's answer never
-            # tells which emails are registered.
-            if not admin and (owner is None or owner.id != actor.id):
+            ref = changes["owner"].strip()
+            if not admin and ref != actor.id and ref.lower() != actor.email:
+                # Before any lookup: whether that account exists stays unsaid.
                 raise AdminRequired("only an admin may make a channel for another user")
+            owner = await find_user(session, ref)
             if owner is None:
                 raise UserNotFound(f"no user {changes['owner']!r}", field="owner")
             channel.owner_user_id = owner.id

@@ -8,25 +8,35 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import callbacks
+from relaychat.domain import callbacks, conversation_ids
+from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
+from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.render import conversation_dict
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
-from relaychat.storage.models import Conversation
+from relaychat.storage.models import Conversation, User
 from relaychat.storage.types import utcnow
 
 # Fields a client may set on create and change later.
 EDITABLE_FIELDS = frozenset(
     {"title", "endpoint", "model", "agent_id", "model_parameters", "system_prompt", "archived"}
 )
+
+
+class EndpointCatalog(Protocol):
+    """What checking a conversation's endpoint and model needs from the endpoint registry."""
+
+    def names(self) -> list[str]: ...
+
+    async def models(self, name: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,17 @@ async def stage_conversation(
     conversation_id: str | None,
     fields: dict[str, Any],
     api_key_id: str | None = None,
+    system: bool = False,
+    channel_tag: str | None = None,
 ) -> Conversation:
     """Add a new conversation (and its callbacks) to the session's transaction (the caller
-    commits, then calls `publish_created`); `api_key_id`: the key that opened it."""
-    cid = conversation_id or new_id()
+    commits, then calls `publish_created`); `api_key_id`: the key that opened it, `system`:
+    a system key did, `channel_tag`: a channel did (see conversation_ids.check_claim)."""
+    cid = new_id() if conversation_id is None else conversation_ids.check_id(conversation_id)
+    # Before the existence check: a reserved id says nothing about whether it is taken.
+    await conversation_ids.check_claim(
+        session, cid, user_id, system=system, channel_tag=channel_tag
+    )
     if await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
         # Ids are global (external senders address conversations by id alone), so a
         # taken id is a conflict whoever owns it.
@@ -87,6 +104,46 @@ async def stage_conversation(
         raise ConversationExists(field="conversation_id") from exc
     await callbacks.conversation_created(session, conversation, api_key_id)
     return conversation
+
+
+async def check_target(
+    session: AsyncSession,
+    user: User,
+    catalog: EndpointCatalog,
+    changes: dict[str, Any],
+    conversation: Conversation | None = None,
+) -> None:
+    """Refuse, when it is written, an agent the user may not use (as if it did not exist), an
+    endpoint that is not configured, or a model the endpoint does not offer; rather than
+    storing what fails at the next message. Only what `changes` sets is checked."""
+    merged = {
+        k: changes[k] if k in changes else getattr(conversation, k, None)
+        for k in ("endpoint", "model", "agent_id")
+    }
+    endpoint, model, agent_id = merged["endpoint"], merged["model"], merged["agent_id"]
+    agent = None
+    if agent_id and ("agent_id" in changes or (model and endpoint == AGENTS_ENDPOINT)):
+        try:
+            agent = await get_visible_agent(session, user, agent_id)
+        except AgentNotFound as exc:
+            exc.fields["field"] = "agent_id"
+            raise
+    names = catalog.names()
+    if "endpoint" in changes and endpoint and endpoint not in (*names, AGENTS_ENDPOINT):
+        raise ValidationFailed(
+            f"no endpoint {endpoint!r} is configured; configured: {', '.join(names) or 'none'}",
+            field="endpoint",
+        )
+    if not model or not ({"endpoint", "model", "agent_id"} & changes.keys()):
+        return
+    # An agent's conversation runs on the agent's endpoint.
+    target = agent.endpoint if endpoint == AGENTS_ENDPOINT and agent else endpoint
+    offered = await catalog.models(target) if target in names else []
+    if offered and model not in offered:
+        raise ValidationFailed(
+            f"endpoint {target!r} offers no model {model!r}; models: {', '.join(offered)}",
+            field="model",
+        )
 
 
 async def publish_created(bus: EventBus, conversation: Conversation) -> None:
@@ -137,12 +194,15 @@ async def list_conversations(
 async def update_conversation(
     session: AsyncSession, bus: EventBus, conversation: Conversation, changes: dict[str, Any]
 ) -> Conversation:
-    """Apply the given field changes and bump `updated_at`."""
+    """Apply the given field changes (`model_parameters` merge-patched) and bump
+    `updated_at`."""
     for key, value in changes.items():
         if key not in EDITABLE_FIELDS:
             continue
         if key in {"model_parameters", "archived"} and value is None:
             raise ValidationFailed(f"{key} cannot be null", field=key)
+        if key == "model_parameters":  # a nested object: merge-patched (RFC 7396)
+            value = merge_patch(conversation.model_parameters or {}, value)
         setattr(conversation, key, value)
     conversation.updated_at = utcnow()
     await session.commit()

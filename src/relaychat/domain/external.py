@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import keys
+from relaychat.domain import conversation_ids, keys
 from relaychat.domain.chat import ChatEngine, Sent, send_message
 from relaychat.domain.conversations import publish_created, stage_conversation
 from relaychat.domain.keys import KeyPrincipal
-from relaychat.domain.resolution import Caller, Resolved, resolve_owner
+from relaychat.domain.resolution import Caller, OwnerUnresolved, Resolved, resolve_owner
 from relaychat.errors import ConversationNotFound, ValidationFailed
 from relaychat.storage.models import Conversation
 
@@ -41,9 +41,26 @@ class Accepted:
     event_id: str | None
 
 
+MAX_SOURCE_LENGTH = 100
+SENDER_LABEL_LENGTH = 200  # messages.sender
+
+
+def source_of(metadata: dict[str, Any]) -> str | None:
+    """`metadata.source`, checked: it labels the message and names by-sender threads."""
+    raw = metadata.get("source")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > MAX_SOURCE_LENGTH:
+        raise ValidationFailed(
+            f"metadata.source must be a string of 1 to {MAX_SOURCE_LENGTH} characters",
+            field="metadata.source",
+        )
+    return raw.strip()
+
+
 def thread_id(metadata: dict[str, Any], phone: str | None) -> str:
     """The conversation id for a sender: the same source and number, the same conversation."""
-    source = str(metadata.get("source") or "external").strip().lower() or "external"
+    source = (source_of(metadata) or "external").lower()
     sender = phone or str(metadata.get("sender") or "").strip()
     if not sender:
         raise ValidationFailed(
@@ -51,7 +68,14 @@ def thread_id(metadata: dict[str, Any], phone: str | None) -> str:
             field="metadata.phoneNumber",
         )
     cleaned = "".join(ch for ch in f"{source}-{sender}" if ch.isalnum() or ch in "._:@+-")
-    return cleaned[:128]
+    if len(cleaned) > conversation_ids.MAX_LENGTH:
+        # Cutting it short would merge the threads of senders that share a prefix.
+        raise ValidationFailed(
+            f"metadata.source and metadata.sender make a conversation id longer than "
+            f"{conversation_ids.MAX_LENGTH} characters",
+            field="metadata.sender",
+        )
+    return cleaned
 
 
 async def accept(
@@ -63,23 +87,56 @@ async def accept(
     message: ExternalMessage,
     *,
     phone_region: str,
+    by_sender: bool = False,
 ) -> Accepted:
-    """Run the checks, then store and broadcast the message and start the reply if asked."""
+    """Run the checks, then store and broadcast the message and start the reply if asked.
+
+    `by_sender`: the gateway chose the conversation from the sender (threading); it is used
+    only if it is held by the user the sender resolves to, found without looking at it.
+    """
+    conversation_ids.check_id(conversation_id)
     perms = principal.permissions
     keys.check_conversation(perms, conversation_id)
     keys.check_metadata(perms, message.metadata)
+    source = source_of(message.metadata)
+    if not caller.system and caller.key_owner_id:
+        # Before any lookup: whether a thread exists, or whose number it names, stays unsaid.
+        await conversation_ids.check_claim(
+            session, conversation_id, caller.key_owner_id, channel_tag=principal.channel_tag
+        )
     conversation = await session.get(Conversation, conversation_id)
-    resolved = await resolve_owner(
-        session,
-        caller,
-        conversation=conversation,
-        explicit_user=message.user,
-        metadata=message.metadata,
-        phone_region=phone_region,
-    )
-    if conversation is not None and conversation.user_id != resolved.user.id:
-        # An explicit user (or a token) that is not the conversation's owner.
-        raise ConversationNotFound()
+    if conversation is None and not by_sender and not perms.can_create_conversations:
+        raise ConversationNotFound(
+            f"conversation {conversation_id} does not exist, and this key may not create "
+            "conversations (permission can_create_conversations)"
+        )
+    try:
+        resolved = await resolve_owner(
+            session,
+            caller,
+            conversation=None if by_sender else conversation,
+            explicit_user=message.user,
+            metadata=message.metadata,
+            phone_region=phone_region,
+        )
+    except OwnerUnresolved as exc:
+        if conversation is not None or by_sender or message.user:
+            raise
+        raise ConversationNotFound(
+            f"conversation {conversation_id} does not exist; to have it created, name its "
+            "owner (`user`, a user's `metadata.phoneNumber` or access token)",
+            tried=exc.fields.get("tried"),
+        ) from None
+    if conversation is not None:
+        if conversation.user_id != resolved.user.id:
+            if by_sender:
+                raise conversation_ids.ConversationThreadTaken(
+                    f"conversation {conversation_id} is held by another user; "
+                    "the message was not stored"
+                )
+            # An explicit user (or a token) that is not the conversation's owner.
+            raise ConversationNotFound()
+        await conversation_ids.check_holder(session, conversation)
 
     respond = perms.respond_default if message.respond is None else message.respond
     if respond:
@@ -104,6 +161,8 @@ async def accept(
             conversation_id=conversation_id,
             fields=fields,
             api_key_id=principal.key_id,
+            system=principal.system,
+            channel_tag=principal.channel_tag,
         )
         created = True
     else:
@@ -116,7 +175,7 @@ async def accept(
         engine,
         conversation,
         role="external",
-        sender=str(message.metadata.get("source") or principal.name),
+        sender=(source or principal.name)[:SENDER_LABEL_LENGTH],
         content=message.content,
         parent_message_id=message.parent_message_id,
         metadata=message.metadata,

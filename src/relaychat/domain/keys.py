@@ -18,12 +18,14 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.agents import AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
+from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.render import iso
 from relaychat.domain.users import is_admin
 from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -218,6 +220,8 @@ class KeyPrincipal:
     owner_id: str | None
     system: bool
     permissions: KeyPermissions
+    # The tag of the channel this principal stands for (see channel_threads), if any.
+    channel_tag: str | None = None
 
     def acts_for(self, user_id: str) -> bool:
         """Whether the key may act for this user (a user's key acts for its owner only)."""
@@ -375,6 +379,30 @@ def stored_permissions(key: ApiKey) -> KeyPermissions:
     return KeyPermissions.model_validate(key.permissions or {})
 
 
+def patched_permissions(current: KeyPermissions, patch: dict[str, Any] | None) -> KeyPermissions:
+    """`current` changed by a merge patch (RFC 7396): named fields change, `null` resets one
+    to its default, the others stay; a `null` patch resets them all."""
+    merged = merge_patch(current.model_dump(mode="json"), patch)
+    try:
+        return KeyPermissions.model_validate(merged or {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(["permissions", *(str(part) for part in error["loc"])])
+        raise ValidationFailed(f"{field}: {error['msg']}", field=field) from None
+
+
+async def _check_default_agent(session: AsyncSession, owner_id: str, agent_id: str) -> None:
+    """Refuse a default agent the key's owner may not use, as if it did not exist."""
+    owner = await session.get(User, owner_id)
+    if owner is None:
+        raise AgentNotFound(f"no agent {agent_id!r} is visible to you", agent_id=agent_id)
+    try:
+        await get_visible_agent(session, owner, agent_id)
+    except AgentNotFound as exc:
+        exc.fields["field"] = "permissions.default_agent_id"
+        raise
+
+
 def _future_expiry(expires_at: datetime | None) -> datetime | None:
     if expires_at is None:
         return None
@@ -398,6 +426,8 @@ async def create_key(
     if system and not is_admin(owner):
         raise AdminRequired("only an admin may create a system key")
     expiry = _future_expiry(expires_at)
+    if permissions is not None and permissions.default_agent_id:
+        await _check_default_agent(session, owner.id, permissions.default_agent_id)
     stored = (permissions or KeyPermissions()).model_dump(mode="json")
     for _attempt in range(3):
         lookup, secret = new_secret()
@@ -456,16 +486,20 @@ def _active(key: ApiKey) -> None:
 
 
 async def update_key(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
-    """Change name, permissions or expiry (a `KeyPermissions` or its dict)."""
+    """Change name, permissions (a `KeyPermissions` replaces them, a dict merge-patches
+    them) or expiry."""
     _active(key)
     if "name" in changes:
         if not changes["name"] or not str(changes["name"]).strip():
             raise ValidationFailed("name cannot be empty", field="name")
         key.name = str(changes["name"]).strip()
     if "permissions" in changes:
+        before = stored_permissions(key)
         perms = changes["permissions"]
         if not isinstance(perms, KeyPermissions):
-            perms = KeyPermissions.model_validate(perms or {})
+            perms = patched_permissions(before, perms)
+        if perms.default_agent_id and perms.default_agent_id != before.default_agent_id:
+            await _check_default_agent(session, key.user_id, perms.default_agent_id)
         key.permissions = perms.model_dump(mode="json")
     if "expires_at" in changes:
         key.expires_at = _future_expiry(changes["expires_at"])

@@ -7,13 +7,16 @@
 5. `phone_number`: `metadata.phoneNumber` matched against users' E.164 numbers;
 6. `key_owner`: the owner of the key.
 
-A user's (non-system) key acts for its owner only: any other answer is refused. The phone
+A user's (non-system) key acts for its owner only: any other answer is refused, and without
+looking up whom a `user` or phone number names, so the answer never depends on whether
+another account exists (`can_name_user` lets such a key name its owner, no one else). The phone
 number comes before the key's owner because a system key's owner is merely the admin who
 made it, while a phone number names a person.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +65,13 @@ async def resolve_owner(
     phone = phone_from_metadata(metadata, phone_region)
     tried: list[str] = []
     candidate: tuple[str, str] | None = None  # (user id, strategy)
-    if explicit_user:
-        if not caller.can_name_user and not caller.system:
-            raise PermissionDenied("this key may not name a user", rule="can_name_user")
+    if explicit_user and caller.system:
         user = await find_user(session, explicit_user)
         if user is None:
             raise OwnerUnresolved(f"no user {explicit_user!r}", tried=["explicit_user"])
         candidate = (user.id, "explicit_user")
+    elif explicit_user:
+        candidate = (await _own_name(session, caller, explicit_user), "explicit_user")
     tried.append("explicit_user")
     if candidate is None and conversation is not None:
         candidate = (conversation.user_id, "conversation_owner")
@@ -81,7 +84,10 @@ async def resolve_owner(
             candidate = (user_id, strategy)
         tried.append(strategy)
     if candidate is None and phone:
-        owner_id = await session.scalar(select(User.id).where(User.phone_number == phone))
+        query = select(User.id).where(User.phone_number == phone)
+        if not caller.system:  # whose number it is, if not the owner's, stays unsaid
+            query = query.where(User.id == caller.key_owner_id)
+        owner_id = await session.scalar(query)
         if owner_id is not None:
             candidate = (owner_id, "phone_number")
     tried.append("phone_number")
@@ -101,6 +107,20 @@ async def resolve_owner(
     if user is None:
         raise OwnerUnresolved("the resolved user no longer exists", tried=tried)
     return Resolved(user, strategy, phone)
+
+
+async def _own_name(session: AsyncSession, caller: Caller, ref: str) -> str:
+    """The owner of a user's key, if `ref` names them (id or email); refused otherwise,
+    without looking anyone else up, so the answer never says whether an account exists."""
+    if not caller.can_name_user:
+        raise PermissionDenied("this key may not name a user", rule="can_name_user")
+    owner = await session.get(User, caller.key_owner_id) if caller.key_owner_id else None
+    if owner is None or not (
+        hmac.compare_digest(ref.encode(), owner.id.encode())
+        or hmac.compare_digest(ref.strip().lower().encode(), owner.email.lower().encode())
+    ):
+        raise PermissionDenied("a user's key acts for its owner only", rule="owner")
+    return owner.id
 
 
 def phone_from_metadata(metadata: dict[str, Any], region: str) -> str | None:

@@ -125,6 +125,7 @@ async def _accept(
     assert principal is not None
     settings = services.settings
     metadata = dict(body.metadata)
+    by_sender = conversation_id is None
     if conversation_id is None:  # threaded: the sender names the conversation
         phone = phone_from_metadata(metadata, settings.phone_default_region)
         conversation_id = external.thread_id(metadata, phone)
@@ -155,7 +156,9 @@ async def _accept(
                 headers={"Idempotent-Replayed": "true"},
             )
     try:
-        accepted = await _accept_once(request, services, principal, conversation_id, message)
+        accepted = await _accept_once(
+            request, services, principal, conversation_id, message, by_sender=by_sender
+        )
     except BaseException:
         if idem_key is not None:
             await idempotency.release(services.sessionmaker, principal.key_ref, idem_key)
@@ -188,10 +191,14 @@ async def _accept(
     if started is not None and wait is not None:
         reply = await _wait_for_reply(services, accepted, started.generation.id, wait)
         if reply is not None:
+            answer = {**payload, **reply}
+            if idem_key is not None:
+                # A retry replays this final answer, reply included, not the 202 above.
+                await idempotency.finish(
+                    services.sessionmaker, principal.key_ref, idem_key, 200, answer
+                )
             return JSONResponse(
-                {**payload, **reply},
-                status_code=200,
-                headers={"Preference-Applied": f"wait={wait}"},
+                answer, status_code=200, headers={"Preference-Applied": f"wait={wait}"}
             )
     return JSONResponse(payload, status_code=status)
 
@@ -202,6 +209,8 @@ async def _accept_once(
     principal: keys.KeyPrincipal,
     conversation_id: str,
     message: external.ExternalMessage,
+    *,
+    by_sender: bool,
 ) -> external.Accepted:
     caller = Caller(
         system=principal.system,
@@ -221,6 +230,7 @@ async def _accept_once(
                     conversation_id,
                     message,
                     phone_region=services.settings.phone_default_region,
+                    by_sender=by_sender,
                 )
             except ConversationExists:
                 # Another message from the same sender created it a moment ago: join it.

@@ -266,6 +266,7 @@ def _principal(channel: Channel) -> KeyPrincipal:
             default_agent_id=channel.agent_id,
             can_name_user=channel.owner_user_id is not None,
         ),
+        channel_tag=channel_threads.channel_tag(channel.id),
     )
 
 
