@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.users import is_admin
@@ -182,7 +182,8 @@ async def update_agent(session: AsyncSession, agent: Agent, changes: dict[str, A
     for key, value in changes.items():
         if key not in EDITABLE_FIELDS:
             continue
-        if value is None and key in {"name", "endpoint", "model_parameters", "tools"}:
+        # Every NOT NULL column refuses null here, not as an IntegrityError at commit.
+        if value is None and not inspect(Agent).columns[key].nullable:
             raise ValidationFailed(f"{key} cannot be null", field=key)
         setattr(agent, key, value)
     agent.updated_at = utcnow()
