@@ -25,6 +25,7 @@ from relaychat.api import (
     webhooks,
 )
 from relaychat.api.middleware import BodySizeLimit, StorableInput
+from relaychat.api.openapi import install_openapi
 from relaychat.api.problems import install_problem_handlers
 from relaychat.gateway import routes as gateway_routes
 from relaychat.services import Services
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)

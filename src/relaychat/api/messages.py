@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from relaychat.api.deps import (
+    ApiKeyDoc,
     EngineDep,
     OwnedConversation,
     ServicesDep,
@@ -105,6 +106,7 @@ async def post(
     session: SessionDep,
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _key: ApiKeyDoc,
     response: Response,
 ) -> Any:
     """Store a message and start the reply (202), or only store it (201).

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from relaychat.errors import AppError, MalformedJson, UnsupportedMediaType, ValidationFailed
 from relaychat.metrics import ERRORS
@@ -111,6 +112,22 @@ def validation_error(exc: RequestValidationError) -> AppError:
     return ValidationFailed(detail or "invalid request", field=first, errors=fields)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette answers 405 from the first route whose path matches, naming only its own
+    # methods; GET and POST on one path are two routes, so ask every route about each method.
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register handlers so that no error leaves as anything but problem+json."""
 
@@ -124,7 +141,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = AppError(str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        error = AppError(str(exc.detail), headers=headers)
         # The class attributes are per type; a plain HTTP error sets them per instance.
         error.code = _HTTP_CODES.get(exc.status_code, "http_error")  # type: ignore[misc]
         error.status = exc.status_code  # type: ignore[misc]
