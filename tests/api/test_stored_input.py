@@ -107,9 +107,11 @@ async def test_metadata_within_bounds_is_stored_and_renders(client: httpx.AsyncC
 async def test_deep_json_is_refused_before_anything_is_stored(
     client: httpx.AsyncClient, clean_backend: Backend, depth: int
 ) -> None:
-    """Nesting like this was committed and then broke every rendering of the conversation."""
+    """Nesting like this was committed and then broke every rendering of the conversation,
+    with its reply left `streaming` and its webhook queued."""
     user = await make_user(client)
-    cid = (await make_conversation(client, user))["conversation_id"]
+    convo = await make_conversation(client, user, endpoint="fake", model="fake-model")
+    cid = convo["conversation_id"]
     before = await stored_rows(clean_backend)
     for response in await _sent_by_all_doors(
         client, user, cid, {"text": "hi", "metadata": {"x": nested(depth)}}
