@@ -24,7 +24,8 @@ from relaychat.api import (
     users,
     webhooks,
 )
-from relaychat.api.middleware import BodySizeLimit
+from relaychat.api.middleware import BodySizeLimit, StorableInput
+from relaychat.api.openapi import install_openapi
 from relaychat.api.problems import install_problem_handlers
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
+    app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     for module in (

@@ -17,6 +17,7 @@ AppError
 │   ├── PhoneNumberTaken
 │   └── ConversationExists
 ├── PayloadTooLarge (413)
+├── UnsupportedMediaType (415)
 ├── Unprocessable (422)
 │   ├── ValidationFailed
 │   ├── MalformedJson
@@ -30,9 +31,10 @@ Feature modules add their own leaves next to the code that raises them: relaycha
 (provider_*, endpoint_not_found), relaychat.llm.mcp (mcp_server_*), relaychat.domain.agents
 (agent_not_found, agent_read_only), relaychat.domain.generations (generation_not_found,
 no_endpoint, no_model), relaychat.domain.replies (agent_required), relaychat.domain.idempotency
-(idempotency_key_reused, idempotency_in_flight), relaychat.domain.keys (invalid_api_key,
-api_key_revoked, api_key_expired, permission_denied, admin_required, api_key_not_found,
-api_key_inactive), relaychat.domain.resolution (owner_unresolved), relaychat.gateway.external
+(idempotency_key_reused, idempotency_key_invalid, idempotency_in_flight), relaychat.domain.keys
+(invalid_api_key, api_key_revoked, api_key_expired, permission_denied, admin_required,
+api_key_not_found, api_key_inactive), relaychat.domain.resolution (owner_unresolved),
+relaychat.gateway.external
 (api_key_required), relaychat.safehttp (webhook_target_refused), relaychat.domain.webhooks
 (webhook_not_found, delivery_not_found), relaychat.crypto (secret_unreadable),
 relaychat.domain.channels (channel_not_found, channel_disabled, channel_secret_missing,
@@ -40,7 +42,7 @@ channel_sender_unknown), relaychat.domain.channel_threads (channel_thread_taken)
 relaychat.domain.conversation_ids (invalid_conversation_id, conversation_id_reserved,
 conversation_thread_taken),
 relaychat.gateway.channels.twilio (twilio_signature_invalid,
-twilio_account_mismatch, twilio_form_invalid, unsupported_media_type).
+twilio_account_mismatch, twilio_form_invalid).
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ class PayloadTooLarge(AppError):
     code = "payload_too_large"
     status = 413
     title = "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
 
 
 class Unprocessable(AppError):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Cookie, Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.chat import ChatEngine
@@ -43,6 +43,14 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+# External systems: the gateway reads the header itself; this documents it in /openapi.json.
+api_key_header = APIKeyHeader(
+    name="x-api-key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="API key from /api/keys, the CLI or EXTERNAL_API_KEYS",
+)
+ApiKeyDoc = Annotated[str | None, Depends(api_key_header)]
 
 
 ACCESS_COOKIE = "relaychat_access"

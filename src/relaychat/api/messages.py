@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from relaychat.api.deps import (
+    ApiKeyDoc,
     EngineDep,
     OwnedConversation,
     ServicesDep,
@@ -21,6 +22,8 @@ from relaychat.api.schemas import MessageOut
 from relaychat.domain import chat, messages
 from relaychat.domain.content import InputPart, normalize_content
 from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.limits import Metadata
+from relaychat.errors import Unauthenticated
 from relaychat.gateway import external as external_gateway
 from relaychat.gateway.schemas import ExternalMessageIn
 
@@ -36,15 +39,19 @@ class MessageIn(BaseModel):
     text: str | None = None
     content: str | list[InputPart] | None = None
     parent_message_id: str | None = Field(None, max_length=64)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     respond: bool | None = Field(
         None, description="Start a reply; default: when the conversation has an endpoint."
     )
 
     @model_validator(mode="after")
     def _one_of_text_or_content(self) -> MessageIn:
-        if (self.text is None) == (self.content is None):
-            raise ValueError("send exactly one of `text` or `content`")
+        if self.text is None and self.content is None:
+            raise ValueError(
+                "a message needs `text` (a string) or `content` (a string or a list of parts)"
+            )
+        if self.text is not None and self.content is not None:
+            raise ValueError("send `text` or `content`, not both")
         return self
 
     def parts(self) -> list[dict[str, Any]]:
@@ -99,6 +106,7 @@ async def post(
     session: SessionDep,
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _key: ApiKeyDoc,
     response: Response,
 ) -> Any:
     """Store a message and start the reply (202), or only store it (201).
@@ -110,6 +118,11 @@ async def post(
     """
     if isinstance(body, ExternalMessageIn):
         return await external_gateway.handle(request, services, body, conversation_id)
+    if credentials is None and request.headers.get("x-api-key"):
+        raise Unauthenticated(
+            'an API key posts as an external system: add `"role": "external"` to the body '
+            "(people send `Authorization: Bearer <access token>`)"
+        )
     user = await get_current_user(services, session, credentials)
     conversation = await get_owned_conversation(session, user.id, conversation_id)
     sent = await chat.send_message(

@@ -1,12 +1,16 @@
-"""ASGI middleware: request body size limit."""
+"""ASGI middleware: request body size limit, and what a request may carry into storage."""
 
 from __future__ import annotations
 
 import json
+from email.message import Message as MimeHeader
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relaychat.errors import PayloadTooLarge
+from relaychat.domain.limits import MAX_JSON_DEPTH, find_unstorable, text_problem
+from relaychat.errors import AppError, MalformedJson, NotFound, PayloadTooLarge, ValidationFailed
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -60,16 +64,128 @@ class BodySizeLimit:
         error = PayloadTooLarge(
             f"request body exceeds {self.max_bytes} bytes", limit=self.max_bytes
         )
-        payload = json.dumps(error.to_problem(scope.get("path"))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_problem(scope, send, error, close=True)
+
+
+async def send_problem(scope: Scope, send: Send, error: AppError, *, close: bool = False) -> None:
+    """Answer with `error` as problem+json, from middleware that runs before the app."""
+    # ensure_ascii: the path may hold what cannot be encoded as UTF-8 (a lone surrogate).
+    payload = json.dumps(error.to_problem(scope.get("path"))).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _media_type(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            header = MimeHeader()
+            header["content-type"] = value.decode("latin-1")
+            return header.get_content_type()
+    return ""
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _refused_params(pairs: list[tuple[str, str]]) -> AppError | None:
+    for name, value in pairs:
+        reason = text_problem(name) or text_problem(value)
+        if reason:
+            return ValidationFailed(f"{name}: {reason}", field=name)
+    return None
+
+
+def _refused_json(body: bytes) -> AppError | None:
+    """Why a JSON body cannot be accepted: not UTF-8, not JSON, too deep, unstorable text."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return MalformedJson(f"request body is not UTF-8 (byte {exc.start})", field="body")
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return MalformedJson(
+            f"request body is not valid JSON: {exc.msg} at {exc.pos}", field="body"
         )
-        await send({"type": "http.response.body", "body": payload})
+    except RecursionError:
+        return MalformedJson(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field="body")
+    refusal = find_unstorable(value)
+    if refusal is None:
+        return None
+    if refusal.too_deep:
+        return MalformedJson(f"JSON {refusal.reason}", field=refusal.field)
+    return ValidationFailed(
+        f"{refusal.field}: {refusal.reason}",
+        field=refusal.field,
+        errors=[{"field": refusal.field, "message": refusal.reason}],
+    )
+
+
+class StorableInput:
+    """Refuse, before any route runs, what no route could store or both backends agree on.
+
+    A NUL in a path (no id holds one) is 404; a NUL or lone surrogate in a query parameter,
+    a form field or anywhere in a JSON body is 422 naming the field; a JSON body that is not
+    UTF-8, not JSON or nested deeper than MAX_JSON_DEPTH is 422 `malformed_json`. SQLite
+    would store what PostgreSQL refuses, so this keeps both answering the same.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if text_problem(scope["path"]):
+            await send_problem(scope, send, NotFound("no resource has this name"))
+            return
+        query = scope.get("query_string", b"")
+        if query:
+            refused = _refused_params(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+            if refused is not None:
+                await send_problem(scope, send, refused)
+                return
+        media_type = _media_type(scope) if scope["method"] in _BODY_METHODS else ""
+        form = media_type == "application/x-www-form-urlencoded"
+        if not (form or _is_json(media_type)):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body:
+            refused = (
+                _refused_params(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+                if form
+                else _refused_json(body)
+            )
+            if refused is not None:
+                await send_problem(scope, send, refused)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.merge_patch import merge_patch
@@ -183,7 +183,8 @@ async def update_agent(session: AsyncSession, agent: Agent, changes: dict[str, A
     for key, value in changes.items():
         if key not in EDITABLE_FIELDS:
             continue
-        if value is None and key in {"name", "endpoint", "model_parameters", "tools"}:
+        # Every NOT NULL column refuses null here, not as an IntegrityError at commit.
+        if value is None and not inspect(Agent).columns[key].nullable:
             raise ValidationFailed(f"{key} cannot be null", field=key)
         if key == "model_parameters":  # a nested object: merge-patched (RFC 7396)
             value = merge_patch(agent.model_parameters or {}, value)

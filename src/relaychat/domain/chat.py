@@ -18,6 +18,7 @@ from relaychat.domain.conversations import get_owned_conversation
 from relaychat.domain.generations import Providers, StartedGeneration, add_generation
 from relaychat.domain.ids import new_id
 from relaychat.domain.jobs import Job
+from relaychat.domain.limits import check_metadata
 from relaychat.domain.messages import later_than, lock_thread, resolve_parent
 from relaychat.domain.render import message_dict
 from relaychat.domain.replies import ReplyPlan, plan_reply
@@ -25,7 +26,7 @@ from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.toolbox import Toolbox
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
-from relaychat.realtime.bus import EventBus
+from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.storage.models import Conversation, Message
 
@@ -73,8 +74,10 @@ async def send_message(
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
     text = flatten_text(content)
-    if not text and not any(part.get("type") != "text" for part in content):
-        raise ValidationFailed("message has no content", field="content")
+    # Whitespace is no message: it would only be sent to the model as an empty turn.
+    if not text.strip() and not any(part.get("type") != "text" for part in content):
+        raise ValidationFailed("message has no content: send some text", field="content")
+    check_metadata(metadata)
     if respond is None:
         respond = bool(conversation.endpoint)
     plan = (
@@ -124,16 +127,16 @@ async def send_message(
             created_at=later_than(now),
         )
         job = await _job(session, engine, conversation, started, plan, metadata or {})
+    # Rendered before the commit: what cannot be sent to clients is never stored.
+    created = MessageCreated(
+        conversation_id=conversation.id, message_id=message.id, message=message_dict(message)
+    )
+    encode_body(created)
     await session.commit()
 
     if before_publish is not None:
         await before_publish()
-    event_id = await engine.bus.publish(
-        conversation.user_id,
-        MessageCreated(
-            conversation_id=conversation.id, message_id=message.id, message=message_dict(message)
-        ),
-    )
+    event_id = await engine.bus.publish(conversation.user_id, created)
     if started is not None and job is not None:
         await _launch(engine, conversation, started, job)
     return Sent(message, started, event_id)

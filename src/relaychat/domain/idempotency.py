@@ -26,6 +26,11 @@ class IdempotencyKeyReused(Unprocessable):
     title = "This Idempotency-Key was used with a different request"
 
 
+class IdempotencyKeyInvalid(Unprocessable):
+    code = "idempotency_key_invalid"
+    title = "Idempotency-Key must be 1 to 255 visible characters"
+
+
 class IdempotencyInFlight(Conflict):
     code = "idempotency_in_flight"
     title = "The first request with this Idempotency-Key is still being processed"
@@ -37,6 +42,15 @@ class Replay:
 
     status_code: int
     body: dict[str, Any]
+
+
+def check_key(key: str) -> None:
+    """Refuse an empty, blank or over-long Idempotency-Key."""
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise IdempotencyKeyInvalid(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters, not blank",
+            field="Idempotency-Key",
+        )
 
 
 def _same_key(key_ref: str, key: str) -> tuple[Any, ...]:

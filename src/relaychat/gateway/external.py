@@ -139,10 +139,7 @@ async def _accept(
     )
     idem_key = request.headers.get("idempotency-key")
     if idem_key is not None:
-        if not idem_key.strip() or len(idem_key) > idempotency.MAX_KEY_LENGTH:
-            raise idempotency.IdempotencyKeyReused(
-                "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key"
-            )
+        idempotency.check_key(idem_key)
         fingerprint = idempotency.request_fingerprint(conversation_id, body.model_dump(mode="json"))
         replay = await idempotency.begin(
             services.sessionmaker, principal.key_ref, idem_key, fingerprint

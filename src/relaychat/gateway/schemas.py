@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.content import InputPart
+from relaychat.domain.limits import Metadata
 
 
 class ExternalMessageIn(BaseModel):
@@ -16,7 +17,7 @@ class ExternalMessageIn(BaseModel):
 
     role: Literal["external"]
     content: str | list[InputPart]
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     respond: bool | None = Field(None, description="Ask for a reply; default: the key's.")
     parent_message_id: str | None = Field(None, max_length=64)
     user: str | None = Field(
@@ -31,6 +32,6 @@ class ThreadedMessageIn(BaseModel):
 
     role: Literal["external"] = "external"
     content: str | list[InputPart]
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     respond: bool | None = None
     user: str | None = Field(None, max_length=320)

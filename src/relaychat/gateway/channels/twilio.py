@@ -38,7 +38,13 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.keys import KeyPermissions, KeyPrincipal
 from relaychat.domain.phones import normalize_phone
 from relaychat.domain.resolution import Caller
-from relaychat.errors import AppError, BadRequest, ConversationExists, Forbidden
+from relaychat.errors import (
+    AppError,
+    BadRequest,
+    ConversationExists,
+    Forbidden,
+    UnsupportedMediaType,
+)
 from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES
 from relaychat.services import Services
@@ -72,9 +78,7 @@ class TwilioFormInvalid(BadRequest):
     title = "The form is not a Twilio message"
 
 
-class UnsupportedMediaType(AppError):
-    code = "unsupported_media_type"
-    status = 415
+class TwilioMediaType(UnsupportedMediaType):
     title = "Twilio webhooks are application/x-www-form-urlencoded"
 
 
@@ -161,7 +165,7 @@ async def _authenticate(
     audit.channel = channel
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != FORM:
-        raise UnsupportedMediaType()
+        raise TwilioMediaType()
     try:
         pairs = parse_qsl(
             (await request.body()).decode("utf-8"),
