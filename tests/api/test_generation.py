@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
+from relaychat.storage.models import Conversation
 from tests.backends import Backend, row_counts
 from tests.factories import TestUser, make_conversation, make_user
 from tests.sse_client import collect_until
@@ -153,7 +155,14 @@ async def test_unknown_endpoint_is_refused_before_writing(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
     user = await make_user(client)
-    cid = (await make_conversation(client, user, endpoint="nope"))["conversation_id"]
+    refused = await client.post("/api/convos", json={"endpoint": "nope"}, headers=user.headers)
+    assert (refused.status_code, refused.json()["field"]) == (422, "endpoint")
+    # An endpoint removed from the configuration after the conversation was made.
+    cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
+    async with clean_backend.engine.begin() as conn:
+        await conn.execute(
+            update(Conversation).where(Conversation.id == cid).values(endpoint="nope")
+        )
     before = await row_counts(clean_backend)
     response = await client.post(f"/api/messages/{cid}", json={"text": "x"}, headers=user.headers)
     assert (response.status_code, response.json()["code"]) == (404, "endpoint_not_found")

@@ -106,6 +106,11 @@ async def test_key_endpoint_gets_only_its_keys_events(
     client: httpx.AsyncClient, services: Services, receiver: Receiver
 ) -> None:
     owner = await make_user(client)
+    # A sender's thread is opened only for the user with that number.
+    phone = await client.patch(
+        "/api/user", json={"phone_number": "+14155552671"}, headers=owner.headers
+    )
+    assert phone.status_code == 200, phone.text
     key = await make_key(client, owner, can_create_conversations=True, respond_default=False)
     other_key = await make_key(client, owner, can_create_conversations=True, respond_default=False)
     await register(client, owner, receiver, api_key_id=key.id)
