@@ -29,6 +29,7 @@ from relaychat.api.problems import install_problem_handlers
 from relaychat.gateway import routes as gateway_routes
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
+from relaychat.web import pages as web_pages
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     ):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)
+    app.include_router(web_pages.router)
     return app

@@ -62,6 +62,7 @@ async def send_message(
     sender: str | None,
     content: list[dict[str, Any]],
     parent_message_id: str | None,
+    new_root: bool = False,
     metadata: dict[str, Any] | None = None,
     respond: bool | None = None,
     api_key_id: str | None = None,
@@ -88,7 +89,9 @@ async def send_message(
         if respond
         else None
     )
-    parent_id = await resolve_parent(session, conversation.id, parent_message_id)
+    parent_id = (
+        None if new_root else await resolve_parent(session, conversation.id, parent_message_id)
+    )
 
     now = utcnow()
     message = Message(

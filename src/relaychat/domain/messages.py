@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.errors import ParentNotInConversation
+from relaychat.errors import MessageNotFound, ParentNotInConversation
 from relaychat.storage.models import Conversation, Message
 
 
@@ -19,6 +19,16 @@ async def list_messages(session: AsyncSession, conversation: Conversation) -> Se
         .order_by(Message.created_at, Message.id)
     )
     return (await session.scalars(query)).all()
+
+
+async def get_message(
+    session: AsyncSession, conversation: Conversation, message_id: str
+) -> Message:
+    """One message of the conversation; 404 when it is not in this one."""
+    message = await session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation.id:
+        raise MessageNotFound()
+    return message
 
 
 async def latest_message_id(session: AsyncSession, conversation_id: str) -> str | None:
