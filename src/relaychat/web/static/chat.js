@@ -107,7 +107,9 @@ function renderPath() {
   const fragment = document.createDocumentFragment();
   for (const id of next.slice(same)) {
     let node = nodes.get(id);
-    if (!node) {
+    if (node) {
+      fillActions(node, messages.get(id)); // its siblings may have changed while hidden
+    } else {
       node = build(messages.get(id));
       nodes.set(id, node);
     }
