@@ -21,7 +21,9 @@ env: $(UV) ## Create .venv from the committed lock file
 serve: env ## Migrate the database and serve on HOST:PORT (default 127.0.0.1:3080)
 	$(UV) run --frozen relaychat serve
 
-test: env ## Run the whole test suite
+test: env ## Run the whole test suite (browser tests too when a Chromium is found)
+	@command -v chromium >/dev/null || [ -n "$$CHROMIUM_PATH" ] || \
+		echo "make test: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH): the browser tests in tests/browser are SKIPPED"
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: env ## ruff (lint and format check) and mypy strict

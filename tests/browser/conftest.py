@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,20 @@ from tests.factories import DEFAULT_PASSWORD
 from tests.live import free_port
 
 SYSTEM_KEY = "browser-tests-system-key-0123456789abcdef"
+# What the fake model answers unless a message asks otherwise (`!fake {...}`): markdown,
+# so the screenshots show what rendering does.
+FAKE_REPLY = """Here is a small helper:
+
+```python
+def greet(name: str) -> str:
+    return f"Hello, {name}!"
+```
+
+| channel | arrives |
+|---------|---------|
+| browser | live    |
+| SMS     | live    |
+"""
 ARTIFACTS = Path(os.environ.get("RELAYCHAT_TEST_ARTIFACTS", "test-results")) / "browser"
 
 
@@ -52,7 +67,12 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 1280, "height": 860}}
+    # Reduced motion: no transition is caught half-way in a screenshot.
+    return {
+        **browser_context_args,
+        "viewport": {"width": 1280, "height": 860},
+        "reduced_motion": "reduce",
+    }
 
 
 @dataclass
@@ -119,7 +139,7 @@ endpoints:
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; see {log}")
@@ -133,10 +153,19 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None
 
 
 @pytest.fixture(scope="session")
-def fake_llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def workdir() -> Iterator[Path]:
+    """Data dirs and logs of the processes, kept apart from pytest's numbered temp dirs
+    (which another pytest run on the machine may prune while our servers still use them)."""
+    path = Path(tempfile.mkdtemp(prefix="relaychat-browser-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fake_llm_url(workdir: Path) -> Iterator[str]:
     """The fake upstream in its own process; replies stream a word every 40 ms."""
     port = free_port()
-    log = tmp_path_factory.mktemp("fake-llm") / "fake.log"
+    log = workdir / "fake.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -174,10 +203,10 @@ def fake_llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def server(
     browser_type_launch_args: dict[str, Any],
     fake_llm_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    workdir: Path,
 ) -> Iterator[Server]:
     """One server for the browser tests; each test signs up its own person."""
-    yield from _serve(tmp_path_factory.mktemp("server"), fake_llm_url)
+    yield from _serve(workdir / "server", fake_llm_url)
 
 
 @pytest.fixture
@@ -200,10 +229,9 @@ class Person:
     password: str = DEFAULT_PASSWORD
 
 
-@pytest.fixture
-def person(server: Server) -> Person:
-    """A registered account (through the API: the sign-up form has its own test)."""
-    who = Person(email=f"p{next(_people)}-{time.monotonic_ns()}@example.com", name="Ann Example")
+def register(server: Server, name: str = "Ann Example") -> Person:
+    """A new account (through the API: the sign-up form has its own test)."""
+    who = Person(email=f"p{next(_people)}-{time.monotonic_ns()}@example.com", name=name)
     with server.api() as http:
         response = http.post(
             "/api/auth/register",
@@ -211,6 +239,12 @@ def person(server: Server) -> Person:
         )
         assert response.status_code == 201, response.text
     return who
+
+
+@pytest.fixture
+def person(server: Server) -> Person:
+    """A person with an account on the shared server."""
+    return register(server)
 
 
 @pytest.fixture

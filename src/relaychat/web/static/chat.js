@@ -163,7 +163,7 @@ function build(message) {
     head.append(el("span", "tag", "external"));
     const meta = message.metadata || {};
     const facts = [];
-    if (meta.source) facts.push(`via ${meta.source}`);
+    if (meta.source && meta.source !== author(message)) facts.push(`via ${meta.source}`);
     if (meta.phoneNumber) facts.push(String(meta.phoneNumber));
     if (message.api_key_name) facts.push(`key ${message.api_key_name}`);
     if (facts.length) head.append(el("span", "msg-source", facts.join(" · ")));
