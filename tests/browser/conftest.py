@@ -77,11 +77,39 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 @dataclass
 class Server:
+    """A `relaychat serve` process on a fixed port; `stop()` and `start()` it again there."""
+
     url: str
+    port: int
     data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> None:
+        log = self.data_dir / "server.log"
+        command = [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1"]
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_healthy(self.process, self.url, log)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 def _serve(data_dir: Path, fake_url: str, **env_overrides: str) -> Iterator[Server]:
@@ -109,33 +137,12 @@ endpoints:
         **env_overrides,
     )
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (data_dir / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "relaychat",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_healthy(process, url, data_dir / "server.log")
-            yield Server(url, data_dir)
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    server = Server(f"http://127.0.0.1:{port}", port, data_dir, env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -129,7 +129,8 @@ def test_an_external_message_and_its_reply_arrive_live(
         assert posted.status_code == 202, posted.text
     external = messages(page).nth(2)
     expect(external).to_contain_text("Your parcel has arrived", timeout=10_000)
-    expect(external).to_contain_text("via sms · +14155552671")
+    expect(external.get_by_text("sms", exact=True)).to_be_visible()
+    expect(external).to_contain_text("+14155552671 · system key")
     external.get_by_text("Details").click()
     expect(external).to_contain_text("Acme")
     reply = messages(page).nth(3)
@@ -174,3 +175,47 @@ def test_keyboard_only(page: Page, server: Server, person: Person) -> None:
     expect(messages(page).nth(3).locator(".msg-body")).to_contain_text("word1", timeout=20_000)
     page.keyboard.press("Escape")
     expect(messages(page).nth(3)).to_contain_text("Stopped before the end")
+
+
+def test_a_failed_send_keeps_the_text(page: Page, server: Server, person: Person) -> None:
+    sign_in(page, server, person)
+    page.route("**/api/convos", lambda route: route.abort())
+    box = composer(page)
+    box.fill("Do not lose me")
+    box.press("Enter")
+    expect(page.get_by_role("alert").filter(has_text="Not sent")).to_be_visible()
+    expect(box).to_have_value("Do not lose me")
+    page.unroute("**/api/convos")
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(messages(page).nth(0)).to_contain_text("Do not lose me")
+
+
+def test_a_failed_reply_says_why_and_can_be_retried(
+    page: Page, server: Server, person: Person
+) -> None:
+    sign_in(page, server, person)
+    send(page, '!fake {"fail": "auth"}\nthis will fail')
+    reply = messages(page).nth(1)
+    expect(reply).to_contain_text("Failed (provider_auth_failed)", timeout=20_000)
+    reply.get_by_role("button", name="Retry this reply").click()
+    expect(messages(page).nth(1)).to_contain_text("2 / 2", timeout=20_000)
+
+
+def test_settings_and_model_are_kept_with_the_conversation(
+    page: Page, server: Server, person: Person
+) -> None:
+    sign_in(page, server, person)
+    page.get_by_label("Model or agent").select_option(label="fake · fake-model-mini")
+    send(page, "hello")
+    expect(messages(page).nth(1)).to_contain_text("fake-model-mini", timeout=20_000)
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_label("System prompt").fill("Answer like a pirate.")
+    page.get_by_label("Temperature").fill("0.3")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    page.reload()
+    page.get_by_role("button", name="Settings").click()
+    expect(page.get_by_label("System prompt")).to_have_value("Answer like a pirate.")
+    expect(page.get_by_label("Temperature")).to_have_value("0.3")
+    expect(page.get_by_label("Model or agent")).to_have_value(re.compile("fake-model-mini"))

@@ -65,6 +65,9 @@ class MessageOut(BaseModel):
     prompt_tokens: int | None
     completion_tokens: int | None
     metadata: dict[str, Any]
+    api_key_id: str | None = Field(
+        None, description="The API key an external message came with (`env:…`: a system key)."
+    )
     created_at: datetime
     html: str | None = Field(
         None,

@@ -130,12 +130,14 @@ async function start(user) {
   stream?.close();
   stream = openStream(onEvent, setConnection);
   try {
-    const [{ endpoints }, { agents }] = await Promise.all([
+    const [{ endpoints }, { agents }, { keys }] = await Promise.all([
       api("GET", "/api/endpoints"),
       api("GET", "/api/agents").catch(() => ({ agents: [] })),
+      api("GET", "/api/keys").catch(() => ({ keys: [] })),
     ]);
     composer.setChoices(endpoints, agents);
     chat.setAgents(agents);
+    chat.setKeys(keys);
   } catch (error) {
     reportError(error);
   }

@@ -12,6 +12,7 @@ let handlers;
 
 let conversation = null; // the open conversation's REST rendering, or null for a new chat
 let agentNames = new Map();
+let keyNames = new Map(); // API key id -> name, for the keys this person may list
 let messages = new Map(); // id -> message
 let children = new Map(); // parent id ("" for roots) -> [ids], oldest first
 let chosen = new Map(); // parent id -> the child shown
@@ -35,6 +36,10 @@ export function initChat(options) {
     followBottom();
     jumpButton.hidden = true;
   });
+}
+
+export function setKeys(keys) {
+  keyNames = new Map(keys.map((k) => [k.id, k.name]));
 }
 
 export function setAgents(agents) {
@@ -165,7 +170,8 @@ function build(message) {
     const facts = [];
     if (meta.source && meta.source !== author(message)) facts.push(`via ${meta.source}`);
     if (meta.phoneNumber) facts.push(String(meta.phoneNumber));
-    if (message.api_key_name) facts.push(`key ${message.api_key_name}`);
+    const key = message.api_key_id;
+    if (key) facts.push(keyNames.has(key) ? `key “${keyNames.get(key)}”` : key.startsWith("env:") ? "system key" : "API key");
     if (facts.length) head.append(el("span", "msg-source", facts.join(" · ")));
   } else if (message.role === "assistant" && message.model && author(message) !== message.model) {
     head.append(el("span", "msg-source", message.model));
