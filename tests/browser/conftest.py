@@ -185,6 +185,8 @@ def fake_llm_url(workdir: Path) -> Iterator[str]:
                 str(port),
                 "--token-delay-ms",
                 "40",
+                "--reply",
+                FAKE_REPLY,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -192,18 +194,31 @@ def fake_llm_url(workdir: Path) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer k"}, timeout=2)
-                    break
-                except httpx.TransportError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"fake LLM did not come up; see {log}") from None
-                    time.sleep(0.1)
+            while not _answers_as_our_fake(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"fake LLM did not come up; see {log}")
+                time.sleep(0.1)
             yield url
         finally:
             process.terminate()
             process.wait(15)
+
+
+def _answers_as_our_fake(url: str) -> bool:
+    """Whether our fake answers there: with many test runs on one machine, another
+    process may take the free port first, and answer the health check in our stead."""
+    try:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers={"authorization": "Bearer k"},
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=5,
+        )
+    except httpx.TransportError:
+        return False
+    return response.status_code == 200 and (
+        response.json()["choices"][0]["message"]["content"] == FAKE_REPLY
+    )
 
 
 @pytest.fixture(scope="session")

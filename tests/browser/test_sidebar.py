@@ -77,7 +77,12 @@ def test_external_messages_elsewhere_show_a_badge(
             posted = http.post(
                 f"/api/messages/{sms['conversation_id']}",
                 headers={"x-api-key": SYSTEM_KEY},
-                json={"role": "external", "content": text, "metadata": {"source": "sms"}},
+                json={
+                    "role": "external",
+                    "content": text,
+                    "metadata": {"source": "sms"},
+                    "respond": False,
+                },
             )
             assert posted.status_code == 201, posted.text
     badge = sidebar.get_by_label(re.compile("2 new external messages"))

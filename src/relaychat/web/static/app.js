@@ -123,8 +123,8 @@ function setConnection(state) {
 }
 
 async function start(user) {
+  // The app appears once its state is loaded: an early click cannot race the loading.
   $("login-view").hidden = true;
-  $("app-view").hidden = false;
   $("user-name").textContent = user.name;
   if (location.pathname === "/login") history.replaceState(null, "", "/");
   stream?.close();
@@ -143,6 +143,8 @@ async function start(user) {
   }
   await sidebar.reload();
   await open(conversationIdFromPath(), { push: false });
+  $("app-view").hidden = false;
+  composer.focus();
 }
 
 function initShortcuts() {

@@ -60,7 +60,8 @@ async function loadMore() {
     loading = false;
   }
   // Still room below the last item: fetch the next page now rather than wait for a scroll.
-  if (!exhausted && sentinel.getBoundingClientRect().top < window.innerHeight) loadMore();
+  const visible = sentinel.offsetParent !== null;
+  if (!exhausted && visible && sentinel.getBoundingClientRect().top < window.innerHeight) loadMore();
 }
 
 function upsert(convo, rerender = true) {
