@@ -18,7 +18,15 @@ def test_screenshots_at_375_and_1440(
     page: Page, server: Server, person: Person, artifacts: Path
 ) -> None:
     page.set_viewport_size({"width": 1440, "height": 900})
+    with server.api() as http:
+        login = http.post(
+            "/api/auth/login", json={"email": person.email, "password": person.password}
+        )
+        auth = {"authorization": f"Bearer {login.json()['access_token']}"}
+        for title in ("Quarterly report draft", "Trip to Lisbon", "Team lunch poll"):
+            http.post("/api/convos", headers=auth, json={"title": title, "endpoint": "fake"})
     sign_in(page, server, person)
+    page.get_by_role("button", name="New chat").click()
     send(page, "Write a greeting function in Python.")
     expect(messages(page).nth(1).locator("pre")).to_be_visible(timeout=20_000)
     conversation_id = page.url.rsplit("/", 1)[1]
@@ -36,6 +44,12 @@ def test_screenshots_at_375_and_1440(
         assert posted.status_code == 201, posted.text
     expect(messages(page).nth(2)).to_contain_text("front desk")
     expect(page.get_by_role("heading", level=1)).not_to_have_text("New chat", timeout=20_000)
+    with server.api() as http:  # a person's title, renamed live from elsewhere
+        renamed = http.patch(
+            f"/api/convos/{conversation_id}", headers=auth, json={"title": "Greeting helper"}
+        )
+        assert renamed.status_code == 200, renamed.text
+    expect(page.get_by_role("heading", level=1)).to_have_text("Greeting helper")
     wide = artifacts / "chat-1440.png"
     page.screenshot(path=wide)
 
