@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import SYSTEM_KEY, Person, Server
+from tests.browser.harness import SYSTEM_KEY, Person, Server
 from tests.browser.ui import (
     composer,
     messages,
@@ -170,7 +170,10 @@ def test_keyboard_only(page: Page, server: Server, person: Person) -> None:
     expect(messages(page).nth(0)).to_contain_text("first line\nsecond line")
     expect(messages(page).nth(1).locator("pre")).to_contain_text("def greet", timeout=20_000)
     # Stop from the keyboard.
-    page.keyboard.type(slow("again", delay_ms=250))
+    directive, text = slow("again", delay_ms=250).split("\n")
+    page.keyboard.type(directive)
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type(text)
     page.keyboard.press("Enter")
     expect(messages(page).nth(3).locator(".msg-body")).to_contain_text("word1", timeout=20_000)
     page.keyboard.press("Escape")

@@ -7,7 +7,7 @@ import json
 
 from playwright.sync_api import Dialog, Page, expect
 
-from tests.browser.conftest import SYSTEM_KEY, Person, Server
+from tests.browser.harness import SYSTEM_KEY, Person, Server
 from tests.browser.ui import messages, send, sign_in
 
 PAYLOADS = [

@@ -1,4 +1,4 @@
-"""Screenshots at 375 px and 1440 px: kept as test artifacts (and the README's, on request)."""
+"""Screenshots at 375 px and 1440 px (and dark at 1440): kept as test artifacts (and the README's, on request)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SYSTEM_KEY, Person, Server
+from tests.browser.harness import SYSTEM_KEY, Person, Server
 from tests.browser.ui import messages, send, sign_in
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -52,6 +52,9 @@ def test_screenshots_at_375_and_1440(
     expect(page.get_by_role("heading", level=1)).to_have_text("Greeting helper")
     wide = artifacts / "chat-1440.png"
     page.screenshot(path=wide)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=artifacts / "chat-1440-dark.png")
+    page.emulate_media(color_scheme="light")
 
     page.set_viewport_size({"width": 375, "height": 812})
     expect(page.get_by_role("navigation", name="Conversations")).to_be_hidden()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, Response, expect
 
-from tests.browser.conftest import SYSTEM_KEY, Person, Server, register
+from tests.browser.harness import SYSTEM_KEY, Person, Server, register
 from tests.browser.ui import messages, send, sign_in
 
 

@@ -7,7 +7,7 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SYSTEM_KEY, Person, Server
+from tests.browser.harness import SYSTEM_KEY, Person, Server
 from tests.browser.ui import sign_in
 
 

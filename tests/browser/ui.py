@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Person, Server
+from tests.browser.harness import Person, Server
 
 
 def sign_in(page: Page, server: Server, person: Person) -> None:

@@ -127,8 +127,16 @@ function renderPath() {
   followBottom();
 }
 
+let scrollQueued = false;
+
+// Scroll once per frame, not per delta: reading scrollHeight forces a layout of the list.
 function followBottom() {
-  if (stick) scroller.scrollTop = scroller.scrollHeight;
+  if (!stick || scrollQueued) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => {
+    scrollQueued = false;
+    if (stick) scroller.scrollTop = scroller.scrollHeight;
+  });
 }
 
 function el(tag, className, text) {

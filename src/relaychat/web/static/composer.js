@@ -153,7 +153,8 @@ async function choose() {
 }
 
 async function send() {
-  const text = area.value.trim();
+  const typed = area.value;
+  const text = typed.trim();
   if (!text) return;
   showError("");
   sendButton.disabled = true;
@@ -170,8 +171,9 @@ async function send() {
     const parent = handlers.leafId();
     if (parent) body.parent_message_id = parent;
     const answer = await api("POST", `/api/messages/${encodeURIComponent(convo.conversation_id)}`, body);
-    // Only now: a failed send leaves the text where it was typed.
-    if (area.value.trim() === text) area.value = "";
+    // Only now: a failed send leaves the text where it was typed. What was typed while
+    // the message was on its way stays for the next one.
+    if (area.value.startsWith(typed)) area.value = area.value.slice(typed.length).trimStart();
     grow();
     handlers.onSent(answer);
   } catch (error) {
