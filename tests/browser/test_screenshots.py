@@ -1,4 +1,4 @@
-"""Screenshots at 375 px and 1440 px (and dark at 1440): kept as test artifacts (and the README's, on request)."""
+"""Screenshots at 375 px and 1440 px (and dark), kept as test artifacts and for the README."""
 
 from __future__ import annotations
 
