@@ -120,4 +120,5 @@ def _token_rules(style: str) -> str:
     # Only the rules scoped to code blocks: Pygments also styles bare `pre` and line numbers.
     scope = ".md pre code"
     rules = str(HtmlFormatter(style=style).get_style_defs(scope)).splitlines()  # type: ignore[no-untyped-call]
-    return "\n".join(rule for rule in rules if rule.startswith(scope))
+    # Token colours only: the block's own background is the page's, in both themes.
+    return "\n".join(rule for rule in rules if rule.startswith(f"{scope} ."))
