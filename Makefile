@@ -24,7 +24,9 @@ serve: env ## Migrate the database and serve on HOST:PORT (default 127.0.0.1:308
 fake-llm: env ## Serve the fake LLM upstream for trials on FAKE_LLM_PORT (default 9100)
 	$(UV) run --frozen relaychat dev fake-llm --port $(or $(FAKE_LLM_PORT),9100)
 
-test: env ## Run the whole test suite
+test: env ## Run the whole test suite (browser tests too when a Chromium is found)
+	@command -v chromium >/dev/null || [ -n "$$CHROMIUM_PATH" ] || \
+		echo "make test: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH): the browser tests in tests/browser are SKIPPED"
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: env ## ruff (lint and format check) and mypy strict

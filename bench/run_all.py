@@ -28,6 +28,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("token_cpu", [], ["--quick"], 300),
     ("sse_idle", [], ["--quick"], 300),
     ("gateway", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 420),
+    ("web_ui", [], ["--quick"], 600),
 ]
 NEEDS_REDIS = {"fanout", "redis_hop"}
 

@@ -31,6 +31,7 @@ from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
+from relaychat.web import pages as web_pages
 
 
 def _nothing() -> None:
@@ -87,4 +88,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     ):
         app.include_router(module.router)
     app.include_router(gateway_routes.router)
+    app.include_router(web_pages.router)
     return app

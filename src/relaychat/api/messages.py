@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -38,11 +38,20 @@ class MessageIn(BaseModel):
     role: Literal["user"] = "user"
     text: str | None = None
     content: str | list[InputPart] | None = None
-    parent_message_id: str | None = Field(None, max_length=64)
+    parent_message_id: str | None = Field(
+        None,
+        max_length=64,
+        description="The message this one answers; default: the latest. An explicit `null` "
+        "starts a new branch at the root (the edit of a first message).",
+    )
     metadata: Metadata | None = None
     respond: bool | None = Field(
         None, description="Start a reply; default: when the conversation has an endpoint."
     )
+
+    def starts_root(self) -> bool:
+        """Whether `parent_message_id` was sent as an explicit null."""
+        return "parent_message_id" in self.model_fields_set and self.parent_message_id is None
 
     @model_validator(mode="after")
     def _one_of_text_or_content(self) -> MessageIn:
@@ -73,11 +82,31 @@ class ReplyStarted(BaseModel):
     generation_id: str
 
 
+Render = Annotated[
+    Literal["html"] | None,
+    Query(description="`html`: add each message's content as safe HTML (`html`), for browsers"),
+]
+
+
 @router.get("/{conversation_id}")
-async def list_(conversation: OwnedConversation, session: SessionDep) -> MessageList:
+async def list_(
+    conversation: OwnedConversation, session: SessionDep, render: Render = None
+) -> MessageList:
     """Every message of the conversation in creation order, with parent links."""
     rows = await messages.list_messages(session, conversation)
-    return MessageList(messages=[MessageOut.of(m) for m in rows])
+    return MessageList(messages=[MessageOut.of(m, html=render == "html") for m in rows])
+
+
+@router.get("/{conversation_id}/{message_id}")
+async def get(
+    message_id: Annotated[str, PathParam(max_length=64)],
+    conversation: OwnedConversation,
+    session: SessionDep,
+    render: Render = None,
+) -> MessageOut:
+    """One message of the conversation."""
+    message = await messages.get_message(session, conversation, message_id)
+    return MessageOut.of(message, html=render == "html")
 
 
 def _role(value: Any) -> str:
@@ -133,6 +162,7 @@ async def post(
         sender=user.name,
         content=body.parts(),
         parent_message_id=body.parent_message_id,
+        new_root=body.starts_root(),
         metadata=body.metadata,
         respond=body.respond,
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from relaychat.domain.render import conversation_dict, message_dict
+from relaychat.markdown import render_parts
 from relaychat.storage.models import Conversation, Message, User
 
 
@@ -64,8 +65,19 @@ class MessageOut(BaseModel):
     prompt_tokens: int | None
     completion_tokens: int | None
     metadata: dict[str, Any]
+    api_key_id: str | None = Field(
+        None, description="The API key an external message came with (`env:…`: a system key)."
+    )
     created_at: datetime
+    html: str | None = Field(
+        None,
+        description="The content as safe HTML (markdown rendered, markup escaped); "
+        "only when asked with `?render=html`.",
+    )
 
     @classmethod
-    def of(cls, message: Message) -> MessageOut:
-        return cls.model_validate(message_dict(message))
+    def of(cls, message: Message, *, html: bool = False) -> MessageOut:
+        out = cls.model_validate(message_dict(message))
+        if html:
+            out.html = render_parts(message.content or [], message.text or "")
+        return out

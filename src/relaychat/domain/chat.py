@@ -64,6 +64,7 @@ async def send_message(
     sender: str | None,
     content: list[dict[str, Any]],
     parent_message_id: str | None,
+    new_root: bool = False,
     metadata: dict[str, Any] | None = None,
     respond: bool | None = None,
     api_key_id: str | None = None,
@@ -95,7 +96,9 @@ async def send_message(
     # From here to the commit, other writers of this conversation wait: the parent chosen
     # is still the latest message when this one is inserted.
     tip = await lock_thread(session, conversation.id)
-    parent_id = await resolve_parent(session, conversation.id, parent_message_id, tip)
+    parent_id = (
+        None if new_root else await resolve_parent(session, conversation.id, parent_message_id, tip)
+    )
 
     now = tip.next_time()
     message = Message(

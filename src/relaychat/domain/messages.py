@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.errors import ParentNotInConversation
+from relaychat.errors import MessageNotFound, ParentNotInConversation
 from relaychat.storage.models import Conversation, Message
 from relaychat.storage.types import utcnow
 
@@ -30,6 +30,16 @@ async def list_messages(session: AsyncSession, conversation: Conversation) -> Se
         .order_by(Message.created_at, Message.id)
     )
     return (await session.scalars(query)).all()
+
+
+async def get_message(
+    session: AsyncSession, conversation: Conversation, message_id: str
+) -> Message:
+    """One message of the conversation; 404 when it is not in this one."""
+    message = await session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation.id:
+        raise MessageNotFound()
+    return message
 
 
 @dataclass(frozen=True)

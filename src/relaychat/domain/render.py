@@ -31,6 +31,8 @@ def message_dict(message: Message) -> dict[str, Any]:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "metadata": message.meta or {},
+        # The key an external message came with: a key's id, or `env:…` for a system key.
+        "api_key_id": message.api_key_id,
         "created_at": iso(message.created_at),
     }
 

@@ -1,0 +1,1 @@
+"""The browser UI: page shells, static ES modules and CSS, and the headers that guard them."""

@@ -1,0 +1,93 @@
+"""The conversations sidebar: paging, archive, delete with confirmation, unseen badges."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.browser.harness import SYSTEM_KEY, Person, Server
+from tests.browser.ui import sign_in
+
+
+def _token(http: httpx.Client, person: Person) -> dict[str, str]:
+    login = http.post("/api/auth/login", json={"email": person.email, "password": person.password})
+    return {"authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def test_conversations_page_in_as_the_list_scrolls(
+    page: Page, server: Server, person: Person
+) -> None:
+    with server.api() as http:
+        auth = _token(http, person)
+        for n in range(45):
+            created = http.post("/api/convos", headers=auth, json={"title": f"Topic {n:02d}"})
+            assert created.status_code == 201, created.text
+    sign_in(page, server, person)
+    links = page.get_by_role("navigation", name="Conversations").get_by_role("link")
+    expect(links.first).to_have_text("Topic 44")  # most recently active first
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+    links.last.scroll_into_view_if_needed()
+    expect(links).to_have_count(45)
+    expect(links.last).to_have_text("Topic 00")
+
+
+def test_archive_and_delete_with_confirmation(page: Page, server: Server, person: Person) -> None:
+    with server.api() as http:
+        auth = _token(http, person)
+        for title in ("Keep me", "Archive me", "Delete me"):
+            http.post("/api/convos", headers=auth, json={"title": title})
+    sign_in(page, server, person)
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    sidebar.get_by_role("button", name="Archive Archive me").click()
+    expect(sidebar.get_by_role("link", name="Archive me")).to_have_count(0)
+    page.get_by_role("button", name="Archived").click()
+    expect(sidebar.get_by_role("link")).to_have_text(["Archive me"])
+    sidebar.get_by_role("button", name="Unarchive Archive me").click()
+    expect(sidebar.get_by_role("link")).to_have_count(0)
+    page.get_by_role("button", name="Back to chats").click()
+    expect(sidebar.get_by_role("link", name="Archive me")).to_be_visible()
+
+    sidebar.get_by_role("button", name="Delete Delete me").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete “Delete me”")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(sidebar.get_by_role("link", name="Delete me")).to_be_visible()
+    sidebar.get_by_role("button", name="Delete Delete me").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(sidebar.get_by_role("link", name="Delete me")).to_have_count(0)
+    page.reload()
+    expect(sidebar.get_by_role("link", name="Delete me")).to_have_count(0)
+    expect(sidebar.get_by_role("link", name="Keep me")).to_be_visible()
+
+
+def test_external_messages_elsewhere_show_a_badge(
+    page: Page, server: Server, person: Person
+) -> None:
+    with server.api() as http:
+        auth = _token(http, person)
+        sms = http.post("/api/convos", headers=auth, json={"title": "SMS thread"}).json()
+        http.post("/api/convos", headers=auth, json={"title": "Open one"})
+    sign_in(page, server, person)
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    sidebar.get_by_role("link", name="Open one").click()
+    with server.api() as http:
+        for text in ("one", "two"):
+            posted = http.post(
+                f"/api/messages/{sms['conversation_id']}",
+                headers={"x-api-key": SYSTEM_KEY},
+                json={
+                    "role": "external",
+                    "content": text,
+                    "metadata": {"source": "sms"},
+                    "respond": False,
+                },
+            )
+            assert posted.status_code == 201, posted.text
+    badge = sidebar.get_by_label(re.compile("2 new external messages"))
+    expect(badge).to_be_visible()
+    expect(sidebar.get_by_role("link").first).to_contain_text("SMS thread")  # moved to the top
+    sidebar.get_by_role("link", name=re.compile("SMS thread")).click()
+    expect(badge).to_have_count(0)
+    expect(page.get_by_role("log", name="Messages")).to_contain_text("two")

@@ -1,0 +1,50 @@
+"""What a person does in the UI, written once for the browser tests."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.harness import Person, Server
+
+
+def sign_in(page: Page, server: Server, person: Person) -> None:
+    page.goto(f"{server.url}/")
+    page.get_by_label("Email").fill(person.email)
+    page.get_by_label("Password").fill(person.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="New chat")).to_be_visible()
+
+
+def composer(page: Page):  # type: ignore[no-untyped-def]
+    return page.get_by_label("Message", exact=True)
+
+
+def send(page: Page, text: str) -> None:
+    box = composer(page)
+    box.fill(text)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def messages(page: Page):  # type: ignore[no-untyped-def]
+    return page.get_by_role("log", name="Messages").get_by_role("article")
+
+
+def record_text_of_last_reply(page: Page) -> None:
+    """Keep every distinct text the last assistant message shows, to see it grow."""
+    page.evaluate(
+        """() => {
+        window.__seen = [];
+        const list = document.getElementById("message-list");
+        new MutationObserver(() => {
+          const bodies = list.querySelectorAll(".msg-assistant .msg-body");
+          const text = bodies.length ? bodies[bodies.length - 1].textContent : "";
+          if (text && window.__seen[window.__seen.length - 1] !== text) window.__seen.push(text);
+        }).observe(list, { subtree: true, childList: true, characterData: true });
+      }"""
+    )
+
+
+def seen_texts(page: Page) -> list[str]:
+    texts: list[str] = page.evaluate("() => window.__seen")
+    return texts
