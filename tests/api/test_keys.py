@@ -619,7 +619,7 @@ async def test_a_default_endpoint_and_model_must_be_configured(
     key = await make_key(kclient, alice)
     url = f"/api/keys/{key['key']['id']}"
     answers: dict[str, set[tuple[int, str]]] = {}
-    for field, cases in refused.items():
+    for cases in refused.values():
         for permissions in cases:
             created = await kclient.post(
                 "/api/keys", json={"name": "k", "permissions": permissions}, headers=alice.headers
