@@ -97,7 +97,6 @@ def keys_create(
     from relaychat.domain.keys import KeyPermissions, create_key
     from relaychat.domain.users import find_user_by_email
     from relaychat.errors import UserNotFound
-    from relaychat.llm.registry import load_registry
     from relaychat.storage.types import utcnow
 
     settings = _settings()
@@ -124,19 +123,14 @@ def keys_create(
         user = await find_user_by_email(session, owner)
         if user is None:
             raise UserNotFound(f"no user with email {owner}")
-        registry = load_registry(settings.config_path)
-        try:
-            return await create_key(
-                session,
-                user,
-                name=name,
-                permissions=permissions,
-                expires_at=expires_at,
-                system=system,
-                catalog=registry,
-            )
-        finally:
-            await registry.aclose()
+        return await create_key(
+            session,
+            user,
+            name=name,
+            permissions=permissions,
+            expires_at=expires_at,
+            system=system,
+        )
 
     key, secret = _with_session(settings, _create)
     kind = "system key" if key.system else "key"
