@@ -67,6 +67,30 @@ async def test_the_example_config_starts_as_is(tmp_path: Path) -> None:
         assert "skipped" in lines[0]
 
 
+async def test_an_mcp_server_whose_variable_is_missing_is_skipped_with_one_warning(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "relaychat.yaml"
+    config.write_text(
+        "mcp_servers:\n"
+        "  github:\n"
+        "    command: github-mcp\n"
+        '    env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}\n'
+    )
+    env = embedded_env(tmp_path, RELAYCHAT_CONFIG=str(config))
+    env.pop("GITHUB_TOKEN", None)
+    async with (
+        running_server(env, startup_seconds=180) as base_url,
+        httpx.AsyncClient(base_url=base_url) as http,
+    ):
+        assert (await http.get("/readyz")).status_code == 200
+    log = server_log(tmp_path)
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if "GITHUB_TOKEN" in line]
+    assert len(lines) == 1, log
+    assert "MCP server github skipped" in lines[0]
+
+
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from relaychat.workers.webhooks import WebhookSender
 def worker_identity() -> str:
     """Who runs a generation: host, pid and a random tag (pids repeat across restarts)."""
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,7 +105,10 @@ class Services:
             agents=agents,
             max_steps=settings.agent_max_steps,
         )
-        mcp = McpManager(load_mcp_config(settings.config_path))
+        servers = load_mcp_config(settings.config_path)
+        for skipped in servers.skipped:
+            logger.warning("%s", skipped)
+        mcp = McpManager(servers)
         outbox = OutboxWorker(
             sessionmaker,
             {

@@ -212,3 +212,27 @@ async def test_protected_routes_need_a_valid_access_token(
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] in {"unauthenticated", "invalid_token"}
+
+
+async def test_refused_access_tokens_write_nothing_and_stay_401(
+    client: httpx.AsyncClient, services: Services, clean_backend: Backend
+) -> None:
+    """Item 5 for JWTs: a bad, forged, expired or orphaned access token is refused without a
+    write (no audit row, nothing else), so a flood cannot grow storage; and it stays 401, never
+    429, past UNAUTHENTICATED_RATE_LIMIT: a 401 is what tells a client to refresh its token."""
+    from relaychat.domain.tokens import AccessTokens
+
+    user = await make_user(client)
+    client.cookies.clear()
+    expired = AccessTokens(services.settings.resolved_jwt_secret(), -60).issue(user.id, "user")
+    forged = AccessTokens("not the server's secret" * 2, 600).issue(user.id, "admin")
+    orphan = services.tokens.issue("0" * 32, "user")
+    before = await row_counts(clean_backend)
+    limit = int(services.settings.unauthenticated_rate_limit.split("/")[0])
+    for i in range(limit + 5):
+        token = ("garbage", expired, forged, orphan)[i % 4]
+        response = await client.get("/api/user", headers={"Authorization": f"Bearer {token}"})
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_token")
+    assert await row_counts(clean_backend) == before
+    ok = await client.get("/api/user", headers=user.headers)
+    assert ok.status_code == 200

@@ -601,3 +601,44 @@ async def test_a_default_agent_must_be_one_the_owner_may_use(kclient: httpx.Asyn
         **KeyPermissions().model_dump(),
         **ok,
     }
+
+
+async def test_a_default_endpoint_and_model_must_be_configured(
+    kclient: httpx.AsyncClient,
+) -> None:
+    """The conversations' own check: defaults that would fail every conversation the key
+    creates are refused when written, with the same code, and nothing is stored."""
+    alice = await make_user(kclient)
+    refused = {
+        "permissions.default_endpoint": [
+            {"default_endpoint": "nope"},
+            {"default_endpoint": "openAI", "default_model": "gpt-4o"},
+        ],
+        "permissions.default_model": [{"default_endpoint": "fake", "default_model": "gpt-4o"}],
+    }
+    key = await make_key(kclient, alice)
+    url = f"/api/keys/{key['key']['id']}"
+    answers: dict[str, set[tuple[int, str]]] = {}
+    for cases in refused.values():
+        for permissions in cases:
+            created = await kclient.post(
+                "/api/keys", json={"name": "k", "permissions": permissions}, headers=alice.headers
+            )
+            patched = await kclient.patch(
+                url, json={"permissions": permissions}, headers=alice.headers
+            )
+            for response in (created, patched):
+                body = response.json()
+                answers.setdefault(body.get("field"), set()).add(
+                    (response.status_code, body["code"])
+                )
+    assert answers == {field: {(422, "validation_error")} for field in refused}
+    listed = (await kclient.get("/api/keys", headers=alice.headers)).json()["keys"]
+    assert [k["permissions"]["default_endpoint"] for k in listed] == [None]
+    ok = {"default_endpoint": "fake", "default_model": "fake-model-mini"}
+    assert (await kclient.patch(url, json={"permissions": ok}, headers=alice.headers)).json()[
+        "permissions"
+    ]["default_model"] == "fake-model-mini"
+    # A change elsewhere does not re-check unchanged defaults.
+    other = {"permissions": {"can_respond": False}}
+    assert (await kclient.patch(url, json=other, headers=alice.headers)).status_code == 200

@@ -90,7 +90,6 @@ def test_no_file_means_no_servers(tmp_path: Path) -> None:
         ({"s": {"url": "ftp://h"}}, "mcp_servers.s.url: Value error, must be an http"),
         ({"s": {"url": "http://h", "timeout_seconds": 0}}, "mcp_servers.s.timeout_seconds"),
         ({"s": {"url": "http://h", "type": "stdio"}}, "mcp_servers.s.type"),
-        ({"s": {"url": "http://h", "headers": {"A": "${NOPE}"}}}, "mcp_servers.s.headers.A"),
         ({"s": {"command": "x", "inherit_env": ["A B"]}}, "mcp_servers.s.inherit_env[0]"),
         ({"s": {"url": "http://h", "inherit_env": ["A"]}}, "mcp_servers.s.inherit_env: unknown"),
     ],
@@ -111,3 +110,19 @@ def test_a_section_that_is_not_a_mapping(tmp_path: Path) -> None:
 def test_invalid_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_mcp_config(write(tmp_path, "mcp_servers: {a: [}\n"), env={})
+
+
+def test_a_server_whose_variable_is_missing_is_skipped(tmp_path: Path) -> None:
+    servers = load_mcp_config(write(tmp_path, CONFIG), env={})
+
+    assert list(servers) == []
+    assert [str(s) for s in servers.skipped] == [
+        f"{tmp_path / 'relaychat.yaml'}: MCP server {name} skipped: "
+        "environment variable TOKEN is not set"
+        for name in ("time", "search-1")
+    ]
+    # `${VAR:-default}` is not missing; a server without variables stays.
+    kept = load_mcp_config(
+        write(tmp_path, "mcp_servers:\n  a:\n    url: ${URL:-http://127.0.0.1:1/mcp}\n"), env={}
+    )
+    assert list(kept) == ["a"] and kept.skipped == []

@@ -109,9 +109,10 @@ EngineDep = Annotated[ChatEngine, Depends(get_engine)]
 async def owned_conversation(
     user: CurrentUser,
     session: SessionDep,
-    conversation_id: Annotated[str, Path(max_length=128)],
+    conversation_id: Annotated[str, Path()],
 ) -> Conversation:
-    """The path's conversation if the current user owns it; 404 otherwise."""
+    """The path's conversation if the current user owns it; 404 otherwise (also for an id
+    that no conversation can have: not a validation error, see conversation_ids)."""
     return await get_owned_conversation(session, user.id, conversation_id)
 
 

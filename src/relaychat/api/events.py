@@ -14,7 +14,6 @@ from fastapi import APIRouter, Header, Path
 
 from relaychat.api.deps import ServicesDep, StreamUser
 from relaychat.api.sse_app import (
-    MAX_CONVERSATION_ID,
     MAX_EVENT_ID,
     EventStreamResponse,
     EventStreams,
@@ -51,7 +50,7 @@ async def user_events(
 async def conversation_events(
     user: StreamUser,
     services: ServicesDep,
-    conversation_id: Annotated[str, Path(max_length=MAX_CONVERSATION_ID)],
+    conversation_id: Annotated[str, Path()],  # an id that cannot exist is 404
     last_event_id: Annotated[str | None, Header(max_length=MAX_EVENT_ID)] = None,
 ) -> EventStreamResponse:
     """The events of one conversation you own."""

@@ -75,7 +75,9 @@ def _out(key: ApiKey) -> KeyOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create(body: KeyCreate, user: CurrentUser, session: SessionDep) -> KeyWithSecret:
+async def create(
+    body: KeyCreate, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> KeyWithSecret:
     """Create a key acting for you (a system key, for admins, may act for anyone)."""
     key, secret = await keys.create_key(
         session,
@@ -84,6 +86,7 @@ async def create(body: KeyCreate, user: CurrentUser, session: SessionDep) -> Key
         permissions=body.permissions,
         expires_at=body.expires_at,
         system=body.system,
+        catalog=services.providers,
     )
     return KeyWithSecret(key=_out(key), secret=secret)
 
@@ -114,7 +117,7 @@ async def patch(
     """Change name, permissions or expiry (`null` clears it); every worker sees it at once."""
     key = await keys.get_key(session, user, key_id)
     changes = body.model_dump(include=body.model_fields_set)
-    updated = await keys.update_key(session, key, changes)
+    updated = await keys.update_key(session, key, changes, services.providers)
     await key_changed(services.bus, updated.lookup)
     return _out(updated)
 

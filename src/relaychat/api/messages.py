@@ -129,7 +129,9 @@ PostBody = Annotated[
 )
 async def post(
     body: PostBody,
-    conversation_id: Annotated[str, PathParam(max_length=128)],
+    # Unbounded here: the gateway refuses a bad id by the one id rule
+    # (`invalid_conversation_id`), people's posts answer 404 for an id that cannot exist.
+    conversation_id: Annotated[str, PathParam()],
     request: Request,
     services: ServicesDep,
     session: SessionDep,

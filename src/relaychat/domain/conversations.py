@@ -159,7 +159,10 @@ async def publish_created(bus: EventBus, conversation: Conversation) -> None:
 async def get_owned_conversation(
     session: AsyncSession, user_id: str, conversation_id: str
 ) -> Conversation:
-    """The user's conversation; another user's is reported as missing, never as forbidden."""
+    """The user's conversation; another user's is reported as missing, never as forbidden,
+    and so is an id no conversation can have (nothing is looked up for it)."""
+    if len(conversation_id) > conversation_ids.MAX_LENGTH:
+        raise ConversationNotFound()
     conversation = await session.scalar(
         select(Conversation).where(
             Conversation.id == conversation_id, Conversation.user_id == user_id

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relaychat.domain.content import flatten_text
+from relaychat.domain.limits import storable, storable_text
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.tools.base import ToolContext, ToolSet
 from relaychat.llm.types import (
@@ -207,8 +208,11 @@ async def _model_step(
     try:
         async for event in stream:
             if isinstance(event, TextDelta) and event.text:
-                job.add_text(event.text)
-                deltas.push(event.text)
+                # A model's text is made storable as it arrives, so what the tabs see is
+                # what is saved, on both databases.
+                text = storable_text(event.text)
+                job.add_text(text)
+                deltas.push(text)
             elif isinstance(event, ToolCall):
                 calls.append(event)
             elif isinstance(event, Usage):
@@ -225,12 +229,14 @@ async def _model_step(
 
 async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
     assert job.tools is not None
-    call_part = {
-        "type": "tool_call",
-        "id": call.id,
-        "name": call.name,
-        "arguments": call.arguments if call.arguments is not None else call.raw_arguments,
-    }
+    call_part: dict[str, Any] = storable(
+        {
+            "type": "tool_call",
+            "id": call.id,
+            "name": call.name,
+            "arguments": call.arguments if call.arguments is not None else call.raw_arguments,
+        }
+    )
     if call.signature:  # Gemini wants its signature back with the call in the history
         call_part["signature"] = call.signature
     job.parts.append(call_part)
@@ -241,11 +247,12 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
         ),
     )
     outcome = await job.tools.call(call.name, call.arguments, job.context())
+    content = storable_text(outcome.content)  # a tool's output is as unchecked as a model's
     result_part = {
         "type": "tool_result",
-        "tool_call_id": call.id,
-        "name": call.name,
-        "content": outcome.content,
+        "tool_call_id": call_part["id"],
+        "name": call_part["name"],
+        "content": content,
         "is_error": outcome.is_error,
     }
     job.parts.append(result_part)
@@ -255,7 +262,7 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
             conversation_id=job.conversation_id, message_id=job.message_id, tool_result=result_part
         ),
     )
-    return ToolResultPart(tool_call_id=call.id, content=outcome.content, is_error=outcome.is_error)
+    return ToolResultPart(tool_call_id=call.id, content=content, is_error=outcome.is_error)
 
 
 def _add_usage(total: Usage | None, step: Usage | None) -> Usage | None:

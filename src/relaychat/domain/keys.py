@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.agents import AgentNotFound, get_visible_agent
+from relaychat.domain.agents import AgentNotFound
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.render import iso
@@ -33,6 +33,7 @@ from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
 
 if TYPE_CHECKING:
+    from relaychat.domain.conversations import EndpointCatalog
     from relaychat.domain.key_cache import KeyCache, KeySnapshot
 
 KEY_PREFIX = "rck_"
@@ -391,16 +392,57 @@ def patched_permissions(current: KeyPermissions, patch: dict[str, Any] | None) -
         raise ValidationFailed(f"{field}: {error['msg']}", field=field) from None
 
 
-async def _check_default_agent(session: AsyncSession, owner_id: str, agent_id: str) -> None:
-    """Refuse a default agent the key's owner may not use, as if it did not exist."""
+_DEFAULT_FIELDS = {
+    "endpoint": "default_endpoint",
+    "model": "default_model",
+    "agent_id": "default_agent_id",
+}
+
+
+async def _check_defaults(
+    session: AsyncSession,
+    owner_id: str,
+    perms: KeyPermissions,
+    catalog: EndpointCatalog | None,
+    before: KeyPermissions | None = None,
+) -> None:
+    """Refuse defaults that would fail in every conversation the key creates: an agent the
+    owner may not use (as if it did not exist), an endpoint that is not configured, a model
+    the endpoint does not offer. The conversations' own check, so both say the same; only
+    checked when a default changes. Without a catalog only the agent is checked."""
+    from relaychat.domain.conversations import check_target  # conversations imports us
+
+    defaults = {field: getattr(perms, name) for field, name in _DEFAULT_FIELDS.items()}
+    if before is not None and all(
+        getattr(before, name) == defaults[field] for field, name in _DEFAULT_FIELDS.items()
+    ):
+        return
     owner = await session.get(User, owner_id)
-    if owner is None:
-        raise AgentNotFound(f"no agent {agent_id!r} is visible to you", agent_id=agent_id)
+    if owner is None:  # keys outlive no owner; nothing to check against
+        return
+    if catalog is None:
+        defaults = {"agent_id": defaults["agent_id"]}
+        catalog = _NO_CATALOG
     try:
-        await get_visible_agent(session, owner, agent_id)
-    except AgentNotFound as exc:
-        exc.fields["field"] = "permissions.default_agent_id"
+        await check_target(session, owner, catalog, defaults)
+    except (AgentNotFound, ValidationFailed) as exc:
+        field = exc.fields.get("field")
+        if field in _DEFAULT_FIELDS:
+            exc.fields["field"] = f"permissions.{_DEFAULT_FIELDS[field]}"
         raise
+
+
+class _NoCatalog:
+    """No endpoints to check against (callers without a registry check the agent only)."""
+
+    def names(self) -> list[str]:
+        return []
+
+    async def models(self, name: str) -> list[str]:
+        return []
+
+
+_NO_CATALOG = _NoCatalog()
 
 
 def _future_expiry(expires_at: datetime | None) -> datetime | None:
@@ -421,13 +463,15 @@ async def create_key(
     permissions: KeyPermissions | None = None,
     expires_at: datetime | None = None,
     system: bool = False,
+    catalog: EndpointCatalog | None = None,
 ) -> tuple[ApiKey, str]:
-    """Store a new key owned by `owner`; returns it and its secret, which is never stored."""
+    """Store a new key owned by `owner`; returns it and its secret, which is never stored.
+    `catalog`: the configured endpoints its defaults are checked against."""
     if system and not is_admin(owner):
         raise AdminRequired("only an admin may create a system key")
     expiry = _future_expiry(expires_at)
-    if permissions is not None and permissions.default_agent_id:
-        await _check_default_agent(session, owner.id, permissions.default_agent_id)
+    if permissions is not None:
+        await _check_defaults(session, owner.id, permissions, catalog)
     stored = (permissions or KeyPermissions()).model_dump(mode="json")
     for _attempt in range(3):
         lookup, secret = new_secret()
@@ -485,9 +529,14 @@ def _active(key: ApiKey) -> None:
         raise ApiKeyInactive(f"API key {key.id} is revoked", key_id=key.id)
 
 
-async def update_key(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+async def update_key(
+    session: AsyncSession,
+    key: ApiKey,
+    changes: dict[str, Any],
+    catalog: EndpointCatalog | None = None,
+) -> ApiKey:
     """Change name, permissions (a `KeyPermissions` replaces them, a dict merge-patches
-    them) or expiry."""
+    them) or expiry; `catalog` as for `create_key`."""
     _active(key)
     if "name" in changes:
         if not changes["name"] or not str(changes["name"]).strip():
@@ -498,8 +547,7 @@ async def update_key(session: AsyncSession, key: ApiKey, changes: dict[str, Any]
         perms = changes["permissions"]
         if not isinstance(perms, KeyPermissions):
             perms = patched_permissions(before, perms)
-        if perms.default_agent_id and perms.default_agent_id != before.default_agent_id:
-            await _check_default_agent(session, key.user_id, perms.default_agent_id)
+        await _check_defaults(session, key.user_id, perms, catalog, before)
         key.permissions = perms.model_dump(mode="json")
     if "expires_at" in changes:
         key.expires_at = _future_expiry(changes["expires_at"])

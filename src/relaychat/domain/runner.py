@@ -28,6 +28,7 @@ from relaychat.domain.generations import (
     publish_unfinished,
 )
 from relaychat.domain.jobs import Job, run_loop
+from relaychat.domain.limits import storable_text
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
 from relaychat.llm.types import Finish, Usage
@@ -179,6 +180,7 @@ class GenerationRunner:
 
     async def _end_failed(self, job: Job, exc: Exception) -> None:
         code, detail = error_code(exc)
+        detail = storable_text(detail)  # may quote an upstream's answer
         if code == "internal_error":
             logger.exception("generation %s failed", job.generation_id, exc_info=exc)
         async with self.sessionmaker() as session:

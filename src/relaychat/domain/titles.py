@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from relaychat.domain.limits import storable_text
 from relaychat.llm.types import ChatMessage, ChatRequest, collect
 
 if TYPE_CHECKING:
@@ -31,5 +32,5 @@ async def generate_title(
         ],
     )
     completion = await collect(providers.provider(endpoint).stream(title_request))
-    title = completion.text.strip().strip("\"'“”").strip()
+    title = storable_text(completion.text).strip().strip("\"'“”").strip()
     return title[:MAX_TITLE_CHARS] or None

@@ -78,15 +78,16 @@ class MissingVariable(ConfigError):
 
 @dataclass(frozen=True)
 class SkippedEndpoint:
-    """An endpoint left out because a variable it uses is not set."""
+    """An endpoint (or MCP server, `kind`) left out because a variable it uses is not set."""
 
     name: str
     variable: str
     source: str
+    kind: str = "endpoint"
 
     def __str__(self) -> str:
         return (
-            f"{self.source}: endpoint {self.name} skipped: "
+            f"{self.source}: {self.kind} {self.name} skipped: "
             f"environment variable {self.variable} is not set"
         )
 

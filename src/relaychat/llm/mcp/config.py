@@ -18,7 +18,8 @@ certificate and proxy settings: see environment.py) and the variables named in
 reach it unless passed on purpose.
 A server is stdio when it has `command`, streamable HTTP when it has `url`; LibreChat's
 `type: stdio | streamable-http` is accepted too. `${VAR}` and `${VAR:-default}` are read
-from the environment as in the endpoints section. Names become tool-name prefixes
+from the environment as in the endpoints section, and likewise a server whose variable is
+not set is skipped with one warning naming it. Names become tool-name prefixes
 (`github__create_issue`), hence the tool-name alphabet.
 """
 
@@ -39,7 +40,13 @@ from pydantic import (
     field_validator,
 )
 
-from relaychat.llm.config import ConfigError, interpolate, read_yaml
+from relaychat.llm.config import (
+    ConfigError,
+    MissingVariable,
+    SkippedEndpoint,
+    interpolate,
+    read_yaml,
+)
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,30}$"
 # An environment variable name, or a prefix of names ending in `*`.
@@ -85,26 +92,31 @@ class HttpServerConfig(_Strict):
 McpServerConfig = StdioServerConfig | HttpServerConfig
 
 
-def load_mcp_config(
-    path: Path | str | None, env: Mapping[str, str] | None = None
-) -> dict[str, McpServerConfig]:
+class McpServers(dict[str, McpServerConfig]):
+    """The usable servers by name, and those `skipped` for a missing variable (to warn of)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[SkippedEndpoint] = []
+
+
+def load_mcp_config(path: Path | str | None, env: Mapping[str, str] | None = None) -> McpServers:
     """The MCP servers configured in `path`; none without a file or a `mcp_servers` section."""
     if path is None or not Path(path).is_file():
-        return {}
+        return McpServers()
     document = read_yaml(path)
     section = document.get("mcp_servers") if isinstance(document, dict) else None
     return parse_mcp_config(section, os.environ if env is None else env, source=str(path))
 
 
-def parse_mcp_config(
-    section: Any, env: Mapping[str, str], *, source: str = "config"
-) -> dict[str, McpServerConfig]:
-    """Validate an already-loaded `mcp_servers` section (None means none)."""
+def parse_mcp_config(section: Any, env: Mapping[str, str], *, source: str = "config") -> McpServers:
+    """Validate an already-loaded `mcp_servers` section (None means none). A server whose
+    `${VAR}` is not set is skipped, not fatal, as endpoints are."""
+    servers = McpServers()
     if section is None:
-        return {}
+        return servers
     if not isinstance(section, dict):
         raise ConfigError(f"{source}: mcp_servers must be a mapping of name to server")
-    servers: dict[str, McpServerConfig] = {}
     for name, raw in section.items():
         key = f"mcp_servers.{name}"
         if not isinstance(name, str) or not re.fullmatch(SERVER_NAME_PATTERN, name):
@@ -113,6 +125,8 @@ def parse_mcp_config(
             )
         try:
             servers[name] = _parse_server(interpolate(raw, env, key), key)
+        except MissingVariable as exc:
+            servers.skipped.append(SkippedEndpoint(name, exc.variable, source, "MCP server"))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return servers
