@@ -37,9 +37,13 @@ def chromium_path() -> str | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
     for item in items:
-        if item.path.parent == Path(__file__).parent:
+        if item.path.parent == here:
             item.add_marker(pytest.mark.browser)
+    # Last in the run: Playwright's sync API keeps its event loop running in this thread
+    # until the session ends, and an async test after it could not start its own.
+    items.sort(key=lambda item: item.path.parent == here)
 
 
 @pytest.fixture(scope="session")
