@@ -289,6 +289,35 @@ async def test_abort_keeps_the_partial_text(client: httpx.AsyncClient, services:
     assert again.json()["status"] == "aborted"
 
 
+async def test_a_streaming_reply_names_its_generation_for_a_reloaded_client(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A tab that reloads mid-reply learns from the message list which generation to stop."""
+    user = await make_user(client)
+    cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
+    reply = " ".join(f"word{i}" for i in range(400))
+    text = f'!fake {{"token_delay_ms": 20, "reply": "{reply}"}}\nlong answer please'
+    async with services.bus.subscribe(user.id) as events:
+        posted = (
+            await client.post(f"/api/messages/{cid}", json={"text": text}, headers=user.headers)
+        ).json()
+        async for envelope in events:
+            if envelope.type == "message.delta":
+                break
+    listed = await messages_of(client, user, cid)
+    person, streaming = listed
+    assert person["generation_id"] is None
+    assert streaming["status"] == "streaming"
+    assert streaming["generation_id"] == posted["generation_id"]
+    one = await client.get(f"/api/messages/{cid}/{streaming['message_id']}", headers=user.headers)
+    assert one.json()["generation_id"] == posted["generation_id"]
+    aborted = await client.post(
+        f"/api/generations/{streaming['generation_id']}/abort", headers=user.headers
+    )
+    assert aborted.json()["status"] == "aborted"
+    assert (await messages_of(client, user, cid))[-1]["status"] == "unfinished"
+
+
 async def test_generations_of_others_are_not_found(client: httpx.AsyncClient) -> None:
     alice, bob = await make_user(client), await make_user(client)
     cid = (await make_conversation(client, alice, endpoint="fake"))["conversation_id"]

@@ -19,7 +19,7 @@ from relaychat.api.deps import (
     get_current_user,
 )
 from relaychat.api.schemas import MessageOut
-from relaychat.domain import chat, messages
+from relaychat.domain import chat, generations, messages
 from relaychat.domain.content import InputPart, normalize_content
 from relaychat.domain.conversations import get_owned_conversation
 from relaychat.domain.limits import Metadata
@@ -94,7 +94,12 @@ async def list_(
 ) -> MessageList:
     """Every message of the conversation in creation order, with parent links."""
     rows = await messages.list_messages(session, conversation)
-    return MessageList(messages=[MessageOut.of(m, html=render == "html") for m in rows])
+    writers = await generations.writers_of(session, conversation.id)
+    return MessageList(
+        messages=[
+            MessageOut.of(m, html=render == "html", generation_id=writers.get(m.id)) for m in rows
+        ]
+    )
 
 
 @router.get("/{conversation_id}/{message_id}")
@@ -106,7 +111,8 @@ async def get(
 ) -> MessageOut:
     """One message of the conversation."""
     message = await messages.get_message(session, conversation, message_id)
-    return MessageOut.of(message, html=render == "html")
+    writers = await generations.writers_of(session, conversation.id)
+    return MessageOut.of(message, html=render == "html", generation_id=writers.get(message.id))
 
 
 def _role(value: Any) -> str:

@@ -74,10 +74,18 @@ class MessageOut(BaseModel):
         description="The content as safe HTML (markdown rendered, markup escaped); "
         "only when asked with `?render=html`.",
     )
+    generation_id: str | None = Field(
+        None,
+        description="The generation that wrote this reply (for `POST /api/generations/{id}/abort` "
+        "while `status` is `streaming`); null for messages no model wrote.",
+    )
 
     @classmethod
-    def of(cls, message: Message, *, html: bool = False) -> MessageOut:
+    def of(
+        cls, message: Message, *, html: bool = False, generation_id: str | None = None
+    ) -> MessageOut:
         out = cls.model_validate(message_dict(message))
+        out.generation_id = generation_id
         if html:
             out.html = render_parts(message.content or [], message.text or "")
         return out

@@ -129,6 +129,18 @@ async def get_owned_generation(
     return generation
 
 
+async def writers_of(session: AsyncSession, conversation_id: str) -> dict[str, str]:
+    """The generation that wrote each reply of a conversation, by reply message id.
+
+    A client that reloads while a reply streams learns here which generation to abort.
+    A regeneration writes a new sibling message, so each reply has one generation.
+    """
+    query = select(Generation.response_message_id, Generation.id).where(
+        Generation.conversation_id == conversation_id
+    )
+    return {row.response_message_id: row.id for row in await session.execute(query)}
+
+
 async def request_abort(bus: EventBus, generation: Generation) -> None:
     """Ask every worker to stop this generation; the one running it does."""
     if generation.status == "running":

@@ -27,10 +27,18 @@ export function initChat(options) {
   scroller = document.getElementById("messages");
   emptyEl = document.getElementById("chat-empty");
   jumpButton = document.getElementById("jump-latest");
+  // Only a move up means the person reads: a scroll event arrives a frame after our own
+  // scroll, and text added meanwhile must not look like the person left the bottom.
+  let lastTop = 0;
   scroller.addEventListener("scroll", () => {
-    stick = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48) stick = true;
+    else if (scroller.scrollTop < lastTop) stick = false;
+    lastTop = scroller.scrollTop;
     jumpButton.hidden = stick;
   }, { passive: true });
+  // Heights also change with no text added (a message leaving `content-visibility`'s
+  // placeholder size, a rendered reply, the window): keep to the bottom through all of them.
+  new ResizeObserver(() => followBottom()).observe(listEl);
   jumpButton.addEventListener("click", () => {
     stick = true;
     followBottom();
@@ -85,6 +93,8 @@ function reset() {
 function add(message) {
   const known = messages.has(message.message_id);
   messages.set(message.message_id, { ...messages.get(message.message_id), ...message });
+  // Listed replies name their generation, so Stop works after a reload too.
+  if (message.generation_id) generations.set(message.message_id, message.generation_id);
   if (known) return;
   const key = message.parent_message_id || "";
   const siblings = children.get(key) || [];
@@ -457,8 +467,15 @@ async function completed(message) {
 function replaceMessage(id) {
   const old = nodes.get(id);
   const fresh = build(messages.get(id));
-  nodes.set(id, fresh);
-  if (old?.isConnected) old.replaceWith(fresh);
+  if (!old?.isConnected) {
+    nodes.set(id, fresh);
+    return;
+  }
+  // Refill the element on screen rather than swap it: a new element would start at the
+  // placeholder height of `content-visibility: auto`, and the list would jump.
+  old.className = fresh.className;
+  old.setAttribute("aria-label", fresh.getAttribute("aria-label"));
+  old.replaceChildren(...fresh.childNodes);
   followBottom();
 }
 
