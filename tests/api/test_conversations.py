@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from relaychat.services import Services
 from tests.backends import Backend, row_counts
-from tests.factories import make_conversation, make_user, post_message
+from tests.factories import make_conversation, make_key, make_user, post_message
 
 
 async def test_create_with_generated_and_chosen_ids(client: httpx.AsyncClient) -> None:
@@ -224,3 +225,43 @@ async def test_patching_model_parameters_is_a_merge_patch(client: httpx.AsyncCli
         "temperature": 0.5,
         "extra": {"a": 1},
     }
+
+
+async def test_unseen_external_messages_are_counted_until_read(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The sidebar's badge comes from the server, so it survives a reload and other devices."""
+    user = await make_user(client)
+    key = await make_key(client, user)
+    cid = (await make_conversation(client, user, title="sms"))["conversation_id"]
+    other = (await make_conversation(client, user, title="other"))["conversation_id"]
+    for i in range(2):
+        external = await client.post(
+            f"/api/messages/{cid}",
+            json={"role": "external", "content": f"ping {i}", "respond": False},
+            headers=key.headers,
+        )
+        assert external.status_code == 201, external.text
+    await post_message(client, user, cid, text="my own words are not unseen", respond=False)
+
+    async def listed() -> dict[str, dict[str, object]]:
+        page = (await client.get("/api/convos", headers=user.headers)).json()
+        return {c["conversation_id"]: c for c in page["conversations"]}
+
+    before = await listed()
+    assert before[cid]["unseen_external"] == 2
+    assert before[other]["unseen_external"] == 0
+    async with services.bus.subscribe(user.id) as events:
+        read = await client.post(f"/api/convos/{cid}/read", headers=user.headers)
+        assert read.status_code == 200, read.text
+        assert read.json()["unseen_external"] == 0
+        async for envelope in events:  # every tab clears its badge
+            assert envelope.type == "conversation.updated"
+            assert b'"unseen_external":0' in envelope.frame
+            break
+    after = await listed()
+    assert after[cid]["unseen_external"] == 0
+    # Reading is not activity: the sidebar's order stays.
+    assert after[cid]["updated_at"] == before[cid]["updated_at"]
+    again = await client.post(f"/api/convos/{cid}/read", headers=user.headers)
+    assert again.status_code == 200

@@ -88,6 +88,28 @@ def test_external_messages_elsewhere_show_a_badge(
     badge = sidebar.get_by_label(re.compile("2 new external messages"))
     expect(badge).to_be_visible()
     expect(sidebar.get_by_role("link").first).to_contain_text("SMS thread")  # moved to the top
+    page.reload()  # the server counts them: the badge is still there
+    expect(badge).to_be_visible()
     sidebar.get_by_role("link", name=re.compile("SMS thread")).click()
     expect(badge).to_have_count(0)
     expect(page.get_by_role("log", name="Messages")).to_contain_text("two")
+    # One more while the person has the thread open: seen at once, and marked read.
+    with page.expect_response(lambda r: r.url.endswith("/read")) as marked:
+        with server.api() as http:
+            posted = http.post(
+                f"/api/messages/{sms['conversation_id']}",
+                headers={"x-api-key": SYSTEM_KEY},
+                json={"role": "external", "content": "three", "respond": False},
+            )
+            assert posted.status_code == 201, posted.text
+        expect(page.get_by_role("log", name="Messages")).to_contain_text("three")
+    assert marked.value.status == 200
+    page.reload()
+    expect(page.get_by_role("log", name="Messages")).to_contain_text("three")
+    expect(sidebar.get_by_label(re.compile("new external message"))).to_have_count(0)
+    with server.api() as http:
+        listed = http.get("/api/convos", headers=_token(http, person)).json()
+    assert {c["title"]: c["unseen_external"] for c in listed["conversations"]} == {
+        "SMS thread": 0,
+        "Open one": 0,
+    }

@@ -106,6 +106,14 @@ async def patch(
     )
 
 
+@router.post("/{conversation_id}/read")
+async def read(
+    conversation: OwnedConversation, session: SessionDep, engine: EngineDep
+) -> ConversationOut:
+    """Mark the conversation's external messages read (`unseen_external` back to 0)."""
+    return ConversationOut.of(await conversations.mark_read(session, engine.bus, conversation))
+
+
 @router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(conversation: OwnedConversation, session: SessionDep, engine: EngineDep) -> None:
     """Delete the conversation with all its messages."""

@@ -41,6 +41,10 @@ class ConversationOut(BaseModel):
     model_parameters: dict[str, Any]
     system_prompt: str | None
     archived: bool
+    unseen_external: int = Field(
+        description="External messages the owner has not read yet "
+        "(`POST /api/convos/{id}/read` marks them read)."
+    )
     created_at: datetime
     updated_at: datetime
 

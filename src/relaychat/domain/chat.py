@@ -95,7 +95,7 @@ async def send_message(
     )
     # From here to the commit, other writers of this conversation wait: the parent chosen
     # is still the latest message when this one is inserted.
-    tip = await lock_thread(session, conversation.id)
+    tip = await lock_thread(session, conversation.id, unseen=role == "external")
     parent_id = (
         None if new_root else await resolve_parent(session, conversation.id, parent_message_id, tip)
     )

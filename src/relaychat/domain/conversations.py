@@ -218,6 +218,26 @@ async def update_conversation(
     return conversation
 
 
+async def mark_read(
+    session: AsyncSession, bus: EventBus, conversation: Conversation
+) -> Conversation:
+    """The owner has seen its external messages: clear the badge in every tab.
+
+    Reading is not activity, so `updated_at` (the sidebar's order) stays as it is.
+    """
+    if not conversation.unseen_external:
+        return conversation
+    conversation.unseen_external = 0
+    await session.commit()
+    await bus.publish(
+        conversation.user_id,
+        ConversationUpdated(
+            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+        ),
+    )
+    return conversation
+
+
 async def delete_conversation(
     session: AsyncSession, bus: EventBus, conversation: Conversation
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,16 +65,22 @@ def later_than(moment: datetime | None) -> datetime:
     return now
 
 
-async def lock_thread(session: AsyncSession, conversation_id: str) -> ThreadTip:
+async def lock_thread(
+    session: AsyncSession, conversation_id: str, *, unseen: bool = False
+) -> ThreadTip:
     """Hold the conversation's message chain until this transaction ends; its latest message.
 
     The lock is a write to the conversation row: a row lock on PostgreSQL, the database
     write lock on SQLite (whose transactions begin at their first write). Whatever is
     read afterwards in the transaction is what the previous holder committed. The write
-    marks the conversation updated, so callers need not write its row again.
+    marks the conversation updated, so callers need not write its row again; with `unseen`
+    it also counts one more external message the owner has not read.
     """
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if unseen:
+        values["unseen_external"] = Conversation.unseen_external + 1
     await session.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
+        update(Conversation).where(Conversation.id == conversation_id).values(**values)
     )
     latest = (
         await session.execute(

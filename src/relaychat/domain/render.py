@@ -48,6 +48,7 @@ def conversation_dict(conversation: Conversation) -> dict[str, Any]:
         "model_parameters": conversation.model_parameters or {},
         "system_prompt": conversation.system_prompt,
         "archived": conversation.archived,
+        "unseen_external": conversation.unseen_external or 0,
         "created_at": iso(conversation.created_at),
         "updated_at": iso(conversation.updated_at),
     }

@@ -80,6 +80,9 @@ class Conversation(Base):
     model_parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     system_prompt: Mapped[str | None] = mapped_column(Text)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    # External messages the owner has not read yet (the sidebar's badge); counted in the
+    # transaction that stores each one, zeroed by POST /api/convos/{id}/read.
+    unseen_external: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -16,7 +16,10 @@ let loading = false;
 let exhausted = false;
 let showArchived = false;
 let activeId = null;
-const unseen = new Map(); // conversation id -> external messages not yet seen
+// Conversation id -> external messages not yet seen. The server counts them too (the list's
+// `unseen_external`), so the badge survives a reload; seeing one marks it read there.
+const unseen = new Map();
+const readSoon = new Map(); // conversation id -> timer of the pending "mark read"
 
 export function initSidebar(options) {
   handlers = options;
@@ -64,8 +67,14 @@ async function loadMore() {
   if (!exhausted && visible && sentinel.getBoundingClientRect().top < window.innerHeight) loadMore();
 }
 
-function upsert(convo, rerender = true) {
-  conversations = conversations.filter((c) => c.conversation_id !== convo.conversation_id);
+function upsert(convo, rerender = true, fromServer = true) {
+  const id = convo.conversation_id;
+  if (fromServer && typeof convo.unseen_external === "number") {
+    if (convo.unseen_external > 0 && isSeen(id)) markRead(id);
+    else if (convo.unseen_external > 0) unseen.set(id, convo.unseen_external);
+    else unseen.delete(id);
+  }
+  conversations = conversations.filter((c) => c.conversation_id !== id);
   if (Boolean(convo.archived) === showArchived) {
     conversations.push(convo);
     conversations.sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1));
@@ -79,8 +88,23 @@ export function getConversation(id) {
 
 export function setActive(id) {
   activeId = id;
-  if (id) unseen.delete(id);
+  if (id && unseen.has(id)) markRead(id);
   render();
+}
+
+function isSeen(id) {
+  return id === activeId && document.visibilityState === "visible";
+}
+
+/** The person sees the conversation: drop its badge here and, soon, on the server. */
+function markRead(id) {
+  unseen.delete(id);
+  // Several messages arriving together are one request.
+  clearTimeout(readSoon.get(id));
+  readSoon.set(id, setTimeout(() => {
+    readSoon.delete(id);
+    api("POST", `/api/convos/${encodeURIComponent(id)}/read`).catch(() => {}); // a badge, no more
+  }, 250));
 }
 
 /** Apply one event of the stream. */
@@ -97,11 +121,11 @@ export function onEvent(event) {
       break;
     case "message.created": {
       const convo = getConversation(event.conversation_id);
-      const seen = event.conversation_id === activeId && document.visibilityState === "visible";
-      if (event.message.role === "external" && !seen) {
-        unseen.set(event.conversation_id, (unseen.get(event.conversation_id) || 0) + 1);
+      if (event.message.role === "external") {
+        if (isSeen(event.conversation_id)) markRead(event.conversation_id);
+        else unseen.set(event.conversation_id, (unseen.get(event.conversation_id) || 0) + 1);
       }
-      if (convo) upsert({ ...convo, updated_at: event.message.created_at });
+      if (convo) upsert({ ...convo, updated_at: event.message.created_at }, true, false);
       else if (!showArchived) reload(); // created where we could not see it: fetch it
       else render();
       break;
@@ -111,7 +135,10 @@ export function onEvent(event) {
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && activeId && unseen.delete(activeId)) render();
+  if (document.visibilityState === "visible" && activeId && unseen.has(activeId)) {
+    markRead(activeId);
+    render();
+  }
 });
 
 function groupOf(iso, now) {

@@ -1,0 +1,23 @@
+"""The migrations build exactly the schema the models describe, on both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from relaychat.storage.models import Base
+from tests.backends import Backend
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_server_default": False})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_migrated_schema_matches_the_models(backend: Backend) -> None:
+    async with backend.engine.connect() as connection:
+        differences = await connection.run_sync(_differences)
+    assert differences == []
