@@ -259,21 +259,31 @@ async def test_events_stream_carries_the_reply(
     assert all(ids) and len(set(ids)) == len(ids)
 
 
+LONG_REPLY = " ".join(f"word{i}" for i in range(400))
+
+
+async def start_long_reply(
+    client: httpx.AsyncClient, services: Services, user: TestUser, cid: str, *, deltas: int
+) -> dict[str, Any]:
+    """Post a message whose reply streams for seconds; return once `deltas` have streamed."""
+    text = f'!fake {{"token_delay_ms": 20, "reply": "{LONG_REPLY}"}}\nlong answer please'
+    async with services.bus.subscribe(user.id) as events:
+        response = await client.post(
+            f"/api/messages/{cid}", json={"text": text}, headers=user.headers
+        )
+        posted: dict[str, Any] = response.json()
+        seen = 0
+        async for envelope in events:
+            seen += envelope.type == "message.delta"
+            if seen == deltas:
+                break
+    return posted
+
+
 async def test_abort_keeps_the_partial_text(client: httpx.AsyncClient, services: Services) -> None:
     user = await make_user(client)
     cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
-    reply = " ".join(f"word{i}" for i in range(400))
-    text = f'!fake {{"token_delay_ms": 20, "reply": "{reply}"}}\nlong answer please'
-    async with services.bus.subscribe(user.id) as events:
-        posted = (
-            await client.post(f"/api/messages/{cid}", json={"text": text}, headers=user.headers)
-        ).json()
-        deltas = 0
-        async for envelope in events:
-            if envelope.type == "message.delta":
-                deltas += 1
-                if deltas == 3:
-                    break
+    posted = await start_long_reply(client, services, user, cid, deltas=3)
     aborted = await client.post(
         f"/api/generations/{posted['generation_id']}/abort", headers=user.headers
     )
@@ -282,7 +292,7 @@ async def test_abort_keeps_the_partial_text(client: httpx.AsyncClient, services:
     stored = (await messages_of(client, user, cid))[-1]
     assert stored["status"] == "unfinished"
     assert stored["text"].startswith("word0 word1 word2")
-    assert len(stored["text"]) < len(reply)
+    assert len(stored["text"]) < len(LONG_REPLY)
     again = await client.post(
         f"/api/generations/{posted['generation_id']}/abort", headers=user.headers
     )
@@ -295,15 +305,7 @@ async def test_a_streaming_reply_names_its_generation_for_a_reloaded_client(
     """A tab that reloads mid-reply learns from the message list which generation to stop."""
     user = await make_user(client)
     cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
-    reply = " ".join(f"word{i}" for i in range(400))
-    text = f'!fake {{"token_delay_ms": 20, "reply": "{reply}"}}\nlong answer please'
-    async with services.bus.subscribe(user.id) as events:
-        posted = (
-            await client.post(f"/api/messages/{cid}", json={"text": text}, headers=user.headers)
-        ).json()
-        async for envelope in events:
-            if envelope.type == "message.delta":
-                break
+    posted = await start_long_reply(client, services, user, cid, deltas=1)
     listed = await messages_of(client, user, cid)
     person, streaming = listed
     assert person["generation_id"] is None

@@ -46,6 +46,24 @@ class Server:
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
+    def post_external(
+        self,
+        conversation_id: str,
+        content: str | list[dict[str, str]],
+        metadata: dict[str, str] | None = None,
+        *,
+        respond: bool = False,
+    ) -> None:
+        """Post as an SMS gateway or bot would: with the system API key, role `external`."""
+        body: dict[str, object] = {"role": "external", "content": content, "respond": respond}
+        if metadata is not None:
+            body["metadata"] = metadata
+        with self.api() as http:
+            posted = http.post(
+                f"/api/messages/{conversation_id}", headers={"x-api-key": SYSTEM_KEY}, json=body
+            )
+        assert posted.status_code == (202 if respond else 201), posted.text
+
     def start(self) -> None:
         log = self.data_dir / "server.log"
         command = [sys.executable, "-m", "relaychat", "serve", "--host", "127.0.0.1"]

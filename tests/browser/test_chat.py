@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server
+from tests.browser.harness import Person, Server
 from tests.browser.ui import (
     composer,
     messages,
@@ -16,6 +16,7 @@ from tests.browser.ui import (
     seen_texts,
     send,
     sign_in,
+    start_conversation,
 )
 
 SLOW_REPLY = " ".join(f"word{i}" for i in range(60))
@@ -111,22 +112,14 @@ def test_an_external_message_and_its_reply_arrive_live(
     page: Page, server: Server, person: Person
 ) -> None:
     sign_in(page, server, person)
-    send(page, '!fake {"reply": "ok"}\nhello')
-    expect(messages(page).nth(1)).to_contain_text("ok", timeout=20_000)
-    conversation_id = page.url.rsplit("/", 1)[1]
+    conversation_id = start_conversation(page)
     record_text_of_last_reply(page)
-    with server.api() as http:
-        posted = http.post(
-            f"/api/messages/{conversation_id}",
-            headers={"x-api-key": SYSTEM_KEY},
-            json={
-                "role": "external",
-                "content": [{"type": "text", "text": slow("Your parcel has arrived", delay_ms=80)}],
-                "metadata": {"source": "sms", "phoneNumber": "+14155552671", "carrier": "Acme"},
-                "respond": True,
-            },
-        )
-        assert posted.status_code == 202, posted.text
+    server.post_external(
+        conversation_id,
+        [{"type": "text", "text": slow("Your parcel has arrived", delay_ms=80)}],
+        {"source": "sms", "phoneNumber": "+14155552671", "carrier": "Acme"},
+        respond=True,
+    )
     external = messages(page).nth(2)
     expect(external).to_contain_text("Your parcel has arrived", timeout=10_000)
     expect(external.get_by_text("sms", exact=True)).to_be_visible()

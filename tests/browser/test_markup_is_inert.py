@@ -7,7 +7,7 @@ import json
 
 from playwright.sync_api import Dialog, Page, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server
+from tests.browser.harness import Person, Server
 from tests.browser.ui import messages, send, sign_in
 
 PAYLOADS = [
@@ -71,18 +71,9 @@ def test_markup_through_every_entry_is_inert(page: Page, server: Server, person:
     expect(reply).to_contain_text("<img src=x onerror")  # the agent's name, as text
 
     # An external message with markup in its text and metadata.
-    with server.api() as http:
-        posted = http.post(
-            f"/api/messages/{convo['conversation_id']}",
-            headers={"x-api-key": SYSTEM_KEY},
-            json={
-                "role": "external",
-                "content": PAYLOAD,
-                "metadata": {"source": PAYLOADS[1], PAYLOADS[0]: PAYLOADS[2]},
-                "respond": False,
-            },
-        )
-        assert posted.status_code == 201, posted.text
+    server.post_external(
+        convo["conversation_id"], PAYLOAD, {"source": PAYLOADS[1], PAYLOADS[0]: PAYLOADS[2]}
+    )
     external = messages(page).nth(2)
     expect(external).to_contain_text("<iframe src=")
     external.get_by_text("Details").click()

@@ -6,8 +6,8 @@ import json
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server
-from tests.browser.ui import messages, send, sign_in
+from tests.browser.harness import Person, Server
+from tests.browser.ui import messages, send, sign_in, start_conversation
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(400))
 
@@ -95,22 +95,9 @@ def test_auto_scroll_pauses_while_reading_up_and_nothing_above_moves(
     page: Page, server: Server, person: Person
 ) -> None:
     sign_in(page, server, person)
-    send(page, '!fake {"reply": "ok"}\nhello')
-    expect(messages(page).nth(1)).to_contain_text("ok", timeout=20_000)
-    conversation_id = page.url.rsplit("/", 1)[1]
-    with server.api() as http:
-        for i in range(25):
-            posted = http.post(
-                f"/api/messages/{conversation_id}",
-                headers={"x-api-key": SYSTEM_KEY},
-                json={
-                    "role": "external",
-                    "content": [{"type": "text", "text": f"status update {i}\n\nline two"}],
-                    "metadata": {"source": "bot"},
-                    "respond": False,
-                },
-            )
-            assert posted.status_code == 201, posted.text
+    conversation_id = start_conversation(page)
+    for i in range(25):
+        server.post_external(conversation_id, f"status update {i}\n\nline two", {"source": "bot"})
     expect(messages(page)).to_have_count(27, timeout=10_000)
     send(page, slow("A long answer please", delay_ms=40))
     reply = messages(page).nth(28)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server
+from tests.browser.harness import Person, Server
 from tests.browser.ui import messages, send, sign_in
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -30,18 +30,11 @@ def test_screenshots_at_375_and_1440(
     send(page, "Write a greeting function in Python.")
     expect(messages(page).nth(1).locator("pre")).to_be_visible(timeout=20_000)
     conversation_id = page.url.rsplit("/", 1)[1]
-    with server.api() as http:
-        posted = http.post(
-            f"/api/messages/{conversation_id}",
-            headers={"x-api-key": SYSTEM_KEY},
-            json={
-                "role": "external",
-                "content": "Delivery update: your parcel is at the front desk.",
-                "metadata": {"source": "sms", "phoneNumber": "+14155552671"},
-                "respond": False,
-            },
-        )
-        assert posted.status_code == 201, posted.text
+    server.post_external(
+        conversation_id,
+        "Delivery update: your parcel is at the front desk.",
+        {"source": "sms", "phoneNumber": "+14155552671"},
+    )
     expect(messages(page).nth(2)).to_contain_text("front desk")
     expect(page.get_by_role("heading", level=1)).not_to_have_text("New chat", timeout=20_000)
     with server.api() as http:  # a person's title, renamed live from elsewhere

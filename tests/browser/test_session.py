@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, Response, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server, register
+from tests.browser.harness import Person, Server, register
 from tests.browser.ui import messages, send, sign_in
 
 
@@ -49,11 +49,5 @@ def test_a_server_that_goes_away_shows_reconnecting_then_catches_up(
     expect(status).to_be_visible(timeout=15_000)
     server.start()  # same port, same database; the access token expired meanwhile
     expect(status).to_be_hidden(timeout=30_000)
-    with server.api() as http:
-        posted = http.post(
-            f"/api/messages/{conversation_id}",
-            headers={"x-api-key": SYSTEM_KEY},
-            json={"role": "external", "content": "after the outage", "respond": False},
-        )
-        assert posted.status_code == 201, posted.text
+    server.post_external(conversation_id, "after the outage")
     expect(messages(page).nth(2)).to_contain_text("after the outage", timeout=10_000)

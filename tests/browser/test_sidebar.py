@@ -7,7 +7,7 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.browser.harness import SYSTEM_KEY, Person, Server
+from tests.browser.harness import Person, Server
 from tests.browser.ui import sign_in
 
 
@@ -72,19 +72,8 @@ def test_external_messages_elsewhere_show_a_badge(
     sign_in(page, server, person)
     sidebar = page.get_by_role("navigation", name="Conversations")
     sidebar.get_by_role("link", name="Open one").click()
-    with server.api() as http:
-        for text in ("one", "two"):
-            posted = http.post(
-                f"/api/messages/{sms['conversation_id']}",
-                headers={"x-api-key": SYSTEM_KEY},
-                json={
-                    "role": "external",
-                    "content": text,
-                    "metadata": {"source": "sms"},
-                    "respond": False,
-                },
-            )
-            assert posted.status_code == 201, posted.text
+    for text in ("one", "two"):
+        server.post_external(sms["conversation_id"], text, {"source": "sms"})
     badge = sidebar.get_by_label(re.compile("2 new external messages"))
     expect(badge).to_be_visible()
     expect(sidebar.get_by_role("link").first).to_contain_text("SMS thread")  # moved to the top
@@ -95,13 +84,7 @@ def test_external_messages_elsewhere_show_a_badge(
     expect(page.get_by_role("log", name="Messages")).to_contain_text("two")
     # One more while the person has the thread open: seen at once, and marked read.
     with page.expect_response(lambda r: r.url.endswith("/read")) as marked:
-        with server.api() as http:
-            posted = http.post(
-                f"/api/messages/{sms['conversation_id']}",
-                headers={"x-api-key": SYSTEM_KEY},
-                json={"role": "external", "content": "three", "respond": False},
-            )
-            assert posted.status_code == 201, posted.text
+        server.post_external(sms["conversation_id"], "three")
         expect(page.get_by_role("log", name="Messages")).to_contain_text("three")
     assert marked.value.status == 200
     page.reload()

@@ -26,6 +26,13 @@ def send(page: Page, text: str) -> None:
     expect(box).to_have_value("")
 
 
+def start_conversation(page: Page) -> str:
+    """Send a first message, wait for its short reply, and return the new conversation's id."""
+    send(page, '!fake {"reply": "ok"}\nhello')
+    expect(messages(page).nth(1)).to_contain_text("ok", timeout=20_000)
+    return page.url.rsplit("/", 1)[1]
+
+
 def messages(page: Page):  # type: ignore[no-untyped-def]
     return page.get_by_role("log", name="Messages").get_by_role("article")
 

@@ -275,12 +275,17 @@ function fillActions(node, message) {
     nav.append(prev, el("span", "count", `${index + 1} / ${siblings.length}`), next);
     footer.append(nav);
   }
-  if (message.role === "user") footer.append(button("Edit", "Edit this message", () => edit(node, message)));
+  // Handlers look the element and message up when clicked: a message refilled in place
+  // (replaceMessage) keeps its element but gets newer data.
+  const id = message.message_id;
+  if (message.role === "user") {
+    footer.append(button("Edit", "Edit this message", () => edit(nodes.get(id), messages.get(id))));
+  }
   if (message.role === "assistant" && message.status !== "streaming") {
     footer.append(button("Regenerate", "Regenerate this reply", () => regenerate(message.message_id)));
   }
   if (message.role !== "assistant" || message.status !== "streaming") {
-    footer.append(button("Copy", "Copy message text", () => navigator.clipboard?.writeText(message.text || "")));
+    footer.append(button("Copy", "Copy message text", () => navigator.clipboard?.writeText(messages.get(id)?.text || "")));
   }
 }
 
