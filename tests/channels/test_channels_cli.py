@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relaychat import cli_channels
+from relaychat.cli import channels as cli_channels
 from relaychat.devtools.fake_twilio import FakeTwilio
 from tests.backends import REDIS_PREFIX_ROOT, Backend
 from tests.channels.conftest import (
