@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from typer.testing import Result
 
 from relaychat.domain import keys
 from relaychat.domain.key_cache import KeyCache
@@ -23,34 +22,16 @@ from relaychat.realtime import EventBus, create_event_bus
 from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import ApiKey
 from tests.backends import REDIS_PREFIX_ROOT, Backend
+from tests.cli_support import relaychat_async
 from tests.live import server_env
 
 SECRET = re.compile(r"^secret: (rck_\S+)$", re.MULTILINE)
 KEY_ID = re.compile(r"\(([0-9a-f-]{36})\)")
 
 
-def _command() -> list[str]:
-    # `relaychat keys` once cli.py registers the group; the module directly until then.
-    from relaychat.cli import app
-
-    if any(group.name == "keys" for group in app.registered_groups):
-        return ["-m", "relaychat", "keys"]
-    return ["-m", "relaychat.cli_keys"]
-
-
-def keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *_command(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(keys_cli, env, *args)
+async def run(env: dict[str, str], *args: str) -> Result:
+    """`relaychat keys ARGS`, in this process, while the test's event loop serves."""
+    return await relaychat_async(env, "keys", *args)
 
 
 @asynccontextmanager
@@ -71,7 +52,7 @@ async def server_cache(backend: Backend, prefix: str) -> AsyncIterator[KeyCache]
 
 
 async def make_users(backend: Backend, *accounts: tuple[str, bool]) -> None:
-    """Users made in-process: each CLI run costs seconds, and `users create` has its own test."""
+    """Users made directly: `users create` has its own test."""
     async with create_sessionmaker(backend.engine)() as session:
         for email, admin in accounts:
             await create_user(
@@ -111,7 +92,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
         "--default-endpoint", "fake",
         "--default-model", "fake-model",
     )  # fmt: skip
-    assert created.returncode == 0, created.stderr
+    assert created.exit_code == 0, created.stderr
     secret_match, id_match = SECRET.search(created.stdout), KEY_ID.search(created.stdout)
     assert secret_match and id_match, created.stdout
     secret, key_id = secret_match.group(1), id_match.group(1)
@@ -137,7 +118,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
         system = await run(env, "create", "--owner", "ops@example.com", "--name", "ops", "--system")
         assert "created system key ops" in system.stdout, system.stderr
         listed = await run(env, "list")
-        assert listed.returncode == 0, listed.stderr
+        assert listed.exit_code == 0, listed.stderr
         for text in (key_id, "sms gateway", "sam@example.com", "sms-*, wa-*", "100/60s", "ops"):
             assert text in listed.stdout
         assert secret not in listed.stdout and secret[17:] not in listed.stdout
@@ -145,7 +126,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
         assert "sms gateway" in mine.stdout and "ops@example.com" not in mine.stdout
 
         rotated = await run(env, "rotate", key_id, "--grace-seconds", "600")
-        assert rotated.returncode == 0, rotated.stderr
+        assert rotated.exit_code == 0, rotated.stderr
         new_match = SECRET.search(rotated.stdout)
         assert new_match and "old secret works until" in rotated.stdout
         new = new_match.group(1)
@@ -154,7 +135,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
             assert await refused_code(clean_backend, cache, works) is None
 
         revoked = await run(env, "revoke", key_id)
-        assert revoked.returncode == 0 and f"revoked {key_id}" in revoked.stdout
+        assert revoked.exit_code == 0 and f"revoked {key_id}" in revoked.stdout
         if clean_backend.redis_url:
             # The server's cache heard the CLI through Redis.
             for _ in range(100):
@@ -170,7 +151,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
     after = await run(env, "list")
     assert "revoked" in after.stdout
     again = await run(env, "rotate", key_id)
-    assert again.returncode == 1 and "revoked" in again.stderr
+    assert again.exit_code == 1 and "revoked" in again.stderr
 
 
 async def test_keys_cli_refusals(clean_backend: Backend, tmp_path: Path) -> None:
@@ -178,12 +159,12 @@ async def test_keys_cli_refusals(clean_backend: Backend, tmp_path: Path) -> None
     await make_users(clean_backend, ("a@example.com", True), ("b@example.com", False))
 
     nobody = await run(env, "create", "--owner", "ghost@example.com", "--name", "x")
-    assert nobody.returncode == 1 and "no user with email" in nobody.stderr
+    assert nobody.exit_code == 1 and "no user with email" in nobody.stderr
     bad_rate = await run(
         env, "create", "--owner", "a@example.com", "--name", "x", "--rate-limit", "lots"
     )
-    assert bad_rate.returncode == 2 and "REQUESTS/SECONDS" in bad_rate.stderr
+    assert bad_rate.exit_code == 2 and "REQUESTS/SECONDS" in bad_rate.stderr
     not_admin = await run(env, "create", "--owner", "b@example.com", "--name", "x", "--system")
-    assert not_admin.returncode == 1 and "only an admin" in not_admin.stderr
+    assert not_admin.exit_code == 1 and "only an admin" in not_admin.stderr
     missing = await run(env, "revoke", "no-such-key")
-    assert missing.returncode == 1 and "no API key" in missing.stderr
+    assert missing.exit_code == 1 and "no API key" in missing.stderr

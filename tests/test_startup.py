@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import free_port, relaychat, running_server
+from tests.cli_support import relaychat
+from tests.live import free_port, running_server
 
 pytestmark = pytest.mark.server
 
@@ -106,8 +107,9 @@ def test_a_start_up_error_is_one_line_and_a_failing_exit(
     config = tmp_path / "broken.yaml"
     config.write_text("endpoints:\n  custom:\n    - name: local\n      api_key: x\n")
     values = {k: v.format(config=config, port=free_port()) for k, v in setting.items()}
+    # In-process (the checks come before the server starts); a crash would fail the test.
     done = relaychat(embedded_env(tmp_path, **values), "serve", "--port", str(free_port()))
-    assert done.returncode != 0
+    assert done.exit_code != 0
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 
-from relaychat import cli_channels
+from relaychat.cli import channels as cli_channels
 from relaychat.devtools.fake_twilio import FakeTwilio
 from tests.backends import REDIS_PREFIX_ROOT, Backend
 from tests.channels.conftest import (
@@ -23,8 +24,8 @@ from tests.channels.conftest import (
     sent_messages,
     sign,
 )
+from tests.cli_support import relaychat_async as relaychat
 from tests.factories import make_user
-from tests.live import relaychat_async as relaychat
 from tests.live import server_env
 
 
@@ -52,7 +53,7 @@ async def test_channels_create_twilio_list_and_delete(
         "--api-base-url", fake_twilio.url,
         stdin=f"{AUTH_TOKEN}\n",
     )  # fmt: skip
-    assert created.returncode == 0, created.stderr
+    assert created.exit_code == 0, created.stderr
     match = re.search(r"webhook url: (\S+)", created.stdout)
     assert match is not None, created.stdout
     webhook_url = match.group(1)
@@ -65,15 +66,15 @@ async def test_channels_create_twilio_list_and_delete(
     assert (sent.to, sent.from_) == (SENDER, OUR_NUMBER)
 
     listed = await relaychat(env, "channels", "list")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.stderr
     assert channel_id in listed.stdout and "Front desk" in listed.stdout
     assert AUTH_TOKEN not in listed.stdout + created.stdout + created.stderr
 
     deleted = await relaychat(env, "channels", "delete", channel_id)
-    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.exit_code == 0, deleted.stderr
     assert (await post_signed(client, webhook_url, fixture_form("inbound__sms"))).status_code == 404
     again = await relaychat(env, "channels", "delete", channel_id)
-    assert again.returncode == 1 and "channel" in again.stderr
+    assert again.exit_code == 1 and "channel" in again.stderr
 
 
 async def test_channels_create_refuses_bad_settings(
@@ -87,7 +88,7 @@ async def test_channels_create_refuses_bad_settings(
         "--name", "x", "--account-sid", "AC123", "--auth-token", AUTH_TOKEN,
         "--public-url", "https://example.com", "--resolve-by-phone",
     )  # fmt: skip
-    assert bad.returncode == 2
+    assert bad.exit_code == 2
     assert "account_sid" in bad.stderr
     by_phone = await relaychat(
         env,
@@ -95,7 +96,7 @@ async def test_channels_create_refuses_bad_settings(
         "--name", "by phone", "--account-sid", ACCOUNT_SID, "--auth-token-env", "TWILIO_TOKEN",
         "--public-url", "https://example.com", "--resolve-by-phone", "--provision-unknown",
     )  # fmt: skip
-    assert by_phone.returncode == 0, by_phone.stderr
+    assert by_phone.exit_code == 0, by_phone.stderr
     listed = await relaychat(env, "channels", "list")
     assert "by phone" in listed.stdout and "$TWILIO_TOKEN" in listed.stdout
     # Neither --auth-token nor --auth-token-env, and nothing on stdin: refused.
@@ -104,7 +105,7 @@ async def test_channels_create_refuses_bad_settings(
         "channels", "create", "twilio",
         "--name", "x", "--account-sid", ACCOUNT_SID, "--public-url", "https://example.com",
     )  # fmt: skip
-    assert nothing.returncode == 2
+    assert nothing.exit_code == 2
     assert "auth token" in nothing.stderr
 
 
@@ -119,7 +120,7 @@ async def test_channels_create_takes_the_token_from_twilio_auth_token(
         "--name", "From env", "--account-sid", ACCOUNT_SID, "--owner", admin.email,
         "--public-url", "https://testserver", "--api-base-url", fake_twilio.url,
     )  # fmt: skip
-    assert created.returncode == 0, created.stderr
+    assert created.exit_code == 0, created.stderr
     match = re.search(r"webhook url: (\S+)", created.stdout)
     assert match is not None, created.stdout
     response = await post_signed(client, match.group(1), fixture_form("inbound__sms"))
@@ -131,7 +132,7 @@ async def test_channels_create_takes_the_token_from_twilio_auth_token(
         "--name", "By variable", "--account-sid", ACCOUNT_SID, "--owner", admin.email,
         "--public-url", "https://testserver", "--auth-token-env", "TWILIO_OTHER_TOKEN",
     )  # fmt: skip
-    assert by_variable.returncode == 0, by_variable.stderr
+    assert by_variable.exit_code == 0, by_variable.stderr
     listed = await relaychat(env, "channels", "list")
     assert "$TWILIO_OTHER_TOKEN" in listed.stdout
 
@@ -145,7 +146,7 @@ def test_token_is_prompted_for_hidden_on_a_terminal(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
-    monkeypatch.setattr(cli_channels.typer, "prompt", prompt)
+    monkeypatch.setattr(typer, "prompt", prompt)
     assert cli_channels.read_auth_token() == AUTH_TOKEN
     assert asked == [("Twilio auth token", True)]
 
@@ -157,7 +158,7 @@ async def test_dev_twilio_sign_prints_twilios_signature(tmp_path: Path) -> None:
         env, "dev", "twilio-sign", "--url", url, "--auth-token", AUTH_TOKEN,
         "From=+14155552671", "Body=Hello there", "To=+14155550100",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     expected = sign(
         url, [("From", "+14155552671"), ("Body", "Hello there"), ("To", "+14155550100")]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from relaychat.devtools import cli
+from relaychat.cli import dev as cli
 from relaychat.devtools.fake_config import FakeConfig
 
 

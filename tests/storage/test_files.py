@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from relaychat.storage.db import create_engine
+from tests.cli_support import relaychat
 
 
 def mode(path: Path) -> int:
@@ -65,14 +64,7 @@ def test_the_cli_creates_the_data_dir_private_and_tightens_an_old_one(tmp_path: 
     for data_dir in (fresh, old):
         env = {**os.environ, "RELAYCHAT_DATA_DIR": str(data_dir)}
         env.pop("DATABASE_URL", None)
-        done = subprocess.run(
-            [sys.executable, "-m", "relaychat", "db", "upgrade"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        done = relaychat(env, "db", "upgrade")
+        assert done.exit_code == 0, done.stderr
         assert mode(data_dir) == 0o700
         assert mode(data_dir / "relaychat.db") == 0o600

@@ -1,4 +1,4 @@
-"""`relaychat webhooks`, run as an operator would, against a real server process."""
+"""`relaychat webhooks`, run as an operator would (in-process), against a real server process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.live import relaychat_async as cli
+from tests.cli_support import relaychat_async as cli
 from tests.live import running_server, server_env
 from tests.webhooks.receiver import Receiver
 
@@ -34,7 +34,7 @@ async def test_create_list_delete_and_a_signed_callback(
         "Ops",
         stdin="a long password\n",
     )
-    assert made.returncode == 0, made.stderr
+    assert made.exit_code == 0, made.stderr
 
     refused = await cli(
         env,
@@ -47,7 +47,7 @@ async def test_create_list_delete_and_a_signed_callback(
         "--event",
         "nope",
     )
-    assert refused.returncode == 1 and "unknown event type" in refused.stderr
+    assert refused.exit_code == 1 and "unknown event type" in refused.stderr
 
     created = await cli(
         env,
@@ -60,7 +60,7 @@ async def test_create_list_delete_and_a_signed_callback(
         "--event",
         "message.created",
     )
-    assert created.returncode == 0, created.stderr
+    assert created.exit_code == 0, created.stderr
     secret = SECRET.search(created.stdout)
     hook_id = HOOK_ID.search(created.stdout)
     assert secret and hook_id
@@ -86,7 +86,7 @@ async def test_create_list_delete_and_a_signed_callback(
     assert delivery.payload["data"]["message"]["text"] == "hello"
 
     deleted = await cli(env, "webhooks", "delete", hook_id.group(1))
-    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.exit_code == 0, deleted.stderr
     assert hook_id.group(1) not in (await cli(env, "webhooks", "list")).stdout
     missing = await cli(env, "webhooks", "delete", hook_id.group(1))
-    assert missing.returncode == 1
+    assert missing.exit_code == 1

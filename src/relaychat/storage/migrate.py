@@ -6,6 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -23,3 +26,16 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` up to `revision`."""
     command.upgrade(alembic_config(url), revision)
+
+
+def head_revisions() -> frozenset[str]:
+    """The revisions a database of this release is at once fully migrated."""
+    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
+async def current_revisions(connection: AsyncConnection) -> frozenset[str]:
+    """The revisions the database is at (empty when it was never migrated); reads only."""
+    heads = await connection.run_sync(
+        lambda sync: MigrationContext.configure(sync).get_current_heads()
+    )
+    return frozenset(heads)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import Annotated
 
 import typer
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from sqlalchemy import Row
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from relaychat.storage.models import WebhookEndpoint
+from relaychat.cli._common import console, load_settings, run_in_session, table
+from relaychat.crypto import SecretBox
+from relaychat.domain.users import find_user_by_email, normalize_email
+from relaychat.domain.webhooks import EVENT_TYPES, WebhookNotFound, create_endpoint, delete_endpoint
+from relaychat.errors import UserNotFound
+from relaychat.safehttp import check_url
+from relaychat.storage.models import User, WebhookEndpoint
 
 webhooks_app = typer.Typer(help="Manage webhook endpoints (signed callbacks).")
 
@@ -31,17 +34,11 @@ def webhooks_create(
     description: Annotated[str | None, typer.Option(help="A note for humans.")] = None,
 ) -> None:
     """Register an endpoint; prints its id and its signing secret, which is never shown again."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.crypto import SecretBox
-    from relaychat.domain.users import find_user_by_email
-    from relaychat.domain.webhooks import EVENT_TYPES, create_endpoint
-    from relaychat.errors import UserNotFound
-    from relaychat.safehttp import check_url
-
-    settings = _settings()
-    box = SecretBox(settings.resolved_encryption_keys())
+    settings = load_settings()
 
     async def _create(session: AsyncSession) -> tuple[WebhookEndpoint, str]:
+        # Made once the database is known to be ready: the key may be generated (written).
+        box = SecretBox(settings.resolved_encryption_keys())
         checked = check_url(url, allow_private=settings.webhook_allow_private_networks)
         user = await find_user_by_email(session, owner)
         if user is None:
@@ -56,7 +53,7 @@ def webhooks_create(
             description=description,
         )
 
-    endpoint, secret = _with_session(settings, _create)
+    endpoint, secret = run_in_session(settings, _create)
     typer.echo(f"created webhook {endpoint.id} -> {endpoint.url} ({', '.join(endpoint.events)})")
     typer.echo(f"secret: {secret}")
     typer.secho("Store the secret now: it is not shown again.", fg="yellow", err=True)
@@ -67,11 +64,6 @@ def webhooks_list(
     owner: Annotated[str | None, typer.Option(help="Only this user's endpoints (email).")] = None,
 ) -> None:
     """Print endpoints as a table, with their state."""
-    from sqlalchemy import select
-
-    from relaychat.cli import _settings, _table, _with_session, console
-    from relaychat.domain.users import normalize_email
-    from relaychat.storage.models import User, WebhookEndpoint
 
     async def _rows(session: AsyncSession) -> Sequence[Row[WebhookEndpoint, str]]:
         query = select(WebhookEndpoint, User.email).join(User, User.id == WebhookEndpoint.user_id)
@@ -81,10 +73,10 @@ def webhooks_list(
             await session.execute(query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id))
         ).all()
 
-    table = _table("id", "owner", "url", "events", "key", "state")
-    for endpoint, email in _with_session(_settings(), _rows):
+    output = table("id", "owner", "url", "events", "key", "state")
+    for endpoint, email in run_in_session(load_settings(), _rows):
         state = "enabled" if endpoint.enabled else f"disabled: {endpoint.disabled_reason}"
-        table.add_row(
+        output.add_row(
             endpoint.id,
             email,
             endpoint.url,
@@ -92,15 +84,12 @@ def webhooks_list(
             endpoint.api_key_id or "",
             state,
         )
-    console.print(table)
+    console.print(output)
 
 
 @webhooks_app.command("delete")
 def webhooks_delete(endpoint_id: str) -> None:
     """Delete an endpoint and its delivery log."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.domain.webhooks import WebhookNotFound, delete_endpoint
-    from relaychat.storage.models import WebhookEndpoint
 
     async def _delete(session: AsyncSession) -> None:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
@@ -108,5 +97,5 @@ def webhooks_delete(endpoint_id: str) -> None:
             raise WebhookNotFound(f"no webhook endpoint {endpoint_id}")
         await delete_endpoint(session, endpoint)
 
-    _with_session(_settings(), _delete)
+    run_in_session(load_settings(), _delete)
     typer.echo(f"deleted {endpoint_id}")

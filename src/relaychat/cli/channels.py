@@ -12,17 +12,26 @@ from stdin.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from relaychat.storage.models import Channel, User
+from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
+from relaychat.crypto import SecretBox
+from relaychat.domain.channels import (
+    ChannelNotFound,
+    TwilioChannelIn,
+    channel_dict,
+    create_channel,
+    delete_channel,
+)
+from relaychat.domain.resolution import find_user
+from relaychat.errors import UserNotFound
+from relaychat.storage.models import Channel, User
 
 channels_app = typer.Typer(help="Manage inbound channels (Twilio SMS and WhatsApp).")
 create_app = typer.Typer(help="Create a channel.")
@@ -30,12 +39,6 @@ channels_app.add_typer(create_app, name="create")
 
 
 async def _manager(session: AsyncSession, manager: str | None, owner: str | None) -> User:
-    from sqlalchemy import select
-
-    from relaychat.domain.resolution import find_user
-    from relaychat.errors import UserNotFound
-    from relaychat.storage.models import User
-
     ref = (manager or owner or "").strip()
     if ref:
         user = await find_user(session, ref)
@@ -55,13 +58,11 @@ def read_auth_token() -> str:
         token = sys.stdin.readline()
     token = token.strip()
     if not token:
-        typer.secho(
-            "error: give the auth token (TWILIO_AUTH_TOKEN, --auth-token, or one line on "
+        error_exit(
+            "give the auth token (TWILIO_AUTH_TOKEN, --auth-token, or one line on "
             "stdin) or --auth-token-env",
-            fg="red",
-            err=True,
+            code=2,
         )
-        raise typer.Exit(2)
     return token
 
 
@@ -112,11 +113,7 @@ def create_twilio(
     ] = None,
 ) -> None:
     """Create a Twilio channel; prints its id and the webhook URL for Twilio's console."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.crypto import SecretBox
-    from relaychat.domain.channels import TwilioChannelIn, channel_dict, create_channel
-
-    settings = _settings()
+    settings = load_settings()
     # (Compared by name: typer carries its own copy of click's ParameterSource.)
     source = getattr(ctx.get_parameter_source("auth_token"), "name", None)
     if auth_token_env and source == "ENVIRONMENT":
@@ -142,15 +139,15 @@ def create_twilio(
         messages = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'channel'}: {e['msg']}" for e in exc.errors()
         )
-        typer.secho(f"error: {messages}", fg="red", err=True)
-        raise typer.Exit(2) from exc
-    secrets = SecretBox(settings.resolved_encryption_keys())
+        error_exit(messages, code=2)
 
     async def _create(session: AsyncSession) -> Channel:
+        # Made once the database is known to be ready: the key may be generated (written).
+        secrets = SecretBox(settings.resolved_encryption_keys())
         actor = await _manager(session, manager, owner)
         return await create_channel(session, actor, spec, secrets)
 
-    view = channel_dict(_with_session(settings, _create))
+    view = channel_dict(run_in_session(settings, _create))
     typer.echo(f"created twilio channel {view['name']} ({view['id']})")
     typer.echo(f"webhook url: {view['webhook_url']}")
 
@@ -158,20 +155,15 @@ def create_twilio(
 @channels_app.command("list")
 def channels_list() -> None:
     """Print every channel as a table (never an auth token)."""
-    from sqlalchemy import select
-
-    from relaychat.cli import _settings, _table, _with_session, console
-    from relaychat.domain.channels import channel_dict
-    from relaychat.storage.models import Channel
 
     async def _rows(session: AsyncSession) -> Sequence[Channel]:
         query = select(Channel).order_by(Channel.created_at, Channel.id)
         return (await session.scalars(query)).all()
 
-    table = _table("id", "type", "name", "account", "owner", "token", "enabled", "webhook url")
-    for channel in _with_session(_settings(), _rows):
+    output = table("id", "type", "name", "account", "owner", "token", "enabled", "webhook url")
+    for channel in run_in_session(load_settings(), _rows):
         view = channel_dict(channel)
-        table.add_row(
+        output.add_row(
             view["id"],
             view["type"],
             view["name"],
@@ -181,15 +173,12 @@ def channels_list() -> None:
             "yes" if view["enabled"] else "no",
             view["webhook_url"],
         )
-    console.print(table)
+    console.print(output)
 
 
 @channels_app.command("delete")
 def channels_delete(channel_id: str) -> None:
     """Delete a channel; its replies not yet sent are cancelled."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.domain.channels import ChannelNotFound, delete_channel
-    from relaychat.storage.models import Channel
 
     async def _delete(session: AsyncSession) -> None:
         channel = await session.get(Channel, channel_id)
@@ -197,5 +186,5 @@ def channels_delete(channel_id: str) -> None:
             raise ChannelNotFound(f"no channel {channel_id}")
         await delete_channel(session, channel)
 
-    _with_session(_settings(), _delete)
+    run_in_session(load_settings(), _delete)
     typer.echo(f"deleted {channel_id}")

@@ -29,6 +29,8 @@ def fake_llm(
     ] = None,
 ) -> None:
     """Serve a fake OpenAI/Anthropic/Gemini upstream (see relaychat.devtools.fake_llm)."""
+    # Imported when run: the fake servers (and their web stack) are no cost of `--help`
+    # or of the other commands; tests patch `relaychat.devtools.fake_llm.serve_fake_llm`.
     from relaychat.devtools.fake_llm import serve_fake_llm
 
     config = FakeConfig(
@@ -59,6 +61,7 @@ def fake_twilio(
 ) -> None:
     """Serve a fake Twilio Messages API (see relaychat.devtools.fake_twilio); prints each
     message it is sent."""
+    # Imported when run, as for fake-llm: a development server no other command needs.
     from relaychat.devtools.fake_twilio import FakeTwilioState, serve_fake_twilio
 
     if (account_sid is None) != (auth_token is None):
@@ -80,6 +83,7 @@ def twilio_sign(
     ] = "",
 ) -> None:
     """Print the X-Twilio-Signature Twilio would send with this form (for trials with curl)."""
+    # Imported when run: the twilio SDK is large and only this development aid uses it.
     from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
     if not url or not auth_token:

@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from redis.asyncio import Redis
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from sqlalchemy import Row
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from relaychat.domain.keys import RateLimitRule
-    from relaychat.settings import Settings
-    from relaychat.storage.models import ApiKey
+from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
+from relaychat.domain.key_cache import key_changed
+from relaychat.domain.keys import (
+    KEY_PREFIX,
+    KeyPermissions,
+    RateLimitRule,
+    create_key,
+    find_key,
+    key_status,
+    revoke_key,
+    rotate_key,
+    stored_permissions,
+)
+from relaychat.domain.users import find_user_by_email, normalize_email
+from relaychat.errors import UserNotFound
+from relaychat.realtime import create_event_bus
+from relaychat.settings import Settings
+from relaychat.storage.models import ApiKey, User
+from relaychat.storage.types import utcnow
 
 keys_app = typer.Typer(help="Manage API keys for external systems.")
 
 
 async def _announce(settings: Settings, lookup: str) -> None:
     """Tell running servers to forget the key (through Redis; else their cache TTL applies)."""
-    from redis.asyncio import Redis
-
-    from relaychat.domain.key_cache import key_changed
-    from relaychat.realtime import create_event_bus
-
     if not settings.redis_url:
         return
     redis = Redis.from_url(settings.redis_url)
@@ -39,8 +48,6 @@ async def _announce(settings: Settings, lookup: str) -> None:
 
 
 def _rate_limit(value: str | None) -> RateLimitRule | None:
-    from relaychat.domain.keys import RateLimitRule
-
     if not value:
         return None
     requests, _, window = value.partition("/")
@@ -93,13 +100,7 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create a key; prints its id and its secret, which is never shown again."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.domain.keys import KeyPermissions, create_key
-    from relaychat.domain.users import find_user_by_email
-    from relaychat.errors import UserNotFound
-    from relaychat.storage.types import utcnow
-
-    settings = _settings()
+    settings = load_settings()
     try:
         permissions = KeyPermissions(
             allowed_conversations=conversations or None,
@@ -115,8 +116,7 @@ def keys_create(
             default_agent_id=default_agent,
         )
     except ValidationError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        error_exit(str(exc), code=2)
     expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def _create(session: AsyncSession) -> tuple[ApiKey, str]:
@@ -132,7 +132,7 @@ def keys_create(
             system=system,
         )
 
-    key, secret = _with_session(settings, _create)
+    key, secret = run_in_session(settings, _create)
     kind = "system key" if key.system else "key"
     typer.echo(f"created {kind} {key.name} ({key.id}) for {owner}")
     typer.echo(f"secret: {secret}")
@@ -144,12 +144,6 @@ def keys_list(
     owner: Annotated[str | None, typer.Option(help="Only this user's keys (email).")] = None,
 ) -> None:
     """Print keys as a table (every user's, or one owner's)."""
-    from sqlalchemy import select
-
-    from relaychat.cli import _settings, _table, _with_session, console
-    from relaychat.domain.keys import KEY_PREFIX, key_status, stored_permissions
-    from relaychat.domain.users import normalize_email
-    from relaychat.storage.models import ApiKey, User
 
     async def _rows(session: AsyncSession) -> Sequence[Row[ApiKey, str]]:
         query = select(ApiKey, User.email).join(User, User.id == ApiKey.user_id)
@@ -157,13 +151,13 @@ def keys_list(
             query = query.where(User.email == normalize_email(owner))
         return (await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))).all()
 
-    table = _table(
+    output = table(
         "id", "name", "owner", "prefix", "system", "status", "conversations", "rate", "last used"
     )
-    for key, email in _with_session(_settings(), _rows):
+    for key, email in run_in_session(load_settings(), _rows):
         perms = stored_permissions(key)
         rate = perms.rate_limit
-        table.add_row(
+        output.add_row(
             key.id,
             key.name,
             email,
@@ -174,22 +168,19 @@ def keys_list(
             f"{rate.requests}/{rate.window}s" if rate else "",
             key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never",
         )
-    console.print(table)
+    console.print(output)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key for good."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.domain.keys import find_key, revoke_key
-
-    settings = _settings()
+    settings = load_settings()
 
     async def _revoke(session: AsyncSession) -> None:
         key = await revoke_key(session, await find_key(session, key_id))
         await _announce(settings, key.lookup)
 
-    _with_session(settings, _revoke)
+    run_in_session(settings, _revoke)
     typer.echo(f"revoked {key_id}")
 
 
@@ -201,10 +192,7 @@ def keys_rotate(
     ] = 3600,
 ) -> None:
     """Give a key a new secret (printed once); the old one works for the grace period."""
-    from relaychat.cli import _settings, _with_session
-    from relaychat.domain.keys import find_key, rotate_key
-
-    settings = _settings()
+    settings = load_settings()
 
     async def _rotate(session: AsyncSession) -> tuple[ApiKey, str]:
         key = await find_key(session, key_id)
@@ -212,7 +200,7 @@ def keys_rotate(
         await _announce(settings, key.lookup)
         return rotated
 
-    key, secret = _with_session(settings, _rotate)
+    key, secret = run_in_session(settings, _rotate)
     until = key.previous_valid_until
     typer.echo(f"rotated {key.name} ({key.id})")
     typer.echo(f"secret: {secret}")
@@ -220,7 +208,3 @@ def keys_rotate(
         f"old secret works until {until:%Y-%m-%d %H:%M:%S} UTC" if until else "old secret revoked"
     )
     typer.secho("Store the secret now: it is not shown again.", fg="yellow", err=True)
-
-
-if __name__ == "__main__":  # `python -m relaychat.cli_keys` before the group is registered
-    keys_app()
