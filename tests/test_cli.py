@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.live import relaychat, server_env
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.live import relaychat, server_env
 
 
 def test_db_upgrade_on_a_fresh_sqlite_data_dir(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import free_port, relaychat, running_server
+from tests.support.live import free_port, relaychat, running_server
 
 pytestmark = pytest.mark.server
 

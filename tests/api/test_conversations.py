@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backends import Backend, row_counts
-from tests.factories import make_conversation, make_user, post_message
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import make_conversation, make_user, post_message
 
 
 async def test_create_with_generated_and_chosen_ids(client: httpx.AsyncClient) -> None:

@@ -17,9 +17,9 @@ from relaychat.domain.limits import (
     METADATA_MAX_KEY_LENGTH,
     METADATA_MAX_KEYS,
 )
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import TestUser, make_conversation, make_user, post_message
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import TestUser, make_conversation, make_user, post_message
+from tests.support.settings import VERBATIM_KEY
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
 

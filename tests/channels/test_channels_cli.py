@@ -12,8 +12,11 @@ import pytest
 
 from relaychat import cli_channels
 from relaychat.devtools.fake_twilio import FakeTwilio
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.channels.conftest import (
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.factories import make_user
+from tests.support.live import relaychat_async as relaychat
+from tests.support.live import server_env
+from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     OUR_NUMBER,
@@ -23,9 +26,6 @@ from tests.channels.conftest import (
     sent_messages,
     sign,
 )
-from tests.factories import make_user
-from tests.live import relaychat_async as relaychat
-from tests.live import server_env
 
 
 def _env(backend: Backend, tmp_path: Path) -> dict[str, str]:

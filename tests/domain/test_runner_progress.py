@@ -14,8 +14,8 @@ from relaychat.domain.runner import GenerationRunner
 from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services
 from relaychat.storage.models import Conversation, Message
-from tests.factories import make_conversation, make_user, post_message
-from tests.gated_llm import GatedProvider
+from tests.support.factories import make_conversation, make_user, post_message
+from tests.support.gated_llm import GatedProvider
 
 
 async def streaming_job(client: httpx.AsyncClient, services: Services) -> Job:

@@ -18,7 +18,7 @@ from relaychat.llm.types import (
     ToolSpec,
     collect,
 )
-from tests.llm.conftest import AdapterMaker, ask, sent
+from tests.support.adapters import AdapterMaker, ask, sent
 
 WEATHER = ToolSpec(
     name="get_weather",

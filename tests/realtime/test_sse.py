@@ -9,8 +9,7 @@ import pytest
 from relaychat.realtime import SSE_RAW_HEADERS, EventBus, MemoryEventBus, stream_events
 from relaychat.realtime.heartbeat import shared_heartbeat
 from relaychat.realtime.sse import HEARTBEAT, format_frame, parse_event_id
-from tests.realtime.conftest import BusFactory
-from tests.realtime.helpers import DEADLOCK_GUARD, FakeConnection, delta, parse_sse
+from tests.support.realtime import DEADLOCK_GUARD, BusFactory, FakeConnection, delta, parse_sse
 
 
 def test_frame_fields_and_multiline_data() -> None:

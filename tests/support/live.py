@@ -17,7 +17,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from relaychat.devtools.fake_llm import FakeLLM
-from tests.backends import Backend
+from tests.support.backends import Backend
 
 
 def free_port() -> int:
