@@ -22,6 +22,7 @@ from relaychat.domain.keys import KeyPermissions, KeyPrincipal, KeyRefused
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import ApiKey
+from relaychat.storage.types import utcnow
 from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_user
 from tests.support.keys import create_key, keys_app_client
@@ -69,7 +70,7 @@ async def key_row(services: Services, key_id: str) -> ApiKey:
 
 def shifted_clock(monkeypatch: pytest.MonkeyPatch, delta: timedelta) -> None:
     """Make the key checks see a later time."""
-    real = keys.utcnow
+    real = utcnow
     monkeypatch.setattr(keys, "utcnow", lambda: real() + delta)
 
 

@@ -156,12 +156,13 @@ async def test_unstorable_text_is_the_same_422_on_both_backends(
     user = await make_user(client)
     cid = (await make_conversation(client, user))["conversation_id"]
     bad = UNSTORABLE[kind]
-    body: dict[str, Any] = {
+    bodies: dict[str, dict[str, Any]] = {
         "text": {"text": bad},
         "content": {"content": [{"type": "text", "text": bad}]},
         "metadata": {"text": "hi", "metadata": {"note": bad}},
         "metadata_key": {"text": "hi", "metadata": {f"a{bad}": 1}},
-    }[where]
+    }
+    body = bodies[where]
     before = await stored_rows(clean_backend)
     person, *external = await _sent_by_all_doors(client, user, cid, body)
     for response in (person, *external):

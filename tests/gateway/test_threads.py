@@ -3,6 +3,7 @@ no one can take from the user they are meant for."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -52,7 +53,7 @@ async def test_no_one_can_create_a_thread_meant_for_another_user(
 
     # The attack of the issue, and its variants: none may take the victim's thread, and the
     # answer is the same for a number nobody has (nothing says whose number it is).
-    attempts = {
+    attempts: dict[str, Callable[[str], Awaitable[httpx.Response]]] = {
         "api": lambda cid: client.post(
             "/api/convos", json={"conversation_id": cid}, headers=intruder.headers
         ),

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from relaychat.realtime import SSE_RAW_HEADERS, EventBus, MemoryEventBus, stream_events
 from relaychat.realtime.heartbeat import shared_heartbeat
@@ -116,7 +116,7 @@ async def test_stream_ends_when_subscription_is_dropped(make_bus: BusFactory) ->
     conn = FakeConnection()
     blocked = asyncio.Event()
 
-    async def stalled_send(message: dict[str, Any]) -> None:
+    async def stalled_send(message: Message) -> None:
         # A client that stops reading: once the stream has sent its first frame, the
         # next write hangs until the test lets it through.
         await conn.send(message)

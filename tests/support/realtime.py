@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from starlette.types import Message
 
 from relaychat.realtime import EventBus, MemoryEventBus, RedisEventBus
 from relaychat.realtime.bus import Envelope, Subscription
@@ -101,19 +102,19 @@ class FakeConnection:
     `receive` yields the (empty) GET request, then blocks until `disconnect()`.
     """
 
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     _chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
     _requested: bool = False
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if not self._requested:
             self._requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
         await self._gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         self.messages.append(message)
         if message["type"] == "http.response.body":
             if message.get("body"):

@@ -110,7 +110,9 @@ async def delivery_state(
     async with asyncio.timeout(seconds):
         while True:
             listed = await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=headers)
-            entry = next((e for e in listed.json()["deliveries"] if e["id"] == delivery_id), None)
+            entry: dict[str, Any] | None = next(
+                (e for e in listed.json()["deliveries"] if e["id"] == delivery_id), None
+            )
             if entry is not None and until(entry):
                 return entry
             await asyncio.sleep(0.02)
