@@ -1,4 +1,6 @@
-"""Start real relaychat server processes on ephemeral loopback ports."""
+"""Start real relaychat server processes (and apps in this process) on ephemeral loopback ports.
+
+The benchmarks start their servers with these too."""
 
 from __future__ import annotations
 
@@ -8,39 +10,149 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from relaychat.devtools.fake_llm import FakeLLM
-from tests.support.backends import Backend
+if TYPE_CHECKING:
+    # Only an annotation here: the benchmarks import this module and run no fake upstream.
+    from relaychat.devtools.fake_llm import FakeLLM
+
+
+HOST = "127.0.0.1"
 
 
 def free_port() -> int:
-    """A port nothing listens on right now."""
+    """A loopback port nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def server_env(backend: Backend, data_dir: Path, redis_prefix: str) -> dict[str, str]:
-    """Environment for a server process on the test backend (never the developer's data)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+class ServerBackend(Protocol):
+    """Where a server process keeps its data and sends its events."""
+
+    @property
+    def database_url(self) -> str | None:
+        """None: SQLite in the data dir."""
+
+    @property
+    def redis_url(self) -> str | None:
+        """None: the in-process memory bus."""
+
+
+def server_env(
+    backend: ServerBackend, data_dir: Path, redis_prefix: str, *, config: Path | None = None
+) -> dict[str, str]:
+    """Environment for a server process on `backend` (never the developer's data or settings)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "RELAYCHAT_", "JWT_"))
+    }
     env.update(
         RELAYCHAT_DATA_DIR=str(data_dir),
-        DATABASE_URL=backend.database_url,
         REDIS_KEY_PREFIX=redis_prefix,
         COOKIE_SECURE="false",
     )
-    env.pop("JWT_SECRET", None)
+    if config is not None:
+        env["RELAYCHAT_CONFIG"] = str(config)
+    if backend.database_url:
+        env["DATABASE_URL"] = backend.database_url
     if backend.redis_url:
         env["REDIS_URL"] = backend.redis_url
     return env
+
+
+@dataclass
+class ChildProcess:
+    """A server process we started: its port and its log."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@asynccontextmanager
+async def running_child(
+    name: str,
+    command: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    ready_path: str = "/healthz",
+    ready_headers: Mapping[str, str] | None = None,
+    startup_seconds: float = 30.0,
+) -> AsyncIterator[ChildProcess]:
+    """Run `command`, a server that listens on `port`, until the block ends.
+
+    Yields once GET `ready_path` answers 200; the output goes to `log_path`. Stopped with
+    SIGTERM, then SIGKILL if it lingers.
+    """
+    log = log_path.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *command, env=dict(env), stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    child = ChildProcess(name, process, port, log_path)
+    try:
+        # trust_env=False: a proxy setting must not send loopback probes elsewhere.
+        async with httpx.AsyncClient(base_url=child.url, trust_env=False) as http:
+            deadline = asyncio.get_running_loop().time() + startup_seconds
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(
+                        f"{name} exited early with {process.returncode}; see {log_path}:\n"
+                        f"{child.log_tail()}"
+                    )
+                try:
+                    answer = await http.get(ready_path, headers=ready_headers)
+                    if answer.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(
+                        f"{name} did not come up; see {log_path}:\n{child.log_tail()}"
+                    )
+                await asyncio.sleep(0.1)
+        yield child
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        log.close()
+
+
+def serve_command(port: int, *args: str) -> list[str]:
+    """`relaychat serve` on loopback `port`, run with this interpreter."""
+    return [sys.executable, "-m", "relaychat", "serve", "--host", HOST, "--port", str(port), *args]
 
 
 @asynccontextmanager
@@ -49,52 +161,17 @@ async def running_server(
 ) -> AsyncIterator[str]:
     """Run `relaychat serve` (plus `args`) and yield its base URL once /healthz answers."""
     port = port or free_port()
-    log = (Path(env["RELAYCHAT_DATA_DIR"]) / f"server-{port}.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        *[
-            sys.executable,
-            "-m",
-            "relaychat",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *args,
-        ],
-        env=dict(env),
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    (Path(env["RELAYCHAT_DATA_DIR"]) / f"server-{port}.pid").write_text(str(process.pid))
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base_url) as http:
-            deadline = asyncio.get_running_loop().time() + startup_seconds
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(
-                        f"server exited early with {process.returncode}; see {log.name}"
-                    )
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"server did not come up; see {log.name}")
-                await asyncio.sleep(0.1)
-        yield base_url
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
+    data_dir = Path(env["RELAYCHAT_DATA_DIR"])
+    async with running_child(
+        "relaychat",
+        serve_command(port, *args),
+        port=port,
+        env=env,
+        log_path=data_dir / f"server-{port}.log",
+        startup_seconds=startup_seconds,
+    ) as child:
+        (data_dir / f"server-{port}.pid").write_text(str(child.pid))
+        yield child.url
 
 
 class _QuietServer(uvicorn.Server):
@@ -111,7 +188,7 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
+        host=HOST,
         port=port,
         lifespan="off",
         log_level="warning",
@@ -124,7 +201,7 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{HOST}:{port}"
     finally:
         server.should_exit = True
         await task
