@@ -27,12 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from sqlalchemy import text
-
-from relaychat.storage.db import create_engine
 from tests.support import live
-from tests.support.backends import delete_keys, scratch_database
 from tests.support.live import HOST, ChildProcess, free_port, running_child, serve_command
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -207,6 +202,12 @@ SQLITE = Backend("sqlite+memory")
 
 async def pg_redis_unavailable(pg_url: str, redis_url: str) -> str | None:
     """Why PostgreSQL + Redis cannot be used, or None when both answer."""
+    # Imported here, as in pg_redis_backend: the servers gateway.py starts import this module.
+    from redis.asyncio import Redis
+    from sqlalchemy import text
+
+    from relaychat.storage.db import create_engine
+
     engine = create_engine(pg_url)
     try:
         async with asyncio.timeout(5), engine.connect() as conn:
@@ -229,6 +230,8 @@ async def pg_redis_unavailable(pg_url: str, redis_url: str) -> str | None:
 @contextlib.asynccontextmanager
 async def pg_redis_backend(pg_url: str, redis_url: str) -> AsyncIterator[Backend]:
     """A fresh PostgreSQL database and Redis key prefix, dropped and deleted afterwards."""
+    from tests.support.backends import delete_keys, scratch_database
+
     tag = uuid.uuid4().hex[:10]
     prefix = f"relaychat-bench:{tag}:"
     try:
