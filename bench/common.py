@@ -1,5 +1,8 @@
 """Shared helpers of the end-to-end benchmarks: processes, backends, a lean HTTP client, stats.
 
+Servers start and stop as in the tests (`tests.support.live`), and scratch PostgreSQL
+databases and Redis prefixes come and go as theirs do (`tests.support.backends`).
+
 The load generator speaks HTTP/1.1 over bare asyncio streams, so the client costs the same
 few microseconds on both sides of every comparison (relaychat, and the fake upstream
 straight), and a heavy client library does not hide what the server adds.
@@ -19,12 +22,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-HOST = "127.0.0.1"
+from tests.support import live
+from tests.support.live import HOST, ChildProcess, free_port, running_child, serve_command
+
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "bench password 123"
@@ -69,14 +74,6 @@ def raise_fd_limit(wanted: int) -> int:
     return soft
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, all its threads, dead ones included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -97,35 +94,22 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-@dataclass
-class Proc:
-    """A child process we started, its port and its log."""
+# The same child process the tests start, with bench's name for it.
+Proc = ChildProcess
 
-    name: str
-    process: asyncio.subprocess.Process
-    port: int
-    log_path: Path
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def first_error(self) -> str | None:
-        """The first traceback in the log (its start and its end), or ERROR line, if any."""
-        text = self.log_path.read_text(errors="replace").splitlines()
-        for start, line in enumerate(text):
-            if line.startswith("ERROR"):
-                return line
-            if line.startswith("Traceback"):
-                block = _traceback(text[start:])
-                if len(block) > 16:
-                    block = [*block[:6], "  [...]", *block[-8:]]
-                return "\n".join(block)
-        return None
+def first_error(proc: Proc) -> str | None:
+    """The first traceback in a process's log (its start and its end), or ERROR line, if any."""
+    text = proc.log_path.read_text(errors="replace").splitlines()
+    for start, line in enumerate(text):
+        if line.startswith("ERROR"):
+            return line
+        if line.startswith("Traceback"):
+            block = _traceback(text[start:])
+            if len(block) > 16:
+                block = [*block[:6], "  [...]", *block[-8:]]
+            return "\n".join(block)
+    return None
 
 
 _CHAINED = ("The above exception", "During handling", "Traceback")
@@ -141,10 +125,6 @@ def _traceback(lines: list[str]) -> list[str]:
     return lines
 
 
-def _log_file(path: Path) -> Any:
-    return path.open("wb")
-
-
 @contextlib.asynccontextmanager
 async def child(
     name: str,
@@ -154,51 +134,24 @@ async def child(
     env: dict[str, str],
     workdir: Path,
     cpus: set[int] | None,
-    ready: Callable[[int], Awaitable[bool]],
+    ready_path: str,
+    ready_headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Proc]:
-    """Run `args` (pinned to `cpus` with taskset) until the block ends; wait for `ready`."""
+    """Run `args` (pinned to `cpus` with taskset) until the block ends; wait for `ready_path`."""
     prefix: list[str] = []
     if cpus and shutil.which("taskset"):
         prefix = ["taskset", "-c", ",".join(str(c) for c in sorted(cpus))]
-    log_path = workdir / f"{name}-{port}.log"
-    log = _log_file(log_path)
-    process = await asyncio.create_subprocess_exec(
-        *prefix, *args, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
-    )
-    proc = Proc(name, process, port, log_path)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not await ready(port):
-            if process.returncode is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{proc.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not come up:\n{proc.log_tail()}")
-            await asyncio.sleep(0.1)
+    async with running_child(
+        name,
+        [*prefix, *args],
+        port=port,
+        env=env,
+        log_path=workdir / f"{name}-{port}.log",
+        ready_path=ready_path,
+        ready_headers=ready_headers,
+        startup_seconds=STARTUP_SECONDS,
+    ) as proc:
         yield proc
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        log.close()
-
-
-async def http_ok(port: int, path: str, headers: dict[str, str] | None = None) -> bool:
-    """Whether GET `path` answers 200."""
-    try:
-        async with asyncio.timeout(2):
-            conn = await Connection.open(port)
-            try:
-                return (await conn.request("GET", path, headers=headers)).status == 200
-            finally:
-                conn.close()
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
-        return False
 
 
 @contextlib.asynccontextmanager
@@ -224,12 +177,10 @@ async def fake_upstream(
     if reply is not None:
         args += ["--reply", reply]
 
-    async def ready(p: int) -> bool:
-        return await http_ok(p, "/v1/models", {"authorization": "Bearer fake-key"})
-
     async with child(
-        "fake", args, port=port, env=dict(os.environ), workdir=workdir, cpus=cpus, ready=ready
-    ) as proc:
+        "fake", args, port=port, env=dict(os.environ), workdir=workdir, cpus=cpus,
+        ready_path="/v1/models", ready_headers={"authorization": "Bearer fake-key"},
+    ) as proc:  # fmt: skip
         yield proc
 
 
@@ -249,26 +200,22 @@ class Backend:
 SQLITE = Backend("sqlite+memory")
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
 async def pg_redis_unavailable(pg_url: str, redis_url: str) -> str | None:
     """Why PostgreSQL + Redis cannot be used, or None when both answer."""
-    import asyncpg
+    # Imported here, as in pg_redis_backend: the servers gateway.py starts import this module.
     from redis.asyncio import Redis
+    from sqlalchemy import text
 
+    from relaychat.storage.db import create_engine
+
+    engine = create_engine(pg_url)
     try:
-        async with asyncio.timeout(5):
-            conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
-            await conn.close()
+        async with asyncio.timeout(5), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
     except Exception as exc:
         return f"PostgreSQL at {pg_url}: {type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
     redis = Redis.from_url(redis_url)
     try:
         async with asyncio.timeout(5):
@@ -283,35 +230,15 @@ async def pg_redis_unavailable(pg_url: str, redis_url: str) -> str | None:
 @contextlib.asynccontextmanager
 async def pg_redis_backend(pg_url: str, redis_url: str) -> AsyncIterator[Backend]:
     """A fresh PostgreSQL database and Redis key prefix, dropped and deleted afterwards."""
-    import asyncpg
-    from redis.asyncio import Redis
+    from tests.support.backends import delete_keys, scratch_database
 
     tag = uuid.uuid4().hex[:10]
-    database = f"relaychat_bench_{tag}"
-    admin = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    prefix = f"relaychat-bench:{tag}:"
     try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
+        async with scratch_database(pg_url, f"relaychat_bench_{tag}") as url:
+            yield Backend("postgres+redis", url, redis_url, prefix)
     finally:
-        await admin.close()
-    from sqlalchemy.engine import make_url
-
-    url = make_url(pg_url).set(database=database).render_as_string(hide_password=False)
-    backend = Backend("postgres+redis", url, redis_url, f"relaychat-bench:{tag}:")
-    try:
-        yield backend
-    finally:
-        admin = await asyncpg.connect(_asyncpg_dsn(pg_url))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        redis = Redis.from_url(redis_url)
-        try:
-            keys = [key async for key in redis.scan_iter(match=f"{backend.redis_prefix}*")]
-            for start in range(0, len(keys), 500):
-                await redis.delete(*keys[start : start + 500])
-        finally:
-            await redis.aclose()
+        await delete_keys(redis_url, prefix)
 
 
 @contextlib.asynccontextmanager
@@ -382,22 +309,7 @@ def _write_config(path: Path, fake_port: int) -> None:
 
 def server_env(backend: Backend, data_dir: Path, config: Path) -> dict[str, str]:
     """The environment of a server on `backend` (nothing from the developer's own setup)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "REDIS_", "RELAYCHAT_", "JWT_"))
-    }
-    env.update(
-        RELAYCHAT_DATA_DIR=str(data_dir),
-        RELAYCHAT_CONFIG=str(config),
-        REDIS_KEY_PREFIX=backend.redis_prefix,
-        COOKIE_SECURE="false",
-    )
-    if backend.database_url:
-        env["DATABASE_URL"] = backend.database_url
-    if backend.redis_url:
-        env["REDIS_URL"] = backend.redis_url
-    return env
+    return live.server_env(backend, data_dir, backend.redis_prefix, config=config)
 
 
 @contextlib.asynccontextmanager
@@ -413,15 +325,12 @@ async def relaychat_server(
     config = data_dir / "relaychat.yaml"
     _write_config(config, fake_port)
     port = free_port()
-    args = [sys.executable, "-m", "relaychat", "serve", "--host", HOST, "--port", str(port)]
-
-    async def ready(p: int) -> bool:
-        return await http_ok(p, "/healthz")
 
     full_env = {**server_env(backend, data_dir, config), **(env or {})}
     async with child(
-        "relaychat", args, port=port, env=full_env, workdir=workdir, cpus=ALL_CPUS, ready=ready
-    ) as proc:
+        "relaychat", serve_command(port), port=port, env=full_env, workdir=workdir,
+        cpus=ALL_CPUS, ready_path="/healthz",
+    ) as proc:  # fmt: skip
         yield proc
 
 
@@ -680,9 +589,9 @@ async def make_user(port: int, email: str) -> BenchUser:
                 "create conversation",
             )
             path = f"/api/messages/{convo['conversation_id']}"
-            body = {"text": "seed", "respond": False}
+            seed_body = {"text": "seed", "respond": False}
             seed = expect(
-                await conn.request("POST", path, json_body=body, token=token), 201, "seed"
+                await conn.request("POST", path, json_body=seed_body, token=token), 201, "seed"
             )
     finally:
         # uvicorn closes keep-alive connections idle for 5 s: phases open their own.
@@ -742,7 +651,9 @@ def verdict(value: float, target: float) -> str:
     return "met" if value <= target else f"MISSED (x{value / target:.1f} the target)"
 
 
-def run(main: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
+def run(
+    main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> None:
     """asyncio.run on uvloop when it is installed (the server uses it too)."""
     try:
         import uvloop

@@ -52,7 +52,6 @@ from pydantic import BaseModel
 
 from bench.common import (
     ALL_CPUS,
-    HOST,
     REQUEST_SECONDS,
     Backend,
     Connection,
@@ -64,8 +63,7 @@ from bench.common import (
     cores,
     cpu_seconds,
     extra_env,
-    free_port,
-    http_ok,
+    first_error,
     make_user,
     open_events,
     percentile,
@@ -78,6 +76,7 @@ from bench.common import (
     verdict,
     workspace,
 )
+from tests.support.live import HOST, free_port
 
 TARGET_RATIO = 0.60
 TARGET_P99_MS = 50.0
@@ -130,12 +129,9 @@ async def baseline_server(workdir: Path, cpus: set[int] | None) -> AsyncIterator
     )
     env = {**os.environ, "PYTHONPATH": REPO}
 
-    async def ready(p: int) -> bool:
-        return await http_ok(p, "/openapi.json")
-
     async with child(
         "baseline", [sys.executable, "-c", code], port=port, env=env, workdir=workdir,
-        cpus=cpus, ready=ready,
+        cpus=cpus, ready_path="/openapi.json",
     ) as proc:  # fmt: skip
         yield proc
 
@@ -478,12 +474,9 @@ async def instrumented_server(
     code = "from bench.gateway import serve_instrumented; serve_instrumented()"
     args = [sys.executable, "-c", code, "serve", "--host", HOST, "--port", str(port)]
 
-    async def ready(p: int) -> bool:
-        return await http_ok(p, "/healthz")
-
     async with child(
         "relaychat-instrumented", args, port=port, env=full_env, workdir=workdir,
-        cpus=ALL_CPUS, ready=ready,
+        cpus=ALL_CPUS, ready_path="/healthz",
     ) as proc:  # fmt: skip
         yield proc, split_file
 
@@ -696,7 +689,7 @@ def server_env_of(args: argparse.Namespace) -> dict[str, str]:
 
 
 def report_server_errors(proc: Proc) -> None:
-    error = proc.first_error()
+    error = first_error(proc)
     if error:
         print(f"  {proc.name} logged errors; the first:\n{error}")
 

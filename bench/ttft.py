@@ -46,6 +46,7 @@ from bench.common import (
     extra_env,
     fake_directive,
     fake_upstream,
+    first_error,
     make_users,
     percentile,
     pin,
@@ -342,7 +343,7 @@ async def bench_backend(
             for listener in listeners:
                 await listener.close()
             pin(0, ALL_CPUS)
-            error = server.first_error()
+            error = first_error(server)
             if error:
                 print(f"  the server logged errors; the first:\n{error}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,22 +12,16 @@ from relaychat.app import create_app
 from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
 from relaychat.services import Services
 from relaychat.settings import Settings
-from tests.backends import (
+from tests.support.backends import (
     DATABASE_ENV,
     REDIS_ENV,
-    REDIS_PREFIX_ROOT,
     Backend,
     postgres_backend,
     required_url,
     sqlite_backend,
 )
-from tests.live import serving, write_llm_config
-
-# The key of the original system's documented request, set as EXTERNAL_MESSAGE_API_KEY.
-VERBATIM_KEY = "90dbc4ff0c10949ba19c5274226a3dacadb80d606ac9d2244038c62f3d4a1df0"
-
-TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
-_test_counter = itertools.count()
+from tests.support.live import serving
+from tests.support.settings import llm_settings
 
 
 @pytest.fixture(scope="session")
@@ -61,33 +54,11 @@ async def clean_backend(backend: Backend) -> AsyncIterator[Backend]:
         await backend.truncate()
 
 
-def make_settings(backend: Backend, data_dir: Path, **overrides: object) -> Settings:
-    """Settings pointing at the backend, with a Redis prefix unique to this test."""
-    values: dict[str, object] = {
-        "database_url": backend.database_url,
-        "redis_url": backend.redis_url,
-        "redis_key_prefix": f"{REDIS_PREFIX_ROOT}{next(_test_counter)}:",
-        "jwt_secret": TEST_JWT_SECRET,
-        "external_message_api_key": VERBATIM_KEY,
-        "data_dir": data_dir,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="session")
 async def fake_llm() -> AsyncIterator[FakeLLM]:
     """One fake OpenAI/Anthropic upstream for the run; tests steer it with `!fake` lines."""
     async with running_fake_llm() as fake:
         yield fake
-
-
-def llm_settings(
-    backend: Backend, data_dir: Path, fake_llm: FakeLLM, **overrides: object
-) -> Settings:
-    """Settings on the backend with endpoints served by the fake upstream."""
-    config = write_llm_config(data_dir / "relaychat.yaml", fake_llm)
-    return make_settings(backend, data_dir, config_path=config, **overrides)
 
 
 @pytest.fixture

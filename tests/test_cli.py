@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine
-from tests.backends import DATABASE_ENV, REDIS_PREFIX_ROOT, RUN_ID, Backend, required_url
-from tests.cli_support import in_thread, relaychat
-from tests.live import server_env
+from tests.support.backends import DATABASE_ENV, REDIS_PREFIX_ROOT, RUN_ID, Backend, required_url
+from tests.support.cli import in_thread, relaychat
+from tests.support.live import server_env
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:

@@ -21,9 +21,9 @@ from relaychat.domain.users import create_user
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import ApiKey
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.cli_support import relaychat_async
-from tests.live import server_env
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.cli import relaychat_async
+from tests.support.live import server_env
 
 SECRET = re.compile(r"^secret: (rck_\S+)$", re.MULTILINE)
 KEY_ID = re.compile(r"\(([0-9a-f-]{36})\)")

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.live import running_server, server_env
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.live import running_server, server_env
 
 pytestmark = pytest.mark.server
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli_support import relaychat
-from tests.live import free_port, running_server
+from tests.support.cli import relaychat
+from tests.support.live import free_port, running_server
 
 pytestmark = pytest.mark.server
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.live import free_port, running_server, server_env, write_llm_config
-from tests.sse_client import collect_until
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.live import free_port, running_server, server_env, write_llm_config
+from tests.support.sse_client import collect_until
 
 pytestmark = pytest.mark.server
 

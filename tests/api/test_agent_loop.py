@@ -12,31 +12,16 @@ import httpx
 from relaychat.llm.tools.base import Tool, ToolContext
 from relaychat.services import Services
 from relaychat.settings import Settings
-from tests.api.test_agents import ask, make_agent
-from tests.api.test_generation import messages_of
-from tests.backends import Backend
-from tests.factories import TestUser, make_conversation, make_user
-
-
-def script(*turns: Any) -> str:
-    """A `!fake` directive making the fake upstream play these assistant turns."""
-    return "!fake " + json.dumps({"script": list(turns)})
-
-
-def calls(*pairs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"tool_calls": [{"name": name, "arguments": args} for name, args in pairs]}
-
-
-async def agent_conversation(
-    client: httpx.AsyncClient, user: TestUser, **agent_fields: Any
-) -> tuple[str, str]:
-    agent = await make_agent(client, user, **agent_fields)
-    cid = (
-        await make_conversation(
-            client, user, endpoint="agents", agent_id=agent["agent_id"], title="t"
-        )
-    )["conversation_id"]
-    return agent["agent_id"], cid
+from tests.support.backends import Backend
+from tests.support.chat import (
+    agent_conversation,
+    ask,
+    calls,
+    make_agent,
+    messages_of,
+    script,
+)
+from tests.support.factories import make_conversation, make_user
 
 
 async def test_tools_are_called_in_order_stored_and_streamed(

@@ -8,25 +8,13 @@ import httpx
 import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM
-from tests.api.test_generation import messages_of, wait_generation
-from tests.backends import Backend, row_counts
-from tests.factories import TestUser, make_conversation, make_user
-
-
-async def make_agent(client: httpx.AsyncClient, user: TestUser, **fields: Any) -> dict[str, Any]:
-    body = {"name": "Helper", "endpoint": "fake", **fields}
-    response = await client.post("/api/agents", json=body, headers=user.headers)
-    assert response.status_code == 201, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-async def ask(client: httpx.AsyncClient, user: TestUser, cid: str, text: str) -> dict[str, Any]:
-    response = await client.post(f"/api/messages/{cid}", json={"text": text}, headers=user.headers)
-    assert response.status_code == 202, response.text
-    posted: dict[str, Any] = response.json()
-    await wait_generation(client, user, posted["generation_id"])
-    return posted
+from tests.support.backends import Backend, row_counts
+from tests.support.chat import (
+    ask,
+    make_agent,
+    messages_of,
+)
+from tests.support.factories import make_conversation, make_user
 
 
 async def test_agent_crud_and_ids(client: httpx.AsyncClient) -> None:

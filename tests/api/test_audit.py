@@ -11,8 +11,8 @@ import pytest
 
 from relaychat.domain.audit import record_audit
 from relaychat.services import Services
-from tests.api.test_keys import keys_app_client, make_key
-from tests.factories import TestUser, make_user
+from tests.support.factories import TestUser, make_user
+from tests.support.keys import create_key, keys_app_client
 
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -65,9 +65,9 @@ async def trail(
 ) -> tuple[TestUser, TestUser, TestUser, str, str, str]:
     """An admin, two users with a key each, and audit rows for both keys and an env key."""
     alice, bob, carol = [await make_user(kclient) for _ in range(3)]
-    created = await make_key(kclient, bob)
+    created = await create_key(kclient, bob)
     bob_key, secret = created["key"]["id"], created["secret"]
-    carol_key = (await make_key(kclient, carol))["key"]["id"]
+    carol_key = (await create_key(kclient, carol))["key"]["id"]
     for i in range(5):
         await record(
             services,

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from relaychat.services import Services
-from tests.backends import Backend, row_counts
-from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import DEFAULT_PASSWORD, make_user
 
 pytestmark = pytest.mark.usefixtures("services")
 

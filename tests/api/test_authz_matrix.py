@@ -34,9 +34,9 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Base
-from tests.backends import Backend, row_counts
-from tests.conftest import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
-from tests.factories import TestKey, TestUser, make_key, make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import TestKey, TestUser, make_key, make_user
+from tests.support.settings import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
 
 Route = tuple[str, str]  # (method, path template as the app declares it)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import make_conversation, make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import make_conversation, make_user
+from tests.support.settings import VERBATIM_KEY
 
 LONG_IDS = ["a" * 129, "sms-" + "1" * 400]
 

@@ -14,9 +14,9 @@ from relaychat.api.problems import install_problem_handlers
 from relaychat.app import create_app
 from relaychat.metrics import REGISTRY
 from relaychat.services import Services
-from tests.factories import make_conversation, make_user, post_message
-from tests.live import serving
-from tests.sse_client import collect_until
+from tests.support.factories import make_conversation, make_user, post_message
+from tests.support.live import serving
+from tests.support.sse_client import collect_until
 
 # Only turns a hang into a failure; no assertion depends on how long anything takes.
 GUARD = 10.0

@@ -12,31 +12,13 @@ from sqlalchemy import update
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from relaychat.storage.models import Conversation
-from tests.backends import Backend, row_counts
-from tests.factories import TestUser, make_conversation, make_user
-from tests.sse_client import collect_until
-
-FINAL = {"completed", "failed", "aborted", "interrupted"}
-
-
-async def wait_generation(
-    client: httpx.AsyncClient, user: TestUser, generation_id: str
-) -> dict[str, Any]:
-    """Poll until the generation is settled (bounded: a hang fails instead of blocking)."""
-    for _ in range(600):
-        state: dict[str, Any] = (
-            await client.get(f"/api/generations/{generation_id}", headers=user.headers)
-        ).json()
-        if state["status"] in FINAL:
-            return state
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"generation {generation_id} never finished: {state}")
-
-
-async def messages_of(client: httpx.AsyncClient, user: TestUser, cid: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/api/messages/{cid}", headers=user.headers)
-    result: list[dict[str, Any]] = response.json()["messages"]
-    return result
+from tests.support.backends import Backend, row_counts
+from tests.support.chat import (
+    messages_of,
+    wait_generation,
+)
+from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.sse_client import collect_until
 
 
 async def test_reply_is_generated_and_stored(client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:

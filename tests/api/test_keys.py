@@ -8,7 +8,6 @@ import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -17,36 +16,22 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from relaychat.api import audit as audit_api
-from relaychat.api import keys as keys_api
-from relaychat.app import create_app
 from relaychat.domain import keys
 from relaychat.domain.key_cache import KeyCache
 from relaychat.domain.keys import KeyPermissions, KeyPrincipal, KeyRefused
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import ApiKey
-from tests.backends import Backend
-from tests.factories import TestUser, make_user
+from relaychat.storage.types import utcnow
+from tests.support.backends import Backend
+from tests.support.factories import TestUser, make_user
+from tests.support.keys import create_key, keys_app_client
 
 SECRET_SHAPE = re.compile(r"rck_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 KEY_FIELDS = {
     "id", "name", "prefix", "owner_id", "system", "status", "permissions", "created_at",
     "last_used_at", "expires_at", "revoked_at", "previous_valid_until",
 }  # fmt: skip
-
-
-@asynccontextmanager
-async def keys_app_client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with the key and audit routes, whether or not app.py registers them yet."""
-    app = create_app(services=services)
-    paths = {getattr(route, "path", None) for route in app.routes}
-    for module in (keys_api, audit_api):
-        if not any(getattr(route, "path", None) in paths for route in module.router.routes):
-            app.include_router(module.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
-        yield http
 
 
 @pytest.fixture
@@ -62,14 +47,6 @@ async def cache(services: Services) -> AsyncIterator[KeyCache]:
         yield built
     finally:
         await built.close()
-
-
-async def make_key(client: httpx.AsyncClient, user: TestUser, **body: Any) -> dict[str, Any]:
-    """Create a key as `user`; returns `{key, secret}`."""
-    response = await client.post("/api/keys", json={"name": "k", **body}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 async def auth(services: Services, cache: KeyCache, raw_key: str) -> KeyPrincipal:
@@ -93,7 +70,7 @@ async def key_row(services: Services, key_id: str) -> ApiKey:
 
 def shifted_clock(monkeypatch: pytest.MonkeyPatch, delta: timedelta) -> None:
     """Make the key checks see a later time."""
-    real = keys.utcnow
+    real = utcnow
     monkeypatch.setattr(keys, "utcnow", lambda: real() + delta)
 
 
@@ -101,7 +78,7 @@ async def test_secret_is_shown_once_and_only_its_hash_is_stored(
     kclient: httpx.AsyncClient, services: Services
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice, name="sms gateway")
+    created = await create_key(kclient, alice, name="sms gateway")
     secret, key = created["secret"], created["key"]
     assert SECRET_SHAPE.fullmatch(secret)
     assert set(key) == KEY_FIELDS
@@ -126,7 +103,7 @@ async def test_good_wrong_unknown_and_malformed_keys(
     kclient: httpx.AsyncClient, services: Services, cache: KeyCache
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice, permissions={"allowed_conversations": ["sms-*"]})
+    created = await create_key(kclient, alice, permissions={"allowed_conversations": ["sms-*"]})
     secret, key_id = created["secret"], created["key"]["id"]
     principal = await auth(services, cache, secret)
     assert principal == KeyPrincipal(
@@ -156,7 +133,7 @@ async def test_unknown_lookup_and_wrong_secret_refuse_alike_in_constant_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = await make_user(kclient)
-    secret = (await make_key(kclient, alice))["secret"]
+    secret = (await create_key(kclient, alice))["secret"]
     await auth(services, cache, secret)  # cached: both paths below then skip the same work
     compared: list[tuple[str, str]] = []
 
@@ -183,7 +160,7 @@ async def test_revoked_and_expired_keys_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = await make_user(kclient)
-    revoked = await make_key(kclient, alice)
+    revoked = await create_key(kclient, alice)
     await auth(services, cache, revoked["secret"])  # cached before the revocation
     gone = await kclient.delete(f"/api/keys/{revoked['key']['id']}", headers=alice.headers)
     assert gone.status_code == 204
@@ -198,7 +175,7 @@ async def test_revoked_and_expired_keys_are_refused(
     assert (await refusal(services, cache, wrong)).code == "invalid_api_key"
 
     soon = datetime.now(UTC) + timedelta(hours=1)
-    expiring = await make_key(kclient, alice, expires_at=soon.isoformat())
+    expiring = await create_key(kclient, alice, expires_at=soon.isoformat())
     assert (await auth(services, cache, expiring["secret"])).key_id == expiring["key"]["id"]
     shifted_clock(monkeypatch, timedelta(hours=2))
     assert (await refusal(services, cache, expiring["secret"])).code == "api_key_expired"
@@ -211,7 +188,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice)
+    created = await create_key(kclient, alice)
     old, key_id = created["secret"], created["key"]["id"]
     await auth(services, cache, old)
     rotated = await kclient.post(
@@ -300,9 +277,9 @@ async def test_permissions_through_the_api(kclient: httpx.AsyncClient) -> None:
         "default_agent_id": None,
         "can_name_user": True,
     }
-    key = (await make_key(kclient, alice, permissions=permissions))["key"]
+    key = (await create_key(kclient, alice, permissions=permissions))["key"]
     assert key["permissions"] == permissions
-    assert (await make_key(kclient, alice))["key"]["permissions"] == KeyPermissions().model_dump()
+    assert (await create_key(kclient, alice))["key"]["permissions"] == KeyPermissions().model_dump()
 
     url = f"/api/keys/{key['id']}"
     patched = await kclient.patch(
@@ -345,7 +322,7 @@ async def test_key_changes_reach_every_worker_at_once(
     settings: Settings,
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice)
+    created = await create_key(kclient, alice)
     secret, url = created["secret"], f"/api/keys/{created['key']['id']}"
     # A second worker sharing the database and event bus (Redis, or this process's memory).
     other = services if clean_backend.redis_url is None else None
@@ -390,7 +367,7 @@ async def test_last_used_is_tracked_without_a_write_per_request(
     kclient: httpx.AsyncClient, services: Services
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice)
+    created = await create_key(kclient, alice)
     writes: list[str] = []
     throttled = KeyCache(services.bus, services.sessionmaker)
     every_time = KeyCache(services.bus, services.sessionmaker, last_used_interval=0)
@@ -450,11 +427,11 @@ async def test_owner_scoping_matrix(
         (alice, bob, allowed),
     ]
     for i, (actor, owner, expected) in enumerate(matrix):
-        key = (await make_key(kclient, owner, name=f"m{i}"))["key"]
+        key = (await create_key(kclient, owner, name=f"m{i}"))["key"]
         assert await _every_action(kclient, actor, key["id"]) == expected, (actor, owner)
 
-    bob_key = (await make_key(kclient, bob, name="bob's"))["key"]
-    alice_key = (await make_key(kclient, alice, name="alice's"))["key"]
+    bob_key = (await create_key(kclient, bob, name="bob's"))["key"]
+    alice_key = (await create_key(kclient, alice, name="alice's"))["key"]
 
     async def names(user: TestUser, query: str = "") -> set[str]:
         response = await kclient.get(f"/api/keys{query}", headers=user.headers)
@@ -482,19 +459,19 @@ async def test_owner_scoping_matrix(
     )
     assert (refused.status_code, refused.json()["code"]) == (403, "admin_required")
     assert await count() == before
-    system = await make_key(kclient, alice, name="ops", system=True)
+    system = await create_key(kclient, alice, name="ops", system=True)
     assert system["key"]["system"] is True
     principal = await auth(services, cache, system["secret"])
     assert principal.system and principal.permissions.can_name_user
     assert principal.acts_for(bob.id) and principal.owner_id == alice.id
-    user_principal = await auth(services, cache, (await make_key(kclient, bob))["secret"])
+    user_principal = await auth(services, cache, (await create_key(kclient, bob))["secret"])
     assert not user_principal.acts_for(alice.id) and user_principal.acts_for(bob.id)
     assert alice_key["system"] is False
 
 
 async def test_revoked_keys_stay_revoked(kclient: httpx.AsyncClient, services: Services) -> None:
     alice = await make_user(kclient)
-    key_id = (await make_key(kclient, alice))["key"]["id"]
+    key_id = (await create_key(kclient, alice))["key"]["id"]
     url = f"/api/keys/{key_id}"
     assert (await kclient.delete(url, headers=alice.headers)).status_code == 204
     first = (await key_row(services, key_id)).revoked_at
@@ -515,7 +492,7 @@ async def test_a_secret_rotated_without_a_signal_works_at_once(
     kclient: httpx.AsyncClient, services: Services, cache: KeyCache
 ) -> None:
     alice = await make_user(kclient)
-    created = await make_key(kclient, alice)
+    created = await create_key(kclient, alice)
     await auth(services, cache, created["secret"])  # cached with the old hash
     # As a CLI without Redis does: the row changes, no worker hears of it.
     async with services.sessionmaker() as session:
@@ -536,7 +513,7 @@ async def test_patching_permissions_is_a_merge_patch(kclient: httpx.AsyncClient)
         "respond_default": False,
         "default_endpoint": "fake",
     }
-    key = (await make_key(kclient, alice, permissions=restricted))["key"]
+    key = (await create_key(kclient, alice, permissions=restricted))["key"]
     url = f"/api/keys/{key['id']}"
 
     async def patch(permissions: Any) -> dict[str, Any]:
@@ -584,7 +561,7 @@ async def test_a_default_agent_must_be_one_the_owner_may_use(kclient: httpx.Asyn
         created = await kclient.post(
             "/api/keys", json={"name": "k", "permissions": permissions}, headers=bob.headers
         )
-        key = await make_key(kclient, bob)
+        key = await create_key(kclient, bob)
         patched = await kclient.patch(
             f"/api/keys/{key['key']['id']}",
             json={"permissions": permissions},
@@ -597,7 +574,7 @@ async def test_a_default_agent_must_be_one_the_owner_may_use(kclient: httpx.Asyn
     listed = (await kclient.get("/api/keys", headers=bob.headers)).json()["keys"]
     assert {k["permissions"]["default_agent_id"] for k in listed} == {None}
     ok = {"default_agent_id": usable.json()["agent_id"]}
-    assert (await make_key(kclient, bob, permissions=ok))["key"]["permissions"] == {
+    assert (await create_key(kclient, bob, permissions=ok))["key"]["permissions"] == {
         **KeyPermissions().model_dump(),
         **ok,
     }
@@ -616,7 +593,7 @@ async def test_a_default_endpoint_and_model_must_be_configured(
         ],
         "permissions.default_model": [{"default_endpoint": "fake", "default_model": "gpt-4o"}],
     }
-    key = await make_key(kclient, alice)
+    key = await create_key(kclient, alice)
     url = f"/api/keys/{key['key']['id']}"
     answers: dict[str, set[tuple[int, str]]] = {}
     for cases in refused.values():

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM
-from tests.factories import make_conversation, make_user
+from tests.support.factories import make_conversation, make_user
 
 
 def assert_one_chain(messages: list[dict[str, Any]]) -> None:

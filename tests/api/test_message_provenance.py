@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.factories import make_conversation, make_key, make_user, post_message
+from tests.support.factories import make_conversation, make_key, make_user, post_message
 
 
 async def test_an_external_message_names_its_key(client: httpx.AsyncClient) -> None:

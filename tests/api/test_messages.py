@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from relaychat.services import Services
-from tests.backends import Backend, row_counts
-from tests.factories import make_conversation, make_user, post_message
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import make_conversation, make_user, post_message
 
 
 async def test_messages_form_a_chain_by_default(client: httpx.AsyncClient) -> None:

@@ -12,10 +12,8 @@ import httpx
 from relaychat.devtools.fake_config import FakeConfig
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
-from tests.api.test_agent_loop import agent_conversation, calls, script
-from tests.api.test_agents import ask
-from tests.api.test_generation import messages_of
-from tests.factories import make_conversation, make_user
+from tests.support.chat import agent_conversation, ask, calls, messages_of, script
+from tests.support.factories import make_conversation, make_user
 
 UNSTORABLE = "Odd\x00 words \ud800 here"
 STORED = "Odd words \ufffd here"

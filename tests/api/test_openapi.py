@@ -9,7 +9,7 @@ import pytest
 
 from relaychat.app import create_app
 from relaychat.settings import Settings
-from tests.conftest import TEST_JWT_SECRET
+from tests.support.settings import TEST_JWT_SECRET
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 

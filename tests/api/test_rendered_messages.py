@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import TestUser, make_conversation, make_key, make_user, post_message
+from tests.support.factories import TestUser, make_conversation, make_key, make_user, post_message
 
 PAYLOADS = [
     "<script>alert(1)</script>",

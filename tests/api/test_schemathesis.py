@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import make_conversation, make_key, make_user
+from tests.support.factories import make_conversation, make_key, make_user
 
 SEED = 20261203
 EXAMPLES = 3

@@ -17,9 +17,9 @@ from relaychat.domain.limits import (
     METADATA_MAX_KEY_LENGTH,
     METADATA_MAX_KEYS,
 )
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import TestUser, make_conversation, make_user, post_message
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import TestUser, make_conversation, make_user, post_message
+from tests.support.settings import VERBATIM_KEY
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
 
@@ -156,12 +156,13 @@ async def test_unstorable_text_is_the_same_422_on_both_backends(
     user = await make_user(client)
     cid = (await make_conversation(client, user))["conversation_id"]
     bad = UNSTORABLE[kind]
-    body: dict[str, Any] = {
+    bodies: dict[str, dict[str, Any]] = {
         "text": {"text": bad},
         "content": {"content": [{"type": "text", "text": bad}]},
         "metadata": {"text": "hi", "metadata": {"note": bad}},
         "metadata_key": {"text": "hi", "metadata": {f"a{bad}": 1}},
-    }[where]
+    }
+    body = bodies[where]
     before = await stored_rows(clean_backend)
     person, *external = await _sent_by_all_doors(client, user, cid, body)
     for response in (person, *external):

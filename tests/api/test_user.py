@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.backends import Backend, row_counts
-from tests.factories import make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import make_user
 
 
 async def test_get_and_patch_profile(client: httpx.AsyncClient) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import make_conversation, make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import make_conversation, make_user
+from tests.support.settings import VERBATIM_KEY
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
 

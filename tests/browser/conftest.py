@@ -27,7 +27,7 @@ from tests.browser.harness import (
     register,
     serve,
 )
-from tests.live import free_port
+from tests.support.live import free_port
 
 ARTIFACTS = Path(os.environ.get("RELAYCHAT_TEST_ARTIFACTS", "test-results")) / "browser"
 

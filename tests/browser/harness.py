@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.factories import DEFAULT_PASSWORD
-from tests.live import free_port
+from tests.support.factories import DEFAULT_PASSWORD
+from tests.support.live import free_port
 
 SYSTEM_KEY = "browser-tests-system-key-0123456789abcdef"
 # What the fake model answers unless a message asks otherwise (`!fake {...}`): markdown,

@@ -11,14 +11,14 @@ from sqlalchemy import select
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
 from relaychat.storage.models import Channel
-from tests.channels.conftest import (
+from tests.support.factories import make_user
+from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     fixture_form,
     make_channel,
     post_signed,
 )
-from tests.factories import make_user
 
 
 async def test_create_never_returns_the_token_and_stores_it_encrypted(

@@ -13,8 +13,11 @@ import typer
 
 from relaychat.cli import channels as cli_channels
 from relaychat.devtools.fake_twilio import FakeTwilio
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.channels.conftest import (
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.cli import relaychat_async as relaychat
+from tests.support.factories import make_user
+from tests.support.live import server_env
+from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     OUR_NUMBER,
@@ -24,9 +27,6 @@ from tests.channels.conftest import (
     sent_messages,
     sign,
 )
-from tests.cli_support import relaychat_async as relaychat
-from tests.factories import make_user
-from tests.live import server_env
 
 
 def _env(backend: Backend, tmp_path: Path) -> dict[str, str]:

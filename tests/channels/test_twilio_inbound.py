@@ -11,9 +11,10 @@ from sqlalchemy import select, update
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
 from relaychat.storage.models import AuditEvent, Channel, Conversation, User
-from tests.api.test_generation import messages_of
-from tests.backends import Backend, row_counts
-from tests.channels.conftest import (
+from tests.support.backends import Backend, row_counts
+from tests.support.chat import messages_of
+from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.twilio import (
     AUTH_TOKEN,
     FIXTURES,
     SENDER,
@@ -23,7 +24,6 @@ from tests.channels.conftest import (
     sign,
     thread,
 )
-from tests.factories import TestUser, make_conversation, make_user
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 

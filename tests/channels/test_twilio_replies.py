@@ -16,9 +16,9 @@ from relaychat.domain.channel_replies import MAX_BODY_UNITS, split_body
 from relaychat.services import Services
 from relaychat.storage.models import OutboxAttempt, OutboxItem
 from relaychat.workers.twilio import TwilioSender, _twilio_error
-from tests.api.test_agents import make_agent
-from tests.api.test_generation import messages_of
-from tests.channels.conftest import (
+from tests.support.chat import make_agent, messages_of
+from tests.support.factories import TestUser, make_user
+from tests.support.twilio import (
     OUR_NUMBER,
     SENDER,
     fixture_form,
@@ -27,7 +27,6 @@ from tests.channels.conftest import (
     sent_messages,
     thread,
 )
-from tests.factories import TestUser, make_user
 
 # -- splitting (no storage) ------------------------------------------------------------
 

@@ -20,10 +20,10 @@ from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Generation, Message
 from relaychat.storage.types import utcnow
-from tests.backends import Backend
-from tests.conftest import llm_settings
-from tests.factories import TestUser, make_conversation, make_user
-from tests.gated_llm import GatedProvider, gated_registry
+from tests.support.backends import Backend
+from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.gated_llm import GatedProvider, gated_registry
+from tests.support.settings import llm_settings
 
 BEFORE = "the first half of the reply"
 AFTER = " and the second half"

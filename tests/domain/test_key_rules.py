@@ -118,7 +118,7 @@ def test_endpoint_agent_respond_and_create_rules() -> None:
 
 
 def test_rate_limit_rule_and_invalid_permissions() -> None:
-    item = KeyPermissions(rate_limit={"requests": 100, "window": 60}).rate_limit  # type: ignore[arg-type]
+    item = KeyPermissions(rate_limit={"requests": 100, "window": 60}).rate_limit
     assert item is not None
     assert (item.item().amount, item.item().get_expiry()) == (100, 60)
     for bad in (

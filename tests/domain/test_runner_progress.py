@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import Update
+from sqlalchemy import TableClause, Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.generations import add_generation
@@ -14,8 +14,8 @@ from relaychat.domain.runner import GenerationRunner
 from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services
 from relaychat.storage.models import Conversation, Message
-from tests.factories import make_conversation, make_user, post_message
-from tests.gated_llm import GatedProvider
+from tests.support.factories import make_conversation, make_user, post_message
+from tests.support.gated_llm import GatedProvider
 
 
 async def streaming_job(client: httpx.AsyncClient, services: Services) -> Job:
@@ -64,7 +64,11 @@ async def test_text_arriving_during_the_save_is_written_by_the_next_one(
         """Text streams in while the UPDATE that saves the reply is under way."""
 
         async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(statement, Update) and statement.table.name == "messages":
+            if (
+                isinstance(statement, Update)
+                and isinstance(statement.table, TableClause)
+                and statement.table.name == "messages"
+            ):
                 job.add_text(" and more")
             return await super().execute(statement, *args, **kwargs)
 

@@ -11,13 +11,11 @@ import httpx
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
-from tests.api.test_agents import make_agent
-from tests.api.test_generation import messages_of, wait_generation
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import make_conversation, make_key
-from tests.gateway.test_external_rules import make_user
-from tests.sse_client import collect_until
+from tests.support.backends import Backend, row_counts
+from tests.support.chat import make_agent, messages_of, wait_generation
+from tests.support.factories import make_conversation, make_key, make_sessionless_user
+from tests.support.settings import VERBATIM_KEY
+from tests.support.sse_client import collect_until
 
 VERBATIM_ID = "5c79d482-9b80-45f6-bbf2-9abe17335e55"
 VERBATIM_BODY = (
@@ -30,7 +28,7 @@ SYSTEM = {"x-api-key": VERBATIM_KEY}
 async def test_the_original_request_verbatim_with_curl(
     client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     await make_conversation(client, owner, conversation_id=VERBATIM_ID, endpoint="fake")
     port = urlsplit(live_url).port
     async with (
@@ -72,7 +70,7 @@ async def test_the_original_request_verbatim_with_curl(
 async def test_string_content_metadata_and_respond_false(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     response = await client.post(
         f"/api/messages/{cid}",
@@ -98,7 +96,7 @@ async def test_string_content_metadata_and_respond_false(
 
 
 async def test_prefer_wait_returns_the_reply(client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     response = await client.post(
         f"/api/messages/{cid}",
@@ -114,7 +112,7 @@ async def test_prefer_wait_returns_the_reply(client: httpx.AsyncClient, fake_llm
 
 
 async def test_prefer_wait_gives_up_with_202(client: httpx.AsyncClient) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     slow = '!fake {"ttft_ms": 3000}\nslow'
     response = await client.post(
@@ -127,7 +125,7 @@ async def test_prefer_wait_gives_up_with_202(client: httpx.AsyncClient) -> None:
 
 
 async def test_event_stream_answer(live_url: str, client: httpx.AsyncClient) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     async with (
         httpx.AsyncClient(base_url=live_url) as http,
@@ -150,7 +148,7 @@ async def test_event_stream_answer(live_url: str, client: httpx.AsyncClient) -> 
 async def test_threaded_messages_land_in_one_conversation_per_sender(
     client: httpx.AsyncClient,
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+1 415 555 2671"}, headers=owner.headers)
     posts = [
         {"source": "sms", "phoneNumber": "+14155552671"},
@@ -179,7 +177,7 @@ async def test_threaded_messages_land_in_one_conversation_per_sender(
 async def test_concurrent_first_messages_of_a_sender_share_the_conversation(
     client: httpx.AsyncClient,
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=owner.headers)
     body = {"content": "hi", "metadata": {"source": "sms", "phoneNumber": "+14155552671"}}
     responses = await asyncio.gather(
@@ -195,7 +193,7 @@ async def test_concurrent_first_messages_of_a_sender_share_the_conversation(
 async def test_an_agent_answers_external_messages_with_its_tools_and_model(
     client: httpx.AsyncClient, fake_llm: FakeLLM, services: Services
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     agent = await make_agent(
         client,
         owner,
@@ -233,7 +231,7 @@ async def test_an_agent_answers_external_messages_with_its_tools_and_model(
 async def test_metadata_can_pick_model_and_agent(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     agent = await make_agent(client, owner, model="fake-model-mini")
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     marker = "pick-agent-4410"
@@ -251,7 +249,7 @@ async def test_metadata_can_pick_model_and_agent(
 
 
 async def test_key_usage_is_audited(client: httpx.AsyncClient, services: Services) -> None:
-    admin = await make_user(client)
+    admin = await make_sessionless_user(client)
     key = await make_key(client, admin, can_create_conversations=True, respond_default=False)
     ok = await client.post(
         "/api/messages/audit-me",
@@ -278,7 +276,7 @@ async def test_key_usage_is_audited(client: httpx.AsyncClient, services: Service
 
 
 async def test_metrics_count_external_messages(client: httpx.AsyncClient) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     await client.post(
         f"/api/messages/{cid}",

@@ -13,21 +13,18 @@ from sqlalchemy import text
 from relaychat.app import create_app
 from relaychat.services import Services
 from relaychat.settings import Settings
-from tests import factories
-from tests.api.test_agents import make_agent
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import TestKey, TestUser, make_conversation, make_key
+from tests.support.backends import Backend, row_counts
+from tests.support.chat import make_agent
+from tests.support.factories import (
+    TestKey,
+    TestUser,
+    make_conversation,
+    make_key,
+    make_sessionless_user,
+)
+from tests.support.settings import VERBATIM_KEY
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
-
-
-async def make_user(client: httpx.AsyncClient) -> TestUser:
-    """A user whose login cookies do not stay in the shared client: an external system
-    has no session, and a cookie would name the owner (resolution strategy 4)."""
-    user = await factories.make_user(client)
-    client.cookies.clear()
-    return user
 
 
 async def expire(backend: Backend, key: TestKey) -> None:
@@ -52,7 +49,7 @@ async def post(
 async def test_missing_unknown_revoked_and_expired_keys(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     revoked = await make_key(client, owner)
     await client.delete(f"/api/keys/{revoked.id}", headers=owner.headers)
@@ -77,7 +74,7 @@ async def test_missing_unknown_revoked_and_expired_keys(
 
 
 async def test_bearer_key_works_and_a_jwt_is_not_a_key(client: httpx.AsyncClient) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     key = await make_key(client, owner)
     ok = await post(client, cid, {"Authorization": f"Bearer {key.secret}"})
@@ -87,8 +84,8 @@ async def test_bearer_key_works_and_a_jwt_is_not_a_key(client: httpx.AsyncClient
 
 
 async def test_authorization_matrix(client: httpx.AsyncClient, clean_backend: Backend) -> None:
-    alice = await make_user(client)  # admin
-    bob = await make_user(client)
+    alice = await make_sessionless_user(client)  # admin
+    bob = await make_sessionless_user(client)
     a_convo = (await make_conversation(client, alice))["conversation_id"]
     b_convo = (await make_conversation(client, bob))["conversation_id"]
     a_key, b_key = await make_key(client, alice), await make_key(client, bob)
@@ -157,7 +154,7 @@ async def test_each_permission_is_enforced_and_named(
     body: dict[str, Any],
     rule: str,
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     for existing in ("c-1", "other-1"):
         await make_conversation(client, owner, conversation_id=existing, endpoint="fake")
     key = await make_key(client, owner, **permissions)
@@ -175,7 +172,7 @@ async def test_each_permission_is_enforced_and_named(
 async def test_allowed_agents_and_patterns_allow_what_they_name(
     client: httpx.AsyncClient,
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=owner.headers)
     agent = await make_agent(client, owner)
     key = await make_key(
@@ -230,9 +227,9 @@ PHONES = [
 async def test_phone_numbers_resolve_the_owner(
     client: httpx.AsyncClient, raw: str, outcome: str
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=owner.headers)
-    florist = await make_user(client)
+    florist = await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+18003569377"}, headers=florist.headers)
     response = await client.post(
         "/api/messages/sms-thread",
@@ -269,7 +266,7 @@ async def test_rate_limit_accepts_exactly_the_limit(
     clean_backend: Backend,
     settings: Settings,
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     key = await make_key(client, owner, rate_limit={"requests": 100, "window": 600})
     clients = [client]
@@ -303,7 +300,7 @@ async def test_rate_limit_accepts_exactly_the_limit(
 async def test_idempotency_stores_once_and_replays(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     headers = {**SYSTEM, "Idempotency-Key": "order-42"}
     responses = await asyncio.gather(
@@ -326,7 +323,7 @@ async def test_idempotency_stores_once_and_replays(
 
 
 async def test_unresolvable_owner_says_what_was_tried(client: httpx.AsyncClient) -> None:
-    await make_user(client)
+    await make_sessionless_user(client)
     response = await post(client, "nobody-owns-this", SYSTEM)
     assert (response.status_code, response.json()["code"]) == (404, "conversation_not_found")
     assert response.json()["tried"] == [
@@ -342,7 +339,7 @@ async def test_unresolvable_owner_says_what_was_tried(client: httpx.AsyncClient)
 async def test_a_users_token_alongside_the_key_names_the_owner(
     client: httpx.AsyncClient,
 ) -> None:
-    user: TestUser = await make_user(client)
+    user: TestUser = await make_sessionless_user(client)
     response = await client.post(
         "/api/messages/with-token",
         json=external(),
@@ -355,7 +352,7 @@ async def test_a_users_token_alongside_the_key_names_the_owner(
 async def test_refused_uses_of_a_known_key_reach_its_owners_audit(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner))["conversation_id"]
     key = await make_key(client, owner)
     await client.delete(f"/api/keys/{key.id}", headers=owner.headers)
@@ -372,7 +369,7 @@ async def test_refused_uses_of_a_known_key_reach_its_owners_audit(
 async def test_a_users_key_answers_alike_whether_another_account_exists(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    alice, bob = await make_user(client), await make_user(client)
+    alice, bob = await make_sessionless_user(client), await make_sessionless_user(client)
     await client.patch("/api/user", json={"phone_number": "+14155552671"}, headers=bob.headers)
     cid = (await make_conversation(client, alice))["conversation_id"]
     key = await make_key(client, alice, can_name_user=True, can_create_conversations=True)
@@ -416,7 +413,7 @@ async def test_the_readme_request_on_a_fresh_install_is_conversation_not_found(
     }
     path = "/api/messages/5c79d482-9b80-45f6-bbf2-9abe17335e55"
     fresh = await client.post(path, json=body, headers=SYSTEM)  # not even a user yet
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     with_a_user = await client.post(path, json=body, headers=SYSTEM)
     key = await make_key(client, owner)  # may not create conversations
     may_not_create = await client.post(path, json=body, headers=key.headers)
@@ -431,7 +428,7 @@ async def test_the_readme_request_on_a_fresh_install_is_conversation_not_found(
 async def test_an_idempotent_retry_of_a_wait_replays_the_reply(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    owner = await make_user(client)
+    owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     headers = {**SYSTEM, "Prefer": "wait=20", "Idempotency-Key": "wait-once"}
     body = {"role": "external", "content": "answer me once"}

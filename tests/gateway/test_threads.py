@@ -3,6 +3,7 @@ no one can take from the user they are meant for."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -12,10 +13,9 @@ from sqlalchemy import update
 
 from relaychat.services import Services
 from relaychat.storage.models import Conversation
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import TestUser, make_conversation, make_key
-from tests.gateway.test_external_rules import make_user
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import TestUser, make_conversation, make_key, make_sessionless_user
+from tests.support.settings import VERBATIM_KEY
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
 VICTIM_PHONE = "+14155552672"
@@ -32,7 +32,7 @@ def without_audit(counts: dict[str, int]) -> dict[str, int]:
 
 
 async def with_phone(client: httpx.AsyncClient, phone: str) -> TestUser:
-    user = await make_user(client)
+    user = await make_sessionless_user(client)
     patched = await client.patch("/api/user", json={"phone_number": phone}, headers=user.headers)
     assert patched.status_code == 200, patched.text
     return user
@@ -47,13 +47,13 @@ async def test_no_one_can_create_a_thread_meant_for_another_user(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
     victim = await with_phone(client, VICTIM_PHONE)
-    intruder = await make_user(client)
+    intruder = await make_sessionless_user(client)
     intruder_key = await make_key(client, intruder, can_create_conversations=True)
     before = await row_counts(clean_backend)
 
     # The attack of the issue, and its variants: none may take the victim's thread, and the
     # answer is the same for a number nobody has (nothing says whose number it is).
-    attempts = {
+    attempts: dict[str, Callable[[str], Awaitable[httpx.Response]]] = {
         "api": lambda cid: client.post(
             "/api/convos", json={"conversation_id": cid}, headers=intruder.headers
         ),
@@ -89,7 +89,7 @@ async def test_a_thread_held_by_someone_else_receives_nothing(
     client: httpx.AsyncClient, clean_backend: Backend, services: Services
 ) -> None:
     victim = await with_phone(client, VICTIM_PHONE)
-    intruder = await make_user(client)
+    intruder = await make_sessionless_user(client)
     # A thread held from before the rule (no request can make one now).
     legacy = await make_conversation(client, intruder)
     async with services.sessionmaker() as session:
@@ -115,7 +115,7 @@ async def test_a_thread_held_by_someone_else_receives_nothing(
 async def test_a_senders_thread_follows_whom_the_sender_names(
     client: httpx.AsyncClient, clean_backend: Backend
 ) -> None:
-    ann, bob = await make_user(client), await make_user(client)
+    ann, bob = await make_sessionless_user(client), await make_sessionless_user(client)
     # No phone number: a thread by `metadata.sender`, owned by whom the message names.
     first = {"content": "hi", "metadata": {"source": "bot", "sender": "b7"}, "respond": False}
     created = await client.post(
@@ -154,7 +154,7 @@ BAD_IDS = [
 async def test_one_conversation_id_rule_on_every_path(
     client: httpx.AsyncClient, clean_backend: Backend, bad_id: str
 ) -> None:
-    user = await make_user(client)
+    user = await make_sessionless_user(client)
     key = await make_key(client, user, can_create_conversations=True)
     before = await row_counts(clean_backend)
     responses = [

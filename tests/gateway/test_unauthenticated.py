@@ -13,8 +13,8 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.gateway.refusals import address_bucket
 from relaychat.services import Services
 from relaychat.settings import Settings
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY, llm_settings
+from tests.support.backends import Backend, row_counts
+from tests.support.settings import VERBATIM_KEY, llm_settings
 
 LIMIT = 5
 FLOOD = 60

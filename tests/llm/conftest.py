@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
 
-from relaychat.devtools.fake_llm import FakeLLM, RecordedRequest, running_fake_llm
+from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
 from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
 from relaychat.llm.adapters.google_genai import GoogleAdapter
 from relaychat.llm.adapters.openai_chat import OpenAIAdapter
 from relaychat.llm.base import AdapterOptions, BaseAdapter, RetryPolicy, Timeouts
-from relaychat.llm.types import ChatMessage, ChatRequest
+from tests.support.adapters import FAST_RETRY, TIMEOUTS, AdapterMaker
 
 _markers = itertools.count()
-
-# Small enough to keep failure tests quick, large enough for a loaded CI machine.
-FAST_RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
-TIMEOUTS = Timeouts(connect=5.0, first_token=5.0, idle=5.0)
-SHORT_TIMEOUTS = Timeouts(connect=5.0, first_token=0.3, idle=0.3)
 
 
 @pytest.fixture(scope="session")
@@ -43,26 +36,6 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
 def marker() -> str:
     """A string unique to this test, to put in prompts and find its requests again."""
     return f"m{next(_markers)}x"
-
-
-def sent(fake: FakeLLM, marker: str) -> list[RecordedRequest]:
-    """Requests the fake received that carry `marker`."""
-    return [r for r in fake.requests if marker in json.dumps(r.body)]
-
-
-def ask(
-    text: str, marker: str, directive: dict[str, Any] | None = None, **fields: Any
-) -> ChatRequest:
-    """A one-message request; `directive` becomes the `!fake` line."""
-    prefix = f"!fake {json.dumps(directive)}\n" if directive else ""
-    return ChatRequest(
-        model="fake-model",
-        messages=[ChatMessage(role="user", content=f"{prefix}{text} [{marker}]")],
-        **fields,
-    )
-
-
-AdapterMaker = Callable[..., BaseAdapter]
 
 
 @pytest.fixture(params=["openai", "anthropic", "google"])

@@ -18,7 +18,7 @@ from relaychat.llm.types import (
     ToolSpec,
     collect,
 )
-from tests.llm.conftest import AdapterMaker, ask, sent
+from tests.support.adapters import AdapterMaker, ask, sent
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -195,7 +195,10 @@ async def test_tool_choice_is_translated(
 async def test_image_parts_reach_the_upstream(
     make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
 ) -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    image: dict[str, Any] = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+    }
     request = ChatRequest(
         model="fake-model",
         messages=[

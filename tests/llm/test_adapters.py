@@ -29,7 +29,7 @@ from relaychat.llm.types import (
     collect,
     stream_event_adapter,
 )
-from tests.llm.conftest import SHORT_TIMEOUTS, AdapterMaker, ask, sent
+from tests.support.adapters import SHORT_TIMEOUTS, AdapterMaker, ask, sent
 
 
 def base_url(server: FakeLLM, make_adapter: AdapterMaker) -> str:

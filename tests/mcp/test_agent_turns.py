@@ -14,13 +14,11 @@ import pytest
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from relaychat.settings import Settings
-from tests.api.test_agent_loop import agent_conversation, calls, script
-from tests.api.test_agents import ask
-from tests.api.test_generation import messages_of
-from tests.backends import Backend
-from tests.conftest import make_settings
-from tests.factories import make_user
-from tests.live import write_llm_config
+from tests.support.backends import Backend
+from tests.support.chat import agent_conversation, ask, calls, messages_of, script
+from tests.support.factories import make_user
+from tests.support.live import write_llm_config
+from tests.support.settings import make_settings
 
 # A server that dies at start-up explaining why on stderr, as uvx does without its CA bundle.
 BROKEN = (

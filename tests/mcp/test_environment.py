@@ -10,7 +10,7 @@ import pytest
 
 from relaychat.llm.mcp import McpManager, StdioServerConfig
 from relaychat.llm.mcp.environment import child_environment
-from tests.mcp.conftest import CONTEXT, ROOT, managing
+from tests.support.mcp import CONTEXT, ROOT, managing
 
 # Certificate and proxy settings a server needs to reach anything from behind a proxy or
 # with a private CA (uvx downloading its package, an API client): passed by default.

@@ -8,7 +8,7 @@ import pytest
 
 from relaychat.llm.mcp import McpManager, McpServerConfig, McpServerUnavailable, parse_mcp_config
 from relaychat.llm.tools.base import ToolError, ToolSet
-from tests.mcp.conftest import CONTEXT, http_server, managing, time_server
+from tests.support.mcp import CONTEXT, http_server, managing, time_server
 
 
 def web_config(port: int, **extra: object) -> dict[str, McpServerConfig]:

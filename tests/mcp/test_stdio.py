@@ -13,7 +13,7 @@ import pytest
 
 from relaychat.llm.mcp import McpManager, McpServerNotFound, McpServerUnavailable
 from relaychat.llm.tools.base import ToolError, ToolSet
-from tests.mcp.conftest import (
+from tests.support.mcp import (
     CONTEXT,
     child_processes,
     managing,

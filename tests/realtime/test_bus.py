@@ -9,8 +9,7 @@ import pytest
 from relaychat.realtime import Envelope, EventBus
 from relaychat.realtime.bus import LogRead
 from relaychat.realtime.sse import EventPosition, parse_event_id
-from tests.realtime.conftest import BusFactory
-from tests.realtime.helpers import DEADLOCK_GUARD, delta, frame_of, take, take_rest
+from tests.support.realtime import DEADLOCK_GUARD, BusFactory, delta, frame_of, take, take_rest
 
 
 def texts(envelopes: list[Envelope]) -> list[str]:

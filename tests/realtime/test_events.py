@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from relaychat.realtime import EventBus
 from relaychat.realtime.events import EVENT_TYPES, MessageDelta, parse_event
-from tests.realtime.helpers import frame_of, sample_events, take
+from tests.support.realtime import frame_of, sample_events, take
 
 
 def test_samples_cover_every_event_type() -> None:

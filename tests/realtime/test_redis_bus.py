@@ -12,9 +12,8 @@ from redis.asyncio import Redis
 from relaychat.realtime import RedisEventBus, create_event_bus
 from relaychat.realtime.memory import MemoryEventBus
 from relaychat.realtime.sse import parse_event_id
-from tests.backends import REDIS_ENV, REDIS_PREFIX_ROOT, required_url
-from tests.realtime.conftest import BusFactory
-from tests.realtime.helpers import DEADLOCK_GUARD, delta, take, take_rest
+from tests.support.backends import REDIS_ENV, REDIS_PREFIX_ROOT, required_url
+from tests.support.realtime import DEADLOCK_GUARD, BusFactory, delta, take, take_rest
 
 
 async def test_workers_see_each_others_events(make_redis_bus: BusFactory) -> None:

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from relaychat.realtime import SSE_RAW_HEADERS, EventBus, MemoryEventBus, stream_events
 from relaychat.realtime.heartbeat import shared_heartbeat
 from relaychat.realtime.sse import HEARTBEAT, format_frame, parse_event_id
-from tests.realtime.conftest import BusFactory
-from tests.realtime.helpers import DEADLOCK_GUARD, FakeConnection, delta, parse_sse
+from tests.support.realtime import DEADLOCK_GUARD, BusFactory, FakeConnection, delta, parse_sse
 
 
 def test_frame_fields_and_multiline_data() -> None:
@@ -117,7 +116,7 @@ async def test_stream_ends_when_subscription_is_dropped(make_bus: BusFactory) ->
     conn = FakeConnection()
     blocked = asyncio.Event()
 
-    async def stalled_send(message: dict[str, Any]) -> None:
+    async def stalled_send(message: Message) -> None:
         # A client that stops reading: once the stream has sent its first frame, the
         # next write hangs until the test lets it through.
         await conn.send(message)

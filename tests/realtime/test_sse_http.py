@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relaychat.realtime import EventBus, stream_events
 from relaychat.realtime.sse import MEDIA_TYPE
-from tests.realtime.helpers import DEADLOCK_GUARD, SSEMessage, delta, parse_sse
+from tests.support.realtime import DEADLOCK_GUARD, SSEMessage, delta, parse_sse
 
 
 def sse_app(bus: EventBus) -> ASGIApp:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from relaychat.storage.db import create_engine
-from tests.cli_support import relaychat
+from tests.support.cli import relaychat
 
 
 def mode(path: Path) -> int:

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from relaychat.storage.models import Base
-from tests.backends import Backend
+from tests.support.backends import Backend
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -9,9 +9,9 @@ import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.settings import Settings
-from tests.backends import Backend
-from tests.conftest import llm_settings
-from tests.webhooks.receiver import Receiver, running_receiver
+from tests.support.backends import Backend
+from tests.support.settings import llm_settings
+from tests.support.webhooks import Receiver, running_receiver
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.cli_support import relaychat_async as cli
-from tests.live import running_server, server_env
-from tests.webhooks.receiver import Receiver
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.cli import relaychat_async as cli
+from tests.support.live import running_server, server_env
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.server
 

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
-from tests.backends import Backend, row_counts
-from tests.conftest import VERBATIM_KEY
-from tests.factories import TestUser, make_conversation, make_key, make_user
-from tests.webhooks.receiver import Receiver, delivery_state
+from tests.support.backends import Backend, row_counts
+from tests.support.factories import TestUser, make_conversation, make_key, make_user
+from tests.support.settings import VERBATIM_KEY
+from tests.support.webhooks import Receiver, delivery_state, register
 
 SYSTEM = {"x-api-key": VERBATIM_KEY}
-
-
-async def register(
-    client: httpx.AsyncClient, user: TestUser, receiver: Receiver, **fields: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api/webhooks", json={"url": receiver.url, **fields}, headers=user.headers
-    )
-    assert response.status_code == 201, response.text
-    receiver.secret = response.json()["secret"]
-    hook: dict[str, Any] = response.json()["webhook"]
-    return hook
 
 
 async def test_external_message_reply_is_called_back_signed(

@@ -11,11 +11,10 @@ import pytest
 from relaychat.services import Services
 from relaychat.workers.outbox import OutboxWorker
 from relaychat.workers.webhooks import WebhookSender
-from tests.backends import REDIS_PREFIX_ROOT, Backend
-from tests.factories import make_conversation, make_user
-from tests.live import running_server, server_env
-from tests.webhooks.receiver import Receiver, delivery_state
-from tests.webhooks.test_delivery import register
+from tests.support.backends import REDIS_PREFIX_ROOT, Backend
+from tests.support.factories import make_conversation, make_user
+from tests.support.live import running_server, server_env
+from tests.support.webhooks import Receiver, delivery_state, register
 
 
 @pytest.mark.server

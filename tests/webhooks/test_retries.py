@@ -11,9 +11,8 @@ import pytest
 
 from relaychat.services import Services
 from relaychat.storage.types import utcnow
-from tests.factories import TestUser, make_conversation, make_user
-from tests.webhooks.receiver import Receiver, delivery_state
-from tests.webhooks.test_delivery import register
+from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.webhooks import Receiver, delivery_state, register
 
 
 class Clock:

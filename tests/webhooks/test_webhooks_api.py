@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from relaychat.crypto import SecretUnreadable
 from relaychat.services import Services
-from tests.factories import make_key, make_user
+from tests.support.factories import make_key, make_user
 
 pytestmark = pytest.mark.usefixtures("services")
 

@@ -14,7 +14,7 @@ from relaychat.services import Services
 from relaychat.storage.models import AuditEvent, IdempotencyRecord, OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
 from relaychat.workers.retention import Purged, RetentionPolicy, RetentionSweeper
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 NOW = utcnow()
 DAY = timedelta(days=1)

@@ -185,7 +185,7 @@ class BaseAdapter(ABC):
 
     # -- the interface ---------------------------------------------------------------------
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Events of one generation; see `ChatProvider.stream`."""
         events, first = await self._open(request)
         try:

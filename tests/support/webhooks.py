@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.live import serving
+from tests.support.factories import TestUser
+from tests.support.live import serving
 
 
 @dataclass
@@ -109,7 +110,21 @@ async def delivery_state(
     async with asyncio.timeout(seconds):
         while True:
             listed = await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=headers)
-            entry = next((e for e in listed.json()["deliveries"] if e["id"] == delivery_id), None)
+            entry: dict[str, Any] | None = next(
+                (e for e in listed.json()["deliveries"] if e["id"] == delivery_id), None
+            )
             if entry is not None and until(entry):
                 return entry
             await asyncio.sleep(0.02)
+
+
+async def register(
+    client: httpx.AsyncClient, user: TestUser, receiver: Receiver, **fields: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/webhooks", json={"url": receiver.url, **fields}, headers=user.headers
+    )
+    assert response.status_code == 201, response.text
+    receiver.secret = response.json()["secret"]
+    hook: dict[str, Any] = response.json()["webhook"]
+    return hook

@@ -1,11 +1,18 @@
-"""Helpers for event bus tests: bounded reads, a spec-following SSE parser, sample events."""
+"""Helpers for event bus tests: buses of either kind, bounded reads, a spec-following SSE parser,
+sample events."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
+from starlette.types import Message
+
+from relaychat.realtime import EventBus, MemoryEventBus, RedisEventBus
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.realtime.events import (
     BaseEvent,
@@ -23,6 +30,7 @@ from relaychat.realtime.events import (
     MessageToolResult,
     Reset,
 )
+from tests.support.backends import REDIS_PREFIX_ROOT
 
 # Only a guard against a hung test; no assertion depends on how long anything takes.
 DEADLOCK_GUARD = 10.0
@@ -94,19 +102,19 @@ class FakeConnection:
     `receive` yields the (empty) GET request, then blocks until `disconnect()`.
     """
 
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     _chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
     _requested: bool = False
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if not self._requested:
             self._requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
         await self._gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         self.messages.append(message)
         if message["type"] == "http.response.body":
             if message.get("body"):
@@ -173,3 +181,41 @@ def sample_events() -> list[BaseEvent]:
         ),
         Reset(reason="gap"),
     ]
+
+
+BusFactory = Callable[..., Awaitable[EventBus]]
+
+
+_prefix_counter = itertools.count()
+
+
+async def bus_factory(redis_url: str | None) -> AsyncIterator[BusFactory]:
+    """Build started buses (all on one key prefix, so Redis ones act as workers of one app)."""
+    prefix = f"{REDIS_PREFIX_ROOT}rt{next(_prefix_counter)}:"
+    buses: list[EventBus] = []
+    clients: list[Redis] = []
+
+    async def make(**options: Any) -> EventBus:
+        bus: EventBus
+        if redis_url is None:
+            bus = MemoryEventBus(**options)
+        else:
+            # A client per bus, as separate worker processes would have.
+            client = Redis.from_url(redis_url)
+            clients.append(client)
+            bus = RedisEventBus(client, prefix, **options)
+        buses.append(bus)
+        await bus.start()
+        return bus
+
+    try:
+        yield make
+    finally:
+        for bus in buses:
+            await bus.close()
+        if clients:
+            keys = [key async for key in clients[0].scan_iter(match=f"{prefix}*")]
+            if keys:
+                await clients[0].delete(*keys)
+        for client in clients:
+            await client.aclose()

@@ -100,3 +100,11 @@ async def make_key(
     assert response.status_code == 201, response.text
     body = response.json()
     return TestKey(body["key"]["id"], body["secret"])
+
+
+async def make_sessionless_user(client: httpx.AsyncClient) -> TestUser:
+    """A user whose login cookies do not stay in the shared client: an external system
+    has no session, and a cookie would name the owner (resolution strategy 4)."""
+    user = await make_user(client)
+    client.cookies.clear()
+    return user

@@ -9,6 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,27 +72,47 @@ async def sqlite_backend(directory: Path) -> AsyncIterator[Backend]:
         await engine.dispose()
 
 
+@asynccontextmanager
+async def scratch_database(base_url: str, name: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database `name` on `base_url`'s server, dropped afterwards
+    (its connections closed by force); yields its URL."""
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def delete_keys(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under `prefix`."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        # In batches: one DEL with a huge argument list would block the server for long.
+        for start in range(0, len(keys), 500):
+            await redis.delete(*keys[start : start + 500])
+    finally:
+        await redis.aclose()
+
+
 async def postgres_backend(base_url: str, redis_url: str) -> AsyncIterator[Backend]:
     """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""
-    name = f"relaychat_test_{RUN_ID}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(migrate.upgrade, url)
-    engine = create_engine(url)
     try:
-        yield Backend("postgres", url, redis_url, engine)
+        async with scratch_database(base_url, f"relaychat_test_{RUN_ID}") as url:
+            await asyncio.to_thread(migrate.upgrade, url)
+            engine = create_engine(url)
+            try:
+                yield Backend("postgres", url, redis_url, engine)
+            finally:
+                await engine.dispose()
     finally:
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-        redis = Redis.from_url(redis_url)
-        keys = [key async for key in redis.scan_iter(match=f"{REDIS_PREFIX_ROOT}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+        await delete_keys(redis_url, REDIS_PREFIX_ROOT)
 
 
 async def row_counts(backend: Backend) -> dict[str, int]:
