@@ -32,6 +32,7 @@ from relaychat.domain.render import iso
 from relaychat.domain.resolution import find_user
 from relaychat.domain.users import is_admin
 from relaychat.errors import (
+    ErrorCode,
     Forbidden,
     NotFound,
     ServiceUnavailable,
@@ -50,22 +51,22 @@ WEBHOOK_PATH = "/api/channels/twilio/"
 
 
 class ChannelNotFound(NotFound):
-    code = "channel_not_found"
+    code = ErrorCode.CHANNEL_NOT_FOUND
     title = "Channel not found"
 
 
 class ChannelDisabled(Forbidden):
-    code = "channel_disabled"
+    code = ErrorCode.CHANNEL_DISABLED
     title = "The channel is disabled"
 
 
 class ChannelSecretMissing(ServiceUnavailable):
-    code = "channel_secret_missing"
+    code = ErrorCode.CHANNEL_SECRET_MISSING
     title = "The channel's auth token is not available"
 
 
 class SenderUnknown(Forbidden):
-    code = "channel_sender_unknown"
+    code = ErrorCode.CHANNEL_SENDER_UNKNOWN
     title = "No user has the sender's phone number"
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import message_dict
-from relaychat.errors import AppError, NotFound, Unprocessable
+from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
 from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import GenerationAborted, MessageCompleted
@@ -23,17 +23,17 @@ ABORT_SIGNAL = "generation.abort"
 
 
 class GenerationNotFound(NotFound):
-    code = "generation_not_found"
+    code = ErrorCode.GENERATION_NOT_FOUND
     title = "Generation not found"
 
 
 class NoEndpoint(Unprocessable):
-    code = "no_endpoint"
+    code = ErrorCode.NO_ENDPOINT
     title = "The conversation has no endpoint to answer with"
 
 
 class NoModel(Unprocessable):
-    code = "no_model"
+    code = ErrorCode.NO_MODEL
     title = "No model is configured for this endpoint"
 
 
@@ -199,4 +199,4 @@ def error_code(exc: BaseException) -> tuple[str, str]:
     """A stable code and a human detail for an exception that ended a generation."""
     if isinstance(exc, AppError):
         return exc.code, exc.detail
-    return "internal_error", "the reply failed because of an internal error"
+    return ErrorCode.INTERNAL_ERROR, "the reply failed because of an internal error"

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.ids import new_id
-from relaychat.errors import Conflict, Unprocessable
+from relaychat.errors import Conflict, ErrorCode, Unprocessable
 from relaychat.storage.models import IdempotencyRecord
 from relaychat.storage.types import utcnow
 
@@ -22,17 +22,17 @@ MAX_KEY_LENGTH = 255
 
 
 class IdempotencyKeyReused(Unprocessable):
-    code = "idempotency_key_reused"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
     title = "This Idempotency-Key was used with a different request"
 
 
 class IdempotencyKeyInvalid(Unprocessable):
-    code = "idempotency_key_invalid"
+    code = ErrorCode.IDEMPOTENCY_KEY_INVALID
     title = "Idempotency-Key must be 1 to 255 visible characters"
 
 
 class IdempotencyInFlight(Conflict):
-    code = "idempotency_in_flight"
+    code = ErrorCode.IDEMPOTENCY_IN_FLIGHT
     title = "The first request with this Idempotency-Key is still being processed"
 
 

@@ -28,7 +28,7 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.render import iso
 from relaychat.domain.users import is_admin
-from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
 
@@ -65,39 +65,39 @@ class KeyRefused(Forbidden):
 
 
 class InvalidApiKey(KeyRefused):
-    code = "invalid_api_key"
+    code = ErrorCode.INVALID_API_KEY
     title = "Invalid API key"
 
 
 class ApiKeyRevoked(KeyRefused):
-    code = "api_key_revoked"
+    code = ErrorCode.API_KEY_REVOKED
     title = "API key revoked"
 
 
 class ApiKeyExpired(KeyRefused):
-    code = "api_key_expired"
+    code = ErrorCode.API_KEY_EXPIRED
     title = "API key expired"
 
 
 class PermissionDenied(Forbidden):
     """A rule of the key's permissions refused the request; `rule` names it."""
 
-    code = "permission_denied"
+    code = ErrorCode.PERMISSION_DENIED
     title = "The API key's permissions refuse this request"
 
 
 class AdminRequired(Forbidden):
-    code = "admin_required"
+    code = ErrorCode.ADMIN_REQUIRED
     title = "Only an admin may do this"
 
 
 class ApiKeyNotFound(NotFound):
-    code = "api_key_not_found"
+    code = ErrorCode.API_KEY_NOT_FOUND
     title = "API key not found"
 
 
 class ApiKeyInactive(Conflict):
-    code = "api_key_inactive"
+    code = ErrorCode.API_KEY_INACTIVE
     title = "The API key is revoked"
 
 

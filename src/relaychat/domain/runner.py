@@ -31,6 +31,7 @@ from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
+from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish, Usage
 from relaychat.metrics import GENERATIONS
 from relaychat.realtime.bus import EventBus
@@ -181,7 +182,7 @@ class GenerationRunner:
     async def _end_failed(self, job: Job, exc: Exception) -> None:
         code, detail = error_code(exc)
         detail = storable_text(detail)  # may quote an upstream's answer
-        if code == "internal_error":
+        if code == ErrorCode.INTERNAL_ERROR:
             logger.exception("generation %s failed", job.generation_id, exc_info=exc)
         async with self.sessionmaker() as session:
             message = await self._finalize(

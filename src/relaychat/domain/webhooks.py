@@ -23,7 +23,7 @@ from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
-from relaychat.errors import Conflict, NotFound, ValidationFailed
+from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
 
@@ -36,17 +36,17 @@ MAX_ENDPOINTS_PER_USER = 50
 
 
 class WebhookNotFound(NotFound):
-    code = "webhook_not_found"
+    code = ErrorCode.WEBHOOK_NOT_FOUND
     title = "No such webhook endpoint"
 
 
 class DeliveryNotFound(NotFound):
-    code = "delivery_not_found"
+    code = ErrorCode.DELIVERY_NOT_FOUND
     title = "No such delivery"
 
 
 class DeliveryInFlight(Conflict):
-    code = "delivery_in_flight"
+    code = ErrorCode.DELIVERY_IN_FLIGHT
     title = "This delivery is being attempted right now"
 
 

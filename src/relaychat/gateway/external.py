@@ -18,7 +18,7 @@ from relaychat.domain.audit import new_audit_event
 from relaychat.domain.content import normalize_content
 from relaychat.domain.render import generation_dict, message_dict
 from relaychat.domain.resolution import Caller, phone_from_metadata
-from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
+from relaychat.errors import AppError, ConversationExists, ErrorCode, RateLimited, Unauthenticated
 from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
@@ -33,7 +33,7 @@ _FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
 
 
 class ApiKeyRequired(Unauthenticated):
-    code = "api_key_required"
+    code = ErrorCode.API_KEY_REQUIRED
     title = "An API key is required for external messages"
 
 
