@@ -41,6 +41,7 @@ from relaychat.errors import (
 )
 from relaychat.storage.models import Channel, OutboxItem, User
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -312,9 +313,9 @@ async def delete_channel(session: AsyncSession, channel: Channel) -> None:
         .where(
             OutboxItem.kind == TWILIO,
             OutboxItem.target_id == channel.id,
-            OutboxItem.status == "pending",
+            OutboxItem.status == OutboxStatus.PENDING,
         )
-        .values(status="cancelled", last_error="channel deleted")
+        .values(status=OutboxStatus.CANCELLED, last_error="channel deleted")
     )
     await session.delete(channel)
     await session.commit()

@@ -31,6 +31,7 @@ from relaychat.domain.users import is_admin
 from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
+from relaychat.types import KeyStatus
 
 if TYPE_CHECKING:
     from relaychat.domain.conversations import EndpointCatalog
@@ -344,13 +345,13 @@ async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> 
 # -- management ------------------------------------------------------------------------
 
 
-def key_status(key: ApiKey, now: datetime | None = None) -> str:
-    """`active`, `revoked` or `expired`."""
+def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
+    """Revoked, expired, or else active."""
     if key.revoked_at is not None:
-        return "revoked"
+        return KeyStatus.REVOKED
     if key.expires_at is not None and key.expires_at <= (now or utcnow()):
-        return "expired"
-    return "active"
+        return KeyStatus.EXPIRED
+    return KeyStatus.ACTIVE
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:

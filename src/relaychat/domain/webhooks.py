@@ -26,6 +26,7 @@ from relaychat.domain.render import iso
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 EventType = Literal[
     "message.created", "message.completed", "message.failed", "conversation.created"
@@ -199,7 +200,7 @@ async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     if item.claimed_by is not None and item.next_attempt_at > utcnow():
         # Its worker would record its outcome over ours, or both would send it at once.
         raise DeliveryInFlight("try again once the current attempt has ended")
-    item.status = "pending"
+    item.status = OutboxStatus.PENDING
     item.attempts = 0
     item.next_attempt_at = utcnow()
     item.claimed_by = None

@@ -26,6 +26,7 @@ from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.services import Services
 from relaychat.storage.models import Generation, Message
+from relaychat.types import GenerationStatus
 
 MAX_WAIT_SECONDS = 120
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
@@ -307,7 +308,7 @@ async def _wait_for_reply(
     async with services.sessionmaker() as session:
         generation = await session.get(Generation, generation_id)
         reply = await session.get(Message, response_id) if response_id else None
-    if generation is None or reply is None or generation.status == "running":
+    if generation is None or reply is None or generation.status == GenerationStatus.RUNNING:
         return None
     return {"reply": message_dict(reply), "generation": generation_dict(generation)}
 
