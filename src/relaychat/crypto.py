@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from relaychat.errors import AppError
+from relaychat.errors import AppError, ErrorCode
 
 
 class SecretUnreadable(AppError):
-    code = "secret_unreadable"
+    code = ErrorCode.SECRET_UNREADABLE
     status = 500
     title = "A stored secret cannot be decrypted with the configured ENCRYPTION_KEY"
 

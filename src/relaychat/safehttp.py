@@ -19,7 +19,7 @@ import anyio
 import httpcore
 import httpx
 
-from relaychat.errors import ValidationFailed
+from relaychat.errors import ErrorCode, ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,7 +37,7 @@ _HOSTNAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
 class UnsafeTarget(ValidationFailed):
-    code = "webhook_target_refused"
+    code = ErrorCode.WEBHOOK_TARGET_REFUSED
     title = "Webhook target refused"
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response, status
 from relaychat.api.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.domain.generations import get_owned_generation, request_abort
 from relaychat.domain.render import generation_dict
+from relaychat.types import GenerationStatus
 
 router = APIRouter(prefix="/api/generations", tags=["generations"])
 
@@ -41,7 +42,7 @@ async def abort(
         generation = await get_owned_generation(session, user.id, generation_id)
     await request_abort(engine.bus, generation)
     deadline = asyncio.get_running_loop().time() + _ABORT_WAIT_SECONDS
-    while generation.status == "running":
+    while generation.status == GenerationStatus.RUNNING:
         if asyncio.get_running_loop().time() > deadline:
             response.status_code = status.HTTP_202_ACCEPTED
             break

@@ -13,6 +13,7 @@ from relaychat.domain import keys
 from relaychat.domain.key_cache import key_changed
 from relaychat.domain.keys import KeyPermissions
 from relaychat.storage.models import ApiKey
+from relaychat.types import KeyStatus
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -52,7 +53,7 @@ class KeyOut(BaseModel):
     prefix: str
     owner_id: str
     system: bool
-    status: str
+    status: KeyStatus = Field(title="Status")  # titled as it was when it was a `str`
     permissions: dict[str, Any]
     created_at: str
     last_used_at: str | None

@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from relaychat.errors import AppError, MalformedJson, UnsupportedMediaType, ValidationFailed
+from relaychat.errors import (
+    AppError,
+    ErrorCode,
+    MalformedJson,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from relaychat.metrics import ERRORS
 
 logger = logging.getLogger(__name__)
@@ -21,14 +27,14 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -146,7 +152,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(request))
         error = AppError(str(exc.detail), headers=headers)
         # The class attributes are per type; a plain HTTP error sets them per instance.
-        error.code = _HTTP_CODES.get(exc.status_code, "http_error")  # type: ignore[misc]
+        error.code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)  # type: ignore[misc]
         error.status = exc.status_code  # type: ignore[misc]
         error.title = str(exc.detail)  # type: ignore[misc]
         return problem_response(error, request)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.markdown import render_parts
 from relaychat.storage.models import Conversation, Message, User
+from relaychat.types import MessageStatus
 
 
 class UserOut(BaseModel):
@@ -61,7 +62,7 @@ class MessageOut(BaseModel):
     sender: str | None
     content: list[dict[str, Any]]
     text: str
-    status: str
+    status: MessageStatus = Field(title="Status")  # titled as it was when it was a `str`
     error: str | None
     endpoint: str | None
     model: str | None

@@ -13,6 +13,7 @@ from relaychat.domain.render import iso
 from relaychat.domain.webhooks import EVENT_TYPES, EventType
 from relaychat.safehttp import check_url
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
+from relaychat.types import OutboxStatus
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
@@ -68,7 +69,7 @@ class WebhookList(BaseModel):
 class DeliveryOut(BaseModel):
     id: str = Field(description="The `webhook-id` header, the same on every attempt.")
     event_type: str
-    status: str
+    status: OutboxStatus = Field(title="Status")  # titled as it was when it was a `str`
     attempts: int
     next_attempt_at: str | None
     last_attempt_at: str | None
@@ -117,7 +118,7 @@ def _delivery(item: OutboxItem) -> DeliveryOut:
         event_type=item.event_type,
         status=item.status,
         attempts=item.attempts,
-        next_attempt_at=iso(item.next_attempt_at) if item.status == "pending" else None,
+        next_attempt_at=iso(item.next_attempt_at) if item.status == OutboxStatus.PENDING else None,
         last_attempt_at=iso(item.last_attempt_at) if item.last_attempt_at else None,
         last_status_code=item.last_status_code,
         last_error=item.last_error,

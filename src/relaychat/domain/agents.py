@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.users import is_admin
-from relaychat.errors import Forbidden, NotFound, ValidationFailed
+from relaychat.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import Agent, User
 from relaychat.storage.types import utcnow
 
@@ -34,12 +34,12 @@ EDITABLE_FIELDS = frozenset(
 
 
 class AgentNotFound(NotFound):
-    code = "agent_not_found"
+    code = ErrorCode.AGENT_NOT_FOUND
     title = "Agent not found"
 
 
 class AgentReadOnly(Forbidden):
-    code = "agent_read_only"
+    code = ErrorCode.AGENT_READ_ONLY
     title = "Only the agent's owner or an admin may change it"
 
 

@@ -26,6 +26,7 @@ from relaychat.domain import outbox
 from relaychat.errors import MessageNotFound
 from relaychat.storage.models import Channel, Conversation, Message
 from relaychat.storage.types import utcnow
+from relaychat.types import MessageStatus
 
 # The channel type, and the outbox kind of its replies.
 TWILIO = "twilio"
@@ -199,7 +200,7 @@ async def enqueue_reply(session: AsyncSession, request: Message, reply: Message)
     if channel is None or channel.type != TWILIO or not channel.enabled:
         return
     parts = split_body(reply.text or "")
-    if reply.status != "complete" or not parts:
+    if reply.status != MessageStatus.COMPLETE or not parts:
         return
     conversation = await session.get(Conversation, reply.conversation_id)
     if conversation is None:

@@ -14,14 +14,14 @@ stranger's conversation.
 
 from __future__ import annotations
 
-from relaychat.errors import Conflict
+from relaychat.errors import Conflict, ErrorCode
 
 SOURCES = ("sms", "whatsapp")
 TAG_LENGTH = 12
 
 
 class ChannelThreadTaken(Conflict):
-    code = "channel_thread_taken"
+    code = ErrorCode.CHANNEL_THREAD_TAKEN
     title = "The channel's conversation for this sender belongs to another user"
 
 

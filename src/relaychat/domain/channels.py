@@ -32,6 +32,7 @@ from relaychat.domain.render import iso
 from relaychat.domain.resolution import find_user
 from relaychat.domain.users import is_admin
 from relaychat.errors import (
+    ErrorCode,
     Forbidden,
     NotFound,
     ServiceUnavailable,
@@ -40,6 +41,7 @@ from relaychat.errors import (
 )
 from relaychat.storage.models import Channel, OutboxItem, User
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +52,22 @@ WEBHOOK_PATH = "/api/channels/twilio/"
 
 
 class ChannelNotFound(NotFound):
-    code = "channel_not_found"
+    code = ErrorCode.CHANNEL_NOT_FOUND
     title = "Channel not found"
 
 
 class ChannelDisabled(Forbidden):
-    code = "channel_disabled"
+    code = ErrorCode.CHANNEL_DISABLED
     title = "The channel is disabled"
 
 
 class ChannelSecretMissing(ServiceUnavailable):
-    code = "channel_secret_missing"
+    code = ErrorCode.CHANNEL_SECRET_MISSING
     title = "The channel's auth token is not available"
 
 
 class SenderUnknown(Forbidden):
-    code = "channel_sender_unknown"
+    code = ErrorCode.CHANNEL_SENDER_UNKNOWN
     title = "No user has the sender's phone number"
 
 
@@ -311,9 +313,9 @@ async def delete_channel(session: AsyncSession, channel: Channel) -> None:
         .where(
             OutboxItem.kind == TWILIO,
             OutboxItem.target_id == channel.id,
-            OutboxItem.status == "pending",
+            OutboxItem.status == OutboxStatus.PENDING,
         )
-        .values(status="cancelled", last_error="channel deleted")
+        .values(status=OutboxStatus.CANCELLED, last_error="channel deleted")
     )
     await session.delete(channel)
     await session.commit()

@@ -29,6 +29,7 @@ from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.storage.models import Conversation, Message
+from relaychat.types import MessageStatus
 
 # How many agent-to-agent hops one chain of send_message calls may take.
 MAX_AGENT_HOPS = 3
@@ -109,7 +110,7 @@ async def send_message(
         sender=sender,
         content=content,
         text=text,
-        status="complete",
+        status=MessageStatus.COMPLETE,
         meta=metadata or {},
         api_key_id=api_key_id,
         created_at=now,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.llm.types import ChatMessage, ChatRequest
 from relaychat.storage.models import Message
+from relaychat.types import MessageStatus
 
 # Stored roles and how a model is told about them; system and tool rows are not replayed here.
 _ROLE_FOR_MODEL = {"user": "user", "external": "user", "assistant": "assistant"}
@@ -46,7 +47,7 @@ async def branch(session: AsyncSession, leaf_id: str) -> Sequence[Message]:
 def to_chat_message(message: Message) -> ChatMessage | None:
     """The model's view of a stored message, or None when it carries nothing to replay."""
     role = _ROLE_FOR_MODEL.get(message.role)
-    if role is None or message.status == "error":
+    if role is None or message.status == MessageStatus.ERROR:
         return None
     parts: list[dict[str, Any]] = [
         part for part in message.content if part.get("type") in {"text", "image_url"}

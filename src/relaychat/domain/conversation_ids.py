@@ -23,7 +23,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.errors import Conflict, Forbidden, Unprocessable
+from relaychat.errors import Conflict, ErrorCode, Forbidden, Unprocessable
 from relaychat.storage.models import Conversation, User
 
 MAX_LENGTH = 128
@@ -37,12 +37,12 @@ _PHONE_THREAD = re.compile(
 
 
 class InvalidConversationId(Unprocessable):
-    code = "invalid_conversation_id"
+    code = ErrorCode.INVALID_CONVERSATION_ID
     title = "Invalid conversation id"
 
 
 class ConversationIdReserved(Forbidden):
-    code = "conversation_id_reserved"
+    code = ErrorCode.CONVERSATION_ID_RESERVED
     title = "This conversation id is reserved for a sender's thread"
 
 
@@ -99,7 +99,7 @@ async def check_claim(
 
 
 class ConversationThreadTaken(Conflict):
-    code = "conversation_thread_taken"
+    code = ErrorCode.CONVERSATION_THREAD_TAKEN
     title = "The sender's conversation belongs to another user"
 
 

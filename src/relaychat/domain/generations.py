@@ -12,28 +12,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import message_dict
-from relaychat.errors import AppError, NotFound, Unprocessable
+from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
 from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import GenerationAborted, MessageCompleted
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
+from relaychat.types import GenerationStatus, MessageStatus, StopReason
 
 ABORT_SIGNAL = "generation.abort"
 
 
 class GenerationNotFound(NotFound):
-    code = "generation_not_found"
+    code = ErrorCode.GENERATION_NOT_FOUND
     title = "Generation not found"
 
 
 class NoEndpoint(Unprocessable):
-    code = "no_endpoint"
+    code = ErrorCode.NO_ENDPOINT
     title = "The conversation has no endpoint to answer with"
 
 
 class NoModel(Unprocessable):
-    code = "no_model"
+    code = ErrorCode.NO_MODEL
     title = "No model is configured for this endpoint"
 
 
@@ -92,7 +93,7 @@ async def add_generation(
         text="",
         endpoint=endpoint,
         model=model,
-        status="streaming",
+        status=MessageStatus.STREAMING,
         meta={},
         created_at=placed,
         updated_at=placed,
@@ -105,7 +106,7 @@ async def add_generation(
         response_message_id=response.id,
         endpoint=endpoint,
         model=model,
-        status="running",
+        status=GenerationStatus.RUNNING,
         worker_id=worker_id,
         heartbeat_at=now,
         started_at=now,
@@ -143,7 +144,7 @@ async def writers_of(session: AsyncSession, conversation_id: str) -> dict[str, s
 
 async def request_abort(bus: EventBus, generation: Generation) -> None:
     """Ask every worker to stop this generation; the one running it does."""
-    if generation.status == "running":
+    if generation.status == GenerationStatus.RUNNING:
         await bus.signal(ABORT_SIGNAL, {"generation_id": generation.id})
 
 
@@ -151,7 +152,7 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
     """Mark running generations whose lease lapsed (no heartbeat for `stale_after`) as
     interrupted; return how many. A live one is never taken, whoever runs it."""
     stale = Generation.heartbeat_at < utcnow() - stale_after
-    query = select(Generation).where(Generation.status == "running", stale)
+    query = select(Generation).where(Generation.status == GenerationStatus.RUNNING, stale)
     orphans = (await session.scalars(query.with_for_update(skip_locked=True))).all()
     finished: list[tuple[Generation, Message]] = []
     reason = "interrupted: the server running this reply stopped before it finished"
@@ -159,33 +160,35 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
         claimed = await session.execute(
             update(Generation)
             # The lease again: the owner may have renewed it since the select.
-            .where(Generation.id == generation.id, Generation.status == "running", stale)
-            .values(status="interrupted", finished_at=utcnow(), error=reason)
+            .where(
+                Generation.id == generation.id, Generation.status == GenerationStatus.RUNNING, stale
+            )
+            .values(status=GenerationStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             continue  # another worker's sweep got there first
         message = await session.get(Message, generation.response_message_id)
         if message is None:
             continue
-        message.status = "unfinished"
+        message.status = MessageStatus.UNFINISHED
         message.error = reason
         await callbacks.reply_ended(
             session,
             message,
             user_id=generation.user_id,
             generation_id=generation.id,
-            error_code="interrupted",
+            error_code=StopReason.INTERRUPTED,
             detail=reason,
         )
         finished.append((generation, message))
     await session.commit()
     for generation, message in finished:
-        await publish_unfinished(bus, generation, message, reason="interrupted")
+        await publish_unfinished(bus, generation, message, reason=StopReason.INTERRUPTED)
     return len(finished)
 
 
 async def publish_unfinished(
-    bus: EventBus, generation: Generation, message: Message, *, reason: str
+    bus: EventBus, generation: Generation, message: Message, *, reason: StopReason
 ) -> None:
     """Tell the owner's tabs that a reply stopped early and what it holds."""
     await bus.publish(
@@ -211,4 +214,4 @@ def error_code(exc: BaseException) -> tuple[str, str]:
     """A stable code and a human detail for an exception that ended a generation."""
     if isinstance(exc, AppError):
         return exc.code, exc.detail
-    return "internal_error", "the reply failed because of an internal error"
+    return ErrorCode.INTERNAL_ERROR, "the reply failed because of an internal error"

@@ -13,26 +13,27 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.ids import new_id
-from relaychat.errors import Conflict, Unprocessable
+from relaychat.errors import Conflict, ErrorCode, Unprocessable
 from relaychat.storage.models import IdempotencyRecord
 from relaychat.storage.types import utcnow
+from relaychat.types import IdempotencyState
 
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 
 
 class IdempotencyKeyReused(Unprocessable):
-    code = "idempotency_key_reused"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
     title = "This Idempotency-Key was used with a different request"
 
 
 class IdempotencyKeyInvalid(Unprocessable):
-    code = "idempotency_key_invalid"
+    code = ErrorCode.IDEMPOTENCY_KEY_INVALID
     title = "Idempotency-Key must be 1 to 255 visible characters"
 
 
 class IdempotencyInFlight(Conflict):
-    code = "idempotency_in_flight"
+    code = ErrorCode.IDEMPOTENCY_IN_FLIGHT
     title = "The first request with this Idempotency-Key is still being processed"
 
 
@@ -76,7 +77,7 @@ async def begin(
                     key_ref=key_ref,
                     idempotency_key=key,
                     request_hash=fingerprint,
-                    state="in_flight",
+                    state=IdempotencyState.IN_FLIGHT,
                     expires_at=utcnow() + TTL,
                 )
             )
@@ -96,7 +97,7 @@ async def begin(
                 continue
             if existing.request_hash != fingerprint:
                 raise IdempotencyKeyReused(field="Idempotency-Key")
-            if existing.state != "done" or existing.response is None:
+            if existing.state != IdempotencyState.DONE or existing.response is None:
                 raise IdempotencyInFlight(headers={"Retry-After": "1"})
             return Replay(existing.status_code or 200, existing.response)
     raise IdempotencyInFlight(headers={"Retry-After": "1"})
@@ -114,7 +115,7 @@ async def finish(
         await session.execute(
             update(IdempotencyRecord)
             .where(*_same_key(key_ref, key))
-            .values(state="done", status_code=status_code, response=body)
+            .values(state=IdempotencyState.DONE, status_code=status_code, response=body)
         )
         await session.commit()
 
@@ -124,7 +125,7 @@ async def release(sessionmaker: async_sessionmaker[AsyncSession], key_ref: str, 
     async with sessionmaker() as session:
         await session.execute(
             delete(IdempotencyRecord).where(
-                *_same_key(key_ref, key), IdempotencyRecord.state == "in_flight"
+                *_same_key(key_ref, key), IdempotencyRecord.state == IdempotencyState.IN_FLIGHT
             )
         )
         await session.commit()

@@ -32,6 +32,7 @@ from relaychat.llm.types import (
 from relaychat.metrics import TIME_TO_FIRST_TOKEN
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageDelta, MessageToolCall, MessageToolResult
+from relaychat.types import StopReason
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Job:
     saved_parts: list[dict[str, Any]] | None = None
     started_at: float = field(default_factory=time.time)
     first_token_at: float | None = None
-    stop_reason: str | None = None  # set when stopped on purpose: "aborted" or "shutdown"
+    stop_reason: StopReason | None = None  # set when stopped on purpose: aborted or shutdown
 
     @property
     def text(self) -> str:

@@ -28,9 +28,10 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.render import iso
 from relaychat.domain.users import is_admin
-from relaychat.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
+from relaychat.types import KeyStatus
 
 if TYPE_CHECKING:
     from relaychat.domain.conversations import EndpointCatalog
@@ -65,39 +66,39 @@ class KeyRefused(Forbidden):
 
 
 class InvalidApiKey(KeyRefused):
-    code = "invalid_api_key"
+    code = ErrorCode.INVALID_API_KEY
     title = "Invalid API key"
 
 
 class ApiKeyRevoked(KeyRefused):
-    code = "api_key_revoked"
+    code = ErrorCode.API_KEY_REVOKED
     title = "API key revoked"
 
 
 class ApiKeyExpired(KeyRefused):
-    code = "api_key_expired"
+    code = ErrorCode.API_KEY_EXPIRED
     title = "API key expired"
 
 
 class PermissionDenied(Forbidden):
     """A rule of the key's permissions refused the request; `rule` names it."""
 
-    code = "permission_denied"
+    code = ErrorCode.PERMISSION_DENIED
     title = "The API key's permissions refuse this request"
 
 
 class AdminRequired(Forbidden):
-    code = "admin_required"
+    code = ErrorCode.ADMIN_REQUIRED
     title = "Only an admin may do this"
 
 
 class ApiKeyNotFound(NotFound):
-    code = "api_key_not_found"
+    code = ErrorCode.API_KEY_NOT_FOUND
     title = "API key not found"
 
 
 class ApiKeyInactive(Conflict):
-    code = "api_key_inactive"
+    code = ErrorCode.API_KEY_INACTIVE
     title = "The API key is revoked"
 
 
@@ -344,13 +345,13 @@ async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> 
 # -- management ------------------------------------------------------------------------
 
 
-def key_status(key: ApiKey, now: datetime | None = None) -> str:
-    """`active`, `revoked` or `expired`."""
+def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
+    """Revoked, expired, or else active."""
     if key.revoked_at is not None:
-        return "revoked"
+        return KeyStatus.REVOKED
     if key.expires_at is not None and key.expires_at <= (now or utcnow()):
-        return "expired"
-    return "active"
+        return KeyStatus.EXPIRED
+    return KeyStatus.ACTIVE
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from relaychat.storage.models import OutboxItem
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 # session.info keys: the doorbell a sessionmaker was built with, and "this commit enqueued".
 DOORBELL = "outbox_doorbell"
@@ -49,7 +50,7 @@ def enqueue(
         user_id=user_id,
         event_type=event_type,
         payload=payload,
-        status="pending",
+        status=OutboxStatus.PENDING,
         attempts=0,
         next_attempt_at=moment,
         created_at=moment,

@@ -11,12 +11,12 @@ from relaychat.domain.agent_cache import AgentCache
 from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, AgentSpec, resolve_agent_model
 from relaychat.domain.generations import NoEndpoint, NoModel, Providers
 from relaychat.domain.users import is_admin
-from relaychat.errors import Unprocessable
+from relaychat.errors import ErrorCode, Unprocessable
 from relaychat.storage.models import Conversation, User
 
 
 class AgentRequired(Unprocessable):
-    code = "agent_required"
+    code = ErrorCode.AGENT_REQUIRED
     title = "An agents conversation needs an agent_id"
 
 

@@ -25,12 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.keys import PermissionDenied
 from relaychat.domain.phones import normalize_phone
-from relaychat.errors import ConversationNotFound, Unprocessable, ValidationFailed
+from relaychat.errors import ConversationNotFound, ErrorCode, Unprocessable, ValidationFailed
 from relaychat.storage.models import Conversation, User
 
 
 class OwnerUnresolved(Unprocessable):
-    code = "owner_unresolved"
+    code = ErrorCode.OWNER_UNRESOLVED
     title = "No user could be found to own this message"
 
 

@@ -31,6 +31,7 @@ from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
 from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
+from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish, Usage
 from relaychat.metrics import GENERATIONS
 from relaychat.realtime.bus import EventBus
@@ -42,6 +43,7 @@ from relaychat.realtime.events import (
 )
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
+from relaychat.types import GenerationStatus, MessageStatus, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class GenerationRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         for generation_id in list(self._tasks):
-            self._stop(generation_id, "shutdown")
+            self._stop(generation_id, StopReason.SHUTDOWN)
         pending = [*self._tasks.values(), *self._background]
         if pending:
             await asyncio.wait(pending, timeout=10)
@@ -120,9 +122,9 @@ class GenerationRunner:
     def _on_abort(self, payload: dict[str, Any]) -> None:
         generation_id = payload.get("generation_id")
         if isinstance(generation_id, str) and generation_id in self._tasks:
-            self._stop(generation_id, "aborted")
+            self._stop(generation_id, StopReason.ABORTED)
 
-    def _stop(self, generation_id: str, reason: str) -> None:
+    def _stop(self, generation_id: str, reason: StopReason) -> None:
         job = self._jobs.get(generation_id)
         task = self._tasks.get(generation_id)
         if job is None or task is None or task.done():
@@ -155,8 +157,8 @@ class GenerationRunner:
             message = await self._finalize(
                 session,
                 job,
-                generation_status="completed",
-                message_status="complete",
+                generation_status=GenerationStatus.COMPLETED,
+                message_status=MessageStatus.COMPLETE,
                 finish_reason=finish.reason if finish else "stop",
                 usage=usage,
                 failure=None,
@@ -181,14 +183,14 @@ class GenerationRunner:
     async def _end_failed(self, job: Job, exc: Exception) -> None:
         code, detail = error_code(exc)
         detail = storable_text(detail)  # may quote an upstream's answer
-        if code == "internal_error":
+        if code == ErrorCode.INTERNAL_ERROR:
             logger.exception("generation %s failed", job.generation_id, exc_info=exc)
         async with self.sessionmaker() as session:
             message = await self._finalize(
                 session,
                 job,
-                generation_status="failed",
-                message_status="error",
+                generation_status=GenerationStatus.FAILED,
+                message_status=MessageStatus.ERROR,
                 finish_reason="error",
                 error=f"{code}: {detail}",
                 failure=(code, detail),
@@ -206,16 +208,20 @@ class GenerationRunner:
             )
 
     async def _end_unfinished(self, job: Job) -> None:
-        reason = job.stop_reason or "shutdown"
-        detail = "aborted by the user" if reason == "aborted" else "the server shut down"
+        reason = job.stop_reason or StopReason.SHUTDOWN
+        detail = "aborted by the user" if reason == StopReason.ABORTED else "the server shut down"
         async with self.sessionmaker() as session:
             message = await self._finalize(
                 session,
                 job,
-                generation_status="aborted" if reason == "aborted" else "interrupted",
-                message_status="unfinished",
+                generation_status=(
+                    GenerationStatus.ABORTED
+                    if reason == StopReason.ABORTED
+                    else GenerationStatus.INTERRUPTED
+                ),
+                message_status=MessageStatus.UNFINISHED,
                 finish_reason=reason,
-                error=None if reason == "aborted" else f"interrupted: {detail}",
+                error=None if reason == StopReason.ABORTED else f"interrupted: {detail}",
                 failure=(reason, detail),
             )
             generation = await session.get(Generation, job.generation_id)
@@ -228,8 +234,8 @@ class GenerationRunner:
         session: AsyncSession,
         job: Job,
         *,
-        generation_status: str,
-        message_status: str,
+        generation_status: GenerationStatus,
+        message_status: MessageStatus,
         finish_reason: str,
         failure: tuple[str, str] | None,
         usage: Usage | None = None,
@@ -246,7 +252,7 @@ class GenerationRunner:
             .where(
                 Generation.id == job.generation_id,
                 Generation.worker_id == self.worker_id,
-                Generation.status.in_(("running", "interrupted")),
+                Generation.status.in_((GenerationStatus.RUNNING, GenerationStatus.INTERRUPTED)),
             )
             .values(
                 status=generation_status,
@@ -340,7 +346,7 @@ class GenerationRunner:
                 update(Generation)
                 .where(
                     Generation.id.in_([j.generation_id for j in jobs]),
-                    Generation.status == "running",
+                    Generation.status == GenerationStatus.RUNNING,
                 )
                 .values(heartbeat_at=now)
             )
@@ -350,7 +356,7 @@ class GenerationRunner:
             for job, parts in written:
                 await session.execute(
                     update(Message)
-                    .where(Message.id == job.message_id, Message.status == "streaming")
+                    .where(Message.id == job.message_id, Message.status == MessageStatus.STREAMING)
                     .values(text=flatten_text(parts), content=parts)
                 )
             await session.commit()

@@ -23,9 +23,10 @@ from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
 from relaychat.domain.render import iso
-from relaychat.errors import Conflict, NotFound, ValidationFailed
+from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 EventType = Literal[
     "message.created", "message.completed", "message.failed", "conversation.created"
@@ -36,17 +37,17 @@ MAX_ENDPOINTS_PER_USER = 50
 
 
 class WebhookNotFound(NotFound):
-    code = "webhook_not_found"
+    code = ErrorCode.WEBHOOK_NOT_FOUND
     title = "No such webhook endpoint"
 
 
 class DeliveryNotFound(NotFound):
-    code = "delivery_not_found"
+    code = ErrorCode.DELIVERY_NOT_FOUND
     title = "No such delivery"
 
 
 class DeliveryInFlight(Conflict):
-    code = "delivery_in_flight"
+    code = ErrorCode.DELIVERY_IN_FLIGHT
     title = "This delivery is being attempted right now"
 
 
@@ -199,7 +200,7 @@ async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     if item.claimed_by is not None and item.next_attempt_at > utcnow():
         # Its worker would record its outcome over ours, or both would send it at once.
         raise DeliveryInFlight("try again once the current attempt has ended")
-    item.status = "pending"
+    item.status = OutboxStatus.PENDING
     item.attempts = 0
     item.next_attempt_at = utcnow()
     item.claimed_by = None

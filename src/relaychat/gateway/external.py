@@ -18,7 +18,7 @@ from relaychat.domain.audit import new_audit_event
 from relaychat.domain.content import normalize_content
 from relaychat.domain.render import generation_dict, message_dict
 from relaychat.domain.resolution import Caller, phone_from_metadata
-from relaychat.errors import AppError, ConversationExists, RateLimited, Unauthenticated
+from relaychat.errors import AppError, ConversationExists, ErrorCode, RateLimited, Unauthenticated
 from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
@@ -26,6 +26,7 @@ from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.services import Services
 from relaychat.storage.models import Generation, Message
+from relaychat.types import GenerationStatus
 
 MAX_WAIT_SECONDS = 120
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
@@ -33,7 +34,7 @@ _FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
 
 
 class ApiKeyRequired(Unauthenticated):
-    code = "api_key_required"
+    code = ErrorCode.API_KEY_REQUIRED
     title = "An API key is required for external messages"
 
 
@@ -307,7 +308,7 @@ async def _wait_for_reply(
     async with services.sessionmaker() as session:
         generation = await session.get(Generation, generation_id)
         reply = await session.get(Message, response_id) if response_id else None
-    if generation is None or reply is None or generation.status == "running":
+    if generation is None or reply is None or generation.status == GenerationStatus.RUNNING:
         return None
     return {"reply": message_dict(reply), "generation": generation_dict(generation)}
 

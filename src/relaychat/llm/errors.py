@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from time import time
 from typing import Any, ClassVar
 
-from relaychat.errors import AppError
+from relaychat.errors import AppError, ErrorCode
 
 # Long opaque tokens in upstream messages may be (masked) keys; we never pass them on.
 _OPAQUE_TOKEN = re.compile(r"[A-Za-z0-9_\-]{24,}")
@@ -37,7 +37,7 @@ def scrub(message: str | None) -> str | None:
 class ProviderError(AppError):
     """Base of upstream failures; `fields` hold the endpoint and the upstream status."""
 
-    code = "provider_error"
+    code = ErrorCode.PROVIDER_ERROR
     status = 502
     title = "The model provider returned an error"
     default_retryable: ClassVar[bool] = False
@@ -57,18 +57,18 @@ class ProviderError(AppError):
 
 
 class ProviderAuthFailed(ProviderError):
-    code = "provider_auth_failed"
+    code = ErrorCode.PROVIDER_AUTH_FAILED
     title = "The model provider rejected our credentials"
 
 
 class ProviderBadRequest(ProviderError):
-    code = "provider_bad_request"
+    code = ErrorCode.PROVIDER_BAD_REQUEST
     status = 400
     title = "The model provider rejected the request"
 
 
 class ProviderRateLimited(ProviderError):
-    code = "provider_rate_limited"
+    code = ErrorCode.PROVIDER_RATE_LIMITED
     status = 429
     title = "The model provider is rate limiting us"
     default_retryable = True
@@ -88,37 +88,37 @@ class ProviderRateLimited(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    code = "provider_unavailable"
+    code = ErrorCode.PROVIDER_UNAVAILABLE
     status = 503
     title = "The model provider is unavailable"
     default_retryable = True
 
 
 class ProviderTimeout(ProviderError):
-    code = "provider_timeout"
+    code = ErrorCode.PROVIDER_TIMEOUT
     status = 504
     title = "The model provider did not answer in time"
 
 
 class ProviderStreamBroken(ProviderError):
-    code = "provider_stream_broken"
+    code = ErrorCode.PROVIDER_STREAM_BROKEN
     title = "The model provider's stream broke off"
 
 
 class EndpointNotFound(AppError):
-    code = "endpoint_not_found"
+    code = ErrorCode.ENDPOINT_NOT_FOUND
     status = 404
     title = "No such LLM endpoint"
 
 
 class ProviderNotImplemented(AppError):
-    code = "provider_not_implemented"
+    code = ErrorCode.PROVIDER_NOT_IMPLEMENTED
     status = 501
     title = "This provider is not supported yet"
 
 
 class ProviderSdkMissing(AppError):
-    code = "provider_sdk_missing"
+    code = ErrorCode.PROVIDER_SDK_MISSING
     status = 500
     title = "The provider's SDK is not installed"
 

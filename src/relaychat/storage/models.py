@@ -18,7 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from relaychat.storage.types import JsonType, UTCDateTime, utcnow
+from relaychat.storage.types import JsonType, UTCDateTime, str_enum, utcnow
+from relaychat.types import GenerationStatus, IdempotencyState, MessageStatus, OutboxStatus
 
 # Deterministic constraint names so Alembic migrations work the same on both databases.
 NAMING_CONVENTION = {
@@ -108,7 +109,9 @@ class Message(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="complete")
+    status: Mapped[MessageStatus] = mapped_column(
+        str_enum(MessageStatus, 16), default=MessageStatus.COMPLETE
+    )
     error: Mapped[str | None] = mapped_column(Text)
     # `metadata` is reserved by SQLAlchemy's declarative base, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
@@ -137,8 +140,9 @@ class Generation(Base):
     )
     endpoint: Mapped[str] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(200))
-    # running | completed | failed | aborted | interrupted
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[GenerationStatus] = mapped_column(
+        str_enum(GenerationStatus, 16), default=GenerationStatus.RUNNING
+    )
     worker_id: Mapped[str] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -224,8 +228,9 @@ class IdempotencyRecord(Base):
     key_ref: Mapped[str] = mapped_column(String(80))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
-    # in_flight until the first request finishes; then done with its answer.
-    state: Mapped[str] = mapped_column(String(16), default="in_flight")
+    state: Mapped[IdempotencyState] = mapped_column(
+        str_enum(IdempotencyState, 16), default=IdempotencyState.IN_FLIGHT
+    )
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -306,8 +311,9 @@ class OutboxItem(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     # The exact bytes to send (webhooks sign them; a retry sends the very same body).
     payload: Mapped[str] = mapped_column(Text)
-    # pending | delivered | failed | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[OutboxStatus] = mapped_column(
+        str_enum(OutboxStatus, 16), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(64))

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaychat.domain.ids import new_id
 from relaychat.storage.models import OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class OutboxWorker:
         now = self.clock()
         due = (
             select(OutboxItem.id)
-            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
+            .where(OutboxItem.status == OutboxStatus.PENDING, OutboxItem.next_attempt_at <= now)
             .order_by(OutboxItem.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -225,7 +226,7 @@ class OutboxWorker:
         return (
             OutboxItem.id == item.id,
             OutboxItem.claimed_by == self.worker_id,
-            OutboxItem.status == "pending",
+            OutboxItem.status == OutboxStatus.PENDING,
         )
 
     def _checkpoint(self, item: OutboxItem) -> Checkpoint:
@@ -280,7 +281,7 @@ class OutboxWorker:
         if attempt.payload is not None:
             values["payload"] = attempt.payload
         if attempt.delivered:
-            values.update(status="delivered", delivered_at=now)
+            values.update(status=OutboxStatus.DELIVERED, delivered_at=now)
         else:
             delay = (
                 None
@@ -288,7 +289,7 @@ class OutboxWorker:
                 else next_delay(self.schedule, attempts, attempt.retry_after)
             )
             if delay is None:
-                values["status"] = "failed"
+                values["status"] = OutboxStatus.FAILED
             else:
                 values["next_attempt_at"] = now + timedelta(seconds=delay)
         async with self.sessionmaker() as session:

@@ -27,10 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.storage.models import AuditEvent, IdempotencyRecord, OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
+from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 
-SETTLED_OUTBOX = ("delivered", "failed", "cancelled")
+SETTLED_OUTBOX = (OutboxStatus.DELIVERED, OutboxStatus.FAILED, OutboxStatus.CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from relaychat.domain.channels import (
 )
 from relaychat.errors import AppError
 from relaychat.storage.models import Channel, OutboxItem
+from relaychat.types import OutboxStatus
 from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class TwilioSender:
         # The worker has just written the row's new status in this very transaction.
         status = await session.scalar(select(OutboxItem.status).where(OutboxItem.id == item.id))
         error = None
-        if status == "failed":
+        if status == OutboxStatus.FAILED:
             # An attempt the worker abandoned at its deadline left no error in the payload.
             error = payload.get("last_error") or {"code": None, "message": attempt.error}
         if not payload.get("sent") and error is None:

@@ -42,6 +42,7 @@ from relaychat.errors import (
     AppError,
     BadRequest,
     ConversationExists,
+    ErrorCode,
     Forbidden,
     UnsupportedMediaType,
 )
@@ -64,17 +65,17 @@ PROVISIONED_EMAIL_DOMAIN = "phone.invalid"
 
 
 class TwilioSignatureInvalid(Forbidden):
-    code = "twilio_signature_invalid"
+    code = ErrorCode.TWILIO_SIGNATURE_INVALID
     title = "X-Twilio-Signature is missing or does not match"
 
 
 class TwilioAccountMismatch(Forbidden):
-    code = "twilio_account_mismatch"
+    code = ErrorCode.TWILIO_ACCOUNT_MISMATCH
     title = "The request is for another Twilio account"
 
 
 class TwilioFormInvalid(BadRequest):
-    code = "twilio_form_invalid"
+    code = ErrorCode.TWILIO_FORM_INVALID
     title = "The form is not a Twilio message"
 
 

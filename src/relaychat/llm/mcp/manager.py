@@ -14,7 +14,7 @@ from mcp import Client, MCPError, types
 from mcp.types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 from pydantic import ValidationError
 
-from relaychat.errors import NotFound, ServiceUnavailable
+from relaychat.errors import ErrorCode, NotFound, ServiceUnavailable
 from relaychat.llm.mcp.config import McpServerConfig
 from relaychat.llm.mcp.connection import Connection, StartFailed
 from relaychat.llm.mcp.tools import McpTool, result_text
@@ -32,7 +32,7 @@ _TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSErr
 
 
 class McpServerUnavailable(ServiceUnavailable):
-    code = "mcp_server_unavailable"
+    code = ErrorCode.MCP_SERVER_UNAVAILABLE
     title = "MCP server unavailable"
 
     def __init__(self, detail: str, *, server: str, stderr: str = "") -> None:
@@ -47,7 +47,7 @@ class McpServerUnavailable(ServiceUnavailable):
 
 
 class McpServerNotFound(NotFound):
-    code = "mcp_server_not_found"
+    code = ErrorCode.MCP_SERVER_NOT_FOUND
     title = "No such MCP server"
 
 

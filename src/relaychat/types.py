@@ -1,0 +1,75 @@
+"""The statuses stored in columns and shown by the API: one enumeration per concept.
+
+They live here, at the top of the package, because the storage models, the domain and the
+API schemas all name them and storage may not import the domain. The values are what the
+database holds and the JSON says; a StrEnum member compares and serialises as its value.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class GenerationStatus(StrEnum):
+    """Where a run of a model stands (`generations.status`)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    #: ended by an error; the reply is `error`
+    FAILED = "failed"
+    #: stopped by its owner; the reply keeps its partial text
+    ABORTED = "aborted"
+    #: its worker shut down or went quiet; the reply keeps its partial text
+    INTERRUPTED = "interrupted"
+
+
+class MessageStatus(StrEnum):
+    """Whether a message's content is final (`messages.status`)."""
+
+    COMPLETE = "complete"
+    #: a reply being written
+    STREAMING = "streaming"
+    #: a reply stopped early (aborted or interrupted), its partial text kept
+    UNFINISHED = "unfinished"
+    #: a reply that failed; `error` says why
+    ERROR = "error"
+
+
+class OutboxStatus(StrEnum):
+    """Where a callback (a webhook delivery or a channel's reply) stands (`outbox.status`)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: given up on after its last attempt
+    FAILED = "failed"
+    #: never to be sent: its channel was deleted
+    CANCELLED = "cancelled"
+
+
+class IdempotencyState(StrEnum):
+    """An `Idempotency-Key`'s record (`idempotency_records.state`)."""
+
+    #: the first request is still being processed
+    IN_FLIGHT = "in_flight"
+    #: the first request finished; its answer is replayed
+    DONE = "done"
+
+
+class KeyStatus(StrEnum):
+    """An API key's standing, derived from its revocation and expiry times."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class StopReason(StrEnum):
+    """Why a reply stopped before its model finished: its `finish_reason`, and the `error`
+    of its `message.failed` callback."""
+
+    #: its owner aborted it
+    ABORTED = "aborted"
+    #: its worker was shutting down
+    SHUTDOWN = "shutdown"
+    #: its worker went quiet and the recovery sweep took it over
+    INTERRUPTED = "interrupted"
