@@ -65,6 +65,7 @@ def test_no_two_error_classes_define_the_same_code() -> None:
             owners[cls.code].append(f"{cls.__module__}.{cls.__qualname__}")
         else:
             parent = next(base for base in cls.__mro__[1:] if "code" in vars(base))
+            assert issubclass(parent, AppError)
             assert cls.status == parent.status, f"{cls.__qualname__} changes {cls.code}'s status"
     shared = {code: names for code, names in owners.items() if len(names) > 1}
     assert not shared, shared
