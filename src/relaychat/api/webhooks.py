@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import webhooks
-from relaychat.domain.render import iso
 from relaychat.domain.webhooks import EVENT_TYPES, EventType
+from relaychat.resources import iso
 from relaychat.safehttp import check_url
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
 

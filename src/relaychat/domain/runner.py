@@ -29,7 +29,6 @@ from relaychat.domain.generations import (
 )
 from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
-from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
 from relaychat.llm.types import Finish, Usage
 from relaychat.metrics import GENERATIONS
@@ -40,6 +39,7 @@ from relaychat.realtime.events import (
     MessageCompleted,
     MessageFailed,
 )
+from relaychat.resources import ConversationOut, MessageView
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 
@@ -170,7 +170,7 @@ class GenerationRunner:
             MessageCompleted(
                 conversation_id=job.conversation_id,
                 message_id=job.message_id,
-                message=message_dict(message),
+                message=MessageView.model_validate(message),
             ),
         )
         if job.wants_title and conversation is not None and not conversation.title and text:
@@ -306,7 +306,7 @@ class GenerationRunner:
             job.user_id,
             ConversationUpdated(
                 conversation_id=job.conversation_id,
-                conversation=conversation_dict(conversation),
+                conversation=ConversationOut.model_validate(conversation),
             ),
         )
 
