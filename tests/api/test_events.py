@@ -205,3 +205,31 @@ def test_openapi_documents_both_streams(services: Services) -> None:
         params = {(p["in"], p["name"]) for p in operation["parameters"]}
         assert {("header", "last-event-id"), ("cookie", "relaychat_access")} <= params
         assert not any(p["in"] == "query" for p in operation["parameters"])
+
+
+async def test_events_carry_the_rest_shape_of_conversations_and_messages(
+    client: httpx.AsyncClient, live_url: str
+) -> None:
+    # One model serves both (relaychat.resources): same keys, same order, same values,
+    # times included; REST adds only what it alone answers (`html`, `generation_id`).
+    user = await make_user(client)
+    async with (
+        httpx.AsyncClient(base_url=live_url) as http,
+        http.stream("GET", "/api/events", headers=user.headers) as stream,
+    ):
+        conversation = await make_conversation(client, user, title="Shapes")  # the REST answer
+        cid = conversation["conversation_id"]
+        posted = await post_message(client, user, cid, text="héllo", metadata={"n": [1, None]})
+        seen = await collect_until(stream, lambda e: e.event == "message.created")
+    by_type = {e.event: e.data for e in seen}
+    message = (
+        await client.get(f"/api/messages/{cid}/{posted['message_id']}", headers=user.headers)
+    ).json()
+    assert list(by_type["conversation.created"]["conversation"].items()) == list(
+        conversation.items()
+    )
+    rest_only = {"html", "generation_id"}
+    assert {k: message[k] for k in rest_only} == {"html": None, "generation_id": None}
+    event_message = by_type["message.created"]["message"]
+    assert list(event_message.items()) == [(k, v) for k, v in message.items() if k not in rest_only]
+    assert event_message["created_at"].endswith("Z")

@@ -30,6 +30,7 @@ from relaychat.realtime.events import (
     MessageToolResult,
     Reset,
 )
+from relaychat.resources import ConversationOut, MessageView
 from tests.support.backends import REDIS_PREFIX_ROOT
 
 # Only a guard against a hung test; no assertion depends on how long anything takes.
@@ -144,14 +145,42 @@ def delta(conversation_id: str, text: str, message_id: str = "m-1") -> MessageDe
 
 def sample_events() -> list[BaseEvent]:
     """One event of every type, with awkward content (newlines, unicode, nesting)."""
-    conversation = {"conversation_id": "c-1", "title": "Line one\nline two", "archived": False}
-    message = {
-        "message_id": "m-1",
-        "conversation_id": "c-1",
-        "text": "héllo\r\nworld\u2028",
-        "content": [{"type": "text", "text": "héllo"}],
-        "metadata": {"tokens": 3, "nested": {"list": [1, None, 2.5]}},
-    }
+    created = "2026-01-02T03:04:05.678901Z"
+    conversation = ConversationOut.model_validate(
+        {
+            "conversation_id": "c-1",
+            "title": "Line one\nline two",
+            "endpoint": None,
+            "model": None,
+            "agent_id": None,
+            "model_parameters": {"temperature": 0.5},
+            "system_prompt": None,
+            "archived": False,
+            "unseen_external": 0,
+            "created_at": created,
+            "updated_at": created,
+        }
+    )
+    message = MessageView.model_validate(
+        {
+            "message_id": "m-1",
+            "conversation_id": "c-1",
+            "parent_message_id": None,
+            "role": "assistant",
+            "sender": None,
+            "text": "héllo\r\nworld\u2028",
+            "content": [{"type": "text", "text": "héllo"}],
+            "status": "complete",
+            "error": None,
+            "endpoint": None,
+            "model": None,
+            "finish_reason": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "metadata": {"tokens": 3, "nested": {"list": [1, None, 2.5]}},
+            "created_at": created,
+        }
+    )
     return [
         MessageCreated(conversation_id="c-1", message_id="m-1", message=message),
         MessageDelta(conversation_id="c-1", message_id="m-1", delta="data: not a field\n\n"),

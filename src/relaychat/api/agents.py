@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.domain import agents
-from relaychat.domain.render import agent_dict
+from relaychat.resources import AgentOut
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -36,22 +36,6 @@ class AgentCreate(AgentFields):
 class AgentPatch(AgentFields):
     name: str | None = Field(None, min_length=1, max_length=200)
     endpoint: str | None = Field(None, min_length=1, max_length=100)
-
-
-class AgentOut(BaseModel):
-    agent_id: str
-    owner_id: str
-    name: str
-    description: str | None
-    instructions: str | None
-    endpoint: str
-    model: str | None
-    model_parameters: dict[str, Any]
-    tools: list[str]
-    mcp_servers: list[str]
-    visibility: str
-    created_at: str
-    updated_at: str
 
 
 class AgentList(BaseModel):
@@ -85,22 +69,20 @@ async def create(
     """Create an agent owned by you."""
     fields = body.model_dump(exclude_none=True)
     _check(engine, fields)
-    return AgentOut.model_validate(agent_dict(await agents.create_agent(session, user, fields)))
+    return AgentOut.model_validate(await agents.create_agent(session, user, fields))
 
 
 @router.get("")
 async def list_(user: CurrentUser, session: SessionDep) -> AgentList:
     """Your agents and every public one."""
     rows = await agents.list_agents(session, user)
-    return AgentList(agents=[AgentOut.model_validate(agent_dict(a)) for a in rows])
+    return AgentList(agents=[AgentOut.model_validate(a) for a in rows])
 
 
 @router.get("/{agent_id}")
 async def get(agent_id: AgentId, user: CurrentUser, session: SessionDep) -> AgentOut:
     """One agent you may use."""
-    return AgentOut.model_validate(
-        agent_dict(await agents.get_visible_agent(session, user, agent_id))
-    )
+    return AgentOut.model_validate(await agents.get_visible_agent(session, user, agent_id))
 
 
 @router.patch("/{agent_id}")
@@ -113,7 +95,7 @@ async def patch(
     _check(engine, changes)
     updated = await agents.update_agent(session, agent, changes)
     await engine.agents.changed(agent_id)
-    return AgentOut.model_validate(agent_dict(updated))
+    return AgentOut.model_validate(updated)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from relaychat.api.deps import CurrentUser, SessionDep
 from relaychat.domain import audit, keys, users
+from relaychat.resources import Timestamp
 
 router = APIRouter(tags=["audit"])
 
@@ -21,8 +22,12 @@ Until = Annotated[datetime | None, Query(description="Before this time (exclusiv
 
 
 class AuditEventOut(BaseModel):
+    """An audit row as clients see it (every column, read from the row)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
-    created_at: str
+    created_at: Timestamp
     api_key_id: str | None
     key_owner_id: str | None
     client_address: str | None
@@ -44,9 +49,8 @@ class AuditPageOut(BaseModel):
 
 
 def _page(page: audit.AuditPage) -> AuditPageOut:
-    rows: list[dict[str, Any]] = [audit.audit_dict(e) for e in page.events]
     return AuditPageOut(
-        events=[AuditEventOut.model_validate(r) for r in rows], next_cursor=page.next_cursor
+        events=[AuditEventOut.model_validate(e) for e in page.events], next_cursor=page.next_cursor
     )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import channels
-from relaychat.domain.channels import TwilioChannelIn, TwilioChannelPatch
+from relaychat.domain.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
 from relaychat.gateway.channels import twilio
 
 router = APIRouter(prefix="/api/channels", tags=["channels"])
@@ -18,18 +18,18 @@ ChannelId = Annotated[str, Path(max_length=64)]
 
 
 class ChannelList(BaseModel):
-    channels: list[dict[str, Any]]
+    channels: list[ChannelOut]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create(
     body: TwilioChannelIn, user: CurrentUser, session: SessionDep, services: ServicesDep
-) -> dict[str, Any]:
+) -> ChannelOut:
     """Create a channel you manage; paste its `webhook_url` into Twilio's console."""
     channel = await channels.create_channel(
         session, user, body, services.secrets, endpoints=services.providers.names()
     )
-    return channels.channel_dict(channel)
+    return ChannelOut.from_row(channel)
 
 
 @router.get("")
@@ -42,13 +42,13 @@ async def list_(
 ) -> ChannelList:
     """The channels you manage, newest first."""
     rows = await channels.list_channels(session, user, all_users=all_users)
-    return ChannelList(channels=[channels.channel_dict(c) for c in rows])
+    return ChannelList(channels=[ChannelOut.from_row(c) for c in rows])
 
 
 @router.get("/{channel_id}")
-async def get(channel_id: ChannelId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+async def get(channel_id: ChannelId, user: CurrentUser, session: SessionDep) -> ChannelOut:
     """One of your channels (any, for admins); never its auth token."""
-    return channels.channel_dict(await channels.get_channel(session, user, channel_id))
+    return ChannelOut.from_row(await channels.get_channel(session, user, channel_id))
 
 
 @router.patch("/{channel_id}")
@@ -58,13 +58,13 @@ async def patch(
     user: CurrentUser,
     session: SessionDep,
     services: ServicesDep,
-) -> dict[str, Any]:
+) -> ChannelOut:
     """Change a channel: a new `auth_token` replaces the stored one; `enabled: false` pauses it."""
     channel = await channels.get_channel(session, user, channel_id)
     updated = await channels.update_channel(
         session, user, channel, body, services.secrets, endpoints=services.providers.names()
     )
-    return channels.channel_dict(updated)
+    return ChannelOut.from_row(updated)
 
 
 @router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT)

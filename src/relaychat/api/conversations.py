@@ -61,7 +61,7 @@ async def create(
         conversation_id=body.conversation_id,
         fields=fields,
     )
-    return ConversationOut.of(conversation)
+    return ConversationOut.model_validate(conversation)
 
 
 @router.get("")
@@ -77,7 +77,7 @@ async def list_(
         session, user.id, limit=limit, cursor=cursor, archived=archived
     )
     return ConversationList(
-        conversations=[ConversationOut.of(c) for c in page.conversations],
+        conversations=[ConversationOut.model_validate(c) for c in page.conversations],
         next_cursor=page.next_cursor,
     )
 
@@ -85,7 +85,7 @@ async def list_(
 @router.get("/{conversation_id}")
 async def get(conversation: OwnedConversation) -> ConversationOut:
     """One conversation."""
-    return ConversationOut.of(conversation)
+    return ConversationOut.model_validate(conversation)
 
 
 @router.patch("/{conversation_id}")
@@ -101,7 +101,7 @@ async def patch(
     (RFC 7396: the keys named change, `null` removes one, the others stay)."""
     changes = body.model_dump(include=body.model_fields_set)
     await conversations.check_target(session, user, services.providers, changes, conversation)
-    return ConversationOut.of(
+    return ConversationOut.model_validate(
         await conversations.update_conversation(session, engine.bus, conversation, changes)
     )
 
@@ -111,7 +111,9 @@ async def read(
     conversation: OwnedConversation, session: SessionDep, engine: EngineDep
 ) -> ConversationOut:
     """Mark the conversation's external messages read (`unseen_external` back to 0)."""
-    return ConversationOut.of(await conversations.mark_read(session, engine.bus, conversation))
+    return ConversationOut.model_validate(
+        await conversations.mark_read(session, engine.bus, conversation)
+    )
 
 
 @router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Response, status
 
 from relaychat.api.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.domain.generations import get_owned_generation, request_abort
-from relaychat.domain.render import generation_dict
+from relaychat.resources import GenerationOut
 from relaychat.types import GenerationStatus
 
 router = APIRouter(prefix="/api/generations", tags=["generations"])
@@ -20,9 +19,9 @@ _POLL_SECONDS = 0.05
 
 
 @router.get("/{generation_id}")
-async def get(generation_id: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+async def get(generation_id: str, user: CurrentUser, session: SessionDep) -> GenerationOut:
     """The generation's state."""
-    return generation_dict(await get_owned_generation(session, user.id, generation_id))
+    return GenerationOut.model_validate(await get_owned_generation(session, user.id, generation_id))
 
 
 @router.post("/{generation_id}/abort")
@@ -32,7 +31,7 @@ async def abort(
     services: ServicesDep,
     engine: EngineDep,
     response: Response,
-) -> dict[str, Any]:
+) -> GenerationOut:
     """Stop a running generation, keeping its partial text (status `unfinished`).
 
     200 with the final state once the worker running it confirms; 202 if it has not
@@ -49,4 +48,4 @@ async def abort(
         await asyncio.sleep(_POLL_SECONDS)
         async with services.sessionmaker() as session:
             generation = await get_owned_generation(session, user.id, generation_id)
-    return generation_dict(generation)
+    return GenerationOut.model_validate(generation)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, Field
 
 from relaychat.api.deps import ServicesDep
 from relaychat.storage.db import ping
@@ -15,14 +16,28 @@ router = APIRouter(tags=["health"])
 _PROBE_TIMEOUT = 3.0
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(
+        description="Each dependency (`database`, `redis`): `ok` or `error: <kind>`."
+    )
+
+
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
+async def healthz() -> Health:
     """The process is up and serving."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", response_model=None)
-async def readyz(services: ServicesDep) -> JSONResponse:
+@router.get(
+    "/readyz",
+    responses={503: {"description": "A dependency does not answer", "model": Readiness}},
+)
+async def readyz(services: ServicesDep, response: Response) -> Readiness:
     """The database answers, and Redis too when configured; 503 otherwise."""
     checks: dict[str, str] = {}
     try:
@@ -36,8 +51,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    if all(value == "ok" for value in checks.values()):
+        return Readiness(status="ready", checks=checks)
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Readiness(status="unavailable", checks=checks)

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import keys
 from relaychat.domain.key_cache import key_changed
-from relaychat.domain.keys import KeyPermissions
+from relaychat.domain.keys import KEY_PREFIX, KeyPermissions
+from relaychat.resources import Timestamp
 from relaychat.storage.models import ApiKey
 from relaychat.types import KeyStatus
 
@@ -55,11 +56,29 @@ class KeyOut(BaseModel):
     system: bool
     status: KeyStatus = Field(title="Status")  # titled as it was when it was a `str`
     permissions: dict[str, Any]
-    created_at: str
-    last_used_at: str | None
-    expires_at: str | None
-    revoked_at: str | None
-    previous_valid_until: str | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    previous_valid_until: Timestamp | None
+
+    @classmethod
+    def from_row(cls, key: ApiKey) -> KeyOut:
+        """A key as its owner sees it: never a secret or a hash."""
+        return cls(
+            id=key.id,
+            name=key.name,
+            prefix=f"{KEY_PREFIX}{key.lookup}",
+            owner_id=key.user_id,
+            system=key.system,
+            status=keys.key_status(key),
+            permissions=keys.stored_permissions(key).model_dump(mode="json"),
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+            previous_valid_until=key.previous_valid_until,
+        )
 
 
 class KeyWithSecret(BaseModel):
@@ -69,10 +88,6 @@ class KeyWithSecret(BaseModel):
 
 class KeyList(BaseModel):
     keys: list[KeyOut]
-
-
-def _out(key: ApiKey) -> KeyOut:
-    return KeyOut.model_validate(keys.key_dict(key))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -89,7 +104,7 @@ async def create(
         system=body.system,
         catalog=services.providers,
     )
-    return KeyWithSecret(key=_out(key), secret=secret)
+    return KeyWithSecret(key=KeyOut.from_row(key), secret=secret)
 
 
 @router.get("")
@@ -102,13 +117,13 @@ async def list_(
 ) -> KeyList:
     """Your keys, newest first, revoked ones included."""
     rows = await keys.list_keys(session, user, all_users=all_users)
-    return KeyList(keys=[_out(k) for k in rows])
+    return KeyList(keys=[KeyOut.from_row(k) for k in rows])
 
 
 @router.get("/{key_id}")
 async def get(key_id: KeyId, user: CurrentUser, session: SessionDep) -> KeyOut:
     """One of your keys (any key, for admins)."""
-    return _out(await keys.get_key(session, user, key_id))
+    return KeyOut.from_row(await keys.get_key(session, user, key_id))
 
 
 @router.patch("/{key_id}")
@@ -120,7 +135,7 @@ async def patch(
     changes = body.model_dump(include=body.model_fields_set)
     updated = await keys.update_key(session, key, changes, services.providers)
     await key_changed(services.bus, updated.lookup)
-    return _out(updated)
+    return KeyOut.from_row(updated)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -145,4 +160,4 @@ async def rotate(
     grace = body.grace_seconds if body else keys.DEFAULT_GRACE_SECONDS
     rotated, secret = await keys.rotate_key(session, key, grace_seconds=grace)
     await key_changed(services.bus, rotated.lookup)
-    return KeyWithSecret(key=_out(rotated), secret=secret)
+    return KeyWithSecret(key=KeyOut.from_row(rotated), secret=secret)

@@ -25,7 +25,7 @@ from relaychat.domain.conversations import get_owned_conversation
 from relaychat.domain.limits import Metadata
 from relaychat.errors import Unauthenticated
 from relaychat.gateway import external as external_gateway
-from relaychat.gateway.schemas import ExternalMessageIn
+from relaychat.gateway.schemas import ExternalAnswered, ExternalMessageIn
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -130,7 +130,13 @@ PostBody = Annotated[
 @router.post(
     "/{conversation_id}",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={201: {"description": "Stored; no reply was asked for", "model": MessagePosted}},
+    responses={
+        200: {
+            "description": "An external message with `Prefer: wait=N`: the reply ended in time",
+            "model": ExternalAnswered,
+        },
+        201: {"description": "Stored; no reply was asked for", "model": MessagePosted},
+    },
     response_model=MessagePosted,
 )
 async def post(

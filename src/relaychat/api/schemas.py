@@ -1,16 +1,17 @@
-"""Response shapes shared by several routes."""
+"""Response shapes shared by several routes; the entities' own are in `relaychat.resources`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.markdown import render_parts
-from relaychat.storage.models import Conversation, Message, User
-from relaychat.types import MessageStatus
+from relaychat.resources import ConversationOut, MessageView
+from relaychat.storage.models import Message, User
+
+__all__ = ["ConversationOut", "MessageOut", "UserOut"]
 
 
 class UserOut(BaseModel):
@@ -33,47 +34,9 @@ class UserOut(BaseModel):
         )
 
 
-class ConversationOut(BaseModel):
-    conversation_id: str
-    title: str | None
-    endpoint: str | None
-    model: str | None
-    agent_id: str | None
-    model_parameters: dict[str, Any]
-    system_prompt: str | None
-    archived: bool
-    unseen_external: int = Field(
-        description="External messages the owner has not read yet "
-        "(`POST /api/convos/{id}/read` marks them read)."
-    )
-    created_at: datetime
-    updated_at: datetime
+class MessageOut(MessageView):
+    """A message as the REST API answers it; events carry the `MessageView` it extends."""
 
-    @classmethod
-    def of(cls, conversation: Conversation) -> ConversationOut:
-        return cls.model_validate(conversation_dict(conversation))
-
-
-class MessageOut(BaseModel):
-    message_id: str
-    conversation_id: str
-    parent_message_id: str | None
-    role: str
-    sender: str | None
-    content: list[dict[str, Any]]
-    text: str
-    status: MessageStatus = Field(title="Status")  # titled as it was when it was a `str`
-    error: str | None
-    endpoint: str | None
-    model: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    metadata: dict[str, Any]
-    api_key_id: str | None = Field(
-        None, description="The API key an external message came with (`env:…`: a system key)."
-    )
-    created_at: datetime
     html: str | None = Field(
         None,
         description="The content as safe HTML (markdown rendered, markup escaped); "
@@ -89,7 +52,7 @@ class MessageOut(BaseModel):
     def of(
         cls, message: Message, *, html: bool = False, generation_id: str | None = None
     ) -> MessageOut:
-        out = cls.model_validate(message_dict(message))
+        out = cls.model_validate(message)
         out.generation_id = generation_id
         if html:
             out.html = render_parts(message.content or [], message.text or "")

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import webhooks
-from relaychat.domain.render import iso
 from relaychat.domain.webhooks import EVENT_TYPES, EventType
+from relaychat.resources import Timestamp
 from relaychat.safehttp import check_url
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
 from relaychat.types import OutboxStatus
@@ -45,6 +45,10 @@ class WebhookPatch(BaseModel):
 
 
 class WebhookOut(BaseModel):
+    """An endpoint as its owner sees it, read from the row (never its secret)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     url: str
     description: str | None
@@ -52,9 +56,9 @@ class WebhookOut(BaseModel):
     api_key_id: str | None
     enabled: bool
     disabled_reason: str | None
-    failing_since: str | None
-    created_at: str
-    updated_at: str
+    failing_since: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class WebhookWithSecret(BaseModel):
@@ -71,17 +75,19 @@ class DeliveryOut(BaseModel):
     event_type: str
     status: OutboxStatus = Field(title="Status")  # titled as it was when it was a `str`
     attempts: int
-    next_attempt_at: str | None
-    last_attempt_at: str | None
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
     last_status_code: int | None
     last_error: str | None
-    delivered_at: str | None
-    created_at: str
+    delivered_at: Timestamp | None
+    created_at: Timestamp
     payload: str
 
 
 class AttemptOut(BaseModel):
-    attempted_at: str
+    model_config = ConfigDict(from_attributes=True)
+
+    attempted_at: Timestamp
     status_code: int | None
     error: str | None
     duration_ms: float
@@ -97,33 +103,19 @@ class DeliveryList(BaseModel):
     next_before: str | None
 
 
-def _out(endpoint: WebhookEndpoint) -> WebhookOut:
-    return WebhookOut(
-        id=endpoint.id,
-        url=endpoint.url,
-        description=endpoint.description,
-        events=list(endpoint.events),
-        api_key_id=endpoint.api_key_id,
-        enabled=endpoint.enabled,
-        disabled_reason=endpoint.disabled_reason,
-        failing_since=iso(endpoint.failing_since) if endpoint.failing_since else None,
-        created_at=iso(endpoint.created_at),
-        updated_at=iso(endpoint.updated_at),
-    )
-
-
 def _delivery(item: OutboxItem) -> DeliveryOut:
     return DeliveryOut(
         id=item.id,
         event_type=item.event_type,
         status=item.status,
         attempts=item.attempts,
-        next_attempt_at=iso(item.next_attempt_at) if item.status == OutboxStatus.PENDING else None,
-        last_attempt_at=iso(item.last_attempt_at) if item.last_attempt_at else None,
+        # The next attempt is only news while one is planned.
+        next_attempt_at=item.next_attempt_at if item.status == OutboxStatus.PENDING else None,
+        last_attempt_at=item.last_attempt_at,
         last_status_code=item.last_status_code,
         last_error=item.last_error,
-        delivered_at=iso(item.delivered_at) if item.delivered_at else None,
-        created_at=iso(item.created_at),
+        delivered_at=item.delivered_at,
+        created_at=item.created_at,
         payload=item.payload,
     )
 
@@ -143,13 +135,17 @@ async def create(
         api_key_id=body.api_key_id,
         description=body.description,
     )
-    return WebhookWithSecret(webhook=_out(endpoint), secret=secret)
+    return WebhookWithSecret(webhook=WebhookOut.model_validate(endpoint), secret=secret)
 
 
 @router.get("")
 async def list_(user: CurrentUser, session: SessionDep) -> WebhookList:
     """Your webhook endpoints, oldest first."""
-    return WebhookList(webhooks=[_out(e) for e in await webhooks.list_endpoints(session, user.id)])
+    return WebhookList(
+        webhooks=[
+            WebhookOut.model_validate(e) for e in await webhooks.list_endpoints(session, user.id)
+        ]
+    )
 
 
 async def owned_endpoint(
@@ -176,7 +172,7 @@ OwnedDelivery = Annotated[OutboxItem, Depends(owned_delivery)]
 
 @router.get("/{endpoint_id}")
 async def get(endpoint: OwnedEndpoint) -> WebhookOut:
-    return _out(endpoint)
+    return WebhookOut.model_validate(endpoint)
 
 
 @router.patch("/{endpoint_id}")
@@ -196,7 +192,7 @@ async def patch(
     if body.enabled is not None:
         webhooks.set_enabled(endpoint, body.enabled, "disabled by its owner")
     await session.commit()
-    return _out(endpoint)
+    return WebhookOut.model_validate(endpoint)
 
 
 @router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -228,16 +224,7 @@ async def delivery(item: OwnedDelivery, session: SessionDep) -> DeliveryDetail:
     attempts = await webhooks.list_attempts(session, item)
     return DeliveryDetail(
         **_delivery(item).model_dump(),
-        attempts_log=[
-            AttemptOut(
-                attempted_at=iso(a.attempted_at),
-                status_code=a.status_code,
-                error=a.error,
-                duration_ms=a.duration_ms,
-                response_body=a.response_body,
-            )
-            for a in attempts
-        ],
+        attempts_log=[AttemptOut.model_validate(a) for a in attempts],
     )
 
 

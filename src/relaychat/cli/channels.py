@@ -24,8 +24,8 @@ from relaychat.cli._common import console, error_exit, load_settings, run_in_ses
 from relaychat.crypto import SecretBox
 from relaychat.domain.channels import (
     ChannelNotFound,
+    ChannelOut,
     TwilioChannelIn,
-    channel_dict,
     create_channel,
     delete_channel,
 )
@@ -147,9 +147,9 @@ def create_twilio(
         actor = await _manager(session, manager, owner)
         return await create_channel(session, actor, spec, secrets)
 
-    view = channel_dict(run_in_session(settings, _create))
-    typer.echo(f"created twilio channel {view['name']} ({view['id']})")
-    typer.echo(f"webhook url: {view['webhook_url']}")
+    view = ChannelOut.from_row(run_in_session(settings, _create))
+    typer.echo(f"created twilio channel {view.name} ({view.id})")
+    typer.echo(f"webhook url: {view.webhook_url}")
 
 
 @channels_app.command("list")
@@ -162,16 +162,16 @@ def channels_list() -> None:
 
     output = table("id", "type", "name", "account", "owner", "token", "enabled", "webhook url")
     for channel in run_in_session(load_settings(), _rows):
-        view = channel_dict(channel)
+        view = ChannelOut.from_row(channel)
         output.add_row(
-            view["id"],
-            view["type"],
-            view["name"],
-            view["account_sid"] or "",
-            "by phone" if view["resolve_by_phone"] else view["owner_id"] or "",
-            f"${view['auth_token_env']}" if view["auth_token_env"] else "encrypted",
-            "yes" if view["enabled"] else "no",
-            view["webhook_url"],
+            view.id,
+            view.type,
+            view.name,
+            view.account_sid or "",
+            "by phone" if view.resolve_by_phone else view.owner_id or "",
+            f"${view.auth_token_env}" if view.auth_token_env else "encrypted",
+            "yes" if view.enabled else "no",
+            view.webhook_url,
         )
     console.print(output)
 

@@ -12,7 +12,6 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
-from relaychat.domain.render import iso
 from relaychat.errors import ValidationFailed
 from relaychat.storage.models import AuditEvent
 from relaychat.storage.types import utcnow
@@ -71,27 +70,6 @@ async def record_audit(session: AsyncSession, **fields: Any) -> AuditEvent:
     session.add(event)
     await session.commit()
     return event
-
-
-def audit_dict(event: AuditEvent) -> dict[str, Any]:
-    """An audit row as clients see it."""
-    return {
-        "id": event.id,
-        "created_at": iso(event.created_at),
-        "api_key_id": event.api_key_id,
-        "key_owner_id": event.key_owner_id,
-        "client_address": event.client_address,
-        "method": event.method,
-        "path": event.path,
-        "conversation_id": event.conversation_id,
-        "user_id": event.user_id,
-        "strategy": event.strategy,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "status": event.status,
-        "latency_ms": event.latency_ms,
-        "message_id": event.message_id,
-    }
 
 
 @dataclass(frozen=True)

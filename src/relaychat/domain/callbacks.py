@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain import channel_replies, webhooks
-from relaychat.domain.render import conversation_dict, message_dict
+from relaychat.resources import ConversationOut, MessageView
 from relaychat.storage.models import Conversation, Message
 
 # Messages that arrive in a conversation; the assistant's own are reported when they end.
@@ -21,7 +21,10 @@ async def conversation_created(
         "conversation.created",
         user_id=conversation.user_id,
         api_key_id=api_key_id,
-        data={"conversation_id": conversation.id, "conversation": conversation_dict(conversation)},
+        data={
+            "conversation_id": conversation.id,
+            "conversation": ConversationOut.model_validate(conversation).model_dump(mode="json"),
+        },
     )
 
 
@@ -35,7 +38,10 @@ async def message_created(
         "message.created",
         user_id=conversation.user_id,
         api_key_id=message.api_key_id,
-        data={"conversation_id": conversation.id, "message": message_dict(message)},
+        data={
+            "conversation_id": conversation.id,
+            "message": MessageView.model_validate(message).model_dump(mode="json"),
+        },
     )
 
 
@@ -55,7 +61,7 @@ async def reply_ended(
     )
     data = {
         "conversation_id": reply.conversation_id,
-        "message": message_dict(reply),
+        "message": MessageView.model_validate(reply).model_dump(mode="json"),
         "in_reply_to": request.id if request else None,
         "generation_id": generation_id,
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,7 +29,6 @@ from relaychat.domain.agents import get_visible_agent
 from relaychat.domain.channel_replies import TWILIO as TWILIO
 from relaychat.domain.ids import new_id
 from relaychat.domain.keys import AdminRequired
-from relaychat.domain.render import iso
 from relaychat.domain.resolution import find_user
 from relaychat.domain.users import is_admin
 from relaychat.errors import (
@@ -321,33 +321,60 @@ async def delete_channel(session: AsyncSession, channel: Channel) -> None:
     await session.commit()
 
 
-def channel_dict(channel: Channel) -> dict[str, Any]:
+class ChannelOut(BaseModel):
     """A channel as its manager sees it: never the auth token, only whether one is set."""
-    config = channel.config or {}
-    return {
-        "id": channel.id,
-        "type": channel.type,
-        "name": channel.name,
-        "manager_id": channel.user_id,
-        "owner_id": channel.owner_user_id,
-        "resolve_by_phone": channel.resolve_by_phone,
-        "provision_unknown": bool(config.get("provision_unknown")),
-        "account_sid": config.get("account_sid"),
-        "auth_token_set": channel.secret_encrypted is not None,
-        "auth_token_env": channel.secret_env,
-        "auth_token_env_set": None
-        if channel.secret_env is None
-        else _env_token(channel) is not None,
-        "public_url": config.get("public_url"),
-        "webhook_url": webhook_url(channel),
-        "api_base_url": config.get("api_base_url", DEFAULT_API_BASE_URL),
-        "endpoint": channel.endpoint,
-        "model": channel.model,
-        "agent_id": channel.agent_id,
-        "enabled": channel.enabled,
-        "created_at": iso(channel.created_at),
-        "updated_at": iso(channel.updated_at),
-    }
+
+    id: str
+    type: str
+    name: str
+    manager_id: str
+    owner_id: str | None
+    resolve_by_phone: bool
+    provision_unknown: bool
+    account_sid: str | None
+    auth_token_set: bool
+    auth_token_env: str | None
+    auth_token_env_set: bool | None = Field(
+        description="Whether the server has `auth_token_env` set; null without one."
+    )
+    public_url: str | None
+    webhook_url: str = Field(description="The inbound URL to paste into Twilio's console.")
+    api_base_url: str
+    endpoint: str | None
+    model: str | None
+    agent_id: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, channel: Channel) -> ChannelOut:
+        # Not `model_validate(channel)`: half the fields are read from `config` or derived.
+        config = channel.config or {}
+        return cls(
+            id=channel.id,
+            type=channel.type,
+            name=channel.name,
+            manager_id=channel.user_id,
+            owner_id=channel.owner_user_id,
+            resolve_by_phone=channel.resolve_by_phone,
+            provision_unknown=bool(config.get("provision_unknown")),
+            account_sid=config.get("account_sid"),
+            auth_token_set=channel.secret_encrypted is not None,
+            auth_token_env=channel.secret_env,
+            auth_token_env_set=None
+            if channel.secret_env is None
+            else _env_token(channel) is not None,
+            public_url=config.get("public_url"),
+            webhook_url=webhook_url(channel),
+            api_base_url=config.get("api_base_url", DEFAULT_API_BASE_URL),
+            endpoint=channel.endpoint,
+            model=channel.model,
+            agent_id=channel.agent_id,
+            enabled=channel.enabled,
+            created_at=channel.created_at,
+            updated_at=channel.updated_at,
+        )
 
 
 # -- what the webhook and the sender need ----------------------------------------------

@@ -20,7 +20,6 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.jobs import Job
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messages import later_than, lock_thread, resolve_parent
-from relaychat.domain.render import message_dict
 from relaychat.domain.replies import ReplyPlan, plan_reply
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.toolbox import Toolbox
@@ -28,6 +27,7 @@ from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
+from relaychat.resources import MessageView
 from relaychat.storage.models import Conversation, Message
 from relaychat.types import MessageStatus
 
@@ -133,7 +133,9 @@ async def send_message(
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
-        conversation_id=conversation.id, message_id=message.id, message=message_dict(message)
+        conversation_id=conversation.id,
+        message_id=message.id,
+        message=MessageView.model_validate(message),
     )
     encode_body(created)
     await session.commit()
@@ -274,7 +276,7 @@ async def _launch(
         MessageCreated(
             conversation_id=conversation.id,
             message_id=started.response.id,
-            message=message_dict(started.response),
+            message=MessageView.model_validate(started.response),
         ),
     )
     await engine.runner.announce(job)

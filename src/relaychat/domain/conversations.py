@@ -18,10 +18,10 @@ from relaychat.domain import callbacks, conversation_ids
 from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
-from relaychat.domain.render import conversation_dict
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
+from relaychat.resources import ConversationOut
 from relaychat.storage.models import Conversation, User
 from relaychat.storage.types import utcnow
 
@@ -151,7 +151,8 @@ async def publish_created(bus: EventBus, conversation: Conversation) -> None:
     await bus.publish(
         conversation.user_id,
         ConversationCreated(
-            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+            conversation_id=conversation.id,
+            conversation=ConversationOut.model_validate(conversation),
         ),
     )
 
@@ -212,7 +213,8 @@ async def update_conversation(
     await bus.publish(
         conversation.user_id,
         ConversationUpdated(
-            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+            conversation_id=conversation.id,
+            conversation=ConversationOut.model_validate(conversation),
         ),
     )
     return conversation
@@ -232,7 +234,8 @@ async def mark_read(
     await bus.publish(
         conversation.user_id,
         ConversationUpdated(
-            conversation_id=conversation.id, conversation=conversation_dict(conversation)
+            conversation_id=conversation.id,
+            conversation=ConversationOut.model_validate(conversation),
         ),
     )
     return conversation

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
-from relaychat.domain.render import message_dict
 from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
 from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import GenerationAborted, MessageCompleted
+from relaychat.resources import MessageView
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 from relaychat.types import GenerationStatus, MessageStatus, StopReason
@@ -205,7 +205,7 @@ async def publish_unfinished(
         MessageCompleted(
             conversation_id=generation.conversation_id,
             message_id=message.id,
-            message=message_dict(message),
+            message=MessageView.model_validate(message),
         ),
     )
 

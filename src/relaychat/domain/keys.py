@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.agents import AgentNotFound
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
-from relaychat.domain.render import iso
 from relaychat.domain.users import is_admin
 from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
@@ -352,28 +351,6 @@ def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
     if key.expires_at is not None and key.expires_at <= (now or utcnow()):
         return KeyStatus.EXPIRED
     return KeyStatus.ACTIVE
-
-
-def key_dict(key: ApiKey) -> dict[str, Any]:
-    """A key as its owner sees it: never a secret or a hash."""
-
-    def maybe_iso(moment: datetime | None) -> str | None:
-        return iso(moment) if moment else None
-
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": f"{KEY_PREFIX}{key.lookup}",
-        "owner_id": key.user_id,
-        "system": key.system,
-        "status": key_status(key),
-        "permissions": stored_permissions(key).model_dump(mode="json"),
-        "created_at": iso(key.created_at),
-        "last_used_at": maybe_iso(key.last_used_at),
-        "expires_at": maybe_iso(key.expires_at),
-        "revoked_at": maybe_iso(key.revoked_at),
-        "previous_valid_until": maybe_iso(key.previous_valid_until),
-    }
 
 
 def stored_permissions(key: ApiKey) -> KeyPermissions:

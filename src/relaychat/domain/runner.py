@@ -29,7 +29,6 @@ from relaychat.domain.generations import (
 )
 from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
-from relaychat.domain.render import conversation_dict, message_dict
 from relaychat.domain.titles import generate_title
 from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish, Usage
@@ -41,6 +40,7 @@ from relaychat.realtime.events import (
     MessageCompleted,
     MessageFailed,
 )
+from relaychat.resources import ConversationOut, MessageView
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 from relaychat.types import GenerationStatus, MessageStatus, StopReason
@@ -172,7 +172,7 @@ class GenerationRunner:
             MessageCompleted(
                 conversation_id=job.conversation_id,
                 message_id=job.message_id,
-                message=message_dict(message),
+                message=MessageView.model_validate(message),
             ),
         )
         if job.wants_title and conversation is not None and not conversation.title and text:
@@ -312,7 +312,7 @@ class GenerationRunner:
             job.user_id,
             ConversationUpdated(
                 conversation_id=job.conversation_id,
-                conversation=conversation_dict(conversation),
+                conversation=ConversationOut.model_validate(conversation),
             ),
         )
 

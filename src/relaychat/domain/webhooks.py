@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
-from relaychat.domain.render import iso
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
+from relaychat.resources import iso
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
 from relaychat.types import OutboxStatus

@@ -8,7 +8,6 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -16,14 +15,19 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from relaychat.domain import external, idempotency, keys
 from relaychat.domain.audit import new_audit_event
 from relaychat.domain.content import normalize_content
-from relaychat.domain.render import generation_dict, message_dict
 from relaychat.domain.resolution import Caller, phone_from_metadata
 from relaychat.errors import AppError, ConversationExists, ErrorCode, RateLimited, Unauthenticated
 from relaychat.gateway.refusals import refuse_unauthenticated
-from relaychat.gateway.schemas import ExternalMessageIn, ThreadedMessageIn
+from relaychat.gateway.schemas import (
+    ExternalAccepted,
+    ExternalAnswered,
+    ExternalMessageIn,
+    ThreadedMessageIn,
+)
 from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
 from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
+from relaychat.resources import GenerationOut, MessageView
 from relaychat.services import Services
 from relaychat.storage.models import Generation, Message
 from relaychat.types import GenerationStatus
@@ -166,12 +170,13 @@ async def _accept(
     audit.message_id = accepted.sent.message.id
     started = accepted.sent.started
     status = 202 if started is not None else 201
-    payload = {
-        "message": message_dict(accepted.sent.message),
-        "conversation_id": accepted.conversation.id,
-        "response_message_id": started.response.id if started else None,
-        "generation_id": started.generation.id if started else None,
-    }
+    accepted_answer = ExternalAccepted(
+        message=MessageView.model_validate(accepted.sent.message),
+        conversation_id=accepted.conversation.id,
+        response_message_id=started.response.id if started else None,
+        generation_id=started.generation.id if started else None,
+    )
+    payload = accepted_answer.model_dump(mode="json")
     if idem_key is not None:
         await idempotency.finish(
             services.sessionmaker, principal.key_ref, idem_key, status, payload
@@ -189,7 +194,9 @@ async def _accept(
     if started is not None and wait is not None:
         reply = await _wait_for_reply(services, accepted, started.generation.id, wait)
         if reply is not None:
-            answer = {**payload, **reply}
+            answer = ExternalAnswered(
+                **dict(accepted_answer), reply=reply[0], generation=reply[1]
+            ).model_dump(mode="json")
             if idem_key is not None:
                 # A retry replays this final answer, reply included, not the 202 above.
                 await idempotency.finish(
@@ -292,8 +299,8 @@ def _prefer_wait(header: str) -> int | None:
 
 async def _wait_for_reply(
     services: Services, accepted: external.Accepted, generation_id: str, seconds: int
-) -> dict[str, Any] | None:
-    """The finished reply, or None if it is still running after `seconds`."""
+) -> tuple[MessageView, GenerationOut] | None:
+    """The finished reply and its generation, or None if it still runs after `seconds`."""
     owner = accepted.conversation.user_id
     response_id = accepted.sent.started.response.id if accepted.sent.started else None
     marker = f'"message_id":"{response_id}"'.encode()
@@ -310,7 +317,7 @@ async def _wait_for_reply(
         reply = await session.get(Message, response_id) if response_id else None
     if generation is None or reply is None or generation.status == GenerationStatus.RUNNING:
         return None
-    return {"reply": message_dict(reply), "generation": generation_dict(generation)}
+    return MessageView.model_validate(reply), GenerationOut.model_validate(generation)
 
 
 async def _reply_events(

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 
 from relaychat.api.deps import ApiKeyDoc, ServicesDep
 from relaychat.gateway import external
-from relaychat.gateway.schemas import ThreadedMessageIn
+from relaychat.gateway.schemas import ExternalAccepted, ExternalAnswered, ThreadedMessageIn
 
 router = APIRouter(prefix="/api/external", tags=["external"])
 
 
-@router.post("/messages", status_code=status.HTTP_202_ACCEPTED)
+# The gateway writes its responses itself (refusals, replays, SSE): these models document
+# them. 202 is the usual answer; `_ANSWERS` adds the other two.
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "`Prefer: wait=N`: the reply ended in time", "model": ExternalAnswered},
+    201: {"description": "Stored; no reply was asked for", "model": ExternalAccepted},
+}
+
+
+@router.post(
+    "/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExternalAccepted,
+    responses=_ANSWERS,
+)
 async def threaded_message(
     body: ThreadedMessageIn, request: Request, services: ServicesDep, _key: ApiKeyDoc
-) -> Any:
+) -> Response:
     """Post by sender instead of conversation id: the same `metadata.source` and
     `metadata.phoneNumber` (or `metadata.sender`) always land in the same conversation,
     e.g. `sms-+15551234567`."""

@@ -1,4 +1,4 @@
-"""The external message body, as the system relaychat replaces defined it."""
+"""The external message body, as the system relaychat replaces defined it, and the answers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.content import InputPart
 from relaychat.domain.limits import Metadata
+from relaychat.resources import GenerationOut, MessageView
 
 
 class ExternalMessageIn(BaseModel):
@@ -35,3 +36,19 @@ class ThreadedMessageIn(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
     respond: bool | None = None
     user: str | None = Field(None, max_length=320)
+
+
+class ExternalAccepted(BaseModel):
+    """The message was stored (201), and its reply started when one was asked for (202)."""
+
+    message: MessageView
+    conversation_id: str
+    response_message_id: str | None = Field(description="The reply being written, if any.")
+    generation_id: str | None = Field(description="The generation writing it, if any.")
+
+
+class ExternalAnswered(ExternalAccepted):
+    """`Prefer: wait=N` and the reply ended in time (200): the answer holds it."""
+
+    reply: MessageView
+    generation: GenerationOut

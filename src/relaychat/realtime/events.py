@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from relaychat.resources import ConversationOut, MessageView
+
 
 class BaseEvent(BaseModel):
     """Base of every event; subclasses fix `type` with a Literal default."""
@@ -27,7 +29,7 @@ class MessageCreated(ConversationEvent):
 
     type: Literal["message.created"] = "message.created"
     message_id: str
-    message: dict[str, Any]
+    message: MessageView
 
 
 class MessageDelta(ConversationEvent):
@@ -43,7 +45,7 @@ class MessageCompleted(ConversationEvent):
 
     type: Literal["message.completed"] = "message.completed"
     message_id: str
-    message: dict[str, Any]
+    message: MessageView
 
 
 class MessageFailed(ConversationEvent):
@@ -84,14 +86,14 @@ class ConversationCreated(ConversationEvent):
     """A conversation was created; `conversation` is its REST rendering."""
 
     type: Literal["conversation.created"] = "conversation.created"
-    conversation: dict[str, Any]
+    conversation: ConversationOut
 
 
 class ConversationUpdated(ConversationEvent):
     """A conversation changed; `conversation` is its new REST rendering."""
 
     type: Literal["conversation.updated"] = "conversation.updated"
-    conversation: dict[str, Any]
+    conversation: ConversationOut
 
 
 class ConversationDeleted(ConversationEvent):
