@@ -80,10 +80,19 @@ class Session(AsyncSession):
         await super().commit()
         await self._run_committed()
 
+    # Rolling back or closing a session whose transaction had not begun yet ends no
+    # transaction, so the hooks below do not see it: forget what was queued here too.
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self.info.pop(_PENDING, None)
+
     async def close(self) -> None:
         try:
             await super().close()
         finally:
+            self.info.pop(_PENDING, None)
             await self._run_committed()  # committed by `async with session.begin()`
 
     async def _run_committed(self) -> None:
