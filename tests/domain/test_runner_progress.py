@@ -6,13 +6,14 @@ from typing import Any
 
 import httpx
 from sqlalchemy import TableClause, Update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from relaychat.domain.generations import add_generation
 from relaychat.domain.jobs import Job
 from relaychat.domain.runner import GenerationRunner
 from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services
+from relaychat.storage.db import Session
 from relaychat.storage.models import Conversation, Message
 from tests.support.factories import make_conversation, make_user, post_message
 from tests.support.gated_llm import GatedProvider
@@ -60,7 +61,7 @@ async def test_text_arriving_during_the_save_is_written_by_the_next_one(
 ) -> None:
     job = await streaming_job(client, services)
 
-    class TextArrivesDuringTheWrite(AsyncSession):
+    class TextArrivesDuringTheWrite(Session):
         """Text streams in while the UPDATE that saves the reply is under way."""
 
         async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.jobs import Job
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messages import later_than, lock_thread, resolve_parent
+from relaychat.domain.publishing import publish_after_commit
 from relaychat.domain.replies import ReplyPlan, plan_reply
 from relaychat.domain.runner import GenerationRunner
 from relaychat.domain.toolbox import Toolbox
@@ -71,7 +71,6 @@ async def send_message(
     api_key_id: str | None = None,
     model_override: str | None = None,
     agent_override: str | None = None,
-    before_publish: Callable[[], Awaitable[None]] | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
@@ -138,14 +137,16 @@ async def send_message(
         message=MessageView.model_validate(message),
     )
     encode_body(created)
+    # Queued after whatever the caller queued (a new conversation goes out before its
+    # first message) and before the reply's own events.
+    queued = publish_after_commit(session, engine.bus, conversation.user_id, created)
+    if started is not None and job is not None:
+        _announce(session, engine, conversation, started, job)
     await session.commit()
 
-    if before_publish is not None:
-        await before_publish()
-    event_id = await engine.bus.publish(conversation.user_id, created)
-    if started is not None and job is not None:
-        await _launch(engine, conversation, started, job)
-    return Sent(message, started, event_id)
+    if job is not None:
+        engine.runner.launch(job)
+    return Sent(message, started, queued.id)
 
 
 async def regenerate(
@@ -172,8 +173,9 @@ async def regenerate(
         created_at=tip.next_time(),
     )
     job = await _job(session, engine, conversation, started, plan, {})
+    _announce(session, engine, conversation, started, job)
     await session.commit()
-    await _launch(engine, conversation, started, job)
+    engine.runner.launch(job)
     return started
 
 
@@ -253,31 +255,41 @@ async def _load_tools(engine: ChatEngine, toolbox: Toolbox, agent: AgentSpec, jo
     loaded = await toolbox.for_agent(agent)
     if loaded.unavailable:
         async with engine.sessionmaker() as session:
+            publish_after_commit(
+                session,
+                engine.bus,
+                job.user_id,
+                MessageMcpUnavailable(
+                    conversation_id=job.conversation_id,
+                    message_id=job.message_id,
+                    mcp_unavailable=loaded.unavailable,
+                ),
+            )
             reply = await session.get(Message, job.message_id)
             if reply is not None:
                 reply.meta = {**(reply.meta or {}), "mcp_unavailable": loaded.unavailable}
-                await session.commit()
-        await engine.bus.publish(
-            job.user_id,
-            MessageMcpUnavailable(
-                conversation_id=job.conversation_id,
-                message_id=job.message_id,
-                mcp_unavailable=loaded.unavailable,
-            ),
-        )
+            # Also when the reply is gone: the tabs are told either way, as before.
+            await session.commit()
     return loaded.tools
 
 
-async def _launch(
-    engine: ChatEngine, conversation: Conversation, started: StartedGeneration, job: Job
+def _announce(
+    session: AsyncSession,
+    engine: ChatEngine,
+    conversation: Conversation,
+    started: StartedGeneration,
+    job: Job,
 ) -> None:
-    await engine.bus.publish(
+    """Queue the reply's placeholder and its generation.started; the caller commits them,
+    then launches the job (so its first delta follows them)."""
+    publish_after_commit(
+        session,
+        engine.bus,
         conversation.user_id,
-        MessageCreated(
+        lambda: MessageCreated(
             conversation_id=conversation.id,
             message_id=started.response.id,
             message=MessageView.model_validate(started.response),
         ),
     )
-    await engine.runner.announce(job)
-    engine.runner.launch(job)
+    engine.runner.announce(session, job)

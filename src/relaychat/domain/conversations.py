@@ -18,6 +18,7 @@ from relaychat.domain import callbacks, conversation_ids
 from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
+from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
@@ -57,12 +58,12 @@ async def create_conversation(
     conversation = await stage_conversation(
         session, user_id, conversation_id=conversation_id, fields=fields
     )
+    publish_created(session, bus, conversation)
     try:
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
         raise ConversationExists(field="conversation_id") from exc
-    await publish_created(bus, conversation)
     return conversation
 
 
@@ -77,7 +78,7 @@ async def stage_conversation(
     channel_tag: str | None = None,
 ) -> Conversation:
     """Add a new conversation (and its callbacks) to the session's transaction (the caller
-    commits, then calls `publish_created`); `api_key_id`: the key that opened it, `system`:
+    queues `publish_created`, then commits); `api_key_id`: the key that opened it, `system`:
     a system key did, `channel_tag`: a channel did (see conversation_ids.check_claim)."""
     cid = new_id() if conversation_id is None else conversation_ids.check_id(conversation_id)
     # Before the existence check: a reserved id says nothing about whether it is taken.
@@ -146,11 +147,25 @@ async def check_target(
         )
 
 
-async def publish_created(bus: EventBus, conversation: Conversation) -> None:
-    """Tell the owner's tabs about a new conversation (after it was committed)."""
-    await bus.publish(
+def publish_created(session: AsyncSession, bus: EventBus, conversation: Conversation) -> None:
+    """Tell the owner's tabs about a new conversation once the session commits it."""
+    publish_after_commit(
+        session,
+        bus,
         conversation.user_id,
-        ConversationCreated(
+        lambda: ConversationCreated(
+            conversation_id=conversation.id,
+            conversation=ConversationOut.model_validate(conversation),
+        ),
+    )
+
+
+def _publish_updated(session: AsyncSession, bus: EventBus, conversation: Conversation) -> None:
+    publish_after_commit(
+        session,
+        bus,
+        conversation.user_id,
+        lambda: ConversationUpdated(
             conversation_id=conversation.id,
             conversation=ConversationOut.model_validate(conversation),
         ),
@@ -209,14 +224,8 @@ async def update_conversation(
             value = merge_patch(conversation.model_parameters or {}, value)
         setattr(conversation, key, value)
     conversation.updated_at = utcnow()
+    _publish_updated(session, bus, conversation)
     await session.commit()
-    await bus.publish(
-        conversation.user_id,
-        ConversationUpdated(
-            conversation_id=conversation.id,
-            conversation=ConversationOut.model_validate(conversation),
-        ),
-    )
     return conversation
 
 
@@ -230,14 +239,8 @@ async def mark_read(
     if not conversation.unseen_external:
         return conversation
     conversation.unseen_external = 0
+    _publish_updated(session, bus, conversation)
     await session.commit()
-    await bus.publish(
-        conversation.user_id,
-        ConversationUpdated(
-            conversation_id=conversation.id,
-            conversation=ConversationOut.model_validate(conversation),
-        ),
-    )
     return conversation
 
 
@@ -246,8 +249,10 @@ async def delete_conversation(
 ) -> None:
     """Delete the conversation and, by cascade, its messages."""
     await session.delete(conversation)
+    publish_after_commit(
+        session, bus, conversation.user_id, ConversationDeleted(conversation_id=conversation.id)
+    )
     await session.commit()
-    await bus.publish(conversation.user_id, ConversationDeleted(conversation_id=conversation.id))
 
 
 def _encode_cursor(conversation: Conversation) -> str:

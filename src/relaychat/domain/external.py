@@ -164,6 +164,8 @@ async def accept(
             system=principal.system,
             channel_tag=principal.channel_tag,
         )
+        # Queued first: the new conversation goes out before the message committed with it.
+        publish_created(session, engine.bus, conversation)
         created = True
     else:
         _check_target(
@@ -183,8 +185,6 @@ async def accept(
         api_key_id=principal.key_ref,
         model_override=model_override,
         agent_override=agent_override,
-        # The new conversation goes out before the message, as it was committed with it.
-        before_publish=(lambda: publish_created(engine.bus, conversation)) if created else None,
     )
     return Accepted(sent, conversation, resolved, created, sent.event_id)
 

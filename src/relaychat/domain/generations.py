@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
+from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
 from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
@@ -145,6 +146,8 @@ async def writers_of(session: AsyncSession, conversation_id: str) -> dict[str, s
 async def request_abort(bus: EventBus, generation: Generation) -> None:
     """Ask every worker to stop this generation; the one running it does."""
     if generation.status == GenerationStatus.RUNNING:
+        # A signal, sent at once: it changes no row (the worker that stops the run writes
+        # the outcome, and that commit publishes generation.aborted).
         await bus.signal(ABORT_SIGNAL, {"generation_id": generation.id})
 
 
@@ -181,17 +184,24 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
             detail=reason,
         )
         finished.append((generation, message))
+        publish_unfinished(session, bus, generation, message, reason=StopReason.INTERRUPTED)
     await session.commit()
-    for generation, message in finished:
-        await publish_unfinished(bus, generation, message, reason=StopReason.INTERRUPTED)
     return len(finished)
 
 
-async def publish_unfinished(
-    bus: EventBus, generation: Generation, message: Message, *, reason: StopReason
+def publish_unfinished(
+    session: AsyncSession,
+    bus: EventBus,
+    generation: Generation,
+    message: Message,
+    *,
+    reason: StopReason,
 ) -> None:
-    """Tell the owner's tabs that a reply stopped early and what it holds."""
-    await bus.publish(
+    """Tell the owner's tabs, once `session` commits it, that a reply stopped early and
+    what it holds."""
+    publish_after_commit(
+        session,
+        bus,
         generation.user_id,
         GenerationAborted(
             conversation_id=generation.conversation_id,
@@ -200,9 +210,11 @@ async def publish_unfinished(
             reason=reason,
         ),
     )
-    await bus.publish(
+    publish_after_commit(
+        session,
+        bus,
         generation.user_id,
-        MessageCompleted(
+        lambda: MessageCompleted(
             conversation_id=generation.conversation_id,
             message_id=message.id,
             message=MessageView.model_validate(message),

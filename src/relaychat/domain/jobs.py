@@ -136,6 +136,8 @@ class DeltaPublisher:
             while self._pending:
                 text = "".join(self._pending)
                 self._pending.clear()
+                # Direct, not publish_after_commit: streamed tokens belong to no transaction
+                # (the text is saved later, by the runner's progress saves).
                 await self.bus.publish(
                     job.user_id,
                     MessageDelta(
@@ -241,6 +243,8 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
     if call.signature:  # Gemini wants its signature back with the call in the history
         call_part["signature"] = call.signature
     job.parts.append(call_part)
+    # Direct, like the deltas: tool calls and results stream while the reply is generated,
+    # before any transaction stores them.
     await bus.publish(
         job.user_id,
         MessageToolCall(

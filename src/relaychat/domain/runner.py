@@ -29,6 +29,7 @@ from relaychat.domain.generations import (
 )
 from relaychat.domain.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
+from relaychat.domain.publishing import publish_after_commit
 from relaychat.domain.titles import generate_title
 from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish, Usage
@@ -106,9 +107,11 @@ class GenerationRunner:
         """Ids of the generations this process is running."""
         return list(self._tasks)
 
-    async def announce(self, job: Job) -> None:
-        """Publish generation.started for a job about to run."""
-        await self.bus.publish(
+    def announce(self, session: AsyncSession, job: Job) -> None:
+        """Publish generation.started for a job about to run once `session` commits it."""
+        publish_after_commit(
+            session,
+            self.bus,
             job.user_id,
             GenerationStarted(
                 conversation_id=job.conversation_id,
@@ -164,17 +167,20 @@ class GenerationRunner:
                 failure=None,
             )
             conversation = await session.get(Conversation, job.conversation_id)
+            if message is not None:
+                publish_after_commit(
+                    session,
+                    self.bus,
+                    job.user_id,
+                    lambda: MessageCompleted(
+                        conversation_id=job.conversation_id,
+                        message_id=job.message_id,
+                        message=MessageView.model_validate(message),
+                    ),
+                )
             await session.commit()
         if message is None:
             return
-        await self.bus.publish(
-            job.user_id,
-            MessageCompleted(
-                conversation_id=job.conversation_id,
-                message_id=job.message_id,
-                message=MessageView.model_validate(message),
-            ),
-        )
         if job.wants_title and conversation is not None and not conversation.title and text:
             task = asyncio.create_task(self._title(job, text))
             self._background.add(task)
@@ -195,17 +201,19 @@ class GenerationRunner:
                 error=f"{code}: {detail}",
                 failure=(code, detail),
             )
+            if message is not None:
+                publish_after_commit(
+                    session,
+                    self.bus,
+                    job.user_id,
+                    MessageFailed(
+                        conversation_id=job.conversation_id,
+                        message_id=job.message_id,
+                        error=code,
+                        detail=detail,
+                    ),
+                )
             await session.commit()
-        if message is not None:
-            await self.bus.publish(
-                job.user_id,
-                MessageFailed(
-                    conversation_id=job.conversation_id,
-                    message_id=job.message_id,
-                    error=code,
-                    detail=detail,
-                ),
-            )
 
     async def _end_unfinished(self, job: Job) -> None:
         reason = job.stop_reason or StopReason.SHUTDOWN
@@ -225,9 +233,9 @@ class GenerationRunner:
                 failure=(reason, detail),
             )
             generation = await session.get(Generation, job.generation_id)
+            if message is not None and generation is not None:
+                publish_unfinished(session, self.bus, generation, message, reason=reason)
             await session.commit()
-        if message is not None and generation is not None:
-            await publish_unfinished(self.bus, generation, message, reason=reason)
 
     async def _finalize(
         self,
@@ -307,14 +315,16 @@ class GenerationRunner:
             if conversation is None or conversation.title:
                 return
             conversation.title = title
+            publish_after_commit(
+                session,
+                self.bus,
+                job.user_id,
+                lambda: ConversationUpdated(
+                    conversation_id=job.conversation_id,
+                    conversation=ConversationOut.model_validate(conversation),
+                ),
+            )
             await session.commit()
-        await self.bus.publish(
-            job.user_id,
-            ConversationUpdated(
-                conversation_id=job.conversation_id,
-                conversation=ConversationOut.model_validate(conversation),
-            ),
-        )
 
     # -- heartbeat and sweeping ----------------------------------------------------------
 

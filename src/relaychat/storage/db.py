@@ -1,11 +1,28 @@
-"""Engines and sessions for the embedded SQLite database or PostgreSQL."""
+"""Engines and sessions for the embedded SQLite database or PostgreSQL.
+
+Sessions also run awaited callbacks after their transaction commits (`after_commit`):
+what must only happen once a change is durable (telling clients about it) is queued on
+the session by the code that makes the change, and nobody has to remember to do it.
+
+How: SQLAlchemy's `after_commit` event is synchronous, while the work is async. So the
+sync hook only moves the session's queued callbacks to a "ready" list (and the end of a
+transaction that did not commit drops them), and `Session` awaits the ready ones right
+after its `commit()` returns, in the order they were queued, once. That is before the
+caller's next line, so a route that commits has published before it answers, exactly as
+when each route published by hand; an error raised by a callback comes out of `commit()`
+(the data stays committed) and the callbacks after it are dropped. Scheduling the work
+on the loop from the sync hook instead would lose that ordering and those errors.
+A transaction committed by `async with session.begin()` runs its callbacks when the
+session closes. Savepoints are not tracked: what is queued inside one counts as part of
+the outer transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -15,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from relaychat.storage.files import private_sqlite
 
@@ -46,12 +65,74 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+
+# session.info keys: callbacks queued in the open transaction, and those whose
+# transaction committed, waiting for `Session` to await them.
+_PENDING = "after_commit_pending"
+_READY = "after_commit_ready"
+
+
+class Session(AsyncSession):
+    """An AsyncSession that awaits its `after_commit` callbacks once it has committed."""
+
+    async def commit(self) -> None:
+        await super().commit()
+        await self._run_committed()
+
+    # Rolling back or closing a session whose transaction had not begun yet ends no
+    # transaction, so the hooks below do not see it: forget what was queued here too.
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self.info.pop(_PENDING, None)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self.info.pop(_PENDING, None)
+            await self._run_committed()  # committed by `async with session.begin()`
+
+    async def _run_committed(self) -> None:
+        ready: list[AfterCommit] | None = self.info.pop(_READY, None)
+        for callback in ready or ():
+            await callback()
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Await `callback` once the session's transaction commits; forget it if it does not."""
+    if not isinstance(session, Session):
+        # A plain AsyncSession never awaits them: refuse rather than lose them silently.
+        raise TypeError(f"after_commit needs a {__name__}.Session, not {type(session).__name__}")
+    session.info.setdefault(_PENDING, []).append(callback)
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _committed(session: SyncSession) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: the outer transaction decides
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.info.setdefault(_READY, []).extend(pending)
+
+
+@event.listens_for(SyncSession, "after_transaction_end")
+def _ended(session: SyncSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        # Whatever is still pending was rolled back, or closed without a commit.
+        session.info.pop(_PENDING, None)
+
+
 def create_sessionmaker(
     engine: AsyncEngine, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit (we render them afterwards);
-    `info` is copied into every session's `info`."""
-    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
+    """Sessions that keep loaded objects usable after commit (we render them afterwards)
+    and run `after_commit` callbacks; `info` is copied into every session's `info`."""
+    maker = async_sessionmaker(engine, class_=Session, expire_on_commit=False, info=info or {})
+    # Callers need only the AsyncSession interface; `after_commit` checks the class.
+    return cast("async_sessionmaker[AsyncSession]", maker)
 
 
 @asynccontextmanager
