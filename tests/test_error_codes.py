@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import relaychat
-from relaychat.api.problems import _HTTP_CODES
 from relaychat.errors import AppError, ErrorCode
+from relaychat.http.problems import _HTTP_CODES
 
 ROOT = Path(__file__).parent.parent
 SOURCE = ROOT / "src" / "relaychat"

@@ -24,11 +24,11 @@ from relaychat.api import (
     users,
     webhooks,
 )
-from relaychat.api.middleware import BodySizeLimit, StorableInput
 from relaychat.api.openapi import install_openapi
-from relaychat.api.problems import install_problem_handlers
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
+from relaychat.http.middleware import BodySizeLimit, StorableInput
+from relaychat.http.problems import install_problem_handlers
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages

@@ -88,7 +88,7 @@ CASES: dict[Route, tuple[Probe, ...]] = {
     ("PATCH", "/api/convos/{conversation_id}"): (Probe(body={"title": "renamed by B"}),),
     ("DELETE", "/api/convos/{conversation_id}"): HIDDEN,
     ("POST", "/api/convos/{conversation_id}/read"): HIDDEN,
-    # Served by the EventStreams middleware ahead of routing (api/sse_app.py), which hands
+    # Served by the EventStreams middleware ahead of routing (http/sse_app.py), which hands
     # anything it refuses on to this route: the request below goes through both.
     ("GET", "/api/convos/{conversation_id}/events"): (Probe(streams=True),),
     ("GET", "/api/messages/{conversation_id}"): HIDDEN,

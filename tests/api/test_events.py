@@ -9,9 +9,9 @@ import pytest
 from fastapi import FastAPI
 
 from relaychat.api import events
-from relaychat.api.deps import get_stream_user
-from relaychat.api.problems import install_problem_handlers
 from relaychat.app import create_app
+from relaychat.http.deps import get_stream_user
+from relaychat.http.problems import install_problem_handlers
 from relaychat.metrics import REGISTRY
 from relaychat.services import Services
 from tests.support.factories import make_conversation, make_user, post_message
@@ -87,7 +87,7 @@ async def test_login_sets_the_access_cookie_for_event_streams(client: httpx.Asyn
         assert attribute in access
 
 
-# -- served before routing (api/sse_app.py), answered by the routes when refused ----------
+# -- served before routing (http/sse_app.py), answered by the routes when refused ----------
 
 
 async def test_refusals_are_the_routes_problems(client: httpx.AsyncClient, live_url: str) -> None:

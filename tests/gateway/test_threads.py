@@ -172,7 +172,7 @@ async def test_one_conversation_id_rule_on_every_path(
         assert response.headers["content-type"].startswith("application/problem+json")
         if "\x00" in bad_id and "/api/messages/" in str(response.request.url):
             # No stored string may hold a NUL: the input guard refuses it in a path first,
-            # as an id that cannot exist (api/middleware.py).
+            # as an id that cannot exist (http/middleware.py).
             assert response.status_code == 404, response.text
             continue
         assert response.status_code == 422, response.text

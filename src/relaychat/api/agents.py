@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.api.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.domain import agents
+from relaychat.http.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.resources import AgentOut
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])

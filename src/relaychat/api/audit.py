@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from relaychat.api.deps import CurrentUser, SessionDep
 from relaychat.domain import audit, keys, users
+from relaychat.http.deps import CurrentUser, SessionDep
 from relaychat.resources import Timestamp
 
 router = APIRouter(tags=["audit"])

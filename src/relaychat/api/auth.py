@@ -7,17 +7,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Cookie, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 
-from relaychat.api.deps import (
+from relaychat.api.schemas import UserOut
+from relaychat.domain import sessions, users
+from relaychat.domain.sessions import IssuedSession
+from relaychat.errors import RateLimited, RegistrationClosed, Unauthenticated
+from relaychat.http.deps import (
     ACCESS_COOKIE,
     ServicesDep,
     SessionDep,
     SettingsDep,
     client_address,
 )
-from relaychat.api.schemas import UserOut
-from relaychat.domain import sessions, users
-from relaychat.domain.sessions import IssuedSession
-from relaychat.errors import RateLimited, RegistrationClosed, Unauthenticated
 from relaychat.settings import Settings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])

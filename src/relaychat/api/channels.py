@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from relaychat.api.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.domain import channels
 from relaychat.domain.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
 from relaychat.gateway.channels import twilio
+from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api/channels", tags=["channels"])
 

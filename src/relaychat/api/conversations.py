@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.api.deps import CurrentUser, EngineDep, OwnedConversation, ServicesDep, SessionDep
 from relaychat.api.schemas import ConversationOut
 from relaychat.domain import conversation_ids, conversations
+from relaychat.http.deps import CurrentUser, EngineDep, OwnedConversation, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api/convos", tags=["conversations"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from relaychat.api.deps import CurrentUser, ServicesDep
+from relaychat.http.deps import CurrentUser, ServicesDep
 from relaychat.llm.registry import EndpointInfo
 
 router = APIRouter(prefix="/api/endpoints", tags=["endpoints"])

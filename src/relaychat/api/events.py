@@ -1,7 +1,7 @@
 """Server-sent event streams: every event of the user, or of one conversation.
 
 Requests these routes would stream are served before routing by
-`relaychat.api.sse_app.EventStreams`, which holds far less per open connection. The
+`relaychat.http.sse_app.EventStreams`, which holds far less per open connection. The
 routes still answer every request it passes on (refusals, errors) and document both
 paths; they stream the same way if it is not installed.
 """
@@ -12,13 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
 
-from relaychat.api.deps import ServicesDep, StreamUser
-from relaychat.api.sse_app import (
+from relaychat.domain.conversations import get_owned_conversation
+from relaychat.http.deps import ServicesDep, StreamUser
+from relaychat.http.sse_app import (
     MAX_EVENT_ID,
     EventStreamResponse,
     EventStreams,
 )
-from relaychat.domain.conversations import get_owned_conversation
 
 # EventStreams is re-exported for create_app, which installs it in front of the routes.
 __all__ = ["EventStreams", "conversation_events", "router", "user_events"]

@@ -6,8 +6,8 @@ import asyncio
 
 from fastapi import APIRouter, Response, status
 
-from relaychat.api.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.domain.generations import get_owned_generation, request_abort
+from relaychat.http.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.resources import GenerationOut
 from relaychat.types import GenerationStatus
 

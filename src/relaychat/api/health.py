@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
-from relaychat.api.deps import ServicesDep
+from relaychat.http.deps import ServicesDep
 from relaychat.storage.db import ping
 
 router = APIRouter(tags=["health"])

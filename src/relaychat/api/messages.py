@@ -9,15 +9,6 @@ from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from relaychat.api.deps import (
-    ApiKeyDoc,
-    EngineDep,
-    OwnedConversation,
-    ServicesDep,
-    SessionDep,
-    bearer,
-    get_current_user,
-)
 from relaychat.api.schemas import MessageOut
 from relaychat.domain import chat, generations, messages
 from relaychat.domain.content import InputPart, normalize_content
@@ -26,6 +17,15 @@ from relaychat.domain.limits import Metadata
 from relaychat.errors import Unauthenticated
 from relaychat.gateway import external as external_gateway
 from relaychat.gateway.schemas import ExternalAnswered, ExternalMessageIn
+from relaychat.http.deps import (
+    ApiKeyDoc,
+    EngineDep,
+    OwnedConversation,
+    ServicesDep,
+    SessionDep,
+    bearer,
+    get_current_user,
+)
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 

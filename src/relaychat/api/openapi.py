@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 
-from relaychat.api.problems import PROBLEM_JSON
+from relaychat.http.problems import PROBLEM_JSON
 
 _REF = "#/components/schemas/Problem"
 

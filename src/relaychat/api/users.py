@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.api.deps import CurrentUser, SessionDep, SettingsDep
 from relaychat.api.schemas import UserOut
 from relaychat.domain import users
+from relaychat.http.deps import CurrentUser, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/user", tags=["user"])
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from relaychat.api.deps import ApiKeyDoc, ServicesDep
 from relaychat.gateway import external
 from relaychat.gateway.schemas import ExternalAccepted, ExternalAnswered, ThreadedMessageIn
+from relaychat.http.deps import ApiKeyDoc, ServicesDep
 
 router = APIRouter(prefix="/api/external", tags=["external"])
 

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from relaychat.api.deps import SettingsDep
+from relaychat.http.deps import SettingsDep
 from relaychat.web.assets import asset_response, load_assets
 
 router = APIRouter(include_in_schema=False)

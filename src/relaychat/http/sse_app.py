@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from relaychat.api.deps import ACCESS_COOKIE, bearer, get_stream_user
 from relaychat.domain.conversations import get_owned_conversation
 from relaychat.errors import AppError
+from relaychat.http.deps import ACCESS_COOKIE, bearer, get_stream_user
 from relaychat.metrics import OPEN_STREAMS
 from relaychat.realtime.sse import MEDIA_TYPE, SSE_HEADERS, SSE_RAW_HEADERS, stream_events
 
