@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,12 +26,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox
+from relaychat.domain import channel_threads
 from relaychat.domain.agents import get_visible_agent
 from relaychat.domain.channel_replies import TWILIO as TWILIO
 from relaychat.domain.ids import new_id
 from relaychat.domain.keys import AdminRequired
-from relaychat.domain.resolution import find_user
-from relaychat.domain.users import is_admin
+from relaychat.domain.resolution import Caller, find_user
+from relaychat.domain.users import find_user_by_phone, is_admin, provision_phone_user
 from relaychat.errors import (
     ErrorCode,
     Forbidden,
@@ -39,7 +41,7 @@ from relaychat.errors import (
     UserNotFound,
     ValidationFailed,
 )
-from relaychat.storage.models import Channel, OutboxItem, User
+from relaychat.storage.models import Channel, Conversation, OutboxItem, User
 from relaychat.storage.types import utcnow
 from relaychat.types import OutboxStatus
 
@@ -446,3 +448,68 @@ def signed_url(url: str, raw_query: str) -> str:
     """The URL Twilio signed for a request: the configured URL with the request's query."""
     path = url.split("?", 1)[0]
     return f"{path}?{raw_query}" if raw_query else path
+
+
+# -- inbound messages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundSender:
+    """Whom a channel's inbound message belongs to, and whether it is answered."""
+
+    caller: Caller
+    # The user the message is for when the channel names one (its owner), else None: the
+    # sender's phone number resolves it.
+    user: str | None
+    respond: bool
+    # The sender's user was added now (strategy "provisioned" in the audit).
+    provisioned: bool
+
+
+async def inbound_sender(
+    session: AsyncSession,
+    channel: Channel,
+    conversation_id: str,
+    phone: str,
+    profile_name: str | None,
+) -> InboundSender:
+    """Who the message belongs to: the channel's owner, or the user with the sender's number
+    (provisioned now, in the message's transaction, when the channel says so). A thread that
+    exists already must be theirs.
+
+    Raises `users.UserRaced` when another message provisioned the sender meanwhile.
+    """
+    existing = (
+        await session.execute(
+            select(Conversation.user_id, Conversation.endpoint, Conversation.agent_id).where(
+                Conversation.id == conversation_id
+            )
+        )
+    ).first()
+    holder = existing.user_id if existing is not None else None
+    # Answered by the thread's endpoint (the channel's, for a new thread); with none, the
+    # message is only stored, for a person to answer in the browser.
+    target = (
+        (existing.endpoint, existing.agent_id)
+        if existing is not None
+        else (channel.endpoint, channel.agent_id)
+    )
+    respond = any(target)
+    if channel.owner_user_id is not None:
+        owner = channel.owner_user_id
+        channel_threads.check_thread_owner(conversation_id, holder, owner)
+        caller = Caller(system=False, key_owner_id=owner, can_name_user=True)
+        return InboundSender(caller, owner, respond, provisioned=False)
+    caller = Caller(system=True, key_owner_id=None, can_name_user=False)
+    user_id = await find_user_by_phone(session, phone)
+    if user_id is not None:
+        channel_threads.check_thread_owner(conversation_id, holder, user_id)
+        return InboundSender(caller, None, respond, provisioned=False)
+    if not (channel.config or {}).get("provision_unknown"):
+        raise SenderUnknown(
+            "no user has this phone number and the channel does not provision users"
+        )
+    # The user about to be provisioned holds nothing yet.
+    channel_threads.check_thread_owner(conversation_id, holder, None)
+    await provision_phone_user(session, phone, str(profile_name or phone))
+    return InboundSender(caller, None, respond, provisioned=True)

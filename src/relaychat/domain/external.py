@@ -6,17 +6,18 @@ idempotency, and shapes the answer; everything a key may or may not do is decide
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain import conversation_ids, keys
 from relaychat.domain.chat import ChatEngine, Sent, send_message
 from relaychat.domain.conversations import publish_created, stage_conversation
 from relaychat.domain.keys import KeyPrincipal
 from relaychat.domain.resolution import Caller, OwnerUnresolved, Resolved, resolve_owner
-from relaychat.errors import ConversationNotFound, ValidationFailed
+from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.storage.models import Conversation
 
 
@@ -187,6 +188,30 @@ async def accept(
         agent_override=agent_override,
     )
     return Accepted(sent, conversation, resolved, created, sent.event_id)
+
+
+async def accept_joining(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    attempt: Callable[[AsyncSession], Awaitable[Accepted]],
+    *,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> Accepted:
+    """`attempt` (which ends in `accept`) in a session of its own, run once more in a fresh
+    session if it raises `ConversationExists` (or one of `retry_on`).
+
+    Two messages of one sender may both find no conversation and both create it; the
+    loser's commit fails. Its second attempt finds the winner's conversation and joins it.
+    A second failure is raised.
+    """
+    retryable: tuple[type[Exception], ...] = (ConversationExists, *retry_on)
+    for attempt_number in range(2):
+        async with sessionmaker() as session:
+            try:
+                return await attempt(session)
+            except retryable:
+                if attempt_number:
+                    raise
+    raise AssertionError("unreachable")
 
 
 def _check_target(perms: Any, endpoint: str | None, agent_id: str | None, respond: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
@@ -15,6 +16,13 @@ from relaychat.errors import EmailTaken, PhoneNumberTaken, WeakPassword
 from relaychat.storage.models import User
 
 MIN_PASSWORD_LENGTH = 8
+# Starts with "!", which no argon2 hash does: no password ever verifies against it.
+UNUSABLE_PASSWORD_PREFIX = "!unusable:"
+PROVISIONED_EMAIL_DOMAIN = "phone.invalid"
+
+
+class UserRaced(Exception):
+    """Another request provisioned the same phone number a moment ago; try again."""
 
 
 def normalize_email(email: str) -> str:
@@ -95,3 +103,32 @@ async def update_profile(
         await session.rollback()
         raise PhoneNumberTaken(field="phone_number") from exc
     return user
+
+
+async def find_user_by_phone(session: AsyncSession, phone: str) -> str | None:
+    """The id of the user with this (normalized) phone number."""
+    return await session.scalar(select(User.id).where(User.phone_number == phone))
+
+
+async def provision_phone_user(session: AsyncSession, phone: str, name: str) -> None:
+    """Add (flushed, not committed: it goes with the caller's transaction) a user for a
+    phone number that messaged a channel: it can't sign in until an admin sets a password.
+
+    Raises `UserRaced`, the session rolled back, when another request added the number
+    first.
+    """
+    session.add(
+        User(
+            id=new_id(),
+            email=f"{phone}@{PROVISIONED_EMAIL_DOMAIN}",
+            name=name[:200],
+            password_hash=UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(16),
+            role="user",
+            phone_number=phone,
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise UserRaced() from exc
