@@ -554,7 +554,7 @@ INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
     ("    send_message", ("send_message (relaychat/domain/chat.py",)),
     ("      resolve_parent (latest message)", ("resolve_parent (relaychat/",)),
     ("      bus.publish", ("publish (relaychat/realtime/",)),
-    ("  _finish_audit", ("_finish_audit (relaychat/gateway/external.py",)),
+    ("  audit finish", ("finish (relaychat/gateway/audit.py",)),
     # pydantic's core is compiled: only the models' Python validators show (a lower bound).
     ("  entity models (resources)", ("(relaychat/resources.py",)),
     ("SQLAlchemy, all", ("(sqlalchemy/",)),

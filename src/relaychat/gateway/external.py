@@ -7,16 +7,15 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from relaychat.domain import external, idempotency, keys
-from relaychat.domain.audit import new_audit_event
 from relaychat.domain.content import normalize_content
 from relaychat.domain.resolution import Caller, phone_from_metadata
-from relaychat.errors import AppError, ConversationExists, ErrorCode, RateLimited, Unauthenticated
+from relaychat.errors import AppError, ErrorCode, RateLimited, Unauthenticated
+from relaychat.gateway.audit import RequestAudit, finish
 from relaychat.gateway.refusals import refuse_unauthenticated
 from relaychat.gateway.schemas import (
     ExternalAccepted,
@@ -24,7 +23,7 @@ from relaychat.gateway.schemas import (
     ExternalMessageIn,
     ThreadedMessageIn,
 )
-from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES, EXTERNAL_SECONDS, RATE_LIMITED
+from relaychat.metrics import ERRORS, RATE_LIMITED
 from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.resources import GenerationOut, MessageView
@@ -40,25 +39,6 @@ _FINAL_EVENTS = frozenset({"message.completed", "message.failed"})
 class ApiKeyRequired(Unauthenticated):
     code = ErrorCode.API_KEY_REQUIRED
     title = "An API key is required for external messages"
-
-
-@dataclass
-class _Audit:
-    """What the audit row of this request will say, filled in as the request goes."""
-
-    started: float
-    method: str
-    path: str
-    client: str | None
-    principal: keys.KeyPrincipal | None = None
-    # A refused (revoked, expired) key is still named in the audit, for its owner to see.
-    refused_key: keys.KeyRefused | None = None
-    conversation_id: str | None = None
-    user_id: str | None = None
-    strategy: str | None = None
-    message_id: str | None = None
-    # False for a refusal past the unauthenticated limit: counted, not written (refusals.py).
-    recorded: bool = True
 
 
 def api_key_of(request: Request) -> str | None:
@@ -77,23 +57,15 @@ async def handle(
     conversation_id: str | None,
 ) -> Response:
     """Serve one external message; every outcome leaves an audit row."""
-    audit = _Audit(
-        started=time.perf_counter(),
-        method=request.method,
-        path=request.url.path,
-        client=request.client.host if request.client else None,
-        conversation_id=conversation_id,
-    )
+    audit = RequestAudit.of(request, conversation_id=conversation_id)
     limit: RateLimitResult | None = None
     try:
         audit.principal = await _authenticate(request, services, audit)
         limit = await _rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
-        if audit.recorded:
-            _finish_audit(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+        finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
         headers = {**exc.headers, **_limit_headers(limit)}
-        EXTERNAL_MESSAGES.labels("refused", _key_label(audit)).inc()
         ERRORS.labels(exc.code).inc()
         problem = exc.to_problem(request.url.path)
         return JSONResponse(
@@ -103,7 +75,9 @@ async def handle(
     return response
 
 
-async def _authenticate(request: Request, services: Services, audit: _Audit) -> keys.KeyPrincipal:
+async def _authenticate(
+    request: Request, services: Services, audit: RequestAudit
+) -> keys.KeyPrincipal:
     """The key's principal; a refusal counts against the client's unauthenticated limit."""
     raw_key = api_key_of(request)
     try:
@@ -124,7 +98,7 @@ async def _accept(
     services: Services,
     body: ExternalMessageIn | ThreadedMessageIn,
     conversation_id: str | None,
-    audit: _Audit,
+    audit: RequestAudit,
 ) -> Response:
     principal = audit.principal
     assert principal is not None
@@ -150,8 +124,7 @@ async def _accept(
             services.sessionmaker, principal.key_ref, idem_key, fingerprint
         )
         if replay is not None:
-            _finish_audit(services, audit, status=replay.status_code, outcome="replayed")
-            EXTERNAL_MESSAGES.labels("replayed", _key_label(audit)).inc()
+            finish(services, audit, status=replay.status_code, outcome="replayed")
             return JSONResponse(
                 replay.body,
                 status_code=replay.status_code,
@@ -181,8 +154,7 @@ async def _accept(
         await idempotency.finish(
             services.sessionmaker, principal.key_ref, idem_key, status, payload
         )
-    _finish_audit(services, audit, status=status, outcome="accepted")
-    EXTERNAL_MESSAGES.labels("accepted", _key_label(audit)).inc()
+    finish(services, audit, status=status, outcome="accepted")
 
     if started is not None and "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
@@ -224,24 +196,19 @@ async def _accept_once(
         token_user_id=await _token_user(request, services),
         session_user_id=await _cookie_user(request, services),
     )
-    for attempt in range(2):
-        async with services.sessionmaker() as session:
-            try:
-                return await external.accept(
-                    session,
-                    services.chat,
-                    principal,
-                    caller,
-                    conversation_id,
-                    message,
-                    phone_region=services.settings.phone_default_region,
-                    by_sender=by_sender,
-                )
-            except ConversationExists:
-                # Another message from the same sender created it a moment ago: join it.
-                if attempt:
-                    raise
-    raise AssertionError("unreachable")
+    return await external.accept_joining(
+        services.sessionmaker,
+        lambda session: external.accept(
+            session,
+            services.chat,
+            principal,
+            caller,
+            conversation_id,
+            message,
+            phone_region=services.settings.phone_default_region,
+            by_sender=by_sender,
+        ),
+    )
 
 
 async def _rate_limit(services: Services, principal: keys.KeyPrincipal) -> RateLimitResult | None:
@@ -338,35 +305,3 @@ async def _reply_events(
             yield envelope.frame
             if envelope.type in _FINAL_EVENTS:
                 return
-
-
-def _finish_audit(
-    services: Services, audit: _Audit, *, status: int, outcome: str, reason: str | None = None
-) -> None:
-    latency = time.perf_counter() - audit.started
-    EXTERNAL_SECONDS.observe(latency)
-    principal = audit.principal
-    refused = audit.refused_key
-    services.audit.add(
-        new_audit_event(
-            method=audit.method,
-            path=audit.path,
-            outcome=outcome,
-            status=status,
-            latency_ms=round(latency * 1000, 3),
-            api_key_id=principal.key_ref if principal else (refused.key_id if refused else None),
-            key_owner_id=principal.owner_id
-            if principal
-            else (refused.owner_id if refused else None),
-            client_address=audit.client,
-            conversation_id=audit.conversation_id,
-            user_id=audit.user_id,
-            strategy=audit.strategy,
-            reason=reason,
-            message_id=audit.message_id,
-        )
-    )
-
-
-def _key_label(audit: _Audit) -> str:
-    return audit.principal.key_ref if audit.principal else "none"

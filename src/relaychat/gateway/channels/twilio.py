@@ -13,17 +13,12 @@ channel, which must belong to the user the channel names (see domain.channel_thr
 from __future__ import annotations
 
 import re
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import (  # type: ignore[import-untyped]
@@ -32,12 +27,16 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
     get_signature_algorithm,
 )
 
-from relaychat.domain import channel_replies, channel_threads, channels, external, idempotency
-from relaychat.domain.audit import new_audit_event
-from relaychat.domain.ids import new_id
+from relaychat.domain import (
+    channel_replies,
+    channel_threads,
+    channels,
+    external,
+    idempotency,
+    users,
+)
 from relaychat.domain.keys import KeyPermissions, KeyPrincipal
 from relaychat.domain.phones import normalize_phone
-from relaychat.domain.resolution import Caller
 from relaychat.errors import (
     AppError,
     BadRequest,
@@ -46,10 +45,11 @@ from relaychat.errors import (
     Forbidden,
     UnsupportedMediaType,
 )
+from relaychat.gateway.audit import RequestAudit, finish
 from relaychat.gateway.refusals import refuse_unauthenticated
-from relaychat.metrics import ERRORS, EXTERNAL_MESSAGES
+from relaychat.metrics import ERRORS
 from relaychat.services import Services
-from relaychat.storage.models import Channel, Conversation, User
+from relaychat.storage.models import Channel
 
 # A Twilio form: repeated fields are kept (the signature covers every value).
 Form = ImmutableMultiDict[str, str]
@@ -59,9 +59,6 @@ FORM = "application/x-www-form-urlencoded"
 MAX_MEDIA = 10
 MAX_FIELDS = 200
 _MESSAGE_SID = re.compile(r"^(SM|MM|SS)[0-9a-fA-F]{32}$")
-# Starts with "!", which no argon2 hash does: no password ever verifies against it.
-UNUSABLE_PASSWORD_PREFIX = "!unusable:"
-PROVISIONED_EMAIL_DOMAIN = "phone.invalid"
 
 
 class TwilioSignatureInvalid(Forbidden):
@@ -83,31 +80,13 @@ class TwilioMediaType(UnsupportedMediaType):
     title = "Twilio webhooks are application/x-www-form-urlencoded"
 
 
-class _Raced(Exception):
-    """Another request provisioned the same sender a moment ago; try again."""
-
-
-@dataclass
-class _Audit:
-    started: float
-    path: str
-    client: str | None
-    channel: Channel | None = None
-    conversation_id: str | None = None
-    user_id: str | None = None
-    strategy: str | None = None
-    message_id: str | None = None
-
-
 def twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 async def handle_inbound(request: Request, services: Services, channel_id: str) -> Response:
     """Serve one inbound message; every outcome leaves an audit row."""
-    audit = _Audit(
-        time.perf_counter(), request.url.path, request.client.host if request.client else None
-    )
+    audit = RequestAudit.of(request)
     try:
         form = await _authenticate(request, services, channel_id, audit, channels.webhook_url)
         assert audit.channel is not None
@@ -122,9 +101,7 @@ async def handle_status(
     request: Request, services: Services, channel_id: str, message_id: str
 ) -> Response:
     """Record a status callback (`MessageStatus`, `ErrorCode`) of one part of a reply."""
-    audit = _Audit(
-        time.perf_counter(), request.url.path, request.client.host if request.client else None
-    )
+    audit = RequestAudit.of(request)
     try:
         form = await _authenticate(
             request,
@@ -157,7 +134,7 @@ async def _authenticate(
     request: Request,
     services: Services,
     channel_id: str,
-    audit: _Audit,
+    audit: RequestAudit,
     url_of: Callable[[Channel], str],
 ) -> Form:
     """The request's form, once its signature proved it comes from the channel's account."""
@@ -275,7 +252,9 @@ def _principal(channel: Channel) -> KeyPrincipal:
     )
 
 
-async def _accept(services: Services, channel: Channel, form: Form, audit: _Audit) -> Response:
+async def _accept(
+    services: Services, channel: Channel, form: Form, audit: RequestAudit
+) -> Response:
     message = _message(form, channel, services.settings.phone_default_region)
     twilio = message.metadata["twilio"]
     conversation_id = channel_threads.thread_id(
@@ -289,7 +268,7 @@ async def _accept(services: Services, channel: Channel, form: Form, audit: _Audi
     sid = twilio["message_sid"]
     replay = await idempotency.begin(services.sessionmaker, key_ref, sid, fingerprint)
     if replay is not None:
-        _finish(services, audit, status=200, outcome="replayed")
+        finish(services, audit, status=200, outcome="replayed")
         response = twiml()
         response.headers["Idempotent-Replayed"] = "true"
         return response
@@ -308,7 +287,7 @@ async def _accept(services: Services, channel: Channel, form: Form, audit: _Audi
         200,
         {"message_id": accepted.sent.message.id, "conversation_id": conversation_id},
     )
-    _finish(services, audit, status=200, outcome="accepted")
+    finish(services, audit, status=200, outcome="accepted")
     return twiml()
 
 
@@ -317,137 +296,59 @@ async def _accept_once(
     channel: Channel,
     conversation_id: str,
     message: external.ExternalMessage,
-    audit: _Audit,
+    audit: RequestAudit,
 ) -> external.Accepted:
     principal = _principal(channel)
-    for attempt in range(2):
-        async with services.sessionmaker() as session:
-            try:
-                existing = (
-                    await session.execute(
-                        select(
-                            Conversation.user_id, Conversation.endpoint, Conversation.agent_id
-                        ).where(Conversation.id == conversation_id)
-                    )
-                ).first()
-                holder = existing.user_id if existing is not None else None
-                caller, user = await _caller(
-                    session, channel, conversation_id, holder, message, audit
-                )
-                # Answered by the thread's endpoint (the channel's, for a new thread); with
-                # none, the message is only stored, for a person to answer in the browser.
-                target = (
-                    (existing.endpoint, existing.agent_id)
-                    if existing is not None
-                    else (channel.endpoint, channel.agent_id)
-                )
-                respond = any(target)
-                return await external.accept(
-                    session,
-                    services.chat,
-                    principal,
-                    caller,
-                    conversation_id,
-                    external.ExternalMessage(
-                        content=message.content,
-                        metadata=message.metadata,
-                        user=user,
-                        respond=respond,
-                    ),
-                    phone_region=services.settings.phone_default_region,
-                )
-            except (ConversationExists, _Raced):
-                # The same sender's previous message created the thread (or the user) a
-                # moment ago: join it.
-                if attempt:
-                    raise ConversationExists("try again") from None
-    raise AssertionError("unreachable")
-
-
-async def _caller(
-    session: AsyncSession,
-    channel: Channel,
-    conversation_id: str,
-    holder: str | None,
-    message: external.ExternalMessage,
-    audit: _Audit,
-) -> tuple[Caller, str | None]:
-    """Who the message belongs to: the channel's owner, or the user with the sender's number
-    (provisioned now, in the message's transaction, when the channel says so). A thread that
-    exists already (`holder` is its owner) must be theirs."""
-    if channel.owner_user_id is not None:
-        owner = channel.owner_user_id
-        channel_threads.check_thread_owner(conversation_id, holder, owner)
-        return Caller(system=False, key_owner_id=owner, can_name_user=True), owner
-    caller = Caller(system=True, key_owner_id=None, can_name_user=False)
-    phone = message.metadata["phoneNumber"]
-    user_id = await session.scalar(select(User.id).where(User.phone_number == phone))
-    if user_id is not None:
-        channel_threads.check_thread_owner(conversation_id, holder, user_id)
-        return caller, None
-    if not (channel.config or {}).get("provision_unknown"):
-        raise channels.SenderUnknown(
-            "no user has this phone number and the channel does not provision users"
-        )
-    # The user about to be provisioned holds nothing yet.
-    channel_threads.check_thread_owner(conversation_id, holder, None)
     twilio = message.metadata["twilio"]
-    session.add(
-        User(
-            id=new_id(),
-            email=f"{phone}@{PROVISIONED_EMAIL_DOMAIN}",
-            name=str(twilio.get("profile_name") or phone)[:200],
-            password_hash=UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(16),
-            role="user",
-            phone_number=phone,
+
+    async def attempt(session: AsyncSession) -> external.Accepted:
+        sender = await channels.inbound_sender(
+            session,
+            channel,
+            conversation_id,
+            message.metadata["phoneNumber"],
+            twilio.get("profile_name"),
         )
-    )
+        if sender.provisioned:
+            audit.strategy = "provisioned"
+        return await external.accept(
+            session,
+            services.chat,
+            principal,
+            sender.caller,
+            conversation_id,
+            external.ExternalMessage(
+                content=message.content,
+                metadata=message.metadata,
+                user=sender.user,
+                respond=sender.respond,
+            ),
+            phone_region=services.settings.phone_default_region,
+        )
+
     try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise _Raced() from exc
-    audit.strategy = "provisioned"
-    return caller, None
+        # The same sender's previous message may have created the thread (or the user) a
+        # moment ago: the second attempt joins it.
+        return await external.accept_joining(
+            services.sessionmaker, attempt, retry_on=(users.UserRaced,)
+        )
+    except (ConversationExists, users.UserRaced):
+        raise ConversationExists("try again") from None
 
 
-async def _refused(request: Request, services: Services, audit: _Audit, exc: AppError) -> Response:
-    recorded = True
+async def _refused(
+    request: Request, services: Services, audit: RequestAudit, exc: AppError
+) -> Response:
     if isinstance(exc, channels.ChannelNotFound | TwilioSignatureInvalid):
         # Nothing proved the caller is Twilio: limited and audited like a bad API key.
         refusal = await refuse_unauthenticated(services, audit.client, exc)
-        exc, recorded = refusal.error, refusal.audited
-    if recorded:
-        _finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+        exc, audit.recorded = refusal.error, refusal.audited
+    if audit.recorded:  # unlike an API key's, an unwritten refusal is not counted either
+        finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
     ERRORS.labels(exc.code).inc()
     return JSONResponse(
         exc.to_problem(request.url.path),
         status_code=exc.status,
         headers=exc.headers,
         media_type="application/problem+json",
-    )
-
-
-def _finish(
-    services: Services, audit: _Audit, *, status: int, outcome: str, reason: str | None = None
-) -> None:
-    channel = audit.channel
-    ref = channels.channel_ref(channel.id) if channel else "none"
-    EXTERNAL_MESSAGES.labels(outcome, ref).inc()
-    services.audit.add(
-        new_audit_event(
-            method="POST",
-            path=audit.path,
-            outcome=outcome,
-            status=status,
-            latency_ms=round((time.perf_counter() - audit.started) * 1000, 3),
-            api_key_id=ref if channel else None,
-            key_owner_id=channel.user_id if channel else None,
-            client_address=audit.client,
-            conversation_id=audit.conversation_id,
-            user_id=audit.user_id,
-            strategy=audit.strategy,
-            reason=reason,
-            message_id=audit.message_id,
-        )
     )

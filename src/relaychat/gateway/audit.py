@@ -1,0 +1,104 @@
+"""The audit row and metrics of a machine caller's request (an API key, or a channel's webhook).
+
+Each front fills one `RequestAudit` as its request goes and ends it with `finish`: every
+outcome (accepted, replayed, refused) leaves one row, written in the background by the
+audit writer, and one count in `relaychat_external_messages`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from relaychat.domain import channels, keys
+from relaychat.domain.audit import new_audit_event
+from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
+from relaychat.services import Services
+from relaychat.storage.models import Channel
+
+
+@dataclass
+class RequestAudit:
+    """What the audit row of this request will say, filled in as the request goes."""
+
+    started: float
+    method: str
+    path: str
+    client: str | None
+    principal: keys.KeyPrincipal | None = None
+    # A refused (revoked, expired) key is still named in the audit, for its owner to see.
+    refused_key: keys.KeyRefused | None = None
+    # A channel's webhook is audited under the channel (its ref as the key, its manager
+    # as the key's owner).
+    channel: Channel | None = None
+    conversation_id: str | None = None
+    user_id: str | None = None
+    strategy: str | None = None
+    message_id: str | None = None
+    # False for a refusal past the unauthenticated limit: counted, not written (refusals.py).
+    recorded: bool = True
+
+    @classmethod
+    def of(cls, request: Request, *, conversation_id: str | None = None) -> RequestAudit:
+        return cls(
+            started=time.perf_counter(),
+            method=request.method,
+            path=request.url.path,
+            client=request.client.host if request.client else None,
+            conversation_id=conversation_id,
+        )
+
+    @property
+    def key_label(self) -> str:
+        """The `key` label of the metrics: the authenticated key (or channel), else "none"."""
+        if self.channel is not None:
+            return channels.channel_ref(self.channel.id)
+        return self.principal.key_ref if self.principal else "none"
+
+    def key_columns(self) -> tuple[str | None, str | None]:
+        """The row's key id and key owner."""
+        if self.channel is not None:
+            return channels.channel_ref(self.channel.id), self.channel.user_id
+        if self.principal is not None:
+            return self.principal.key_ref, self.principal.owner_id
+        if self.refused_key is not None:
+            return self.refused_key.key_id, self.refused_key.owner_id
+        return None, None
+
+
+def finish(
+    services: Services,
+    audit: RequestAudit,
+    *,
+    status: int,
+    outcome: str,
+    reason: str | None = None,
+) -> None:
+    """Count the request and, unless `audit.recorded` is off, queue its audit row."""
+    EXTERNAL_MESSAGES.labels(outcome, audit.key_label).inc()
+    if not audit.recorded:
+        return
+    latency = time.perf_counter() - audit.started
+    if audit.channel is None:
+        # The histogram times the external message API; webhooks were never in it.
+        EXTERNAL_SECONDS.observe(latency)
+    api_key_id, key_owner_id = audit.key_columns()
+    services.audit.add(
+        new_audit_event(
+            method=audit.method,
+            path=audit.path,
+            outcome=outcome,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            api_key_id=api_key_id,
+            key_owner_id=key_owner_id,
+            client_address=audit.client,
+            conversation_id=audit.conversation_id,
+            user_id=audit.user_id,
+            strategy=audit.strategy,
+            reason=reason,
+            message_id=audit.message_id,
+        )
+    )
