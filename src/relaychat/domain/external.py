@@ -190,9 +190,13 @@ async def accept(
     return Accepted(sent, conversation, resolved, created, sent.event_id)
 
 
+# One try of a front's accept in the session it is given (see accept_joining).
+AcceptAttempt = Callable[[AsyncSession], Awaitable[Accepted]]
+
+
 async def accept_joining(
     sessionmaker: async_sessionmaker[AsyncSession],
-    attempt: Callable[[AsyncSession], Awaitable[Accepted]],
+    attempt: AcceptAttempt,
     *,
     retry_on: tuple[type[Exception], ...] = (),
 ) -> Accepted:
