@@ -548,10 +548,10 @@ PROFILE_HZ = 100
 # the relaychat rows are lower bounds; the SQLAlchemy and driver rows are not.
 INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
     ("gateway handle()", ("handle (relaychat/gateway/external.py",)),
-    ("  keys.authenticate", ("authenticate (relaychat/domain/keys.py",)),
-    ("  external.accept", ("accept (relaychat/domain/external.py",)),
-    ("    resolve_owner", ("resolve_owner (relaychat/domain/resolution.py",)),
-    ("    send_message", ("send_message (relaychat/domain/chat.py",)),
+    ("  keys.authenticate", ("authenticate (relaychat/domain/access/keys.py",)),
+    ("  external.accept", ("accept (relaychat/domain/intake/external.py",)),
+    ("    resolve_owner", ("resolve_owner (relaychat/domain/intake/resolution.py",)),
+    ("    send_message", ("send_message (relaychat/domain/messaging/chat.py",)),
     ("      resolve_parent (latest message)", ("resolve_parent (relaychat/",)),
     ("      bus.publish", ("publish (relaychat/realtime/",)),
     ("  audit finish", ("finish (relaychat/gateway/audit.py",)),

@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 from typer.testing import Result
 
-from relaychat.domain import keys
-from relaychat.domain.key_cache import KeyCache
-from relaychat.domain.keys import KeyPrincipal, KeyRefused
-from relaychat.domain.users import create_user
+from relaychat.domain.access import keys
+from relaychat.domain.access.key_cache import KeyCache
+from relaychat.domain.access.keys import KeyPrincipal, KeyRefused
+from relaychat.domain.accounts.users import create_user
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import ApiKey

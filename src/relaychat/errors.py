@@ -28,7 +28,7 @@ AppError
 └── ServiceUnavailable (503)
 
 Feature modules add their own leaves next to the code that raises them (relaychat.llm.errors,
-relaychat.domain.keys, …). Every code, wherever its class lives, is a member of `ErrorCode`
+relaychat.domain.access.keys, …). Every code, wherever its class lives, is a member of `ErrorCode`
 below; the README's "Errors" table lists them with their HTTP status.
 """
 

@@ -12,17 +12,17 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from relaychat.crypto import SecretBox
-from relaychat.domain.agent_cache import AgentCache
-from relaychat.domain.audit_writer import AuditWriter
-from relaychat.domain.chat import ChatEngine, send_from_agent
+from relaychat.domain.access.audit_writer import AuditWriter
+from relaychat.domain.access.key_cache import KeyCache
+from relaychat.domain.access.keys import system_keys_from_settings
+from relaychat.domain.accounts.tokens import AccessTokens
+from relaychat.domain.agent.agent_cache import AgentCache
+from relaychat.domain.agent.toolbox import Toolbox
+from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.ids import new_id
-from relaychat.domain.key_cache import KeyCache
-from relaychat.domain.keys import system_keys_from_settings
-from relaychat.domain.outbox import DOORBELL
-from relaychat.domain.runner import GenerationRunner
-from relaychat.domain.tokens import AccessTokens
-from relaychat.domain.toolbox import Toolbox
-from relaychat.domain.webhooks import check_encryption_key
+from relaychat.domain.messaging.chat import ChatEngine, send_from_agent
+from relaychat.domain.outbound.outbox import DOORBELL
+from relaychat.domain.outbound.webhooks import check_encryption_key
 from relaychat.llm.mcp import McpManager
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry

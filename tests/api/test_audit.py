@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from relaychat.domain.audit import record_audit
+from relaychat.domain.access.audit import record_audit
 from relaychat.services import Services
 from tests.support.factories import TestUser, make_user
 from tests.support.keys import create_key, keys_app_client

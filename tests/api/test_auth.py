@@ -220,7 +220,7 @@ async def test_refused_access_tokens_write_nothing_and_stay_401(
     """Item 5 for JWTs: a bad, forged, expired or orphaned access token is refused without a
     write (no audit row, nothing else), so a flood cannot grow storage; and it stays 401, never
     429, past UNAUTHENTICATED_RATE_LIMIT: a 401 is what tells a client to refresh its token."""
-    from relaychat.domain.tokens import AccessTokens
+    from relaychat.domain.accounts.tokens import AccessTokens
 
     user = await make_user(client)
     client.cookies.clear()

@@ -1,6 +1,6 @@
-"""A conversation id in the path follows the one id rule (domain/conversation_ids), not a
-route's own cap: reading an id no conversation can have is 404, creating one through the
-gateway is 422 `invalid_conversation_id`; never a generic validation error."""
+"""A conversation id in the path follows the one id rule (domain/messaging/conversation_ids),
+not a route's own cap: reading an id no conversation can have is 404, creating one through
+the gateway is 422 `invalid_conversation_id`; never a generic validation error."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ async def test_refusals_are_the_routes_problems(client: httpx.AsyncClient, live_
     assert (bad_token.status_code, bad_token.json()["code"]) == (401, "invalid_token")
     assert (bad_cookie.status_code, bad_cookie.json()["code"]) == (401, "invalid_token")
     assert (long_header.status_code, long_header.json()["field"]) == (422, "header.last-event-id")
-    # An id no conversation can have is simply not found (domain/conversation_ids).
+    # An id no conversation can have is simply not found (domain/messaging/conversation_ids).
     assert (long_path.status_code, long_path.json()["code"]) == (404, "conversation_not_found")
     assert (not_get.status_code, not_get.json()["code"]) == (405, "method_not_allowed")
 

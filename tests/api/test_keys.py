@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from relaychat.domain import keys
-from relaychat.domain.key_cache import KeyCache
-from relaychat.domain.keys import KeyPermissions, KeyPrincipal, KeyRefused
+from relaychat.domain.access import keys
+from relaychat.domain.access.key_cache import KeyCache
+from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal, KeyRefused
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import ApiKey

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio
-from relaychat.domain.channel_replies import MAX_BODY_UNITS, split_body
+from relaychat.domain.telephony.channel_replies import MAX_BODY_UNITS, split_body
 from relaychat.services import Services
 from relaychat.storage.models import OutboxAttempt, OutboxItem
 from relaychat.workers.twilio import TwilioSender, _twilio_error

@@ -8,8 +8,8 @@ from typing import cast
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from relaychat.domain import external
-from relaychat.domain.users import UserRaced
+from relaychat.domain.accounts.users import UserRaced
+from relaychat.domain.intake import external
 from relaychat.errors import ConversationExists
 
 ACCEPTED = cast(external.Accepted, object())

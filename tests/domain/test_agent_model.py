@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from relaychat.domain.agents import AgentSpec, resolve_agent_model
+from relaychat.domain.agent.agents import AgentSpec, resolve_agent_model
 
 
 def agent(model: str | None, params_model: str | None, **params: object) -> AgentSpec:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from relaychat.domain import keys
-from relaychat.domain.key_cache import KeyCache
-from relaychat.domain.keys import KeyPermissions, PermissionDenied
+from relaychat.domain.access import keys
+from relaychat.domain.access.key_cache import KeyCache
+from relaychat.domain.access.keys import KeyPermissions, PermissionDenied
 from relaychat.realtime import MemoryEventBus
 from relaychat.storage.models import ApiKey
 

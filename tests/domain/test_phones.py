@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relaychat.domain.phones import normalize_phone
+from relaychat.domain.accounts.phones import normalize_phone
 from relaychat.errors import InvalidPhoneNumber
 
 

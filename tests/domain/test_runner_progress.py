@@ -8,9 +8,9 @@ import httpx
 from sqlalchemy import TableClause, Update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from relaychat.domain.generations import add_generation
-from relaychat.domain.jobs import Job
-from relaychat.domain.runner import GenerationRunner
+from relaychat.domain.answering.generations import add_generation
+from relaychat.domain.answering.jobs import Job
+from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services
 from relaychat.storage.db import Session

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook
 
 from relaychat.crypto import SecretBox, SecretUnreadable
-from relaychat.domain.webhooks import new_secret, sign
+from relaychat.domain.outbound.webhooks import new_secret, sign
 from relaychat.settings import Settings
 from relaychat.workers.outbox import MAX_RETRY_AFTER, next_delay
 from relaychat.workers.outbox import parse_retry_after as retry_after

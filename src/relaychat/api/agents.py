@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.domain import agents
+from relaychat.domain.agent import agents
 from relaychat.http.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.resources import AgentOut
 

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from relaychat.domain import audit, keys, users
+from relaychat.domain.access import audit, keys
+from relaychat.domain.accounts import users
 from relaychat.http.deps import CurrentUser, SessionDep
 from relaychat.resources import Timestamp
 

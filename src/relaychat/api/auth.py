@@ -8,8 +8,8 @@ from fastapi import APIRouter, Cookie, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 
 from relaychat.api.schemas import UserOut
-from relaychat.domain import sessions, users
-from relaychat.domain.sessions import IssuedSession
+from relaychat.domain.accounts import sessions, users
+from relaychat.domain.accounts.sessions import IssuedSession
 from relaychat.errors import RateLimited, RegistrationClosed, Unauthenticated
 from relaychat.http.deps import (
     ACCESS_COOKIE,

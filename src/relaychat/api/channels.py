@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from relaychat.domain import channels
-from relaychat.domain.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
+from relaychat.domain.telephony import channels
+from relaychat.domain.telephony.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
 from relaychat.gateway.channels import twilio
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.schemas import ConversationOut
-from relaychat.domain import conversation_ids, conversations
+from relaychat.domain.messaging import conversation_ids, conversations
 from relaychat.http.deps import CurrentUser, EngineDep, OwnedConversation, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api/convos", tags=["conversations"])

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
 
-from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.http.deps import ServicesDep, StreamUser
 from relaychat.http.sse_app import (
     MAX_EVENT_ID,

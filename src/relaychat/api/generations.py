@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Response, status
 
-from relaychat.domain.generations import get_owned_generation, request_abort
+from relaychat.domain.answering.generations import get_owned_generation, request_abort
 from relaychat.http.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.resources import GenerationOut
 from relaychat.types import GenerationStatus

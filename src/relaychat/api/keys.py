@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.domain import keys
-from relaychat.domain.key_cache import key_changed
-from relaychat.domain.keys import KEY_PREFIX, KeyPermissions
+from relaychat.domain.access import keys
+from relaychat.domain.access.key_cache import key_changed
+from relaychat.domain.access.keys import KEY_PREFIX, KeyPermissions
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 from relaychat.storage.models import ApiKey

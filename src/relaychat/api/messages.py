@@ -10,10 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from relaychat.api.schemas import MessageOut
-from relaychat.domain import chat, generations, messages
-from relaychat.domain.content import InputPart, normalize_content
-from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.answering import generations
 from relaychat.domain.limits import Metadata
+from relaychat.domain.messaging import chat, messages
+from relaychat.domain.messaging.content import InputPart, normalize_content
+from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import Unauthenticated
 from relaychat.gateway import external as external_gateway
 from relaychat.gateway.schemas import ExternalAnswered, ExternalMessageIn

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.schemas import UserOut
-from relaychat.domain import users
+from relaychat.domain.accounts import users
 from relaychat.http.deps import CurrentUser, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/user", tags=["user"])

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.domain import webhooks
-from relaychat.domain.webhooks import EVENT_TYPES, EventType
+from relaychat.domain.outbound import webhooks
+from relaychat.domain.outbound.webhooks import EVENT_TYPES, EventType
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 from relaychat.safehttp import check_url

@@ -10,9 +10,9 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
-from relaychat.domain.agents import check_agent_fields, create_agent
-from relaychat.domain.toolbox import local_tool_names
-from relaychat.domain.users import find_user_by_email
+from relaychat.domain.accounts.users import find_user_by_email
+from relaychat.domain.agent.agents import check_agent_fields, create_agent
+from relaychat.domain.agent.toolbox import local_tool_names
 from relaychat.errors import UserNotFound
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import load_registry

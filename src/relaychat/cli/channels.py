@@ -22,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
 from relaychat.crypto import SecretBox
-from relaychat.domain.channels import (
+from relaychat.domain.intake.resolution import find_user
+from relaychat.domain.telephony.channels import (
     ChannelNotFound,
     ChannelOut,
     TwilioChannelIn,
     create_channel,
     delete_channel,
 )
-from relaychat.domain.resolution import find_user
 from relaychat.errors import UserNotFound
 from relaychat.storage.models import Channel, User
 

@@ -13,8 +13,8 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
-from relaychat.domain.key_cache import key_changed
-from relaychat.domain.keys import (
+from relaychat.domain.access.key_cache import key_changed
+from relaychat.domain.access.keys import (
     KEY_PREFIX,
     KeyPermissions,
     RateLimitRule,
@@ -25,7 +25,7 @@ from relaychat.domain.keys import (
     rotate_key,
     stored_permissions,
 )
-from relaychat.domain.users import find_user_by_email, normalize_email
+from relaychat.domain.accounts.users import find_user_by_email, normalize_email
 from relaychat.errors import UserNotFound
 from relaychat.realtime import create_event_bus
 from relaychat.settings import Settings

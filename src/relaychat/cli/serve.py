@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from relaychat.cli._common import fail, load_settings, one_line
 from relaychat.crypto import SecretBox
-from relaychat.domain.webhooks import check_encryption_key
+from relaychat.domain.outbound.webhooks import check_encryption_key
 from relaychat.llm.config import load_config
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.settings import PlaceholderSecretError, Settings

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from relaychat.cli._common import console, load_settings, run_in_session, table
-from relaychat.domain.users import create_user, list_users
+from relaychat.domain.accounts.users import create_user, list_users
 
 users_app = typer.Typer(help="Manage user accounts.")
 

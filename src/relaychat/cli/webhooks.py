@@ -11,8 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.cli._common import console, load_settings, run_in_session, table
 from relaychat.crypto import SecretBox
-from relaychat.domain.users import find_user_by_email, normalize_email
-from relaychat.domain.webhooks import EVENT_TYPES, WebhookNotFound, create_endpoint, delete_endpoint
+from relaychat.domain.accounts.users import find_user_by_email, normalize_email
+from relaychat.domain.outbound.webhooks import (
+    EVENT_TYPES,
+    WebhookNotFound,
+    create_endpoint,
+    delete_endpoint,
+)
 from relaychat.errors import UserNotFound
 from relaychat.safehttp import check_url
 from relaychat.storage.models import User, WebhookEndpoint

@@ -1,1 +1,15 @@
-"""Use cases: accounts, sessions, conversations and messages; no web framework in here."""
+"""Use cases, one folder per capability; no web framework in here.
+
+- `accounts/` users, phone numbers, passwords, sign-in sessions and tokens;
+- `messaging/` conversations, their ids and messages, content parts, a model's context,
+  titles, and sending a message (`chat.py`);
+- `answering/` who answers (`replies.py`), generations, their runner and loop (`jobs.py`);
+- `agent/` agents, their cache, their tools (`toolbox.py`, `agent_tools.py`);
+- `access/` API keys and their cache, idempotency, the audit trail and its writer;
+- `intake/` accepting an external message (`external.py`) and resolving its owner;
+- `outbound/` webhooks, the transactional outbox and the callbacks a change queues;
+- `telephony/` Twilio channels, their threads and their replies' delivery.
+
+Shared leaves stay here: `ids.py`, `limits.py` (what may be stored), `merge_patch.py`
+(every PATCH) and `publishing.py` (events published by a session's commit).
+"""

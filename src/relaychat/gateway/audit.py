@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from relaychat.domain import channels, keys
-from relaychat.domain.audit import new_audit_event
+from relaychat.domain.access import keys
+from relaychat.domain.access.audit import new_audit_event
+from relaychat.domain.telephony import channels
 from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
 from relaychat.services import Services
 from relaychat.storage.models import Channel

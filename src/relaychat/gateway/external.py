@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from relaychat.domain import external, idempotency, keys
-from relaychat.domain.content import normalize_content
-from relaychat.domain.resolution import Caller, phone_from_metadata
+from relaychat.domain.access import idempotency, keys
+from relaychat.domain.intake import external
+from relaychat.domain.intake.resolution import Caller, phone_from_metadata
+from relaychat.domain.messaging.content import normalize_content
 from relaychat.errors import AppError, ErrorCode, RateLimited, Unauthenticated
 from relaychat.gateway.audit import RequestAudit, finish
 from relaychat.gateway.refusals import refuse_unauthenticated

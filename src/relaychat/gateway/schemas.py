@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaychat.domain.content import InputPart
 from relaychat.domain.limits import Metadata
+from relaychat.domain.messaging.content import InputPart
 from relaychat.resources import GenerationOut, MessageView
 
 

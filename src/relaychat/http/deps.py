@@ -9,8 +9,8 @@ from fastapi import Cookie, Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.chat import ChatEngine
-from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.messaging.chat import ChatEngine
+from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import InvalidToken, Unauthenticated
 from relaychat.services import Services
 from relaychat.settings import Settings

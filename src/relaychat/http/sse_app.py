@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from relaychat.domain.conversations import get_owned_conversation
+from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import AppError
 from relaychat.http.deps import ACCESS_COOKIE, bearer, get_stream_user
 from relaychat.metrics import OPEN_STREAMS

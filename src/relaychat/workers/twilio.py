@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.crypto import SecretBox
-from relaychat.domain.channel_replies import record_sent
-from relaychat.domain.channels import (
+from relaychat.domain.telephony.channel_replies import record_sent
+from relaychat.domain.telephony.channels import (
     DEFAULT_API_BASE_URL,
     channel_token,
     status_callback_url,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat import __version__
 from relaychat.crypto import SecretBox
-from relaychat.domain.webhooks import set_enabled, sign
+from relaychat.domain.outbound.webhooks import set_enabled, sign
 from relaychat.resources import iso
 from relaychat.safehttp import UnsafeTarget, guarded_client
 from relaychat.storage.models import OutboxItem, WebhookEndpoint

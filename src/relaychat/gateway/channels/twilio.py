@@ -3,11 +3,11 @@
 An inbound message is authenticated by `X-Twilio-Signature` alone (the `twilio` package's
 `RequestValidator`, over the URL Twilio requested and every form field), mapped onto an
 external message, and accepted through the same pipeline, permissions and owner
-resolution as an API key's (`relaychat.domain.external.accept`). The answer is an empty
+resolution as an API key's (`relaychat.domain.intake.external.accept`). The answer is an empty
 TwiML `<Response/>` at once; the reply goes out later through the outbox (Messages API).
 Twilio's retries of a message carry the same `MessageSid`, which is the idempotency key:
 a retry replays the empty answer and stores nothing. Each sender has one thread per
-channel, which must belong to the user the channel names (see domain.channel_threads).
+channel, which must belong to the user the channel names (see domain.telephony.channel_threads).
 """
 
 from __future__ import annotations
@@ -27,16 +27,12 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
     get_signature_algorithm,
 )
 
-from relaychat.domain import (
-    channel_replies,
-    channel_threads,
-    channels,
-    external,
-    idempotency,
-    users,
-)
-from relaychat.domain.keys import KeyPermissions, KeyPrincipal
-from relaychat.domain.phones import normalize_phone
+from relaychat.domain.access import idempotency
+from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal
+from relaychat.domain.accounts import users
+from relaychat.domain.accounts.phones import normalize_phone
+from relaychat.domain.intake import external
+from relaychat.domain.telephony import channel_replies, channel_threads, channels
 from relaychat.errors import (
     AppError,
     BadRequest,

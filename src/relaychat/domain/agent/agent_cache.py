@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.agents import AgentSpec
+from relaychat.domain.agent.agents import AgentSpec
 from relaychat.realtime.bus import EventBus
 from relaychat.storage.models import Agent
 

@@ -20,8 +20,8 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox, SecretUnreadable
-from relaychat.domain import outbox
 from relaychat.domain.ids import new_id
+from relaychat.domain.outbound import outbox
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.resources import iso
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint

@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaychat.domain import conversation_ids, keys
-from relaychat.domain.chat import ChatEngine, Sent, send_message
-from relaychat.domain.conversations import publish_created, stage_conversation
-from relaychat.domain.keys import KeyPrincipal
-from relaychat.domain.resolution import Caller, OwnerUnresolved, Resolved, resolve_owner
+from relaychat.domain.access import keys
+from relaychat.domain.access.keys import KeyPrincipal
+from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, Resolved, resolve_owner
+from relaychat.domain.messaging import conversation_ids
+from relaychat.domain.messaging.chat import ChatEngine, Sent, send_message
+from relaychat.domain.messaging.conversations import publish_created, stage_conversation
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.storage.models import Conversation
 

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaychat.domain.agent_tools import Recall, Remember, Sender, SendMessage
-from relaychat.domain.agents import AgentSpec
+from relaychat.domain.agent.agent_tools import Recall, Remember, Sender, SendMessage
+from relaychat.domain.agent.agents import AgentSpec
 from relaychat.errors import AppError
 from relaychat.llm.tools.base import Tool, ToolSet
 from relaychat.llm.tools.builtin import builtin_tools

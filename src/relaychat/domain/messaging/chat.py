@@ -8,21 +8,21 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaychat.domain import callbacks
-from relaychat.domain.agent_cache import AgentCache
-from relaychat.domain.agents import AgentSpec
-from relaychat.domain.content import flatten_text
-from relaychat.domain.context import branch, build_request
-from relaychat.domain.conversations import get_owned_conversation
-from relaychat.domain.generations import Providers, StartedGeneration, add_generation
+from relaychat.domain.agent.agent_cache import AgentCache
+from relaychat.domain.agent.agents import AgentSpec
+from relaychat.domain.agent.toolbox import Toolbox
+from relaychat.domain.answering.generations import Providers, StartedGeneration, add_generation
+from relaychat.domain.answering.jobs import Job
+from relaychat.domain.answering.replies import ReplyPlan, plan_reply
+from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.ids import new_id
-from relaychat.domain.jobs import Job
 from relaychat.domain.limits import check_metadata
-from relaychat.domain.messages import later_than, lock_thread, resolve_parent
+from relaychat.domain.messaging.content import flatten_text
+from relaychat.domain.messaging.context import branch, build_request
+from relaychat.domain.messaging.conversations import get_owned_conversation
+from relaychat.domain.messaging.messages import later_than, lock_thread, resolve_parent
+from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
-from relaychat.domain.replies import ReplyPlan, plan_reply
-from relaychat.domain.runner import GenerationRunner
-from relaychat.domain.toolbox import Toolbox
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus, encode_body

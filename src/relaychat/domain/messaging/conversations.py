@@ -14,10 +14,11 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import callbacks, conversation_ids
-from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
+from relaychat.domain.agent.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
+from relaychat.domain.messaging import conversation_ids
+from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.realtime.bus import EventBus

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.accounts.passwords import hash_password
+from relaychat.domain.accounts.phones import normalize_phone
 from relaychat.domain.ids import new_id
-from relaychat.domain.passwords import hash_password
-from relaychat.domain.phones import normalize_phone
 from relaychat.errors import EmailTaken, PhoneNumberTaken, WeakPassword
 from relaychat.storage.models import User
 

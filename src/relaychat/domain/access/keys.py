@@ -23,18 +23,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.agents import AgentNotFound
+from relaychat.domain.accounts.users import is_admin
+from relaychat.domain.agent.agents import AgentNotFound
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
-from relaychat.domain.users import is_admin
 from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
 from relaychat.types import KeyStatus
 
 if TYPE_CHECKING:
-    from relaychat.domain.conversations import EndpointCatalog
-    from relaychat.domain.key_cache import KeyCache, KeySnapshot
+    from relaychat.domain.access.key_cache import KeyCache, KeySnapshot
+    from relaychat.domain.messaging.conversations import EndpointCatalog
 
 KEY_PREFIX = "rck_"
 LOOKUP_HEX_CHARS = 12
@@ -388,7 +388,7 @@ async def _check_defaults(
     owner may not use (as if it did not exist), an endpoint that is not configured, a model
     the endpoint does not offer. The conversations' own check, so both say the same; only
     checked when a default changes. Without a catalog only the agent is checked."""
-    from relaychat.domain.conversations import check_target  # conversations imports us
+    from relaychat.domain.messaging.conversations import check_target  # conversations imports us
 
     defaults = {field: getattr(perms, name) for field, name in _DEFAULT_FIELDS.items()}
     if before is not None and all(

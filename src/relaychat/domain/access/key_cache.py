@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaychat.domain.keys import KeyPermissions, KeyPrincipal, SystemKey, stored_permissions
+from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal, SystemKey, stored_permissions
 from relaychat.realtime.bus import EventBus
 from relaychat.storage.models import ApiKey
 

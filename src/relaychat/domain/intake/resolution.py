@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.keys import PermissionDenied
-from relaychat.domain.phones import normalize_phone
+from relaychat.domain.access.keys import PermissionDenied
+from relaychat.domain.accounts.phones import normalize_phone
 from relaychat.errors import ConversationNotFound, ErrorCode, Unprocessable, ValidationFailed
 from relaychat.storage.models import Conversation, User
 

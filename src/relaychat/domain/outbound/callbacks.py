@@ -1,11 +1,12 @@
 """What a change owes the outside world: webhook events and channel replies, queued in the
-change's own transaction (see relaychat.domain.outbox)."""
+change's own transaction (see relaychat.domain.outbound.outbox)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import channel_replies, webhooks
+from relaychat.domain.outbound import webhooks
+from relaychat.domain.telephony import channel_replies
 from relaychat.resources import ConversationOut, MessageView
 from relaychat.storage.models import Conversation, Message
 

@@ -9,8 +9,8 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import callbacks
 from relaychat.domain.ids import new_id
+from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
 from relaychat.llm.base import ChatProvider

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relaychat.domain.content import flatten_text
 from relaychat.domain.limits import storable, storable_text
+from relaychat.domain.messaging.content import flatten_text
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.tools.base import ToolContext, ToolSet
 from relaychat.llm.types import (

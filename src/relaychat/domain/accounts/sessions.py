@@ -8,10 +8,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.accounts.passwords import verify_password
+from relaychat.domain.accounts.tokens import AccessTokens, hash_refresh_secret, new_refresh_secret
+from relaychat.domain.accounts.users import find_user_by_email
 from relaychat.domain.ids import new_id
-from relaychat.domain.passwords import verify_password
-from relaychat.domain.tokens import AccessTokens, hash_refresh_secret, new_refresh_secret
-from relaychat.domain.users import find_user_by_email
 from relaychat.errors import InvalidCredentials, InvalidToken, RefreshTokenReused
 from relaychat.storage.models import RefreshToken, User
 from relaychat.storage.types import utcnow

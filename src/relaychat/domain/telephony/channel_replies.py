@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain import outbox
+from relaychat.domain.outbound import outbox
 from relaychat.errors import MessageNotFound
 from relaychat.storage.models import Channel, Conversation, Message
 from relaychat.storage.types import utcnow

@@ -8,7 +8,7 @@ from relaychat.domain.limits import storable_text
 from relaychat.llm.types import ChatMessage, ChatRequest, collect
 
 if TYPE_CHECKING:
-    from relaychat.domain.generations import Providers
+    from relaychat.domain.answering.generations import Providers
 
 MAX_TITLE_CHARS = 80
 _PROMPT = (

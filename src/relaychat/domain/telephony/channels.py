@@ -26,13 +26,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox
-from relaychat.domain import channel_threads
-from relaychat.domain.agents import get_visible_agent
-from relaychat.domain.channel_replies import TWILIO as TWILIO
+from relaychat.domain.access.keys import AdminRequired
+from relaychat.domain.accounts.users import find_user_by_phone, is_admin, provision_phone_user
+from relaychat.domain.agent.agents import get_visible_agent
 from relaychat.domain.ids import new_id
-from relaychat.domain.keys import AdminRequired
-from relaychat.domain.resolution import Caller, find_user
-from relaychat.domain.users import find_user_by_phone, is_admin, provision_phone_user
+from relaychat.domain.intake.resolution import Caller, find_user
+from relaychat.domain.telephony import channel_threads
+from relaychat.domain.telephony.channel_replies import TWILIO as TWILIO
 from relaychat.errors import (
     ErrorCode,
     Forbidden,

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.merge_patch import merge_patch
-from relaychat.domain.users import is_admin
 from relaychat.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
 from relaychat.storage.models import Agent, User
 from relaychat.storage.types import utcnow

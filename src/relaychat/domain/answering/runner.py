@@ -18,19 +18,19 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relaychat.domain import callbacks
-from relaychat.domain.content import flatten_text
-from relaychat.domain.generations import (
+from relaychat.domain.answering.generations import (
     ABORT_SIGNAL,
     Providers,
     error_code,
     interrupt_orphans,
     publish_unfinished,
 )
-from relaychat.domain.jobs import Job, run_loop
+from relaychat.domain.answering.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
+from relaychat.domain.messaging.content import flatten_text
+from relaychat.domain.messaging.titles import generate_title
+from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
-from relaychat.domain.titles import generate_title
 from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish, Usage
 from relaychat.metrics import GENERATIONS

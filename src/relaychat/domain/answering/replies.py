@@ -7,10 +7,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.agent_cache import AgentCache
-from relaychat.domain.agents import AGENTS_ENDPOINT, AgentNotFound, AgentSpec, resolve_agent_model
-from relaychat.domain.generations import NoEndpoint, NoModel, Providers
-from relaychat.domain.users import is_admin
+from relaychat.domain.accounts.users import is_admin
+from relaychat.domain.agent.agent_cache import AgentCache
+from relaychat.domain.agent.agents import (
+    AGENTS_ENDPOINT,
+    AgentNotFound,
+    AgentSpec,
+    resolve_agent_model,
+)
+from relaychat.domain.answering.generations import NoEndpoint, NoModel, Providers
 from relaychat.errors import ErrorCode, Unprocessable
 from relaychat.storage.models import Conversation, User
 

@@ -1,0 +1,1 @@
+"""API access: keys and their cache, idempotency, and the audit trail of external requests."""

@@ -1,0 +1,1 @@
+"""Accounts: users and their phone numbers, passwords, sign-in sessions and tokens."""

@@ -1,0 +1,1 @@
+"""Agents: their definitions and cache, the tools they get and relaychat's own tools."""

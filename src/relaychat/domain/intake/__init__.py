@@ -1,0 +1,1 @@
+"""External messages coming in: accepting one, and resolving whose it is."""

@@ -1,0 +1,1 @@
+"""What goes out after a change: webhooks, the transactional outbox, the callbacks queued in it."""

@@ -1,0 +1,1 @@
+"""Twilio channels: their configuration, their threads per sender, and replies sent back."""
