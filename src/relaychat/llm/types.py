@@ -28,6 +28,10 @@ class _Model(BaseModel):
 # -- request -------------------------------------------------------------------------------
 
 
+# The part models are shared with the domain, which builds a client's input on them
+# (relaychat.domain.messaging.content): a change here changes what the API accepts.
+
+
 class TextPart(_Model):
     type: Literal["text"] = "text"
     text: str

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from relaychat.llm import types as llm_types
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TextPart(_Part):
-    type: Literal["text"] = "text"
-    text: str
+# One set of part models, in the provider layer (the domain may import it, not the reverse).
+TextPart = llm_types.TextPart
 
 
-class ImageUrl(BaseModel):
+# A client's image URL: bounded in length, and unknown keys dropped (the API has always
+# ignored them here; only the part itself refuses extras). The provider layer's model stays
+# unbounded because stored parts that skip this check (a channel's media URLs) reach it.
+# Comments, not docstrings: a docstring would become the OpenAPI description.
+class ImageUrl(llm_types.ImageUrl):
+    model_config = ConfigDict(extra="ignore")
+
     url: str = Field(max_length=8192)
-    detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImageUrlPart(_Part):
-    type: Literal["image_url"] = "image_url"
+# The provider layer's image part holding the client's `ImageUrl` above.
+class ImageUrlPart(llm_types.ImageUrlPart):
     image_url: ImageUrl
 
 
