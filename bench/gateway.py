@@ -554,7 +554,7 @@ INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
     ("    send_message", ("send_message (relaychat/domain/messaging/chat.py",)),
     ("      resolve_parent (latest message)", ("resolve_parent (relaychat/",)),
     ("      bus.publish", ("publish (relaychat/realtime/",)),
-    ("  audit finish", ("finish (relaychat/gateway/audit.py",)),
+    ("  audit finish", ("finish (relaychat/gateway/request_audit.py",)),
     # pydantic's core is compiled: only the models' Python validators show (a lower bound).
     ("  entity models (resources)", ("(relaychat/resources.py",)),
     ("SQLAlchemy, all", ("(sqlalchemy/",)),

@@ -10,7 +10,7 @@ Why here, beside `errors.py` and below every layer: `api/` and `gateway/` answer
 these models, `domain/` builds them for its events and webhooks, and `realtime/events.py`
 types its events with them. In `api/` the lower layers could not import them; in
 `domain/` the event bus (an adapter) could not. It imports nothing but pydantic and the
-status enumerations of `relaychat.types`.
+status enumerations of `relaychat.statuses`.
 
 Times are `datetime`s, which pydantic writes as RFC 3339 in UTC with a `Z` (rows hold
 UTC); a few older answers document theirs as plain strings (`Timestamp`), written alike.
@@ -30,7 +30,7 @@ from pydantic import (
     PlainSerializer,
 )
 
-from relaychat.types import GenerationStatus, MessageStatus
+from relaychat.statuses import GenerationStatus, MessageStatus
 
 
 def iso(moment: datetime) -> str:

@@ -33,7 +33,7 @@ from relaychat.storage.db import create_engine, create_sessionmaker
 from relaychat.workers.outbox import Doorbell, OutboxWorker
 from relaychat.workers.retention import RetentionPolicy, RetentionSweeper
 from relaychat.workers.twilio import TwilioSender
-from relaychat.workers.webhooks import WebhookSender
+from relaychat.workers.webhook_sender import WebhookSender
 
 
 def worker_identity() -> str:

@@ -1,4 +1,4 @@
-"""gateway.audit.finish: the row and the metrics of a machine caller's request."""
+"""gateway.request_audit.finish: the row and the metrics of a machine caller's request."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from relaychat.gateway.audit import RequestAudit, finish
+from relaychat.gateway.request_audit import RequestAudit, finish
 from relaychat.metrics import REGISTRY
 from relaychat.services import Services
 from relaychat.storage.models import Channel

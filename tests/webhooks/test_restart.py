@@ -10,7 +10,7 @@ import pytest
 
 from relaychat.services import Services
 from relaychat.workers.outbox import OutboxWorker
-from relaychat.workers.webhooks import WebhookSender
+from relaychat.workers.webhook_sender import WebhookSender
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
 from tests.support.factories import make_conversation, make_user
 from tests.support.live import running_server, server_env

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from relaychat.domain.answering.generations import get_owned_generation, request_abort
 from relaychat.http.deps import CurrentUser, EngineDep, ServicesDep, SessionDep
 from relaychat.resources import GenerationOut
-from relaychat.types import GenerationStatus
+from relaychat.statuses import GenerationStatus
 
 router = APIRouter(prefix="/api/generations", tags=["generations"])
 

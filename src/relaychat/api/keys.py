@@ -13,8 +13,8 @@ from relaychat.domain.access.key_cache import key_changed
 from relaychat.domain.access.keys import KEY_PREFIX, KeyPermissions
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
+from relaychat.statuses import KeyStatus
 from relaychat.storage.models import ApiKey
-from relaychat.types import KeyStatus
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 

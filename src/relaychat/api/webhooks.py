@@ -12,8 +12,8 @@ from relaychat.domain.outbound.webhooks import EVENT_TYPES, EventType
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 from relaychat.safehttp import check_url
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import OutboxItem, WebhookEndpoint
-from relaychat.types import OutboxStatus
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 

@@ -16,8 +16,8 @@ from relaychat.domain.intake import external
 from relaychat.domain.intake.resolution import Caller, phone_from_metadata
 from relaychat.domain.messaging.content import normalize_content
 from relaychat.errors import AppError, ErrorCode, RateLimited, Unauthenticated
-from relaychat.gateway.audit import RequestAudit, finish
 from relaychat.gateway.refusals import refuse_unauthenticated
+from relaychat.gateway.request_audit import RequestAudit, finish
 from relaychat.gateway.schemas import (
     ExternalAccepted,
     ExternalAnswered,
@@ -29,8 +29,8 @@ from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.resources import GenerationOut, MessageView
 from relaychat.services import Services
+from relaychat.statuses import GenerationStatus
 from relaychat.storage.models import Generation, Message
-from relaychat.types import GenerationStatus
 
 MAX_WAIT_SECONDS = 120
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)

@@ -18,8 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from relaychat.statuses import GenerationStatus, IdempotencyState, MessageStatus, OutboxStatus
 from relaychat.storage.types import JsonType, UTCDateTime, str_enum, utcnow
-from relaychat.types import GenerationStatus, IdempotencyState, MessageStatus, OutboxStatus
 
 # Deterministic constraint names so Alembic migrations work the same on both databases.
 NAMING_CONVENTION = {

@@ -30,9 +30,9 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.ids import new_id
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
-from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 

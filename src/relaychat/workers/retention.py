@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import AuditEvent, IdempotencyRecord, OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
-from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from relaychat.domain.telephony.channels import (
     status_callback_url,
 )
 from relaychat.errors import AppError
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import Channel, OutboxItem
-from relaychat.types import OutboxStatus
 from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 logger = logging.getLogger(__name__)

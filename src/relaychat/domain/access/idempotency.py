@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.ids import new_id
 from relaychat.errors import Conflict, ErrorCode, Unprocessable
+from relaychat.statuses import IdempotencyState
 from relaychat.storage.models import IdempotencyRecord
 from relaychat.storage.types import utcnow
-from relaychat.types import IdempotencyState
 
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255

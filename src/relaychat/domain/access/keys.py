@@ -28,9 +28,9 @@ from relaychat.domain.agent.agents import AgentNotFound
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
+from relaychat.statuses import KeyStatus
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
-from relaychat.types import KeyStatus
 
 if TYPE_CHECKING:
     from relaychat.domain.access.key_cache import KeyCache, KeySnapshot

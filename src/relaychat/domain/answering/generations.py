@@ -17,9 +17,9 @@ from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import GenerationAborted, MessageCompleted
 from relaychat.resources import MessageView
+from relaychat.statuses import GenerationStatus, MessageStatus, StopReason
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
-from relaychat.types import GenerationStatus, MessageStatus, StopReason
 
 ABORT_SIGNAL = "generation.abort"
 

@@ -32,7 +32,7 @@ from relaychat.llm.types import (
 from relaychat.metrics import TIME_TO_FIRST_TOKEN
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageDelta, MessageToolCall, MessageToolResult
-from relaychat.types import StopReason
+from relaychat.statuses import StopReason
 
 
 @dataclass

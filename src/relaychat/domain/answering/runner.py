@@ -42,9 +42,9 @@ from relaychat.realtime.events import (
     MessageFailed,
 )
 from relaychat.resources import ConversationOut, MessageView
+from relaychat.statuses import GenerationStatus, MessageStatus, StopReason
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
-from relaychat.types import GenerationStatus, MessageStatus, StopReason
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.resources import MessageView
+from relaychat.statuses import MessageStatus
 from relaychat.storage.models import Conversation, Message
-from relaychat.types import MessageStatus
 
 # How many agent-to-agent hops one chain of send_message calls may take.
 MAX_AGENT_HOPS = 3

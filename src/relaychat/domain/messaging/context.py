@@ -9,8 +9,8 @@ from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.llm.types import ChatMessage, ChatRequest
+from relaychat.statuses import MessageStatus
 from relaychat.storage.models import Message
-from relaychat.types import MessageStatus
 
 # Stored roles and how a model is told about them; system and tool rows are not replayed here.
 _ROLE_FOR_MODEL = {"user": "user", "external": "user", "assistant": "assistant"}

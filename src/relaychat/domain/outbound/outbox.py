@@ -16,9 +16,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import OutboxItem
 from relaychat.storage.types import utcnow
-from relaychat.types import OutboxStatus
 
 # session.info keys: the doorbell a sessionmaker was built with, and "this commit enqueued".
 DOORBELL = "outbox_doorbell"

@@ -24,9 +24,9 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.outbound import outbox
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.resources import iso
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
-from relaychat.types import OutboxStatus
 
 EventType = Literal[
     "message.created", "message.completed", "message.failed", "conversation.created"

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.outbound import outbox
 from relaychat.errors import MessageNotFound
+from relaychat.statuses import MessageStatus
 from relaychat.storage.models import Channel, Conversation, Message
 from relaychat.storage.types import utcnow
-from relaychat.types import MessageStatus
 
 # The channel type, and the outbox kind of its replies.
 TWILIO = "twilio"

@@ -41,9 +41,9 @@ from relaychat.errors import (
     UserNotFound,
     ValidationFailed,
 )
+from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import Channel, Conversation, OutboxItem, User
 from relaychat.storage.types import utcnow
-from relaychat.types import OutboxStatus
 
 logger = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from relaychat.errors import (
     Forbidden,
     UnsupportedMediaType,
 )
-from relaychat.gateway.audit import RequestAudit, finish
 from relaychat.gateway.refusals import refuse_unauthenticated
+from relaychat.gateway.request_audit import RequestAudit, finish
 from relaychat.metrics import ERRORS
 from relaychat.services import Services
 from relaychat.storage.models import Channel
