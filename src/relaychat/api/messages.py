@@ -112,7 +112,7 @@ async def get(
 ) -> MessageOut:
     """One message of the conversation."""
     message = await messages.get_message(session, conversation, message_id)
-    writers = await generations.writers_of(session, conversation.id)
+    writers = await generations.writers_of(session, conversation.id, message.id)
     return MessageOut.of(message, html=render == "html", generation_id=writers.get(message.id))
 
 

@@ -131,8 +131,11 @@ async def get_owned_generation(
     return generation
 
 
-async def writers_of(session: AsyncSession, conversation_id: str) -> dict[str, str]:
-    """The generation that wrote each reply of a conversation, by reply message id.
+async def writers_of(
+    session: AsyncSession, conversation_id: str, message_id: str | None = None
+) -> dict[str, str]:
+    """The generation that wrote each reply of a conversation (or only `message_id`), by
+    reply message id.
 
     A client that reloads while a reply streams learns here which generation to abort.
     A regeneration writes a new sibling message, so each reply has one generation.
@@ -140,6 +143,8 @@ async def writers_of(session: AsyncSession, conversation_id: str) -> dict[str, s
     query = select(Generation.response_message_id, Generation.id).where(
         Generation.conversation_id == conversation_id
     )
+    if message_id is not None:  # one message: its row by the response_message_id index
+        query = query.where(Generation.response_message_id == message_id)
     return {row.response_message_id: row.id for row in await session.execute(query)}
 
 

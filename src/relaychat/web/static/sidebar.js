@@ -16,9 +16,8 @@ let loading = false;
 let exhausted = false;
 let showArchived = false;
 let activeId = null;
-// Conversation id -> external messages not yet seen. The server counts them too (the list's
-// `unseen_external`), so the badge survives a reload; seeing one marks it read there.
-const unseen = new Map();
+// A conversation's badge is its `unseen_external`: counted by the server (so it survives a
+// reload), raised here as external messages arrive, zeroed when the person sees them.
 const readSoon = new Map(); // conversation id -> timer of the pending "mark read"
 
 export function initSidebar(options) {
@@ -67,13 +66,9 @@ async function loadMore() {
   if (!exhausted && visible && sentinel.getBoundingClientRect().top < window.innerHeight) loadMore();
 }
 
-function upsert(convo, rerender = true, fromServer = true) {
+function upsert(convo, rerender = true) {
   const id = convo.conversation_id;
-  if (fromServer && typeof convo.unseen_external === "number") {
-    if (convo.unseen_external > 0 && isSeen(id)) markRead(id);
-    else if (convo.unseen_external > 0) unseen.set(id, convo.unseen_external);
-    else unseen.delete(id);
-  }
+  if (convo.unseen_external > 0 && isSeen(id)) markRead(convo);
   conversations = conversations.filter((c) => c.conversation_id !== id);
   if (Boolean(convo.archived) === showArchived) {
     conversations.push(convo);
@@ -88,7 +83,8 @@ export function getConversation(id) {
 
 export function setActive(id) {
   activeId = id;
-  if (id && unseen.has(id)) markRead(id);
+  const convo = id ? getConversation(id) : null;
+  if (convo?.unseen_external) markRead(convo);
   render();
 }
 
@@ -97,8 +93,9 @@ function isSeen(id) {
 }
 
 /** The person sees the conversation: drop its badge here and, soon, on the server. */
-function markRead(id) {
-  unseen.delete(id);
+function markRead(convo) {
+  convo.unseen_external = 0;
+  const id = convo.conversation_id;
   // Several messages arriving together are one request.
   clearTimeout(readSoon.get(id));
   readSoon.set(id, setTimeout(() => {
@@ -116,16 +113,15 @@ export function onEvent(event) {
       break;
     case "conversation.deleted":
       conversations = conversations.filter((c) => c.conversation_id !== event.conversation_id);
-      unseen.delete(event.conversation_id);
       render();
       break;
     case "message.created": {
       const convo = getConversation(event.conversation_id);
-      if (event.message.role === "external") {
-        if (isSeen(event.conversation_id)) markRead(event.conversation_id);
-        else unseen.set(event.conversation_id, (unseen.get(event.conversation_id) || 0) + 1);
+      const external = event.message.role === "external" ? 1 : 0;
+      if (convo) {
+        const unseen = (convo.unseen_external || 0) + external; // as the server counts it
+        upsert({ ...convo, updated_at: event.message.created_at, unseen_external: unseen });
       }
-      if (convo) upsert({ ...convo, updated_at: event.message.created_at }, true, false);
       else if (!showArchived) reload(); // created where we could not see it: fetch it
       else render();
       break;
@@ -135,8 +131,9 @@ export function onEvent(event) {
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && activeId && unseen.has(activeId)) {
-    markRead(activeId);
+  const convo = activeId ? getConversation(activeId) : null;
+  if (document.visibilityState === "visible" && convo?.unseen_external) {
+    markRead(convo);
     render();
   }
 });
@@ -188,7 +185,7 @@ function item(convo) {
   title.textContent = convo.title || UNTITLED;
   link.append(title);
   if (convo.conversation_id === activeId) link.setAttribute("aria-current", "page");
-  const count = unseen.get(convo.conversation_id);
+  const count = convo.unseen_external || 0;
   if (count) {
     const badge = document.createElement("span");
     badge.className = "badge";
