@@ -134,3 +134,51 @@ async def test_a_stalled_owner_keeps_its_reply_after_a_takeover(
             # A was alive after all: its finished reply replaces the interrupted mark.
             gate_a.release.set()
             assert await wait_settled(a, generation_id) == ("completed", "complete", BEFORE + AFTER)
+
+
+async def test_shutdown_never_cuts_a_reply_being_written(
+    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply whose stream has ended is written as completed even when the host shuts
+    down in the middle of writing it, and `close` returns only once it is written."""
+    gate = GatedProvider(BEFORE, AFTER)
+    writing, resume = asyncio.Event(), asyncio.Event()
+    async with host(clean_backend, tmp_path / "a", fake_llm, gate) as a:
+        finalize = a.runner._finalize
+
+        async def held_finalize(*args: Any, **kwargs: Any) -> Any:
+            writing.set()
+            await resume.wait()  # the shutdown's cancel arrives here
+            return await finalize(*args, **kwargs)
+
+        monkeypatch.setattr(a.runner, "_finalize", held_finalize)
+        _, _, generation_id = await start_reply(a)
+        await gate.started.wait()
+        gate.release.set()
+        await writing.wait()
+        closing = asyncio.create_task(a.runner.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done(), "close returned while the reply was still being written"
+        resume.set()
+        await closing
+        assert await generation_state(a, generation_id) == ("completed", "complete", BEFORE + AFTER)
+
+
+async def test_shutdown_leaves_the_database_free(
+    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """After `close`, every streaming reply is stored as unfinished and no task of the
+    host still holds the database: the next writer gets it at once."""
+    gate = GatedProvider(BEFORE, AFTER)
+    async with host(clean_backend, tmp_path / "a", fake_llm, gate) as a:
+        started = [await start_reply(a) for _ in range(6)]
+        await gate.started.wait()
+        await a.runner.close()
+        states = [await generation_state(a, generation_id) for *_, generation_id in started]
+    assert {state[:2] for state in states} == {("interrupted", "unfinished")}
+    async with clean_backend.engine.connect() as connection:
+        if clean_backend.engine.dialect.name == "sqlite":
+            # No busy wait: a lock still held by the host would fail this at once.
+            await connection.exec_driver_sql("PRAGMA busy_timeout=0")
+        await connection.execute(update(Generation).values(heartbeat_at=utcnow()))
+        await connection.commit()

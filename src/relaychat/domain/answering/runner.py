@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +74,8 @@ class GenerationRunner:
         self._background: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Any = None
         self._ticker: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self.shutdown_seconds = 30.0
 
     async def start(self) -> None:
         """Listen for aborts, recover orphans of a previous run, start the heartbeat."""
@@ -84,18 +87,26 @@ class GenerationRunner:
         self._ticker = asyncio.create_task(self._tick(), name="generation-heartbeat")
 
     async def close(self) -> None:
-        """Stop every local generation, keeping its partial text as unfinished."""
+        """Stop every local generation, keeping its partial text as unfinished.
+
+        Returns once nothing of this runner touches the database any more: the heartbeat
+        is let finish its write rather than cancelled inside it, and each generation's
+        closing transaction (shielded from the cancel) is awaited, not only its task.
+        """
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self._closing.set()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await self._ticker
         for generation_id in list(self._tasks):
             self._stop(generation_id, StopReason.SHUTDOWN)
-        pending = [*self._tasks.values(), *self._background]
-        if pending:
-            await asyncio.wait(pending, timeout=10)
+        deadline = asyncio.get_running_loop().time() + self.shutdown_seconds
+        while pending := {*self._tasks.values(), *self._background}:
+            left = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait(pending, timeout=max(left, 0))
+            if not done:
+                logger.warning("%d generation task(s) still running at shutdown", len(pending))
+                return
 
     def launch(self, job: Job) -> None:
         """Run `job` in the background; the caller has committed its rows."""
@@ -139,20 +150,29 @@ class GenerationRunner:
 
     async def _run(self, job: Job) -> None:
         try:
-            provider = self.providers.provider(job.endpoint)
-            if job.tools_loader is not None:
-                job.tools = await job.tools_loader()
-            result = await run_loop(job, provider, self.bus)
-        except asyncio.CancelledError:
-            # Shielded: the bookkeeping must finish even though this task was cancelled.
-            await asyncio.shield(self._end_unfinished(job))
-        except Exception as exc:
-            await self._end_failed(job, exc)
-        else:
-            await self._end_completed(job, result.usage, result.finish)
+            try:
+                provider = self.providers.provider(job.endpoint)
+                if job.tools_loader is not None:
+                    job.tools = await job.tools_loader()
+                result = await run_loop(job, provider, self.bus)
+            except asyncio.CancelledError:
+                ending = self._end_unfinished(job)
+            except Exception as exc:
+                ending = self._end_failed(job, exc)
+            else:
+                ending = self._end_completed(job, result.usage, result.finish)
+            # Once the stream has ended, an abort or shutdown must not cut the closing
+            # transaction in half: it runs as its own task, which `close` also waits for.
+            await asyncio.shield(self._in_background(ending))
         finally:
             self._tasks.pop(job.generation_id, None)
             self._jobs.pop(job.generation_id, None)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def _end_completed(self, job: Job, usage: Usage | None, finish: Finish | None) -> None:
         text = job.text
@@ -182,9 +202,7 @@ class GenerationRunner:
         if message is None:
             return
         if job.wants_title and conversation is not None and not conversation.title and text:
-            task = asyncio.create_task(self._title(job, text))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._title(job, text))
 
     async def _end_failed(self, job: Job, exc: Exception) -> None:
         code, detail = error_code(exc)
@@ -330,7 +348,11 @@ class GenerationRunner:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
+            # Waits on `_closing` rather than being cancelled, so a write is never cut.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.heartbeat_seconds)
+            if self._closing.is_set():
+                return
             try:
                 await self.save_progress()
                 await self.sweep_orphans()
