@@ -178,7 +178,11 @@ async def test_shutdown_leaves_the_database_free(
     assert {state[:2] for state in states} == {("interrupted", "unfinished")}
     async with clean_backend.engine.connect() as connection:
         if clean_backend.engine.dialect.name == "sqlite":
-            # No busy wait: a lock still held by the host would fail this at once.
+            # No busy wait: a lock still held by the host would fail this at once. The
+            # connection is discarded afterwards, so no other test gets it without a wait.
             await connection.exec_driver_sql("PRAGMA busy_timeout=0")
-        await connection.execute(update(Generation).values(heartbeat_at=utcnow()))
-        await connection.commit()
+        try:
+            await connection.execute(update(Generation).values(heartbeat_at=utcnow()))
+            await connection.commit()
+        finally:
+            await connection.invalidate()
