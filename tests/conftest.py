@@ -1,4 +1,5 @@
-"""Fixtures: every storage test runs on SQLite + memory and on PostgreSQL + Redis."""
+"""Fixtures: every storage test runs on SQLite + memory and on PostgreSQL + Redis; the fake
+upstreams (LLM, Twilio) and the webhook receiver, for the tests of any folder that need them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from relaychat.app import create_app
 from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
+from relaychat.devtools.fake_twilio import FakeTwilio, running_fake_twilio
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.support.backends import (
@@ -22,6 +24,8 @@ from tests.support.backends import (
 )
 from tests.support.live import serving
 from tests.support.settings import llm_settings
+from tests.support.twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.support.webhooks import Receiver, running_receiver
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +63,27 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
     """One fake OpenAI/Anthropic upstream for the run; tests steer it with `!fake` lines."""
     async with running_fake_llm() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+async def fake() -> AsyncIterator[FakeLLM]:
+    """The fake LLM upstream the adapter tests share; they tell their requests apart by marker."""
+    async with running_fake_llm() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilio]:
+    """A fake Twilio API of its own for each test, knowing the test account."""
+    async with running_fake_twilio(accounts={ACCOUNT_SID: AUTH_TOKEN}) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback that verifies every delivery."""
+    async with running_receiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures: one fake upstream on loopback for the session, and adapters pointed at it."""
+"""Fixtures: adapters pointed at the session's fake upstream (`fake`, in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
+from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.llm.adapters.anthropic_messages import AnthropicAdapter
 from relaychat.llm.adapters.google_genai import GoogleAdapter
 from relaychat.llm.adapters.openai_chat import OpenAIAdapter
@@ -16,13 +16,6 @@ from relaychat.llm.base import AdapterOptions, BaseAdapter, RetryPolicy, Timeout
 from tests.support.adapters import FAST_RETRY, TIMEOUTS, AdapterMaker
 
 _markers = itertools.count()
-
-
-@pytest.fixture(scope="session")
-async def fake() -> AsyncIterator[FakeLLM]:
-    """The fake upstream shared by the session; tests tell their requests apart by marker."""
-    async with running_fake_llm() as server:
-        yield server
 
 
 @pytest.fixture

@@ -64,8 +64,8 @@ async def wait_for_child(marker: str) -> list[int]:
 
 @contextlib.contextmanager
 def http_server(port: int = 0, *, legacy: bool = False) -> Iterator[int]:
-    """Run tests/mcp/http_server.py in a subprocess and yield its port."""
-    command = [sys.executable, "-m", "tests.mcp.http_server", str(port)]
+    """Run tests/llm/mcp/http_server.py in a subprocess and yield its port."""
+    command = [sys.executable, "-m", "tests.llm.mcp.http_server", str(port)]
     if legacy:
         command.append("--legacy")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)

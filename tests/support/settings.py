@@ -37,3 +37,23 @@ def llm_settings(
     """Settings on the backend with endpoints served by the fake upstream."""
     config = write_llm_config(data_dir / "relaychat.yaml", fake_llm)
     return make_settings(backend, data_dir, config_path=config, **overrides)
+
+
+def twilio_settings(backend: Backend, data_dir: Path, fake_llm: FakeLLM) -> Settings:
+    """Settings of the Twilio tests: replies retried a moment apart instead of the
+    production schedule's seconds and hours."""
+    return llm_settings(
+        backend,
+        data_dir,
+        fake_llm,
+        outbox_poll_seconds=0.05,
+        webhook_retry_schedule=[0, 0.05, 0.05, 0.05],
+    )
+
+
+def webhook_settings(backend: Backend, data_dir: Path, fake_llm: FakeLLM) -> Settings:
+    """Settings of the webhook tests: they deliver to receivers on loopback, so private
+    targets are allowed, and the outbox is polled often."""
+    return llm_settings(
+        backend, data_dir, fake_llm, webhook_allow_private_networks=True, outbox_poll_seconds=0.05
+    )

@@ -13,6 +13,7 @@ import httpx
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from relaychat.devtools.fake_twilio import FakeTwilio, SentMessage
+from tests.support.chat import messages_of
 from tests.support.factories import TestUser
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "twilio"
@@ -98,3 +99,20 @@ async def sent_messages(fake: FakeTwilio, count: int = 1) -> list[SentMessage]:
     """Wait for `count` messages at the fake Twilio API."""
     await wait_for(lambda: len(fake.messages) >= count, what=f"{count} message(s) at Twilio")
     return fake.messages
+
+
+async def reply_delivery(
+    client: httpx.AsyncClient, user: TestUser, cid: str, state: str
+) -> dict[str, Any]:
+    """The delivery state of the reply in conversation `cid` once it reads `state`."""
+    delivery = None
+    for _ in range(300):
+        stored = await messages_of(client, user, cid)
+        delivery = next(
+            (m["metadata"].get("delivery") for m in stored if m["role"] == "assistant"), None
+        )
+        if delivery and delivery.get("state") == state:
+            result: dict[str, Any] = delivery
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"delivery never became {state}: {delivery}")

@@ -1,4 +1,4 @@
-"""The relaychat command: run in this process as a user would run it (see tests/cli_support),
+"""The relaychat command: run in this process as a user would run it (see tests/support/cli.py),
 plus one smoke test of the installed executable."""
 
 from __future__ import annotations

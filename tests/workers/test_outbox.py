@@ -1,18 +1,32 @@
-"""Retries on the Standard Webhooks schedule, travelling through it with an injected clock."""
+"""Retries on the Standard Webhooks schedule, travelling through it with an injected clock; and
+several workers claiming together never deliver one row twice."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
+from relaychat.settings import Settings
 from relaychat.storage.types import utcnow
+from relaychat.workers.outbox import OutboxWorker
+from relaychat.workers.webhook_sender import WebhookSender
+from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.settings import webhook_settings
 from tests.support.webhooks import Receiver, delivery_state, register
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Receivers on loopback allowed, as in every webhook test."""
+    return webhook_settings(backend, tmp_path, fake_llm)
 
 
 class Clock:
@@ -260,3 +274,50 @@ async def test_deliveries_page_by_cursor(
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 5
+
+
+async def test_workers_claiming_together_deliver_each_row_once(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver
+) -> None:
+    user = await make_user(client)
+    await register(client, user, receiver, events=["message.created"])
+    cid = (await make_conversation(client, user))["conversation_id"]
+    await services.outbox.close()  # only the workers below deliver
+    for n in range(30):
+        response = await client.post(
+            f"/api/messages/{cid}",
+            json={"content": f"n{n}", "respond": False},
+            headers=user.headers,
+        )
+        assert response.status_code == 201
+    sender = WebhookSender(
+        services.sessionmaker,
+        services.secrets,
+        allow_private=True,
+        timeout=10,
+        disable_after_seconds=3600,
+    )
+    workers = [
+        OutboxWorker(
+            services.sessionmaker,
+            {"webhook": sender},
+            worker_id=f"w{i}",
+            schedule=[0, 5],
+            concurrency=4,
+        )
+        for i in range(3)
+    ]
+
+    async def drain(worker: OutboxWorker) -> int:
+        total = 0
+        while handled := await worker.run_once():
+            total += handled
+        return total
+
+    counts = await asyncio.gather(*(drain(w) for w in workers))
+    await sender.aclose()
+    assert sum(counts) == 30
+    ids = [d.webhook_id for d in receiver.deliveries]
+    assert len(ids) == len(set(ids)) == 30
+    texts = sorted(d.payload["data"]["message"]["text"] for d in receiver.deliveries)
+    assert texts == sorted(f"n{n}" for n in range(30))

@@ -17,7 +17,7 @@ from tests.support.live import free_port, running_server
 
 pytestmark = pytest.mark.server
 
-EXAMPLE = Path(__file__).parent.parent / "relaychat.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "relaychat.example.yaml"
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "FAKE_LLM_API_KEY")
 
 

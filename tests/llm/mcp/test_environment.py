@@ -29,7 +29,7 @@ NETWORK = {
 def env_server(**overrides: object) -> StdioServerConfig:
     values: dict[str, object] = {
         "command": sys.executable,
-        "args": [str(ROOT / "tests" / "mcp" / "env_server.py")],
+        "args": [str(ROOT / "tests" / "llm" / "mcp" / "env_server.py")],
     }
     values.update(overrides)
     return StdioServerConfig.model_validate(values)

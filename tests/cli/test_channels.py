@@ -12,11 +12,14 @@ import pytest
 import typer
 
 from relaychat.cli import channels as cli_channels
+from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio
+from relaychat.settings import Settings
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
 from tests.support.cli import relaychat_async as relaychat
 from tests.support.factories import make_user
 from tests.support.live import server_env
+from tests.support.settings import twilio_settings
 from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -27,6 +30,12 @@ from tests.support.twilio import (
     sent_messages,
     sign,
 )
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Replies retried a moment apart, as in every Twilio test."""
+    return twilio_settings(backend, tmp_path, fake_llm)
 
 
 def _env(backend: Backend, tmp_path: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """A stdio MCP server for the tests that reports the environment it was started with.
 
-Run as `python tests/mcp/env_server.py`; its one tool, `environment`, answers the
+Run as `python tests/llm/mcp/env_server.py`; its one tool, `environment`, answers the
 process's variables as a JSON object.
 """
 

@@ -1,6 +1,6 @@
 """Text from a model (reply, tool call arguments, title) is stored alike on both databases:
 a NUL is dropped and a lone surrogate becomes U+FFFD, where PostgreSQL would refuse it.
-People's input is refused instead (test_stored_input)."""
+People's input is refused instead (tests/api/test_stored_input.py)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Replies through Twilio: sent to the Messages API, split, retried, and their delivery state."""
+"""Replies through Twilio: sent to the Messages API in parts, retried, and their delivery state."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,45 +13,31 @@ from sqlalchemy import select
 
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio
-from relaychat.domain.telephony.channel_replies import MAX_BODY_UNITS, split_body
+from relaychat.domain.telephony.channel_replies import split_body
 from relaychat.services import Services
+from relaychat.settings import Settings
 from relaychat.storage.models import OutboxAttempt, OutboxItem
 from relaychat.workers.twilio import TwilioSender, _twilio_error
+from tests.support.backends import Backend
 from tests.support.chat import make_agent, messages_of
 from tests.support.factories import TestUser, make_user
+from tests.support.settings import twilio_settings
 from tests.support.twilio import (
     OUR_NUMBER,
     SENDER,
     fixture_form,
     make_channel,
     post_signed,
+    reply_delivery,
     sent_messages,
     thread,
 )
 
-# -- splitting (no storage) ------------------------------------------------------------
 
-
-def test_short_text_is_one_part() -> None:
-    assert split_body("  Hello there.  ") == ["Hello there."]
-    assert split_body("   ") == []
-
-
-def test_long_text_is_cut_at_whitespace_within_the_limit() -> None:
-    words = [f"word{i:04d}" for i in range(500)]  # 500 x 9 characters, spaces between
-    parts = split_body(" ".join(words))
-    assert len(parts) == 3
-    assert all(len(part) <= MAX_BODY_UNITS for part in parts)
-    assert " ".join(parts).split() == words  # nothing lost, no word cut in two
-
-
-def test_emoji_count_twice_and_a_word_longer_than_a_part_is_cut() -> None:
-    parts = split_body("😀" * 900)  # 1800 UTF-16 units
-    assert [len(p) for p in parts] == [800, 100]
-    assert split_body("x" * 3300, limit=1600) == ["x" * 1600, "x" * 1600, "x" * 100]
-
-
-# -- replies end to end ----------------------------------------------------------------
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Replies retried a moment apart, as in every Twilio test."""
+    return twilio_settings(backend, tmp_path, fake_llm)
 
 
 async def _conversation_reply(
@@ -67,23 +54,6 @@ async def _conversation_reply(
             return reply
         await asyncio.sleep(0.05)
     raise AssertionError("no reply")
-
-
-async def _delivery(
-    client: httpx.AsyncClient, user: TestUser, cid: str, state: str
-) -> dict[str, Any]:
-    """The reply's delivery state once it reads `state`."""
-    delivery = None
-    for _ in range(300):
-        stored = await messages_of(client, user, cid)
-        delivery = next(
-            (m["metadata"].get("delivery") for m in stored if m["role"] == "assistant"), None
-        )
-        if delivery and delivery.get("state") == state:
-            result: dict[str, Any] = delivery
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"delivery never became {state}: {delivery}")
 
 
 async def _outbox(services: Services) -> list[OutboxItem]:
@@ -111,7 +81,7 @@ async def test_signed_sms_gets_the_agents_reply_through_twilio(
     assert sent.status_callback == (
         f"https://testserver/api/channels/twilio/{channel['id']}/status/{reply['message_id']}"
     )
-    delivery = await _delivery(client, admin, thread(channel), "queued")
+    delivery = await reply_delivery(client, admin, thread(channel), "queued")
     assert delivery["parts"] == [{"index": 0, "sid": sent.sid, "status": "queued"}]
     # The agent answered (its instructions went to the model with the text).
     asked = [r.body for r in fake_llm.requests if "order ready" in str(r.body)]
@@ -150,7 +120,7 @@ async def test_long_reply_is_sent_in_parts_in_order(
     sent = await sent_messages(fake_twilio, len(expected))
     assert [m.body for m in sent] == expected
     assert all(len(m.body) <= 1600 for m in sent)
-    delivery = await _delivery(client, admin, thread(channel), "queued")
+    delivery = await reply_delivery(client, admin, thread(channel), "queued")
     assert [p["index"] for p in delivery["parts"]] == [0, 1, 2, 3]
     assert delivery["part_count"] == 4
 
@@ -164,7 +134,7 @@ async def test_twilio_500_then_success_resumes_without_resending(
     await _ask_for(client, channel, LONG)
     expected = split_body(LONG)
     sent = await sent_messages(fake_twilio, len(expected))
-    await _delivery(client, admin, thread(channel), "queued")
+    await reply_delivery(client, admin, thread(channel), "queued")
     assert [m.body for m in sent] == expected  # each part once, in order
     assert fake_twilio.state.requests == len(expected) + 1
     (item,) = await _outbox(services)
@@ -183,7 +153,7 @@ async def test_attempt_cut_short_after_a_part_resumes_with_the_next_part(
     await _ask_for(client, channel, LONG)
     expected = split_body(LONG)
     sent = await sent_messages(fake_twilio, len(expected))
-    await _delivery(client, admin, thread(channel), "queued")
+    await reply_delivery(client, admin, thread(channel), "queued")
     assert [m.body for m in sent] == expected  # part 1 once, then 2, 3, 4
     (item,) = await _outbox(services)
     assert item.status == "delivered"
@@ -291,7 +261,7 @@ async def test_rate_limited_send_waits_for_retry_after(
     assert response.status_code == 200
     # The message reaches Twilio before the worker records the attempt that sent it: wait for
     # the delivery state, written in the same transaction as the row's outcome.
-    await _delivery(client, admin, thread(channel), "queued")
+    await reply_delivery(client, admin, thread(channel), "queued")
     (sent,) = fake_twilio.messages
     assert sent.to == SENDER
     (row,) = await _outbox(services)
@@ -316,7 +286,7 @@ async def test_invalid_to_gives_up_and_marks_the_reply_failed(
     fake_twilio.fail_next(1, status=400, code=21211)
     response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
     assert response.status_code == 200
-    delivery = await _delivery(client, admin, thread(channel), "failed")
+    delivery = await reply_delivery(client, admin, thread(channel), "failed")
     assert delivery["error"]["code"] == 21211
     assert delivery["error"]["status"] == 400
     (item,) = await _outbox(services)
@@ -334,70 +304,3 @@ async def test_no_reply_is_sent_for_a_channel_without_endpoint(
     assert response.status_code == 200
     assert [m["role"] for m in await messages_of(client, admin, thread(channel))] == ["external"]
     assert await _outbox(services) == []
-
-
-# -- status callbacks ------------------------------------------------------------------
-
-
-async def _sent_reply(
-    client: httpx.AsyncClient, fake: FakeTwilio
-) -> tuple[TestUser, dict[str, Any], str, str]:
-    """A channel whose reply went out: (owner, channel, status URL, the part's sid)."""
-    admin = await make_user(client)
-    channel = await make_channel(client, admin, fake)
-    response = await post_signed(client, channel["webhook_url"], fixture_form("inbound__sms"))
-    assert response.status_code == 200
-    (sent,) = await sent_messages(fake)
-    await _delivery(client, admin, thread(channel), "queued")
-    assert sent.status_callback is not None
-    return admin, channel, sent.status_callback, sent.sid
-
-
-@pytest.mark.parametrize(("variant", "state"), [("sent", "sent"), ("delivered", "delivered")])
-async def test_status_callback_moves_the_delivery_state(
-    client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, state: str
-) -> None:
-    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
-    form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
-    response = await post_signed(client, url, form)
-    assert response.status_code == 204, response.text
-    delivery = await _delivery(client, admin, thread(channel), state)
-    assert delivery["parts"][0]["status"] == variant
-
-
-async def test_late_status_callback_never_moves_back(
-    client: httpx.AsyncClient, fake_twilio: FakeTwilio
-) -> None:
-    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
-    for variant in ("delivered", "sent"):
-        form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
-        assert (await post_signed(client, url, form)).status_code == 204
-    delivery = await _delivery(client, admin, thread(channel), "delivered")
-    assert delivery["parts"][0]["status"] == "delivered"
-
-
-@pytest.mark.parametrize(("variant", "code"), [("undelivered", "30003"), ("failed", "30008")])
-async def test_failed_status_callback_records_the_error(
-    client: httpx.AsyncClient, fake_twilio: FakeTwilio, variant: str, code: str
-) -> None:
-    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
-    form = fixture_form(f"status__{variant}", MessageSid=sid, SmsSid=sid)
-    assert (await post_signed(client, url, form)).status_code == 204
-    delivery = await _delivery(client, admin, thread(channel), "failed")
-    assert delivery["parts"][0]["error_code"] == code
-
-
-async def test_status_callback_needs_a_signature_and_the_sending_channel(
-    client: httpx.AsyncClient, fake_twilio: FakeTwilio
-) -> None:
-    admin, channel, url, sid = await _sent_reply(client, fake_twilio)
-    form = fixture_form("status__delivered", MessageSid=sid, SmsSid=sid)
-    unsigned = await post_signed(client, url, form, signature="bm90IGEgc2lnbmF0dXJl")
-    assert unsigned.status_code == 403
-    assert unsigned.json()["code"] == "twilio_signature_invalid"
-    # Another channel cannot report on this channel's reply.
-    other = await make_channel(client, admin, fake_twilio, name="Other line")
-    foreign = url.replace(channel["id"], other["id"])
-    response = await post_signed(client, foreign, form)
-    assert response.status_code == 404
-    await _delivery(client, admin, thread(channel), "queued")

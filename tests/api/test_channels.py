@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
+from relaychat.settings import Settings
 from relaychat.storage.models import Channel
+from tests.support.backends import Backend
 from tests.support.factories import make_user
+from tests.support.settings import twilio_settings
 from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -19,6 +24,12 @@ from tests.support.twilio import (
     make_channel,
     post_signed,
 )
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Replies retried a moment apart, as in every Twilio test."""
+    return twilio_settings(backend, tmp_path, fake_llm)
 
 
 async def test_create_never_returns_the_token_and_stores_it_encrypted(

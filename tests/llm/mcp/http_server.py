@@ -1,6 +1,6 @@
 """A streamable HTTP MCP server for the tests, built with the SDK's MCPServer.
 
-Run as `python -m tests.mcp.http_server [PORT] [--legacy]`: it binds 127.0.0.1 (an
+Run as `python -m tests.llm.mcp.http_server [PORT] [--legacy]`: it binds 127.0.0.1 (an
 ephemeral port unless PORT is given), prints `PORT <n>` once it listens, and
 serves until it is terminated. `--legacy` refuses the 2026 `server/discover` probe, so
 clients fall back to the 2025 initialize handshake and its HTTP sessions.

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 
 from relaychat.crypto import SecretUnreadable
+from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
+from relaychat.settings import Settings
+from tests.support.backends import Backend
 from tests.support.factories import make_key, make_user
+from tests.support.settings import webhook_settings
 
 pytestmark = pytest.mark.usefixtures("services")
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Receivers on loopback allowed, as in every webhook test."""
+    return webhook_settings(backend, tmp_path, fake_llm)
 
 
 async def test_create_shows_the_secret_once(client: httpx.AsyncClient) -> None:
