@@ -1,5 +1,6 @@
 """The layering of DESIGN.md, checked on the imports themselves (ast, so comments and
-strings do not count): nothing below the fronts imports them, and nothing imports `api/`."""
+strings do not count): nothing below the fronts imports them, nothing imports `api/`, and
+neither the domain nor the adapters import the workers."""
 
 from __future__ import annotations
 
@@ -45,5 +46,18 @@ def test_lower_layers_do_not_import_the_fronts(layer: str) -> None:
         for path in modules(PACKAGE / layer)
         for name in imports_of(path)
         if any(name == front or name.startswith(front + ".") for front in FRONTS)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("layer", ("domain", "llm", "realtime", "storage", "http"))
+def test_workers_are_above_the_domain(layer: str) -> None:
+    """Workers import the domain; the domain gets a worker handed in by Services (the key
+    cache's `on_use`), never by importing it."""
+    offenders = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in modules(PACKAGE / layer)
+        for name in imports_of(path)
+        if name == "relaychat.workers" or name.startswith("relaychat.workers.")
     ]
     assert offenders == []

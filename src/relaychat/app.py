@@ -27,6 +27,7 @@ from relaychat.api import (
 from relaychat.api.openapi import install_openapi
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
+from relaychat.gateway.channels.twilio import routes as twilio_routes
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
 from relaychat.services import Services
@@ -87,6 +88,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         channels,
     ):
         app.include_router(module.router)
+    # The machines' routes. Twilio's webhooks (/api/channels/twilio/{id}...) take two or more
+    # segments after /api/channels/, people's channel routes one, so the order between them
+    # does not decide a match; they keep the place they had when api/channels.py held them.
+    app.include_router(twilio_routes.router)
     app.include_router(gateway_routes.router)
     app.include_router(web_pages.router)
     return app

@@ -12,7 +12,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from relaychat.crypto import SecretBox
-from relaychat.domain.access.audit_writer import AuditWriter
 from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.access.keys import system_keys_from_settings
 from relaychat.domain.accounts.tokens import AccessTokens
@@ -30,6 +29,8 @@ from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import Settings
 from relaychat.storage.db import create_engine, create_sessionmaker
+from relaychat.workers.audit_writer import AuditWriter
+from relaychat.workers.key_last_used import KeyLastUsedWriter
 from relaychat.workers.outbox import Doorbell, OutboxWorker
 from relaychat.workers.retention import RetentionPolicy, RetentionSweeper
 from relaychat.workers.twilio import TwilioSender
@@ -58,6 +59,7 @@ class Services:
     chat: ChatEngine
     mcp: McpManager
     keys: KeyCache
+    key_uses: KeyLastUsedWriter
     audit: AuditWriter
     secrets: SecretBox
     outbox: OutboxWorker
@@ -127,6 +129,7 @@ class Services:
             poll_seconds=settings.outbox_poll_seconds,
         )
         chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=mcp)
+        key_uses = KeyLastUsedWriter(sessionmaker)
         return cls(
             settings=settings,
             engine=engine,
@@ -144,7 +147,9 @@ class Services:
                 sessionmaker,
                 system_keys=system_keys_from_settings(settings),
                 ttl_seconds=settings.api_key_cache_seconds,
+                on_use=key_uses.touch,
             ),
+            key_uses=key_uses,
             audit=AuditWriter(sessionmaker),
             secrets=secrets,
             outbox=outbox,
@@ -182,6 +187,7 @@ class Services:
         await self.mcp.aclose()
         self.chat.agents.close()
         await self.keys.close()
+        await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:

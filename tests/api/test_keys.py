@@ -23,6 +23,7 @@ from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import ApiKey
 from relaychat.storage.types import utcnow
+from relaychat.workers.key_last_used import KeyLastUsedWriter
 from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_user
 from tests.support.keys import create_key, keys_app_client
@@ -369,30 +370,34 @@ async def test_last_used_is_tracked_without_a_write_per_request(
     alice = await make_user(kclient)
     created = await create_key(kclient, alice)
     writes: list[str] = []
-    throttled = KeyCache(services.bus, services.sessionmaker)
-    every_time = KeyCache(services.bus, services.sessionmaker, last_used_interval=0)
-    for cache in (throttled, every_time):
-        original = cache._write_last_used
+    throttled = KeyLastUsedWriter(services.sessionmaker)
+    every_time = KeyLastUsedWriter(services.sessionmaker, interval=0)
+    for writer in (throttled, every_time):
+        original = writer._write_last_used
 
         async def counted(key_id: str, moment: datetime, original: Any = original) -> None:
             writes.append(key_id)
             await original(key_id, moment)
 
-        cache._write_last_used = counted  # type: ignore[method-assign]
+        writer._write_last_used = counted  # type: ignore[method-assign]
+    throttled_cache = KeyCache(services.bus, services.sessionmaker, on_use=throttled.touch)
+    every_time_cache = KeyCache(services.bus, services.sessionmaker, on_use=every_time.touch)
     try:
         for _ in range(5):
-            await auth(services, throttled, created["secret"])
+            await auth(services, throttled_cache, created["secret"])
         await throttled.flush()
         assert len(writes) == 1
         used = await kclient.get(f"/api/keys/{created['key']['id']}", headers=alice.headers)
         first = used.json()["last_used_at"]
         assert first is not None
-        await auth(services, every_time, created["secret"])
+        await auth(services, every_time_cache, created["secret"])
         await every_time.flush()
         assert len(writes) == 2
         row = await key_row(services, created["key"]["id"])
         assert row.last_used_at is not None and row.last_used_at.isoformat() > first[:-1]
     finally:
+        for cache in (throttled_cache, every_time_cache):
+            await cache.close()
         await throttled.close()
         await every_time.close()
 

@@ -1,15 +1,15 @@
-"""Channels: manage Twilio numbers (users' JWT), and Twilio's own webhooks (signed forms)."""
+"""Channels: manage Twilio numbers (users' JWT). Twilio's own webhooks (signed forms) are
+the gateway's, under /api/channels/twilio/ (relaychat.gateway.channels.twilio.routes)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel
 
 from relaychat.domain.telephony import channels
 from relaychat.domain.telephony.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
-from relaychat.gateway.channels import twilio
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 
 router = APIRouter(prefix="/api/channels", tags=["channels"])
@@ -72,27 +72,3 @@ async def delete(channel_id: ChannelId, user: CurrentUser, session: SessionDep) 
     """Delete a channel; its replies not yet sent are cancelled."""
     await channels.delete_channel(session, await channels.get_channel(session, user, channel_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-# Twilio's webhooks: form bodies read raw (the signature covers every field), authenticated
-# by X-Twilio-Signature alone.
-
-
-@router.post("/twilio/{channel_id}", response_class=Response)
-async def twilio_inbound(
-    channel_id: ChannelId, request: Request, services: ServicesDep
-) -> Response:
-    """Twilio's inbound SMS/WhatsApp webhook: an empty TwiML `<Response/>` at once; the reply
-    goes out through the Messages API when it is done."""
-    return await twilio.handle_inbound(request, services, channel_id)
-
-
-@router.post("/twilio/{channel_id}/status/{message_id}", response_class=Response)
-async def twilio_status(
-    channel_id: ChannelId,
-    message_id: Annotated[str, Path(max_length=64)],
-    request: Request,
-    services: ServicesDep,
-) -> Response:
-    """Twilio's status callback for a reply's parts (`MessageStatus`, `ErrorCode`)."""
-    return await twilio.handle_status(request, services, channel_id, message_id)

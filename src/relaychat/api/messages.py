@@ -1,4 +1,9 @@
-"""Messages of a conversation: list, post as the signed-in user, regenerate a reply."""
+"""Messages of a conversation: list, post as the signed-in user, regenerate a reply.
+
+`POST /api/messages/{conversation_id}` is the one route people and machines share: a path
+cannot be routed by header, so it stays here and hands `x-api-key` callers (a body with
+`role: "external"`) to the gateway (`relaychat.gateway.external`).
+"""
 
 from __future__ import annotations
 
@@ -128,6 +133,8 @@ PostBody = Annotated[
 ]
 
 
+# Shared with machines: an external body goes to the gateway's `external.handle`, the same
+# pipeline as POST /api/external/messages. The docstring below is also the OpenAPI text.
 @router.post(
     "/{conversation_id}",
     status_code=status.HTTP_202_ACCEPTED,

@@ -1,4 +1,5 @@
-"""Routes only external systems call (people's and systems' shared path is in api/messages)."""
+"""POST /api/external/messages, only external systems call it (the path shared with people
+is in api/messages.py, Twilio's webhooks in channels/twilio/routes.py)."""
 
 from __future__ import annotations
 

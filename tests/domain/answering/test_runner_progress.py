@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy import TableClause, Update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import add_generation
-from relaychat.domain.answering.jobs import Job
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.llm.types import ChatMessage, ChatRequest, TextPart
 from relaychat.services import Services

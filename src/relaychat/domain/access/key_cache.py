@@ -1,28 +1,27 @@
-"""A per-process cache of API keys by lookup, emptied on every worker when a key changes."""
+"""A per-process cache of API keys by lookup, emptied on every worker when a key changes.
+
+Uses of a key go to the cache's `on_use`: in a server, the background writer of
+`last_used_at` (`relaychat.workers.key_last_used`), handed in by Services.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal, SystemKey, stored_permissions
 from relaychat.realtime.bus import EventBus
 from relaychat.storage.models import ApiKey
 
-logger = logging.getLogger(__name__)
-
 KEY_CHANGED_SIGNAL = "api_key.changed"
-LAST_USED_INTERVAL_SECONDS = 60.0
 
 # Every live cache of this process, so a change evicts locally before the signal's round
 # trip through Redis comes back: a revoked key must not work for even one more request here.
@@ -100,19 +99,17 @@ class KeyCache:
         system_keys: Sequence[SystemKey] = (),
         ttl_seconds: float = 30.0,
         max_entries: int = 10_000,
-        last_used_interval: float = LAST_USED_INTERVAL_SECONDS,
+        on_use: Callable[[str, datetime], None] | None = None,
     ) -> None:
         self.bus = bus
         self.sessionmaker = sessionmaker
         self.system_keys = tuple(system_keys)
         self.ttl = ttl_seconds
         self.max_entries = max_entries
-        self.last_used_interval = last_used_interval
+        self.on_use = on_use
         self._entries: OrderedDict[str, tuple[float, KeySnapshot]] = OrderedDict()
         # Bumped by every eviction: a load that began before one must not store its result.
         self._epoch = 0
-        self._last_touch: dict[str, float] = {}
-        self._writes: set[asyncio.Task[None]] = set()
         self._unsubscribe = bus.on_signal(KEY_CHANGED_SIGNAL, self._on_changed)
         _live_caches.add(self)
 
@@ -148,44 +145,14 @@ class KeyCache:
         await key_changed(self.bus, lookup)
 
     def touch(self, key_id: str, moment: datetime) -> None:
-        """Note a use of the key; written in the background at most once a minute per key."""
-        now = time.monotonic()
-        last = self._last_touch.get(key_id)
-        if last is not None and now - last < self.last_used_interval:
-            return
-        if len(self._last_touch) >= self.max_entries:
-            self._last_touch.clear()
-        self._last_touch[key_id] = now
-        task = asyncio.get_running_loop().create_task(self._write_last_used(key_id, moment))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def flush(self) -> None:
-        """Wait for pending `last_used_at` writes."""
-        if self._writes:
-            await asyncio.gather(*tuple(self._writes), return_exceptions=True)
+        """Note a use of the key (for its `last_used_at`); without `on_use`, nothing is kept."""
+        if self.on_use is not None:
+            self.on_use(key_id, moment)
 
     async def close(self) -> None:
-        """Stop listening for changes and finish pending writes."""
+        """Stop listening for changes."""
         self._unsubscribe()
         _live_caches.discard(self)
-        await self.flush()
-
-    async def _write_last_used(self, key_id: str, moment: datetime) -> None:
-        try:
-            async with self.sessionmaker() as session:
-                # Never moves backwards when another worker wrote a later use first.
-                await session.execute(
-                    update(ApiKey)
-                    .where(
-                        ApiKey.id == key_id,
-                        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < moment),
-                    )
-                    .values(last_used_at=moment)
-                )
-                await session.commit()
-        except Exception:
-            logger.exception("could not record the last use of API key %s", key_id)
 
     def _on_changed(self, payload: dict[str, Any]) -> None:
         lookup = payload.get("lookup")

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.domain.answering.agent_loop import Job, run_loop
 from relaychat.domain.answering.generations import (
     ABORT_SIGNAL,
     Providers,
@@ -26,7 +27,6 @@ from relaychat.domain.answering.generations import (
     interrupt_orphans,
     publish_unfinished,
 )
-from relaychat.domain.answering.jobs import Job, run_loop
 from relaychat.domain.limits import storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.titles import generate_title

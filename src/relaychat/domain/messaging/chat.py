@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relaychat.domain.agent.agent_cache import AgentCache
 from relaychat.domain.agent.agents import AgentSpec
 from relaychat.domain.agent.toolbox import Toolbox
+from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers, StartedGeneration, add_generation
-from relaychat.domain.answering.jobs import Job
 from relaychat.domain.answering.replies import ReplyPlan, plan_reply
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.ids import new_id
