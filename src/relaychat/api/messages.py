@@ -147,7 +147,6 @@ async def post(
     conversation_id: Annotated[str, PathParam()],
     request: Request,
     services: ServicesDep,
-    session: SessionDep,
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     _key: ApiKeyDoc,
@@ -167,20 +166,22 @@ async def post(
             'an API key posts as an external system: add `"role": "external"` to the body '
             "(people send `Authorization: Bearer <access token>`)"
         )
-    user = await get_current_user(services, session, credentials)
-    conversation = await get_owned_conversation(session, user.id, conversation_id)
-    sent = await chat.send_message(
-        session,
-        engine,
-        conversation,
-        role="user",
-        sender=user.name,
-        content=body.parts(),
-        parent_message_id=body.parent_message_id,
-        new_root=body.starts_root(),
-        metadata=body.metadata,
-        respond=body.respond,
-    )
+    # A session only here: the gateway's requests open what they need themselves.
+    async with services.sessionmaker() as session:
+        user = await get_current_user(services, session, credentials)
+        conversation = await get_owned_conversation(session, user.id, conversation_id)
+        sent = await chat.send_message(
+            session,
+            engine,
+            conversation,
+            role="user",
+            sender=user.name,
+            content=body.parts(),
+            parent_message_id=body.parent_message_id,
+            new_root=body.starts_root(),
+            metadata=body.metadata,
+            respond=body.respond,
+        )
     if sent.started is None:
         response.status_code = status.HTTP_201_CREATED
         return MessagePosted(message=MessageOut.of(sent.message))

@@ -84,8 +84,8 @@ async def _authenticate(
     try:
         if not raw_key:
             raise ApiKeyRequired("send the key in `x-api-key` (or `Authorization: Bearer`)")
-        async with services.sessionmaker() as session:
-            return await keys.authenticate(session, services.keys, raw_key)
+        # No session of its own: a cached or system key is checked without one.
+        return await keys.authenticate(None, services.keys, raw_key)
     except (ApiKeyRequired, keys.KeyRefused) as exc:
         if isinstance(exc, keys.KeyRefused):
             audit.refused_key = exc

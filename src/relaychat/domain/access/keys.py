@@ -313,8 +313,9 @@ def _matches(snapshot: KeySnapshot, digest: str, now: datetime) -> bool:
     return current or (previous and in_grace)
 
 
-async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> KeyPrincipal:
-    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403)."""
+async def authenticate(session: AsyncSession | None, cache: KeyCache, raw_key: str) -> KeyPrincipal:
+    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403).
+    Without a `session` the cache opens one only when it must read the key."""
     raw_key = raw_key.strip()
     if not raw_key or len(raw_key) > MAX_RAW_KEY_LENGTH:
         raise InvalidApiKey()

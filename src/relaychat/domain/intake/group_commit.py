@@ -157,7 +157,7 @@ class GroupCommitWriter:
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
-            staged, stale = await self._commit(batch)
+            staged, stale, delivering = await self._commit(batch)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0], exc)
@@ -168,7 +168,7 @@ class GroupCommitWriter:
             return
         for pending in stale:
             _settle(pending, Stale())
-        if staged and self.wake_outbox is not None:
+        if delivering and self.wake_outbox is not None:
             self.wake_outbox()
         for item in staged:
             try:
@@ -178,7 +178,8 @@ class GroupCommitWriter:
                 event_id = None
             _settle(item.pending, Written(item.message, event_id))
 
-    async def _commit(self, batch: list[Pending]) -> tuple[list[_Staged], list[Pending]]:
+    async def _commit(self, batch: list[Pending]) -> tuple[list[_Staged], list[Pending], bool]:
+        """Write the batch; what was written, what was stale, and whether callbacks were queued."""
         staged: list[_Staged] = []
         stale: list[Pending] = []
         by_conversation: dict[str, list[Pending]] = {}
@@ -192,7 +193,7 @@ class GroupCommitWriter:
                     continue
                 staged.extend(chained)
             if not staged:
-                return staged, stale
+                return staged, stale, False
             await conn.execute(insert(_MESSAGES), [_row(item.message) for item in staged])
             deliveries = await _deliveries(conn, staged)
             if deliveries:
@@ -204,7 +205,7 @@ class GroupCommitWriter:
             ]
             if audits:
                 await conn.execute(insert(_AUDIT), audits)
-        return staged, stale
+        return staged, stale, bool(deliveries)
 
 
 async def _chain(
