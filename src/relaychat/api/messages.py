@@ -22,11 +22,11 @@ from relaychat.http.deps import (
     ApiKeyDoc,
     EngineDep,
     OwnedConversation,
-    ServicesDep,
     SessionDep,
     bearer,
     get_current_user,
 )
+from relaychat.services import Services
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -146,8 +146,6 @@ async def post(
     # (`invalid_conversation_id`), people's posts answer 404 for an id that cannot exist.
     conversation_id: Annotated[str, PathParam()],
     request: Request,
-    services: ServicesDep,
-    engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     _key: ApiKeyDoc,
     response: Response,
@@ -159,6 +157,9 @@ async def post(
     (`x-api-key`) and go through the gateway: permissions, owner resolution, idempotency,
     rate limits and audit.
     """
+    # The hottest route: services are read from the app, not injected, because every
+    # dependency costs FastAPI's resolver more than the lookup (bench.gateway's profile).
+    services: Services = request.app.state.services
     if isinstance(body, ExternalMessageIn):
         return await external_gateway.handle(request, services, body, conversation_id)
     if credentials is None and request.headers.get("x-api-key"):
@@ -172,7 +173,7 @@ async def post(
         conversation = await get_owned_conversation(session, user.id, conversation_id)
         sent = await chat.send_message(
             session,
-            engine,
+            services.chat,
             conversation,
             role="user",
             sender=user.name,
