@@ -7,6 +7,7 @@ and only a SHA-256 of the whole key is stored. Keys from the environment
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -293,8 +294,9 @@ def match_system_key(keys: Sequence[SystemKey], raw_key: str) -> SystemKey | Non
     return found
 
 
+@functools.cache
 def system_principal(key: SystemKey) -> KeyPrincipal:
-    """The principal of a key from the environment."""
+    """The principal of a key from the environment (made once: both are immutable)."""
     return KeyPrincipal(
         key_id=None,
         key_ref=key.ref,
