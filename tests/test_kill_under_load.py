@@ -30,8 +30,11 @@ async def signup(http: httpx.AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-async def burst(url: str, cid: str, acknowledged: dict[str, str], stop: asyncio.Event) -> None:
-    """Post from `CLIENTS` connections until the server dies; note every 2xx by text."""
+async def burst(
+    url: str, cid: str, acknowledged: dict[str, str], stop: asyncio.Event, flowing: asyncio.Event
+) -> None:
+    """Post from `CLIENTS` connections until the server dies; note every 2xx by text, and
+    set `flowing` once 200 were acknowledged."""
 
     async def client(n: int) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
@@ -53,6 +56,8 @@ async def burst(url: str, cid: str, acknowledged: dict[str, str], stop: asyncio.
                     return  # the server is gone; this post was never acknowledged
                 if answer.is_success:
                     acknowledged[label] = answer.json()["message"]["message_id"]
+                    if len(acknowledged) >= 200:
+                        flowing.set()
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
 
@@ -75,10 +80,9 @@ async def test_kill_during_a_burst_loses_nothing_acknowledged(
             headers=auth,
         )
         assert hook.status_code == 201, hook.text
-        stop = asyncio.Event()
-        posting = asyncio.create_task(burst(url, cid, acknowledged, stop))
-        while len(acknowledged) < 200:  # in full flow
-            await asyncio.sleep(0.01)
+        stop, flowing = asyncio.Event(), asyncio.Event()
+        posting = asyncio.create_task(burst(url, cid, acknowledged, stop, flowing))
+        await asyncio.wait_for(flowing.wait(), 60)  # killed in full flow
         pid = int((tmp_path / f"server-{port}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         stop.set()
