@@ -19,6 +19,8 @@ from relaychat.domain.agent.agent_cache import AgentCache
 from relaychat.domain.agent.toolbox import Toolbox
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.ids import new_id
+from relaychat.domain.intake.external import ConversationOwners
+from relaychat.domain.intake.group_commit import GroupCommitWriter
 from relaychat.domain.messaging.chat import ChatEngine, send_from_agent
 from relaychat.domain.outbound.outbox import DOORBELL
 from relaychat.domain.outbound.webhooks import check_encryption_key
@@ -64,6 +66,9 @@ class Services:
     secrets: SecretBox
     outbox: OutboxWorker
     retention: RetentionSweeper
+    # External messages into existing conversations: one transaction per batch.
+    intake: GroupCommitWriter
+    owners: ConversationOwners
     owns_engine: bool = True
 
     @classmethod
@@ -162,6 +167,8 @@ class Services:
                 ),
                 interval_seconds=settings.retention_sweep_seconds,
             ),
+            intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring),
+            owners=ConversationOwners(),
             owns_engine=owns_engine,
         )
 
@@ -173,12 +180,14 @@ class Services:
         await self.bus.start()
         await self.runner.start()
         self.audit.start()
+        self.intake.start()
         self.outbox.start()
         self.retention.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
         await self.retention.close()
+        await self.intake.close()
         await self.runner.close()
         # After the runner: the replies it settled on the way out have their callbacks queued.
         await self.outbox.close()

@@ -17,7 +17,7 @@ from relaychat.domain.intake.resolution import Caller, phone_from_metadata
 from relaychat.domain.messaging.content import normalize_content
 from relaychat.errors import AppError, ErrorCode, RateLimited, Unauthenticated
 from relaychat.gateway.refusals import refuse_unauthenticated
-from relaychat.gateway.request_audit import RequestAudit, finish
+from relaychat.gateway.request_audit import RequestAudit, finish, stored_with_message
 from relaychat.gateway.schemas import (
     ExternalAccepted,
     ExternalAnswered,
@@ -84,8 +84,8 @@ async def _authenticate(
     try:
         if not raw_key:
             raise ApiKeyRequired("send the key in `x-api-key` (or `Authorization: Bearer`)")
-        async with services.sessionmaker() as session:
-            return await keys.authenticate(session, services.keys, raw_key)
+        # No session of its own: a cached or system key is checked without one.
+        return await keys.authenticate(None, services.keys, raw_key)
     except (ApiKeyRequired, keys.KeyRefused) as exc:
         if isinstance(exc, keys.KeyRefused):
             audit.refused_key = exc
@@ -133,20 +133,20 @@ async def _accept(
             )
     try:
         accepted = await _accept_once(
-            request, services, principal, conversation_id, message, by_sender=by_sender
+            request, services, principal, conversation_id, message, audit, by_sender=by_sender
         )
     except BaseException:
         if idem_key is not None:
             await idempotency.release(services.sessionmaker, principal.key_ref, idem_key)
         raise
-    audit.user_id = accepted.resolved.user.id
-    audit.strategy = accepted.resolved.strategy
+    audit.user_id = accepted.owner_id
+    audit.strategy = accepted.strategy
     audit.message_id = accepted.sent.message.id
     started = accepted.sent.started
     status = 202 if started is not None else 201
     accepted_answer = ExternalAccepted(
         message=MessageView.model_validate(accepted.sent.message),
-        conversation_id=accepted.conversation.id,
+        conversation_id=accepted.conversation_id,
         response_message_id=started.response.id if started else None,
         generation_id=started.generation.id if started else None,
     )
@@ -187,6 +187,7 @@ async def _accept_once(
     principal: keys.KeyPrincipal,
     conversation_id: str,
     message: external.ExternalMessage,
+    audit: RequestAudit,
     *,
     by_sender: bool,
 ) -> external.Accepted:
@@ -197,6 +198,20 @@ async def _accept_once(
         token_user_id=await _token_user(request, services),
         session_user_id=await _cookie_user(request, services),
     )
+    if not by_sender:
+        grouped = await external.accept_grouped(
+            services.sessionmaker,
+            services.intake,
+            services.owners,
+            principal,
+            caller,
+            conversation_id,
+            message,
+            audit=stored_with_message(audit, status=201),
+        )
+        if grouped is not None:
+            audit.stored = True
+            return grouped
     return await external.accept_joining(
         services.sessionmaker,
         lambda session: external.accept(
@@ -269,11 +284,11 @@ async def _wait_for_reply(
     services: Services, accepted: external.Accepted, generation_id: str, seconds: int
 ) -> tuple[MessageView, GenerationOut] | None:
     """The finished reply and its generation, or None if it still runs after `seconds`."""
-    owner = accepted.conversation.user_id
+    owner = accepted.owner_id
     response_id = accepted.sent.started.response.id if accepted.sent.started else None
     marker = f'"message_id":"{response_id}"'.encode()
     subscription = services.bus.subscribe(
-        owner, conversation_id=accepted.conversation.id, last_event_id=accepted.event_id
+        owner, conversation_id=accepted.conversation_id, last_event_id=accepted.event_id
     )
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds), subscription as events:
@@ -294,8 +309,8 @@ async def _reply_events(
     """The reply's events as SSE, from its creation to its end (the sender may hang up;
     the reply goes on)."""
     subscription = services.bus.subscribe(
-        accepted.conversation.user_id,
-        conversation_id=accepted.conversation.id,
+        accepted.owner_id,
+        conversation_id=accepted.conversation_id,
         last_event_id=accepted.event_id,
     )
     marker = f'"message_id":"{response_id}"'.encode()

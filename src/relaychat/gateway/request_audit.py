@@ -8,6 +8,7 @@ audit writer, and one count in `relaychat_external_messages`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -17,7 +18,7 @@ from relaychat.domain.access.audit import new_audit_event
 from relaychat.domain.telephony import channels
 from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
 from relaychat.services import Services
-from relaychat.storage.models import Channel
+from relaychat.storage.models import AuditEvent, Channel
 
 
 @dataclass
@@ -40,6 +41,9 @@ class RequestAudit:
     message_id: str | None = None
     # False for a refusal past the unauthenticated limit: counted, not written (refusals.py).
     recorded: bool = True
+    # True once the row was committed with the message it audits (the group-commit
+    # writer); set by the front when that write succeeded.
+    stored: bool = False
 
     @classmethod
     def of(cls, request: Request, *, conversation_id: str | None = None) -> RequestAudit:
@@ -57,6 +61,25 @@ class RequestAudit:
         if self.channel is not None:
             return channels.channel_ref(self.channel.id)
         return self.principal.key_ref if self.principal else "none"
+
+    def row(self, *, status: int, outcome: str, reason: str | None = None) -> AuditEvent:
+        """The audit row as it stands now."""
+        api_key_id, key_owner_id = self.key_columns()
+        return new_audit_event(
+            method=self.method,
+            path=self.path,
+            outcome=outcome,
+            status=status,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            api_key_id=api_key_id,
+            key_owner_id=key_owner_id,
+            client_address=self.client,
+            conversation_id=self.conversation_id,
+            user_id=self.user_id,
+            strategy=self.strategy,
+            reason=reason,
+            message_id=self.message_id,
+        )
 
     def key_columns(self) -> tuple[str | None, str | None]:
         """The row's key id and key owner."""
@@ -77,7 +100,8 @@ def finish(
     outcome: str,
     reason: str | None = None,
 ) -> None:
-    """Count the request and, unless `audit.recorded` is off, queue its audit row."""
+    """Count the request and, unless `audit.recorded` is off or the row is already
+    stored, queue its audit row."""
     EXTERNAL_MESSAGES.labels(outcome, audit.key_label).inc()
     if not audit.recorded:
         return
@@ -85,21 +109,18 @@ def finish(
     if audit.channel is None:
         # The histogram times the external message API; webhooks were never in it.
         EXTERNAL_SECONDS.observe(latency)
-    api_key_id, key_owner_id = audit.key_columns()
-    services.audit.add(
-        new_audit_event(
-            method=audit.method,
-            path=audit.path,
-            outcome=outcome,
-            status=status,
-            latency_ms=round(latency * 1000, 3),
-            api_key_id=api_key_id,
-            key_owner_id=key_owner_id,
-            client_address=audit.client,
-            conversation_id=audit.conversation_id,
-            user_id=audit.user_id,
-            strategy=audit.strategy,
-            reason=reason,
-            message_id=audit.message_id,
-        )
-    )
+    if not audit.stored:
+        services.audit.add(audit.row(status=status, outcome=outcome, reason=reason))
+
+
+def stored_with_message(
+    audit: RequestAudit, *, status: int
+) -> Callable[[str, str, str], AuditEvent]:
+    """The accepted request's audit row, built for the writer that stores it together
+    with its message: called with the message's id, its owner and how it was found."""
+
+    def row(message_id: str, user_id: str, strategy: str) -> AuditEvent:
+        audit.message_id, audit.user_id, audit.strategy = message_id, user_id, strategy
+        return audit.row(status=status, outcome="accepted")
+
+    return row

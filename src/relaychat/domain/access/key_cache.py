@@ -114,16 +114,22 @@ class KeyCache:
         _live_caches.add(self)
 
     async def get(
-        self, session: AsyncSession, lookup: str, *, fresh: bool = False
+        self, session: AsyncSession | None, lookup: str, *, fresh: bool = False
     ) -> KeySnapshot | None:
-        """The key with this lookup, from cache (unless `fresh`) or database; None if none."""
+        """The key with this lookup, from cache (unless `fresh`) or database; None if none.
+        Without a `session`, one is opened only on a miss: a hit costs no session."""
         now = time.monotonic()
         hit = None if fresh else self._entries.get(lookup)
         if hit is not None and hit[0] > now:
             self._entries.move_to_end(lookup)
             return hit[1]
         epoch = self._epoch
-        key = await session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
+        query = select(ApiKey).where(ApiKey.lookup == lookup)
+        if session is None:
+            async with self.sessionmaker() as own:
+                key = await own.scalar(query)
+        else:
+            key = await session.scalar(query)
         if key is None:
             self._entries.pop(lookup, None)
             return None

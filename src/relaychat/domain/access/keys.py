@@ -7,6 +7,7 @@ and only a SHA-256 of the whole key is stored. Keys from the environment
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -293,8 +294,9 @@ def match_system_key(keys: Sequence[SystemKey], raw_key: str) -> SystemKey | Non
     return found
 
 
+@functools.cache
 def system_principal(key: SystemKey) -> KeyPrincipal:
-    """The principal of a key from the environment."""
+    """The principal of a key from the environment (made once: both are immutable)."""
     return KeyPrincipal(
         key_id=None,
         key_ref=key.ref,
@@ -313,8 +315,9 @@ def _matches(snapshot: KeySnapshot, digest: str, now: datetime) -> bool:
     return current or (previous and in_grace)
 
 
-async def authenticate(session: AsyncSession, cache: KeyCache, raw_key: str) -> KeyPrincipal:
-    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403)."""
+async def authenticate(session: AsyncSession | None, cache: KeyCache, raw_key: str) -> KeyPrincipal:
+    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403).
+    Without a `session` the cache opens one only when it must read the key."""
     raw_key = raw_key.strip()
     if not raw_key or len(raw_key) > MAX_RAW_KEY_LENGTH:
         raise InvalidApiKey()

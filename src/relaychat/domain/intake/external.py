@@ -10,16 +10,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access import keys
 from relaychat.domain.access.keys import KeyPrincipal
-from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, Resolved, resolve_owner
+from relaychat.domain.intake.group_commit import GroupCommitWriter, Pending, Stale
+from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, resolve_owner
+from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging import conversation_ids
-from relaychat.domain.messaging.chat import ChatEngine, Sent, send_message
+from relaychat.domain.messaging.chat import ChatEngine, Sent, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
-from relaychat.storage.models import Conversation
+from relaychat.storage.models import AuditEvent, Conversation
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,10 @@ class ExternalMessage:
 @dataclass(frozen=True)
 class Accepted:
     sent: Sent
-    conversation: Conversation
-    resolved: Resolved
+    conversation_id: str
+    owner_id: str
+    # How the owner was found (relaychat.domain.intake.resolution).
+    strategy: str
     created_conversation: bool
     # The event id of the message's `message.created`: a stream resumed from it sees the reply.
     event_id: str | None
@@ -188,7 +193,101 @@ async def accept(
         model_override=model_override,
         agent_override=agent_override,
     )
-    return Accepted(sent, conversation, resolved, created, sent.event_id)
+    return Accepted(
+        sent, conversation.id, resolved.user.id, resolved.strategy, created, sent.event_id
+    )
+
+
+class ConversationOwners:
+    """Who owns each conversation id, as last read: the one fact the grouped path reads.
+
+    An owner never changes while its conversation exists; a conversation deleted (and
+    perhaps made again by someone else) is caught by the group-commit writer, which
+    writes only where id and owner still match, and then forgotten here.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._owners: dict[str, str] = {}
+
+    async def get(
+        self, sessionmaker: async_sessionmaker[AsyncSession], conversation_id: str
+    ) -> str | None:
+        owner = self._owners.get(conversation_id)
+        if owner is None:
+            async with sessionmaker() as session:
+                owner = await session.scalar(
+                    select(Conversation.user_id).where(Conversation.id == conversation_id)
+                )
+            if owner is not None:
+                if len(self._owners) >= self.size:
+                    self._owners.clear()  # crude, but bounded; refilled on the next reads
+                self._owners[conversation_id] = owner
+        return owner
+
+    def forget(self, conversation_id: str) -> None:
+        self._owners.pop(conversation_id, None)
+
+
+async def accept_grouped(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    writer: GroupCommitWriter,
+    owners: ConversationOwners,
+    principal: KeyPrincipal,
+    caller: Caller,
+    conversation_id: str,
+    message: ExternalMessage,
+    *,
+    audit: Callable[[str, str, str], AuditEvent] | None = None,
+) -> Accepted | None:
+    """The common case, written by the group-commit writer: a message into an existing
+    conversation, owned by whom the key may reach, with no reply, no named parent and
+    nothing else to resolve. Checks are `accept`'s, in its order, with the same errors.
+    None when the message needs `accept` (anything else, or the conversation changed).
+    """
+    if (
+        message.user
+        or message.parent_message_id
+        or caller.token_user_id
+        or caller.session_user_id
+        or conversation_ids.named_phone(conversation_id) is not None
+    ):
+        return None
+    perms = principal.permissions
+    respond = perms.respond_default if message.respond is None else message.respond
+    if respond:
+        return None
+    conversation_ids.check_id(conversation_id)
+    keys.check_conversation(perms, conversation_id)
+    keys.check_metadata(perms, message.metadata)
+    source = source_of(message.metadata)
+    owner_id = await owners.get(sessionmaker, conversation_id)
+    if owner_id is None:
+        return None  # creating it, or saying it does not exist, is `accept`'s to do
+    if not caller.system and owner_id != caller.key_owner_id:
+        raise ConversationNotFound()  # as resolve_owner: nothing about someone else's
+    # Then what send_message checks.
+    text = checked_text(message.content)
+    check_metadata(message.metadata)
+    pending = Pending(
+        conversation_id=conversation_id,
+        owner_id=owner_id,
+        role="external",
+        sender=(source or principal.name)[:SENDER_LABEL_LENGTH],
+        content=message.content,
+        text=text,
+        metadata=message.metadata,
+        api_key_id=principal.key_ref,
+        unseen=True,
+        audit=audit,
+    )
+    try:
+        written = await writer.write(pending)
+    except Stale:
+        owners.forget(conversation_id)
+        return None
+    sent = Sent(written.message, None, written.event_id)
+    return Accepted(sent, conversation_id, owner_id, "conversation_owner", False, written.event_id)
 
 
 # One try of a front's accept in the session it is given (see accept_joining).

@@ -56,6 +56,15 @@ class Sent:
     event_id: str | None = None
 
 
+def checked_text(content: list[dict[str, Any]]) -> str:
+    """The message's text; refused when it has no content at all."""
+    text = flatten_text(content)
+    # Whitespace is no message: it would only be sent to the model as an empty turn.
+    if not text.strip() and not any(part.get("type") != "text" for part in content):
+        raise ValidationFailed("message has no content: send some text", field="content")
+    return text
+
+
 async def send_message(
     session: AsyncSession,
     engine: ChatEngine,
@@ -74,10 +83,7 @@ async def send_message(
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
-    text = flatten_text(content)
-    # Whitespace is no message: it would only be sent to the model as an empty turn.
-    if not text.strip() and not any(part.get("type") != "text" for part in content):
-        raise ValidationFailed("message has no content: send some text", field="content")
+    text = checked_text(content)
     check_metadata(metadata)
     if respond is None:
         respond = bool(conversation.endpoint)

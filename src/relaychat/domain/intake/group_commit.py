@@ -1,0 +1,350 @@
+"""Group commit for external messages: one transaction for every message waiting.
+
+An external message into an existing conversation needs only writes: its row, the
+conversation's `updated_at` and unseen count, its webhook deliveries and its audit row.
+Committing them one request at a time costs a transaction, a pooled connection and an ORM
+unit of work per message, and on SQLite every writer queues for the one write lock. Here
+one task per process takes whatever messages are waiting when it is free, writes them
+all with SQLAlchemy Core (`executemany`) in one transaction and only then answers each
+caller. So a 2xx still means committed, a batch costs about what one message did, and
+the batch grows by itself with the load (nothing waits on a timer).
+
+Per conversation of the batch the conversation row is updated first: that is the thread
+lock (`messages.lock_thread`), so the parent each message gets is the conversation's
+latest, across workers, and messages of one batch chain in arrival order. The update
+names the owner the caller saw, so a conversation deleted (or deleted and made again by
+someone else) since is reported as `Stale` and nothing is written for it.
+
+Everything the message owes is in the same transaction: a committed message always has its
+audit row and its webhook deliveries, and events go out only after the commit. If a batch
+fails as a whole, each of its messages is retried alone, so one bad message fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import DeclarativeBase
+
+from relaychat.domain.ids import new_id
+from relaychat.domain.messaging.messages import later_than
+from relaychat.domain.outbound import outbox
+from relaychat.realtime.bus import EventBus, encode_body
+from relaychat.realtime.events import MessageCreated
+from relaychat.resources import MessageView, iso
+from relaychat.statuses import MessageStatus, OutboxStatus
+from relaychat.storage.models import (
+    AuditEvent,
+    Conversation,
+    Message,
+    OutboxItem,
+    WebhookEndpoint,
+)
+from relaychat.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
+
+_MESSAGES = cast(Table, Message.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_AUDIT = cast(Table, AuditEvent.__table__)
+_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+
+
+class Stale(Exception):
+    """The conversation is gone, or no longer the owner's the caller saw: nothing written."""
+
+
+@dataclass
+class Pending:
+    """One message waiting for its batch."""
+
+    conversation_id: str
+    owner_id: str
+    role: str
+    sender: str | None
+    content: list[dict[str, Any]]
+    text: str
+    metadata: dict[str, Any]
+    api_key_id: str | None
+    unseen: bool
+    # The audit row of the request, built when its batch is written, from the message's
+    # id, its owner and how the owner was found; None when the caller audits by itself.
+    audit: Callable[[str, str, str], AuditEvent] | None = None
+    strategy: str = "conversation_owner"
+    future: asyncio.Future[Written] = field(default_factory=lambda: _loop().create_future())
+
+
+@dataclass(frozen=True)
+class Written:
+    """A committed message, and the id its `message.created` event got on the bus."""
+
+    message: Message
+    event_id: str | None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+@dataclass
+class _Staged:
+    pending: Pending
+    message: Message
+    event: MessageCreated
+
+
+class GroupCommitWriter:
+    """The per-process writer of external messages (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bus: EventBus,
+        *,
+        wake_outbox: Callable[[], None] | None = None,
+        max_batch: int = 256,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.wake_outbox = wake_outbox
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        while not self._queue.empty():
+            await self._write(self._take())
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def write(self, pending: Pending) -> Written:
+        """Queue `pending` and return once its batch has committed (raises `Stale`)."""
+        if self._task is None:
+            raise RuntimeError("the group-commit writer is not running")
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    def _take(self) -> list[Pending]:
+        batch: list[Pending] = []
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first, *self._take()]
+            # Shielded: stopping the writer never cuts a batch's transaction in half.
+            await asyncio.shield(self._write(batch))
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            staged, stale, delivering = await self._commit(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            logger.warning("a batch of %d messages failed; writing each alone", len(batch))
+            for pending in batch:
+                await self._write([pending])
+            return
+        for pending in stale:
+            _settle(pending, Stale())
+        if delivering and self.wake_outbox is not None:
+            self.wake_outbox()
+        for item in staged:
+            try:
+                event_id = await self.bus.publish(item.pending.owner_id, item.event)
+            except Exception:  # committed: the caller's answer must not depend on the bus
+                logger.exception("could not publish message.created for %s", item.message.id)
+                event_id = None
+            _settle(item.pending, Written(item.message, event_id))
+
+    async def _commit(self, batch: list[Pending]) -> tuple[list[_Staged], list[Pending], bool]:
+        """Write the batch; what was written, what was stale, and whether callbacks were queued."""
+        staged: list[_Staged] = []
+        stale: list[Pending] = []
+        by_conversation: dict[str, list[Pending]] = {}
+        for pending in batch:
+            by_conversation.setdefault(pending.conversation_id, []).append(pending)
+        async with self.engine.begin() as conn:
+            for conversation_id, messages in by_conversation.items():
+                chained = await _chain(conn, conversation_id, messages)
+                if chained is None:
+                    stale.extend(messages)
+                    continue
+                staged.extend(chained)
+            if not staged:
+                return staged, stale, False
+            await conn.execute(insert(_MESSAGES), [_row(item.message) for item in staged])
+            deliveries = await _deliveries(conn, staged)
+            if deliveries:
+                await conn.execute(insert(_OUTBOX), deliveries)
+            audits = [
+                _row(p.audit(item.message.id, p.owner_id, p.strategy))
+                for item in staged
+                if (p := item.pending).audit is not None
+            ]
+            if audits:
+                await conn.execute(insert(_AUDIT), audits)
+        return staged, stale, bool(deliveries)
+
+
+async def _chain(
+    conn: AsyncConnection, conversation_id: str, batch: list[Pending]
+) -> list[_Staged] | None:
+    """Lock the conversation and chain `batch` after its latest message; None if stale."""
+    owner_id = batch[0].owner_id
+    mine = [p for p in batch if p.owner_id == owner_id]
+    if len(mine) != len(batch):
+        return None  # callers disagree on the owner: let each find out alone
+    unseen = sum(1 for p in batch if p.unseen)
+    locked = await conn.execute(
+        update(_CONVERSATIONS)
+        .where(_CONVERSATIONS.c.id == conversation_id, _CONVERSATIONS.c.user_id == owner_id)
+        .values(
+            updated_at=utcnow(),
+            unseen_external=_CONVERSATIONS.c.unseen_external + unseen,
+        )
+    )
+    if locked.rowcount != 1:
+        return None
+    tip = (
+        await conn.execute(
+            select(_MESSAGES.c.id, _MESSAGES.c.created_at)
+            .where(_MESSAGES.c.conversation_id == conversation_id)
+            .order_by(_MESSAGES.c.created_at.desc(), _MESSAGES.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    parent_id: str | None = tip.id if tip is not None else None
+    moment: datetime | None = tip.created_at if tip is not None else None
+    staged: list[_Staged] = []
+    for pending in batch:
+        moment = later_than(moment)
+        message = Message(
+            id=new_id(),
+            conversation_id=conversation_id,
+            parent_message_id=parent_id,
+            role=pending.role,
+            sender=pending.sender,
+            content=pending.content,
+            text=pending.text,
+            status=MessageStatus.COMPLETE,
+            meta=pending.metadata,
+            api_key_id=pending.api_key_id,
+            created_at=moment,
+            updated_at=moment,
+        )
+        event = MessageCreated(
+            conversation_id=conversation_id,
+            message_id=message.id,
+            message=MessageView.model_validate(message),
+        )
+        try:
+            # Rendered before the commit: what cannot be sent to clients is never stored.
+            encode_body(event)
+        except Exception as exc:
+            _settle(pending, exc)
+            continue
+        staged.append(_Staged(pending, message, event))
+        parent_id = message.id
+    return staged
+
+
+async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict[str, Any]]:
+    """The outbox rows of `message.created` for every enabled endpoint that wants it: the
+    owner's own endpoints and those of the key the message came with (webhooks.emit)."""
+    owners = {item.pending.owner_id for item in staged}
+    key_ids = {item.pending.api_key_id for item in staged if item.pending.api_key_id}
+    scope = and_(_ENDPOINTS.c.user_id.in_(owners), _ENDPOINTS.c.api_key_id.is_(None))
+    if key_ids:
+        scope = or_(scope, _ENDPOINTS.c.api_key_id.in_(key_ids))
+    endpoints = (
+        await conn.execute(
+            select(
+                _ENDPOINTS.c.id,
+                _ENDPOINTS.c.user_id,
+                _ENDPOINTS.c.api_key_id,
+                _ENDPOINTS.c.events,
+            ).where(scope, _ENDPOINTS.c.enabled)
+        )
+    ).all()
+    rows: list[dict[str, Any]] = []
+    if not endpoints:
+        return rows
+    now = utcnow()
+    for item in staged:
+        body: str | None = None
+        for endpoint in endpoints:
+            key_id = endpoint.api_key_id
+            wanted = (
+                key_id == item.pending.api_key_id
+                if key_id is not None
+                else endpoint.user_id == item.pending.owner_id
+            )
+            if not wanted or "message.created" not in endpoint.events:
+                continue
+            body = body or json.dumps(
+                {
+                    "type": "message.created",
+                    "timestamp": iso(now),
+                    "data": {
+                        "conversation_id": item.message.conversation_id,
+                        "message": item.event.message.model_dump(mode="json"),
+                    },
+                },
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+            rows.append(
+                {
+                    "id": outbox.new_delivery_id(),
+                    "kind": "webhook",
+                    "target_id": endpoint.id,
+                    "user_id": endpoint.user_id,
+                    "event_type": "message.created",
+                    "payload": body,
+                    "status": OutboxStatus.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+    return rows
+
+
+def _row(entity: DeclarativeBase) -> dict[str, Any]:
+    """An entity's column values keyed by column name (`meta` is stored as `metadata`).
+    Every column is named, so the rows of one `executemany` agree; the builders above set
+    every column that has no NULL."""
+    return {
+        attr.columns[0].name: getattr(entity, attr.key) for attr in entity.__mapper__.column_attrs
+    }
+
+
+def _settle(pending: Pending, outcome: Written | BaseException) -> None:
+    if pending.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(outcome)
