@@ -4,7 +4,6 @@ transaction per batch instead of one per request."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,6 +35,7 @@ class AuditWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
@@ -55,18 +55,21 @@ class AuditWriter:
         await self._idle.wait()
 
     async def close(self) -> None:
+        """Write every queued row, then stop; the writer is let finish rather than
+        cancelled, so no batch's transaction is cut in half."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            self._closing = True
+            self._wake.set()
+            await task
         await self._write_all()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self.interval)  # let a batch gather
+            if not self._closing:
+                await asyncio.sleep(self.interval)  # let a batch gather
             await self._write_all()
 
     async def _write_all(self) -> None:

@@ -23,7 +23,6 @@ fails as a whole, each of its messages is retried alone, so one bad message fail
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -58,6 +57,10 @@ _CONVERSATIONS = cast(Table, Conversation.__table__)
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _AUDIT = cast(Table, AuditEvent.__table__)
 _ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+
+
+# Queued by `close`: the writer stops once it reaches it.
+_STOP = object()
 
 
 class Stale(Exception):
@@ -118,22 +121,20 @@ class GroupCommitWriter:
         self.bus = bus
         self.wake_outbox = wake_outbox
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[Pending | object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
+        """Write everything queued, then stop: the writer is let finish, never cancelled
+        inside a batch, so no transaction is cut and nothing queued is dropped."""
         if self._task is None:
             return
-        task, self._task = self._task, None
-        while not self._queue.empty():
-            await self._write(self._take())
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        task, self._task = self._task, None  # refuse new messages from here on
+        self._queue.put_nowait(_STOP)
+        await task
 
     async def write(self, pending: Pending) -> Written:
         """Queue `pending` and return once its batch has committed (raises `Stale`)."""
@@ -142,18 +143,18 @@ class GroupCommitWriter:
         self._queue.put_nowait(pending)
         return await pending.future
 
-    def _take(self) -> list[Pending]:
-        batch: list[Pending] = []
-        while len(batch) < self.max_batch and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
-
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first, *self._take()]
-            # Shielded: stopping the writer never cuts a batch's transaction in half.
-            await asyncio.shield(self._write(batch))
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stopping = batch[-1] is _STOP  # the last thing ever queued
+            if stopping:
+                batch.pop()
+            if batch:
+                await self._write(cast(list[Pending], batch))
+            if stopping:
+                return
 
     async def _write(self, batch: list[Pending]) -> None:
         try:

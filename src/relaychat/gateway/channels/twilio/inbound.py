@@ -96,8 +96,8 @@ async def _accept(
     except BaseException:
         await idempotency.release(services.sessionmaker, key_ref, sid)
         raise
-    audit.user_id = accepted.resolved.user.id
-    audit.strategy = audit.strategy or accepted.resolved.strategy
+    audit.user_id = accepted.owner_id
+    audit.strategy = audit.strategy or accepted.strategy
     audit.message_id = accepted.sent.message.id
     await idempotency.finish(
         services.sessionmaker,
