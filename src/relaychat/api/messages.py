@@ -27,6 +27,7 @@ from relaychat.http.deps import (
     bearer,
     get_current_user,
 )
+from relaychat.statuses import MessageRole
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -116,14 +117,15 @@ async def get(
     return MessageOut.of(message, html=render == "html", generation_id=writers.get(message.id))
 
 
-def _role(value: Any) -> str:
+def _role(value: Any) -> MessageRole:
     role = value.get("role") if isinstance(value, dict) else getattr(value, "role", None)
-    return "external" if role == "external" else "user"
+    return MessageRole.EXTERNAL if role == MessageRole.EXTERNAL else MessageRole.USER
 
 
 # One path, two callers: people (JWT) and external systems (`role: "external"`, API key).
 PostBody = Annotated[
-    Annotated[MessageIn, Tag("user")] | Annotated[ExternalMessageIn, Tag("external")],
+    Annotated[MessageIn, Tag(MessageRole.USER)]
+    | Annotated[ExternalMessageIn, Tag(MessageRole.EXTERNAL)],
     Discriminator(_role),
 ]
 
@@ -173,7 +175,7 @@ async def post(
         session,
         engine,
         conversation,
-        role="user",
+        role=MessageRole.USER,
         sender=user.name,
         content=body.parts(),
         parent_message_id=body.parent_message_id,

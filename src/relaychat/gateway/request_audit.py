@@ -77,7 +77,10 @@ def finish(
     outcome: str,
     reason: str | None = None,
 ) -> None:
-    """Count the request and, unless `audit.recorded` is off, queue its audit row."""
+    """Count the request and, unless `audit.recorded` is off, queue its audit row.
+
+    `outcome` is an `AuditOutcome` (typed `str` while the channel fronts still pass literals).
+    """
     EXTERNAL_MESSAGES.labels(outcome, audit.key_label).inc()
     if not audit.recorded:
         return
