@@ -1,4 +1,5 @@
-"""The statuses stored in columns and shown by the API: one enumeration per concept.
+"""The statuses and other closed vocabularies stored in columns and shown by the API: one
+enumeration per concept (a status, a role, a kind).
 
 They live here, at the top of the package, because the storage models, the domain and the
 API schemas all name them and storage may not import the domain. The values are what the
