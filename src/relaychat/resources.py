@@ -10,7 +10,7 @@ Why here, beside `errors.py` and below every layer: `api/` and `gateway/` answer
 these models, `domain/` builds them for its events and webhooks, and `realtime/events.py`
 types its events with them. In `api/` the lower layers could not import them; in
 `domain/` the event bus (an adapter) could not. It imports nothing but pydantic and the
-status enumerations of `relaychat.statuses`.
+enumerations of `relaychat.statuses`.
 
 Times are `datetime`s, which pydantic writes as RFC 3339 in UTC with a `Z` (rows hold
 UTC); a few older answers document theirs as plain strings (`Timestamp`), written alike.
@@ -30,7 +30,7 @@ from pydantic import (
     PlainSerializer,
 )
 
-from relaychat.statuses import GenerationStatus, MessageStatus
+from relaychat.statuses import AgentVisibility, GenerationStatus, MessageRole, MessageStatus
 
 
 def iso(moment: datetime) -> str:
@@ -81,7 +81,7 @@ class MessageView(_FromRow):
     message_id: str = Field(validation_alias=AliasChoices("message_id", "id"))
     conversation_id: str
     parent_message_id: str | None
-    role: str
+    role: MessageRole = Field(title="Role")  # titled as it was when it was a `str`
     sender: str | None
     content: list[dict[str, Any]]
     text: str
@@ -132,6 +132,6 @@ class AgentOut(_FromRow):
     model_parameters: Annotated[dict[str, Any], _filled(dict)]
     tools: Annotated[list[str], _filled(list)]
     mcp_servers: Annotated[list[str], _filled(list)]
-    visibility: str
+    visibility: AgentVisibility = Field(title="Visibility")
     created_at: Timestamp
     updated_at: Timestamp

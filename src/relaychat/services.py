@@ -30,6 +30,7 @@ from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import Settings
+from relaychat.statuses import OutboxKind
 from relaychat.storage.db import create_engine, create_sessionmaker
 from relaychat.workers.audit_writer import AuditWriter
 from relaychat.workers.key_last_used import KeyLastUsedWriter
@@ -119,14 +120,14 @@ class Services:
         outbox = OutboxWorker(
             sessionmaker,
             {
-                "webhook": WebhookSender(
+                OutboxKind.WEBHOOK: WebhookSender(
                     sessionmaker,
                     secrets,
                     allow_private=settings.webhook_allow_private_networks,
                     timeout=settings.webhook_timeout_seconds,
                     disable_after_seconds=settings.webhook_disable_after_seconds,
                 ),
-                "twilio": TwilioSender(sessionmaker, secrets),
+                OutboxKind.TWILIO: TwilioSender(sessionmaker, secrets),
             },
             worker_id=runner.worker_id,
             schedule=settings.webhook_retry_schedule,

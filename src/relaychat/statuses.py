@@ -1,4 +1,5 @@
-"""The statuses stored in columns and shown by the API: one enumeration per concept.
+"""The statuses and other closed vocabularies stored in columns and shown by the API: one
+enumeration per concept (a status, a role, a kind).
 
 They live here, at the top of the package, because the storage models, the domain and the
 API schemas all name them and storage may not import the domain. The values are what the
@@ -73,3 +74,54 @@ class StopReason(StrEnum):
     SHUTDOWN = "shutdown"
     #: its worker went quiet and the recovery sweep took it over
     INTERRUPTED = "interrupted"
+
+
+class MessageRole(StrEnum):
+    """Who wrote a message (`messages.role`); a model is shown `external` as `user`."""
+
+    #: the conversation's owner
+    USER = "user"
+    #: the model or agent answering
+    ASSISTANT = "assistant"
+    #: a system posting with an API key, or a channel's sender (SMS, WhatsApp)
+    EXTERNAL = "external"
+
+
+class UserRole(StrEnum):
+    """What a user may do (`users.role`, and the `role` claim of its access tokens)."""
+
+    #: may read every key's audit and list every key
+    ADMIN = "admin"
+    USER = "user"
+
+
+class AgentVisibility(StrEnum):
+    """Who may use an agent (`agents.visibility`)."""
+
+    #: its owner (and admins)
+    PRIVATE = "private"
+    #: every user
+    PUBLIC = "public"
+
+
+class OutboxKind(StrEnum):
+    """What an outbox item delivers (`outbox.kind`): the sender that takes it."""
+
+    #: an event to a webhook endpoint
+    WEBHOOK = "webhook"
+    #: a reply sent through a Twilio channel (SMS, WhatsApp)
+    TWILIO = "twilio"
+
+
+class AuditOutcome(StrEnum):
+    """What became of an external request (`audit_events.outcome`, the `outcome` label of
+    `relaychat_external_messages`).
+
+    The column stays a plain string: the audit keeps whatever it was given, cut to fit.
+    """
+
+    ACCEPTED = "accepted"
+    #: an `Idempotency-Key` seen before: the first answer was replayed
+    REPLAYED = "replayed"
+    #: refused (authentication, permission, limits, validation); `reason` holds the code
+    REFUSED = "refused"

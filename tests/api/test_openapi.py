@@ -1,4 +1,4 @@
-"""/openapi.json tells the truth about errors, authentication and methods."""
+"""/openapi.json tells the truth about errors, authentication, methods and answers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel
 
 from relaychat.app import create_app
 from relaychat.settings import Settings
@@ -78,3 +80,41 @@ async def test_405_lists_every_allowed_method(path: str, allowed: str) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
     assert response.json()["code"] == "method_not_allowed"
+
+
+# Routes whose answer is not a JSON document, so they have no response model.
+NOT_JSON: dict[tuple[str, str], str] = {
+    ("GET", "/api/events"): "an SSE stream",
+    ("GET", "/api/convos/{conversation_id}/events"): "an SSE stream",
+    ("GET", "/metrics"): "the Prometheus text format",
+    ("POST", "/api/channels/twilio/{channel_id}"): "TwiML for Twilio",
+    ("POST", "/api/channels/twilio/{channel_id}/status/{message_id}"): "an empty answer to Twilio",
+}
+
+
+def _json_routes() -> list[tuple[str, str, APIRoute]]:
+    """Every documented route with a body to answer: pages and static files (left out of
+    the schema) and 204s (no body) have none."""
+    app = create_app(Settings(jwt_secret=TEST_JWT_SECRET))
+    routes: list[tuple[str, str, APIRoute]] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        if route.status_code == 204:
+            continue
+        routes += [(method, str(context.path), route) for method in sorted(context.methods or ())]
+    return routes
+
+
+def test_every_json_route_declares_a_response_model() -> None:
+    routes = _json_routes()
+    keys = {(method, path) for method, path, _ in routes}
+    assert set(NOT_JSON) <= keys, "NOT_JSON names routes the app no longer has"
+    for method, path, route in routes:
+        if (method, path) in NOT_JSON:
+            assert route.response_model is None, (method, path)
+            continue
+        # A pydantic model, so /openapi.json shows every field, never a bare dict or list.
+        model = route.response_model
+        assert isinstance(model, type) and issubclass(model, BaseModel), (method, path, model)

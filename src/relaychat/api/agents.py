@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.agent import agents
+from relaychat.domain.agent.toolbox import CatalogEntry
 from relaychat.http.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.resources import AgentOut
+from relaychat.statuses import AgentVisibility
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -25,7 +27,7 @@ class AgentFields(BaseModel):
     model_parameters: dict[str, Any] | None = None
     tools: list[Annotated[str, Field(max_length=64)]] | None = Field(None, max_length=64)
     mcp_servers: list[Annotated[str, Field(max_length=30)]] | None = Field(None, max_length=32)
-    visibility: Literal["private", "public"] | None = None
+    visibility: AgentVisibility | None = Field(None, title="Visibility")
 
 
 class AgentCreate(AgentFields):
@@ -43,7 +45,7 @@ class AgentList(BaseModel):
 
 
 class ToolList(BaseModel):
-    tools: list[dict[str, Any]]
+    tools: list[CatalogEntry]
 
 
 def _check(engine: EngineDep, fields: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.access import audit, keys
 from relaychat.domain.accounts import users
@@ -37,7 +37,9 @@ class AuditEventOut(BaseModel):
     conversation_id: str | None
     user_id: str | None
     strategy: str | None
-    outcome: str
+    outcome: str = Field(
+        description="What became of the request: `accepted`, `replayed` or `refused`."
+    )
     reason: str | None
     status: int
     latency_ms: float

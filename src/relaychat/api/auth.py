@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, TypedDict
 
 from fastapi import APIRouter, Cookie, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
@@ -113,7 +113,14 @@ async def logout(
     response.delete_cookie(REFRESH_COOKIE, **_cookie_attributes(REFRESH_COOKIE_PATH, settings))
 
 
-def _cookie_attributes(path: str, settings: Settings) -> dict[str, Any]:
+class _CookieAttributes(TypedDict):
+    path: str
+    httponly: bool
+    samesite: Literal["strict"]
+    secure: bool
+
+
+def _cookie_attributes(path: str, settings: Settings) -> _CookieAttributes:
     # Set and deleted with the same attributes: a delete naming another path misses the cookie.
     return {"path": path, "httponly": True, "samesite": "strict", "secure": settings.cookie_secure}
 

@@ -55,7 +55,7 @@ class KeyOut(BaseModel):
     owner_id: str
     system: bool
     status: KeyStatus = Field(title="Status")  # titled as it was when it was a `str`
-    permissions: dict[str, Any]
+    permissions: KeyPermissions = Field(title="Permissions")
     created_at: Timestamp
     last_used_at: Timestamp | None
     expires_at: Timestamp | None
@@ -72,7 +72,7 @@ class KeyOut(BaseModel):
             owner_id=key.user_id,
             system=key.system,
             status=keys.key_status(key),
-            permissions=keys.stored_permissions(key).model_dump(mode="json"),
+            permissions=keys.stored_permissions(key),
             created_at=key.created_at,
             last_used_at=key.last_used_at,
             expires_at=key.expires_at,

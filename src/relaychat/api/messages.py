@@ -30,6 +30,7 @@ from relaychat.http.deps import (
     get_current_user,
 )
 from relaychat.services import Services
+from relaychat.statuses import MessageRole
 
 router = APIRouter(prefix="/api/messages", tags=["messages"])
 
@@ -119,14 +120,15 @@ async def get(
     return MessageOut.of(message, html=render == "html", generation_id=writers.get(message.id))
 
 
-def _role(value: Any) -> str:
+def _role(value: Any) -> MessageRole:
     role = value.get("role") if isinstance(value, dict) else getattr(value, "role", None)
-    return "external" if role == "external" else "user"
+    return MessageRole.EXTERNAL if role == MessageRole.EXTERNAL else MessageRole.USER
 
 
 # One path, two callers: people (JWT) and external systems (`role: "external"`, API key).
 PostBody = Annotated[
-    Annotated[MessageIn, Tag("user")] | Annotated[ExternalMessageIn, Tag("external")],
+    Annotated[MessageIn, Tag(MessageRole.USER)]
+    | Annotated[ExternalMessageIn, Tag(MessageRole.EXTERNAL)],
     Discriminator(_role),
 ]
 
@@ -182,7 +184,7 @@ async def post(
             session,
             services.chat,
             conversation,
-            role="user",
+            role=MessageRole.USER,
             sender=user.name,
             content=body.parts(),
             parent_message_id=body.parent_message_id,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from relaychat.markdown import render_parts
 from relaychat.resources import ConversationOut, MessageView
+from relaychat.statuses import UserRole
 from relaychat.storage.models import Message, User
 
 __all__ = ["ConversationOut", "MessageOut", "UserOut"]
@@ -18,7 +18,7 @@ class UserOut(BaseModel):
     id: str
     email: str
     name: str
-    role: Literal["admin", "user"]
+    role: UserRole = Field(title="Role")
     phone_number: str | None
     created_at: datetime
 
@@ -28,7 +28,7 @@ class UserOut(BaseModel):
             id=user.id,
             email=user.email,
             name=user.name,
-            role="admin" if user.role == "admin" else "user",
+            role=user.role,
             phone_number=user.phone_number,
             created_at=user.created_at,
         )

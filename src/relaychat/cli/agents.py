@@ -16,6 +16,7 @@ from relaychat.domain.agent.toolbox import local_tool_names
 from relaychat.errors import UserNotFound
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import load_registry
+from relaychat.statuses import AgentVisibility
 from relaychat.storage.models import Agent, User
 
 agents_app = typer.Typer(help="Manage agents.")
@@ -45,7 +46,7 @@ def agents_create(
         "description": description,
         "tools": tool or [],
         "mcp_servers": mcp_server or [],
-        "visibility": "public" if public else "private",
+        "visibility": AgentVisibility.PUBLIC if public else AgentVisibility.PRIVATE,
     }
 
     async def _create(session: AsyncSession) -> Agent:

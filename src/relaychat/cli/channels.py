@@ -31,6 +31,7 @@ from relaychat.domain.telephony.channels import (
     delete_channel,
 )
 from relaychat.errors import UserNotFound
+from relaychat.statuses import UserRole
 from relaychat.storage.models import Channel, User
 
 channels_app = typer.Typer(help="Manage inbound channels (Twilio SMS and WhatsApp).")
@@ -43,7 +44,7 @@ async def _manager(session: AsyncSession, manager: str | None, owner: str | None
     if ref:
         user = await find_user(session, ref)
     else:
-        query = select(User).where(User.role == "admin").order_by(User.created_at, User.id)
+        query = select(User).where(User.role == UserRole.ADMIN).order_by(User.created_at, User.id)
         user = await session.scalar(query.limit(1))
     if user is None:
         raise UserNotFound(f"no user {ref!r}" if ref else "no admin user exists yet")

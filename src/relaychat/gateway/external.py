@@ -29,7 +29,7 @@ from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.resources import GenerationOut, MessageView
 from relaychat.services import Services
-from relaychat.statuses import GenerationStatus
+from relaychat.statuses import AuditOutcome, GenerationStatus
 from relaychat.storage.models import Generation, Message
 
 MAX_WAIT_SECONDS = 120
@@ -65,7 +65,7 @@ async def handle(
         limit = await _rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
-        finish(services, audit, status=exc.status, outcome="refused", reason=exc.code)
+        finish(services, audit, status=exc.status, outcome=AuditOutcome.REFUSED, reason=exc.code)
         headers = {**exc.headers, **_limit_headers(limit)}
         ERRORS.labels(exc.code).inc()
         problem = exc.to_problem(request.url.path)
@@ -125,7 +125,7 @@ async def _accept(
             services.sessionmaker, principal.key_ref, idem_key, fingerprint
         )
         if replay is not None:
-            finish(services, audit, status=replay.status_code, outcome="replayed")
+            finish(services, audit, status=replay.status_code, outcome=AuditOutcome.REPLAYED)
             return JSONResponse(
                 replay.body,
                 status_code=replay.status_code,
@@ -155,7 +155,7 @@ async def _accept(
         await idempotency.finish(
             services.sessionmaker, principal.key_ref, idem_key, status, payload
         )
-    finish(services, audit, status=status, outcome="accepted")
+    finish(services, audit, status=status, outcome=AuditOutcome.ACCEPTED)
 
     if started is not None and "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(

@@ -18,6 +18,7 @@ from relaychat.domain.access.audit import new_audit_event
 from relaychat.domain.telephony import channels
 from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
 from relaychat.services import Services
+from relaychat.statuses import AuditOutcome
 from relaychat.storage.models import AuditEvent, Channel
 
 
@@ -101,7 +102,10 @@ def finish(
     reason: str | None = None,
 ) -> None:
     """Count the request and, unless `audit.recorded` is off or the row is already
-    stored, queue its audit row."""
+    stored, queue its audit row.
+
+    `outcome` is an `AuditOutcome` (typed `str` while the channel fronts still pass literals).
+    """
     EXTERNAL_MESSAGES.labels(outcome, audit.key_label).inc()
     if not audit.recorded:
         return
@@ -121,6 +125,6 @@ def stored_with_message(
 
     def row(message_id: str, user_id: str, strategy: str) -> AuditEvent:
         audit.message_id, audit.user_id, audit.strategy = message_id, user_id, strategy
-        return audit.row(status=status, outcome="accepted")
+        return audit.row(status=status, outcome=AuditOutcome.ACCEPTED)
 
     return row

@@ -18,7 +18,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from relaychat.statuses import GenerationStatus, IdempotencyState, MessageStatus, OutboxStatus
+from relaychat.statuses import (
+    AgentVisibility,
+    GenerationStatus,
+    IdempotencyState,
+    MessageRole,
+    MessageStatus,
+    OutboxStatus,
+    UserRole,
+)
 from relaychat.storage.types import JsonType, UTCDateTime, str_enum, utcnow
 
 # Deterministic constraint names so Alembic migrations work the same on both databases.
@@ -43,7 +51,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default="user")
+    role: Mapped[UserRole] = mapped_column(str_enum(UserRole, 16), default=UserRole.USER)
     phone_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -100,7 +108,7 @@ class Message(Base):
     parent_message_id: Mapped[str | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[MessageRole] = mapped_column(str_enum(MessageRole, 16))
     sender: Mapped[str | None] = mapped_column(String(200))
     content: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
     text: Mapped[str] = mapped_column(Text, default="")
@@ -169,7 +177,9 @@ class Agent(Base):
     tools: Mapped[list[str]] = mapped_column(JsonType, default=list)
     mcp_servers: Mapped[list[str]] = mapped_column(JsonType, default=list)
     # private: its owner only; public: every user of the instance may use (not edit) it.
-    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    visibility: Mapped[AgentVisibility] = mapped_column(
+        str_enum(AgentVisibility, 16), default=AgentVisibility.PRIVATE
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -257,6 +267,7 @@ class AuditEvent(Base):
     conversation_id: Mapped[str | None] = mapped_column(String(128))
     user_id: Mapped[str | None] = mapped_column(String(36))
     strategy: Mapped[str | None] = mapped_column(String(32))
+    # An `AuditOutcome`, kept a plain string: the audit keeps whatever it was given.
     outcome: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(120))
     status: Mapped[int] = mapped_column(Integer)
@@ -305,6 +316,8 @@ class OutboxItem(Base):
 
     # For webhooks this is the `webhook-id`, the same on every attempt.
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # An `OutboxKind`, kept a plain string: a row of a kind no sender knows is still read,
+    # and given up on by the worker rather than failing its whole batch.
     kind: Mapped[str] = mapped_column(String(16))
     target_id: Mapped[str] = mapped_column(String(36))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

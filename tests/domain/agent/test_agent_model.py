@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from relaychat.domain.agent.agents import AgentSpec, resolve_agent_model
+from relaychat.statuses import AgentVisibility
 
 
 def agent(model: str | None, params_model: str | None, **params: object) -> AgentSpec:
@@ -23,7 +24,7 @@ def agent(model: str | None, params_model: str | None, **params: object) -> Agen
         model_parameters=parameters,
         tools=(),
         mcp_servers=(),
-        visibility="private",
+        visibility=AgentVisibility.PRIVATE,
     )
 
 

@@ -13,6 +13,7 @@ from relaychat.domain.accounts.passwords import hash_password
 from relaychat.domain.accounts.phones import normalize_phone
 from relaychat.domain.ids import new_id
 from relaychat.errors import EmailTaken, PhoneNumberTaken, WeakPassword
+from relaychat.statuses import UserRole
 from relaychat.storage.models import User
 
 MIN_PASSWORD_LENGTH = 8
@@ -32,7 +33,7 @@ def normalize_email(email: str) -> str:
 
 def is_admin(user: User) -> bool:
     """Whether the user holds the admin role."""
-    return user.role == "admin"
+    return user.role == UserRole.ADMIN
 
 
 def check_password_strength(password: str) -> None:
@@ -58,7 +59,7 @@ async def create_user(
         email=email,
         name=name.strip(),
         password_hash=await hash_password(password),
-        role="admin" if admin else "user",
+        role=UserRole.ADMIN if admin else UserRole.USER,
     )
     session.add(user)
     try:
@@ -123,7 +124,7 @@ async def provision_phone_user(session: AsyncSession, phone: str, name: str) -> 
             email=f"{phone}@{PROVISIONED_EMAIL_DOMAIN}",
             name=name[:200],
             password_hash=UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(16),
-            role="user",
+            role=UserRole.USER,
             phone_number=phone,
         )
     )

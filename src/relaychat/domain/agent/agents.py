@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
+from relaychat.statuses import AgentVisibility
 from relaychat.storage.models import Agent, User
 from relaychat.storage.types import utcnow
 
@@ -56,7 +57,7 @@ class AgentSpec:
     model_parameters: dict[str, Any]
     tools: tuple[str, ...]
     mcp_servers: tuple[str, ...]
-    visibility: str
+    visibility: AgentVisibility
 
     @classmethod
     def of(cls, agent: Agent) -> AgentSpec:
@@ -75,7 +76,7 @@ class AgentSpec:
 
     def visible_to(self, user_id: str, *, admin: bool = False) -> bool:
         """Whether this user may use the agent."""
-        return admin or self.user_id == user_id or self.visibility == "public"
+        return admin or self.user_id == user_id or self.visibility == AgentVisibility.PUBLIC
 
 
 def new_agent_id() -> str:
@@ -114,7 +115,7 @@ def resolve_agent_model(
 def _visible_clause(user: User) -> Any:
     if is_admin(user):
         return True
-    return or_(Agent.user_id == user.id, Agent.visibility == "public")
+    return or_(Agent.user_id == user.id, Agent.visibility == AgentVisibility.PUBLIC)
 
 
 async def list_agents(session: AsyncSession, user: User) -> Sequence[Agent]:

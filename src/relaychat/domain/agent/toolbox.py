@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.agent.agent_tools import Recall, Remember, Sender, SendMessage
@@ -39,6 +40,40 @@ class AgentTools:
     tools: ToolSet
     # [{"server": name, "error": why}], as stored in the reply's `metadata.mcp_unavailable`.
     unavailable: list[dict[str, str]] = field(default_factory=list)
+
+
+class LocalToolInfo(BaseModel):
+    """A tool of this instance: built in (`calculator`, `current_time`) or relaychat's own."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = Field(description="The JSON schema of its arguments.")
+    source: Literal["builtin", "relaychat"]
+
+
+class McpToolInfo(BaseModel):
+    """A tool of an MCP server."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = Field(description="The JSON schema of its arguments.")
+    source: Literal["mcp"] = "mcp"
+    server: str
+
+
+class McpServerDown(BaseModel):
+    """An MCP server that cannot start: its tools are unknown, and agents go without them."""
+
+    name: str = Field(description="The server's name.")
+    source: Literal["mcp"] = "mcp"
+    server: str
+    error: str
+    stderr: str = Field(description="What the server wrote: usually the real reason it is down.")
+
+
+# One entry of the catalogue; `source` and the presence of `error` tell them apart.
+CatalogEntry = LocalToolInfo | McpToolInfo | McpServerDown
+_BUILTIN = frozenset({"calculator", "current_time"})
 
 
 def local_tool_names() -> list[str]:
@@ -95,39 +130,37 @@ class Toolbox:
                     tools.extend(result)
         return AgentTools(ToolSet(tools), unavailable)
 
-    async def catalog(self) -> list[dict[str, Any]]:
+    async def catalog(self) -> list[CatalogEntry]:
         """Every tool an agent may use, described for people."""
-        entries: list[dict[str, Any]] = [
-            {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-                "source": "builtin" if tool.name in {"calculator", "current_time"} else "relaychat",
-            }
+        entries: list[CatalogEntry] = [
+            LocalToolInfo(
+                name=tool.name,
+                description=tool.description,
+                parameters=tool.parameters,
+                source="builtin" if tool.name in _BUILTIN else "relaychat",
+            )
             for tool in self._local.values()
         ]
         if self.mcp is not None:
             for server, tools in (await self.mcp.list_all()).items():
                 if isinstance(tools, AppError):
                     entries.append(
-                        {
-                            "name": server,
-                            "source": "mcp",
-                            "server": server,
-                            "error": tools.detail,
+                        McpServerDown(
+                            name=server,
+                            server=server,
+                            error=tools.detail,
                             # The server's own words: usually the real reason it is down.
-                            "stderr": tools.fields.get("stderr", ""),
-                        }
+                            stderr=tools.fields.get("stderr", ""),
+                        )
                     )
                     continue
                 entries += [
-                    {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters,
-                        "source": "mcp",
-                        "server": server,
-                    }
+                    McpToolInfo(
+                        name=tool.name,
+                        description=tool.description,
+                        parameters=tool.parameters,
+                        server=server,
+                    )
                     for tool in tools
                 ]
         return entries

@@ -17,7 +17,7 @@ from relaychat.llm.base import ChatProvider
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import GenerationAborted, MessageCompleted
 from relaychat.resources import MessageView
-from relaychat.statuses import GenerationStatus, MessageStatus, StopReason
+from relaychat.statuses import GenerationStatus, MessageRole, MessageStatus, StopReason
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 
@@ -88,7 +88,7 @@ async def add_generation(
         id=new_id(),
         conversation_id=conversation.id,
         parent_message_id=parent_id,
-        role="assistant",
+        role=MessageRole.ASSISTANT,
         sender=sender or model,
         content=[],
         text="",

@@ -22,6 +22,7 @@ from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.messaging.chat import ChatEngine, Sent, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.statuses import MessageRole
 from relaychat.storage.models import AuditEvent, Conversation
 
 
@@ -183,7 +184,7 @@ async def accept(
         session,
         engine,
         conversation,
-        role="external",
+        role=MessageRole.EXTERNAL,
         sender=(source or principal.name)[:SENDER_LABEL_LENGTH],
         content=message.content,
         parent_message_id=message.parent_message_id,
@@ -272,7 +273,7 @@ async def accept_grouped(
     pending = Pending(
         conversation_id=conversation_id,
         owner_id=owner_id,
-        role="external",
+        role=MessageRole.EXTERNAL,
         sender=(source or principal.name)[:SENDER_LABEL_LENGTH],
         content=message.content,
         text=text,

@@ -40,7 +40,7 @@ from relaychat.domain.outbound import outbox
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
 from relaychat.resources import MessageView, iso
-from relaychat.statuses import MessageStatus, OutboxStatus
+from relaychat.statuses import MessageRole, MessageStatus, OutboxStatus
 from relaychat.storage.models import (
     AuditEvent,
     Conversation,
@@ -73,7 +73,7 @@ class Pending:
 
     conversation_id: str
     owner_id: str
-    role: str
+    role: MessageRole
     sender: str | None
     content: list[dict[str, Any]]
     text: str

@@ -28,7 +28,7 @@ from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.resources import MessageView
-from relaychat.statuses import MessageStatus
+from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
 
 # How many agent-to-agent hops one chain of send_message calls may take.
@@ -70,7 +70,7 @@ async def send_message(
     engine: ChatEngine,
     conversation: Conversation,
     *,
-    role: str,
+    role: MessageRole,
     sender: str | None,
     content: list[dict[str, Any]],
     parent_message_id: str | None,
@@ -101,7 +101,7 @@ async def send_message(
     )
     # From here to the commit, other writers of this conversation wait: the parent chosen
     # is still the latest message when this one is inserted.
-    tip = await lock_thread(session, conversation.id, unseen=role == "external")
+    tip = await lock_thread(session, conversation.id, unseen=role == MessageRole.EXTERNAL)
     parent_id = (
         None if new_root else await resolve_parent(session, conversation.id, parent_message_id, tip)
     )
@@ -162,7 +162,7 @@ async def regenerate(
     target = await session.get(Message, message_id)
     if target is None or target.conversation_id != conversation.id:
         raise MessageNotFound()
-    parent_id = target.parent_message_id if target.role == "assistant" else target.id
+    parent_id = target.parent_message_id if target.role == MessageRole.ASSISTANT else target.id
     if parent_id is None:
         raise ValidationFailed("this message has nothing to answer", field="message_id")
     plan = await plan_reply(session, engine.providers, engine.agents, conversation)
@@ -199,7 +199,7 @@ async def send_from_agent(
                 session,
                 engine,
                 target,
-                role="external",
+                role=MessageRole.EXTERNAL,
                 # Labelled as people know the agent; metadata keeps its id.
                 sender=agent.name if agent is not None else "agent",
                 content=[{"type": "text", "text": text}],

@@ -8,12 +8,16 @@ from typing import Any
 from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.llm.types import ChatMessage, ChatRequest
-from relaychat.statuses import MessageStatus
+from relaychat.llm.types import ChatMessage, ChatRequest, Role
+from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Message
 
 # Stored roles and how a model is told about them; system and tool rows are not replayed here.
-_ROLE_FOR_MODEL = {"user": "user", "external": "user", "assistant": "assistant"}
+_ROLE_FOR_MODEL: dict[str, Role] = {
+    MessageRole.USER: "user",
+    MessageRole.EXTERNAL: "user",
+    MessageRole.ASSISTANT: "assistant",
+}
 # Generation parameters a conversation may carry in model_parameters, by request field.
 _PARAMETERS = {
     "temperature": "temperature",
@@ -52,7 +56,7 @@ def to_chat_message(message: Message) -> ChatMessage | None:
     parts: list[dict[str, Any]] = [
         part for part in message.content if part.get("type") in {"text", "image_url"}
     ]
-    if role == "user" and message.role == "external":
+    if message.role == MessageRole.EXTERNAL:
         # External senders are labelled so the model knows who is speaking.
         source = (message.meta or {}).get("source") or message.sender or "external"
         parts = [{"type": "text", "text": f"[message from {source}]"}, *parts]

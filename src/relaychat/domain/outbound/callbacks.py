@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.outbound import webhooks
 from relaychat.domain.telephony import channel_replies
 from relaychat.resources import ConversationOut, MessageView
+from relaychat.statuses import MessageRole
 from relaychat.storage.models import Conversation, Message
 
 # Messages that arrive in a conversation; the assistant's own are reported when they end.
-_INCOMING_ROLES = frozenset({"user", "external"})
+_INCOMING_ROLES = frozenset({MessageRole.USER, MessageRole.EXTERNAL})
 
 
 async def conversation_created(

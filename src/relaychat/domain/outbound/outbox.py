@@ -33,7 +33,7 @@ def new_delivery_id() -> str:
 def enqueue(
     session: AsyncSession,
     *,
-    kind: str,
+    kind: str,  # an OutboxKind
     target_id: str,
     user_id: str,
     event_type: str,

@@ -24,7 +24,7 @@ from relaychat.domain.ids import new_id
 from relaychat.domain.outbound import outbox
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.resources import iso
-from relaychat.statuses import OutboxStatus
+from relaychat.statuses import OutboxKind, OutboxStatus
 from relaychat.storage.models import ApiKey, Channel, OutboxAttempt, OutboxItem, WebhookEndpoint
 from relaychat.storage.types import utcnow
 
@@ -158,7 +158,7 @@ async def list_deliveries(
 ) -> Sequence[OutboxItem]:
     """The endpoint's deliveries, newest first; `before`: the last delivery id of a page."""
     query = select(OutboxItem).where(
-        OutboxItem.kind == "webhook", OutboxItem.target_id == endpoint.id
+        OutboxItem.kind == OutboxKind.WEBHOOK, OutboxItem.target_id == endpoint.id
     )
     if before is not None:
         cursor = await get_delivery(session, endpoint, before)
@@ -179,7 +179,7 @@ async def get_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: str
 ) -> OutboxItem:
     item = await session.get(OutboxItem, delivery_id)
-    if item is None or item.kind != "webhook" or item.target_id != endpoint.id:
+    if item is None or item.kind != OutboxKind.WEBHOOK or item.target_id != endpoint.id:
         raise DeliveryNotFound()
     return item
 
@@ -229,7 +229,7 @@ async def check_encryption_key(session: AsyncSession, box: SecretBox) -> None:
 
 async def emit(
     session: AsyncSession,
-    event_type: str,
+    event_type: EventType,
     *,
     user_id: str,
     api_key_id: str | None,
@@ -265,7 +265,7 @@ async def emit(
         )
         outbox.enqueue(
             session,
-            kind="webhook",
+            kind=OutboxKind.WEBHOOK,
             target_id=endpoint.id,
             user_id=endpoint.user_id,
             event_type=event_type,
