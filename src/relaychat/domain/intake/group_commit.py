@@ -23,24 +23,23 @@ fails as a whole, each of its messages is retried alone, so one bad message fail
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
 
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.messages import later_than
-from relaychat.domain.outbound import outbox
+from relaychat.domain.outbound import outbox, webhooks
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
-from relaychat.resources import MessageView, iso
-from relaychat.statuses import MessageRole, MessageStatus, OutboxStatus
+from relaychat.resources import MessageView
+from relaychat.statuses import MessageRole, MessageStatus, OutboxKind
 from relaychat.storage.models import (
     AuditEvent,
     Conversation,
@@ -272,13 +271,10 @@ async def _chain(
 
 
 async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict[str, Any]]:
-    """The outbox rows of `message.created` for every enabled endpoint that wants it: the
-    owner's own endpoints and those of the key the message came with (webhooks.emit)."""
+    """The outbox rows of `message.created` for every enabled endpoint that wants it, as
+    `webhooks.emit` would queue them, for the whole batch with one query."""
     owners = {item.pending.owner_id for item in staged}
     key_ids = {item.pending.api_key_id for item in staged if item.pending.api_key_id}
-    scope = and_(_ENDPOINTS.c.user_id.in_(owners), _ENDPOINTS.c.api_key_id.is_(None))
-    if key_ids:
-        scope = or_(scope, _ENDPOINTS.c.api_key_id.in_(key_ids))
     endpoints = (
         await conn.execute(
             select(
@@ -286,49 +282,40 @@ async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict
                 _ENDPOINTS.c.user_id,
                 _ENDPOINTS.c.api_key_id,
                 _ENDPOINTS.c.events,
-            ).where(scope, _ENDPOINTS.c.enabled)
+            ).where(webhooks.endpoint_scope(owners, key_ids), _ENDPOINTS.c.enabled)
         )
     ).all()
     rows: list[dict[str, Any]] = []
-    if not endpoints:
-        return rows
     now = utcnow()
     for item in staged:
         body: str | None = None
         for endpoint in endpoints:
+            # The batch mixes owners and keys: the scope of this one message.
             key_id = endpoint.api_key_id
-            wanted = (
+            mine = (
                 key_id == item.pending.api_key_id
                 if key_id is not None
                 else endpoint.user_id == item.pending.owner_id
             )
-            if not wanted or "message.created" not in endpoint.events:
+            if not mine or "message.created" not in endpoint.events:
                 continue
-            body = body or json.dumps(
+            body = body or webhooks.event_body(
+                "message.created",
+                now,
                 {
-                    "type": "message.created",
-                    "timestamp": iso(now),
-                    "data": {
-                        "conversation_id": item.message.conversation_id,
-                        "message": item.event.message.model_dump(mode="json"),
-                    },
+                    "conversation_id": item.message.conversation_id,
+                    "message": item.event.message.model_dump(mode="json"),
                 },
-                separators=(",", ":"),
-                ensure_ascii=False,
             )
             rows.append(
-                {
-                    "id": outbox.new_delivery_id(),
-                    "kind": "webhook",
-                    "target_id": endpoint.id,
-                    "user_id": endpoint.user_id,
-                    "event_type": "message.created",
-                    "payload": body,
-                    "status": OutboxStatus.PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
+                outbox.pending_row(
+                    kind=OutboxKind.WEBHOOK,
+                    target_id=endpoint.id,
+                    user_id=endpoint.user_id,
+                    event_type="message.created",
+                    payload=body,
+                    now=now,
+                )
             )
     return rows
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,10 +31,37 @@ def new_delivery_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+def pending_row(
+    *,
+    kind: str,
+    target_id: str,
+    user_id: str,
+    event_type: str,
+    payload: str,
+    item_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The column values of a new callback, due at once (for writers that insert rows
+    themselves, such as the group-commit writer, and for `enqueue`)."""
+    moment = now or utcnow()
+    return {
+        "id": item_id or new_delivery_id(),
+        "kind": kind,
+        "target_id": target_id,
+        "user_id": user_id,
+        "event_type": event_type,
+        "payload": payload,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": moment,
+        "created_at": moment,
+    }
+
+
 def enqueue(
     session: AsyncSession,
     *,
-    kind: str,  # an OutboxKind
+    kind: str,
     target_id: str,
     user_id: str,
     event_type: str,
@@ -42,18 +70,16 @@ def enqueue(
     now: datetime | None = None,
 ) -> OutboxItem:
     """Add a callback to the session's transaction; due at once."""
-    moment = now or utcnow()
     item = OutboxItem(
-        id=item_id or new_delivery_id(),
-        kind=kind,
-        target_id=target_id,
-        user_id=user_id,
-        event_type=event_type,
-        payload=payload,
-        status=OutboxStatus.PENDING,
-        attempts=0,
-        next_attempt_at=moment,
-        created_at=moment,
+        **pending_row(
+            kind=kind,
+            target_id=target_id,
+            user_id=user_id,
+            event_type=event_type,
+            payload=payload,
+            item_id=item_id,
+            now=now,
+        )
     )
     session.add(item)
     wake_after_commit(session)

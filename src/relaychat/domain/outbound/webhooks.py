@@ -13,10 +13,11 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox, SecretUnreadable
@@ -227,6 +228,22 @@ async def check_encryption_key(session: AsyncSession, box: SecretBox) -> None:
             ) from exc
 
 
+def endpoint_scope(user_ids: Collection[str], key_ids: Collection[str]) -> ColumnElement[bool]:
+    """The endpoints that hear of these users' and keys' events: each user's own endpoints
+    (those tied to no key) and the endpoints tied to one of the keys."""
+    scope = WebhookEndpoint.user_id.in_(user_ids) & WebhookEndpoint.api_key_id.is_(None)
+    return or_(scope, WebhookEndpoint.api_key_id.in_(key_ids)) if key_ids else scope
+
+
+def event_body(event_type: EventType, now: datetime, data: dict[str, Any]) -> str:
+    """The JSON body every endpoint gets for one event (each delivery its own `webhook-id`)."""
+    return json.dumps(
+        {"type": event_type, "timestamp": iso(now), "data": data},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
 async def emit(
     session: AsyncSession,
     event_type: EventType,
@@ -237,12 +254,7 @@ async def emit(
 ) -> int:
     """Queue `event_type` for every enabled endpoint that wants it, in the caller's
     transaction; returns how many deliveries were queued."""
-    owner_scope = (WebhookEndpoint.user_id == user_id) & WebhookEndpoint.api_key_id.is_(None)
-    scope = (
-        owner_scope
-        if api_key_id is None
-        else or_(owner_scope, WebhookEndpoint.api_key_id == api_key_id)
-    )
+    scope = endpoint_scope([user_id], [api_key_id] if api_key_id else [])
     # Plain rows, not entities: this runs for every message, usually to find nothing.
     endpoints = (
         await session.execute(
@@ -257,12 +269,7 @@ async def emit(
     for endpoint in endpoints:
         if event_type not in endpoint.events:
             continue
-        # One body for every endpoint; each delivery gets its own `webhook-id`.
-        body = body or json.dumps(
-            {"type": event_type, "timestamp": iso(now), "data": data},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        body = body or event_body(event_type, now, data)
         outbox.enqueue(
             session,
             kind=OutboxKind.WEBHOOK,
