@@ -196,6 +196,11 @@ class Backend:
     redis_url: str | None = None
     redis_prefix: str = "relaychat:"
 
+    @property
+    def key(self) -> str:
+        """The name `--backends` and `bench.targets` use: "sqlite" or "pg"."""
+        return "pg" if self.database_url else "sqlite"
+
 
 SQLITE = Backend("sqlite+memory")
 

@@ -1,8 +1,9 @@
 """Run every benchmark, one after another, each in its own process (`make bench`).
 
-Each prints its figures against a baseline measured in the same run. A missed target is
-reported, not failed: these are measurements, not tests. The exit status is non-zero only
-when a benchmark could not run.
+Each prints its figures against a baseline measured in the same run, and records the rows
+of issue 13's targets it measures (`bench.targets`). At the end every row is printed with
+its target for every backend; the exit status is non-zero when a benchmark could not run
+or a must-reach row was missed (or not measured by a benchmark that ran).
 
     uv run python -m bench.run_all [--quick] [--only ttft,token_cpu] [--skip-pg]
 """
@@ -15,8 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+from bench import targets
 from bench.common import PG_URL, REDIS_URL
 
 # (module, arguments, arguments with --quick, time limit in seconds)
@@ -25,7 +29,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("redis_hop", [], ["--rounds", "900"], 120),
     # --quick: SQLite only (signing in 200 users, argon2 hashes, takes a minute per backend).
     ("ttft", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite"], 600),
-    ("token_cpu", [], ["--quick"], 300),
+    ("token_cpu", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 300),
     ("sse_idle", [], ["--quick"], 300),
     ("gateway", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 420),
     ("web_ui", [], ["--quick"], 600),
@@ -58,6 +62,13 @@ def command(module: str, args: argparse.Namespace, extra: list[str], redis_ok: b
         if args.skip_pg:
             cmd = [c.replace("sqlite,pg", "sqlite") for c in cmd]
     return cmd
+
+
+def backends_of(cmd: list[str]) -> set[str]:
+    """The backends a benchmark command runs on (its `--backends`, else both)."""
+    if "--backends" in cmd:
+        return set(cmd[cmd.index("--backends") + 1].split(","))
+    return {"sqlite", "pg"}
 
 
 def run_bounded(cmd: list[str], limit: float) -> int | None:
@@ -101,6 +112,9 @@ def main() -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     redis_ok = redis_reachable(args.redis_url)
     outcomes: list[tuple[str, str, float]] = []
+    results = Path(tempfile.mkdtemp(prefix="relaychat-bench-")) / "rows.jsonl"
+    os.environ[targets.RESULTS_ENV] = str(results)
+    runs: dict[str, set[str]] = {}
     for module, full, quick, limit in BENCHES:
         if wanted and module not in wanted:
             continue
@@ -110,6 +124,7 @@ def main() -> int:
         cmd = command(module, args, quick if args.quick else full, redis_ok)
         print(f"\n##### bench.{module}   ({' '.join(cmd[1:])})", flush=True)
         started = time.monotonic()
+        runs[module] = backends_of(cmd)
         code = run_bounded(cmd, limit)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
         if code is None:
@@ -119,7 +134,13 @@ def main() -> int:
     print("\n##### summary")
     for module, status, seconds in outcomes:
         print(f"  {module:<10} {status:<40} {seconds:6.1f} s")
-    return 0 if all(s == "ok" or s.startswith("skipped") for _, s, _ in outcomes) else 1
+    print("\n##### targets (issue 13)")
+    rows, targets_met = targets.summary(results, runs)
+    print(rows)
+    ran = all(s == "ok" or s.startswith("skipped") for _, s, _ in outcomes)
+    if not targets_met:
+        print("\na must-reach target was missed or not measured")
+    return 0 if ran and targets_met else 1
 
 
 if __name__ == "__main__":
