@@ -141,11 +141,11 @@ async def _accept(
         raise
     audit.user_id = accepted.owner_id
     audit.strategy = accepted.strategy
-    audit.message_id = accepted.sent.message.id
-    started = accepted.sent.started
+    audit.message_id = accepted.message.message_id
+    started = accepted.started
     status = 202 if started is not None else 201
     accepted_answer = ExternalAccepted(
-        message=MessageView.model_validate(accepted.sent.message),
+        message=accepted.message,
         conversation_id=accepted.conversation_id,
         response_message_id=started.response.id if started else None,
         generation_id=started.generation.id if started else None,
@@ -285,7 +285,7 @@ async def _wait_for_reply(
 ) -> tuple[MessageView, GenerationOut] | None:
     """The finished reply and its generation, or None if it still runs after `seconds`."""
     owner = accepted.owner_id
-    response_id = accepted.sent.started.response.id if accepted.sent.started else None
+    response_id = accepted.started.response.id if accepted.started else None
     marker = f'"message_id":"{response_id}"'.encode()
     subscription = services.bus.subscribe(
         owner, conversation_id=accepted.conversation_id, last_event_id=accepted.event_id

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
 from relaychat.domain.access import keys
-from relaychat.domain.access.audit import new_audit_event
+from relaychat.domain.access.audit import audit_values
 from relaychat.domain.telephony import channels
 from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
 from relaychat.services import Services
@@ -65,8 +66,12 @@ class RequestAudit:
 
     def row(self, *, status: int, outcome: str, reason: str | None = None) -> AuditEvent:
         """The audit row as it stands now."""
+        return AuditEvent(**self.values(status=status, outcome=outcome, reason=reason))
+
+    def values(self, *, status: int, outcome: str, reason: str | None = None) -> dict[str, Any]:
+        """The audit row's column values as they stand now."""
         api_key_id, key_owner_id = self.key_columns()
-        return new_audit_event(
+        return audit_values(
             method=self.method,
             path=self.path,
             outcome=outcome,
@@ -119,12 +124,12 @@ def finish(
 
 def stored_with_message(
     audit: RequestAudit, *, status: int
-) -> Callable[[str, str, str], AuditEvent]:
+) -> Callable[[str, str, str], dict[str, Any]]:
     """The accepted request's audit row, built for the writer that stores it together
     with its message: called with the message's id, its owner and how it was found."""
 
-    def row(message_id: str, user_id: str, strategy: str) -> AuditEvent:
+    def row(message_id: str, user_id: str, strategy: str) -> dict[str, Any]:
         audit.message_id, audit.user_id, audit.strategy = message_id, user_id, strategy
-        return audit.row(status=status, outcome=AuditOutcome.ACCEPTED)
+        return audit.values(status=status, outcome=AuditOutcome.ACCEPTED)
 
     return row

@@ -25,7 +25,7 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
 
 
-def new_audit_event(
+def audit_values(
     *,
     method: str,
     path: str,
@@ -41,27 +41,33 @@ def new_audit_event(
     reason: str | None = None,
     message_id: str | None = None,
     created_at: datetime | None = None,
-) -> AuditEvent:
-    """An unsaved audit row (for writers that batch their inserts)."""
+) -> dict[str, Any]:
+    """An audit row's column values, every column named (for `executemany` inserts, whose
+    rows must agree, and for `new_audit_event`)."""
     # A query string may carry a credential someone put in a URL; the audit keeps none.
     path = path.split("?", 1)[0]
-    return AuditEvent(
-        id=new_id(),
-        created_at=created_at or utcnow(),
-        api_key_id=_clip(api_key_id, 80),
-        key_owner_id=key_owner_id,
-        client_address=_clip(client_address, 64),
-        method=method[:8],
-        path=path[:300],
-        conversation_id=_clip(conversation_id, 128),
-        user_id=user_id,
-        strategy=_clip(strategy, 32),
-        outcome=outcome[:16],
-        reason=_clip(reason, 120),
-        status=status,
-        latency_ms=latency_ms,
-        message_id=message_id,
-    )
+    return {
+        "id": new_id(),
+        "created_at": created_at or utcnow(),
+        "api_key_id": _clip(api_key_id, 80),
+        "key_owner_id": key_owner_id,
+        "client_address": _clip(client_address, 64),
+        "method": method[:8],
+        "path": path[:300],
+        "conversation_id": _clip(conversation_id, 128),
+        "user_id": user_id,
+        "strategy": _clip(strategy, 32),
+        "outcome": outcome[:16],
+        "reason": _clip(reason, 120),
+        "status": status,
+        "latency_ms": latency_ms,
+        "message_id": message_id,
+    }
+
+
+def new_audit_event(**fields: Any) -> AuditEvent:
+    """An unsaved audit row (see `audit_values` for the fields)."""
+    return AuditEvent(**audit_values(**fields))
 
 
 async def record_audit(session: AsyncSession, **fields: Any) -> AuditEvent:

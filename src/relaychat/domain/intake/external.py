@@ -15,15 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access import keys
 from relaychat.domain.access.keys import KeyPrincipal
+from relaychat.domain.answering.generations import StartedGeneration
 from relaychat.domain.intake.group_commit import GroupCommitWriter, Pending, Stale
 from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, resolve_owner
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging import conversation_ids
-from relaychat.domain.messaging.chat import ChatEngine, Sent, checked_text, send_message
+from relaychat.domain.messaging.chat import ChatEngine, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole
-from relaychat.storage.models import AuditEvent, Conversation
+from relaychat.storage.models import Conversation
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class ExternalMessage:
 
 @dataclass(frozen=True)
 class Accepted:
-    sent: Sent
+    # The stored message as clients see it (events, webhooks, the gateway's answer).
+    message: MessageView
+    started: StartedGeneration | None
     conversation_id: str
     owner_id: str
     # How the owner was found (relaychat.domain.intake.resolution).
@@ -195,7 +199,13 @@ async def accept(
         agent_override=agent_override,
     )
     return Accepted(
-        sent, conversation.id, resolved.user.id, resolved.strategy, created, sent.event_id
+        MessageView.model_validate(sent.message),
+        sent.started,
+        conversation.id,
+        resolved.user.id,
+        resolved.strategy,
+        created,
+        sent.event_id,
     )
 
 
@@ -239,7 +249,7 @@ async def accept_grouped(
     conversation_id: str,
     message: ExternalMessage,
     *,
-    audit: Callable[[str, str, str], AuditEvent] | None = None,
+    audit: Callable[[str, str, str], dict[str, Any]] | None = None,
 ) -> Accepted | None:
     """The common case, written by the group-commit writer: a message into an existing
     conversation, owned by whom the key may reach, with no reply, no named parent and
@@ -287,8 +297,15 @@ async def accept_grouped(
     except Stale:
         owners.forget(conversation_id)
         return None
-    sent = Sent(written.message, None, written.event_id)
-    return Accepted(sent, conversation_id, owner_id, "conversation_owner", False, written.event_id)
+    return Accepted(
+        written.message,
+        None,
+        conversation_id,
+        owner_id,
+        "conversation_owner",
+        False,
+        written.event_id,
+    )
 
 
 # One try of a front's accept in the session it is given (see accept_joining).

@@ -31,7 +31,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.orm import DeclarativeBase
 
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.messages import later_than
@@ -79,18 +78,18 @@ class Pending:
     metadata: dict[str, Any]
     api_key_id: str | None
     unseen: bool
-    # The audit row of the request, built when its batch is written, from the message's
-    # id, its owner and how the owner was found; None when the caller audits by itself.
-    audit: Callable[[str, str, str], AuditEvent] | None = None
+    # The audit row's values, built when its batch is written, from the message's id, its
+    # owner and how the owner was found; None when the caller audits by itself.
+    audit: Callable[[str, str, str], dict[str, Any]] | None = None
     strategy: str = "conversation_owner"
     future: asyncio.Future[Written] = field(default_factory=lambda: _loop().create_future())
 
 
 @dataclass(frozen=True)
 class Written:
-    """A committed message, and the id its `message.created` event got on the bus."""
+    """A committed message as clients see it, and the id its `message.created` got."""
 
-    message: Message
+    message: MessageView
     event_id: str | None
 
 
@@ -101,7 +100,8 @@ def _loop() -> asyncio.AbstractEventLoop:
 @dataclass
 class _Staged:
     pending: Pending
-    message: Message
+    # The row as inserted: every column named, so the rows of one `executemany` agree.
+    row: dict[str, Any]
     event: MessageCreated
 
 
@@ -174,9 +174,9 @@ class GroupCommitWriter:
             try:
                 event_id = await self.bus.publish(item.pending.owner_id, item.event)
             except Exception:  # committed: the caller's answer must not depend on the bus
-                logger.exception("could not publish message.created for %s", item.message.id)
+                logger.exception("could not publish message.created for %s", item.row["id"])
                 event_id = None
-            _settle(item.pending, Written(item.message, event_id))
+            _settle(item.pending, Written(item.event.message, event_id))
 
     async def _commit(self, batch: list[Pending]) -> tuple[list[_Staged], list[Pending], bool]:
         """Write the batch; what was written, what was stale, and whether callbacks were queued."""
@@ -194,12 +194,12 @@ class GroupCommitWriter:
                 staged.extend(chained)
             if not staged:
                 return staged, stale, False
-            await conn.execute(insert(_MESSAGES), [_row(item.message) for item in staged])
+            await conn.execute(insert(_MESSAGES), [item.row for item in staged])
             deliveries = await _deliveries(conn, staged)
             if deliveries:
                 await conn.execute(insert(_OUTBOX), deliveries)
             audits = [
-                _row(p.audit(item.message.id, p.owner_id, p.strategy))
+                p.audit(item.row["id"], p.owner_id, p.strategy)
                 for item in staged
                 if (p := item.pending).audit is not None
             ]
@@ -240,24 +240,30 @@ async def _chain(
     staged: list[_Staged] = []
     for pending in batch:
         moment = later_than(moment)
-        message = Message(
-            id=new_id(),
-            conversation_id=conversation_id,
-            parent_message_id=parent_id,
-            role=pending.role,
-            sender=pending.sender,
-            content=pending.content,
-            text=pending.text,
-            status=MessageStatus.COMPLETE,
-            meta=pending.metadata,
-            api_key_id=pending.api_key_id,
-            created_at=moment,
-            updated_at=moment,
-        )
+        # Plain values, not an ORM object: this runs for every message the gateway takes.
+        row: dict[str, Any] = {
+            "id": new_id(),
+            "conversation_id": conversation_id,
+            "parent_message_id": parent_id,
+            "role": pending.role,
+            "sender": pending.sender,
+            "content": pending.content,
+            "text": pending.text,
+            "endpoint": None,
+            "model": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "finish_reason": None,
+            "status": MessageStatus.COMPLETE,
+            "error": None,
+            "metadata": pending.metadata,
+            "api_key_id": pending.api_key_id,
+            "created_at": moment,
+            "updated_at": moment,
+        }
+        view = MessageView.model_validate(row)
         event = MessageCreated(
-            conversation_id=conversation_id,
-            message_id=message.id,
-            message=MessageView.model_validate(message),
+            conversation_id=conversation_id, message_id=view.message_id, message=view
         )
         try:
             # Rendered before the commit: what cannot be sent to clients is never stored.
@@ -265,8 +271,8 @@ async def _chain(
         except Exception as exc:
             _settle(pending, exc)
             continue
-        staged.append(_Staged(pending, message, event))
-        parent_id = message.id
+        staged.append(_Staged(pending, row, event))
+        parent_id = row["id"]
     return staged
 
 
@@ -303,7 +309,7 @@ async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict
                 "message.created",
                 now,
                 {
-                    "conversation_id": item.message.conversation_id,
+                    "conversation_id": item.event.conversation_id,
                     "message": item.event.message.model_dump(mode="json"),
                 },
             )
@@ -318,15 +324,6 @@ async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict
                 )
             )
     return rows
-
-
-def _row(entity: DeclarativeBase) -> dict[str, Any]:
-    """An entity's column values keyed by column name (`meta` is stored as `metadata`).
-    Every column is named, so the rows of one `executemany` agree; the builders above set
-    every column that has no NULL."""
-    return {
-        attr.columns[0].name: getattr(entity, attr.key) for attr in entity.__mapper__.column_attrs
-    }
 
 
 def _settle(pending: Pending, outcome: Written | BaseException) -> None:

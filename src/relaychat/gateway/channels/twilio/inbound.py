@@ -98,13 +98,13 @@ async def _accept(
         raise
     audit.user_id = accepted.owner_id
     audit.strategy = audit.strategy or accepted.strategy
-    audit.message_id = accepted.sent.message.id
+    audit.message_id = accepted.message.message_id
     await idempotency.finish(
         services.sessionmaker,
         key_ref,
         sid,
         200,
-        {"message_id": accepted.sent.message.id, "conversation_id": conversation_id},
+        {"message_id": accepted.message.message_id, "conversation_id": conversation_id},
     )
     finish(services, audit, status=200, outcome="accepted")
     return twiml()
