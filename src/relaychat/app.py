@@ -30,6 +30,7 @@ from relaychat.api.openapi import install_openapi
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
 from relaychat.gateway.channels.twilio import routes as twilio_routes
+from relaychat.gateway.direct import ExternalMessages
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
 from relaychat.services import Services
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_problem_handlers(app)
     install_openapi(app)
+    app.add_middleware(ExternalMessages)  # the gateway's hot path, before routing (direct.py)
     app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)

@@ -14,6 +14,10 @@ from relaychat.errors import AppError, MalformedJson, NotFound, PayloadTooLarge,
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+# The scope key under which `StorableInput` leaves a JSON body it parsed and accepted, so
+# what runs inside it (relaychat.gateway.direct) need not parse it again.
+JSON_BODY = "relaychat.json_body"
+
 
 class BodySizeLimit:
     """Refuse bodies over `max_bytes` with 413 before the app sees a byte of them.
@@ -96,8 +100,9 @@ def _refused_params(pairs: list[tuple[str, str]]) -> AppError | None:
     return None
 
 
-def _refused_json(body: bytes) -> AppError | None:
-    """Why a JSON body cannot be accepted: not UTF-8, not JSON, too deep, unstorable text."""
+def _parse_json(body: bytes) -> Any:
+    """The JSON body's value, or the AppError (returned, not raised) why it cannot be
+    accepted: not UTF-8, not JSON, too deep, unstorable text."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -112,7 +117,7 @@ def _refused_json(body: bytes) -> AppError | None:
         return MalformedJson(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field="body")
     refusal = find_unstorable(value)
     if refusal is None:
-        return None
+        return value
     if refusal.too_deep:
         return MalformedJson(f"JSON {refusal.reason}", field=refusal.field)
     return ValidationFailed(
@@ -161,15 +166,17 @@ class StorableInput:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body:
-            refused = (
-                _refused_params(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
-                if form
-                else _refused_json(body)
-            )
+        if body and form:
+            refused = _refused_params(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
             if refused is not None:
                 await send_problem(scope, send, refused)
                 return
+        elif body:
+            value = _parse_json(body)
+            if isinstance(value, AppError):
+                await send_problem(scope, send, value)
+                return
+            scope[JSON_BODY] = value
         await self.app(scope, replaying(body, receive), send)
 
 
