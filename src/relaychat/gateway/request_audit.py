@@ -52,7 +52,7 @@ class RequestAudit:
         return cls(
             started=time.perf_counter(),
             method=request.method,
-            path=request.url.path,
+            path=request.scope["path"],  # not request.url: that parses the whole URL
             client=request.client.host if request.client else None,
             conversation_id=conversation_id,
         )

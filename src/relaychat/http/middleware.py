@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from email.message import Message as MimeHeader
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -78,11 +77,11 @@ async def send_problem(scope: Scope, send: Send, error: AppError, *, close: bool
 
 
 def _media_type(scope: Scope) -> str:
+    """The Content-Type's media type, lower case, without parameters (RFC 9110 8.3.1)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            header = MimeHeader()
-            header["content-type"] = value.decode("latin-1")
-            return header.get_content_type()
+            # Split by hand: email.message's parser cost a tenth of a gateway request.
+            return value.partition(b";")[0].strip().lower().decode("latin-1")
     return ""
 
 
