@@ -78,6 +78,7 @@ async def send_problem(scope: Scope, send: Send, error: AppError, *, close: bool
 
 def _media_type(scope: Scope) -> str:
     """The Content-Type's media type, lower case, without parameters (RFC 9110 8.3.1)."""
+    value: bytes
     for name, value in scope["headers"]:
         if name == b"content-type":
             # Split by hand: email.message's parser cost a tenth of a gateway request.
