@@ -64,6 +64,7 @@ from bench.common import (
     cores,
     cpu_seconds,
     extra_env,
+    fake_upstream,
     first_error,
     make_user,
     open_events,
@@ -83,6 +84,14 @@ API_KEY = "bench-" + "9" * 58
 TEXT = "This is a test external message with structured content"
 BODY = json.dumps(
     {"role": "external", "content": [{"type": "text", "text": TEXT}], "respond": False}
+).encode()
+# With a reply: the conversation's model answers (the fake upstream, REPLY_TOKENS words as
+# fast as it can send them) and `Prefer: wait` holds the answer until the reply has ended,
+# so a request is the whole round: the message, the generation, every token relayed.
+REPLY_TOKENS = 20
+REPLY = " ".join(f"word{n}" for n in range(REPLY_TOKENS))
+REPLY_BODY = json.dumps(
+    {"role": "external", "content": [{"type": "text", "text": TEXT}], "respond": True}
 ).encode()
 MESSAGE_ID = re.compile(rb'"message_id":\s*"([^"]+)"')
 REPO = str(Path(__file__).resolve().parent.parent)  # for the servers to import bench.gateway
@@ -137,12 +146,12 @@ async def baseline_server(workdir: Path, cpus: set[int] | None) -> AsyncIterator
 # -- the load -----------------------------------------------------------------------------
 
 
-def raw_post(port: int, path: str, headers: dict[str, str]) -> bytes:
+def raw_post(port: int, path: str, headers: dict[str, str], body: bytes = BODY) -> bytes:
     """One whole request, built once: the client only writes it and reads the answer."""
     lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines += ["Content-Type: application/json", f"Content-Length: {len(BODY)}"]
-    return "\r\n".join(lines).encode() + b"\r\n\r\n" + BODY
+    lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
 
 
 @dataclass
@@ -188,13 +197,14 @@ class Load:
 
 async def drive(
     port: int,
-    request: bytes,
+    request: bytes | list[bytes],
     connections: int,
     seconds: float,
     pid: int,
     ids: list[bytes] | None = None,
 ) -> Load:
-    """`connections` keep-alive connections, each posting as soon as it is answered.
+    """`connections` keep-alive connections, each posting as soon as it is answered (with
+    a list of requests, connection n posts the n-th, round the list).
 
     Also notes how busy the server's core was with other processes meanwhile (the machine
     may be shared): its busy time from /proc/stat minus the server's own CPU.
@@ -204,7 +214,9 @@ async def drive(
     load = Load()
     latencies = load.latencies
 
-    async def worker(conn: Connection) -> None:
+    requests = request if isinstance(request, list) else [request]
+
+    async def worker(conn: Connection, request: bytes) -> None:
         write, response = conn.writer.write, conn.response
         while (started := time.perf_counter()) < deadline:
             write(request)
@@ -228,7 +240,9 @@ async def drive(
     deadline = begin + seconds
     try:
         async with asyncio.timeout(seconds + REQUEST_SECONDS):
-            await asyncio.gather(*(worker(conn) for conn in conns))
+            await asyncio.gather(
+                *(worker(conn, requests[n % len(requests)]) for n, conn in enumerate(conns))
+            )
     except TimeoutError:
         load.errors["no answer in 30 s"] += 1
     finally:
@@ -323,7 +337,7 @@ class Target:
 
     name: str
     proc: Proc
-    request: bytes
+    request: bytes | list[bytes]
     events: CreatedEvents | None = None
 
     async def phase(self, connections: int, seconds: float) -> Load:
@@ -342,6 +356,26 @@ async def relaychat_target(proc: Proc, name: str = "relaychat") -> Target:
     request = raw_post(proc.port, path, {"x-api-key": API_KEY})
     events = CreatedEvents(await open_events(proc.port, user.token))
     return Target(name, proc, request, events)
+
+
+async def reply_target(proc: Proc) -> Target:
+    """Another user with a conversation per connection (one sender each, as an SMS burst
+    from many numbers: one conversation's history, sent to the model with every message,
+    would grow by all of them), whose event stream sees the replies stream too."""
+    user = await make_user(proc.port, f"gateway-reply-{os.urandom(4).hex()}@example.com")
+    headers = {"x-api-key": API_KEY, "prefer": "wait=60"}
+    conn = await Connection.open(proc.port)
+    requests = []
+    try:
+        for _ in range(CONNECTIONS):
+            body = {"endpoint": "fake", "title": "bench"}
+            answer = await conn.request("POST", "/api/convos", json_body=body, token=user.token)
+            path = f"/api/messages/{answer.json()['conversation_id']}"
+            requests.append(raw_post(proc.port, path, headers, REPLY_BODY))
+    finally:
+        conn.close()
+    events = CreatedEvents(await open_events(proc.port, user.token))
+    return Target("relaychat, replying", proc, requests, events)
 
 
 def baseline_target(proc: Proc) -> Target:
@@ -604,7 +638,13 @@ def read_lines(path: Path) -> list[str] | None:
 
 
 async def profile(
-    target: Target, args: argparse.Namespace, workdir: Path, tag: str, connections: int
+    target: Target,
+    args: argparse.Namespace,
+    workdir: Path,
+    tag: str,
+    connections: int,
+    *,
+    blocking: bool | None = None,
 ) -> None:
     """py-spy on the server while it takes the load; prints the shares of samples.
 
@@ -620,7 +660,7 @@ async def profile(
         return
     out = workdir / f"profile-{tag}-{connections}.txt"
     seconds = max(3, round(args.seconds * 2))
-    blocking = connections == 1
+    blocking = connections == 1 if blocking is None else blocking
     spy = await asyncio.create_subprocess_exec(
         *command, "record", "--pid", str(target.proc.pid), "--rate", str(PROFILE_HZ),
         "--threads", "--gil", *([] if blocking else ["--nonblocking"]),
@@ -698,25 +738,35 @@ async def bench_backend(
 ) -> None:
     server_cpus, load_cpus = cores()
     print(f"\n=== {backend.name}: servers on cpu {server_cpus}, load generator on {load_cpus}")
-    async with relaychat_server(
-        backend, workdir, fake_port=free_port(), env=server_env_of(args)
-    ) as server:
+    fake = fake_upstream(workdir, cpus=load_cpus, reply=REPLY)
+    async with (
+        fake as upstream,
+        relaychat_server(
+            backend, workdir, fake_port=upstream.port, env=server_env_of(args)
+        ) as server,
+    ):
         target = await relaychat_target(server)
+        replying = await reply_target(server)
         base = baseline_target(baseline)
         pin(server.pid, server_cpus)
         pin(0, load_cpus)
-        pooled = {base.name: Load(), target.name: Load()}
+        sides = (base, target, replying)
+        pooled = {side.name: Load() for side in sides}
         try:
-            for side in (base, target):  # warm-up: imports, pools, caches
+            for side in sides:  # warm-up: imports, pools, caches
                 await side.phase(CONNECTIONS, 1.0)
             for _ in range(args.rounds):
-                for side in (base, target):
+                for side in sides:
                     pooled[side.name].add(await side.phase(CONNECTIONS, args.seconds))
             ended = target.events is not None and target.events.ended
             report(pooled[base.name], pooled[target.name], ended, backend.key)
+            report_replies(pooled[base.name], pooled[replying.name], backend.key)
             if args.profile:
                 for connections in (CONNECTIONS, 1):
                     await profile(target, args, workdir, backend.name, connections)
+                # Paused at each sample: whole stacks; a replying request is slow enough.
+                tag = f"{backend.name}-reply"
+                await profile(replying, args, workdir, tag, CONNECTIONS, blocking=True)
         finally:
             if target.events:
                 await target.events.close()
@@ -783,6 +833,20 @@ def report(base: Load, relay: Load, stream_ended: bool, backend: str) -> None:
         + ("(all arrived)" if not missing and not stream_ended else f"({missing} MISSING)")
         + (" - the stream ENDED (dropped as a slow consumer?)" if stream_ended else "")
     )
+
+
+def report_replies(base: Load, relay: Load, backend: str) -> None:
+    print(f"\n  with a reply of {REPLY_TOKENS} tokens (`respond: true`, `Prefer: wait`):")
+    print(table(["server", "requests", "req/s", "p50 ms", "p99 ms", "CPU/req us", "errors"], [
+        [name, load.requests, f"{load.rps:.0f}", f"{load.ms(0.5):.1f}", f"{load.ms(0.99):.1f}",
+         f"{cpu_us(load):.0f}", sum(load.errors.values())]
+        for name, load in (("bare FastAPI", base), ("relaychat, replying", relay))
+    ]))  # fmt: skip
+    if relay.errors:
+        print(f"  errors: {dict(relay.errors)}; first: {relay.first_error}")
+    ratio = relay.rps / base.rps if base.rps else 0.0
+    met = targets.record("gateway.reply_share", backend, ratio * 100)
+    print(f"  relaychat replying / baseline requests/s: {ratio:.1%}   {met}")
 
 
 # (label, counter names summed): rows of the split table.
