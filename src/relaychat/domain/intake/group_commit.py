@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relaychat.domain.ids import new_id
@@ -56,6 +56,32 @@ _OUTBOX = cast(Table, OutboxItem.__table__)
 _AUDIT = cast(Table, AuditEvent.__table__)
 _ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 
+
+# The statements of every batch, built once: building them per batch (expressions,
+# coercions, cache keys) cost more CPU than running them (bench.gateway --profile).
+_LOCK = (
+    update(_CONVERSATIONS)
+    .where(
+        _CONVERSATIONS.c.id == bindparam("cid"),
+        _CONVERSATIONS.c.user_id == bindparam("owner"),
+    )
+    .values(
+        updated_at=bindparam("now", type_=_CONVERSATIONS.c.updated_at.type),
+        unseen_external=_CONVERSATIONS.c.unseen_external + bindparam("unseen", type_=Integer),
+    )
+)
+_TIP = (
+    select(_MESSAGES.c.id, _MESSAGES.c.created_at)
+    .where(_MESSAGES.c.conversation_id == bindparam("cid"))
+    .order_by(_MESSAGES.c.created_at.desc(), _MESSAGES.c.id.desc())
+    .limit(1)
+)
+_ENDPOINTS_OF = select(
+    _ENDPOINTS.c.id, _ENDPOINTS.c.user_id, _ENDPOINTS.c.api_key_id, _ENDPOINTS.c.events
+).where(
+    webhooks.endpoint_scope(bindparam("owners", expanding=True), bindparam("keys", expanding=True)),
+    _ENDPOINTS.c.enabled,
+)
 
 # Queued by `close`: the writer stops once it reaches it.
 _STOP = object()
@@ -217,24 +243,11 @@ async def _chain(
     if len(mine) != len(batch):
         return None  # callers disagree on the owner: let each find out alone
     unseen = sum(1 for p in batch if p.unseen)
-    locked = await conn.execute(
-        update(_CONVERSATIONS)
-        .where(_CONVERSATIONS.c.id == conversation_id, _CONVERSATIONS.c.user_id == owner_id)
-        .values(
-            updated_at=utcnow(),
-            unseen_external=_CONVERSATIONS.c.unseen_external + unseen,
-        )
-    )
+    params = {"cid": conversation_id, "owner": owner_id, "now": utcnow(), "unseen": unseen}
+    locked = await conn.execute(_LOCK, params)
     if locked.rowcount != 1:
         return None
-    tip = (
-        await conn.execute(
-            select(_MESSAGES.c.id, _MESSAGES.c.created_at)
-            .where(_MESSAGES.c.conversation_id == conversation_id)
-            .order_by(_MESSAGES.c.created_at.desc(), _MESSAGES.c.id.desc())
-            .limit(1)
-        )
-    ).first()
+    tip = (await conn.execute(_TIP, {"cid": conversation_id})).first()
     parent_id: str | None = tip.id if tip is not None else None
     moment: datetime | None = tip.created_at if tip is not None else None
     staged: list[_Staged] = []
@@ -281,16 +294,8 @@ async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict
     `webhooks.emit` would queue them, for the whole batch with one query."""
     owners = {item.pending.owner_id for item in staged}
     key_ids = {item.pending.api_key_id for item in staged if item.pending.api_key_id}
-    endpoints = (
-        await conn.execute(
-            select(
-                _ENDPOINTS.c.id,
-                _ENDPOINTS.c.user_id,
-                _ENDPOINTS.c.api_key_id,
-                _ENDPOINTS.c.events,
-            ).where(webhooks.endpoint_scope(owners, key_ids), _ENDPOINTS.c.enabled)
-        )
-    ).all()
+    params = {"owners": list(owners), "keys": list(key_ids)}
+    endpoints = (await conn.execute(_ENDPOINTS_OF, params)).all()
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for item in staged:

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox, SecretUnreadable
@@ -228,11 +228,16 @@ async def check_encryption_key(session: AsyncSession, box: SecretBox) -> None:
             ) from exc
 
 
-def endpoint_scope(user_ids: Collection[str], key_ids: Collection[str]) -> ColumnElement[bool]:
+def endpoint_scope(
+    user_ids: Collection[str] | BindParameter[Any], key_ids: Collection[str] | BindParameter[Any]
+) -> ColumnElement[bool]:
     """The endpoints that hear of these users' and keys' events: each user's own endpoints
-    (those tied to no key) and the endpoints tied to one of the keys."""
+    (those tied to no key) and the endpoints tied to one of the keys. Either may be an
+    expanding bind parameter, for a statement built once (key_ids then always counts)."""
     scope = WebhookEndpoint.user_id.in_(user_ids) & WebhookEndpoint.api_key_id.is_(None)
-    return or_(scope, WebhookEndpoint.api_key_id.in_(key_ids)) if key_ids else scope
+    if isinstance(key_ids, BindParameter) or key_ids:
+        return or_(scope, WebhookEndpoint.api_key_id.in_(key_ids))
+    return scope
 
 
 def event_body(event_type: EventType, now: datetime, data: dict[str, Any]) -> str:
