@@ -53,6 +53,25 @@ async def test_ids_increase_per_user(bus: EventBus) -> None:
     assert [frame_of(e).id for e in received] == ids
 
 
+async def test_publish_many_is_publish_in_order(bus: EventBus) -> None:
+    """A batch (the group-commit writer's) reaches subscribers and the log as if each
+    event were published alone: in order, each user its own, ids increasing."""
+    batch = [("user-a" if n % 3 else "user-b", delta("c-1", str(n))) for n in range(30)]
+    async with bus.subscribe("user-a") as sub_a, bus.subscribe("user-b") as sub_b:
+        first = await bus.publish("user-a", delta("c-1", "before"))
+        ids = await bus.publish_many(batch)
+        got_a = await take(sub_a, 21)
+        got_b = await take(sub_b, 10)
+    assert texts(got_a) == ["before"] + [str(n) for n in range(30) if n % 3]
+    assert texts(got_b) == [str(n) for n in range(30) if not n % 3]
+    ids_of_a = [i for (user, _), i in zip(batch, ids, strict=True) if user == "user-a"]
+    assert [e.id for e in got_a[1:]] == ids_of_a
+    # A stream resumed from before the batch replays all of it from the log.
+    async with bus.subscribe("user-a", last_event_id=first) as resumed:
+        assert texts(await take(resumed, 20)) == [str(n) for n in range(30) if n % 3]
+    assert await bus.publish_many([]) == []
+
+
 async def test_same_frame_object_reaches_every_subscriber(bus: EventBus) -> None:
     async with (
         bus.subscribe("user-a") as one,

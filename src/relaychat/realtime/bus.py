@@ -6,7 +6,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -251,6 +251,11 @@ class EventBus(ABC):
     @abstractmethod
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Append `event` to `user_id`'s log and deliver it; return its id."""
+
+    async def publish_many(self, events: Sequence[tuple[str, BaseEvent]]) -> list[str]:
+        """`publish` each (user id, event) in order; their ids. A bus that can send them
+        together (Redis: one round trip) does; if it fails, none may have been delivered."""
+        return [await self.publish(user_id, event) for user_id, event in events]
 
     def subscribe(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -36,6 +37,10 @@ _MAX_BACKOFF = 5.0
 _START_TIMEOUT = 10.0
 # What XRANGE returns on a client without decode_responses (which __init__ insists on).
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def _text(event_id: Any) -> str:
+    return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
 
 
 class RedisEventBus(EventBus):
@@ -96,20 +101,37 @@ class RedisEventBus(EventBus):
 
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Append `event` to the user's stream and announce it to every worker; return its id."""
-        header = json.dumps([user_id, event.conversation_id, event.type])
         event_id = await self._publish_script(
-            keys=[self.log_key(user_id)],
-            args=[
-                self.log_size,
-                event.type,
-                event.conversation_id or "",
-                encode_body(event),
-                self.log_ttl_ms,
-                header,
-                self.channel,
-            ],
+            keys=[self.log_key(user_id)], args=self._publish_args(user_id, event)
         )
-        return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+        return _text(event_id)
+
+    async def publish_many(self, events: Sequence[tuple[str, BaseEvent]]) -> list[str]:
+        """The same script for each event, pipelined: one round trip for a batch (the
+        group-commit writer's), in order, as if published one by one."""
+        if len(events) < 2:
+            return await super().publish_many(events)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id, event in events:
+                await self._publish_script(
+                    keys=[self.log_key(user_id)],
+                    args=self._publish_args(user_id, event),
+                    client=pipe,
+                )
+            ids = await pipe.execute()
+        return [_text(event_id) for event_id in ids]
+
+    def _publish_args(self, user_id: str, event: BaseEvent) -> list[str | int | bytes]:
+        header = json.dumps([user_id, event.conversation_id, event.type])
+        return [
+            self.log_size,
+            event.type,
+            event.conversation_id or "",
+            encode_body(event),
+            self.log_ttl_ms,
+            header,
+            self.channel,
+        ]
 
     async def signal(self, channel: str, payload: dict[str, Any]) -> None:
         """Publish `payload` to the handlers of `channel` in every worker, this one included."""
