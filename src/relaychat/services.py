@@ -37,6 +37,7 @@ from relaychat.workers.key_last_used import KeyLastUsedWriter
 from relaychat.workers.outbox import Doorbell, OutboxWorker
 from relaychat.workers.retention import RetentionPolicy, RetentionSweeper
 from relaychat.workers.twilio import TwilioSender
+from relaychat.workers.wal_checkpoint import WalCheckpointer
 from relaychat.workers.webhook_sender import WebhookSender
 
 
@@ -70,6 +71,7 @@ class Services:
     # External messages into existing conversations: one transaction per batch.
     intake: GroupCommitWriter
     owners: ConversationOwners
+    checkpoints: WalCheckpointer
     owns_engine: bool = True
 
     @classmethod
@@ -81,7 +83,9 @@ class Services:
     ) -> Services:
         """Wire everything from settings; `engine` and `providers` may be lent (tests)."""
         owns_engine = engine is None
-        engine = engine or create_engine(settings.effective_database_url)
+        engine = engine or create_engine(
+            settings.effective_database_url, background_checkpoints=True
+        )
         doorbell = Doorbell()
         # Every session rings the outbox worker after a commit that enqueued a callback.
         sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring})
@@ -170,6 +174,7 @@ class Services:
             ),
             intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring),
             owners=ConversationOwners(),
+            checkpoints=WalCheckpointer(engine),
             owns_engine=owns_engine,
         )
 
@@ -184,6 +189,7 @@ class Services:
         self.intake.start()
         self.outbox.start()
         self.retention.start()
+        self.checkpoints.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
@@ -198,6 +204,7 @@ class Services:
         self.chat.agents.close()
         await self.keys.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
+        await self.checkpoints.close()  # after the last writer
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:
