@@ -3,16 +3,30 @@
 Through relaychat: from sending `POST /api/messages/{id}` to reading the first
 `message.delta` of that reply on the user's already-open `/api/events` stream. Baseline
 ("direct"): the same client, from sending a streaming chat-completions request straight to
-the fake upstream to reading its first content chunk. The same fake serves both, at the
-same concurrency and pacing, and the two alternate, so machine noise hits them alike.
+the fake upstream to reading its first content chunk. The same fake serves both, with the
+same replies at the same pacing; relaychat and direct take turns, so machine noise hits
+them alike. What is reported is the added time: relaychat's quantile minus direct's.
 
-- one stream: one user, replies of a few tokens, one after another;
-- 200 streams: 200 users, each with its own event stream, asking again as soon as its
-  reply ends (plus a few ms of jitter), replies of 40 tokens at 50 tokens/s.
+Issue 13's three rows (`bench.targets`):
 
-relaychat runs alone on one core; the fake upstream and this load generator on the other.
+- one (`ttft.one_p50`): one user, short replies one after another;
+- burst (`ttft.burst_p50`, `ttft.burst_p99`): 200 users with open event streams post in
+  the same instant (every request written in one go, on connections opened beforehand),
+  replies of 40 tokens at 50 tokens/s, over a few rounds; direct: 200 streaming requests
+  written in one go;
+- busy (`ttft.busy_p50`, `ttft.busy_p99`): 200 long replies stream at 50 tokens/s (their
+  starts spread over a few seconds, then a pause until all of them stream); meanwhile one
+  more user posts short messages one after another, each after the previous reply ended;
+  direct: the same 200 + 1 streams from the fake.
 
-    uv run python -m bench.ttft [--quick] [--backends sqlite,pg] [--streams 200]
+For relaychat the table also splits the time to the first delta at the POST's answer
+(202: the message and the generation's rows are committed) and at `generation.started` on
+the event stream. relaychat runs alone on one core; the fake upstream and this load
+generator on the other. `--profile` samples relaychat with py-spy during the burst rounds
+and the busy window (py-spy runs on the load generator's core, which slows the client a
+little: read those runs' latencies with that in mind).
+
+    uv run python -m bench.ttft [--quick] [--backends sqlite,pg] [--streams 200] [--profile]
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import targets
 from bench.common import (
     ALL_CPUS,
     REQUEST_SECONDS,
@@ -47,50 +62,77 @@ from bench.common import (
     fake_directive,
     fake_upstream,
     first_error,
+    load_average,
     make_users,
     percentile,
     pin,
+    profile_shares,
+    py_spy_record,
     relaychat_server,
     run,
     sse_events,
     table,
-    verdict,
     workspace,
 )
 
-TARGET_ONE_P50_MS = 2.0
-TARGET_LOAD_P50_MS = 25.0
-TARGET_LOAD_P99_MS = 60.0
-
 TOKEN_DELAY_MS = 20  # 50 tokens/s per stream
-LOAD_TOKENS = 40
-LOAD_REPLY = " ".join(f"word{i}" for i in range(LOAD_TOKENS))
+BURST_TOKENS = 40
+BURST_REPLY = " ".join(f"word{i}" for i in range(BURST_TOKENS))
 ONE_REPLY = "Hello there, friend."
-THINK_MS = 20  # a stream waits 0..THINK_MS before asking again
 SEED_TEXT = "seed"
+# Busy: the 200 starts are spread over BUSY_RAMP seconds; once all stream, a pause, then
+# the probe user posts for the window. The long replies last the ramp, the window and a
+# margin for relaychat's lag, so none ends while the probe measures.
+BUSY_RAMP = 4.0
+BUSY_SETTLE = 1.0
+BUSY_MARGIN = 12.0
+PROBE_THINK = (0.02, 0.08)  # seconds between a probe reply's end and the next post
 # uvicorn closes keep-alive connections idle for 5 s; reconnect (untimed) before that.
 REOPEN_IDLE_SECONDS = 4.0
+ERRORS = (OSError, RuntimeError, TimeoutError, asyncio.IncompleteReadError)
+
+
+@dataclass(slots=True)
+class Sample:
+    """One reply's times, in seconds from sending its request."""
+
+    first: float  # first text delta (relaychat) or content chunk (direct)
+    answered: float | None = None  # relaychat: the POST's answer (202)
+    started: float | None = None  # relaychat: generation.started on the event stream
 
 
 @dataclass
 class Scenario:
-    """One way of getting a reply, for one stream; `round()` returns the TTFT in seconds."""
+    """One way of getting a reply, for one user: `start()` writes the request (returns when,
+    by perf_counter), `finish(t0)` reads until the reply ended. `on_first` is called when
+    the first token arrived."""
 
     prompt: str
     port: int
     conn: Connection | None = None
     used: float = 0.0
+    on_first: Callable[[], None] | None = None
 
-    async def round(self) -> float:
-        raise NotImplementedError
-
-    async def connection(self) -> Connection:
-        """The stream's keep-alive connection, reopened when the server may have closed it."""
+    async def prepare(self) -> None:
+        """Open (or reopen, when the server may have closed it) the keep-alive connection."""
         if self.conn is not None and time.monotonic() - self.used > REOPEN_IDLE_SECONDS:
             await self.close()
         if self.conn is None:
             self.conn = await Connection.open(self.port)
-        return self.conn
+
+    def start(self) -> float:
+        raise NotImplementedError
+
+    async def finish(self, t0: float) -> Sample:
+        raise NotImplementedError
+
+    async def round(self) -> Sample:
+        await self.prepare()
+        return await self.finish(self.start())
+
+    def first_seen(self) -> None:
+        if self.on_first is not None:
+            self.on_first()
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -116,38 +158,40 @@ class Direct(Scenario):
         }
         self.body = json.dumps(request).encode()
 
-    async def round(self) -> float:
-        conn = await self.connection()
+    def start(self) -> float:
+        assert self.conn is not None
+        t0 = time.perf_counter()
+        self.conn.send(
+            "POST",
+            "/v1/chat/completions",
+            body=self.body,
+            headers={"Authorization": "Bearer fake-key"},
+        )
+        return t0
+
+    async def finish(self, t0: float) -> Sample:
+        assert self.conn is not None
+        conn = self.conn
+        first: float | None = None
         try:
-            async with asyncio.timeout(REQUEST_SECONDS):
-                t0 = time.perf_counter()
-                conn.send(
-                    "POST",
-                    "/v1/chat/completions",
-                    body=self.body,
-                    headers={"Authorization": "Bearer fake-key"},
-                )
+            async with asyncio.timeout(REQUEST_SECONDS * 4):
                 status, _ = await conn.head()
                 if status != 200:
                     raise RuntimeError(f"fake answered {status}")
-                first: float | None = None
                 async for event in sse_events(conn):
-                    if event.data == b"[DONE]":
+                    if first is not None or event.data == b"[DONE]":
                         continue
                     chunk = json.loads(event.data)
-                    if (
-                        first is None
-                        and chunk["choices"]
-                        and chunk["choices"][0]["delta"].get("content")
-                    ):
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                         first = event.at
+                        self.first_seen()
             self.used = time.monotonic()
         except BaseException:
             await self.close()
             raise
         if first is None:
             raise RuntimeError("no content chunk")
-        return first - t0
+        return Sample(first - t0)
 
 
 @dataclass
@@ -157,21 +201,24 @@ class Relayed(Scenario):
     user: BenchUser | None = None
     listener: Listener | None = None
 
-    async def round(self) -> float:
-        assert self.user is not None and self.listener is not None
-        conn = await self.connection()
+    def start(self) -> float:
+        assert self.user is not None and self.conn is not None
         body = {"text": self.prompt, "parent_message_id": self.user.seed_message_id}
+        headers = {"Authorization": f"Bearer {self.user.token}"}
+        t0 = time.perf_counter()
+        self.conn.send(
+            "POST",
+            f"/api/messages/{self.user.conversation_id}",
+            body=json.dumps(body).encode(),
+            headers=headers,
+        )
+        return t0
+
+    async def finish(self, t0: float) -> Sample:
+        assert self.listener is not None and self.conn is not None
         try:
-            t0 = time.perf_counter()
-            response = await asyncio.wait_for(
-                conn.request(
-                    "POST",
-                    f"/api/messages/{self.user.conversation_id}",
-                    json_body=body,
-                    token=self.user.token,
-                ),
-                REQUEST_SECONDS,
-            )
+            response = await asyncio.wait_for(self.conn.response(), REQUEST_SECONDS)
+            answered = time.perf_counter()
             self.used = time.monotonic()
         except BaseException:
             await self.close()
@@ -179,31 +226,61 @@ class Relayed(Scenario):
         message_id = expect(response, 202, "post message")["response_message_id"]
         try:
             first = await self.listener.wait("message.delta", message_id)
-            await self.listener.completed(message_id)
+            self.first_seen()
+            started = await self.listener.wait("generation.started", message_id)
+            # Long replies outlast the listener's default limit.
+            await self.listener.wait("end", message_id, REQUEST_SECONDS * 4)
+            if self.listener.ends.get(message_id) != "message.completed":
+                raise RuntimeError(f"reply {message_id} failed")
         finally:
             self.listener.forget(message_id)
-        return first - t0
+        return Sample(first - t0, answered - t0, started - t0)
 
 
 @dataclass
 class PhaseResult:
-    samples: list[float] = field(default_factory=list)  # seconds
+    samples: list[Sample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    in_flight: list[int] = field(default_factory=list)  # sampled concurrency
-    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group
     wall: float = 0.0
+    loads: list[float] = field(default_factory=list)  # 1-minute load average, per phase
+    notes: list[str] = field(default_factory=list)
 
     def add(self, other: PhaseResult) -> None:
         self.samples += other.samples
         self.errors += other.errors
-        self.in_flight += other.in_flight
         for name, seconds in other.cpu.items():
             self.cpu[name] = self.cpu.get(name, 0.0) + seconds
         self.wall += other.wall
+        self.loads += other.loads
+        self.notes += other.notes
+
+    def firsts(self) -> list[float]:
+        return [s.first for s in self.samples]
 
     def load(self, name: str) -> str:
-        """CPU use of a process during the phase, in % of one core."""
+        """CPU use of a process group during the phase, in % of one core."""
         return f"{self.cpu[name] / self.wall * 100:.0f}%" if self.wall and name in self.cpu else "-"
+
+
+@contextlib.asynccontextmanager
+async def measured(result: PhaseResult, pids: dict[str, list[int]]) -> AsyncIterator[None]:
+    """Record the wall time of the block, the CPU time of each group, the load average."""
+    gc.collect()
+    before = {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
+    started = time.perf_counter()
+    yield
+    result.wall += time.perf_counter() - started
+    for name, group in pids.items():
+        result.cpu[name] = sum(cpu_seconds(p) for p in group) - before[name]
+    result.loads.append(os.getloadavg()[0])
+
+
+def failed(result: PhaseResult, exc: BaseException) -> None:
+    result.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+# -- the three ways of asking ------------------------------------------------------------
 
 
 async def one_stream(scenario: Scenario, rounds: int, result: PhaseResult) -> None:
@@ -211,90 +288,114 @@ async def one_stream(scenario: Scenario, rounds: int, result: PhaseResult) -> No
     for _ in range(rounds):
         try:
             result.samples.append(await scenario.round())
-        except (OSError, RuntimeError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            result.errors.append(f"{type(exc).__name__}: {exc}")
+        except ERRORS as exc:
+            failed(result, exc)
     await scenario.close()
 
 
-@contextlib.asynccontextmanager
-async def measured(result: PhaseResult, pids: dict[str, list[int]]) -> AsyncIterator[None]:
-    """Record the wall time of the block and the CPU time of each group of processes."""
-    before = {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
-    started = time.perf_counter()
-    yield
-    result.wall += time.perf_counter() - started
-    for name, group in pids.items():
-        result.cpu[name] = sum(cpu_seconds(p) for p in group) - before[name]
+async def burst(scenarios: list[Scenario], result: PhaseResult) -> None:
+    """Every scenario's request written in one go (no await between them), then read."""
+    opened = await asyncio.gather(*(s.prepare() for s in scenarios), return_exceptions=True)
+    for outcome in opened:
+        if isinstance(outcome, BaseException):
+            failed(result, outcome)
+    ready = [s for s, outcome in zip(scenarios, opened, strict=True) if outcome is None]
+    starts = [s.start() for s in ready]
+    outcomes = await asyncio.gather(
+        *(s.finish(t0) for s, t0 in zip(ready, starts, strict=True)), return_exceptions=True
+    )
+    for sample in outcomes:
+        if isinstance(sample, Sample):
+            result.samples.append(sample)
+        else:
+            failed(result, sample)
+    result.notes.append(f"{(starts[-1] - starts[0]) * 1000:.1f} ms to write {len(starts)}")
 
 
-async def many_streams(
-    scenarios: list[Scenario],
-    rounds: int,
-    warmup: int,
-    period: float,
+async def busy(
+    background: list[Scenario],
+    probe: Scenario,
+    window: float,
+    result: PhaseResult,
     *,
     seed: int,
-    result: PhaseResult,
+    during_window: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None,
 ) -> None:
-    """Each scenario asks `warmup + rounds` times; starts are spread over one `period`."""
+    """The probe's replies, one after another for `window` seconds, while every background
+    scenario streams one long reply (started spread over BUSY_RAMP seconds)."""
     rng = random.Random(seed)
-    state = {"in_flight": 0, "running": len(scenarios), "started": 0}
+    streaming = 0
+    all_streaming = asyncio.Event()
+    ended = asyncio.Event()
 
-    async def loop(index: int, scenario: Scenario) -> None:
-        await asyncio.sleep(period * index / len(scenarios))
-        state["started"] += 1
+    def first() -> None:
+        nonlocal streaming
+        streaming += 1
+        if streaming == len(background):
+            all_streaming.set()
+
+    async def one(index: int, scenario: Scenario) -> None:
+        scenario.on_first = first
+        await asyncio.sleep(BUSY_RAMP * index / len(background))
         try:
-            for round_ in range(warmup + rounds):
-                state["in_flight"] += 1
-                try:
-                    value = await scenario.round()
-                except (OSError, RuntimeError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
-                else:
-                    if round_ >= warmup:
-                        result.samples.append(value)
-                finally:
-                    state["in_flight"] -= 1
-                await asyncio.sleep(rng.uniform(0, THINK_MS / 1000))
+            await scenario.round()
+        except ERRORS as exc:
+            failed(result, exc)
         finally:
-            state["running"] -= 1
+            ended.set()
             await scenario.close()
 
-    async def sample() -> None:
-        while state["running"] == len(scenarios):
-            await asyncio.sleep(0.05)
-            # From when every stream has started to when the first one is done.
-            if state["started"] == len(scenarios):
-                result.in_flight.append(state["in_flight"])
+    tasks = [asyncio.create_task(one(i, s)) for i, s in enumerate(background)]
+    try:
+        ramp_started = time.perf_counter()
+        waiters = [asyncio.create_task(all_streaming.wait()), asyncio.create_task(ended.wait())]
+        try:
+            async with asyncio.timeout(REQUEST_SECONDS * 2):
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        result.notes.append(
+            f"all {streaming} streaming {time.perf_counter() - ramp_started:.1f} s after the "
+            "first start"
+        )
+        await asyncio.sleep(BUSY_SETTLE)
+        async with during_window() if during_window else contextlib.nullcontext():
+            deadline = time.perf_counter() + window
+            while time.perf_counter() < deadline and not ended.is_set():
+                try:
+                    result.samples.append(await probe.round())
+                except ERRORS as exc:
+                    failed(result, exc)
+                await asyncio.sleep(rng.uniform(*PROBE_THINK))
+        if ended.is_set():
+            result.notes.append("a background reply ended before the window did")
+        await probe.close()
+    finally:
+        async with asyncio.timeout(REQUEST_SECONDS * 4):
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    limit = (warmup + rounds) * period * 6 + 60
-    async with asyncio.timeout(limit):
-        sampler = asyncio.create_task(sample())
-        await asyncio.gather(*(loop(i, s) for i, s in enumerate(scenarios)))
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+
+# -- reporting ----------------------------------------------------------------------------
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f}"
+    return f"{seconds * 1000:.1f}" if seconds < 1 else f"{seconds * 1000:.0f}"
 
 
-def summarize(title: str, pooled: dict[str, PhaseResult], targets: dict[float, float]) -> None:
-    """p50/p99 both ways, the overhead, and the verdicts."""
+def summarize(
+    title: str, pooled: dict[str, PhaseResult], rows: dict[str, float], backend: Backend
+) -> None:
+    """Both sides' quantiles, relaychat's split, and each row's added time, recorded."""
     direct, relayed = pooled["direct"], pooled["relaychat"]
-    rows = []
+    lines = []
     for name, result in pooled.items():
-        s = result.samples
-        concurrency = (
-            f"{sum(result.in_flight) / len(result.in_flight):.0f}" if result.in_flight else "-"
-        )
-        rows.append(
+        s = result.firsts()
+        lines.append(
             [
                 name,
                 len(s),
                 len(result.errors),
-                concurrency,
                 ms(percentile(s, 0.5)) if s else "-",
                 ms(percentile(s, 0.99)) if s else "-",
                 ms(max(s)) if s else "-",
@@ -302,43 +403,132 @@ def summarize(title: str, pooled: dict[str, PhaseResult], targets: dict[float, f
                 result.load("fake+client"),
             ]
         )
-    print(f"\n{title}")
-    headers = ["path", "replies", "errors", "streams", "p50 ms", "p99 ms", "max ms"]
-    print(table([*headers, "relaychat CPU", "fake+client CPU"], rows))
+    heads = ["path", "replies", "errors", "p50 ms", "p99 ms", "max ms", "relaychat CPU"]
+    loads = direct.loads + relayed.loads
+    print(f"\n{title}   ({load_average()}; per phase {min(loads):.2f}..{max(loads):.2f})")
+    print(table([*heads, "fake+client CPU"], lines))
+    marks: list[tuple[str, Callable[[Sample], float | None]]] = [
+        ("POST answered (202)", lambda s: s.answered),
+        ("generation.started read", lambda s: s.started),
+        ("first delta read", lambda s: s.first),
+    ]
+    split = [
+        (label, [v for s in relayed.samples if (v := pick(s)) is not None]) for label, pick in marks
+    ]
+    if relayed.samples:
+        print(
+            table(
+                ["relaychat, from the POST", "p50 ms", "p99 ms"],
+                [[label, ms(percentile(v, 0.5)), ms(percentile(v, 0.99))] for label, v in split],
+            )
+        )
     for name, result in pooled.items():
         if result.errors:
-            print(f"  {name} errors, first: {result.errors[0]}")
+            print(f"  {name}: {len(result.errors)} errors, the first: {result.errors[0]}")
+        for note in sorted(set(result.notes)):
+            print(f"  {name}: {note}")
     if not (direct.samples and relayed.samples):
+        print("  no samples on one side: nothing recorded")
         return
-    for fraction, target in targets.items():
-        base = percentile(direct.samples, fraction)
-        value = percentile(relayed.samples, fraction)
-        label = f"p{round(fraction * 100)}"
-        print(
-            f"  overhead {label}: {ms(value - base)} ms (relaychat {ms(value)} / direct "
-            f"{ms(base)} = x{value / base:.1f})   target <= {target:g} ms: "
-            f"{verdict((value - base) * 1000, target)}"
+    for key, fraction in rows.items():
+        base = percentile(direct.firsts(), fraction)
+        value = percentile(relayed.firsts(), fraction)
+        added = (value - base) * 1000
+        detail = (
+            f"relaychat {ms(value)} - direct {ms(base)} ms, {len(relayed.samples)} replies, "
+            f"load {min(loads):.1f}..{max(loads):.1f}"
         )
+        verdict = targets.record(key, backend.key, added, detail)
+        print(f"  {key}: added {added:.1f} ms ({detail})   {verdict}")
+
+
+# py-spy frames read "function (path/to/file.py:line)"; a label counts the samples with any
+# of its substrings somewhere on the stack (the shares overlap).
+PROFILE_LABELS: list[tuple[str, tuple[str, ...]]] = [
+    ("POST /api/messages (api/messages.py post)", ("post (relaychat/api/messages.py",)),
+    ("  get_current_user", ("get_current_user (relaychat/",)),
+    ("  get_owned_conversation", ("get_owned_conversation (relaychat/",)),
+    ("  chat.send_message", ("send_message (relaychat/domain/messaging/chat.py",)),
+    ("generation task (runner._run)", ("_run (relaychat/domain/answering/runner.py",)),
+    ("  provider stream (adapter, HTTP client)", ("stream (relaychat/llm/base.py",)),
+    ("  end of a generation (_end_completed)", ("_end_completed (relaychat/",)),
+    ("delta publishing (DeltaPublisher._drain)", ("_drain (relaychat/domain/answering/",)),
+    ("heartbeat (save_progress, sweep_orphans)", ("save_progress (", "sweep_orphans (")),
+    ("event streams (realtime/sse.py)", ("(relaychat/realtime/sse.py",)),
+    ("event bus (realtime/bus.py, redis_bus.py)", ("realtime/bus.py", "realtime/redis_bus.py")),
+    ("SQLAlchemy", ("(sqlalchemy/",)),
+    ("DB driver (aiosqlite, sqlite3, asyncpg)", ("(aiosqlite/", "(sqlite3/", "(asyncpg/")),
+    ("HTTP client (openai, httpx2, httpcore)", ("(openai/", "(httpx", "(httpcore")),
+    ("pydantic (Python frames only)", ("(pydantic",)),
+    ("uvicorn, starlette, fastapi", ("(uvicorn/", "(starlette/", "(fastapi/")),
+    ("Redis client", ("(redis/",)),
+    ("logging", ("(logging/",)),
+]
+# The callees of these frames, to see what inside them costs what.
+PROFILE_CHILDREN = [
+    "post (relaychat/api/messages.py",
+    "_user_for_token (relaychat/",
+    "send_message (relaychat/domain/messaging/chat.py",
+    "_job (relaychat/domain/messaging/chat.py",
+    "_model_step (relaychat/domain/answering/agent_loop.py",
+    "_finalize (relaychat/domain/answering/runner.py",
+    "save_progress (relaychat/",
+]
+
+
+def children(lines: list[str], parent: str, top: int = 12) -> str:
+    """Shares of the samples under frame `parent`, by the frame it called (itself: 'self')."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not (stack and count.isdigit()):
+            continue
+        frames = stack.split(";")
+        at = next((i for i, f in enumerate(frames) if parent in f), None)
+        if at is None:
+            continue
+        callee = frames[at + 1].split(" (")[0] if at + 1 < len(frames) else "(self)"
+        counts[callee] = counts.get(callee, 0) + int(count)
+    total = sum(counts.values())
+    if not total:
+        return f"  (no samples under {parent})"
+    rows = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return table(
+        [f"under {parent.split(' (')[0]}: callee", f"of its {total}"],
+        [[name[:90], f"{n / total:.0%}"] for name, n in rows],
+    )
+
+
+def print_profile(title: str, paths: list[Path], seconds: float) -> None:
+    lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
+    print(f"\n  py-spy of relaychat, {title} (--gil --nonblocking at 100 Hz, {seconds:.0f} s):")
+    print(profile_shares(lines, PROFILE_LABELS))
+    for parent in PROFILE_CHILDREN:
+        print("\n" + children(lines, parent))
+
+
+# -- the run ------------------------------------------------------------------------------
 
 
 async def bench_backend(
     backend: Backend, args: argparse.Namespace, fake: Proc, workdir: Path
 ) -> None:
     server_cpus, load_cpus = cores()
-    streams = args.streams
     print(f"\n=== {backend.name}: relaychat on cpu {server_cpus}, fake + client on {load_cpus}")
     async with relaychat_server(
         backend, workdir, fake_port=fake.port, env=extra_env(args)
     ) as server:
         started = time.monotonic()
-        users = await make_users(server.port, streams)
-        print(f"  {streams} users signed in ({time.monotonic() - started:.1f} s)")
+        users = await make_users(server.port, args.streams + 1)  # the last one probes
+        print(f"  {len(users)} users signed in ({time.monotonic() - started:.1f} s)")
         pin(server.pid, server_cpus)
         pin(0, load_cpus)
         listeners = await bounded((Listener.open(server.port, u.token) for u in users), 32)
         try:
-            pids = {"relaychat": [server.pid], "fake+client": [fake.pid, os.getpid()]}
-            await run_scenarios(args, fake.port, server.port, users, listeners, pids)
+            bench = Bench(args, backend, fake, server, users, listeners, workdir)
+            await bench.one()
+            await bench.burst()
+            await bench.busy()
         finally:
             for listener in listeners:
                 await listener.close()
@@ -348,79 +538,133 @@ async def bench_backend(
                 print(f"  the server logged errors; the first:\n{error}")
 
 
-async def run_scenarios(
-    args: argparse.Namespace,
-    fake_port: int,
-    server_port: int,
-    users: list[BenchUser],
-    listeners: list[Listener],
-    pids: dict[str, list[int]],
-) -> None:
-    one_prompt = fake_directive(reply=ONE_REPLY, token_delay_ms=1) + "\nHello"
-    load_prompt = fake_directive(reply=LOAD_REPLY, token_delay_ms=TOKEN_DELAY_MS) + "\nHello"
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    backend: Backend
+    fake: Proc
+    server: Proc
+    users: list[BenchUser]
+    listeners: list[Listener]
+    workdir: Path
 
-    def direct(prompt: str) -> Direct:
-        return Direct(prompt=prompt, port=fake_port)
+    @property
+    def pids(self) -> dict[str, list[int]]:
+        return {"relaychat": [self.server.pid], "fake+client": [self.fake.pid, os.getpid()]}
 
-    def relayed(prompt: str, index: int) -> Relayed:
-        return Relayed(
-            prompt=prompt, port=server_port, user=users[index], listener=listeners[index]
+    def make(self, side: str, prompt: str, index: int) -> Scenario:
+        if side == "direct":
+            return Direct(prompt=prompt, port=self.fake.port)
+        user, listener = self.users[index], self.listeners[index]
+        return Relayed(prompt=prompt, port=self.server.port, user=user, listener=listener)
+
+    def profiled(
+        self, name: str, paths: list[Path]
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        if not self.args.profile:
+            return contextlib.nullcontext()
+        path = self.workdir / f"profile-{self.backend.key}-{name}-{len(paths)}.txt"
+        paths.append(path)
+        return py_spy_record(self.server.pid, path)
+
+    async def one(self) -> None:
+        """One user, short replies one after another, in alternating blocks."""
+        prompt = fake_directive(reply=ONE_REPLY, token_delay_ms=1) + "\nHello"
+        blocks, per_block = (4, 25) if self.args.quick else (8, 40)
+        pooled = {"direct": PhaseResult(), "relaychat": PhaseResult()}
+        for block in range(blocks + 1):  # the first block of each side is a warm-up
+            for side, total in pooled.items():
+                result = PhaseResult()
+                async with measured(result, self.pids):
+                    await one_stream(self.make(side, prompt, 0), per_block, result)
+                if block:
+                    total.add(result)
+        title = f"one reply at a time, {len(ONE_REPLY.split())} tokens"
+        summarize(title, pooled, {"ttft.one_p50": 0.5}, self.backend)
+
+    async def burst(self) -> None:
+        """All users post in the same instant; rounds alternate with the direct ones."""
+        n = self.args.streams
+        prompt = fake_directive(reply=BURST_REPLY, token_delay_ms=TOKEN_DELAY_MS) + "\nHello"
+        rounds = 3 if self.args.quick else 5
+        pooled = {"direct": PhaseResult(), "relaychat": PhaseResult()}
+        paths: list[Path] = []
+        profiled = 0.0
+        for round_ in range(rounds + 1):  # the first round of each side is a warm-up
+            for side, total in pooled.items():
+                scenarios = [self.make(side, prompt, i) for i in range(n)]
+                result = PhaseResult()
+                watch = side == "relaychat" and round_ > 0
+                spy = self.profiled("burst", paths) if watch else contextlib.nullcontext()
+                async with spy, measured(result, self.pids):
+                    await burst(scenarios, result)
+                if watch:
+                    profiled += result.wall
+                for scenario in scenarios:
+                    await scenario.close()
+                if round_:
+                    total.add(result)
+                await asyncio.sleep(1.0)  # the replies' ends are written
+        title = (
+            f"{n} replies started in the same instant, {BURST_TOKENS} tokens at "
+            f"{1000 // TOKEN_DELAY_MS} tokens/s, {rounds} rounds"
         )
+        summarize(title, pooled, {"ttft.burst_p50": 0.5, "ttft.burst_p99": 0.99}, self.backend)
+        if paths:
+            print_profile(f"during the {rounds} relaychat burst rounds", paths, profiled)
 
-    factories: dict[str, Callable[[str, int], Scenario]] = {
-        "direct": lambda prompt, _i: direct(prompt),
-        "relaychat": relayed,
-    }
-
-    # One stream, in alternating blocks (the first block of each is a warm-up).
-    blocks, per_block = (4, 25) if args.quick else (8, 40)
-    pooled = {name: PhaseResult() for name in factories}
-    for block in range(blocks + 1):
-        for name, make in factories.items():
-            gc.collect()
-            result = PhaseResult()
-            async with measured(result, pids):
-                await one_stream(make(one_prompt, 0), per_block, result)
-            if block:
-                pooled[name].add(result)
-    for result in pooled.values():
-        result.in_flight = [1]
-    summarize(
-        f"one stream, {len(ONE_REPLY.split())}-token replies",
-        pooled,
-        {0.5: TARGET_ONE_P50_MS, 0.99: float("inf")},
-    )
-
-    # Many streams at 50 tokens/s, alternating phases.
-    n = len(users)
-    repeats, rounds = (1, 4) if args.quick else (2, 6)
-    period = LOAD_TOKENS * TOKEN_DELAY_MS / 1000
-    pooled = {name: PhaseResult() for name in factories}
-    for repeat in range(repeats):
-        for name, make in factories.items():
-            gc.collect()
-            scenarios = [make(load_prompt, i) for i in range(n)]
-            result = PhaseResult()
-            async with measured(result, pids):
-                await many_streams(scenarios, rounds, 1, period, seed=repeat, result=result)
-            pooled[name].add(result)
-    summarize(
-        f"{n} streams, {LOAD_TOKENS}-token replies at {1000 // TOKEN_DELAY_MS} tokens/s",
-        pooled,
-        {0.5: TARGET_LOAD_P50_MS, 0.99: TARGET_LOAD_P99_MS},
-    )
+    async def busy(self) -> None:
+        """One user's new messages while the others' replies stream, alternating sides."""
+        n = self.args.streams
+        window = 10.0 if self.args.quick else 15.0
+        repeats = 1 if self.args.quick else 2
+        tokens = round((BUSY_RAMP + BUSY_SETTLE + window + BUSY_MARGIN) * 1000 / TOKEN_DELAY_MS)
+        reply = " ".join(f"w{i}" for i in range(tokens))
+        long_prompt = fake_directive(reply=reply, token_delay_ms=TOKEN_DELAY_MS) + "\nHello"
+        probe_prompt = fake_directive(reply=ONE_REPLY, token_delay_ms=TOKEN_DELAY_MS) + "\nHi"
+        pooled = {"direct": PhaseResult(), "relaychat": PhaseResult()}
+        paths: list[Path] = []
+        for repeat in range(repeats):
+            for side, total in pooled.items():
+                background = [self.make(side, long_prompt, i) for i in range(n)]
+                probe = self.make(side, probe_prompt, n)
+                result = PhaseResult()
+                watch = side == "relaychat"
+                async with measured(result, self.pids):
+                    await busy(
+                        background,
+                        probe,
+                        window,
+                        result,
+                        seed=repeat,
+                        during_window=(lambda: self.profiled("busy", paths)) if watch else None,
+                    )
+                total.add(result)
+                await asyncio.sleep(1.0)
+        title = (
+            f"one user's new messages while {n} replies stream at "
+            f"{1000 // TOKEN_DELAY_MS} tokens/s, {repeats} x {window:.0f} s windows"
+        )
+        summarize(title, pooled, {"ttft.busy_p50": 0.5, "ttft.busy_p99": 0.99}, self.backend)
+        if paths:
+            print_profile("during the relaychat busy windows", paths, window * repeats)
 
 
 async def main(args: argparse.Namespace) -> None:
     with workspace("ttft") as workdir:
         _, load_cpus = cores()
+        print(f"  {load_average()} at the start")
         async with fake_upstream(workdir, cpus=load_cpus) as fake, backends(args) as chosen:
             for backend in chosen:
                 await bench_backend(backend, args, fake, workdir)
+        print(f"\n  {load_average()} at the end")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, default_backends="sqlite,pg")
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample relaychat with py-spy (burst, busy)"
+    )
     run(main, parser.parse_args())
