@@ -313,6 +313,12 @@ def _write_config(path: Path, fake_port: int) -> None:
     )
 
 
+def write_config(path: Path, fake_port: int) -> None:
+    """The server config `relaychat_server` writes (the fake as endpoint `fake`), for a
+    benchmark that starts its server another way."""
+    _write_config(path, fake_port)
+
+
 def server_env(backend: Backend, data_dir: Path, config: Path) -> dict[str, str]:
     """The environment of a server on `backend` (nothing from the developer's own setup)."""
     return live.server_env(backend, data_dir, backend.redis_prefix, config=config)

@@ -38,6 +38,10 @@ import gc
 import json
 import os
 import random
+import shutil
+import signal
+import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -55,6 +59,7 @@ from bench.common import (
     add_common_args,
     backends,
     bounded,
+    child,
     cores,
     cpu_seconds,
     expect,
@@ -70,10 +75,13 @@ from bench.common import (
     py_spy_record,
     relaychat_server,
     run,
+    server_env,
     sse_events,
     table,
     workspace,
+    write_config,
 )
+from tests.support.live import HOST, free_port
 
 TOKEN_DELAY_MS = 20  # 50 tokens/s per stream
 BURST_TOKENS = 40
@@ -85,7 +93,7 @@ SEED_TEXT = "seed"
 # margin for relaychat's lag, so none ends while the probe measures.
 BUSY_RAMP = 4.0
 BUSY_SETTLE = 1.0
-BUSY_MARGIN = 12.0
+BUSY_MARGIN = 10.0
 PROBE_THINK = (0.02, 0.08)  # seconds between a probe reply's end and the next post
 # uvicorn closes keep-alive connections idle for 5 s; reconnect (untimed) before that.
 REOPEN_IDLE_SECONDS = 4.0
@@ -97,8 +105,12 @@ class Sample:
     """One reply's times, in seconds from sending its request."""
 
     first: float  # first text delta (relaychat) or content chunk (direct)
+    sent: float = 0.0  # perf_counter() when the request was written
     answered: float | None = None  # relaychat: the POST's answer (202)
     started: float | None = None  # relaychat: generation.started on the event stream
+    message_id: str | None = None  # relaychat: the reply's id
+    # No first token within the wait: `first` is how long it was waited for (a lower bound).
+    timed_out: bool = False
 
 
 @dataclass
@@ -112,11 +124,19 @@ class Scenario:
     conn: Connection | None = None
     used: float = 0.0
     on_first: Callable[[], None] | None = None
+    t0: float = 0.0  # when the current request was written
+    got_first: bool = False
+    failed_at: float = 0.0
+
+    def begin(self) -> float:
+        self.t0, self.got_first = time.perf_counter(), False
+        return self.t0
 
     async def prepare(self) -> None:
         """Open (or reopen, when the server may have closed it) the keep-alive connection."""
         if self.conn is not None and time.monotonic() - self.used > REOPEN_IDLE_SECONDS:
             await self.close()
+        self.t0 = 0.0
         if self.conn is None:
             self.conn = await Connection.open(self.port)
 
@@ -131,6 +151,7 @@ class Scenario:
         return await self.finish(self.start())
 
     def first_seen(self) -> None:
+        self.got_first = True
         if self.on_first is not None:
             self.on_first()
 
@@ -160,7 +181,7 @@ class Direct(Scenario):
 
     def start(self) -> float:
         assert self.conn is not None
-        t0 = time.perf_counter()
+        t0 = self.begin()
         self.conn.send(
             "POST",
             "/v1/chat/completions",
@@ -187,11 +208,12 @@ class Direct(Scenario):
                         self.first_seen()
             self.used = time.monotonic()
         except BaseException:
+            self.failed_at = time.perf_counter()
             await self.close()
             raise
         if first is None:
             raise RuntimeError("no content chunk")
-        return Sample(first - t0)
+        return Sample(first - t0, t0)
 
 
 @dataclass
@@ -205,7 +227,7 @@ class Relayed(Scenario):
         assert self.user is not None and self.conn is not None
         body = {"text": self.prompt, "parent_message_id": self.user.seed_message_id}
         headers = {"Authorization": f"Bearer {self.user.token}"}
-        t0 = time.perf_counter()
+        t0 = self.begin()
         self.conn.send(
             "POST",
             f"/api/messages/{self.user.conversation_id}",
@@ -221,11 +243,16 @@ class Relayed(Scenario):
             answered = time.perf_counter()
             self.used = time.monotonic()
         except BaseException:
+            self.failed_at = time.perf_counter()
             await self.close()
             raise
         message_id = expect(response, 202, "post message")["response_message_id"]
         try:
-            first = await self.listener.wait("message.delta", message_id)
+            try:
+                first = await self.listener.wait("message.delta", message_id)
+            except BaseException:
+                self.failed_at = time.perf_counter()
+                raise
             self.first_seen()
             started = await self.listener.wait("generation.started", message_id)
             # Long replies outlast the listener's default limit.
@@ -234,7 +261,7 @@ class Relayed(Scenario):
                 raise RuntimeError(f"reply {message_id} failed")
         finally:
             self.listener.forget(message_id)
-        return Sample(first - t0, answered - t0, started - t0)
+        return Sample(first - t0, t0, answered - t0, started - t0, message_id)
 
 
 @dataclass
@@ -276,8 +303,15 @@ async def measured(result: PhaseResult, pids: dict[str, list[int]]) -> AsyncIter
     result.loads.append(os.getloadavg()[0])
 
 
-def failed(result: PhaseResult, exc: BaseException) -> None:
+def failed(result: PhaseResult, exc: BaseException, scenario: Scenario | None = None) -> None:
+    """Keep the error; a reply whose first token had not come when a wait timed out also
+    counts as a sample of the time waited (a lower bound: it came later, if ever)."""
     result.errors.append(f"{type(exc).__name__}: {exc}")
+    if scenario is None or not isinstance(exc, TimeoutError):
+        return
+    if scenario.t0 and not scenario.got_first:
+        waited = (scenario.failed_at or time.perf_counter()) - scenario.t0
+        result.samples.append(Sample(waited, scenario.t0, timed_out=True))
 
 
 # -- the three ways of asking ------------------------------------------------------------
@@ -289,7 +323,7 @@ async def one_stream(scenario: Scenario, rounds: int, result: PhaseResult) -> No
         try:
             result.samples.append(await scenario.round())
         except ERRORS as exc:
-            failed(result, exc)
+            failed(result, exc, scenario)
     await scenario.close()
 
 
@@ -304,11 +338,11 @@ async def burst(scenarios: list[Scenario], result: PhaseResult) -> None:
     outcomes = await asyncio.gather(
         *(s.finish(t0) for s, t0 in zip(ready, starts, strict=True)), return_exceptions=True
     )
-    for sample in outcomes:
+    for scenario, sample in zip(ready, outcomes, strict=True):
         if isinstance(sample, Sample):
             result.samples.append(sample)
         else:
-            failed(result, sample)
+            failed(result, sample, scenario)
     result.notes.append(f"{(starts[-1] - starts[0]) * 1000:.1f} ms to write {len(starts)}")
 
 
@@ -366,7 +400,7 @@ async def busy(
                 try:
                     result.samples.append(await probe.round())
                 except ERRORS as exc:
-                    failed(result, exc)
+                    failed(result, exc, probe)
                 await asyncio.sleep(rng.uniform(*PROBE_THINK))
         if ended.is_set():
             result.notes.append("a background reply ended before the window did")
@@ -438,6 +472,12 @@ def summarize(
             f"relaychat {ms(value)} - direct {ms(base)} ms, {len(relayed.samples)} replies, "
             f"load {min(loads):.1f}..{max(loads):.1f}"
         )
+        lost = [
+            f"{name} {n} timed out (counted as the time waited, a lower bound)"
+            for name, side in pooled.items()
+            if (n := sum(s.timed_out for s in side.samples))
+        ]
+        detail = "; ".join([detail, *lost])
         verdict = targets.record(key, backend.key, added, detail)
         print(f"  {key}: added {added:.1f} ms ({detail})   {verdict}")
 
@@ -499,12 +539,250 @@ def children(lines: list[str], parent: str, top: int = 12) -> str:
     )
 
 
-def print_profile(title: str, paths: list[Path], seconds: float) -> None:
+def roots(lines: list[str], top: int = 12) -> str:
+    """Shares of the samples by the outermost frame. SQLAlchemy runs its synchronous core in
+    greenlets, whose stacks py-spy shows without the coroutine that awaits them: their
+    outermost frame (`Session.execute`, `Session.commit`, ...) says which call they serve."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            frames = stack.split(";")[1:]
+            root = frames[0].split(":")[0] + ")" if frames else "(no frame)"
+            counts[root] = counts.get(root, 0) + int(count)
+    total = sum(counts.values())
+    rows = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return table(
+        ["outermost frame (greenlets: the SQLAlchemy call)", "samples"],
+        [[name[:90], f"{n / max(total, 1):.1%}"] for name, n in rows],
+    )
+
+
+def print_profile(title: str, paths: list[Path], seconds: float, keep: Path | None = None) -> None:
     lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            if path.exists():
+                shutil.copy(path, keep / path.name)
     print(f"\n  py-spy of relaychat, {title} (--gil --nonblocking at 100 Hz, {seconds:.0f} s):")
     print(profile_shares(lines, PROFILE_LABELS))
+    print("\n" + roots(lines))
     for parent in PROFILE_CHILDREN:
         print("\n" + children(lines, parent))
+
+
+# -- the traced server: when each step of a reply's start happened -----------------------
+
+TRACE_FILE_ENV = "BENCH_TTFT_TRACE_FILE"
+REPO = str(Path(__file__).resolve().parent.parent)  # for the server to import bench.ttft
+
+# (label, from mark, to mark): the steps from the client's write of the POST ("sent") to
+# its read of the first delta ("read"), marks taken by `serve_traced` in between. A mark
+# "name>" is when `name` was called, "name" when it returned. In time order, except that
+# the generation task may start before `send_message` has returned to the route.
+TRACE_STEPS = [
+    ("request read, parsed, routed, body validated", "sent", "handler>"),
+    ("get_current_user (token, SELECT user)", "handler>", "user"),
+    ("get_owned_conversation (SELECT)", "user", "conversation"),
+    ("send_message checks, plan_reply", "conversation", "plan_reply"),
+    ("lock_thread (UPDATE conversation)", "plan_reply", "lock_thread"),
+    ("resolve_parent", "lock_thread", "resolve_parent"),
+    ("callbacks.message_created", "resolve_parent", "message_created"),
+    ("add_generation (flush of the reply row)", "message_created", "add_generation"),
+    ("_job (branch history, request)", "add_generation", "job"),
+    ("events rendered until COMMIT starts", "job", "commit>"),
+    ("COMMIT", "commit>", "commit"),
+    ("after COMMIT to send_message's return", "commit", "send_message"),
+    ("send_message's return to the generation task's start", "send_message", "run>"),
+    ("generation task start to upstream request", "run>", "upstream>"),
+    ("upstream request to its response head", "upstream>", "upstream"),
+    ("response head to first text pushed", "upstream", "push"),
+    ("push to delta publish call", "push", "publish>"),
+    ("bus.publish of the first delta", "publish>", "publish"),
+    ("published to read on the event stream", "publish", "read"),
+    ("(send_message's return to the 202 read)", "send_message", "answered"),
+    ("(generation.started published, after COMMIT)", "commit", "started_publish"),
+]
+
+
+def serve_traced() -> None:
+    """`relaychat serve` with timestamps at each step of starting a person's reply.
+
+    Runs in the server process. Marks are `time.perf_counter()` (CLOCK_MONOTONIC on Linux,
+    the client's clock too), kept per request in a context variable that the generation
+    task inherits, and filed by reply id once `send_message` returns. SIGUSR2 writes the
+    filed ones as JSON to $BENCH_TTFT_TRACE_FILE and forgets them.
+    """
+    import contextvars
+    import functools
+    from typing import Any
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from relaychat.api import messages as api_messages
+    from relaychat.domain.answering import agent_loop, runner
+    from relaychat.domain.messaging import chat
+    from relaychat.domain.outbound import callbacks
+    from relaychat.llm.adapters import openai_chat
+    from relaychat.realtime import memory, redis_bus
+
+    current: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+        "bench_trace", default=None
+    )
+    filed: dict[str, dict[str, float]] = {}
+
+    def mark(name: str) -> None:
+        trace = current.get()
+        if trace is not None and name not in trace:
+            trace[name] = time.perf_counter()
+
+    def wrap(owner: Any, attr: str, name: str, *, begin: bool = False) -> None:
+        original = getattr(owner, attr)
+
+        @functools.wraps(original)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if begin:
+                mark(f"{name}>")
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                mark(name)
+
+        setattr(owner, attr, wrapper)
+
+    bearer = getattr(api_messages, "bearer")  # noqa: B009 - not in the module's exports
+
+    async def traced_bearer(request: Any) -> Any:
+        current.set({"handler>": time.perf_counter()})  # the route's task and its children
+        return await bearer(request)
+
+    send_message = chat.send_message
+
+    async def traced_send(*args: Any, **kwargs: Any) -> Any:
+        sent = await send_message(*args, **kwargs)
+        mark("send_message")
+        trace = current.get()
+        if trace is not None and sent.started is not None:
+            filed[sent.started.response.id] = trace
+        return sent
+
+    push = agent_loop.DeltaPublisher.push
+
+    def traced_push(self: Any, text: str) -> None:
+        mark("push")
+        push(self, text)
+
+    def traced_publish(original: Any) -> Any:
+        @functools.wraps(original)
+        async def wrapper(self: Any, user_id: str, event: Any) -> Any:
+            kind = type(event).__name__
+            if kind == "MessageDelta":
+                mark("publish>")
+            try:
+                return await original(self, user_id, event)
+            finally:
+                if kind == "MessageDelta":
+                    mark("publish")
+                elif kind == "GenerationStarted":
+                    mark("started_publish")
+
+        return wrapper
+
+    setattr(api_messages, "bearer", traced_bearer)  # noqa: B010
+    wrap(api_messages, "get_current_user", "user")
+    wrap(api_messages, "get_owned_conversation", "conversation")
+    chat.send_message = traced_send
+    for attr, name in (
+        ("plan_reply", "plan_reply"),
+        ("lock_thread", "lock_thread"),
+        ("resolve_parent", "resolve_parent"),
+        ("add_generation", "add_generation"),
+        ("_job", "job"),
+    ):
+        wrap(chat, attr, name)
+    wrap(callbacks, "message_created", "message_created")
+    wrap(AsyncSession, "commit", "commit", begin=True)
+    wrap(runner.GenerationRunner, "_run", "run", begin=True)
+    wrap(openai_chat.OpenAIAdapter, "_send", "upstream", begin=True)
+    agent_loop.DeltaPublisher.push = traced_push  # type: ignore[method-assign]
+    for bus in (memory.MemoryEventBus, redis_bus.RedisEventBus):
+        bus.publish = traced_publish(bus.publish)  # type: ignore[method-assign]
+
+    def dump(*_: Any) -> None:
+        path = Path(os.environ[TRACE_FILE_ENV])
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(filed))
+        partial.replace(path)
+        filed.clear()
+
+    signal.signal(signal.SIGUSR2, dump)
+    sys.argv = ["relaychat", *sys.argv[1:]]
+    from relaychat.cli import main
+
+    main()
+
+
+@contextlib.asynccontextmanager
+async def traced_server(
+    backend: Backend, workdir: Path, *, fake_port: int, env: dict[str, str]
+) -> AsyncIterator[Proc]:
+    """Like `relaychat_server`, through `serve_traced`."""
+    data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=workdir))
+    config = data_dir / "relaychat.yaml"
+    write_config(config, fake_port)
+    port = free_port()
+    full_env = {
+        **server_env(backend, data_dir, config),
+        **env,
+        TRACE_FILE_ENV: str(workdir / f"trace-{port}.json"),
+        "PYTHONPATH": REPO,
+    }
+    code = "from bench.ttft import serve_traced; serve_traced()"
+    args = [sys.executable, "-c", code, "serve", "--host", HOST, "--port", str(port)]
+    async with child(
+        "relaychat-traced", args, port=port, env=full_env, workdir=workdir, cpus=ALL_CPUS,
+        ready_path="/healthz",
+    ) as proc:  # fmt: skip
+        yield proc
+
+
+async def read_traces(proc: Proc, workdir: Path) -> dict[str, dict[str, float]]:
+    """The traced server's marks since the last read, by reply id."""
+    path = workdir / f"trace-{proc.port}.json"
+    os.kill(proc.pid, signal.SIGUSR2)
+    for _ in range(500):
+        await asyncio.sleep(0.02)
+        if path.exists():
+            traces: dict[str, dict[str, float]] = json.loads(path.read_text())
+            path.unlink()
+            return traces
+    raise TimeoutError(f"{proc.name} wrote no traces to {path}")
+
+
+def print_trace(samples: list[Sample], traces: dict[str, dict[str, float]]) -> None:
+    """p50 / p99 of each step, over the replies the server traced."""
+    rows = []
+    joined = []
+    for sample in samples:
+        trace = traces.get(sample.message_id or "")
+        if trace is None:
+            continue
+        marks = {**trace, "sent": sample.sent, "read": sample.sent + sample.first}
+        if sample.answered is not None:
+            marks["answered"] = sample.sent + sample.answered
+        joined.append(marks)
+    if not joined:
+        print("  (no traced replies)")
+        return
+    for label, begin, end in TRACE_STEPS:
+        took = [m[end] - m[begin] for m in joined if begin in m and end in m]
+        if took:
+            rows.append([label, len(took), ms(percentile(took, 0.5)), ms(percentile(took, 0.99))])
+    print(
+        f"\n  where the time to the first delta went, {len(joined)} traced replies (serve_traced):"
+    )
+    print(table(["step", "replies", "p50 ms", "p99 ms"], rows))
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -515,9 +793,8 @@ async def bench_backend(
 ) -> None:
     server_cpus, load_cpus = cores()
     print(f"\n=== {backend.name}: relaychat on cpu {server_cpus}, fake + client on {load_cpus}")
-    async with relaychat_server(
-        backend, workdir, fake_port=fake.port, env=extra_env(args)
-    ) as server:
+    start = traced_server if args.trace else relaychat_server
+    async with start(backend, workdir, fake_port=fake.port, env=extra_env(args)) as server:
         started = time.monotonic()
         users = await make_users(server.port, args.streams + 1)  # the last one probes
         print(f"  {len(users)} users signed in ({time.monotonic() - started:.1f} s)")
@@ -558,6 +835,10 @@ class Bench:
         user, listener = self.users[index], self.listeners[index]
         return Relayed(prompt=prompt, port=self.server.port, user=user, listener=listener)
 
+    async def traced(self, samples: list[Sample]) -> None:
+        if self.args.trace:
+            print_trace(samples, await read_traces(self.server, self.workdir))
+
     def profiled(
         self, name: str, paths: list[Path]
     ) -> contextlib.AbstractAsyncContextManager[object]:
@@ -581,6 +862,7 @@ class Bench:
                     total.add(result)
         title = f"one reply at a time, {len(ONE_REPLY.split())} tokens"
         summarize(title, pooled, {"ttft.one_p50": 0.5}, self.backend)
+        await self.traced(pooled["relaychat"].samples)
 
     async def burst(self) -> None:
         """All users post in the same instant; rounds alternate with the direct ones."""
@@ -610,13 +892,15 @@ class Bench:
             f"{1000 // TOKEN_DELAY_MS} tokens/s, {rounds} rounds"
         )
         summarize(title, pooled, {"ttft.burst_p50": 0.5, "ttft.burst_p99": 0.99}, self.backend)
+        await self.traced(pooled["relaychat"].samples)
         if paths:
-            print_profile(f"during the {rounds} relaychat burst rounds", paths, profiled)
+            title = f"during the {rounds} relaychat burst rounds"
+            print_profile(title, paths, profiled, self.args.profile_out)
 
     async def busy(self) -> None:
         """One user's new messages while the others' replies stream, alternating sides."""
         n = self.args.streams
-        window = 10.0 if self.args.quick else 15.0
+        window = 8.0 if self.args.quick else 12.0
         repeats = 1 if self.args.quick else 2
         tokens = round((BUSY_RAMP + BUSY_SETTLE + window + BUSY_MARGIN) * 1000 / TOKEN_DELAY_MS)
         reply = " ".join(f"w{i}" for i in range(tokens))
@@ -646,8 +930,10 @@ class Bench:
             f"{1000 // TOKEN_DELAY_MS} tokens/s, {repeats} x {window:.0f} s windows"
         )
         summarize(title, pooled, {"ttft.busy_p50": 0.5, "ttft.busy_p99": 0.99}, self.backend)
+        await self.traced(pooled["relaychat"].samples)
         if paths:
-            print_profile("during the relaychat busy windows", paths, window * repeats)
+            title = "during the relaychat busy windows"
+            print_profile(title, paths, window * repeats, self.args.profile_out)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -666,5 +952,11 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument(
         "--profile", action="store_true", help="sample relaychat with py-spy (burst, busy)"
+    )
+    parser.add_argument("--profile-out", type=Path, help="a folder to keep py-spy's stacks in")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="run relaychat through serve_traced and print where each reply's start went",
     )
     run(main, parser.parse_args())
