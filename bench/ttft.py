@@ -21,12 +21,16 @@ Issue 13's three rows (`bench.targets`):
 
 For relaychat the table also splits the time to the first delta at the POST's answer
 (202: the message and the generation's rows are committed) and at `generation.started` on
-the event stream. relaychat runs alone on one core; the fake upstream and this load
-generator on the other. `--profile` samples relaychat with py-spy during the burst rounds
-and the busy window (py-spy runs on the load generator's core, which slows the client a
-little: read those runs' latencies with that in mind).
+the event stream; a reply whose first token did not come within the wait (30 s) counts as
+the time waited, a lower bound. relaychat is pinned to one core, the fake upstream and this
+load generator to the other (other processes of the machine are not kept off them: the
+load average is printed with every table). `--profile` samples relaychat with py-spy
+during the burst rounds and the busy window (py-spy runs on the load generator's core,
+which slows the client a little). `--trace` runs relaychat through `serve_traced`, which
+marks each step of a reply's start, and prints each step's p50 / p99.
 
-    uv run python -m bench.ttft [--quick] [--backends sqlite,pg] [--streams 200] [--profile]
+    uv run python -m bench.ttft [--quick] [--backends sqlite,pg] [--streams 200]
+        [--rows one,burst,busy] [--profile [--profile-out DIR]] [--trace]
 """
 
 from __future__ import annotations
@@ -814,9 +818,10 @@ async def bench_backend(
         listeners = await bounded((Listener.open(server.port, u.token) for u in users), 32)
         try:
             bench = Bench(args, backend, fake, server, users, listeners, workdir)
-            await bench.one()
-            await bench.burst()
-            await bench.busy()
+            rows = {name.strip() for name in args.rows.split(",")}
+            for name, measure in (("one", bench.one), ("burst", bench.burst), ("busy", bench.busy)):
+                if name in rows:
+                    await measure()
         finally:
             for listener in listeners:
                 await listener.close()
@@ -963,6 +968,9 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
     parser.add_argument(
         "--profile", action="store_true", help="sample relaychat with py-spy (burst, busy)"
+    )
+    parser.add_argument(
+        "--rows", default="one,burst,busy", help="which of one, burst, busy to measure"
     )
     parser.add_argument("--profile-out", type=Path, help="a folder to keep py-spy's stacks in")
     parser.add_argument(
