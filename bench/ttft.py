@@ -461,9 +461,11 @@ def summarize(
         ("first delta read", lambda s: s.first),
     ]
     split = [
-        (label, [v for s in relayed.samples if (v := pick(s)) is not None]) for label, pick in marks
+        (label, [v for s in relayed.samples if not s.timed_out and (v := pick(s)) is not None])
+        for label, pick in marks
     ]
-    if relayed.samples:
+    split = [(label, values) for label, values in split if values]
+    if split:
         print(
             table(
                 ["relaychat, from the POST", "p50 ms", "p99 ms"],
