@@ -17,6 +17,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -310,6 +311,12 @@ def _write_config(path: Path, fake_port: int) -> None:
       models: {{default: [fake-model], fetch: false}}
 """
     )
+
+
+def write_config(path: Path, fake_port: int) -> None:
+    """The server config `relaychat_server` writes (the fake as endpoint `fake`), for a
+    benchmark that starts its server another way."""
+    _write_config(path, fake_port)
 
 
 def server_env(backend: Backend, data_dir: Path, config: Path) -> dict[str, str]:
@@ -666,3 +673,92 @@ def run(
         asyncio.run(main(args))
     else:
         uvloop.run(main(args))
+
+
+# -- profiles (py-spy) --------------------------------------------------------------------
+
+
+def py_spy_command() -> list[str] | None:
+    """py-spy (a dev dependency), else through uvx; None when neither is found."""
+    if found := shutil.which("py-spy") or shutil.which(
+        "py-spy", path=str(Path(sys.executable).parent)
+    ):
+        return [found]
+    if uvx := shutil.which("uvx"):
+        return [uvx, "py-spy"]
+    return None
+
+
+@contextlib.asynccontextmanager
+async def py_spy_record(pid: int, out: Path, *, rate: int = 100) -> AsyncIterator[bool]:
+    """Sample `pid` with py-spy while the block runs (only the thread holding the GIL,
+    without pausing it: --nonblocking), raw stacks written to `out` when it ends.
+
+    Yields whether py-spy started; it is stopped with SIGINT, on which it writes its file.
+    """
+    command = py_spy_command()
+    if command is None:
+        print("  py-spy not found (a dev dependency: uv sync, or install uv for uvx)")
+        yield False
+        return
+    spy = await asyncio.create_subprocess_exec(
+        *command, "record", "--pid", str(pid), "--rate", str(rate), "--gil", "--threads",
+        "--nonblocking", "--format", "raw", "--output", str(out), "--duration", "3600",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)  # attached
+    try:
+        yield spy.returncode is None
+    finally:
+        if spy.returncode is None:
+            spy.send_signal(signal.SIGINT)
+        _, err = await spy.communicate()
+        if spy.returncode not in (0, -signal.SIGINT, 128 + signal.SIGINT):
+            print(f"  py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-400:]}")
+
+
+def profile_shares(
+    lines: Sequence[str], inclusive: Sequence[tuple[str, tuple[str, ...]]], *, top: int = 25
+) -> str:
+    """py-spy raw stacks ("thread;frame;...;frame count") as tables of sample shares: by
+    top-level package of the innermost frame, by label (a sample counts for a label when any
+    frame of its stack contains one of the label's substrings), and by innermost frame."""
+    stacks: list[tuple[list[str], int]] = []
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";")[1:], int(count)))
+    total = sum(n for _, n in stacks)
+    if not total:
+        return "  (no samples)"
+    package: dict[str, int] = {}
+    labelled: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for frames, n in stacks:
+        leaf = frames[-1] if frames else "(no frame)"
+        top_name = leaf.rpartition(" (")[2].split("/", 1)[0].split(".", 1)[0] or "(none)"
+        package[top_name] = package.get(top_name, 0) + n
+        name = leaf.rsplit(":", 1)[0] + ")" if leaf.endswith(")") and ":" in leaf else leaf
+        own[name] = own.get(name, 0) + n
+        for label, patterns in inclusive:
+            if any(p in frame for frame in frames for p in patterns):
+                labelled[label] = labelled.get(label, 0) + n
+
+    def share(n: int) -> str:
+        return f"{n / total:.1%}"
+
+    by_count = sorted(package.items(), key=lambda item: -item[1])[:top]
+    parts = [f"  {total} samples holding the GIL"]
+    rows: list[list[object]] = [[k, share(v)] for k, v in by_count]
+    parts.append(table(["package of the innermost frame", "samples"], rows))
+    rows = [[label, share(labelled.get(label, 0))] for label, _ in inclusive]
+    parts.append(table(["anywhere on the stack", "samples"], rows))
+    by_count = sorted(own.items(), key=lambda item: -item[1])[:top]
+    parts.append(table(["innermost frame", "samples"], [[k[:110], share(v)] for k, v in by_count]))
+    return "\n\n".join(parts)
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, to print next to a measurement."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
