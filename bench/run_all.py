@@ -32,7 +32,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("ttft", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite"], 1800),
     ("token_cpu", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 300),
     ("sse_idle", [], ["--quick"], 300),
-    ("gateway", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 420),
+    ("gateway", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 900),
     ("web_ui", [], ["--quick"], 600),
 ]
 NEEDS_REDIS = {"fanout", "redis_hop"}

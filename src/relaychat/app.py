@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,6 +62,19 @@ def _telemetry() -> TelemetryConfig:
     )
 
 
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up (modules, the ORM's and pydantic's schemas,
+    the app) out of the garbage collector's reach.
+
+    A full collection walks every tracked object and pauses the event loop meanwhile;
+    with the start-up heap in it, the pauses under load made the gateway's p99 at 64
+    connections (SQLite: 289 ms before, 79-108 ms after, in quiet runs of bench.gateway's
+    server). Frozen objects are never collected; these live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """Build the app; `services` may be injected (tests), else built from settings at startup."""
     settings = settings or (services.settings if services else get_settings())
@@ -73,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.state.services = Services.build(settings)
             await app.state.services.start()
             restore_signals = on_exit_signal(app.state.services.bus.end_streams)
+            freeze_startup_objects()
         try:
             yield
         finally:
