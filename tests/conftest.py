@@ -26,6 +26,7 @@ from tests.support.backends import (
 )
 from tests.support.live import serving
 from tests.support.settings import llm_settings
+from tests.support.tls import shared_default_contexts
 from tests.support.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.support.webhooks import Receiver, running_receiver
 
@@ -40,6 +41,13 @@ def cheap_password_hashing() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(passwords, "_hasher", cheap)
         patch.setattr(passwords, "_DUMMY_HASH", cheap.hash("relaychat-timing-equaliser"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_tls_contexts() -> Iterator[None]:
+    """The default TLS client context loaded once, not four times per app (tests/support/tls.py)."""
+    with shared_default_contexts():
         yield
 
 
