@@ -15,8 +15,10 @@ $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
+# --compile-bytecode: Python reads these .pyc files even under PYTHONDONTWRITEBYTECODE, where
+# every process (the test run, each server it starts) would otherwise compile all it imports.
 env: $(UV) ## Create .venv from the committed lock file
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 serve: env ## Migrate the database and serve on HOST:PORT (default 127.0.0.1:3080)
 	$(UV) run --frozen relaychat serve

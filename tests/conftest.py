@@ -3,15 +3,17 @@ upstreams (LLM, Twilio) and the webhook receiver, for the tests of any folder th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from relaychat.app import create_app
 from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
 from relaychat.devtools.fake_twilio import FakeTwilio, running_fake_twilio
+from relaychat.domain.accounts import passwords
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.support.backends import (
@@ -24,8 +26,29 @@ from tests.support.backends import (
 )
 from tests.support.live import serving
 from tests.support.settings import llm_settings
+from tests.support.tls import shared_default_contexts
 from tests.support.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.support.webhooks import Receiver, running_receiver
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id at its lowest cost inside the test process. Production's cost (a fifth of a
+    second of CPU per hash or check, on purpose) times the suite's thousands of sign-ups and
+    log-ins was minutes of the run, and no test depends on it: a hash still verifies only its
+    own password. Server processes the tests start keep production's parameters."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", cheap)
+        patch.setattr(passwords, "_DUMMY_HASH", cheap.hash("relaychat-timing-equaliser"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_tls_contexts() -> Iterator[None]:
+    """The default TLS client context loaded once, not four times per app (tests/support/tls.py)."""
+    with shared_default_contexts():
+        yield
 
 
 @pytest.fixture(scope="session")

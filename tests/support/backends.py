@@ -40,14 +40,15 @@ class Backend:
     engine: AsyncEngine
 
     async def truncate(self) -> None:
-        """Empty every table, keeping the schema."""
+        """Empty every table, keeping the schema.
+
+        DELETE, children before parents, on PostgreSQL too: a test leaves a handful of rows,
+        and TRUNCATE's new files for every table and index cost a quarter to a whole second
+        per test on a loaded machine, against a few milliseconds for DELETE."""
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
         async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-            else:
-                for table in tables:
-                    await conn.execute(text(f"DELETE FROM {table}"))
+            for table in tables:
+                await conn.execute(text(f"DELETE FROM {table}"))
 
 
 def required_url(env_var: str) -> str:

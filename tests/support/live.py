@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 
 HOST = "127.0.0.1"
+# A deadline, never waited out by a healthy server: on a loaded machine (two cores shared with
+# other test runs) a start has taken over 30 s, and a run failed for that alone.
+STARTUP_SECONDS = 120.0
 
 
 def free_port() -> int:
@@ -102,7 +105,7 @@ async def running_child(
     log_path: Path,
     ready_path: str = "/healthz",
     ready_headers: Mapping[str, str] | None = None,
-    startup_seconds: float = 30.0,
+    startup_seconds: float = STARTUP_SECONDS,
 ) -> AsyncIterator[ChildProcess]:
     """Run `command`, a server that listens on `port`, until the block ends.
 
@@ -156,7 +159,10 @@ def serve_command(port: int, *args: str) -> list[str]:
 
 @asynccontextmanager
 async def running_server(
-    env: Mapping[str, str], *args: str, port: int | None = None, startup_seconds: float = 30.0
+    env: Mapping[str, str],
+    *args: str,
+    port: int | None = None,
+    startup_seconds: float = STARTUP_SECONDS,
 ) -> AsyncIterator[str]:
     """Run `relaychat serve` (plus `args`) and yield its base URL once /healthz answers."""
     port = port or free_port()
