@@ -108,6 +108,24 @@ class AdapterOptions:
     default_max_tokens: int = 4096
 
 
+def transport_timed_out(exc: BaseException, default: bool) -> bool:
+    """Whether `exc` came of a timeout, judged by the aiohttp error under it if any.
+
+    The SDKs' aiohttp transports map aiohttp's errors onto httpx2's, and the OpenAI SDK's
+    maps every lost connection (a server that hung up) onto ConnectTimeout.
+    """
+    import aiohttp
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, aiohttp.ClientError):
+            return isinstance(cause, TimeoutError)  # ServerTimeoutError and its kin
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return default
+
+
 AttemptEvents = AsyncGenerator[StreamEvent | None, None]
 
 
@@ -171,7 +189,8 @@ class BaseAdapter(ABC):
 
         if not isinstance(exc, httpx2.TransportError):
             return None
-        timed_out = isinstance(exc, httpx2.TimeoutException)  # a TransportError too
+        # A TransportError too; an aiohttp transport's mapping is checked against its cause.
+        timed_out = transport_timed_out(exc, isinstance(exc, httpx2.TimeoutException))
         return self._connection_error(timed_out=timed_out, started=started)
 
     def _sdk_timeout(self) -> httpx2.Timeout:

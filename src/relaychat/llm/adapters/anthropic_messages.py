@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from relaychat.llm.adapters.sse_stream import SSEAdapter, SSEEvent, request_error
-from relaychat.llm.base import AdapterOptions
+from relaychat.llm.adapters.sse_stream import (
+    SSEAdapter,
+    SSEEvent,
+    request_error,
+)
+from relaychat.llm.base import AdapterOptions, transport_timed_out
 from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
@@ -125,6 +129,12 @@ class AnthropicAdapter(SSEAdapter):
             from anthropic import AsyncAnthropic
         except ImportError as exc:  # pragma: no cover - a core dependency
             raise ProviderSdkMissing("Install the `anthropic` package") from exc
+        if http_client is None:
+            # The SDK's own client on aiohttp: the default httpx2 transport (httpcore2, h11,
+            # anyio) costs more CPU per streamed chunk than the rest of a relayed token.
+            from anthropic import DefaultAioHttpClient
+
+            http_client = DefaultAioHttpClient(timeout=self._sdk_timeout())
         # Built now, not on first use: importing an SDK blocks the event loop for a while.
         self._sdk: AsyncAnthropic = AsyncAnthropic(
             api_key=options.api_key,
@@ -159,7 +169,7 @@ class AnthropicAdapter(SSEAdapter):
 
         fields: dict[str, Any] = {"endpoint": self.endpoint}
         if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError is one too
-            timed_out = isinstance(exc, anthropic.APITimeoutError)
+            timed_out = transport_timed_out(exc, isinstance(exc, anthropic.APITimeoutError))
             return self._connection_error(timed_out=timed_out, started=started)
         if isinstance(exc, anthropic.APIStatusError):
             if exc.status_code < 400:
