@@ -307,7 +307,7 @@ async def profile(
     out = workdir / f"profile-{adapter}-{tag}.txt"
     spy = await asyncio.create_subprocess_exec(
         spy_path, "record", "--pid", str(pid), "--rate", str(PROFILE_HZ), "--gil",
-        "--format", "raw", "--output", str(out),
+        "--nonblocking", "--format", "raw", "--output", str(out),
         stdout=subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     await asyncio.sleep(1.0)  # attached
