@@ -268,7 +268,9 @@ class _StreamState:
             if block["type"] == "tool_use":
                 ordinal = self.tool_index.setdefault(raw["index"], len(self.tool_index))
                 events.append(
-                    self.tools.feed(ordinal, id=block["id"], name=block["name"], fragment="")
+                    self.tools.feed(
+                        ordinal, id=_text(block["id"]), name=_text(block["name"]), fragment=""
+                    )
                 )
         elif kind == "content_block_stop":
             stopped_tool = self.tool_index.get(raw["index"])
@@ -289,15 +291,22 @@ class _StreamState:
     def _delta(self, index: int, delta: dict[str, Any], events: list[StreamEvent]) -> None:
         kind = delta["type"]
         if kind == "text_delta":
-            if delta["text"]:
-                events.append(TextDelta(text=delta["text"]))
+            if text := _text(delta["text"]):
+                events.append(TextDelta(text=text))
         elif kind == "thinking_delta":
-            if delta["thinking"]:
-                events.append(ReasoningDelta(text=delta["thinking"]))
+            if thinking := _text(delta["thinking"]):
+                events.append(ReasoningDelta(text=thinking))
         elif kind == "input_json_delta" and index in self.tool_index:
             ordinal = self.tool_index[index]
-            fragment = delta["partial_json"]
+            fragment = _text(delta["partial_json"])
             events.append(self.tools.feed(ordinal, id=None, name=None, fragment=fragment))
+
+
+def _text(value: object) -> str:
+    """`value`, which must be a string (stream events are built without validation)."""
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def _stream_error(data: bytes, endpoint: str) -> ProviderError:

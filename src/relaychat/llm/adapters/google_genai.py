@@ -298,6 +298,8 @@ class _StreamState:
         for part in (content.get("parts") if content else None) or ():
             text = part.get("text")
             if text:
+                if not isinstance(text, str):
+                    raise TypeError("text")
                 event = ReasoningDelta if part.get("thought") else TextDelta
                 events.append(event(text=text))
             call = part.get("functionCall")
@@ -312,6 +314,8 @@ class _StreamState:
         index, self.calls = self.calls, self.calls + 1
         call_id = call.get("id") or f"{SYNTHETIC_ID_PREFIX}{uuid.uuid4().hex[:16]}"
         name = call.get("name") or ""
+        if not isinstance(call_id, str) or not isinstance(name, str):
+            raise TypeError("functionCall id or name")
         arguments = dict(call.get("args") or {})
         raw = json.dumps(arguments)
         return [

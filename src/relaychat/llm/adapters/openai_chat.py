@@ -305,7 +305,7 @@ class _ChunkReader:
                     events.append(ReasoningDelta(text=reasoning))
                 content = delta.get("content")
                 if content:
-                    events.append(TextDelta(text=content))
+                    events.append(TextDelta(text=_text(content)))
                 for call in delta.get("tool_calls") or ():
                     index = call["index"]
                     if not isinstance(index, int):
@@ -314,9 +314,9 @@ class _ChunkReader:
                     events.append(
                         self.tools.feed(
                             index,
-                            id=call.get("id"),
-                            name=function.get("name"),
-                            fragment=function.get("arguments") or "",
+                            id=_optional_text(call.get("id")),
+                            name=_optional_text(function.get("name")),
+                            fragment=_text(function.get("arguments") or ""),
                         )
                     )
             reason = choice.get("finish_reason")
@@ -324,6 +324,17 @@ class _ChunkReader:
                 if not isinstance(reason, str):
                     raise TypeError("finish_reason")
                 self.raw_finish = reason
+
+
+def _text(value: object) -> str:
+    """`value`, which must be a string (stream events are built without validation)."""
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
 
 
 def _stream_error(error: object, endpoint: str) -> ProviderError:
