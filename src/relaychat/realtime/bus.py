@@ -264,6 +264,11 @@ class EventBus(ABC):
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Append `event` to `user_id`'s log and deliver it; return its id."""
 
+    def publish_nowait(self, user_id: str, event: BaseEvent) -> str | None:
+        """`publish` done at once, by a bus that needs no I/O for it; else None (nothing
+        was published: use `publish`)."""
+        return None
+
     def subscribe(
         self,
         user_id: str,
