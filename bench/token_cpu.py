@@ -153,8 +153,11 @@ async def add_conversations(port: int, seat: Seat) -> None:
 
 
 async def user_posts(port: int, seat: Seat, phase: Phase, messages: int) -> None:
-    """`messages` posts, each waited for: its reply's end, or its own message.created."""
-    conn = await Connection.open(port)
+    """`messages` posts, each waited for: its reply's end, or its own message.created.
+
+    Each on a connection of its own: on a loaded machine a reply can outlast uvicorn's
+    keep-alive timeout (5 s), which would close a connection kept between posts.
+    """
     conversation_id, seed_id = seat.conversations[phase.adapter]
     path = f"/api/messages/{conversation_id}"
     body = {
@@ -163,20 +166,21 @@ async def user_posts(port: int, seat: Seat, phase: Phase, messages: int) -> None
         "respond": phase.tokens_per_reply > 0,
     }
     listener = seat.listener
-    try:
-        for _ in range(messages):
+    for _ in range(messages):
+        conn = await Connection.open(port)
+        try:
             async with asyncio.timeout(REQUEST_SECONDS):
                 response = await conn.request("POST", path, json_body=body, token=seat.user.token)
-            if phase.tokens_per_reply:
-                message_id = expect(response, 202, "post")["response_message_id"]
-                await listener.completed(message_id)
-            else:
-                message_id = expect(response, 201, "post")["message"]["message_id"]
-                await listener.wait("message.created", message_id)
-            listener.forget(message_id)
-            phase.requests += 1
-    finally:
-        conn.close()
+        finally:
+            conn.close()
+        if phase.tokens_per_reply:
+            message_id = expect(response, 202, "post")["response_message_id"]
+            await listener.completed(message_id)
+        else:
+            message_id = expect(response, 201, "post")["message"]["message_id"]
+            await listener.wait("message.created", message_id)
+        listener.forget(message_id)
+        phase.requests += 1
 
 
 async def run_phase(pid: int, port: int, seats: list[Seat], phase: Phase, messages: int) -> None:
