@@ -9,6 +9,7 @@ from relaychat.llm.adapters.sse_stream import (
     SSEAdapter,
     SSEEvent,
     request_error,
+    stream_settings,
 )
 from relaychat.llm.base import AdapterOptions, transport_timed_out
 from relaychat.llm.errors import (
@@ -135,6 +136,12 @@ class AnthropicAdapter(SSEAdapter):
             from anthropic import DefaultAioHttpClient
 
             http_client = DefaultAioHttpClient(timeout=self._sdk_timeout())
+        timeout, headers = stream_settings(self._sdk_timeout())
+        # Without a read deadline for each chunk (see `stream_settings`); the SDK derives
+        # `x-stainless-timeout` from it too, so that one is sent as before as well.
+        self._stream_timeout = timeout
+        read = headers["x-stainless-read-timeout"]
+        self._stream_headers = {**headers, "x-stainless-timeout": read}
         # Built now, not on first use: importing an SDK blocks the event loop for a while.
         self._sdk: AsyncAnthropic = AsyncAnthropic(
             api_key=options.api_key,
@@ -152,9 +159,12 @@ class AnthropicAdapter(SSEAdapter):
 
     async def _send(self, request: ChatRequest) -> httpx2.Response:
         params = to_anthropic_params(request, self.options.default_max_tokens)
-        # Unlike the OpenAI adapter, this keeps the SDK's read timeout: without it the SDK
-        # would announce a different `x-stainless-timeout` to the API.
-        stream = await self._sdk.messages.create(**params, stream=True)
+        stream = await self._sdk.messages.create(
+            **params,
+            stream=True,
+            timeout=self._stream_timeout,
+            extra_headers=self._stream_headers,
+        )
         response: httpx2.Response = stream.response  # `stream` is Any: params are a dict
         return response
 
