@@ -7,8 +7,10 @@ per read, as from a real model). This process's CPU time is read around each pha
     per token = CPU of the 100-token phases / tokens
     marginal  = (CPU per 100-token stream - CPU per 20-token stream) / 80
 
-The baseline reads the same OpenAI stream with `httpx2` `aiter_lines` and `json.loads`
-and nothing else: the least any adapter on this HTTP stack can cost.
+The adapters run on the HTTP clients they make for themselves, as in the server (aiohttp
+underneath); "OpenAIAdapter on httpx2" is the OpenAI one on a plain httpx2 client. The
+baseline reads the same OpenAI stream with `httpx2` `aiter_lines` and `json.loads` and
+nothing else: the least an adapter on that HTTP stack can cost.
 
     uv run python -m bench.llm_adapters [--quick]
 """
@@ -100,13 +102,16 @@ async def main(args: argparse.Namespace) -> None:
             def options(path: str) -> AdapterOptions:
                 return AdapterOptions(endpoint="fake", api_key="fake-key", base_url=base_url + path)
 
+            # Each on the HTTP client it makes for itself, as in the server (aiohttp).
+            adapters: dict[str, BaseAdapter] = {
+                "OpenAIAdapter": OpenAIAdapter(options("/v1")),
+                "AnthropicAdapter": AnthropicAdapter(options("")),
+                "GoogleAdapter": GoogleAdapter(options("")),
+                "OpenAIAdapter on httpx2": OpenAIAdapter(options("/v1"), http_client=http),
+            }
             streamers: dict[str, Streamer] = {
                 "httpx2 aiter_lines + json.loads (baseline)": lines_streamer(http, base_url),
-                "OpenAIAdapter": adapter_streamer(OpenAIAdapter(options("/v1"), http_client=http)),
-                "AnthropicAdapter": adapter_streamer(
-                    AnthropicAdapter(options(""), http_client=http)
-                ),
-                "GoogleAdapter": adapter_streamer(GoogleAdapter(options(""), http_client=http)),
+                **{name: adapter_streamer(adapter) for name, adapter in adapters.items()},
             }
             pin(0, here)
             rows = []
@@ -116,6 +121,8 @@ async def main(args: argparse.Namespace) -> None:
                     rows.append([name, f"{per_token:.1f}", f"{marginal:.1f}"])
             finally:
                 pin(0, ALL_CPUS)
+                for adapter in adapters.values():
+                    await adapter.aclose()
     print(f"\n=== in-process adapter CPU, {STREAMS} streams, one token per read, cpu {here}")
     print(table(["reader", "us/token", "marginal us/token"], rows))
 

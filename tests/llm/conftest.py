@@ -42,7 +42,12 @@ def provider(request: pytest.FixtureRequest) -> str:
 async def make_adapter(
     fake: FakeLLM, http: httpx2.AsyncClient, provider: str
 ) -> AsyncIterator[AdapterMaker]:
-    """Build adapters of the current provider against the fake; closed after the test."""
+    """Build adapters of the current provider against the fake; closed after the test.
+
+    The OpenAI and Anthropic ones on the HTTP client they make for themselves, as in the
+    server (the SDK's, on aiohttp); the Google one on `http` (its own aiohttp session
+    warns, which fails a test).
+    """
     made: list[BaseAdapter] = []
 
     def build(
@@ -60,9 +65,9 @@ async def make_adapter(
         )
         adapter: BaseAdapter
         if provider == "openai":
-            adapter = OpenAIAdapter(options, http_client=http)
+            adapter = OpenAIAdapter(options)
         elif provider == "anthropic":
-            adapter = AnthropicAdapter(options, http_client=http)
+            adapter = AnthropicAdapter(options)
         else:
             adapter = GoogleAdapter(options, http_client=http)
         made.append(adapter)

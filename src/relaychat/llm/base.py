@@ -24,10 +24,10 @@ import asyncio
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 from relaychat.llm.errors import (
     ProviderError,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import httpx2
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ChatProvider(Protocol):
@@ -108,7 +109,87 @@ class AdapterOptions:
     default_max_tokens: int = 4096
 
 
+def transport_timed_out(exc: BaseException, default: bool) -> bool:
+    """Whether `exc` came of a timeout, judged by the aiohttp error under it if any.
+
+    The SDKs' aiohttp transports map aiohttp's errors onto httpx2's, and the OpenAI SDK's
+    maps every lost connection (a server that hung up) onto ConnectTimeout.
+    """
+    import aiohttp
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, aiohttp.ClientError):
+            return isinstance(cause, TimeoutError)  # ServerTimeoutError and its kin
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return default
+
+
 AttemptEvents = AsyncGenerator[StreamEvent | None, None]
+
+
+class _IdleExpired(Exception):
+    """The idle timeout of a stream passed while waiting for its next read."""
+
+
+class _IdleTimer:
+    """The idle timeout between the reads of one stream, with one timer for the stream.
+
+    A timeout scope per read (`asyncio.timeout`: a timer handle, scheduled and cancelled
+    for every chunk) costs a good part of what relaying a token costs. This timer is
+    re-armed only when it fires before the deadline, which moves with every read; when it
+    finds the deadline passed, it cancels the task waiting in `wait`, which raises
+    `_IdleExpired` instead of the cancellation (as `asyncio.timeout` does).
+    """
+
+    __slots__ = ("_expired", "_handle", "_loop", "_waiter", "deadline", "limit")
+
+    def __init__(self, limit: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.limit = limit
+        self.deadline = self._loop.time() + limit
+        self._handle: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Task[object] | None = None
+        self._expired = False
+
+    def restart(self) -> None:
+        """Start the timeout again from now."""
+        self.deadline = self._loop.time() + self.limit
+
+    async def wait(self, step: Awaitable[T]) -> T:
+        """`await step`, cancelled with `_IdleExpired` once the deadline passes."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self._handle is None:
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+        cancelling = task.cancelling()
+        self._waiter = task
+        try:
+            return await step
+        except asyncio.CancelledError:
+            if self._expired and task.uncancel() <= cancelling:
+                self._expired = False
+                raise _IdleExpired from None
+            raise
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._waiter is None:
+            return  # between reads: the next `wait` arms the timer again
+        if self._loop.time() < self.deadline:
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+            return
+        self._expired = True
+        self._waiter.cancel()
 
 
 class BaseAdapter(ABC):
@@ -171,7 +252,8 @@ class BaseAdapter(ABC):
 
         if not isinstance(exc, httpx2.TransportError):
             return None
-        timed_out = isinstance(exc, httpx2.TimeoutException)  # a TransportError too
+        # A TransportError too; an aiohttp transport's mapping is checked against its cause.
+        timed_out = transport_timed_out(exc, isinstance(exc, httpx2.TimeoutException))
         return self._connection_error(timed_out=timed_out, started=started)
 
     def _sdk_timeout(self) -> httpx2.Timeout:
@@ -188,11 +270,12 @@ class BaseAdapter(ABC):
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Events of one generation; see `ChatProvider.stream`."""
         events, first = await self._open(request)
+        idle = _IdleTimer(self.timeouts.idle)
         try:
             yield first
             finished = isinstance(first, Finish)
             while not finished:
-                event = await self._pull(events, self.timeouts.idle, resettable=True)
+                event = await self._next(events, idle)
                 if event is None:
                     raise ProviderStreamBroken(
                         "The stream ended before the provider finished", endpoint=self.endpoint
@@ -200,6 +283,7 @@ class BaseAdapter(ABC):
                 finished = isinstance(event, Finish)
                 yield event
         finally:
+            idle.close()
             await events.aclose()
 
     async def list_models(self) -> list[str]:
@@ -227,7 +311,7 @@ class BaseAdapter(ABC):
         while True:
             events = self._attempt(request)
             try:
-                first = await self._pull(events, self.timeouts.first_token, resettable=False)
+                first = await self._first(events)
             except ProviderError as error:
                 await events.aclose()
                 delay = self.retry.delay(attempt, error)
@@ -249,27 +333,36 @@ class BaseAdapter(ABC):
                 )
             return events, first
 
-    async def _pull(
-        self, events: AttemptEvents, limit: float, *, resettable: bool
-    ) -> StreamEvent | None:
-        """The next event within `limit` seconds; heartbeats restart the clock if `resettable`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
+    async def _next(self, events: AttemptEvents, idle: _IdleTimer) -> StreamEvent | None:
+        """The next event, each read (heartbeats too) within the idle timeout of the last."""
         while True:
-            scope = asyncio.timeout_at(deadline)
+            idle.restart()
             try:
-                async with scope:
-                    item = await anext(events)
+                item = await idle.wait(anext(events))
             except StopAsyncIteration:
                 return None
-            except TimeoutError as exc:
-                if not scope.expired():
-                    raise
-                what = "between chunks" if resettable else "before the first token"
+            except _IdleExpired as exc:
                 raise ProviderTimeout(
-                    f"No answer for {limit:g}s {what}", endpoint=self.endpoint
+                    f"No answer for {idle.limit:g}s between chunks", endpoint=self.endpoint
                 ) from exc
             if item is not None:
                 return item
-            if resettable:
-                deadline = loop.time() + limit
+
+    async def _first(self, events: AttemptEvents) -> StreamEvent | None:
+        """The first event within the first-token timeout; heartbeats do not restart it."""
+        limit = self.timeouts.first_token
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                item = None
+                while item is None:
+                    item = await anext(events)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise ProviderTimeout(
+                f"No answer for {limit:g}s before the first token", endpoint=self.endpoint
+            ) from exc
+        return item

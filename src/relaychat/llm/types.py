@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -115,26 +116,35 @@ class ChatRequest(_Model):
 # -- stream events -------------------------------------------------------------------------
 
 
-class TextDelta(_Model):
-    type: Literal["text_delta"] = "text_delta"
+# The events that come once per chunk are plain frozen dataclasses: a pydantic model
+# validates its fields on every construction, which costs as much as reading the chunk.
+# Adapters build them from values they have checked; the type adapter below still
+# validates all of them alike.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextDelta:
     text: str
+    type: Literal["text_delta"] = "text_delta"
 
 
-class ReasoningDelta(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReasoningDelta:
     """Visible reasoning ("thinking") text, for providers and servers that stream it."""
 
-    type: Literal["reasoning_delta"] = "reasoning_delta"
     text: str
+    type: Literal["reasoning_delta"] = "reasoning_delta"
 
 
-class ToolCallDelta(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallDelta:
     """A fragment of a tool call; `id` and `name` arrive with the first fragment."""
 
-    type: Literal["tool_call_delta"] = "tool_call_delta"
     index: int
     id: str | None = None
     name: str | None = None
     arguments_delta: str = ""
+    type: Literal["tool_call_delta"] = "tool_call_delta"
 
 
 class ToolCall(_Model):

@@ -23,6 +23,10 @@ class MemoryEventBus(EventBus):
 
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Log and deliver `event` synchronously; return its id."""
+        return self.publish_nowait(user_id, event)
+
+    def publish_nowait(self, user_id: str, event: BaseEvent) -> str:
+        """Log and deliver `event`; return its id."""
         position = self._next_position(user_id)
         event_id = f"{position[0]}-{position[1]}"
         frame = with_id(event_id, encode_body(event))

@@ -64,7 +64,7 @@ async def test_streams_text_then_usage_then_finish(
     assert isinstance(events[-1], Finish)
     assert events[-1].reason == "stop"
     for event in events:
-        assert stream_event_adapter.validate_json(event.model_dump_json()) == event
+        assert stream_event_adapter.validate_json(stream_event_adapter.dump_json(event)) == event
     assert len(sent(fake, marker)) == 1
 
 

@@ -113,16 +113,32 @@ def options(upstream: ScriptedUpstream, path: str) -> AdapterOptions:
     )
 
 
-@pytest.fixture
-async def adapter(upstream: ScriptedUpstream) -> AsyncIterator[OpenAIAdapter]:
-    async with httpx2.AsyncClient(trust_env=False) as http:
-        yield OpenAIAdapter(options(upstream, "/v1"), http_client=http)
+@pytest.fixture(params=["aiohttp", "httpx2"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx2.AsyncClient | None]:
+    """None: the client an adapter makes for itself (aiohttp underneath); or plain httpx2."""
+    if request.param == "aiohttp":
+        yield None
+        return
+    async with httpx2.AsyncClient(trust_env=False) as client:
+        yield client
 
 
 @pytest.fixture
-async def claude(upstream: ScriptedUpstream) -> AsyncIterator[AnthropicAdapter]:
-    async with httpx2.AsyncClient(trust_env=False) as http:
-        yield AnthropicAdapter(options(upstream, ""), http_client=http)
+async def adapter(
+    upstream: ScriptedUpstream, http: httpx2.AsyncClient | None
+) -> AsyncIterator[OpenAIAdapter]:
+    made = OpenAIAdapter(options(upstream, "/v1"), http_client=http)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+async def claude(
+    upstream: ScriptedUpstream, http: httpx2.AsyncClient | None
+) -> AsyncIterator[AnthropicAdapter]:
+    made = AnthropicAdapter(options(upstream, ""), http_client=http)
+    yield made
+    await made.aclose()
 
 
 REQUEST = ChatRequest(model="m", messages=[ChatMessage(role="user", content="hi")])

@@ -96,8 +96,9 @@ class Job:
 
 
 class DeltaPublisher:
-    """Sends a reply's text deltas in order from a task of its own, so the upstream stream is
-    never paused by a slow publish; text that arrives meanwhile goes out as one delta."""
+    """Sends a reply's text deltas in order: at once on a bus that needs no I/O to publish,
+    else from a task of its own, so the upstream stream is never paused by a slow publish;
+    text that arrives meanwhile goes out as one delta."""
 
     def __init__(self, job: Job, bus: EventBus) -> None:
         self.job = job
@@ -109,6 +110,14 @@ class DeltaPublisher:
         self._task: asyncio.Task[None] | None = None
 
     def push(self, text: str) -> None:
+        if self._task is None:
+            job = self.job
+            # A bus that delivers without I/O (in-process) is not slow: no task, no wake-up.
+            delta = MessageDelta(
+                conversation_id=job.conversation_id, message_id=job.message_id, delta=text
+            )
+            if self.bus.publish_nowait(job.user_id, delta) is not None:
+                return
         self._pending.append(text)
         self._idle.clear()
         self._wake.set()

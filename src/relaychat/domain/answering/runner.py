@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.answering.agent_loop import Job, run_loop
@@ -48,6 +48,19 @@ from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
+
+# The partial text of streaming replies, on the table rather than the entity: with a list of
+# parameters the session runs it as one executemany (the entity's would be the ORM's bulk
+# UPDATE by primary key, which takes no other condition).
+_messages = cast(Table, Message.__table__)
+_SAVE_PROGRESS = (
+    update(_messages)
+    .where(
+        _messages.c.id == bindparam("message_id"),
+        _messages.c.status == MessageStatus.STREAMING,
+    )
+    .values(text=bindparam("partial_text"), content=bindparam("partial_content"))
+)
 
 
 class GenerationRunner:
@@ -186,7 +199,12 @@ class GenerationRunner:
                 usage=usage,
                 failure=None,
             )
-            conversation = await session.get(Conversation, job.conversation_id)
+            # Only a first exchange is titled: no other reply needs the row.
+            conversation = (
+                await session.get(Conversation, job.conversation_id)
+                if job.wants_title and message is not None
+                else None
+            )
             if message is not None:
                 publish_after_commit(
                     session,
@@ -199,9 +217,7 @@ class GenerationRunner:
                     ),
                 )
             await session.commit()
-        if message is None:
-            return
-        if job.wants_title and conversation is not None and not conversation.title and text:
+        if conversation is not None and not conversation.title and text:
             self._in_background(self._title(job, text))
 
     async def _end_failed(self, job: Job, exc: Exception) -> None:
@@ -273,6 +289,8 @@ class GenerationRunner:
         marked it interrupted; the owner's outcome replaces that mark, so the reply is kept.
         """
         now = utcnow()
+        # RETURNING the message it answers: both messages are then read in one SELECT, and
+        # the callbacks find the request in the session instead of asking again.
         claimed = await session.execute(
             update(Generation)
             .where(
@@ -289,11 +307,16 @@ class GenerationRunner:
                     datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
                 ),
             )
+            .returning(Generation.request_message_id)
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        row = claimed.first()
+        if row is None:
             return None
         GENERATIONS.labels(generation_status, job.endpoint).inc()
-        message = await session.get(Message, job.message_id)
+        request_id = row.request_message_id
+        wanted = [job.message_id] if request_id is None else [job.message_id, request_id]
+        loaded = (await session.scalars(select(Message).where(Message.id.in_(wanted)))).all()
+        message = next((m for m in loaded if m.id == job.message_id), None)
         if message is None:  # the conversation was deleted meanwhile
             return None
         message.text = job.text
@@ -385,11 +408,18 @@ class GenerationRunner:
             # Snapshots taken before any await: what each job holds when it is written is
             # exactly what counts as saved, and only once the commit succeeded.
             written = [(job, job.snapshot()) for job in jobs if job.dirty()]
-            for job, parts in written:
+            if written:
+                # One executemany for every reply, not a statement each.
                 await session.execute(
-                    update(Message)
-                    .where(Message.id == job.message_id, Message.status == MessageStatus.STREAMING)
-                    .values(text=flatten_text(parts), content=parts)
+                    _SAVE_PROGRESS,
+                    [
+                        {
+                            "message_id": j.message_id,
+                            "partial_text": flatten_text(parts),
+                            "partial_content": parts,
+                        }
+                        for j, parts in written
+                    ],
                 )
             await session.commit()
         for job, parts in written:

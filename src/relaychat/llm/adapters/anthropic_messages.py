@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from relaychat.llm.adapters.sse_stream import SSEAdapter, SSEEvent, request_error
-from relaychat.llm.base import AdapterOptions
+from relaychat.llm.adapters.sse_stream import (
+    SSEAdapter,
+    SSEEvent,
+    request_error,
+    stream_settings,
+)
+from relaychat.llm.base import AdapterOptions, transport_timed_out
 from relaychat.llm.errors import (
     ProviderError,
     ProviderSdkMissing,
@@ -125,6 +130,18 @@ class AnthropicAdapter(SSEAdapter):
             from anthropic import AsyncAnthropic
         except ImportError as exc:  # pragma: no cover - a core dependency
             raise ProviderSdkMissing("Install the `anthropic` package") from exc
+        if http_client is None:
+            # The SDK's own client on aiohttp: the default httpx2 transport (httpcore2, h11,
+            # anyio) costs more CPU per streamed chunk than the rest of a relayed token.
+            from anthropic import DefaultAioHttpClient
+
+            http_client = DefaultAioHttpClient(timeout=self._sdk_timeout())
+        timeout, headers = stream_settings(self._sdk_timeout())
+        # Without a read deadline for each chunk (see `stream_settings`); the SDK derives
+        # `x-stainless-timeout` from it too, so that one is sent as before as well.
+        self._stream_timeout = timeout
+        read = headers["x-stainless-read-timeout"]
+        self._stream_headers = {**headers, "x-stainless-timeout": read}
         # Built now, not on first use: importing an SDK blocks the event loop for a while.
         self._sdk: AsyncAnthropic = AsyncAnthropic(
             api_key=options.api_key,
@@ -142,9 +159,12 @@ class AnthropicAdapter(SSEAdapter):
 
     async def _send(self, request: ChatRequest) -> httpx2.Response:
         params = to_anthropic_params(request, self.options.default_max_tokens)
-        # Unlike the OpenAI adapter, this keeps the SDK's read timeout: without it the SDK
-        # would announce a different `x-stainless-timeout` to the API.
-        stream = await self._sdk.messages.create(**params, stream=True)
+        stream = await self._sdk.messages.create(
+            **params,
+            stream=True,
+            timeout=self._stream_timeout,
+            extra_headers=self._stream_headers,
+        )
         response: httpx2.Response = stream.response  # `stream` is Any: params are a dict
         return response
 
@@ -159,7 +179,7 @@ class AnthropicAdapter(SSEAdapter):
 
         fields: dict[str, Any] = {"endpoint": self.endpoint}
         if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError is one too
-            timed_out = isinstance(exc, anthropic.APITimeoutError)
+            timed_out = transport_timed_out(exc, isinstance(exc, anthropic.APITimeoutError))
             return self._connection_error(timed_out=timed_out, started=started)
         if isinstance(exc, anthropic.APIStatusError):
             if exc.status_code < 400:
@@ -258,7 +278,9 @@ class _StreamState:
             if block["type"] == "tool_use":
                 ordinal = self.tool_index.setdefault(raw["index"], len(self.tool_index))
                 events.append(
-                    self.tools.feed(ordinal, id=block["id"], name=block["name"], fragment="")
+                    self.tools.feed(
+                        ordinal, id=_text(block["id"]), name=_text(block["name"]), fragment=""
+                    )
                 )
         elif kind == "content_block_stop":
             stopped_tool = self.tool_index.get(raw["index"])
@@ -279,15 +301,22 @@ class _StreamState:
     def _delta(self, index: int, delta: dict[str, Any], events: list[StreamEvent]) -> None:
         kind = delta["type"]
         if kind == "text_delta":
-            if delta["text"]:
-                events.append(TextDelta(text=delta["text"]))
+            if text := _text(delta["text"]):
+                events.append(TextDelta(text=text))
         elif kind == "thinking_delta":
-            if delta["thinking"]:
-                events.append(ReasoningDelta(text=delta["thinking"]))
+            if thinking := _text(delta["thinking"]):
+                events.append(ReasoningDelta(text=thinking))
         elif kind == "input_json_delta" and index in self.tool_index:
             ordinal = self.tool_index[index]
-            fragment = delta["partial_json"]
+            fragment = _text(delta["partial_json"])
             events.append(self.tools.feed(ordinal, id=None, name=None, fragment=fragment))
+
+
+def _text(value: object) -> str:
+    """`value`, which must be a string (stream events are built without validation)."""
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def _stream_error(data: bytes, endpoint: str) -> ProviderError:

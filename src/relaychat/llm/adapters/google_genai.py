@@ -39,7 +39,7 @@ from relaychat.llm.types import (
 if TYPE_CHECKING:
     import httpx2
     from google.genai import Client
-    from google.genai.types import GenerateContentResponse
+    from google.genai.types import Content, GenerateContentConfig
 
 # Gemini often sends calls without ids; ours carry this prefix and are not sent back.
 SYNTHETIC_ID_PREFIX = "gemini_call_"
@@ -167,24 +167,16 @@ class GoogleAdapter(BaseAdapter):
         contents = [types.Content.model_validate(c) for c in to_google_contents(request.messages)]
         config = types.GenerateContentConfig.model_validate(to_google_config(request))
         with self._upstream(started=False):
-            chunks = await self._sdk.aio.models.generate_content_stream(
-                model=request.model, contents=contents, config=config
-            )
-        state = _StreamState()
-        # The SDK sends the request on the first read, so that read is not yet "started".
-        received = False
+            chunks = await self._send(request.model, contents, config)
+        state = _StreamState(self.endpoint)
         try:
-            while True:
-                with self._upstream(started=received):
-                    chunk = await anext(chunks, None)
-                if chunk is None:
-                    break
-                received = True
-                events = state.handle(chunk)
-                for event in events:
-                    yield event
-                if not events:
-                    yield None
+            with self._upstream(started=True):
+                async for chunk in chunks:
+                    events = state.read(chunk.body)
+                    for event in events:
+                        yield event
+                    if not events:
+                        yield None
         finally:
             await _close(chunks)
         if state.finish is None:
@@ -197,6 +189,30 @@ class GoogleAdapter(BaseAdapter):
         if reason == "stop" and state.calls:
             reason = "tool_calls"
         yield Finish(reason=reason, raw_reason=state.finish)
+
+    async def _send(
+        self, model: str, contents: list[Content], config: GenerateContentConfig
+    ) -> AsyncIterator[Any]:
+        """Send the streaming request through the SDK; its chunks, each a JSON text.
+
+        `generate_content_stream` would turn every chunk into a `GenerateContentResponse`,
+        a pydantic model built through the SDK's field checks, which costs several times
+        what the rest of a relayed token does. The request is built and sent, and HTTP and
+        in-stream errors raised, by the same SDK code it runs on; only the chunks' JSON is
+        read here (`_StreamState`).
+        """
+        from google.genai import _common, types
+        from google.genai.models import _GenerateContentParameters_to_mldev
+
+        api = self._sdk.aio._api_client
+        parameters = types._GenerateContentParameters(model=model, contents=contents, config=config)
+        body = _GenerateContentParameters_to_mldev(api, parameters, None, parameters)
+        url = body.pop("_url", None)
+        path = "{model}:streamGenerateContent?alt=sse".format_map(url or {"model": model})
+        body.pop("config", None)
+        body = _common.encode_unserializable_types(_common.convert_to_dict(body))
+        chunks: AsyncIterator[Any] = await api.async_request_streamed("post", path, body, None)
+        return chunks
 
     async def _fetch_models(self) -> list[str]:
         pager = await self._sdk.aio.models.list()
@@ -228,55 +244,97 @@ class GoogleAdapter(BaseAdapter):
 
 
 class _StreamState:
-    """What the chunks told so far: usage, finish reason, and how many calls were made."""
+    """What the chunks told so far: usage, finish reason, and how many calls were made.
 
-    def __init__(self) -> None:
+    Chunks are read as plain dicts in the wire's own (camelCase) names.
+    """
+
+    __slots__ = ("calls", "endpoint", "finish", "usage")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
         self.calls = 0
         self.usage: Usage | None = None
         self.finish: str | None = None
 
-    def handle(self, chunk: GenerateContentResponse) -> list[StreamEvent]:
+    def read(self, body: str | None) -> list[StreamEvent]:
         """The events in one chunk of the first candidate."""
-        if chunk.usage_metadata is not None:
-            meta = chunk.usage_metadata
-            self.usage = Usage(
-                prompt_tokens=meta.prompt_token_count or 0,
-                completion_tokens=(meta.candidates_token_count or 0)
-                + (meta.thoughts_token_count or 0),
+        try:
+            chunk = json.loads(body) if body else {}
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            raise ProviderStreamBroken(
+                "The provider sent a frame that is not valid JSON",
+                retryable=False,
+                endpoint=self.endpoint,
             )
-        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
+        try:
+            return self._chunk(chunk)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ProviderStreamBroken(
+                "The provider sent a chunk of an unexpected shape",
+                retryable=False,
+                endpoint=self.endpoint,
+            ) from exc
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        meta = chunk.get("usageMetadata")
+        if meta is not None:
+            self.usage = Usage(
+                prompt_tokens=meta.get("promptTokenCount") or 0,
+                completion_tokens=(meta.get("candidatesTokenCount") or 0)
+                + (meta.get("thoughtsTokenCount") or 0),
+            )
+        feedback = chunk.get("promptFeedback")
+        if feedback and feedback.get("blockReason"):
             self.finish = "PROMPT_BLOCKED"
         events: list[StreamEvent] = []
-        candidate = chunk.candidates[0] if chunk.candidates else None
-        if candidate is None:
+        candidates = chunk.get("candidates")
+        if not candidates:
             return events
-        parts = candidate.content.parts if candidate.content else None
-        for part in parts or []:
-            if part.text:
-                event = ReasoningDelta if part.thought else TextDelta
-                events.append(event(text=part.text))
-            if part.function_call is not None:
-                events.extend(self._call(part.function_call, part.thought_signature))
-        if candidate.finish_reason is not None:
-            self.finish = str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
+        candidate = candidates[0]
+        content = candidate.get("content")
+        for part in (content.get("parts") if content else None) or ():
+            text = part.get("text")
+            if text:
+                if not isinstance(text, str):
+                    raise TypeError("text")
+                event = ReasoningDelta if part.get("thought") else TextDelta
+                events.append(event(text=text))
+            call = part.get("functionCall")
+            if call is not None:
+                events.extend(self._call(call, part.get("thoughtSignature")))
+        reason = candidate.get("finishReason")
+        if reason is not None:
+            self.finish = str(reason)
         return events
 
-    def _call(self, call: Any, signature: bytes | None) -> list[StreamEvent]:
+    def _call(self, call: dict[str, Any], signature: str | None) -> list[StreamEvent]:
         index, self.calls = self.calls, self.calls + 1
-        call_id = call.id or f"{SYNTHETIC_ID_PREFIX}{uuid.uuid4().hex[:16]}"
-        arguments = dict(call.args or {})
+        call_id = call.get("id") or f"{SYNTHETIC_ID_PREFIX}{uuid.uuid4().hex[:16]}"
+        name = call.get("name") or ""
+        if not isinstance(call_id, str) or not isinstance(name, str):
+            raise TypeError("functionCall id or name")
+        arguments = dict(call.get("args") or {})
         raw = json.dumps(arguments)
         return [
-            ToolCallDelta(index=index, id=call_id, name=call.name, arguments_delta=raw),
+            ToolCallDelta(index=index, id=call_id, name=name, arguments_delta=raw),
             ToolCall(
                 index=index,
                 id=call_id,
-                name=call.name or "",
+                name=name,
                 arguments=arguments,
                 raw_arguments=raw,
-                signature=base64.b64encode(signature).decode() if signature else None,
+                signature=_signature(signature) if signature else None,
             ),
         ]
+
+
+def _signature(wire: str) -> str:
+    """A thought signature in standard base64, as the SDK's bytes were stored before."""
+    urlsafe = wire.replace("+", "-").replace("/", "_") + "=" * (-len(wire) % 4)
+    return base64.b64encode(base64.urlsafe_b64decode(urlsafe)).decode()
 
 
 def _error_reason(body: dict[str, Any]) -> str | None:
