@@ -64,6 +64,9 @@ class RedisEventBus(EventBus):
         self.log_ttl_ms = log_ttl_seconds * 1000
         self.channel = f"{key_prefix}realtime"
         self._publish_script = redis.register_script(_PUBLISH_LUA)
+        # Publishes waiting for the next round trip (see `publish`), and the task sending them.
+        self._queued: list[tuple[str, list[str | int | bytes], asyncio.Future[str]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -89,6 +92,9 @@ class RedisEventBus(EventBus):
 
     async def close(self) -> None:
         """End every subscription, stop reading and give the connection back to the pool."""
+        sender = self._sender
+        if sender is not None:  # publishes asked for before closing still go out
+            await asyncio.wait([sender])
         await super().close()
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -100,26 +106,44 @@ class RedisEventBus(EventBus):
         self._listening.clear()
 
     async def publish(self, user_id: str, event: BaseEvent) -> str:
-        """Append `event` to the user's stream and announce it to every worker; return its id."""
-        event_id = await self._publish_script(
-            keys=[self.log_key(user_id)], args=self._publish_args(user_id, event)
-        )
-        return _text(event_id)
+        """Append `event` to the user's stream and announce it to every worker; return its id.
+
+        Publishes are pipelined: every one asked for while the previous round trip was
+        under way (within one turn of the event loop at the least) goes out together, in
+        the order asked. With hundreds of replies streaming, one round trip carries the
+        deltas of all of them instead of one each.
+        """
+        # Encoded here: an event that cannot be sent fails its caller, not the batch.
+        args = self._publish_args(user_id, event)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queued.append((self.log_key(user_id), args, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_queued(), name="redis-bus-publish")
+        return await future
 
     async def publish_many(self, events: Sequence[tuple[str, BaseEvent]]) -> list[str]:
-        """The same script for each event, pipelined: one round trip for a batch (the
-        group-commit writer's), in order, as if published one by one."""
-        if len(events) < 2:
-            return await super().publish_many(events)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id, event in events:
-                await self._publish_script(
-                    keys=[self.log_key(user_id)],
-                    args=self._publish_args(user_id, event),
-                    client=pipe,
-                )
-            ids = await pipe.execute()
-        return [_text(event_id) for event_id in ids]
+        """All in one round trip (they are queued in the same turn), in order."""
+        return list(await asyncio.gather(*(self.publish(u, e) for u, e in events)))
+
+    async def _send_queued(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for key, args, _ in batch:
+                            await self._publish_script(keys=[key], args=args, client=pipe)
+                        ids = await pipe.execute()
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), event_id in zip(batch, ids, strict=True):
+                    if not future.done():  # a caller may have given up waiting
+                        future.set_result(_text(event_id))
+        finally:
+            self._sender = None
 
     def _publish_args(self, user_id: str, event: BaseEvent) -> list[str | int | bytes]:
         header = json.dumps([user_id, event.conversation_id, event.type])
