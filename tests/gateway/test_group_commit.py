@@ -101,30 +101,3 @@ async def test_a_conversation_made_again_by_someone_else_goes_to_its_new_owner(
     assert [m["text"] for m in await listed(client, bob, cid)] == ["for bob"]
     gone = await client.get(f"/api/messages/{cid}", headers=alice.headers)
     assert gone.status_code == 404
-
-
-async def test_batches_sharing_conversations_chain_each_one_whole(
-    client: httpx.AsyncClient, services: Services
-) -> None:
-    """On PostgreSQL two writers commit batches at once, each locking the conversations it
-    holds (in id order); every conversation's messages still form one whole chain."""
-    owners = await users(client, 3)
-    cids = [
-        (await make_conversation(client, owner))["conversation_id"]
-        for owner in owners
-        for _ in range(2)
-    ]
-    # Every burst touches all six conversations, in an order that differs burst to burst.
-    posts = [(cids[(n * 7 + n // 6) % 6], f"message {n}") for n in range(120)]
-    answers = await asyncio.gather(
-        *(
-            client.post(f"/api/messages/{cid}", json=external(label), headers=SYSTEM)
-            for cid, label in posts
-        )
-    )
-    assert {a.status_code for a in answers} == {201}
-    for n, cid in enumerate(cids):
-        messages = await listed(client, owners[n // 2], cid)
-        assert len(messages) == 20
-        parents = [m["parent_message_id"] for m in messages]
-        assert parents == [None] + [m["message_id"] for m in messages[:-1]]

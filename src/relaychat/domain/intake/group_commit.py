@@ -141,57 +141,43 @@ class GroupCommitWriter:
         *,
         wake_outbox: Callable[[], None] | None = None,
         max_batch: int = 256,
-        writers: int | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
         self.wake_outbox = wake_outbox
         self.max_batch = max_batch
-        # SQLite has one write lock: a second writer would only wait for it. On PostgreSQL
-        # a batch spends much of its time in round trips, and while one waits for its
-        # COMMIT the next can be written (conversations are locked in id order, so two
-        # batches never deadlock).
-        if writers is None:
-            writers = 1 if engine.dialect.name == "sqlite" else 2
-        self.writers = writers
         self._queue: asyncio.Queue[Pending | object] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"group-commit-writer-{n}")
-            for n in range(self.writers)
-        ]
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def close(self) -> None:
-        """Write everything queued, then stop: the writers are let finish, never cancelled
+        """Write everything queued, then stop: the writer is let finish, never cancelled
         inside a batch, so no transaction is cut and nothing queued is dropped."""
-        if not self._tasks:
+        if self._task is None:
             return
-        tasks, self._tasks = self._tasks, []  # refuse new messages from here on
-        for _ in tasks:
-            self._queue.put_nowait(_STOP)  # one for each writer, after every message
-        await asyncio.gather(*tasks)
+        task, self._task = self._task, None  # refuse new messages from here on
+        self._queue.put_nowait(_STOP)
+        await task
 
     async def write(self, pending: Pending) -> Written:
         """Queue `pending` and return once its batch has committed (raises `Stale`)."""
-        if not self._tasks:
+        if self._task is None:
             raise RuntimeError("the group-commit writer is not running")
         self._queue.put_nowait(pending)
         return await pending.future
 
     async def _run(self) -> None:
         while True:
-            batch: list[Pending] = []
-            stopping = False
-            while len(batch) < self.max_batch and not (batch and self._queue.empty()):
-                item = self._queue.get_nowait() if batch else await self._queue.get()
-                if item is _STOP:  # queued after every message: nothing left to take
-                    stopping = True
-                    break
-                batch.append(cast(Pending, item))
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stopping = batch[-1] is _STOP  # the last thing ever queued
+            if stopping:
+                batch.pop()
             if batch:
-                await self._write(batch)
+                await self._write(cast(list[Pending], batch))
             if stopping:
                 return
 
@@ -231,8 +217,7 @@ class GroupCommitWriter:
         for pending in batch:
             by_conversation.setdefault(pending.conversation_id, []).append(pending)
         async with self.engine.begin() as conn:
-            # In id order: concurrent batches lock shared conversations in the same order.
-            for conversation_id, messages in sorted(by_conversation.items()):
+            for conversation_id, messages in by_conversation.items():
                 chained = await _chain(conn, conversation_id, messages)
                 if chained is None:
                     stale.extend(messages)
