@@ -853,6 +853,21 @@ class Bench:
         user, listener = self.users[index], self.listeners[index]
         return Relayed(prompt=prompt, port=self.server.port, user=user, listener=listener)
 
+    async def report(
+        self,
+        title: str,
+        pooled: dict[str, PhaseResult],
+        rows: dict[str, float],
+        during: str,
+        paths: list[Path],
+        profiled_seconds: float,
+    ) -> None:
+        """A row's figures and verdicts, then its --trace steps and --profile shares."""
+        summarize(title, pooled, rows, self.backend)
+        await self.traced(pooled["relaychat"].samples)
+        if paths:
+            print_profile(during, paths, profiled_seconds, self.args.profile_out)
+
     async def traced(self, samples: list[Sample]) -> None:
         if self.args.trace:
             print_trace(samples, await read_traces(self.server, self.workdir))
@@ -909,11 +924,9 @@ class Bench:
             f"{n} replies started in the same instant, {BURST_TOKENS} tokens at "
             f"{1000 // TOKEN_DELAY_MS} tokens/s, {rounds} rounds"
         )
-        summarize(title, pooled, {"ttft.burst_p50": 0.5, "ttft.burst_p99": 0.99}, self.backend)
-        await self.traced(pooled["relaychat"].samples)
-        if paths:
-            title = f"during the {rounds} relaychat burst rounds"
-            print_profile(title, paths, profiled, self.args.profile_out)
+        rows = {"ttft.burst_p50": 0.5, "ttft.burst_p99": 0.99}
+        during = f"during the {rounds} relaychat burst rounds"
+        await self.report(title, pooled, rows, during, paths, profiled)
 
     async def busy(self) -> None:
         """One user's new messages while the others' replies stream, alternating sides."""
@@ -947,11 +960,9 @@ class Bench:
             f"one user's new messages while {n} replies stream at "
             f"{1000 // TOKEN_DELAY_MS} tokens/s, {repeats} x {window:.0f} s windows"
         )
-        summarize(title, pooled, {"ttft.busy_p50": 0.5, "ttft.busy_p99": 0.99}, self.backend)
-        await self.traced(pooled["relaychat"].samples)
-        if paths:
-            title = "during the relaychat busy windows"
-            print_profile(title, paths, window * repeats, self.args.profile_out)
+        rows = {"ttft.busy_p50": 0.5, "ttft.busy_p99": 0.99}
+        during = "during the relaychat busy windows"
+        await self.report(title, pooled, rows, during, paths, window * repeats)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -20,14 +20,18 @@ async def _write(engine: AsyncEngine, rows: int) -> None:
             await conn.exec_driver_sql("INSERT INTO t (v) VALUES (?)", (f"row {n} " * 200,))
 
 
+async def _autocheckpoint(engine: AsyncEngine) -> object:
+    """The pages of log at which a commit checkpoints by itself (0: never)."""
+    async with engine.connect() as conn:
+        return (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+
+
 async def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None:
     engine = create_engine(
         f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", background_checkpoints=True
     )
     try:
-        async with engine.connect() as conn:
-            autocheckpoint = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
-        assert autocheckpoint == 0
+        assert await _autocheckpoint(engine) == 0
         # Far past the 1,000 pages at which a commit would have checkpointed by itself.
         await _write(engine, 900)
         wal = tmp_path / "db.sqlite-wal"
@@ -53,9 +57,7 @@ async def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None
 async def test_without_the_flag_commits_checkpoint_as_sqlite_does(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
     try:
-        async with engine.connect() as conn:
-            autocheckpoint = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
-        assert autocheckpoint == 1000
+        assert await _autocheckpoint(engine) == 1000
     finally:
         await engine.dispose()
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 _PATH = re.compile(r"/api/messages/([^/]+)")
 _BODY = TypeAdapter(ExternalMessageIn)
-_ABSENT = object()
 
 
 class ExternalMessages:
@@ -72,7 +71,7 @@ def _conversation_id(scope: Scope) -> str | None:
 
 def _external_body(scope: Scope) -> ExternalMessageIn | None:
     """The body as the route would read it, or None for the route to answer."""
-    value: Any = scope.get(JSON_BODY, _ABSENT)
+    value: Any = scope.get(JSON_BODY)
     if not isinstance(value, dict) or value.get("role") != "external":
         return None
     try:

@@ -199,10 +199,9 @@ class GroupCommitWriter:
         event_ids: list[str | None]
         try:
             # Together: on Redis one round trip for the batch, not one per message.
-            published = await self.bus.publish_many(
-                [(item.pending.owner_id, item.event) for item in staged]
+            event_ids = list(
+                await self.bus.publish_many([(p.pending.owner_id, p.event) for p in staged])
             )
-            event_ids = list(published)
         except Exception:  # committed: the caller's answer must not depend on the bus
             logger.exception("could not publish message.created for %d messages", len(staged))
             event_ids = [None] * len(staged)
