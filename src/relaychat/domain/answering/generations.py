@@ -180,16 +180,24 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
             continue
         message.status = MessageStatus.UNFINISHED
         message.error = reason
-        await callbacks.reply_ended(
+        view = await callbacks.reply_ended(
             session,
-            message,
+            MessageView.model_validate(message),
+            await callbacks.request_of(session, message.parent_message_id),
             user_id=generation.user_id,
             generation_id=generation.id,
             error_code=StopReason.INTERRUPTED,
             detail=reason,
         )
         finished.append((generation, message))
-        publish_unfinished(session, bus, generation, message, reason=StopReason.INTERRUPTED)
+        publish_unfinished(
+            session,
+            bus,
+            user_id=generation.user_id,
+            generation_id=generation.id,
+            message=view,
+            reason=StopReason.INTERRUPTED,
+        )
     await session.commit()
     return len(finished)
 
@@ -197,9 +205,10 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
 def publish_unfinished(
     session: AsyncSession,
     bus: EventBus,
-    generation: Generation,
-    message: Message,
     *,
+    user_id: str,
+    generation_id: str,
+    message: MessageView,
     reason: StopReason,
 ) -> None:
     """Tell the owner's tabs, once `session` commits it, that a reply stopped early and
@@ -207,22 +216,22 @@ def publish_unfinished(
     publish_after_commit(
         session,
         bus,
-        generation.user_id,
+        user_id,
         GenerationAborted(
-            conversation_id=generation.conversation_id,
-            generation_id=generation.id,
-            message_id=message.id,
+            conversation_id=message.conversation_id,
+            generation_id=generation_id,
+            message_id=message.message_id,
             reason=reason,
         ),
     )
     publish_after_commit(
         session,
         bus,
-        generation.user_id,
-        lambda: MessageCompleted(
-            conversation_id=generation.conversation_id,
-            message_id=message.id,
-            message=MessageView.model_validate(message),
+        user_id,
+        MessageCompleted(
+            conversation_id=message.conversation_id,
+            message_id=message.message_id,
+            message=message,
         ),
     )
 

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.answering.agent_loop import Job, run_loop
@@ -60,6 +60,46 @@ _SAVE_PROGRESS = (
         _messages.c.status == MessageStatus.STREAMING,
     )
     .values(text=bindparam("partial_text"), content=bindparam("partial_content"))
+)
+
+
+_generations = cast(Table, Generation.__table__)
+_CLAIM = (
+    update(_generations)
+    .where(
+        _generations.c.id == bindparam("generation_id"),
+        _generations.c.worker_id == bindparam("owner_worker"),
+        _generations.c.status.in_((GenerationStatus.RUNNING, GenerationStatus.INTERRUPTED)),
+    )
+    .values(
+        status=bindparam("new_status"),
+        finished_at=bindparam("new_finished_at"),
+        finish_reason=bindparam("new_finish_reason"),
+        error=bindparam("new_error"),
+        first_token_at=bindparam("new_first_token_at"),
+    )
+    .returning(_generations.c.request_message_id)
+)
+_WRITE_REPLY = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("message_id"))
+    .values(
+        text=bindparam("new_text"),
+        content=bindparam("new_content"),
+        status=bindparam("new_status"),
+        finish_reason=bindparam("new_finish_reason"),
+        error=bindparam("new_error"),
+        prompt_tokens=bindparam("new_prompt_tokens"),
+        completion_tokens=bindparam("new_completion_tokens"),
+        updated_at=bindparam("new_updated_at"),
+    )
+    .returning(*_messages.c)
+)
+_conversations = cast(Table, Conversation.__table__)
+_TOUCH = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("new_updated_at"))
 )
 
 
@@ -210,10 +250,10 @@ class GenerationRunner:
                     session,
                     self.bus,
                     job.user_id,
-                    lambda: MessageCompleted(
+                    MessageCompleted(
                         conversation_id=job.conversation_id,
                         message_id=job.message_id,
-                        message=MessageView.model_validate(message),
+                        message=message,
                     ),
                 )
             await session.commit()
@@ -266,9 +306,15 @@ class GenerationRunner:
                 error=None if reason == StopReason.ABORTED else f"interrupted: {detail}",
                 failure=(reason, detail),
             )
-            generation = await session.get(Generation, job.generation_id)
-            if message is not None and generation is not None:
-                publish_unfinished(session, self.bus, generation, message, reason=reason)
+            if message is not None:
+                publish_unfinished(
+                    session,
+                    self.bus,
+                    user_id=job.user_id,
+                    generation_id=job.generation_id,
+                    message=message,
+                    reason=reason,
+                )
             await session.commit()
 
     async def _finalize(
@@ -282,66 +328,65 @@ class GenerationRunner:
         failure: tuple[str, str] | None,
         usage: Usage | None = None,
         error: str | None = None,
-    ) -> Message | None:
+    ) -> MessageView | None:
         """Write the final state and queue its callbacks; None if it was settled already.
 
         A sweep that took the generation over while this worker was alive but stalled
         marked it interrupted; the owner's outcome replaces that mark, so the reply is kept.
+        Statements on the tables, no entities: every reply ends here, and the reply's row
+        comes back from its UPDATE rather than from a SELECT and a flush.
         """
         now = utcnow()
-        # RETURNING the message it answers: both messages are then read in one SELECT, and
-        # the callbacks find the request in the session instead of asking again.
         claimed = await session.execute(
-            update(Generation)
-            .where(
-                Generation.id == job.generation_id,
-                Generation.worker_id == self.worker_id,
-                Generation.status.in_((GenerationStatus.RUNNING, GenerationStatus.INTERRUPTED)),
-            )
-            .values(
-                status=generation_status,
-                finished_at=now,
-                finish_reason=finish_reason,
-                error=error,
-                first_token_at=(
+            _CLAIM,
+            {
+                "generation_id": job.generation_id,
+                "owner_worker": self.worker_id,
+                "new_status": generation_status,
+                "new_finished_at": now,
+                "new_finish_reason": finish_reason,
+                "new_error": error,
+                "new_first_token_at": (
                     datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
                 ),
-            )
-            .returning(Generation.request_message_id)
+            },
         )
         row = claimed.first()
         if row is None:
             return None
         GENERATIONS.labels(generation_status, job.endpoint).inc()
-        request_id = row.request_message_id
-        wanted = [job.message_id] if request_id is None else [job.message_id, request_id]
-        loaded = (await session.scalars(select(Message).where(Message.id.in_(wanted)))).all()
-        message = next((m for m in loaded if m.id == job.message_id), None)
-        if message is None:  # the conversation was deleted meanwhile
+        written = (
+            await session.execute(
+                _WRITE_REPLY,
+                {
+                    "message_id": job.message_id,
+                    "new_text": job.text,
+                    "new_content": [dict(part) for part in job.parts],
+                    "new_status": message_status,
+                    "new_finish_reason": finish_reason,
+                    "new_error": error,
+                    # Absent usage leaves the counts empty, as the streaming row has them.
+                    "new_prompt_tokens": usage.prompt_tokens if usage else None,
+                    "new_completion_tokens": usage.completion_tokens if usage else None,
+                    "new_updated_at": now,
+                },
+            )
+        ).first()
+        if written is None:  # the conversation was deleted meanwhile
             return None
-        message.text = job.text
-        message.content = [dict(part) for part in job.parts]
-        message.status = message_status
-        message.finish_reason = finish_reason
-        message.error = error
-        if usage is not None:
-            message.prompt_tokens = usage.prompt_tokens
-            message.completion_tokens = usage.completion_tokens
         await session.execute(
-            update(Conversation)
-            .where(Conversation.id == job.conversation_id)
-            .values(updated_at=now)
+            _TOUCH, {"conversation_id": job.conversation_id, "new_updated_at": now}
         )
         code, detail = failure or (None, None)
-        await callbacks.reply_ended(
+        return await callbacks.reply_ended(
             session,
-            message,
+            MessageView.model_validate(dict(written._mapping)),
+            await callbacks.request_of(session, row.request_message_id),
             user_id=job.user_id,
             generation_id=job.generation_id,
             error_code=code,
             detail=detail,
         )
-        return message
 
     async def _title(self, job: Job, reply: str) -> None:
         try:

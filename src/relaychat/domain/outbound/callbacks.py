@@ -3,6 +3,10 @@ change's own transaction (see relaychat.domain.outbound.outbox)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.outbound import webhooks
@@ -40,35 +44,62 @@ async def message_created(
         "message.created",
         user_id=conversation.user_id,
         api_key_id=message.api_key_id,
-        data={
+        data=lambda: {
             "conversation_id": conversation.id,
             "message": MessageView.model_validate(message).model_dump(mode="json"),
         },
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRef:
+    """What a reply's callbacks read of the message it answers."""
+
+    id: str
+    api_key_id: str | None
+    meta: dict[str, Any]
+
+
+_messages = cast(Table, Message.__table__)
+_REQUEST = select(_messages.c.id, _messages.c.api_key_id, _messages.c.metadata).where(
+    _messages.c.id == bindparam("message_id")
+)
+
+
+async def request_of(session: AsyncSession, message_id: str | None) -> RequestRef | None:
+    """The message a reply answers (its parent), as its callbacks need it."""
+    if message_id is None:
+        return None
+    row = (await session.execute(_REQUEST, {"message_id": message_id})).first()
+    return RequestRef(row.id, row.api_key_id, row.metadata or {}) if row is not None else None
+
+
 async def reply_ended(
     session: AsyncSession,
-    reply: Message,
+    reply: MessageView,
+    request: RequestRef | None,
     *,
     user_id: str,
     generation_id: str,
     error_code: str | None = None,
     detail: str | None = None,
-) -> None:
-    """A reply completed (no error) or failed, was aborted or interrupted (an error code)."""
-    # The message a reply answers is its parent (the generation's request message).
-    request = (
-        await session.get(Message, reply.parent_message_id) if reply.parent_message_id else None
-    )
-    data = {
-        "conversation_id": reply.conversation_id,
-        "message": MessageView.model_validate(reply).model_dump(mode="json"),
-        "in_reply_to": request.id if request else None,
-        "generation_id": generation_id,
-    }
-    if error_code is not None:
-        data.update(error=error_code, detail=detail)
+) -> MessageView:
+    """A reply completed (no error) or failed, was aborted or interrupted (an error code).
+
+    Returns the reply as it now stands: a channel's reply records its pending delivery.
+    """
+
+    def data() -> dict[str, Any]:
+        body = {
+            "conversation_id": reply.conversation_id,
+            "message": reply.model_dump(mode="json"),
+            "in_reply_to": request.id if request else None,
+            "generation_id": generation_id,
+        }
+        if error_code is not None:
+            body.update(error=error_code, detail=detail)
+        return body
+
     await webhooks.emit(
         session,
         "message.failed" if error_code else "message.completed",
@@ -77,4 +108,11 @@ async def reply_ended(
         data=data,
     )
     if error_code is None and request is not None and request.meta.get("channel_id"):
-        await channel_replies.enqueue_reply(session, request, reply)
+        # Rare (a text message's reply), so entities here: the delivery is written on the
+        # reply, whose row the caller has just updated in this transaction.
+        request_row = await session.get(Message, request.id)
+        reply_row = await session.get(Message, reply.message_id)
+        if request_row is not None and reply_row is not None:
+            await channel_replies.enqueue_reply(session, request_row, reply_row)
+            return MessageView.model_validate(reply_row)
+    return reply

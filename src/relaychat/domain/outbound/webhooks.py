@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -255,10 +255,14 @@ async def emit(
     *,
     user_id: str,
     api_key_id: str | None,
-    data: dict[str, Any],
+    data: dict[str, Any] | Callable[[], dict[str, Any]],
 ) -> int:
     """Queue `event_type` for every enabled endpoint that wants it, in the caller's
-    transaction; returns how many deliveries were queued."""
+    transaction; returns how many deliveries were queued.
+
+    `data` may be a function: it is called only when some endpoint wants the event, which
+    is seldom, so the body of a message is not rendered for nobody.
+    """
     scope = endpoint_scope([user_id], [api_key_id] if api_key_id else [])
     # Plain rows, not entities: this runs for every message, usually to find nothing.
     endpoints = (
@@ -274,7 +278,7 @@ async def emit(
     for endpoint in endpoints:
         if event_type not in endpoint.events:
             continue
-        body = body or event_body(event_type, now, data)
+        body = body or event_body(event_type, now, data() if callable(data) else data)
         outbox.enqueue(
             session,
             kind=OutboxKind.WEBHOOK,
