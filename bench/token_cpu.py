@@ -19,6 +19,7 @@ Rows recorded (`bench.targets`): tokens.openai, tokens.anthropic, tokens.google,
 generation.fixed (the mean of the three adapters' fixed costs, each printed).
 
     uv run python -m bench.token_cpu [--quick] [--backends sqlite,pg] [--profile ADAPTER]
+                                     [--profile-tokens N]
 
 `--profile openai` also samples the server with py-spy (`py-spy record --gil`) during one
 more phase of 100-token replies of that adapter and prints where the samples fell.
@@ -231,7 +232,10 @@ async def bench_backend(
                     await run_phase(server.pid, server.port, seats, short, messages)
                     await run_phase(server.pid, server.port, seats, long_, messages)
             if args.profile:
-                await profile(server.pid, server.port, seats, args.profile, workdir, backend.key)
+                await profile(
+                    server.pid, server.port, seats, args.profile, args.profile_tokens, workdir,
+                    backend.key,
+                )  # fmt: skip
         finally:
             for seat in seats:
                 await seat.listener.close()
@@ -300,9 +304,13 @@ INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
 
 
 async def profile(
-    pid: int, port: int, seats: list[Seat], adapter: str, workdir: Path, tag: str
+    pid: int, port: int, seats: list[Seat], adapter: str, tokens: int, workdir: Path, tag: str
 ) -> None:
-    """py-spy on the server during a phase of long replies of `adapter`; prints the shares."""
+    """py-spy on the server during a phase of `tokens`-token replies of `adapter`.
+
+    Prints the shares. Long replies show the per-token path; replies of a token or two
+    show the fixed cost of a generation.
+    """
     # The venv's own (a dev dependency), else one on PATH.
     beside = Path(sys.executable).with_name("py-spy")
     spy_path = str(beside) if beside.exists() else shutil.which("py-spy")
@@ -316,8 +324,8 @@ async def profile(
         stdout=subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     await asyncio.sleep(1.0)  # attached
-    phase = Phase(f"profile {adapter}", adapter, LONG)
-    await run_phase(pid, port, seats, phase, 4)
+    phase = Phase(f"profile {adapter}", adapter, tokens)
+    await run_phase(pid, port, seats, phase, 4 if tokens >= SHORT else 16)
     spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
     _, err = await spy.communicate()
     if not out.exists():
@@ -326,7 +334,7 @@ async def profile(
     kept = Path.cwd() / f"token-cpu-profile-{adapter}-{tag}.txt"
     shutil.copy(out, kept)
     print(
-        f"\n  py-spy --gil at {PROFILE_HZ} Hz, {phase.requests} replies of {LONG} tokens "
+        f"\n  py-spy --gil at {PROFILE_HZ} Hz, {phase.requests} replies of {tokens} tokens "
         f"({phase.cpu_per_request * 1e3:.1f} ms CPU each); stacks kept in {kept.name}"
     )
     print_profile(out.read_text().splitlines())
@@ -372,5 +380,12 @@ if __name__ == "__main__":
     add_common_args(parser, default_backends="sqlite")
     parser.add_argument(
         "--profile", metavar="ADAPTER", help="also sample the server with py-spy (openai, ...)"
+    )
+    parser.add_argument(
+        "--profile-tokens",
+        type=int,
+        default=LONG,
+        metavar="N",
+        help=f"tokens per reply in the profiled phase (default {LONG}; 1 shows the fixed cost)",
     )
     run(main, parser.parse_args())
