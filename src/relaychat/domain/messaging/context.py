@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import literal, select
+from sqlalchemy import Table, bindparam, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.llm.types import ChatMessage, ChatRequest, Role
@@ -28,27 +28,54 @@ _PARAMETERS = {
 }
 
 
-async def branch(session: AsyncSession, leaf_id: str) -> Sequence[Message]:
+class Turn(Protocol):
+    """What replaying a stored message reads of it (a row of `branch`, or the entity)."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def sender(self) -> str | None: ...
+    @property
+    def content(self) -> list[dict[str, Any]]: ...
+    @property
+    def meta(self) -> dict[str, Any] | None: ...
+
+
+_messages = cast(Table, Message.__table__)
+_ancestors = (
+    select(_messages.c.id, _messages.c.parent_message_id, literal(0).label("depth"))
+    .where(_messages.c.id == bindparam("leaf_id"))
+    .cte("ancestors", recursive=True)
+)
+_ancestors = _ancestors.union_all(
+    select(_messages.c.id, _messages.c.parent_message_id, _ancestors.c.depth + 1).join(
+        _ancestors, _messages.c.id == _ancestors.c.parent_message_id
+    )
+)
+# Built once, and only the columns a model's request needs, as plain rows: this runs for
+# every reply, over a history that may be long.
+_BRANCH = (
+    select(
+        _messages.c.role,
+        _messages.c.status,
+        _messages.c.sender,
+        _messages.c.content,
+        _messages.c.metadata.label("meta"),
+    )
+    .join(_ancestors, _messages.c.id == _ancestors.c.id)
+    .order_by(_ancestors.c.depth.desc())
+)
+
+
+async def branch(session: AsyncSession, leaf_id: str) -> Sequence[Turn]:
     """The messages from the root of the tree down to `leaf_id`, oldest first."""
-    ancestors = (
-        select(Message.id, Message.parent_message_id, literal(0).label("depth"))
-        .where(Message.id == leaf_id)
-        .cte("ancestors", recursive=True)
-    )
-    ancestors = ancestors.union_all(
-        select(Message.id, Message.parent_message_id, ancestors.c.depth + 1).join(
-            ancestors, Message.id == ancestors.c.parent_message_id
-        )
-    )
-    query = (
-        select(Message)
-        .join(ancestors, Message.id == ancestors.c.id)
-        .order_by(ancestors.c.depth.desc())
-    )
-    return (await session.scalars(query)).all()
+    rows: Sequence[Turn] = (await session.execute(_BRANCH, {"leaf_id": leaf_id})).all()
+    return rows
 
 
-def to_chat_message(message: Message) -> ChatMessage | None:
+def to_chat_message(message: Turn) -> ChatMessage | None:
     """The model's view of a stored message, or None when it carries nothing to replay."""
     role = _ROLE_FOR_MODEL.get(message.role)
     if role is None or message.status == MessageStatus.ERROR:
@@ -77,7 +104,7 @@ def generation_options(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_request(
-    history: Sequence[Message], *, model: str, system: str | None, parameters: dict[str, Any]
+    history: Sequence[Turn], *, model: str, system: str | None, parameters: dict[str, Any]
 ) -> ChatRequest:
     """A request for `model` with a system prompt and generation parameters."""
     messages = [m for m in (to_chat_message(row) for row in history) if m is not None]
