@@ -14,7 +14,7 @@ from relaychat.http.deps import get_stream_user
 from relaychat.http.problems import install_problem_handlers
 from relaychat.metrics import REGISTRY
 from relaychat.services import Services
-from tests.support.factories import make_conversation, make_user, post_message
+from tests.support.factories import make_conversation, make_key, make_user, post_message
 from tests.support.live import serving
 from tests.support.sse_client import collect_until
 
@@ -233,3 +233,29 @@ async def test_events_carry_the_rest_shape_of_conversations_and_messages(
     event_message = by_type["message.created"]["message"]
     assert list(event_message.items()) == [(k, v) for k, v in message.items() if k not in rest_only]
     assert event_message["created_at"].endswith("Z")
+
+
+async def test_a_conversation_made_by_an_external_message_is_announced_as_stored(
+    client: httpx.AsyncClient, live_url: str
+) -> None:
+    # The message's write to the conversation row (its thread lock, one unseen message)
+    # goes past the entity; the event, rendered from the entity after the commit, must
+    # still say what REST then reads.
+    user = await make_user(client)
+    key = await make_key(client, user, can_create_conversations=True)
+    cid = "sms-thread-announced"
+    async with (
+        httpx.AsyncClient(base_url=live_url) as http,
+        http.stream("GET", "/api/events", headers=user.headers) as stream,
+    ):
+        posted = await client.post(
+            f"/api/messages/{cid}",
+            json={"role": "external", "content": "hello", "respond": False},
+            headers=key.headers,
+        )
+        assert posted.status_code == 201, posted.text
+        seen = await collect_until(stream, lambda e: e.event == "message.created")
+    announced = next(e.data for e in seen if e.event == "conversation.created")["conversation"]
+    stored = (await client.get(f"/api/convos/{cid}", headers=user.headers)).json()
+    assert announced["unseen_external"] == 1
+    assert announced == stored

@@ -101,7 +101,7 @@ async def send_message(
     )
     # From here to the commit, other writers of this conversation wait: the parent chosen
     # is still the latest message when this one is inserted.
-    tip = await lock_thread(session, conversation.id, unseen=role == MessageRole.EXTERNAL)
+    tip = await lock_thread(session, conversation, unseen=role == MessageRole.EXTERNAL)
     parent_id = (
         None if new_root else await resolve_parent(session, conversation.id, parent_message_id, tip)
     )
@@ -167,7 +167,7 @@ async def regenerate(
         raise ValidationFailed("this message has nothing to answer", field="message_id")
     plan = await plan_reply(session, engine.providers, engine.agents, conversation)
     # The new reply becomes the conversation's latest message, which the next post answers.
-    tip = await lock_thread(session, conversation.id)
+    tip = await lock_thread(session, conversation)
     started = await add_generation(
         session,
         conversation,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from relaychat.errors import MessageNotFound, ParentNotInConversation
 from relaychat.storage.models import Conversation, Message
@@ -65,8 +66,32 @@ def later_than(moment: datetime | None) -> datetime:
     return now
 
 
+_conversations = cast(Table, Conversation.__table__)
+_messages = cast(Table, Message.__table__)
+# Built once: every message a person or a machine posts goes through these.
+_LOCK = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(
+        updated_at=bindparam("now"),
+        unseen_external=_conversations.c.unseen_external + bindparam("unseen", type_=Integer),
+    )
+    .returning(_conversations.c.unseen_external)
+)
+_TIP = (
+    select(_messages.c.id, _messages.c.created_at)
+    .where(_messages.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_messages.c.created_at.desc(), _messages.c.id.desc())
+    .limit(1)
+)
+_PARENT = select(_messages.c.id).where(
+    _messages.c.id == bindparam("parent_id"),
+    _messages.c.conversation_id == bindparam("conversation_id"),
+)
+
+
 async def lock_thread(
-    session: AsyncSession, conversation_id: str, *, unseen: bool = False
+    session: AsyncSession, conversation: Conversation, *, unseen: bool = False
 ) -> ThreadTip:
     """Hold the conversation's message chain until this transaction ends; its latest message.
 
@@ -74,22 +99,16 @@ async def lock_thread(
     write lock on SQLite (whose transactions begin at their first write). Whatever is
     read afterwards in the transaction is what the previous holder committed. The write
     marks the conversation updated, so callers need not write its row again; with `unseen`
-    it also counts one more external message the owner has not read.
+    it also counts one more external message the owner has not read. The entity is given
+    the values written, as if loaded with them (what it says after the commit is right).
     """
-    values: dict[str, Any] = {"updated_at": utcnow()}
-    if unseen:
-        values["unseen_external"] = Conversation.unseen_external + 1
-    await session.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(**values)
-    )
-    latest = (
-        await session.execute(
-            select(Message.id, Message.created_at)
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(1)
-        )
-    ).first()
+    now = utcnow()
+    params = {"conversation_id": conversation.id, "now": now, "unseen": 1 if unseen else 0}
+    unseen_count = (await session.execute(_LOCK, params)).scalar_one_or_none()
+    if unseen_count is not None:
+        set_committed_value(conversation, "updated_at", now)
+        set_committed_value(conversation, "unseen_external", unseen_count)
+    latest = (await session.execute(_TIP, {"conversation_id": conversation.id})).first()
     if latest is None:
         return ThreadTip(None, None)
     return ThreadTip(latest.id, latest.created_at)
@@ -102,10 +121,8 @@ async def resolve_parent(
     if parent_message_id is None:
         return tip.message_id
     found = await session.scalar(
-        select(Message.id).where(
-            Message.id == parent_message_id, Message.conversation_id == conversation_id
-        )
+        _PARENT, {"parent_id": parent_message_id, "conversation_id": conversation_id}
     )
     if found is None:
         raise ParentNotInConversation(field="parent_message_id")
-    return found
+    return str(found)
