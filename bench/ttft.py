@@ -681,7 +681,7 @@ def serve_traced() -> None:
         mark("send_message")
         trace = current.get()
         if trace is not None and sent.started is not None:
-            filed[sent.started.response.id] = trace
+            filed[sent.started.response_id] = trace
         return sent
 
     push = agent_loop.DeltaPublisher.push

@@ -197,8 +197,8 @@ async def post(
         return MessagePosted(message=MessageOut.of(sent.message))
     return MessagePosted(
         message=MessageOut.of(sent.message),
-        response_message_id=sent.started.response.id,
-        generation_id=sent.started.generation.id,
+        response_message_id=sent.started.response_id,
+        generation_id=sent.started.generation_id,
     )
 
 
@@ -209,5 +209,5 @@ async def regenerate(
     """A new reply as a sibling of an assistant message (or a reply to a user message)."""
     started = await chat.regenerate(session, engine, conversation, message_id)
     return ReplyStarted(
-        response_message_id=started.response.id, generation_id=started.generation.id
+        response_message_id=started.response_id, generation_id=started.generation_id
     )

@@ -147,8 +147,8 @@ async def _accept(
     accepted_answer = ExternalAccepted(
         message=accepted.message,
         conversation_id=accepted.conversation_id,
-        response_message_id=started.response.id if started else None,
-        generation_id=started.generation.id if started else None,
+        response_message_id=started.response_id if started else None,
+        generation_id=started.generation_id if started else None,
     )
     payload = accepted_answer.model_dump(mode="json")
     if idem_key is not None:
@@ -159,13 +159,13 @@ async def _accept(
 
     if started is not None and "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
-            _reply_events(services, accepted, started.response.id),
+            _reply_events(services, accepted, started.response_id),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
     wait = _prefer_wait(request.headers.get("prefer", ""))
     if started is not None and wait is not None:
-        reply = await _wait_for_reply(services, accepted, started.generation.id, wait)
+        reply = await _wait_for_reply(services, accepted, started.generation_id, wait)
         if reply is not None:
             answer = ExternalAnswered(
                 **dict(accepted_answer), reply=reply[0], generation=reply[1]
@@ -285,7 +285,7 @@ async def _wait_for_reply(
 ) -> tuple[MessageView, GenerationOut] | None:
     """The finished reply and its generation, or None if it still runs after `seconds`."""
     owner = accepted.owner_id
-    response_id = accepted.started.response.id if accepted.started else None
+    response_id = accepted.started.response_id if accepted.started else None
     marker = f'"message_id":"{response_id}"'.encode()
     subscription = services.bus.subscribe(
         owner, conversation_id=accepted.conversation_id, last_event_id=accepted.event_id

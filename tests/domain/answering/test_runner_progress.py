@@ -37,10 +37,10 @@ async def streaming_job(client: httpx.AsyncClient, services: Services) -> Job:
         )
         await session.commit()
     return Job(
-        generation_id=started.generation.id,
+        generation_id=started.generation_id,
         user_id=user.id,
         conversation_id=cid,
-        message_id=started.response.id,
+        message_id=started.response_id,
         endpoint="gated",
         request=ChatRequest(
             model="m", messages=[ChatMessage(role="user", content=[TextPart(text="hello")])]

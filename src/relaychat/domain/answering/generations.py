@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
+from relaychat.domain.messaging.messages import message_row
 from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, ErrorCode, NotFound, Unprocessable
@@ -59,10 +60,21 @@ class Providers(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartedGeneration:
-    generation: Generation
-    response: Message
+    """A reply staged with its generation: the ids, and the empty reply as clients see it."""
+
+    generation_id: str
+    request_message_id: str
+    response: MessageView
+
+    @property
+    def response_id(self) -> str:
+        return self.response.message_id
+
+
+_messages = cast(Table, Message.__table__)
+_generations = cast(Table, Generation.__table__)
 
 
 async def add_generation(
@@ -79,44 +91,42 @@ async def add_generation(
     """Stage the empty assistant reply and its generation (the caller commits); the reply is
     labelled `sender` (an agent's name), else the model.
 
-    The messages it answers must already be staged in `session`; `created_at` places the
-    reply after them in the conversation (see `messages.lock_thread`).
+    The messages it answers must already be staged in `session` (the first statement here
+    flushes them); `created_at` places the reply after them in the conversation (see
+    `messages.lock_thread`). Statements on the tables, no entities: every reply starts here.
     """
     now = utcnow()
-    placed = created_at or now
-    response = Message(
-        id=new_id(),
+    response = message_row(
         conversation_id=conversation.id,
         parent_message_id=parent_id,
         role=MessageRole.ASSISTANT,
         sender=sender or model,
         content=[],
         text="",
-        endpoint=endpoint,
-        model=model,
         status=MessageStatus.STREAMING,
-        meta={},
-        created_at=placed,
-        updated_at=placed,
-    )
-    generation = Generation(
-        id=new_id(),
-        user_id=conversation.user_id,
-        conversation_id=conversation.id,
-        request_message_id=parent_id,
-        response_message_id=response.id,
         endpoint=endpoint,
         model=model,
-        status=GenerationStatus.RUNNING,
-        worker_id=worker_id,
-        heartbeat_at=now,
-        started_at=now,
+        created_at=created_at or now,
     )
-    session.add(response)
-    # Rows of unrelated mappers are not ordered by foreign keys: messages go in first.
-    await session.flush()
-    session.add(generation)
-    return StartedGeneration(generation, response)
+    generation_id = new_id()
+    await session.execute(insert(_messages), response)
+    await session.execute(
+        insert(_generations),
+        {
+            "id": generation_id,
+            "user_id": conversation.user_id,
+            "conversation_id": conversation.id,
+            "request_message_id": parent_id,
+            "response_message_id": response["id"],
+            "endpoint": endpoint,
+            "model": model,
+            "status": GenerationStatus.RUNNING,
+            "worker_id": worker_id,
+            "heartbeat_at": now,
+            "started_at": now,
+        },
+    )
+    return StartedGeneration(generation_id, parent_id, MessageView.model_validate(response))
 
 
 async def get_owned_generation(

@@ -32,8 +32,7 @@ from typing import Any, cast
 from sqlalchemy import Integer, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relaychat.domain.ids import new_id
-from relaychat.domain.messaging.messages import later_than
+from relaychat.domain.messaging.messages import later_than, message_row
 from relaychat.domain.outbound import outbox, webhooks
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
@@ -258,26 +257,18 @@ async def _chain(
     for pending in batch:
         moment = later_than(moment)
         # Plain values, not an ORM object: this runs for every message the gateway takes.
-        row: dict[str, Any] = {
-            "id": new_id(),
-            "conversation_id": conversation_id,
-            "parent_message_id": parent_id,
-            "role": pending.role,
-            "sender": pending.sender,
-            "content": pending.content,
-            "text": pending.text,
-            "endpoint": None,
-            "model": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "finish_reason": None,
-            "status": MessageStatus.COMPLETE,
-            "error": None,
-            "metadata": pending.metadata,
-            "api_key_id": pending.api_key_id,
-            "created_at": moment,
-            "updated_at": moment,
-        }
+        row = message_row(
+            conversation_id=conversation_id,
+            parent_message_id=parent_id,
+            role=pending.role,
+            sender=pending.sender,
+            content=pending.content,
+            text=pending.text,
+            status=MessageStatus.COMPLETE,
+            metadata=pending.metadata,
+            api_key_id=pending.api_key_id,
+            created_at=moment,
+        )
         view = MessageView.model_validate(row)
         event = MessageCreated(
             conversation_id=conversation_id, message_id=view.message_id, message=view

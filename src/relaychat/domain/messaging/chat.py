@@ -217,7 +217,7 @@ async def send_from_agent(
             raise ToolError(exc.detail) from exc
     line = f"posted message {sent.message.id} to conversation {conversation_id}"
     if sent.started is not None:
-        line += f"; its reply is being generated (generation {sent.started.generation.id})"
+        line += f"; its reply is being generated (generation {sent.started.generation_id})"
     return line
 
 
@@ -230,7 +230,7 @@ async def _job(
     metadata: dict[str, Any],
 ) -> Job:
     await session.flush()
-    request_id = started.generation.request_message_id or started.response.id
+    request_id = started.request_message_id
     history = await branch(session, request_id)
     request = build_request(
         history, model=plan.model, system=plan.system, parameters=plan.parameters
@@ -238,10 +238,10 @@ async def _job(
     agent, toolbox = plan.agent, engine.toolbox
     hops = metadata.get("hops")
     job = Job(
-        generation_id=started.generation.id,
+        generation_id=started.generation_id,
         user_id=conversation.user_id,
         conversation_id=conversation.id,
-        message_id=started.response.id,
+        message_id=started.response_id,
         endpoint=plan.endpoint,
         request=request,
         # Title the conversation after its first exchange.
@@ -292,10 +292,10 @@ def _announce(
         session,
         engine.bus,
         conversation.user_id,
-        lambda: MessageCreated(
+        MessageCreated(
             conversation_id=conversation.id,
-            message_id=started.response.id,
-            message=MessageView.model_validate(started.response),
+            message_id=started.response_id,
+            message=started.response,
         ),
     )
     engine.runner.announce(session, job)

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Integer, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from relaychat.domain.ids import new_id
 from relaychat.errors import MessageNotFound, ParentNotInConversation
+from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
 from relaychat.storage.types import utcnow
 
@@ -64,6 +66,45 @@ def later_than(moment: datetime | None) -> datetime:
     if moment is not None and now <= moment:
         return moment + _TICK
     return now
+
+
+def message_row(
+    *,
+    conversation_id: str,
+    parent_message_id: str | None,
+    role: MessageRole,
+    sender: str | None,
+    content: list[dict[str, Any]],
+    text: str,
+    status: MessageStatus,
+    created_at: datetime,
+    metadata: dict[str, Any] | None = None,
+    api_key_id: str | None = None,
+    endpoint: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """A new message as the values of its row, every column named: it is inserted with
+    a statement on the table (no entity) and read as a `MessageView` as it is."""
+    return {
+        "id": new_id(),
+        "conversation_id": conversation_id,
+        "parent_message_id": parent_message_id,
+        "role": role,
+        "sender": sender,
+        "content": content,
+        "text": text,
+        "endpoint": endpoint,
+        "model": model,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "finish_reason": None,
+        "status": status,
+        "error": None,
+        "metadata": metadata or {},
+        "api_key_id": api_key_id,
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
 
 
 _conversations = cast(Table, Conversation.__table__)
