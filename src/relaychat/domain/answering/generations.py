@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.ids import new_id
@@ -20,6 +20,7 @@ from relaychat.realtime.events import GenerationAborted, MessageCompleted
 from relaychat.resources import MessageView
 from relaychat.statuses import GenerationStatus, MessageRole, MessageStatus, StopReason
 from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage.tables import GENERATIONS, MESSAGES
 from relaychat.storage.types import utcnow
 
 ABORT_SIGNAL = "generation.abort"
@@ -73,10 +74,6 @@ class StartedGeneration:
         return self.response.message_id
 
 
-_messages = cast(Table, Message.__table__)
-_generations = cast(Table, Generation.__table__)
-
-
 async def add_generation(
     session: AsyncSession,
     conversation: Conversation,
@@ -109,9 +106,9 @@ async def add_generation(
         created_at=created_at or now,
     )
     generation_id = new_id()
-    await session.execute(insert(_messages), response)
+    await session.execute(insert(MESSAGES), response)
     await session.execute(
-        insert(_generations),
+        insert(GENERATIONS),
         {
             "id": generation_id,
             "user_id": conversation.user_id,

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.answering.agent_loop import Job, run_loop
@@ -44,7 +44,8 @@ from relaychat.realtime.events import (
 )
 from relaychat.resources import ConversationOut, MessageView
 from relaychat.statuses import GenerationStatus, MessageStatus, StopReason
-from relaychat.storage.models import Conversation, Generation, Message
+from relaychat.storage import tables
+from relaychat.storage.models import Conversation, Generation
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
@@ -52,24 +53,22 @@ logger = logging.getLogger(__name__)
 # The partial text of streaming replies, on the table rather than the entity: with a list of
 # parameters the session runs it as one executemany (the entity's would be the ORM's bulk
 # UPDATE by primary key, which takes no other condition).
-_messages = cast(Table, Message.__table__)
 _SAVE_PROGRESS = (
-    update(_messages)
+    update(tables.MESSAGES)
     .where(
-        _messages.c.id == bindparam("message_id"),
-        _messages.c.status == MessageStatus.STREAMING,
+        tables.MESSAGES.c.id == bindparam("message_id"),
+        tables.MESSAGES.c.status == MessageStatus.STREAMING,
     )
     .values(text=bindparam("partial_text"), content=bindparam("partial_content"))
 )
 
 
-_generations = cast(Table, Generation.__table__)
 _CLAIM = (
-    update(_generations)
+    update(tables.GENERATIONS)
     .where(
-        _generations.c.id == bindparam("generation_id"),
-        _generations.c.worker_id == bindparam("owner_worker"),
-        _generations.c.status.in_((GenerationStatus.RUNNING, GenerationStatus.INTERRUPTED)),
+        tables.GENERATIONS.c.id == bindparam("generation_id"),
+        tables.GENERATIONS.c.worker_id == bindparam("owner_worker"),
+        tables.GENERATIONS.c.status.in_((GenerationStatus.RUNNING, GenerationStatus.INTERRUPTED)),
     )
     .values(
         status=bindparam("new_status"),
@@ -78,11 +77,11 @@ _CLAIM = (
         error=bindparam("new_error"),
         first_token_at=bindparam("new_first_token_at"),
     )
-    .returning(_generations.c.request_message_id)
+    .returning(tables.GENERATIONS.c.request_message_id)
 )
 _WRITE_REPLY = (
-    update(_messages)
-    .where(_messages.c.id == bindparam("message_id"))
+    update(tables.MESSAGES)
+    .where(tables.MESSAGES.c.id == bindparam("message_id"))
     .values(
         text=bindparam("new_text"),
         content=bindparam("new_content"),
@@ -93,12 +92,11 @@ _WRITE_REPLY = (
         completion_tokens=bindparam("new_completion_tokens"),
         updated_at=bindparam("new_updated_at"),
     )
-    .returning(*_messages.c)
+    .returning(*tables.MESSAGES.c)
 )
-_conversations = cast(Table, Conversation.__table__)
 _TOUCH = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("conversation_id"))
+    update(tables.CONVERSATIONS)
+    .where(tables.CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("new_updated_at"))
 )
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relaychat.domain.messaging.messages import later_than, message_row
@@ -38,48 +38,45 @@ from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
 from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole, MessageStatus, OutboxKind
-from relaychat.storage.models import (
-    AuditEvent,
-    Conversation,
-    Message,
-    OutboxItem,
-    WebhookEndpoint,
+from relaychat.storage.tables import (
+    AUDIT_EVENTS,
+    CONVERSATIONS,
+    MESSAGES,
+    OUTBOX,
+    WEBHOOK_ENDPOINTS,
 )
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-_MESSAGES = cast(Table, Message.__table__)
-_CONVERSATIONS = cast(Table, Conversation.__table__)
-_OUTBOX = cast(Table, OutboxItem.__table__)
-_AUDIT = cast(Table, AuditEvent.__table__)
-_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
-
 
 # The statements of every batch, built once: building them per batch (expressions,
 # coercions, cache keys) cost more CPU than running them (bench.gateway --profile).
 _LOCK = (
-    update(_CONVERSATIONS)
+    update(CONVERSATIONS)
     .where(
-        _CONVERSATIONS.c.id == bindparam("cid"),
-        _CONVERSATIONS.c.user_id == bindparam("owner"),
+        CONVERSATIONS.c.id == bindparam("cid"),
+        CONVERSATIONS.c.user_id == bindparam("owner"),
     )
     .values(
-        updated_at=bindparam("now", type_=_CONVERSATIONS.c.updated_at.type),
-        unseen_external=_CONVERSATIONS.c.unseen_external + bindparam("unseen", type_=Integer),
+        updated_at=bindparam("now", type_=CONVERSATIONS.c.updated_at.type),
+        unseen_external=CONVERSATIONS.c.unseen_external + bindparam("unseen", type_=Integer),
     )
 )
 _TIP = (
-    select(_MESSAGES.c.id, _MESSAGES.c.created_at)
-    .where(_MESSAGES.c.conversation_id == bindparam("cid"))
-    .order_by(_MESSAGES.c.created_at.desc(), _MESSAGES.c.id.desc())
+    select(MESSAGES.c.id, MESSAGES.c.created_at)
+    .where(MESSAGES.c.conversation_id == bindparam("cid"))
+    .order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.id.desc())
     .limit(1)
 )
 _ENDPOINTS_OF = select(
-    _ENDPOINTS.c.id, _ENDPOINTS.c.user_id, _ENDPOINTS.c.api_key_id, _ENDPOINTS.c.events
+    WEBHOOK_ENDPOINTS.c.id,
+    WEBHOOK_ENDPOINTS.c.user_id,
+    WEBHOOK_ENDPOINTS.c.api_key_id,
+    WEBHOOK_ENDPOINTS.c.events,
 ).where(
     webhooks.endpoint_scope(bindparam("owners", expanding=True), bindparam("keys", expanding=True)),
-    _ENDPOINTS.c.enabled,
+    WEBHOOK_ENDPOINTS.c.enabled,
 )
 
 # Queued by `close`: the writer stops once it reaches it.
@@ -223,17 +220,17 @@ class GroupCommitWriter:
                 staged.extend(chained)
             if not staged:
                 return staged, stale, False
-            await conn.execute(insert(_MESSAGES), [item.row for item in staged])
+            await conn.execute(insert(MESSAGES), [item.row for item in staged])
             deliveries = await _deliveries(conn, staged)
             if deliveries:
-                await conn.execute(insert(_OUTBOX), deliveries)
+                await conn.execute(insert(OUTBOX), deliveries)
             audits = [
                 p.audit(item.row["id"], p.owner_id, p.strategy)
                 for item in staged
                 if (p := item.pending).audit is not None
             ]
             if audits:
-                await conn.execute(insert(_AUDIT), audits)
+                await conn.execute(insert(AUDIT_EVENTS), audits)
         return staged, stale, bool(deliveries)
 
 

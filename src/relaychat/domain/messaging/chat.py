@@ -229,9 +229,9 @@ async def _job(
     plan: ReplyPlan,
     metadata: dict[str, Any],
 ) -> Job:
-    await session.flush()
-    request_id = started.request_message_id
-    history = await branch(session, request_id)
+    # The rows it reads were written by add_generation's statements (which flushed the
+    # request before them).
+    history = await branch(session, started.request_message_id)
     request = build_request(
         history, model=plan.model, system=plan.system, parameters=plan.parameters
     )

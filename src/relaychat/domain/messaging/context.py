@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, literal, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.llm.types import ChatMessage, ChatRequest, Role
 from relaychat.statuses import MessageRole, MessageStatus
-from relaychat.storage.models import Message
+from relaychat.storage.tables import MESSAGES
 
 # Stored roles and how a model is told about them; system and tool rows are not replayed here.
 _ROLE_FOR_MODEL: dict[str, Role] = {
@@ -43,28 +43,27 @@ class Turn(Protocol):
     def meta(self) -> dict[str, Any] | None: ...
 
 
-_messages = cast(Table, Message.__table__)
 _ancestors = (
-    select(_messages.c.id, _messages.c.parent_message_id, literal(0).label("depth"))
-    .where(_messages.c.id == bindparam("leaf_id"))
+    select(MESSAGES.c.id, MESSAGES.c.parent_message_id, literal(0).label("depth"))
+    .where(MESSAGES.c.id == bindparam("leaf_id"))
     .cte("ancestors", recursive=True)
 )
 _ancestors = _ancestors.union_all(
-    select(_messages.c.id, _messages.c.parent_message_id, _ancestors.c.depth + 1).join(
-        _ancestors, _messages.c.id == _ancestors.c.parent_message_id
+    select(MESSAGES.c.id, MESSAGES.c.parent_message_id, _ancestors.c.depth + 1).join(
+        _ancestors, MESSAGES.c.id == _ancestors.c.parent_message_id
     )
 )
 # Built once, and only the columns a model's request needs, as plain rows: this runs for
 # every reply, over a history that may be long.
 _BRANCH = (
     select(
-        _messages.c.role,
-        _messages.c.status,
-        _messages.c.sender,
-        _messages.c.content,
-        _messages.c.metadata.label("meta"),
+        MESSAGES.c.role,
+        MESSAGES.c.status,
+        MESSAGES.c.sender,
+        MESSAGES.c.content,
+        MESSAGES.c.metadata.label("meta"),
     )
-    .join(_ancestors, _messages.c.id == _ancestors.c.id)
+    .join(_ancestors, MESSAGES.c.id == _ancestors.c.id)
     .order_by(_ancestors.c.depth.desc())
 )
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,6 +20,7 @@ from relaychat.domain.ids import new_id
 from relaychat.errors import MessageNotFound, ParentNotInConversation
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
+from relaychat.storage.tables import CONVERSATIONS, MESSAGES
 from relaychat.storage.types import utcnow
 
 # The finest step both databases store: a timestamp this much later still sorts after.
@@ -107,27 +108,25 @@ def message_row(
     }
 
 
-_conversations = cast(Table, Conversation.__table__)
-_messages = cast(Table, Message.__table__)
 # Built once: every message a person or a machine posts goes through these.
 _LOCK = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("conversation_id"))
+    update(CONVERSATIONS)
+    .where(CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(
         updated_at=bindparam("now"),
-        unseen_external=_conversations.c.unseen_external + bindparam("unseen", type_=Integer),
+        unseen_external=CONVERSATIONS.c.unseen_external + bindparam("unseen", type_=Integer),
     )
-    .returning(_conversations.c.unseen_external)
+    .returning(CONVERSATIONS.c.unseen_external)
 )
 _TIP = (
-    select(_messages.c.id, _messages.c.created_at)
-    .where(_messages.c.conversation_id == bindparam("conversation_id"))
-    .order_by(_messages.c.created_at.desc(), _messages.c.id.desc())
+    select(MESSAGES.c.id, MESSAGES.c.created_at)
+    .where(MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.id.desc())
     .limit(1)
 )
-_PARENT = select(_messages.c.id).where(
-    _messages.c.id == bindparam("parent_id"),
-    _messages.c.conversation_id == bindparam("conversation_id"),
+_PARENT = select(MESSAGES.c.id).where(
+    MESSAGES.c.id == bindparam("parent_id"),
+    MESSAGES.c.conversation_id == bindparam("conversation_id"),
 )
 
 

@@ -4,9 +4,9 @@ change's own transaction (see relaychat.domain.outbound.outbox)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.outbound import webhooks
@@ -14,6 +14,7 @@ from relaychat.domain.telephony import channel_replies
 from relaychat.resources import ConversationOut, MessageView
 from relaychat.statuses import MessageRole
 from relaychat.storage.models import Conversation, Message
+from relaychat.storage.tables import MESSAGES
 
 # Messages that arrive in a conversation; the assistant's own are reported when they end.
 _INCOMING_ROLES = frozenset({MessageRole.USER, MessageRole.EXTERNAL})
@@ -60,9 +61,8 @@ class RequestRef:
     meta: dict[str, Any]
 
 
-_messages = cast(Table, Message.__table__)
-_REQUEST = select(_messages.c.id, _messages.c.api_key_id, _messages.c.metadata).where(
-    _messages.c.id == bindparam("message_id")
+_REQUEST = select(MESSAGES.c.id, MESSAGES.c.api_key_id, MESSAGES.c.metadata).where(
+    MESSAGES.c.id == bindparam("message_id")
 )
 
 

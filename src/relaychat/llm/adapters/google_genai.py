@@ -135,7 +135,8 @@ def _wire_part(part: Any, names: dict[str, str]) -> dict[str, Any] | None:
 
 
 def _canonical_base64(data: str) -> str:
-    """`data` decoded and encoded again, as the SDK sends bytes: a bad one fails here."""
+    """`data` decoded and encoded again, as the SDK sends bytes (decoded leniently, as
+    before: characters outside the alphabet are dropped, bad padding raises)."""
     return base64.b64encode(base64.b64decode(data)).decode("ascii")
 
 
@@ -171,7 +172,7 @@ class GoogleAdapter(BaseAdapter):
             await self._sdk.aio.aclose()
 
     async def _attempt(self, request: ChatRequest) -> AttemptEvents:
-        # Built before any request: a data URL that is not base64 fails here.
+        # Built before any request: a data URL whose base64 cannot be decoded fails here.
         body = to_gemini_body(request)
         with self._upstream(started=False):
             chunks = await self._send(request.model, body)
