@@ -23,6 +23,7 @@ from relaychat.domain.intake.external import ConversationOwners
 from relaychat.domain.intake.group_commit import GroupCommitWriter
 from relaychat.domain.messaging.chat import ChatEngine, send_from_agent
 from relaychat.domain.outbound.outbox import DOORBELL
+from relaychat.domain.outbound.webhook_routes import ROUTES, WebhookRoutes
 from relaychat.domain.outbound.webhooks import check_encryption_key
 from relaychat.llm.mcp import McpManager
 from relaychat.llm.mcp.config import load_mcp_config
@@ -72,6 +73,8 @@ class Services:
     intake: GroupCommitWriter
     owners: ConversationOwners
     checkpoints: WalCheckpointer
+    # Which webhook endpoints hear of whose events, for every session and the intake.
+    routes: WebhookRoutes
     owns_engine: bool = True
 
     @classmethod
@@ -86,9 +89,6 @@ class Services:
         engine = engine or create_engine(
             settings.effective_database_url, background_checkpoints=True
         )
-        doorbell = Doorbell()
-        # Every session rings the outbox worker after a commit that enqueued a callback.
-        sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring})
         secrets = SecretBox(settings.resolved_encryption_keys())
         redis = None
         if settings.redis_url:
@@ -98,6 +98,11 @@ class Services:
             )
             redis = Redis.from_pool(pool)
         bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
+        doorbell = Doorbell()
+        routes = WebhookRoutes(bus)
+        # Every session rings the outbox worker after a commit that enqueued a callback, and
+        # empties every worker's webhook routes after one that changed an endpoint.
+        sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring, ROUTES: routes})
         if providers is None:
             providers = load_registry(settings.config_path)
         runner = GenerationRunner(
@@ -172,7 +177,8 @@ class Services:
                 ),
                 interval_seconds=settings.retention_sweep_seconds,
             ),
-            intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring),
+            intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring, routes=routes),
+            routes=routes,
             owners=ConversationOwners(),
             checkpoints=WalCheckpointer(engine),
             owns_engine=owns_engine,
@@ -203,6 +209,7 @@ class Services:
         await self.mcp.aclose()
         self.chat.agents.close()
         await self.keys.close()
+        await self.routes.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.checkpoints.close()  # after the last writer
         await self.bus.close()

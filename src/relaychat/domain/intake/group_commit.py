@@ -33,7 +33,8 @@ from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relaychat.domain.messaging.messages import later_than, message_row
-from relaychat.domain.outbound import outbox, webhooks
+from relaychat.domain.outbound import outbox, webhook_routes, webhooks
+from relaychat.domain.outbound.webhook_routes import WebhookRoutes
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
 from relaychat.resources import MessageView
@@ -43,7 +44,6 @@ from relaychat.storage.tables import (
     CONVERSATIONS,
     MESSAGES,
     OUTBOX,
-    WEBHOOK_ENDPOINTS,
 )
 from relaychat.storage.types import utcnow
 
@@ -69,16 +69,6 @@ _TIP = (
     .order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.id.desc())
     .limit(1)
 )
-_ENDPOINTS_OF = select(
-    WEBHOOK_ENDPOINTS.c.id,
-    WEBHOOK_ENDPOINTS.c.user_id,
-    WEBHOOK_ENDPOINTS.c.api_key_id,
-    WEBHOOK_ENDPOINTS.c.events,
-).where(
-    webhooks.endpoint_scope(bindparam("owners", expanding=True), bindparam("keys", expanding=True)),
-    WEBHOOK_ENDPOINTS.c.enabled,
-)
-
 # Queued by `close`: the writer stops once it reaches it.
 _STOP = object()
 
@@ -136,10 +126,12 @@ class GroupCommitWriter:
         bus: EventBus,
         *,
         wake_outbox: Callable[[], None] | None = None,
+        routes: WebhookRoutes | None = None,
         max_batch: int = 256,
     ) -> None:
         self.engine = engine
         self.bus = bus
+        self.routes = routes
         self.wake_outbox = wake_outbox
         self.max_batch = max_batch
         self._queue: asyncio.Queue[Pending | object] = asyncio.Queue()
@@ -221,7 +213,7 @@ class GroupCommitWriter:
             if not staged:
                 return staged, stale, False
             await conn.execute(insert(MESSAGES), [item.row for item in staged])
-            deliveries = await _deliveries(conn, staged)
+            deliveries = await _deliveries(conn, staged, self.routes)
             if deliveries:
                 await conn.execute(insert(OUTBOX), deliveries)
             audits = [
@@ -281,26 +273,23 @@ async def _chain(
     return staged
 
 
-async def _deliveries(conn: AsyncConnection, staged: list[_Staged]) -> list[dict[str, Any]]:
+async def _deliveries(
+    conn: AsyncConnection, staged: list[_Staged], routes: WebhookRoutes | None
+) -> list[dict[str, Any]]:
     """The outbox rows of `message.created` for every enabled endpoint that wants it, as
-    `webhooks.emit` would queue them, for the whole batch with one query."""
-    owners = {item.pending.owner_id for item in staged}
-    key_ids = {item.pending.api_key_id for item in staged if item.pending.api_key_id}
-    params = {"owners": list(owners), "keys": list(key_ids)}
-    endpoints = (await conn.execute(_ENDPOINTS_OF, params)).all()
+    `webhooks.emit` would queue them; what is not cached is loaded with one query."""
+    scopes = {(item.pending.owner_id, item.pending.api_key_id) for item in staged}
+    by_scope = (
+        await routes.of_many(conn, scopes)
+        if routes is not None
+        else await webhook_routes.load(conn, scopes)
+    )
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for item in staged:
         body: str | None = None
-        for endpoint in endpoints:
-            # The batch mixes owners and keys: the scope of this one message.
-            key_id = endpoint.api_key_id
-            mine = (
-                key_id == item.pending.api_key_id
-                if key_id is not None
-                else endpoint.user_id == item.pending.owner_id
-            )
-            if not mine or "message.created" not in endpoint.events:
+        for endpoint in by_scope[(item.pending.owner_id, item.pending.api_key_id)]:
+            if "message.created" not in endpoint.events:
                 continue
             body = body or webhooks.event_body(
                 "message.created",

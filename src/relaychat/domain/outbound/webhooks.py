@@ -13,16 +13,16 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import BindParameter, ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.crypto import SecretBox, SecretUnreadable
 from relaychat.domain.ids import new_id
-from relaychat.domain.outbound import outbox
+from relaychat.domain.outbound import outbox, webhook_routes
 from relaychat.errors import Conflict, ErrorCode, NotFound, ValidationFailed
 from relaychat.resources import iso
 from relaychat.statuses import OutboxKind, OutboxStatus
@@ -228,18 +228,6 @@ async def check_encryption_key(session: AsyncSession, box: SecretBox) -> None:
             ) from exc
 
 
-def endpoint_scope(
-    user_ids: Collection[str] | BindParameter[Any], key_ids: Collection[str] | BindParameter[Any]
-) -> ColumnElement[bool]:
-    """The endpoints that hear of these users' and keys' events: each user's own endpoints
-    (those tied to no key) and the endpoints tied to one of the keys. Either may be an
-    expanding bind parameter, for a statement built once (key_ids then always counts)."""
-    scope = WebhookEndpoint.user_id.in_(user_ids) & WebhookEndpoint.api_key_id.is_(None)
-    if isinstance(key_ids, BindParameter) or key_ids:
-        return or_(scope, WebhookEndpoint.api_key_id.in_(key_ids))
-    return scope
-
-
 def event_body(event_type: EventType, now: datetime, data: dict[str, Any]) -> str:
     """The JSON body every endpoint gets for one event (each delivery its own `webhook-id`)."""
     return json.dumps(
@@ -263,15 +251,8 @@ async def emit(
     `data` may be a function: it is called only when some endpoint wants the event, which
     is seldom, so the body of a message is not rendered for nobody.
     """
-    scope = endpoint_scope([user_id], [api_key_id] if api_key_id else [])
-    # Plain rows, not entities: this runs for every message, usually to find nothing.
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.user_id, WebhookEndpoint.events).where(
-                scope, WebhookEndpoint.enabled
-            )
-        )
-    ).all()
+    # This runs for every message, usually to find nothing: cached (see webhook_routes).
+    endpoints = await webhook_routes.routes_of(session, user_id, api_key_id)
     now = utcnow()
     body: str | None = None
     queued = 0
