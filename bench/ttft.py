@@ -502,8 +502,7 @@ def summarize(
 # of its substrings somewhere on the stack (the shares overlap).
 PROFILE_LABELS: list[tuple[str, tuple[str, ...]]] = [
     ("POST /api/messages (api/messages.py post)", ("post (relaychat/api/messages.py",)),
-    ("  get_current_user", ("get_current_user (relaychat/",)),
-    ("  get_owned_conversation", ("get_owned_conversation (relaychat/",)),
+    ("  get_sender_conversation", ("get_sender_conversation (relaychat/",)),
     ("  chat.send_message", ("send_message (relaychat/domain/messaging/chat.py",)),
     ("generation task (runner._run)", ("_run (relaychat/domain/answering/runner.py",)),
     ("  provider stream (adapter, HTTP client)", ("stream (relaychat/llm/base.py",)),
@@ -523,7 +522,7 @@ PROFILE_LABELS: list[tuple[str, tuple[str, ...]]] = [
 # The callees of these frames, to see what inside them costs what.
 PROFILE_CHILDREN = [
     "post (relaychat/api/messages.py",
-    "_user_for_token (relaychat/",
+    "get_sender_conversation (relaychat/",
     "send_message (relaychat/domain/messaging/chat.py",
     "_job (relaychat/domain/messaging/chat.py",
     "_model_step (relaychat/domain/answering/agent_loop.py",
@@ -600,8 +599,7 @@ REPO = str(Path(__file__).resolve().parent.parent)  # for the server to import b
 # the generation task may start before `send_message` has returned to the route.
 TRACE_STEPS = [
     ("request read, parsed, routed, body validated", "sent", "handler>"),
-    ("get_current_user (token, SELECT user)", "handler>", "user"),
-    ("get_owned_conversation (SELECT)", "user", "conversation"),
+    ("token, get_sender_conversation (SELECT conversation, user)", "handler>", "conversation"),
     ("send_message checks, plan_reply", "conversation", "plan_reply"),
     ("lock_thread (UPDATE conversation)", "plan_reply", "lock_thread"),
     ("resolve_parent", "lock_thread", "resolve_parent"),
@@ -707,8 +705,7 @@ def serve_traced() -> None:
         return wrapper
 
     setattr(api_messages, "bearer", traced_bearer)  # noqa: B010
-    wrap(api_messages, "get_current_user", "user")
-    wrap(api_messages, "get_owned_conversation", "conversation")
+    wrap(api_messages, "get_sender_conversation", "conversation")
     chat.send_message = traced_send
     for attr, name in (
         ("plan_reply", "plan_reply"),

@@ -264,6 +264,13 @@ class InvalidToken(Unauthenticated):
     title = "Invalid or expired token"
 
 
+class UserGone(InvalidToken):
+    """A valid token of a user who has since been deleted."""
+
+    def __init__(self) -> None:
+        super().__init__("the token's user no longer exists")
+
+
 class RefreshTokenReused(Unauthenticated):
     code = ErrorCode.REFRESH_TOKEN_REUSED
     title = "Refresh token already used; the session was revoked"

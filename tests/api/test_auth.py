@@ -7,7 +7,7 @@ import pytest
 
 from relaychat.services import Services
 from tests.support.backends import Backend, row_counts
-from tests.support.factories import DEFAULT_PASSWORD, make_user
+from tests.support.factories import DEFAULT_PASSWORD, make_conversation, make_user
 
 pytestmark = pytest.mark.usefixtures("services")
 
@@ -236,3 +236,27 @@ async def test_refused_access_tokens_write_nothing_and_stay_401(
     assert await row_counts(clean_backend) == before
     ok = await client.get("/api/user", headers=user.headers)
     assert ok.status_code == 200
+
+
+async def test_a_token_of_a_user_who_is_gone_cannot_post(
+    client: httpx.AsyncClient, services: Services, clean_backend: Backend
+) -> None:
+    """The message route reads the user with the conversation, in one query; a missing user
+    is still refused as the token's fault (401), before any 404 of the conversation."""
+    owner = await make_user(client)
+    cid = (await make_conversation(client, owner))["conversation_id"]
+    orphan = {"Authorization": f"Bearer {services.tokens.issue('0' * 32, 'user')}"}
+    before = await row_counts(clean_backend)
+    for target in (cid, "no-such-conversation", "x" * 500):
+        response = await client.post(f"/api/messages/{target}", json={"text": "hi"}, headers=orphan)
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_token"), target
+        assert response.json()["detail"] == "the token's user no longer exists"
+    assert await row_counts(clean_backend) == before
+    mine = await client.post(
+        f"/api/messages/{cid}", json={"text": "hi", "respond": False}, headers=owner.headers
+    )
+    assert mine.status_code == 201
+    assert mine.json()["message"]["sender"] == "Test User"
+    other = await make_user(client)
+    theirs = await client.post(f"/api/messages/{cid}", json={"text": "hi"}, headers=other.headers)
+    assert (theirs.status_code, theirs.json()["code"]) == (404, "conversation_not_found")

@@ -18,7 +18,7 @@ from relaychat.domain.answering import generations
 from relaychat.domain.limits import Metadata
 from relaychat.domain.messaging import chat, messages
 from relaychat.domain.messaging.content import InputPart, normalize_content
-from relaychat.domain.messaging.conversations import get_owned_conversation
+from relaychat.domain.messaging.conversations import get_sender_conversation
 from relaychat.errors import Unauthenticated
 from relaychat.gateway import external as external_gateway
 from relaychat.gateway.schemas import ExternalAnswered, ExternalMessageIn
@@ -27,7 +27,7 @@ from relaychat.http.deps import (
     OwnedConversation,
     SessionDep,
     bearer,
-    get_current_user,
+    token_user_id,
 )
 from relaychat.services import Services
 from relaychat.statuses import MessageRole
@@ -176,16 +176,16 @@ async def post(
             'an API key posts as an external system: add `"role": "external"` to the body '
             "(people send `Authorization: Bearer <access token>`)"
         )
+    user_id = token_user_id(services, credentials)
     # A session only here: the gateway's requests open what they need themselves.
     async with services.sessionmaker() as session:
-        user = await get_current_user(services, session, credentials)
-        conversation = await get_owned_conversation(session, user.id, conversation_id)
+        conversation, sender = await get_sender_conversation(session, user_id, conversation_id)
         sent = await chat.send_message(
             session,
             services.chat,
             conversation,
             role=MessageRole.USER,
-            sender=user.name,
+            sender=sender,
             content=body.parts(),
             parent_message_id=body.parent_message_id,
             new_root=body.starts_root(),

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.domain.messaging.conversations import get_owned_conversation
-from relaychat.errors import InvalidToken, Unauthenticated
+from relaychat.errors import Unauthenticated, UserGone
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Conversation, User
@@ -56,11 +56,18 @@ ApiKeyDoc = Annotated[str | None, Depends(api_key_header)]
 ACCESS_COOKIE = "relaychat_access"
 
 
-async def _user_for_token(services: Services, session: AsyncSession, token: str) -> User:
-    claims = services.tokens.verify(token)
-    user = await session.get(User, claims.user_id)
+def token_user_id(services: Services, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The id of the user whose access token is in the Authorization header; whether the
+    user still exists is left to the caller (`UserGone` if not)."""
+    if credentials is None:
+        raise Unauthenticated("send `Authorization: Bearer <access token>`")
+    return services.tokens.verify(credentials.credentials).user_id
+
+
+async def _user(session: AsyncSession, user_id: str) -> User:
+    user = await session.get(User, user_id)
     if user is None:
-        raise InvalidToken("the token's user no longer exists")
+        raise UserGone()
     return user
 
 
@@ -70,9 +77,7 @@ async def get_current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The user whose access token is in the Authorization header."""
-    if credentials is None:
-        raise Unauthenticated("send `Authorization: Bearer <access token>`")
-    return await _user_for_token(services, session, credentials.credentials)
+    return await _user(session, token_user_id(services, credentials))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -92,8 +97,9 @@ async def get_stream_user(
     token = credentials.credentials if credentials else access_cookie
     if not token:
         raise Unauthenticated("send `Authorization: Bearer <access token>` or the access cookie")
+    user_id = services.tokens.verify(token).user_id
     async with services.sessionmaker() as session:
-        return await _user_for_token(services, session, token)
+        return await _user(session, user_id)
 
 
 StreamUser = Annotated[User, Depends(get_stream_user)]

@@ -20,7 +20,12 @@ from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
-from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    UserGone,
+    ValidationFailed,
+)
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
 from relaychat.resources import ConversationOut
@@ -171,6 +176,27 @@ def _publish_updated(session: AsyncSession, bus: EventBus, conversation: Convers
             conversation=ConversationOut.model_validate(conversation),
         ),
     )
+
+
+async def get_sender_conversation(
+    session: AsyncSession, user_id: str, conversation_id: str
+) -> tuple[Conversation, str]:
+    """The user's conversation and the user's name, as a person's message needs them, in
+    one query. A user who no longer exists is refused as their token is (`UserGone`),
+    before a missing conversation, as reading the user first would do."""
+    if len(conversation_id) <= conversation_ids.MAX_LENGTH:
+        found = (
+            await session.execute(
+                select(Conversation, User.name)
+                .join(User, User.id == Conversation.user_id)
+                .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+            )
+        ).first()
+        if found is not None:
+            return found[0], found[1]
+    if await session.get(User, user_id) is None:
+        raise UserGone()
+    raise ConversationNotFound()
 
 
 async def get_owned_conversation(
