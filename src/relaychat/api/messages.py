@@ -194,9 +194,9 @@ async def post(
         )
     if sent.started is None:
         response.status_code = status.HTTP_201_CREATED
-        return MessagePosted(message=MessageOut.of(sent.message))
+        return MessagePosted(message=MessageOut.model_validate(sent.message, from_attributes=True))
     return MessagePosted(
-        message=MessageOut.of(sent.message),
+        message=MessageOut.model_validate(sent.message, from_attributes=True),
         response_message_id=sent.started.response_id,
         generation_id=sent.started.generation_id,
     )

@@ -199,7 +199,7 @@ async def accept(
         agent_override=agent_override,
     )
     return Accepted(
-        MessageView.model_validate(sent.message),
+        sent.message,
         sent.started,
         conversation.id,
         resolved.user.id,

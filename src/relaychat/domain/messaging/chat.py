@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.agent.agent_cache import AgentCache
@@ -15,12 +16,16 @@ from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers, StartedGeneration, add_generation
 from relaychat.domain.answering.replies import ReplyPlan, plan_reply
 from relaychat.domain.answering.runner import GenerationRunner
-from relaychat.domain.ids import new_id
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.context import branch, build_request
 from relaychat.domain.messaging.conversations import get_owned_conversation
-from relaychat.domain.messaging.messages import later_than, lock_thread, resolve_parent
+from relaychat.domain.messaging.messages import (
+    later_than,
+    lock_thread,
+    message_row,
+    resolve_parent,
+)
 from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
@@ -30,6 +35,7 @@ from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
+from relaychat.storage.tables import MESSAGES
 
 # How many agent-to-agent hops one chain of send_message calls may take.
 MAX_AGENT_HOPS = 3
@@ -50,7 +56,7 @@ class ChatEngine:
 
 @dataclass(frozen=True)
 class Sent:
-    message: Message
+    message: MessageView
     started: StartedGeneration | None
     # The id of the `message.created` event: a stream resumed after it sees the whole reply.
     event_id: str | None = None
@@ -107,8 +113,7 @@ async def send_message(
     )
 
     now = tip.next_time()
-    message = Message(
-        id=new_id(),
+    row = message_row(
         conversation_id=conversation.id,
         parent_message_id=parent_id,
         role=role,
@@ -116,19 +121,21 @@ async def send_message(
         content=content,
         text=text,
         status=MessageStatus.COMPLETE,
-        meta=metadata or {},
+        metadata=metadata,
         api_key_id=api_key_id,
         created_at=now,
-        updated_at=now,
     )
-    session.add(message)  # the conversation's updated_at was set by lock_thread
+    # A statement on the table, not an entity: cheaper than a unit of work, and what the
+    # message is for everyone (the caller, events, webhooks) is this view of its row.
+    await session.execute(insert(MESSAGES), row)  # the conversation's row: lock_thread's
+    message = MessageView.model_validate(row)
     await callbacks.message_created(session, conversation, message)
     started = job = None
     if plan is not None:
         started = await add_generation(
             session,
             conversation,
-            parent_id=message.id,
+            parent_id=message.message_id,
             endpoint=plan.endpoint,
             model=plan.model,
             worker_id=engine.runner.worker_id,
@@ -138,9 +145,7 @@ async def send_message(
         job = await _job(session, engine, conversation, started, plan, metadata or {})
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
-        conversation_id=conversation.id,
-        message_id=message.id,
-        message=MessageView.model_validate(message),
+        conversation_id=conversation.id, message_id=message.message_id, message=message
     )
     encode_body(created)
     # Queued after whatever the caller queued (a new conversation goes out before its
@@ -215,7 +220,7 @@ async def send_from_agent(
         except AppError as exc:
             # The model reads this; a missing conversation and another user's look alike.
             raise ToolError(exc.detail) from exc
-    line = f"posted message {sent.message.id} to conversation {conversation_id}"
+    line = f"posted message {sent.message.message_id} to conversation {conversation_id}"
     if sent.started is not None:
         line += f"; its reply is being generated (generation {sent.started.generation_id})"
     return line

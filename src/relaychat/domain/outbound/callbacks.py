@@ -36,7 +36,7 @@ async def conversation_created(
 
 
 async def message_created(
-    session: AsyncSession, conversation: Conversation, message: Message
+    session: AsyncSession, conversation: Conversation, message: MessageView
 ) -> None:
     if message.role not in _INCOMING_ROLES:
         return
@@ -47,7 +47,7 @@ async def message_created(
         api_key_id=message.api_key_id,
         data=lambda: {
             "conversation_id": conversation.id,
-            "message": MessageView.model_validate(message).model_dump(mode="json"),
+            "message": message.model_dump(mode="json"),
         },
     )
 
