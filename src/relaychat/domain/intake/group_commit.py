@@ -63,12 +63,32 @@ _LOCK = (
         unseen_external=CONVERSATIONS.c.unseen_external + bindparam("unseen", type_=Integer),
     )
 )
-_TIP = (
-    select(MESSAGES.c.id, MESSAGES.c.created_at)
-    .where(MESSAGES.c.conversation_id == bindparam("cid"))
-    .order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.id.desc())
-    .limit(1)
+# The batch's conversations with their owner and latest message, read after _LOCK has
+# locked them: what the previous holders committed is what this sees (one statement for
+# the whole batch; the subquery walks ix_messages_conversation_order).
+_LATEST = MESSAGES.alias("latest")
+_TIPS = (
+    select(
+        CONVERSATIONS.c.id,
+        CONVERSATIONS.c.user_id,
+        MESSAGES.c.id.label("tip_id"),
+        MESSAGES.c.created_at.label("tip_at"),
+    )
+    .select_from(
+        CONVERSATIONS.outerjoin(
+            MESSAGES,
+            MESSAGES.c.id
+            == select(_LATEST.c.id)
+            .where(_LATEST.c.conversation_id == CONVERSATIONS.c.id)
+            .order_by(_LATEST.c.created_at.desc(), _LATEST.c.id.desc())
+            .limit(1)
+            .correlate(CONVERSATIONS)
+            .scalar_subquery(),
+        )
+    )
+    .where(CONVERSATIONS.c.id.in_(bindparam("cids", expanding=True)))
 )
+
 # Queued by `close`: the writer stops once it reaches it.
 _STOP = object()
 
@@ -203,13 +223,23 @@ class GroupCommitWriter:
         by_conversation: dict[str, list[Pending]] = {}
         for pending in batch:
             by_conversation.setdefault(pending.conversation_id, []).append(pending)
+        groups: dict[str, list[Pending]] = {}
+        # In the order of their ids: workers locking conversations in one order cannot
+        # deadlock on them.
+        for conversation_id in sorted(by_conversation):
+            messages = by_conversation[conversation_id]
+            if any(p.owner_id != messages[0].owner_id for p in messages):
+                stale.extend(messages)  # callers disagree on the owner: each finds out alone
+            else:
+                groups[conversation_id] = messages
         async with self.engine.begin() as conn:
-            for conversation_id, messages in by_conversation.items():
-                chained = await _chain(conn, conversation_id, messages)
-                if chained is None:
+            tips = await _lock(conn, groups)
+            for conversation_id, messages in groups.items():
+                tip = tips.get(conversation_id)
+                if tip is None:
                     stale.extend(messages)
                     continue
-                staged.extend(chained)
+                staged.extend(_chain(conversation_id, messages, tip))
             if not staged:
                 return staged, stale, False
             await conn.execute(insert(MESSAGES), [item.row for item in staged])
@@ -226,22 +256,39 @@ class GroupCommitWriter:
         return staged, stale, bool(deliveries)
 
 
-async def _chain(
-    conn: AsyncConnection, conversation_id: str, batch: list[Pending]
-) -> list[_Staged] | None:
-    """Lock the conversation and chain `batch` after its latest message; None if stale."""
-    owner_id = batch[0].owner_id
-    mine = [p for p in batch if p.owner_id == owner_id]
-    if len(mine) != len(batch):
-        return None  # callers disagree on the owner: let each find out alone
-    unseen = sum(1 for p in batch if p.unseen)
-    params = {"cid": conversation_id, "owner": owner_id, "now": utcnow(), "unseen": unseen}
-    locked = await conn.execute(_LOCK, params)
-    if locked.rowcount != 1:
-        return None
-    tip = (await conn.execute(_TIP, {"cid": conversation_id})).first()
-    parent_id: str | None = tip.id if tip is not None else None
-    moment: datetime | None = tip.created_at if tip is not None else None
+async def _lock(
+    conn: AsyncConnection, groups: dict[str, list[Pending]]
+) -> dict[str, tuple[str | None, datetime | None]]:
+    """Lock each conversation (`messages.lock_thread`'s write, naming the owner the callers
+    saw); the latest message (id, time) of each that is still that owner's."""
+    if not groups:
+        return {}
+    now = utcnow()
+    await conn.execute(
+        _LOCK,
+        [
+            {
+                "cid": conversation_id,
+                "owner": messages[0].owner_id,
+                "now": now,
+                "unseen": sum(1 for p in messages if p.unseen),
+            }
+            for conversation_id, messages in groups.items()
+        ],
+    )
+    rows = await conn.execute(_TIPS, {"cids": list(groups)})
+    return {
+        row.id: (row.tip_id, row.tip_at)
+        for row in rows
+        if row.user_id == groups[row.id][0].owner_id
+    }
+
+
+def _chain(
+    conversation_id: str, batch: list[Pending], tip: tuple[str | None, datetime | None]
+) -> list[_Staged]:
+    """The batch's messages of one locked conversation, chained after its latest message."""
+    parent_id, moment = tip
     staged: list[_Staged] = []
     for pending in batch:
         moment = later_than(moment)
