@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from relaychat.devtools.fake_llm import FakeLLM
@@ -172,3 +174,39 @@ async def test_an_aborted_reply_is_message_failed(
     assert delivery.payload["type"] == "message.failed"
     assert delivery.payload["data"]["error"] == "aborted"
     assert delivery.payload["data"]["message"]["status"] == "unfinished"
+
+
+async def test_a_key_endpoint_hears_the_reply_to_its_keys_message_only(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver, fake_llm: FakeLLM
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    await register(client, owner, receiver, api_key_id=key.id, events=["message.completed"])
+    cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
+    posted = await client.post(
+        f"/api/messages/{cid}",
+        json={"role": "external", "content": "ping", "respond": True},
+        headers=key.headers,
+    )
+    assert posted.status_code == 202, posted.text
+    await receiver.wait_for(1)
+    # The owner's own message is answered too, but not as the key's business.
+    mine = await client.post(f"/api/messages/{cid}", json={"text": "hi"}, headers=owner.headers)
+    assert mine.status_code == 202
+    await delivery_state(
+        client,
+        owner.headers,
+        (await client.get("/api/webhooks", headers=owner.headers)).json()["webhooks"][0]["id"],
+        receiver.deliveries[0].webhook_id,
+        until=lambda e: e["status"] == "delivered",
+    )
+    for _ in range(100):
+        listed = (await client.get(f"/api/messages/{cid}", headers=owner.headers)).json()
+        if all(m["status"] != "streaming" for m in listed["messages"]):
+            break
+        await asyncio.sleep(0.05)
+    await services.outbox.run_once()
+    [delivery] = receiver.deliveries
+    assert delivery.payload["type"] == "message.completed"
+    assert delivery.payload["data"]["in_reply_to"] == posted.json()["message"]["message_id"]
+    assert delivery.payload["data"]["message"]["text"] == fake_llm.state.config.reply

@@ -16,6 +16,7 @@ from typing import Any
 
 from relaychat.domain.limits import storable, storable_text
 from relaychat.domain.messaging.content import flatten_text
+from relaychat.domain.outbound.callbacks import RequestRef
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.tools.base import ToolContext, ToolSet
 from relaychat.llm.types import (
@@ -52,6 +53,9 @@ class Job:
     hops: int = 0
     # Loads the tools inside the run (MCP servers may take a while to start).
     tools_loader: Callable[[], Awaitable[ToolSet]] | None = None
+    # The message it answers, as the reply's callbacks need it; read from its row at the
+    # end when not known (a job rebuilt without it).
+    answers: RequestRef | None = None
     # The reply as typed parts, in the order they happened: text, tool_call, tool_result.
     parts: list[dict[str, Any]] = field(default_factory=list)
     # A copy of the parts as last written to the database (None: never written).

@@ -379,7 +379,7 @@ class GenerationRunner:
         return await callbacks.reply_ended(
             session,
             MessageView.model_validate(dict(written._mapping)),
-            await callbacks.request_of(session, row.request_message_id),
+            job.answers or await callbacks.request_of(session, row.request_message_id),
             user_id=job.user_id,
             generation_id=job.generation_id,
             error_code=code,

@@ -18,7 +18,7 @@ from relaychat.domain.answering.replies import ReplyPlan, plan_reply
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging.content import flatten_text
-from relaychat.domain.messaging.context import branch, build_request
+from relaychat.domain.messaging.context import Turn, branch, build_request
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.domain.messaging.messages import (
     later_than,
@@ -27,6 +27,7 @@ from relaychat.domain.messaging.messages import (
     resolve_parent,
 )
 from relaychat.domain.outbound import callbacks
+from relaychat.domain.outbound.callbacks import RequestRef
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
@@ -254,10 +255,16 @@ async def _job(
         agent_id=agent.id if agent else None,
         max_steps=engine.max_steps,
         hops=hops if isinstance(hops, int) else 0,
+        # The branch ends with the message answered: its callbacks need read nothing more.
+        answers=_answered(started.request_message_id, history[-1]) if history else None,
     )
     if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers):
         job.tools_loader = functools.partial(_load_tools, engine, toolbox, agent, job)
     return job
+
+
+def _answered(message_id: str, row: Turn) -> RequestRef:
+    return RequestRef(message_id, row.api_key_id, row.meta or {})
 
 
 async def _load_tools(engine: ChatEngine, toolbox: Toolbox, agent: AgentSpec, job: Job) -> ToolSet:

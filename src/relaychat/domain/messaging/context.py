@@ -41,6 +41,8 @@ class Turn(Protocol):
     def content(self) -> list[dict[str, Any]]: ...
     @property
     def meta(self) -> dict[str, Any] | None: ...
+    @property
+    def api_key_id(self) -> str | None: ...
 
 
 _ancestors = (
@@ -62,6 +64,7 @@ _BRANCH = (
         MESSAGES.c.sender,
         MESSAGES.c.content,
         MESSAGES.c.metadata.label("meta"),
+        MESSAGES.c.api_key_id,
     )
     .join(_ancestors, MESSAGES.c.id == _ancestors.c.id)
     .order_by(_ancestors.c.depth.desc())
