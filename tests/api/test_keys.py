@@ -27,6 +27,7 @@ from relaychat.workers.key_last_used import KeyLastUsedWriter
 from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_user
 from tests.support.keys import create_key, keys_app_client
+from tests.support.workers import second_worker
 
 SECRET_SHAPE = re.compile(r"rck_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 KEY_FIELDS = {
@@ -325,43 +326,39 @@ async def test_key_changes_reach_every_worker_at_once(
     alice = await make_user(kclient)
     created = await create_key(kclient, alice)
     secret, url = created["secret"], f"/api/keys/{created['key']['id']}"
-    # A second worker sharing the database and event bus (Redis, or this process's memory).
-    other = services if clean_backend.redis_url is None else None
-    if other is None:
-        other = Services.build(settings, engine=clean_backend.engine)
-        await other.start()
-    # A long TTL: only the signal can explain a fresh answer.
-    there = KeyCache(other.bus, other.sessionmaker, ttl_seconds=3600)
-    try:
-        assert (await auth(other, there, secret)).permissions.allowed_conversations is None
-        await auth(services, cache, secret)
-        await kclient.patch(
-            url, json={"permissions": {"allowed_conversations": ["sms-*"]}}, headers=alice.headers
-        )
-        for _ in range(100):
-            principal = await auth(other, there, secret)
-            if principal.permissions.allowed_conversations == ["sms-*"]:
-                break
-            await asyncio.sleep(0.02)
-        assert principal.permissions.allowed_conversations == ["sms-*"]
+    async with second_worker(services, clean_backend, settings) as other:
+        # A long TTL: only the signal can explain a fresh answer.
+        there = KeyCache(other.bus, other.sessionmaker, ttl_seconds=3600)
+        try:
+            assert (await auth(other, there, secret)).permissions.allowed_conversations is None
+            await auth(services, cache, secret)
+            await kclient.patch(
+                url,
+                json={"permissions": {"allowed_conversations": ["sms-*"]}},
+                headers=alice.headers,
+            )
+            for _ in range(100):
+                principal = await auth(other, there, secret)
+                if principal.permissions.allowed_conversations == ["sms-*"]:
+                    break
+                await asyncio.sleep(0.02)
+            assert principal.permissions.allowed_conversations == ["sms-*"]
 
-        await auth(services, cache, secret)
-        assert (await kclient.delete(url, headers=alice.headers)).status_code == 204
-        # On the worker that revoked it, the very next request is refused.
-        assert (await refusal(services, cache, secret)).code == "api_key_revoked"
-        for _ in range(100):
-            try:
-                await auth(other, there, secret)
-            except KeyRefused as refused:
-                assert refused.code == "api_key_revoked"
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the other worker still accepts a revoked key")
-    finally:
-        await there.close()
-        if other is not services:
-            await other.close()
+            await auth(services, cache, secret)
+            assert (await kclient.delete(url, headers=alice.headers)).status_code == 204
+            # On the worker that revoked it, the very next request is refused.
+            assert (await refusal(services, cache, secret)).code == "api_key_revoked"
+            for _ in range(100):
+                try:
+                    await auth(other, there, secret)
+                except KeyRefused as refused:
+                    assert refused.code == "api_key_revoked"
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the other worker still accepts a revoked key")
+        finally:
+            await there.close()
 
 
 async def test_last_used_is_tracked_without_a_write_per_request(

@@ -22,6 +22,7 @@ from tests.support.chat import (
     script,
 )
 from tests.support.factories import make_conversation, make_user
+from tests.support.workers import second_worker
 
 
 async def test_tools_are_called_in_order_stored_and_streamed(
@@ -241,12 +242,7 @@ async def test_agent_changes_reach_every_worker_at_once(
     user = await make_user(client)
     agent = await make_agent(client, user, model="fake-model")
     aid = agent["agent_id"]
-    # A second worker sharing the database and event bus (Redis, or this process's memory).
-    other = services if clean_backend.redis_url is None else None
-    if other is None:
-        other = Services.build(settings, engine=clean_backend.engine)
-        await other.start()
-    try:
+    async with second_worker(services, clean_backend, settings) as other:
         async with other.sessionmaker() as session:
             cached = await other.chat.agents.get(session, aid)
         assert cached is not None and cached.model == "fake-model"
@@ -260,9 +256,6 @@ async def test_agent_changes_reach_every_worker_at_once(
                 break
             await asyncio.sleep(0.02)
         assert fresh is not None and fresh.model == "fake-model-mini"
-    finally:
-        if other is not services:
-            await other.close()
 
 
 async def test_calculator_then_an_mcp_tool_then_the_answer(

@@ -19,6 +19,7 @@ from relaychat.storage.tables import WEBHOOK_ENDPOINTS
 from relaychat.storage.types import utcnow
 from tests.support.backends import Backend
 from tests.support.factories import make_key, make_user
+from tests.support.workers import second_worker
 
 
 async def routes_of(
@@ -40,61 +41,55 @@ async def test_an_endpoint_change_reaches_every_worker(
     client: httpx.AsyncClient, services: Services, clean_backend: Backend, settings: Settings
 ) -> None:
     alice = await make_user(client)
-    # A second worker sharing the database and event bus (Redis, or this process's memory).
-    other = services if clean_backend.redis_url is None else None
-    if other is None:
-        other = Services.build(settings, engine=clean_backend.engine)
-        await other.start()
-    # A long TTL: only the signal can explain a fresh answer there.
-    there = WebhookRoutes(other.bus, ttl_seconds=3600)
-    here = services.routes
+    async with second_worker(services, clean_backend, settings) as other:
+        # A long TTL: only the signal can explain a fresh answer there.
+        there = WebhookRoutes(other.bus, ttl_seconds=3600)
+        try:
+            here = services.routes
 
-    async def there_sees(expected: list[tuple[str, frozenset[str]]]) -> None:
-        async def check() -> bool:
-            found = await routes_of(other, there, alice.id)
-            return [(r.id, r.events) for r in found] == expected
+            async def there_sees(expected: list[tuple[str, frozenset[str]]]) -> None:
+                async def check() -> bool:
+                    found = await routes_of(other, there, alice.id)
+                    return [(r.id, r.events) for r in found] == expected
 
-        await eventually(check, f"the other worker does not see {expected}")
+                await eventually(check, f"the other worker does not see {expected}")
 
-    try:
-        assert await routes_of(other, there, alice.id) == ()
-        assert await routes_of(services, here, alice.id) == ()
+            assert await routes_of(other, there, alice.id) == ()
+            assert await routes_of(services, here, alice.id) == ()
 
-        created = await client.post(
-            "/api/webhooks",
-            json={"url": "https://example.com/h", "events": ["message.created"]},
-            headers=alice.headers,
-        )
-        hook_id = created.json()["webhook"]["id"]
-        # This worker, the one that committed, routes by the new endpoint at once.
-        [route] = await routes_of(services, here, alice.id)
-        assert (route.id, route.user_id, route.events) == (
-            hook_id,
-            alice.id,
-            frozenset({"message.created"}),
-        )
-        await there_sees([(hook_id, frozenset({"message.created"}))])
+            created = await client.post(
+                "/api/webhooks",
+                json={"url": "https://example.com/h", "events": ["message.created"]},
+                headers=alice.headers,
+            )
+            hook_id = created.json()["webhook"]["id"]
+            # This worker, the one that committed, routes by the new endpoint at once.
+            [route] = await routes_of(services, here, alice.id)
+            assert (route.id, route.user_id, route.events) == (
+                hook_id,
+                alice.id,
+                frozenset({"message.created"}),
+            )
+            await there_sees([(hook_id, frozenset({"message.created"}))])
 
-        base = f"/api/webhooks/{hook_id}"
-        await client.patch(base, json={"events": ["message.failed"]}, headers=alice.headers)
-        assert [r.events for r in await routes_of(services, here, alice.id)] == [
-            frozenset({"message.failed"})
-        ]
-        await there_sees([(hook_id, frozenset({"message.failed"}))])
+            base = f"/api/webhooks/{hook_id}"
+            await client.patch(base, json={"events": ["message.failed"]}, headers=alice.headers)
+            assert [r.events for r in await routes_of(services, here, alice.id)] == [
+                frozenset({"message.failed"})
+            ]
+            await there_sees([(hook_id, frozenset({"message.failed"}))])
 
-        await client.patch(base, json={"enabled": False}, headers=alice.headers)
-        assert await routes_of(services, here, alice.id) == ()
-        await there_sees([])
+            await client.patch(base, json={"enabled": False}, headers=alice.headers)
+            assert await routes_of(services, here, alice.id) == ()
+            await there_sees([])
 
-        await client.patch(base, json={"enabled": True}, headers=alice.headers)
-        await there_sees([(hook_id, frozenset({"message.failed"}))])
-        assert (await client.delete(base, headers=alice.headers)).status_code == 204
-        assert await routes_of(services, here, alice.id) == ()
-        await there_sees([])
-    finally:
-        await there.close()
-        if other is not services:
-            await other.close()
+            await client.patch(base, json={"enabled": True}, headers=alice.headers)
+            await there_sees([(hook_id, frozenset({"message.failed"}))])
+            assert (await client.delete(base, headers=alice.headers)).status_code == 204
+            assert await routes_of(services, here, alice.id) == ()
+            await there_sees([])
+        finally:
+            await there.close()
 
 
 async def test_a_key_scope_has_its_own_routes(
