@@ -25,7 +25,7 @@ from relaychat.domain.messaging.conversations import publish_created, stage_conv
 from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
 from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole
-from relaychat.storage.models import Conversation
+from relaychat.storage.models import Conversation, User
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,15 @@ async def accept(
         await conversation_ids.check_claim(
             session, conversation_id, caller.key_owner_id, channel_tag=principal.channel_tag
         )
-    conversation = await session.get(Conversation, conversation_id)
+    # With its owner, in one query: resolving the owner then finds the user in the session.
+    found = (
+        await session.execute(
+            select(Conversation, User)
+            .join(User, User.id == Conversation.user_id)
+            .where(Conversation.id == conversation_id)
+        )
+    ).first()
+    conversation = found[0] if found is not None else None
     if conversation is None and not by_sender and not perms.can_create_conversations:
         raise ConversationNotFound(
             f"conversation {conversation_id} does not exist, and this key may not create "
