@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from relaychat.services import Services
 from relaychat.storage.models import AuditEvent
+from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_conversation, make_user
 from tests.support.settings import VERBATIM_KEY
 
@@ -30,13 +31,6 @@ def external(label: str, **fields: Any) -> dict[str, Any]:
     return {"role": "external", "content": label, "respond": False, **fields}
 
 
-async def listed(client: httpx.AsyncClient, user: TestUser, cid: str) -> list[dict[str, Any]]:
-    answer = await client.get(f"/api/messages/{cid}", headers=user.headers)
-    assert answer.status_code == 200, answer.text
-    messages: list[dict[str, Any]] = answer.json()["messages"]
-    return messages
-
-
 async def test_concurrent_messages_of_two_conversations_each_form_one_chain(
     client: httpx.AsyncClient, services: Services
 ) -> None:
@@ -51,7 +45,7 @@ async def test_concurrent_messages_of_two_conversations_each_form_one_chain(
     )
     assert {a.status_code for a in answers} == {201}
     for owner, cid in zip((alice, bob), cids, strict=True):
-        messages = await listed(client, owner, cid)
+        messages = await messages_of(client, owner, cid)
         assert len(messages) == 20
         # One chain in creation order: each message answers the one before it.
         parents = [m["parent_message_id"] for m in messages]
@@ -98,6 +92,6 @@ async def test_a_conversation_made_again_by_someone_else_goes_to_its_new_owner(
 
     answer = await client.post(f"/api/messages/{cid}", json=external("for bob"), headers=SYSTEM)
     assert answer.status_code == 201, answer.text
-    assert [m["text"] for m in await listed(client, bob, cid)] == ["for bob"]
+    assert [m["text"] for m in await messages_of(client, bob, cid)] == ["for bob"]
     gone = await client.get(f"/api/messages/{cid}", headers=alice.headers)
     assert gone.status_code == 404

@@ -29,6 +29,7 @@ async def wait_generation(
 
 async def messages_of(client: httpx.AsyncClient, user: TestUser, cid: str) -> list[dict[str, Any]]:
     response = await client.get(f"/api/messages/{cid}", headers=user.headers)
+    assert response.status_code == 200, response.text
     result: list[dict[str, Any]] = response.json()["messages"]
     return result
 

@@ -4,13 +4,13 @@ own latest message, and what went stale refused without touching the rest."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 
 from relaychat.domain.intake.group_commit import GroupCommitWriter, Pending, Stale, Written
 from relaychat.services import Services
 from relaychat.statuses import MessageRole
+from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_conversation, make_user
 
 
@@ -26,13 +26,6 @@ def pending(conversation_id: str, owner: TestUser, text: str) -> Pending:
         api_key_id=None,
         unseen=True,
     )
-
-
-async def listed(client: httpx.AsyncClient, user: TestUser, cid: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/api/messages/{cid}", headers=user.headers)
-    assert response.status_code == 200, response.text
-    messages: list[dict[str, Any]] = response.json()["messages"]
-    return messages
 
 
 async def test_one_batch_chains_each_conversation_and_refuses_only_the_stale(
@@ -73,17 +66,17 @@ async def test_one_batch_chains_each_conversation_and_refuses_only_the_stale(
     written = {t: r.message for t, r in outcome.items() if isinstance(r, Written)}
     assert set(written) == {"one", "two", "three", "four"}
 
-    in_busy = await listed(client, alice, busy)
+    in_busy = await messages_of(client, alice, busy)
     assert [m["text"] for m in in_busy] == ["before", "one", "three"]
     assert [m["parent_message_id"] for m in in_busy[1:]] == [tip, in_busy[1]["message_id"]]
-    in_empty = await listed(client, alice, empty)
+    in_empty = await messages_of(client, alice, empty)
     assert [m["text"] for m in in_empty] == ["two", "four"]
     assert [m["parent_message_id"] for m in in_empty] == [None, in_empty[0]["message_id"]]
     assert [m["message_id"] for m in in_busy[1:] + in_empty] == [
         written[t].message_id for t in ("one", "three", "two", "four")
     ]
-    assert await listed(client, bob, bobs) == []
-    assert await listed(client, bob, shared) == []
+    assert await messages_of(client, bob, bobs) == []
+    assert await messages_of(client, bob, shared) == []
 
     convos = {
         cid: (await client.get(f"/api/convos/{cid}", headers=alice.headers)).json()
