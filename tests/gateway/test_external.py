@@ -95,7 +95,9 @@ async def test_string_content_metadata_and_respond_false(
     assert (await row_counts(clean_backend))["generations"] == 0
 
 
-async def test_prefer_wait_returns_the_reply(client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:
+async def test_prefer_wait_returns_the_reply(
+    client: httpx.AsyncClient, services: Services, fake_llm: FakeLLM
+) -> None:
     owner = await make_sessionless_user(client)
     cid = (await make_conversation(client, owner, endpoint="fake"))["conversation_id"]
     response = await client.post(
@@ -109,6 +111,20 @@ async def test_prefer_wait_returns_the_reply(client: httpx.AsyncClient, fake_llm
     assert body["reply"]["text"] == fake_llm.state.config.reply
     assert body["reply"]["message_id"] == body["response_message_id"]
     assert body["generation"]["status"] == "completed"
+    # The reply and generation as the runner wrote them are what the database holds.
+    stored = await client.get(
+        f"/api/messages/{cid}/{body['response_message_id']}", headers=owner.headers
+    )
+    assert {**stored.json(), "html": None, "generation_id": None} == {
+        **body["reply"],
+        "html": None,
+        "generation_id": None,
+    }
+    generation = await client.get(
+        f"/api/generations/{body['generation_id']}", headers=owner.headers
+    )
+    assert generation.json() == body["generation"]
+    assert not services.runner._awaited  # nothing is kept once taken
 
 
 async def test_prefer_wait_gives_up_with_202(client: httpx.AsyncClient) -> None:

@@ -287,14 +287,20 @@ async def _wait_for_reply(
     owner = accepted.owner_id
     response_id = accepted.started.response_id if accepted.started else None
     marker = f'"message_id":"{response_id}"'.encode()
-    subscription = services.bus.subscribe(
-        owner, conversation_id=accepted.conversation_id, last_event_id=accepted.event_id
-    )
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds), subscription as events:
-            async for envelope in events:
-                if envelope.type in _FINAL_EVENTS and marker in envelope.frame:
-                    break
+    services.runner.expect_end(generation_id)
+    try:
+        subscription = services.bus.subscribe(
+            owner, conversation_id=accepted.conversation_id, last_event_id=accepted.event_id
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds), subscription as events:
+                async for envelope in events:
+                    if envelope.type in _FINAL_EVENTS and marker in envelope.frame:
+                        break
+    finally:
+        ended = services.runner.take_end(generation_id)
+    if ended is not None:  # it ended in this process: as written, not read back
+        return ended
     async with services.sessionmaker() as session:
         generation = await session.get(Generation, generation_id)
         reply = await session.get(Message, response_id) if response_id else None

@@ -42,9 +42,10 @@ from relaychat.realtime.events import (
     MessageCompleted,
     MessageFailed,
 )
-from relaychat.resources import ConversationOut, MessageView
+from relaychat.resources import ConversationOut, GenerationOut, MessageView
 from relaychat.statuses import GenerationStatus, MessageStatus, StopReason
 from relaychat.storage import tables
+from relaychat.storage.db import after_commit
 from relaychat.storage.models import Conversation, Generation
 from relaychat.storage.types import utcnow
 
@@ -77,7 +78,7 @@ _CLAIM = (
         error=bindparam("new_error"),
         first_token_at=bindparam("new_first_token_at"),
     )
-    .returning(tables.GENERATIONS.c.request_message_id)
+    .returning(*tables.GENERATIONS.c)
 )
 _WRITE_REPLY = (
     update(tables.MESSAGES)
@@ -127,6 +128,19 @@ class GenerationRunner:
         self._ticker: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self.shutdown_seconds = 30.0
+        # Generations someone here waits on (`expect_end`), and how each ended once it has:
+        # a gateway request with `Prefer: wait` takes the reply as written instead of
+        # reading it back (most replies run in the process that took their request).
+        self._awaited: dict[str, tuple[MessageView, GenerationOut] | None] = {}
+
+    def expect_end(self, generation_id: str) -> None:
+        """Keep how this generation ends, if it ends here, for `take_end`."""
+        self._awaited.setdefault(generation_id, None)
+
+    def take_end(self, generation_id: str) -> tuple[MessageView, GenerationOut] | None:
+        """The reply and generation as they ended here (committed); None if not (yet)
+        known here. Either way the generation is no longer expected."""
+        return self._awaited.pop(generation_id, None)
 
     async def start(self) -> None:
         """Listen for aborts, recover orphans of a previous run, start the heartbeat."""
@@ -376,7 +390,7 @@ class GenerationRunner:
             _TOUCH, {"conversation_id": job.conversation_id, "new_updated_at": now}
         )
         code, detail = failure or (None, None)
-        return await callbacks.reply_ended(
+        reply = await callbacks.reply_ended(
             session,
             MessageView.model_validate(dict(written._mapping)),
             job.answers or await callbacks.request_of(session, row.request_message_id),
@@ -385,6 +399,15 @@ class GenerationRunner:
             error_code=code,
             detail=detail,
         )
+        if job.generation_id in self._awaited:
+            ended = (reply, GenerationOut.model_validate(dict(row._mapping)))
+
+            async def keep() -> None:  # queued before the final event's publish
+                if job.generation_id in self._awaited:
+                    self._awaited[job.generation_id] = ended
+
+            after_commit(session, keep)
+        return reply
 
     async def _title(self, job: Job, reply: str) -> None:
         try:
