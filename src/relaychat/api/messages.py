@@ -192,11 +192,12 @@ async def post(
             metadata=body.metadata,
             respond=body.respond,
         )
+    message = MessageOut.model_validate(sent.message, from_attributes=True)
     if sent.started is None:
         response.status_code = status.HTTP_201_CREATED
-        return MessagePosted(message=MessageOut.model_validate(sent.message, from_attributes=True))
+        return MessagePosted(message=message)
     return MessagePosted(
-        message=MessageOut.model_validate(sent.message, from_attributes=True),
+        message=message,
         response_message_id=sent.started.response_id,
         generation_id=sent.started.generation_id,
     )

@@ -26,13 +26,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relaychat.domain.messaging.messages import later_than, message_row
+from relaychat.domain.messaging.messages import ThreadTip, later_than, message_row
 from relaychat.domain.outbound import outbox, webhook_routes, webhooks
 from relaychat.domain.outbound.webhook_routes import WebhookRoutes
 from relaychat.realtime.bus import EventBus, encode_body
@@ -256,9 +255,7 @@ class GroupCommitWriter:
         return staged, stale, bool(deliveries)
 
 
-async def _lock(
-    conn: AsyncConnection, groups: dict[str, list[Pending]]
-) -> dict[str, tuple[str | None, datetime | None]]:
+async def _lock(conn: AsyncConnection, groups: dict[str, list[Pending]]) -> dict[str, ThreadTip]:
     """Lock each conversation (`messages.lock_thread`'s write, naming the owner the callers
     saw); the latest message (id, time) of each that is still that owner's."""
     if not groups:
@@ -278,17 +275,15 @@ async def _lock(
     )
     rows = await conn.execute(_TIPS, {"cids": list(groups)})
     return {
-        row.id: (row.tip_id, row.tip_at)
+        row.id: ThreadTip(row.tip_id, row.tip_at)
         for row in rows
         if row.user_id == groups[row.id][0].owner_id
     }
 
 
-def _chain(
-    conversation_id: str, batch: list[Pending], tip: tuple[str | None, datetime | None]
-) -> list[_Staged]:
+def _chain(conversation_id: str, batch: list[Pending], tip: ThreadTip) -> list[_Staged]:
     """The batch's messages of one locked conversation, chained after its latest message."""
-    parent_id, moment = tip
+    parent_id, moment = tip.message_id, tip.created_at
     staged: list[_Staged] = []
     for pending in batch:
         moment = later_than(moment)

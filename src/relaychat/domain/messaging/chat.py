@@ -127,8 +127,9 @@ async def send_message(
         created_at=now,
     )
     # A statement on the table, not an entity: cheaper than a unit of work, and what the
-    # message is for everyone (the caller, events, webhooks) is this view of its row.
-    await session.execute(insert(MESSAGES), row)  # the conversation's row: lock_thread's
+    # message is for everyone (the caller, events, webhooks) is this view of its row. The
+    # conversation's row needs no write: lock_thread's marked it updated.
+    await session.execute(insert(MESSAGES), row)
     message = MessageView.model_validate(row)
     await callbacks.message_created(session, conversation, message)
     started = job = None
@@ -235,8 +236,7 @@ async def _job(
     plan: ReplyPlan,
     metadata: dict[str, Any],
 ) -> Job:
-    # The rows it reads were written by add_generation's statements (which flushed the
-    # request before them).
+    # Read in the transaction that wrote the request: its row is there already.
     history = await branch(session, started.request_message_id)
     request = build_request(
         history, model=plan.model, system=plan.system, parameters=plan.parameters

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
     Executable,
     bindparam,
     event,
@@ -55,25 +53,19 @@ _CHANGED = "webhook_routes_changed"
 _ROUTING_COLUMNS = ("enabled", "events", "user_id", "api_key_id")
 
 
-def endpoint_scope(
-    user_ids: Collection[str] | BindParameter[Any], key_ids: Collection[str] | BindParameter[Any]
-) -> ColumnElement[bool]:
-    """The endpoints that hear of these users' and keys' events: each user's own endpoints
-    (those tied to no key) and the endpoints tied to one of the keys. Either may be an
-    expanding bind parameter, for a statement built once (key_ids then always counts)."""
-    scope = WebhookEndpoint.user_id.in_(user_ids) & WebhookEndpoint.api_key_id.is_(None)
-    if isinstance(key_ids, BindParameter) or key_ids:
-        return or_(scope, WebhookEndpoint.api_key_id.in_(key_ids))
-    return scope
-
-
+# The enabled endpoints that hear of these users' and keys' events: each user's own (tied
+# to no key) and those tied to one of the keys.
 _ENDPOINTS_OF = select(
     WEBHOOK_ENDPOINTS.c.id,
     WEBHOOK_ENDPOINTS.c.user_id,
     WEBHOOK_ENDPOINTS.c.api_key_id,
     WEBHOOK_ENDPOINTS.c.events,
 ).where(
-    endpoint_scope(bindparam("owners", expanding=True), bindparam("keys", expanding=True)),
+    or_(
+        WEBHOOK_ENDPOINTS.c.user_id.in_(bindparam("owners", expanding=True))
+        & WEBHOOK_ENDPOINTS.c.api_key_id.is_(None),
+        WEBHOOK_ENDPOINTS.c.api_key_id.in_(bindparam("keys", expanding=True)),
+    ),
     WEBHOOK_ENDPOINTS.c.enabled,
 )
 
