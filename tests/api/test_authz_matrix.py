@@ -34,6 +34,7 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Base
+from relaychat.web.pages import CONSOLE_PAGES
 from tests.support.backends import Backend, row_counts
 from tests.support.factories import TestKey, TestUser, make_key, make_user
 from tests.support.settings import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
@@ -140,6 +141,11 @@ NO_OBJECTS: dict[Route, str] = {
     ("GET", "/c/{conversation_id}"): "the web UI's page shell, the same for any id "
     "(tests/web checks it); the page reads the conversation through the API",
     ("GET", "/static/{name}"): "the web UI's own files, public by nature",
+    **{
+        ("GET", f"/{page}/{{item}}"): "a console page's shell, the same for any item; the "
+        "page reads the item through the API"
+        for page in CONSOLE_PAGES
+    },
 }
 
 # GET routes without an id: each one either lists what the caller owns (checked by

@@ -44,9 +44,10 @@ export function labelled(label, control, hint) {
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hintNode);
 }
 
-/** A section of a page with a heading and its content. */
+/** A section of a page with a heading and its content: a region named by its heading. */
 export function section(title, ...children) {
-  return h("section", { class: "panel card" }, h("h2", {}, title), ...children);
+  const id = `s-${Math.random().toString(36).slice(2, 9)}`;
+  return h("section", { class: "panel card", "aria-labelledby": id }, h("h2", { id }, title), ...children);
 }
 
 /** Remove the errors a form shows. */
@@ -81,8 +82,11 @@ export function showError(form, error) {
 }
 
 function controlFor(form, field) {
-  // The API names nested fields `rate_limit.per_minute` or `tools[1]`: try the whole name,
-  // then each shorter prefix, so `allowed_conversations[0]` finds `allowed_conversations`.
+  // The API names nested fields `rate_limit.per_minute` or `tools[1]`: try the whole name
+  // as it is, then each shorter prefix, so `allowed_conversations[0]` finds a control named
+  // so, or else `allowed_conversations`.
+  const exact = form.querySelector(`[name="${CSS.escape(String(field))}"]`);
+  if (exact) return exact;
   const parts = String(field).split(/[.[]/);
   for (let n = parts.length; n > 0; n -= 1) {
     const name = parts.slice(0, n).join(".");
