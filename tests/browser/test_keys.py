@@ -246,10 +246,37 @@ def test_the_apis_refusals_land_next_to_their_fields(
     form.get_by_role("button", name="Remove pattern 2").click()
     requests.fill("5")
     form.get_by_role("button", name="Create key").click()
-    expect(page.get_by_role("status").filter(has_text="Secret of “Too eager”")).to_be_visible()
+    box = page.get_by_role("status").filter(has_text="Secret of “Too eager”")
+    box.get_by_role("button", name="I have saved it").click()
     [key] = _page_keys(server, person)
     assert key["permissions"]["allowed_conversations"] == ["sms-*"]
     assert key["permissions"]["rate_limit"] == {"requests": 5, "window": 60}
+
+    # Changing it: the form holds what is stored; the domain's refusal lands at its field too.
+    page.get_by_role("button", name="Change Too eager").click()
+    form = page.get_by_role("form", name="Change Too eager")
+    expect(form.get_by_role("textbox", name="Pattern 1")).to_have_value("sms-*")
+    expect(form.get_by_label("Requests")).to_have_value("5")
+    expires = form.get_by_label("Expires")
+    expires.fill("2020-01-01T10:00")
+    form.get_by_label("Requests").fill("10")
+    form.get_by_role("button", name="Save changes").click()
+    expect(expires).to_have_accessible_description(re.compile("must be in the future"))
+    assert _page_keys(server, person) == [key]
+    next_year = time.localtime().tm_year + 1
+    expires.fill(f"{next_year}-06-01T12:00")
+    form.get_by_label("Required metadata").fill("source, phoneNumber")
+    form.get_by_label("Reply by default when a message does not say").uncheck()
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_have_count(0)
+    [changed] = _page_keys(server, person)
+    assert changed["permissions"] == {
+        **key["permissions"],
+        "rate_limit": {"requests": 10, "window": 60},
+        "required_metadata": ["source", "phoneNumber"],
+        "respond_default": False,
+    }
+    assert changed["expires_at"].startswith(f"{next_year}-06-01")
 
 
 # Patterns where a naive glob (or a naive glob-to-regex) parts ways with Python's fnmatch,
