@@ -3,7 +3,7 @@
 // is one key with its audit trail (page-keys-key.js).
 import { api } from "./api.js";
 import { h, pill, table, useStyles, when } from "./ui.js";
-import { keyState, openForm, openRotate, region, revokeKey, showSecret } from "./page-keys-actions.js";
+import { keyState, openForm, openRotate, region, report, revokeKey, showSecret } from "./page-keys-actions.js";
 import { showKey } from "./page-keys-key.js";
 
 export async function mount(root, ctx) {
@@ -37,9 +37,11 @@ async function showList(view, startNew) {
   async function reload() {
     const { keys } = await api("GET", `/api/keys${everyone ? "?all=true" : ""}`);
     if (!view.alive) return;
-    list.replaceChildren(keyTable(view, keys, reload));
+    list.replaceChildren(keyTable(view, keys, refresh));
     status.textContent = `${keys.length} ${keys.length === 1 ? "key" : "keys"}`;
   }
+  // After an action taken from a button: a failure is said above the page.
+  const refresh = () => reload().catch((error) => report(view, error));
 
   const everyoneToggle = admin
     ? h(
@@ -50,7 +52,7 @@ async function showList(view, startNew) {
           id: "keys-everyone",
           onchange: (event) => {
             everyone = event.target.checked;
-            reload();
+            refresh();
           },
         }),
         h("label", { for: "keys-everyone" }, "Every user's keys"),
@@ -59,7 +61,7 @@ async function showList(view, startNew) {
   const create = () =>
     openForm(view, null, (answer) => {
       showSecret(view, `Secret of “${answer.key.name}”`, answer.secret, answer.key);
-      reload();
+      refresh();
     });
   root.replaceChildren(
     view.alert,
