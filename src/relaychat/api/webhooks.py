@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.outbound import webhooks
-from relaychat.domain.outbound.webhooks import EVENT_TYPES, EventType
+from relaychat.domain.outbound.webhooks import EVENT_DESCRIPTIONS, EVENT_TYPES, EventType
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 from relaychat.safehttp import check_url
@@ -68,6 +68,15 @@ class WebhookWithSecret(BaseModel):
 
 class WebhookList(BaseModel):
     webhooks: list[WebhookOut]
+
+
+class EventTypeOut(BaseModel):
+    type: EventType
+    description: str
+
+
+class EventTypeList(BaseModel):
+    event_types: list[EventTypeOut]
 
 
 class DeliveryOut(BaseModel):
@@ -145,6 +154,15 @@ async def list_(user: CurrentUser, session: SessionDep) -> WebhookList:
         webhooks=[
             WebhookOut.model_validate(e) for e in await webhooks.list_endpoints(session, user.id)
         ]
+    )
+
+
+# Declared before `/{endpoint_id}`, which would otherwise take `event-types` for an id.
+@router.get("/event-types")
+async def event_types(_user: CurrentUser) -> EventTypeList:
+    """The event types an endpoint may subscribe to, and what each means."""
+    return EventTypeList(
+        event_types=[EventTypeOut(type=t, description=EVENT_DESCRIPTIONS[t]) for t in EVENT_TYPES]
     )
 
 

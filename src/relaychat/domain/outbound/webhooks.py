@@ -33,6 +33,13 @@ EventType = Literal[
     "message.created", "message.completed", "message.failed", "conversation.created"
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+# What each event means, for people choosing which to receive (`GET /api/webhooks/event-types`).
+EVENT_DESCRIPTIONS: dict[EventType, str] = {
+    "message.created": "A person's or an external message arrived.",
+    "message.completed": "A reply finished; data.in_reply_to is the message it answers.",
+    "message.failed": "A reply failed, was aborted or was interrupted.",
+    "conversation.created": "A conversation was opened.",
+}
 SECRET_PREFIX = "whsec_"
 MAX_ENDPOINTS_PER_USER = 50
 
