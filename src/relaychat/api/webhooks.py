@@ -84,6 +84,10 @@ class DeliveryOut(BaseModel):
     event_type: str
     status: OutboxStatus = Field(title="Status")  # titled as it was when it was a `str`
     attempts: int
+    in_flight: bool = Field(
+        description="An attempt is being made right now; `next_attempt_at` is then when its "
+        "lease lapses (the next try, should its worker die), and redelivering waits for it."
+    )
     next_attempt_at: Timestamp | None
     last_attempt_at: Timestamp | None
     last_status_code: int | None
@@ -118,6 +122,7 @@ def _delivery(item: OutboxItem) -> DeliveryOut:
         event_type=item.event_type,
         status=item.status,
         attempts=item.attempts,
+        in_flight=webhooks.in_flight(item),
         # The next attempt is only news while one is planned.
         next_attempt_at=item.next_attempt_at if item.status == OutboxStatus.PENDING else None,
         last_attempt_at=item.last_attempt_at,

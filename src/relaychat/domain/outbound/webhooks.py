@@ -203,9 +203,14 @@ async def list_attempts(session: AsyncSession, item: OutboxItem) -> Sequence[Out
     ).all()
 
 
+def in_flight(item: OutboxItem) -> bool:
+    """Whether a worker is attempting the delivery right now: claimed, its lease running."""
+    return item.claimed_by is not None and item.next_attempt_at > utcnow()
+
+
 async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     """Send again now, with the same `webhook-id` and body, and a fresh retry schedule."""
-    if item.claimed_by is not None and item.next_attempt_at > utcnow():
+    if in_flight(item):
         # Its worker would record its outcome over ours, or both would send it at once.
         raise DeliveryInFlight("try again once the current attempt has ended")
     item.status = OutboxStatus.PENDING
