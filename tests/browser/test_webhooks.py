@@ -291,7 +291,9 @@ def test_an_endpoint_disabled_by_410_says_why_and_is_enabled_again(
         assert http.get("/api/webhooks").json()["webhooks"] == []
 
 
-def test_refused_fields_show_their_error_next_to_them(page: Page, hook_server: Server) -> None:
+def test_refused_fields_show_their_error_next_to_them(
+    page: Page, hook_server: Server, artifacts: Path
+) -> None:
     server = hook_server
     person = register(server)
     sign_in(page, server, person)
@@ -303,6 +305,11 @@ def test_refused_fields_show_their_error_next_to_them(page: Page, hook_server: S
     expect(url).to_have_attribute("aria-invalid", "true")
     expect(error_next_to(url)).to_contain_text("scheme must be http or https")
     expect(url).to_be_focused()
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=artifacts / "webhooks-form-error-375-dark.png")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     url.fill("https://example.com/hook")
     for box in form.get_by_role("checkbox").all():
@@ -354,3 +361,19 @@ def test_a_webhook_for_one_key_hears_only_what_that_key_caused(
     expect(deliveries.get_by_role("row")).to_have_count(2)  # the header and the key's one
     assert [r.body for r in receiver.requests if "sent by the gateway" in r.body]
     assert not [r.body for r in receiver.requests if "the person's own message" in r.body]
+
+    # Twenty more: the list shows a page of 20, and the rest on demand.
+    with server.api() as http:
+        for n in range(20):
+            more = http.post(
+                f"/api/messages/{conversation_id}",
+                headers={"x-api-key": key_secret},
+                json={"role": "external", "content": f"batch {n}", "respond": False},
+            )
+            assert more.status_code == 201, more.text
+    load_more = deliveries.get_by_role("button", name="Load more")
+    expect(load_more).to_be_visible(timeout=TIMEOUT)
+    expect(deliveries.get_by_role("row")).to_have_count(21)
+    load_more.click()
+    expect(deliveries.get_by_role("row")).to_have_count(22)
+    expect(load_more).to_be_hidden()
