@@ -163,6 +163,7 @@ NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
     ("GET", "/api/endpoints"): "the server's configured LLM endpoints",
     ("GET", "/api/agents/tools"): "the server's tool catalogue",
+    ("GET", "/api/webhooks/event-types"): "the server's catalogue of webhook event types",
 }
 # Mounted ASGI apps, which the enumeration cannot see into.
 MOUNTS: dict[str, str] = {}
