@@ -33,7 +33,7 @@ def test_an_invalid_phone_number_is_shown_at_its_field_and_a_valid_one_saved_as_
 ) -> None:
     sign_in(page, server, person)
     open_profile(page, person)
-    phone = page.get_by_label("Phone number")
+    phone = page.get_by_label("Phone number", exact=True)
 
     phone.fill("12")
     page.get_by_role("button", name="Save profile").click()
@@ -44,7 +44,7 @@ def test_an_invalid_phone_number_is_shown_at_its_field_and_a_valid_one_saved_as_
         me = http.get("/api/user", headers={"authorization": f"Bearer {token}"}).json()
     assert me["phone_number"] is None
 
-    page.get_by_label("Name").fill("Ann Renamed")
+    page.get_by_role("textbox", name="Name", exact=True).fill("Ann Renamed")
     phone.fill("(415) 555-2671")
     page.get_by_role("button", name="Save profile").click()
     expect(phone).to_have_value("+14155552671")
@@ -83,25 +83,27 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(
         open_profile(page, person)
         sent: list[str] = []
         page.on("request", lambda r: sent.append(r.url) if "/api/user/password" in r.url else None)
-        page.get_by_label("Current password").fill(person.password)
-        page.get_by_label("New password").fill("a brand new secret")
-        page.get_by_label("Repeat the new password").fill("a brand new secert")
+        page.get_by_label("Current password", exact=True).fill(person.password)
+        page.get_by_label("New password", exact=True).fill("a brand new secret")
+        page.get_by_label("Repeat the new password", exact=True).fill("a brand new secert")
         page.get_by_role("button", name="Change password").click()
         expect(field(page, "Repeat the new password").get_by_role("alert")).to_contain_text(
             "differ"
         )
         assert sent == []  # caught in the page: nothing went to the API
 
-        page.get_by_label("Current password").fill("not my password")
-        page.get_by_label("Repeat the new password").fill("a brand new secret")
+        page.get_by_label("Current password", exact=True).fill("not my password")
+        page.get_by_label("Repeat the new password", exact=True).fill("a brand new secret")
         page.get_by_role("button", name="Change password").click()
-        expect(page.get_by_label("Current password")).to_have_attribute("aria-invalid", "true")
+        expect(page.get_by_label("Current password", exact=True)).to_have_attribute(
+            "aria-invalid", "true"
+        )
         expect(field(page, "Current password").get_by_role("alert")).to_be_visible()
 
-        page.get_by_label("Current password").fill(person.password)
+        page.get_by_label("Current password", exact=True).fill(person.password)
         page.get_by_role("button", name="Change password").click()
         expect(page.get_by_role("status").filter(has_text="Password changed")).to_be_visible()
-        expect(page.get_by_label("New password")).to_have_value("")
+        expect(page.get_by_label("New password", exact=True)).to_have_value("")
 
         # The other browser's token stopped at once; its tab is signed out at its next call.
         with server.api() as http:
