@@ -73,7 +73,7 @@ def test_an_admin_promotes_one_user_and_disables_another_who_then_cannot_sign_in
     expect(
         page.get_by_role("status").filter(has_text="Bob Promoted is now an admin")
     ).to_be_visible()
-    expect(bob_row.get_by_role("button", name="Make user")).to_be_visible()
+    expect(bob_row.get_by_role("button", name="Make user")).to_be_focused()
     with server.api() as http:
         assert http.get("/api/user", headers=token_of(http, bob)).json()["role"] == "admin"
 

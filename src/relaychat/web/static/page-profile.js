@@ -51,7 +51,8 @@ function profileSection(me) {
       labelled(
         "Phone number",
         phone,
-        "Used to match your SMS and WhatsApp messages to you. Saved in international form (+14155552671); leave empty to remove it.",
+        "Used to match your SMS and WhatsApp messages to you. " +
+          "Saved in international form (+14155552671); leave empty to remove it.",
       ),
     ),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save profile"), saved),
@@ -83,7 +84,10 @@ function passwordSection(me) {
     h(
       "div",
       { class: "form-grid" },
-      labelled("Current password", h("input", { name: "current_password", type: "password", autocomplete: "current-password", required: true })),
+      labelled(
+        "Current password",
+        h("input", { name: "current_password", type: "password", autocomplete: "current-password", required: true }),
+      ),
       labelled(
         "New password",
         h("input", { name: "new_password", type: "password", autocomplete: "new-password", required: true, minlength: 8 }),
@@ -117,7 +121,8 @@ function sessionsSection() {
     h(
       "p",
       {},
-      "Signed in on a device you no longer use, or left a session open somewhere? End every session of yours, this one included; each device must sign in again.",
+      "Signed in on a device you no longer use, or left a session open somewhere? " +
+        "End every session of yours, this one included; each device must sign in again.",
     ),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Sign out everywhere")),
   );
