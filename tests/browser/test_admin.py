@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -47,7 +47,7 @@ def confirm(page: Page, button: str) -> None:
 
 
 def test_an_admin_promotes_one_user_and_disables_another_who_then_cannot_sign_in(
-    page: Page, browser: Browser, admin_server: Server, admin: Person, artifacts: Path
+    page: Page, browser: Browser, admin_server: Server, admin: Person
 ) -> None:
     server = admin_server
     bob = register(server, name="Bob Promoted")
@@ -99,17 +99,9 @@ def test_an_admin_promotes_one_user_and_disables_another_who_then_cannot_sign_in
     finally:
         carols.close()
 
-    page.set_viewport_size({"width": 1440, "height": 900})
-    page.screenshot(path=artifacts / "admin-1440.png", full_page=True)
-    page.emulate_media(color_scheme="dark")
-    page.screenshot(path=artifacts / "admin-1440-dark.png", full_page=True)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 375, "height": 812})
-    page.screenshot(path=artifacts / "admin-375.png", full_page=True)
-
 
 def test_the_audit_trail_of_every_key_is_filtered_and_paged(
-    page: Page, admin_server: Server, admin: Person
+    page: Page, admin_server: Server, admin: Person, artifacts: Path
 ) -> None:
     server = admin_server
     with server.api() as http:
@@ -151,6 +143,7 @@ def test_the_audit_trail_of_every_key_is_filtered_and_paged(
 
     audit.get_by_role("button", name="Clear").click()
     expect(rows).to_have_count(PAGE + 1)
+    screenshots(page, artifacts)
     audit.get_by_role("button", name=system_key).first.click()
     expect(audit.get_by_label("Key id")).to_have_value(system_key)
     expect(rows.filter(has_text="refused")).to_have_count(0)
@@ -202,3 +195,22 @@ def test_a_non_admin_opening_admin_is_refused_by_the_page_and_by_the_api(
 def someone_id(http: httpx.Client, auth: dict[str, str]) -> str:
     me: str = http.get("/api/user", headers=auth).json()["id"]
     return me
+
+
+SHOTS: tuple[tuple[int, Literal["light", "dark"], str], ...] = (
+    (1440, "light", "admin-1440.png"),
+    (1440, "dark", "admin-1440-dark.png"),
+    (375, "light", "admin-375.png"),
+)
+
+
+def screenshots(page: Page, artifacts: Path) -> None:
+    """The page at 1440 px (light and dark) and 375 px, tall enough to show all of it."""
+    for width, scheme, name in SHOTS:
+        page.emulate_media(color_scheme=scheme)
+        page.set_viewport_size({"width": width, "height": 900})
+        tall: int = page.evaluate("() => document.getElementById('console-body').scrollHeight")
+        page.set_viewport_size({"width": width, "height": min(tall + 60, 4000)})
+        page.screenshot(path=artifacts / name)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 860})

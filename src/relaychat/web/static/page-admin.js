@@ -150,7 +150,7 @@ function usersSection(me, onRefused) {
                 "div",
                 {},
                 h("div", {}, u.name, u.id === me.id ? h("span", { class: "muted" }, " (you)") : null),
-                h("div", { class: "muted" }, u.email),
+                h("div", { class: "muted wrap" }, u.email),
               ),
           },
           { label: "Role", cell: (u) => h("div", {}, u.role === "admin" ? pill("admin", "warn") : pill("user")) },
