@@ -19,6 +19,8 @@ AppError
 ├── Conflict (409)
 │   ├── EmailTaken
 │   ├── PhoneNumberTaken
+│   ├── LastAdmin
+│   ├── CannotDisableSelf
 │   └── ConversationExists
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
@@ -108,6 +110,10 @@ class ErrorCode(StrEnum):
     USER_DISABLED = "user_disabled"
     #: the current password given to change it is wrong
     WRONG_PASSWORD = "wrong_password"
+    #: the change would leave no enabled admin
+    LAST_ADMIN = "last_admin"
+    #: an admin cannot disable their own account
+    CANNOT_DISABLE_SELF = "cannot_disable_self"
     # -- conversations and messages
     #: no such conversation (or it is someone else's)
     CONVERSATION_NOT_FOUND = "conversation_not_found"
@@ -351,6 +357,16 @@ class EmailTaken(Conflict):
 class PhoneNumberTaken(Conflict):
     code = ErrorCode.PHONE_NUMBER_TAKEN
     title = "Phone number belongs to another user"
+
+
+class LastAdmin(Conflict):
+    code = ErrorCode.LAST_ADMIN
+    title = "The instance would be left without an enabled admin"
+
+
+class CannotDisableSelf(Conflict):
+    code = ErrorCode.CANNOT_DISABLE_SELF
+    title = "An admin cannot disable their own account"
 
 
 class ConversationExists(Conflict):

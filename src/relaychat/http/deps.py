@@ -10,7 +10,9 @@ from fastapi import Cookie, Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.access.keys import AdminRequired
 from relaychat.domain.accounts.tokens import AccessClaims
+from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import Unauthenticated, UserGone
@@ -120,6 +122,16 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin(user: CurrentUser) -> User:
+    """The signed-in user, if an admin; 403 `admin_required` otherwise."""
+    if not is_admin(user):
+        raise AdminRequired("only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin)]
 
 
 async def get_stream_user(

@@ -11,12 +11,15 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.domain.access import keys
+from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.accounts.standing import StandingCache, standing_changed
 from relaychat.errors import AppError, SessionEnded
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.support.backends import Backend
-from tests.support.factories import make_user
+from tests.support.factories import make_key, make_user
+from tests.support.sessions import sign_in
 from tests.support.workers import second_worker
 
 
@@ -76,17 +79,20 @@ async def test_a_request_reads_the_standing_once_until_it_changes(
         await cache.close()
 
 
-async def test_ended_sessions_reach_every_worker(
+async def test_ended_sessions_and_disabled_accounts_reach_every_worker(
     client: httpx.AsyncClient, services: Services, clean_backend: Backend, settings: Settings
 ) -> None:
-    user = await make_user(client)
+    admin, user = await make_user(client), await make_user(client)
+    key = await make_key(client, user)
     client.cookies.clear()
     claims = services.tokens.verify(user.access_token)
     async with second_worker(services, clean_backend, settings) as other:
         # Long TTLs: only the signal can explain a fresh answer.
         standing = StandingCache(other.bus, other.sessionmaker, ttl_seconds=3600)
+        key_cache = KeyCache(other.bus, other.sessionmaker, ttl_seconds=3600)
         try:
             await standing.admit(claims)
+            await keys.authenticate(None, key_cache, key.secret)
             async with other.bus.subscribe(user.id) as stream:
                 ended = await client.post("/api/auth/logout-all", headers=user.headers)
                 assert ended.status_code == 204
@@ -96,5 +102,30 @@ async def test_ended_sessions_reach_every_worker(
                         break
                     await asyncio.sleep(0.02)
                 assert stream.closed, "the other worker's event stream of the user stayed open"
+
+            again = await sign_in(client, user.email, user.password)
+            fresh = services.tokens.verify(again.access_token)
+            await standing.admit(fresh)
+            disabled = await client.patch(
+                f"/api/admin/users/{user.id}", json={"disabled": True}, headers=admin.headers
+            )
+            assert disabled.status_code == 200
+            await eventually_refused(lambda: standing.admit(fresh), "user_disabled")
+            await eventually_refused(
+                lambda: keys.authenticate(None, key_cache, key.secret), "user_disabled"
+            )
+
+            enabled = await client.patch(
+                f"/api/admin/users/{user.id}", json={"disabled": False}, headers=admin.headers
+            )
+            assert enabled.status_code == 200
+            for _ in range(200):
+                if await refusal(lambda: keys.authenticate(None, key_cache, key.secret)) is None:
+                    break
+                await asyncio.sleep(0.02)
+            assert await refusal(lambda: keys.authenticate(None, key_cache, key.secret)) is None
+            # Enabled again, its sessions stay ended.
+            await eventually_refused(lambda: standing.admit(fresh), "invalid_token")
         finally:
             await standing.close()
+            await key_cache.close()
