@@ -12,6 +12,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from relaychat import __version__
 from relaychat.api import (
+    admin_users,
     agents,
     audit,
     auth,
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         agents,
         keys,
         audit,
+        admin_users,
         metrics,
         webhooks,
         channels,

@@ -5,9 +5,13 @@ AppError
 ├── Unauthenticated (401)
 │   ├── InvalidCredentials
 │   ├── InvalidToken
+│   │   ├── UserGone
+│   │   └── SessionEnded
 │   └── RefreshTokenReused
 ├── Forbidden (403)
-│   └── RegistrationClosed
+│   ├── RegistrationClosed
+│   ├── UserDisabled
+│   └── WrongPassword
 ├── NotFound (404)
 │   ├── ConversationNotFound
 │   ├── MessageNotFound
@@ -15,6 +19,8 @@ AppError
 ├── Conflict (409)
 │   ├── EmailTaken
 │   ├── PhoneNumberTaken
+│   ├── LastAdmin
+│   ├── CannotDisableSelf
 │   └── ConversationExists
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
@@ -100,6 +106,14 @@ class ErrorCode(StrEnum):
     USER_NOT_FOUND = "user_not_found"
     #: only an admin may do this
     ADMIN_REQUIRED = "admin_required"
+    #: an admin disabled this account: it cannot sign in, and its tokens and API keys are refused
+    USER_DISABLED = "user_disabled"
+    #: the current password given to change it is wrong
+    WRONG_PASSWORD = "wrong_password"
+    #: the change would leave no enabled admin
+    LAST_ADMIN = "last_admin"
+    #: an admin cannot disable their own account
+    CANNOT_DISABLE_SELF = "cannot_disable_self"
     # -- conversations and messages
     #: no such conversation (or it is someone else's)
     CONVERSATION_NOT_FOUND = "conversation_not_found"
@@ -271,6 +285,14 @@ class UserGone(InvalidToken):
         super().__init__("the token's user no longer exists")
 
 
+class SessionEnded(InvalidToken):
+    """A valid token of a session that was ended since: signed out everywhere, the password
+    changed in another session, or the account disabled."""
+
+    def __init__(self) -> None:
+        super().__init__("the session was ended; sign in again")
+
+
 class RefreshTokenReused(Unauthenticated):
     code = ErrorCode.REFRESH_TOKEN_REUSED
     title = "Refresh token already used; the session was revoked"
@@ -285,6 +307,19 @@ class Forbidden(AppError):
 class RegistrationClosed(Forbidden):
     code = ErrorCode.REGISTRATION_CLOSED
     title = "Registration is closed"
+
+
+class UserDisabled(Forbidden):
+    code = ErrorCode.USER_DISABLED
+    title = "The account is disabled"
+
+
+class WrongPassword(Forbidden):
+    """Not `invalid_credentials`: that one is a 401, which tells a client its session is
+    over, while here a signed-in user only mistyped the password they are changing."""
+
+    code = ErrorCode.WRONG_PASSWORD
+    title = "The current password is wrong"
 
 
 class NotFound(AppError):
@@ -322,6 +357,16 @@ class EmailTaken(Conflict):
 class PhoneNumberTaken(Conflict):
     code = ErrorCode.PHONE_NUMBER_TAKEN
     title = "Phone number belongs to another user"
+
+
+class LastAdmin(Conflict):
+    code = ErrorCode.LAST_ADMIN
+    title = "The instance would be left without an enabled admin"
+
+
+class CannotDisableSelf(Conflict):
+    code = ErrorCode.CANNOT_DISABLE_SELF
+    title = "An admin cannot disable their own account"
 
 
 class ConversationExists(Conflict):

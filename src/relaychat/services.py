@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from relaychat.crypto import SecretBox
 from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.access.keys import system_keys_from_settings
+from relaychat.domain.accounts.standing import StandingCache
 from relaychat.domain.accounts.tokens import AccessTokens
 from relaychat.domain.agent.agent_cache import AgentCache
 from relaychat.domain.agent.toolbox import Toolbox
@@ -56,6 +57,8 @@ class Services:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: AccessTokens
+    # Whether each user's access tokens still count (sessions ended, account disabled).
+    standing: StandingCache
     limiter: RateLimiter
     redis: Redis | None
     bus: EventBus
@@ -150,6 +153,7 @@ class Services:
             engine=engine,
             sessionmaker=sessionmaker,
             tokens=AccessTokens(settings.resolved_jwt_secret(), settings.access_token_ttl_seconds),
+            standing=StandingCache(bus, sessionmaker),
             limiter=RateLimiter(redis, settings.redis_key_prefix),
             redis=redis,
             bus=bus,
@@ -209,6 +213,7 @@ class Services:
         await self.mcp.aclose()
         self.chat.agents.close()
         await self.keys.close()
+        await self.standing.close()
         await self.routes.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.checkpoints.close()  # after the last writer

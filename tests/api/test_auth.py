@@ -1,6 +1,9 @@
-"""Registration, login, refresh rotation with reuse detection, logout."""
+"""Registration, login, refresh rotation with reuse detection, logout, and signing out
+everywhere."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
@@ -8,6 +11,7 @@ import pytest
 from relaychat.services import Services
 from tests.support.backends import Backend, row_counts
 from tests.support.factories import DEFAULT_PASSWORD, make_conversation, make_user
+from tests.support.sessions import refresh, session_of, sign_in
 
 pytestmark = pytest.mark.usefixtures("services")
 
@@ -260,3 +264,77 @@ async def test_a_token_of_a_user_who_is_gone_cannot_post(
     other = await make_user(client)
     theirs = await client.post(f"/api/messages/{cid}", json={"text": "hi"}, headers=other.headers)
     assert (theirs.status_code, theirs.json()["code"]) == (404, "conversation_not_found")
+
+
+async def test_logout_all_ends_every_session_at_once(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Sign out everywhere: this session and every other one, their access tokens refused
+    at once (not at their expiry), their refresh cookies dead; signing in again works."""
+    user = await make_user(client)
+    here, elsewhere = session_of(user), await sign_in(client, user.email, user.password)
+    # A token from before sessions were named (no `sid`, no `sep`) is one of them too.
+    unnamed = {"Authorization": f"Bearer {services.tokens.issue(user.id, 'user')}"}
+    for headers in (here.headers, elsewhere.headers, unnamed):
+        assert (await client.get("/api/user", headers=headers)).status_code == 200
+
+    response = await client.post("/api/auth/logout-all", headers=here.headers)
+    assert response.status_code == 204
+    cleared = response.headers.get_list("set-cookie")
+    assert any(c.startswith("relaychat_refresh=") and "Path=/api/auth" in c for c in cleared)
+    assert any(c.startswith("relaychat_access=") and "Path=/api" in c for c in cleared)
+    assert all("max-age=0" in c.lower() for c in cleared)
+
+    for headers in (here.headers, elsewhere.headers, unnamed):
+        refused = await client.get("/api/user", headers=headers)
+        assert (refused.status_code, refused.json()["code"]) == (401, "invalid_token")
+        assert refused.json()["detail"] == "the session was ended; sign in again"
+    for secret in (here.refresh_secret, elsewhere.refresh_secret):
+        assert (await refresh(client, secret)).status_code == 401
+    again = await sign_in(client, user.email, user.password)
+    assert (await client.get("/api/user", headers=again.headers)).status_code == 200
+    assert (await refresh(client, again.refresh_secret)).status_code == 200
+
+
+async def test_logout_all_touches_no_other_user(client: httpx.AsyncClient) -> None:
+    alice, bob = await make_user(client), await make_user(client)
+    client.cookies.clear()
+    assert (await client.post("/api/auth/logout-all", headers=alice.headers)).status_code == 204
+    assert (await client.get("/api/user", headers=bob.headers)).status_code == 200
+    assert (await refresh(client, bob.cookies["relaychat_refresh"])).status_code == 200
+
+
+async def test_logout_all_needs_a_live_access_token(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    user = await make_user(client)
+    before = await row_counts(clean_backend)
+    # The refresh cookie alone is not enough: the route acts on the token's user.
+    missing = await client.post("/api/auth/logout-all")
+    assert (missing.status_code, missing.json()["code"]) == (401, "unauthenticated")
+    assert await row_counts(clean_backend) == before
+    assert (await client.get("/api/user", headers=user.headers)).status_code == 200
+
+
+async def test_logout_all_ends_open_event_streams(client: httpx.AsyncClient, live_url: str) -> None:
+    """A stream was opened with a token that no longer counts: it ends, and reconnecting
+    with that token is refused."""
+    user = await make_user(client)
+    other = await sign_in(client, user.email, user.password)
+    async with (
+        httpx.AsyncClient(base_url=live_url) as http,
+        http.stream("GET", "/api/events", headers=other.headers) as stream,
+    ):
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        await anext(lines)  # the stream is open and subscribed
+        ended = await client.post("/api/auth/logout-all", headers=user.headers)
+        assert ended.status_code == 204
+
+        async def drain() -> None:
+            async for _ in lines:
+                pass
+
+        await asyncio.wait_for(drain(), 10)  # a guard against a hang, not a timing claim
+        again = await http.get("/api/events", headers=other.headers)
+        assert (again.status_code, again.json()["code"]) == (401, "invalid_token")

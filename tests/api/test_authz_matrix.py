@@ -146,6 +146,8 @@ NO_OBJECTS: dict[Route, str] = {
         "page reads the item through the API"
         for page in CONSOLE_PAGES
     },
+    ("PATCH", "/api/admin/users/{user_id}"): "admins only: a plain user is refused 403 "
+    "`admin_required` whatever the id, and writes nothing (tests/api/test_admin_users.py)",
 }
 
 # GET routes without an id: each one either lists what the caller owns (checked by
@@ -157,6 +159,7 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/webhooks"): ("",),
     ("GET", "/api/channels"): ("", "?all=true"),
     ("GET", "/api/admin/audit"): ("", "?outcome=accepted"),
+    ("GET", "/api/admin/users"): ("", "?q=example"),
     ("GET", "/api/user"): ("",),
 }
 NOT_LISTS: dict[Route, str] = {
@@ -598,7 +601,13 @@ async def check_routes(matrix: Matrix) -> list[str]:
 
 # Lists a plain user may not read at all.
 ADMIN_ONLY = frozenset(
-    {"/api/admin/audit", "/api/admin/audit?outcome=accepted", "/api/keys?all=true"}
+    {
+        "/api/admin/audit",
+        "/api/admin/audit?outcome=accepted",
+        "/api/admin/users",
+        "/api/admin/users?q=example",
+        "/api/keys?all=true",
+    }
 )
 
 

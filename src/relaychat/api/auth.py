@@ -13,6 +13,7 @@ from relaychat.domain.accounts.sessions import IssuedSession
 from relaychat.errors import RateLimited, RegistrationClosed, Unauthenticated
 from relaychat.http.deps import (
     ACCESS_COOKIE,
+    CurrentUser,
     ServicesDep,
     SessionDep,
     SettingsDep,
@@ -109,6 +110,20 @@ async def logout(
     """Revoke the refresh-token family and clear the cookie."""
     if refresh_cookie:
         await sessions.logout(session, secret=refresh_cookie)
+    _clear_cookies(response, settings)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(
+    response: Response, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> None:
+    """Sign out everywhere: every session of yours ends, this one too, and every access
+    token issued to them is refused at once on every worker; clears the cookies."""
+    await sessions.sign_out_everywhere(session, services.bus, user)
+    _clear_cookies(response, services.settings)
+
+
+def _clear_cookies(response: Response, settings: Settings) -> None:
     response.delete_cookie(ACCESS_COOKIE, **_cookie_attributes(ACCESS_COOKIE_PATH, settings))
     response.delete_cookie(REFRESH_COOKIE, **_cookie_attributes(REFRESH_COOKIE_PATH, settings))
 

@@ -176,7 +176,7 @@ async def post(
             'an API key posts as an external system: add `"role": "external"` to the body '
             "(people send `Authorization: Bearer <access token>`)"
         )
-    user_id = token_user_id(services, credentials)
+    user_id = await token_user_id(services, credentials)
     # A session only here: the gateway's requests open what they need themselves.
     async with services.sessionmaker() as session:
         conversation, sender = await get_sender_conversation(session, user_id, conversation_id)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.api.schemas import UserOut
-from relaychat.domain.accounts import users
-from relaychat.http.deps import CurrentUser, SessionDep, SettingsDep
+from relaychat.domain.accounts import sessions, users
+from relaychat.errors import RateLimited
+from relaychat.http.deps import CurrentSignIn, CurrentUser, ServicesDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/user", tags=["user"])
 
@@ -17,6 +18,13 @@ class ProfilePatch(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     phone_number: str | None = Field(None, max_length=64)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
 
 
 @router.get("")
@@ -35,3 +43,29 @@ async def patch_me(
         session, user, changes=changes, phone_region=settings.phone_default_region
     )
     return UserOut.of(updated)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange, signed_in: CurrentSignIn, session: SessionDep, services: ServicesDep
+) -> None:
+    """Change your password: every other session of yours ends at once (their access
+    tokens are refused on every worker); this one goes on."""
+    # Counted like logins: a stolen access token must not become a way to guess the password.
+    verdict = await services.limiter.hit(
+        services.settings.login_rate_limit, "password", signed_in.user.id
+    )
+    if not verdict.allowed:
+        raise RateLimited(
+            "too many attempts to change the password; try again later",
+            headers={"Retry-After": str(verdict.retry_after)},
+            retry_after=verdict.retry_after,
+        )
+    await sessions.change_password(
+        session,
+        services.bus,
+        signed_in.user,
+        signed_in.claims,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )

@@ -24,6 +24,7 @@ from relaychat.gateway.schemas import (
     ExternalMessageIn,
     ThreadedMessageIn,
 )
+from relaychat.http.deps import access_claims
 from relaychat.metrics import ERRORS, RATE_LIMITED
 from relaychat.ratelimit import RateLimitResult
 from relaychat.realtime.sse import SSE_HEADERS
@@ -262,7 +263,7 @@ async def _token_user(request: Request, services: Services) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return services.tokens.verify(token.strip()).user_id
+    return (await access_claims(services, token.strip())).user_id
 
 
 async def _cookie_user(request: Request, services: Services) -> str | None:
@@ -271,7 +272,7 @@ async def _cookie_user(request: Request, services: Services) -> str | None:
     if not token:
         return None
     with contextlib.suppress(AppError):
-        return services.tokens.verify(token).user_id
+        return (await access_claims(services, token)).user_id
     return None
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Cookie, Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.access.keys import AdminRequired
+from relaychat.domain.accounts.tokens import AccessClaims
+from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import Unauthenticated, UserGone
@@ -56,12 +60,27 @@ ApiKeyDoc = Annotated[str | None, Depends(api_key_header)]
 ACCESS_COOKIE = "relaychat_access"
 
 
-def token_user_id(services: Services, credentials: HTTPAuthorizationCredentials | None) -> str:
-    """The id of the user whose access token is in the Authorization header; whether the
-    user still exists is left to the caller (`UserGone` if not)."""
+async def access_claims(services: Services, token: str) -> AccessClaims:
+    """The claims of an access token that still counts: signed by us, unexpired, of a
+    user who exists and is not disabled, and of a session not ended since it was issued
+    (the user's standing comes from a per-process cache: a dict lookup)."""
+    claims = services.tokens.verify(token)
+    await services.standing.admit(claims)
+    return claims
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:
         raise Unauthenticated("send `Authorization: Bearer <access token>`")
-    return services.tokens.verify(credentials.credentials).user_id
+    return credentials.credentials
+
+
+async def token_user_id(
+    services: Services, credentials: HTTPAuthorizationCredentials | None
+) -> str:
+    """The id of the user whose access token is in the Authorization header, without
+    reading the user's row."""
+    return (await access_claims(services, _bearer_token(credentials))).user_id
 
 
 async def _user(session: AsyncSession, user_id: str) -> User:
@@ -71,16 +90,48 @@ async def _user(session: AsyncSession, user_id: str) -> User:
     return user
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """The signed-in user and the claims of the access token that says so."""
+
+    user: User
+    claims: AccessClaims
+
+
+async def get_signed_in(
+    services: ServicesDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> SignedIn:
+    """The user whose access token is in the Authorization header, with its claims (for
+    the routes that act on the caller's own session)."""
+    claims = await access_claims(services, _bearer_token(credentials))
+    return SignedIn(await _user(session, claims.user_id), claims)
+
+
+CurrentSignIn = Annotated[SignedIn, Depends(get_signed_in)]
+
+
 async def get_current_user(
     services: ServicesDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The user whose access token is in the Authorization header."""
-    return await _user(session, token_user_id(services, credentials))
+    return await _user(session, await token_user_id(services, credentials))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin(user: CurrentUser) -> User:
+    """The signed-in user, if an admin; 403 `admin_required` otherwise."""
+    if not is_admin(user):
+        raise AdminRequired("only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin)]
 
 
 async def get_stream_user(
@@ -97,7 +148,7 @@ async def get_stream_user(
     token = credentials.credentials if credentials else access_cookie
     if not token:
         raise Unauthenticated("send `Authorization: Bearer <access token>` or the access cookie")
-    user_id = services.tokens.verify(token).user_id
+    user_id = (await access_claims(services, token)).user_id
     async with services.sessionmaker() as session:
         return await _user(session, user_id)
 

@@ -260,6 +260,12 @@ class EventBus(ABC):
         Last-Event-ID), while events still flow to anything subscribing later."""
         self._drop_all()
 
+    def end_user_streams(self, user_id: str) -> None:
+        """End this process's open subscriptions of one user (their streams close; clients
+        reconnect, authenticating again, and replay what they missed)."""
+        for sub in self._subscribers.pop(user_id, ()):
+            sub._end(dropped=True)
+
     @abstractmethod
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         """Append `event` to `user_id`'s log and deliver it; return its id."""

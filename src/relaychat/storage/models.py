@@ -55,6 +55,13 @@ class User(Base):
     phone_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set while an admin has disabled the account: no sign-in, token or API key of it works.
+    disabled_at: Mapped[datetime | None]
+    # Access tokens and refresh links issued under an older epoch no longer count: ending
+    # sessions (sign out everywhere, a password change, disabling) moves it on.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The one session (refresh family) the last move of the epoch spared: a password's changer.
+    kept_session_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class RefreshToken(Base):
@@ -71,6 +78,8 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The user's session epoch when this link was issued (see User.session_epoch).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Conversation(Base):

@@ -153,9 +153,10 @@ async def test_a_load_racing_an_eviction_is_not_cached() -> None:
         def __init__(self, result: ApiKey, gate: asyncio.Event) -> None:
             self.result, self.gate = result, gate
 
-        async def scalar(self, _query: object) -> ApiKey:
+        async def execute(self, _query: object) -> SimpleNamespace:
             await self.gate.wait()
-            return self.result
+            # The key and its owner's `disabled_at`, as the cache's query returns them.
+            return SimpleNamespace(first=lambda: (self.result, None))
 
     bus = MemoryEventBus()
     cache = KeyCache(bus, None, ttl_seconds=3600)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""A per-process cache of API keys by lookup, emptied on every worker when a key changes.
+"""A per-process cache of API keys by lookup, emptied on every worker when a key changes
+(or its owner is disabled or enabled again).
 
 Uses of a key go to the cache's `on_use`: in a server, the background writer of
 `last_used_at` (`relaychat.workers.key_last_used`), handed in by Services.
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal, SystemKey, stored_permissions
 from relaychat.realtime.bus import EventBus
-from relaychat.storage.models import ApiKey
+from relaychat.storage.models import ApiKey, User
 
 KEY_CHANGED_SIGNAL = "api_key.changed"
 
@@ -43,9 +44,11 @@ class KeySnapshot:
     expires_at: datetime | None
     revoked_at: datetime | None
     permissions: KeyPermissions
+    # An admin disabled the key's owner: the key is refused while they stay disabled.
+    owner_disabled: bool = False
 
     @classmethod
-    def of(cls, key: ApiKey) -> KeySnapshot:
+    def of(cls, key: ApiKey, *, owner_disabled: bool = False) -> KeySnapshot:
         perms = stored_permissions(key)
         if key.system:
             # Naming the user is what a system key is for.
@@ -62,6 +65,7 @@ class KeySnapshot:
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
             permissions=perms,
+            owner_disabled=owner_disabled,
         )
 
     def principal(self) -> KeyPrincipal:
@@ -81,6 +85,15 @@ async def key_changed(bus: EventBus, lookup: str) -> None:
         if cache.bus is bus:
             cache.forget(lookup)
     await bus.signal(KEY_CHANGED_SIGNAL, {"lookup": lookup})
+
+
+async def owner_changed(bus: EventBus, owner_id: str) -> None:
+    """Tell every worker (this one at once) to forget every key of this owner (disabled or
+    enabled again); call after the commit."""
+    for cache in tuple(_live_caches):
+        if cache.bus is bus:
+            cache.forget_owner(owner_id)
+    await bus.signal(KEY_CHANGED_SIGNAL, {"owner_id": owner_id})
 
 
 class KeyCache:
@@ -124,16 +137,21 @@ class KeyCache:
             self._entries.move_to_end(lookup)
             return hit[1]
         epoch = self._epoch
-        query = select(ApiKey).where(ApiKey.lookup == lookup)
+        query = (
+            select(ApiKey, User.disabled_at)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.lookup == lookup)
+        )
         if session is None:
             async with self.sessionmaker() as own:
-                key = await own.scalar(query)
+                row = (await own.execute(query)).first()
         else:
-            key = await session.scalar(query)
-        if key is None:
+            row = (await session.execute(query)).first()
+        if row is None:
             self._entries.pop(lookup, None)
             return None
-        snapshot = KeySnapshot.of(key)
+        key, owner_disabled_at = row
+        snapshot = KeySnapshot.of(key, owner_disabled=owner_disabled_at is not None)
         if epoch == self._epoch:
             self._entries[lookup] = (now + self.ttl, snapshot)
             self._entries.move_to_end(lookup)
@@ -145,6 +163,12 @@ class KeyCache:
         """Drop one key from this process's cache."""
         self._epoch += 1
         self._entries.pop(lookup, None)
+
+    def forget_owner(self, owner_id: str) -> None:
+        """Drop every key of one owner from this process's cache."""
+        self._epoch += 1
+        for lookup in [k for k, (_, snap) in self._entries.items() if snap.owner_id == owner_id]:
+            del self._entries[lookup]
 
     async def changed(self, lookup: str) -> None:
         """Tell every worker (this one at once) to forget the key."""
@@ -161,6 +185,8 @@ class KeyCache:
         _live_caches.discard(self)
 
     def _on_changed(self, payload: dict[str, Any]) -> None:
-        lookup = payload.get("lookup")
+        lookup, owner_id = payload.get("lookup"), payload.get("owner_id")
         if isinstance(lookup, str):
             self.forget(lookup)
+        if isinstance(owner_id, str):
+            self.forget_owner(owner_id)

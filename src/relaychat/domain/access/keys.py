@@ -28,7 +28,14 @@ from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.agent.agents import AgentNotFound
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
-from relaychat.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationFailed
+from relaychat.errors import (
+    Conflict,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    UserDisabled,
+    ValidationFailed,
+)
 from relaychat.statuses import KeyStatus
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
@@ -78,6 +85,12 @@ class ApiKeyRevoked(KeyRefused):
 class ApiKeyExpired(KeyRefused):
     code = ErrorCode.API_KEY_EXPIRED
     title = "API key expired"
+
+
+class KeyOwnerDisabled(KeyRefused, UserDisabled):
+    """The key is sound but an admin disabled its owner: `user_disabled`, as for them."""
+
+    title = "The API key's owner is disabled"
 
 
 class PermissionDenied(Forbidden):
@@ -316,7 +329,8 @@ def _matches(snapshot: KeySnapshot, digest: str, now: datetime) -> bool:
 
 
 async def authenticate(session: AsyncSession | None, cache: KeyCache, raw_key: str) -> KeyPrincipal:
-    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired (all 403).
+    """The principal of `raw_key`, or InvalidApiKey/ApiKeyRevoked/ApiKeyExpired/
+    KeyOwnerDisabled (all 403).
     Without a `session` the cache opens one only when it must read the key."""
     raw_key = raw_key.strip()
     if not raw_key or len(raw_key) > MAX_RAW_KEY_LENGTH:
@@ -340,6 +354,10 @@ async def authenticate(session: AsyncSession | None, cache: KeyCache, raw_key: s
         raise ApiKeyRevoked(key_id=snapshot.id, owner_id=snapshot.owner_id)
     if snapshot.expires_at is not None and snapshot.expires_at <= now:
         raise ApiKeyExpired(key_id=snapshot.id, owner_id=snapshot.owner_id)
+    if snapshot.owner_disabled:
+        raise KeyOwnerDisabled(
+            "the key's owner is disabled", key_id=snapshot.id, owner_id=snapshot.owner_id
+        )
     cache.touch(snapshot.id, now)
     return snapshot.principal()
 

@@ -20,6 +20,11 @@ class AccessClaims:
     user_id: str
     role: str
     expires_at: datetime
+    # The sign-in session (refresh-token family) the token was issued to; None in tokens
+    # issued before sessions were named.
+    session_id: str | None = None
+    # The user's session epoch when the token was issued (see standing.py).
+    epoch: int = 0
 
 
 class AccessTokens:
@@ -29,10 +34,13 @@ class AccessTokens:
         self._secret = secret
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, user_id: str, role: str) -> str:
-        """A signed token for the user, valid for `ttl_seconds`."""
+    def issue(
+        self, user_id: str, role: str, *, session_id: str | None = None, epoch: int = 0
+    ) -> str:
+        """A signed token for the user's session `session_id`, issued under the user's
+        session `epoch`, valid for `ttl_seconds`."""
         now = datetime.now(UTC)
-        payload = {
+        payload: dict[str, object] = {
             "iss": _ISSUER,
             "sub": user_id,
             "role": role,
@@ -40,7 +48,10 @@ class AccessTokens:
             "iat": now,
             "exp": now + timedelta(seconds=self.ttl_seconds),
             "jti": secrets.token_urlsafe(12),
+            "sep": epoch,
         }
+        if session_id is not None:
+            payload["sid"] = session_id
         return jwt.encode(payload, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> AccessClaims:
@@ -57,10 +68,15 @@ class AccessTokens:
             raise InvalidToken(f"access token rejected: {exc}") from exc
         if payload.get("typ") != "access":
             raise InvalidToken("not an access token")
+        session_id, epoch = payload.get("sid"), payload.get("sep", 0)
+        if not isinstance(session_id, str | None) or type(epoch) is not int:
+            raise InvalidToken("access token rejected: malformed session claims")
         return AccessClaims(
             user_id=str(payload["sub"]),
             role=str(payload.get("role", "user")),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            session_id=session_id,
+            epoch=epoch,
         )
 
 

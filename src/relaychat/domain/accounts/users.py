@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.accounts.passwords import hash_password
 from relaychat.domain.accounts.phones import normalize_phone
 from relaychat.domain.ids import new_id
-from relaychat.errors import EmailTaken, PhoneNumberTaken, WeakPassword
+from relaychat.errors import (
+    EmailTaken,
+    InvalidPhoneNumber,
+    PhoneNumberTaken,
+    ValidationFailed,
+    WeakPassword,
+)
 from relaychat.statuses import UserRole
 from relaychat.storage.models import User
 
@@ -36,11 +42,11 @@ def is_admin(user: User) -> bool:
     return user.role == UserRole.ADMIN
 
 
-def check_password_strength(password: str) -> None:
-    """Refuse passwords too short to resist guessing."""
+def check_password_strength(password: str, *, field: str = "password") -> None:
+    """Refuse passwords too short to resist guessing; `field` names the one refused."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(
-            f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password"
+            f"{field} must be at least {MIN_PASSWORD_LENGTH} characters", field=field
         )
 
 
@@ -88,16 +94,23 @@ async def update_profile(
     phone_region: str,
 ) -> User:
     """Apply name/phone changes; phone numbers are stored as E.164 and unique across users."""
-    if "name" in changes and changes["name"] is not None:
-        user.name = changes["name"].strip()
+    name = changes.get("name")
+    if name is not None and not name.strip():
+        raise ValidationFailed("name cannot be blank", field="name")
     if "phone_number" in changes:
         raw = changes["phone_number"]
-        phone = normalize_phone(raw, phone_region) if raw else None
+        try:
+            phone = normalize_phone(raw, phone_region) if raw else None
+        except InvalidPhoneNumber as exc:
+            exc.fields["field"] = "phone_number"
+            raise
         if phone is not None:
             owner = await session.scalar(select(User.id).where(User.phone_number == phone))
             if owner is not None and owner != user.id:
                 raise PhoneNumberTaken(field="phone_number")
         user.phone_number = phone
+    if name is not None:
+        user.name = name.strip()
     try:
         await session.commit()
     except IntegrityError as exc:
