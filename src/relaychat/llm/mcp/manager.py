@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -212,8 +211,19 @@ class McpManager:
 
             async def refresh() -> None:
                 # The outcome is what tools() recorded; the survey reads it from there.
-                with contextlib.suppress(McpServerUnavailable):
+                try:
                     await self.tools(state.name)
+                except McpServerUnavailable:
+                    pass
+                except Exception as exc:
+                    # Nobody awaits this task's result: a bug must still show, here and in
+                    # the listing, rather than leave the server `starting` for ever.
+                    logger.exception("MCP server %s: listing its tools failed", state.name)
+                    state.outcome = McpServerUnavailable(
+                        f"MCP server {state.name} could not be listed: {exc!r}",
+                        server=state.name,
+                        reason=repr(exc),
+                    )
 
             state.refresh = asyncio.create_task(refresh(), name=f"mcp-survey:{state.name}")
         return state.refresh
