@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -22,7 +22,6 @@ from relaychat.llm.mcp.connection import Connection, StartFailed
 from relaychat.llm.mcp.tools import McpTool, result_text
 from relaychat.llm.tools.base import Tool, ToolError
 from relaychat.statuses import McpServerState
-from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -358,7 +357,7 @@ class McpManager:
                 await connection.start()
             except StartFailed as exc:
                 state.failed_at, state.failure = self._clock(), exc.reason
-                state.failed_at_wall = utcnow()
+                state.failed_at_wall = datetime.now(UTC)
                 state.failure_stderr = exc.stderr
                 logger.warning("MCP server %s failed to start: %s", state.name, exc.reason)
                 raise McpServerUnavailable(
