@@ -36,6 +36,40 @@ class MessageStatus(StrEnum):
     ERROR = "error"
 
 
+class DeliveryState(StrEnum):
+    """Where a channel's reply stands on its way to the sender's phone (`GET
+    /api/channels/{id}/messages`; the reply's `metadata.delivery.state` uses all but
+    `undelivered`, which it counts as `failed`)."""
+
+    #: queued in relaychat's outbox, not yet accepted by Twilio
+    PENDING = "pending"
+    #: some of its parts were accepted by Twilio, not all yet
+    SENDING = "sending"
+    #: every part accepted by Twilio, none reported sent yet
+    QUEUED = "queued"
+    #: handed to the carrier
+    SENT = "sent"
+    #: every part reached the phone
+    DELIVERED = "delivered"
+    #: the carrier could not deliver a part (Twilio's `ErrorCode` says why)
+    UNDELIVERED = "undelivered"
+    #: Twilio refused a part, or relaychat gave up sending it
+    FAILED = "failed"
+
+
+class McpServerState(StrEnum):
+    """How an MCP server stands in this process (`GET /api/agents/tools`); not stored."""
+
+    #: started and listed its tools
+    RUNNING = "running"
+    #: being started (or restarted after a crash); its tools are not known yet
+    STARTING = "starting"
+    #: could not be started or reached; `reason` says why, and it is retried after a pause
+    FAILED = "failed"
+    #: configured but left out of this process: a variable its configuration uses is not set
+    DISABLED = "disabled"
+
+
 class OutboxStatus(StrEnum):
     """Where a callback (a webhook delivery or a channel's reply) stands (`outbox.status`)."""
 
