@@ -39,7 +39,7 @@ export function describeAnswer(channel, choices) {
 // on any of the three is shown under it.
 function answerPicker(channel, choices) {
   const select = h("select", { name: "endpoint" });
-  select.append(h("option", { value: "" }, "Nobody: keep messages for me to answer"));
+  select.append(h("option", { value: "" }, "Nobody: you answer yourself"));
   const wanted = answerOf(channel);
   const values = new Set([""]);
   for (const endpoint of choices.endpoints) {
