@@ -149,6 +149,7 @@ def test_connect_a_number_and_follow_an_sms_through_it(
     expect(form.get_by_label("Auth token", exact=True)).to_have_value("")
     expect(card).to_contain_text("fake · fake-model")
     expect(card).to_contain_text("stored, encrypted")
+    expect(card).to_contain_text(f"Replies sent to{fake_twilio.url}")
     expect(card).not_to_contain_text(AUTH_TOKEN)
     card.get_by_role("button", name="Copy URL").click()
     expect(card.get_by_role("button", name="Copied")).to_be_visible()
@@ -239,6 +240,7 @@ def test_edit_keeps_the_token_and_delete_asks_first(page: Page, server: Server) 
     form.get_by_role("button", name="Connect number").click()
     card = page.get_by_role("article", name="Reception")
     expect(card).to_contain_text("Nobody: messages wait for you")
+    expect(card).not_to_contain_text("Replies sent to")  # Twilio's own API
     webhook_url = card.get_by_text(re.compile(r"/api/channels/twilio/")).text_content()
     assert webhook_url
 

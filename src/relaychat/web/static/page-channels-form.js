@@ -5,7 +5,18 @@
 import { api } from "./api.js";
 import { h, labelled, bindForm } from "./ui.js";
 
-const DEFAULT_API_BASE_URL = "https://api.twilio.com";
+// Replies go to Twilio's own API unless an admin set another base URL (a test double, a
+// regional edge); the page tells them apart by host and names no URL of its own.
+const TWILIO_API_HOST = "api.twilio.com";
+
+/** Whether a channel's `api_base_url` is Twilio's own API. */
+export function twiliosOwnApi(url) {
+  try {
+    return new URL(url).hostname === TWILIO_API_HOST;
+  } catch {
+    return false;
+  }
+}
 
 /** What may answer a channel's messages: `/api/endpoints` and `/api/agents`. */
 export async function loadChoices() {
@@ -170,10 +181,9 @@ export function channelForm({ channel = null, user, choices, onSaved, onCancel }
             type: "url",
             maxlength: 2000,
             spellcheck: "false",
-            placeholder: DEFAULT_API_BASE_URL,
-            value: channel && channel.api_base_url !== DEFAULT_API_BASE_URL ? channel.api_base_url : "",
+            value: channel && !twiliosOwnApi(channel.api_base_url) ? channel.api_base_url : "",
           }),
-          "Admins: where replies are sent (empty: Twilio itself).",
+          `Admins: where replies are sent (empty: Twilio itself, ${TWILIO_API_HOST}).`,
         )
       : null,
   );
@@ -279,8 +289,9 @@ function changes(form, channel, admin) {
     if (provision !== channel.provision_unknown) body.provision_unknown = provision;
     const owner = text(form, "owner");
     if (!byPhone && owner && owner !== (channel.owner_id || "")) body.owner = owner;
-    const base = text(form, "api_base_url") || DEFAULT_API_BASE_URL;
-    if (base !== channel.api_base_url) body.api_base_url = base === DEFAULT_API_BASE_URL ? null : base;
+    const base = text(form, "api_base_url");
+    const current = twiliosOwnApi(channel.api_base_url) ? "" : channel.api_base_url;
+    if (base !== current) body.api_base_url = base || null;
   }
   return body;
 }

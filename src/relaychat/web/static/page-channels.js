@@ -3,7 +3,7 @@
 // Each channel shows the webhook URL to paste into Twilio, with a copy button.
 import { api } from "./api.js";
 import { h, section, copyButton, confirmAction, when, pill, query, useStyles } from "./ui.js";
-import { channelForm, describeAnswer, loadChoices } from "./page-channels-form.js";
+import { channelForm, describeAnswer, loadChoices, twiliosOwnApi } from "./page-channels-form.js";
 import { channelMessages } from "./page-channels-messages.js";
 
 export async function mount(root, ctx) {
@@ -155,7 +155,7 @@ function channelCard(channel, { ctx, choices, link, fresh = false, onChanged, on
       term("Answers with", describeAnswer(channel, choices)),
       term("Conversations of", ownerText(channel, ctx.user)),
       channel.manager_id !== ctx.user?.id ? term("Managed by", h("code", {}, channel.manager_id)) : null,
-      channel.api_base_url !== "https://api.twilio.com" ? term("Replies sent to", h("code", {}, channel.api_base_url)) : null,
+      twiliosOwnApi(channel.api_base_url) ? null : term("Replies sent to", h("code", {}, channel.api_base_url)),
       term("Created", when(channel.created_at)),
     );
     const actions = h(
