@@ -36,6 +36,27 @@ class MessageStatus(StrEnum):
     ERROR = "error"
 
 
+class DeliveryState(StrEnum):
+    """Where a channel's reply stands on its way to the sender's phone (`GET
+    /api/channels/{id}/messages`; the reply's `metadata.delivery.state` uses all but
+    `undelivered`, which it counts as `failed`)."""
+
+    #: queued in relaychat's outbox, not yet accepted by Twilio
+    PENDING = "pending"
+    #: some of its parts were accepted by Twilio, not all yet
+    SENDING = "sending"
+    #: every part accepted by Twilio, none reported sent yet
+    QUEUED = "queued"
+    #: handed to the carrier
+    SENT = "sent"
+    #: every part reached the phone
+    DELIVERED = "delivered"
+    #: the carrier could not deliver a part (Twilio's `ErrorCode` says why)
+    UNDELIVERED = "undelivered"
+    #: Twilio refused a part, or relaychat gave up sending it
+    FAILED = "failed"
+
+
 class McpServerState(StrEnum):
     """How an MCP server stands in this process (`GET /api/agents/tools`); not stored."""
 

@@ -128,6 +128,7 @@ CASES: dict[Route, tuple[Probe, ...]] = {
     ("GET", "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}"): HIDDEN,
     ("POST", "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): HIDDEN,
     ("GET", "/api/channels/{channel_id}"): HIDDEN,
+    ("GET", "/api/channels/{channel_id}/messages"): HIDDEN,
     ("PATCH", "/api/channels/{channel_id}"): (Probe(body={"name": "renamed by B"}),),
     ("DELETE", "/api/channels/{channel_id}"): HIDDEN,
     ("POST", "/api/channels/twilio/{channel_id}"): (Probe(twilio="inbound"),),

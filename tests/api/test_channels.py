@@ -15,14 +15,19 @@ from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Channel
 from tests.support.backends import Backend
-from tests.support.factories import make_user
+from tests.support.factories import TestUser, make_key, make_user
 from tests.support.settings import twilio_settings
 from tests.support.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    OUR_NUMBER,
+    SENDER,
     fixture_form,
     make_channel,
     post_signed,
+    reply_delivery,
+    sent_messages,
+    thread,
 )
 
 
@@ -216,3 +221,164 @@ async def test_only_an_admin_points_a_channel_at_an_environment_variable(
     assert allowed.json()["auth_token_env"] == "TWILIO_AUTH_TOKEN"
     wrong = await client.patch(url, json={"auth_token_env": "JWT_SECRET"}, headers=admin.headers)
     assert wrong.status_code == 422
+
+
+# -- the channel's messages ---------------------------------------------------------------
+
+
+async def channel_messages(
+    client: httpx.AsyncClient, user: TestUser, channel: dict[str, Any], **params: Any
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/channels/{channel['id']}/messages", params=params, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def test_channel_messages_show_what_came_in_and_how_the_reply_went(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, fake_llm: FakeLLM
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    inbound = fixture_form("inbound__sms")
+    assert (await post_signed(client, channel["webhook_url"], inbound)).status_code == 200
+    (sent,) = await sent_messages(fake_twilio)
+    await reply_delivery(client, admin, thread(channel), "queued")
+
+    listed = await channel_messages(client, admin, channel)
+
+    assert listed["next_cursor"] is None
+    reply, question = listed["messages"]
+    assert question == {
+        "message_id": question["message_id"],
+        "conversation_id": thread(channel),
+        "direction": "inbound",
+        "created_at": question["created_at"],
+        "source": "sms",
+        "from_number": SENDER,
+        "to_number": OUR_NUMBER,
+        "text": "Hi, is my order ready?",
+        "text_truncated": False,
+        "twilio_sid": dict(inbound)["MessageSid"],
+        "delivery": None,
+    }
+    assert (reply["direction"], reply["conversation_id"]) == ("outbound", thread(channel))
+    assert (reply["from_number"], reply["to_number"]) == (OUR_NUMBER, SENDER)
+    assert reply["text"] == fake_llm.state.config.reply[:200]
+    assert reply["created_at"] > question["created_at"]
+    delivery = reply["delivery"]
+    assert (delivery["state"], delivery["error_code"]) == ("queued", None)
+    assert [(p["index"], p["sid"], p["status"]) for p in delivery["parts"]] == [
+        (0, sent.sid, "queued")
+    ]
+
+    # Twilio's status callback moves it on, with the carrier's error code.
+    assert sent.status_callback is not None
+    form = fixture_form("status__undelivered", MessageSid=sent.sid, SmsSid=sent.sid)
+    assert (await post_signed(client, sent.status_callback, form)).status_code == 204
+
+    [reply, _] = (await channel_messages(client, admin, channel))["messages"]
+    delivery = reply["delivery"]
+    assert (delivery["state"], delivery["error_code"]) == ("undelivered", "30003")
+    assert delivery["parts"][0]["status"] == "undelivered"
+    assert delivery["updated_at"] is not None
+    # The URL to paste into Twilio, absolute, on the channel as it is read back.
+    got = (await client.get(f"/api/channels/{channel['id']}", headers=admin.headers)).json()
+    assert got["webhook_url"] == f"https://testserver/api/channels/twilio/{channel['id']}"
+
+
+async def test_a_reply_twilio_refused_shows_its_error_code(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    channel = await make_channel(client, admin, fake_twilio)
+    fake_twilio.fail_next(1, status=400, code=21211)
+    assert (await post_signed(client, channel["webhook_url"], inbound_from(SENDER))).is_success
+    await reply_delivery(client, admin, thread(channel), "failed")
+
+    [reply, _] = (await channel_messages(client, admin, channel))["messages"]
+
+    delivery = reply["delivery"]
+    assert (delivery["state"], delivery["error_code"]) == ("failed", "21211")
+    assert delivery["error_message"]
+    assert delivery["parts"] == []
+
+
+def inbound_from(phone: str, n: int = 1, body: str = "Hi") -> list[tuple[str, str]]:
+    """An inbound SMS from `phone`; `n` makes its MessageSid."""
+    sid = f"SM{n:032x}"
+    return fixture_form(
+        "inbound__sms", From=phone, Body=body, MessageSid=sid, SmsSid=sid, SmsMessageSid=sid
+    )
+
+
+async def test_channel_messages_come_a_page_at_a_time_and_only_the_channels(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    # No endpoint: nothing is answered, so only what came in is listed.
+    channel = await make_channel(client, admin, fake_twilio, endpoint=None)
+    other = await make_channel(client, admin, fake_twilio, endpoint=None, name="Other line")
+    long_text = "word " * 100
+    for n, body in enumerate(("first", "second", long_text), start=1):
+        response = await post_signed(client, channel["webhook_url"], inbound_from(SENDER, n, body))
+        assert response.status_code == 200, response.text
+    assert (await post_signed(client, other["webhook_url"], inbound_from(SENDER, 9))).is_success
+    # Posted into the channel's thread with a system key, and by its owner: not the channel's.
+    key = await make_key(client, admin, system=True)
+    by_key = await client.post(
+        f"/api/messages/{thread(channel)}",
+        json={"role": "external", "content": "from a key", "respond": False},
+        headers={"x-api-key": key.secret},
+    )
+    assert by_key.status_code == 201, by_key.text
+    by_owner = await client.post(
+        f"/api/messages/{thread(channel)}", json={"text": "a note"}, headers=admin.headers
+    )
+    assert by_owner.status_code == 201, by_owner.text
+
+    first = await channel_messages(client, admin, channel, limit=2)
+    second = await channel_messages(client, admin, channel, limit=2, cursor=first["next_cursor"])
+
+    assert [m["text"] for m in first["messages"]] == [long_text.strip()[:200], "second"]
+    assert first["messages"][0]["text_truncated"] is True
+    assert [m["text"] for m in second["messages"]] == ["first"]
+    assert second["next_cursor"] is None
+    assert [m["text"] for m in (await channel_messages(client, admin, other))["messages"]] == ["Hi"]
+    bad = await client.get(
+        f"/api/channels/{channel['id']}/messages?cursor=bm90LWEtY3Vyc29y", headers=admin.headers
+    )
+    assert (bad.status_code, bad.json()["field"]) == (422, "cursor")
+
+
+async def test_channel_messages_are_their_managers_and_of_their_conversations(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    admin = await make_user(client)
+    bob, carol = await make_user(client), await make_user(client)
+    channel = await make_channel(client, bob, fake_twilio, endpoint=None, api_base_url=None)
+    url = f"/api/channels/{channel['id']}/messages"
+    assert (await post_signed(client, channel["webhook_url"], inbound_from(SENDER, 1))).is_success
+    # An admin points bob's channel at carol: what comes in now is carol's.
+    repointed = await client.patch(
+        f"/api/channels/{channel['id']}", json={"owner": carol.email}, headers=admin.headers
+    )
+    assert repointed.status_code == 200, repointed.text
+    newcomer = "+14155552672"
+    assert (await post_signed(client, channel["webhook_url"], inbound_from(newcomer, 2))).is_success
+
+    by_bob = await channel_messages(client, bob, channel)
+    by_admin = await channel_messages(client, admin, channel)
+    by_carol = await client.get(url, headers=carol.headers)
+
+    assert [m["from_number"] for m in by_bob["messages"]] == [SENDER]
+    assert [m["from_number"] for m in by_admin["messages"]] == [newcomer, SENDER]
+    # Not carol's channel: the same 404 as a channel that does not exist.
+    nowhere = await client.get(
+        "/api/channels/00000000-0000-0000-0000-000000000000/messages", headers=carol.headers
+    )
+    for refused in (by_carol, nowhere):
+        assert (refused.status_code, refused.json()["code"]) == (404, "channel_not_found")
+    assert by_carol.json()["detail"] == nowhere.json()["detail"]

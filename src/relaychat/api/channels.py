@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from relaychat.domain.telephony import channels
+from relaychat.domain.telephony import channel_log, channels
+from relaychat.domain.telephony.channel_log import ChannelMessageOut
 from relaychat.domain.telephony.channels import ChannelOut, TwilioChannelIn, TwilioChannelPatch
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 
@@ -19,6 +20,11 @@ ChannelId = Annotated[str, Path(max_length=64)]
 
 class ChannelList(BaseModel):
     channels: list[ChannelOut]
+
+
+class ChannelMessageList(BaseModel):
+    messages: list[ChannelMessageOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -49,6 +55,23 @@ async def list_(
 async def get(channel_id: ChannelId, user: CurrentUser, session: SessionDep) -> ChannelOut:
     """One of your channels (any, for admins); never its auth token."""
     return ChannelOut.from_row(await channels.get_channel(session, user, channel_id))
+
+
+@router.get("/{channel_id}/messages")
+async def messages(
+    channel_id: ChannelId,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ChannelMessageList:
+    """What came in through one of your channels and what went out, newest first: numbers,
+    a preview of the text, and each reply's delivery state as Twilio reported it."""
+    channel = await channels.get_channel(session, user, channel_id)
+    page = await channel_log.list_channel_messages(
+        session, user, channel, limit=limit, cursor=cursor
+    )
+    return ChannelMessageList(messages=page.messages, next_cursor=page.next_cursor)
 
 
 @router.patch("/{channel_id}")

@@ -101,3 +101,16 @@ async def test_a_server_that_dies_with_a_traceback_gives_its_last_line() -> None
 )
 def test_the_reason_is_the_last_line_that_is_not_a_stack_trace(stderr: str, reason: str) -> None:
     assert last_words(stderr) == reason
+
+
+async def test_a_bug_while_listing_shows_as_failed_not_starting_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken_request(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    async with managing(McpManager({"time": time_server()})) as manager:
+        monkeypatch.setattr(manager, "_request", broken_request)
+        [status] = await manager.survey()
+
+    assert (status.state, status.reason) == ("failed", "RuntimeError('a bug')")

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.outbound import outbox
 from relaychat.errors import MessageNotFound
-from relaychat.statuses import MessageStatus
+from relaychat.statuses import DeliveryState, MessageStatus
 from relaychat.storage.models import Channel, Conversation, Message
 from relaychat.storage.types import utcnow
 
@@ -97,6 +97,16 @@ def overall_state(delivery: dict[str, Any]) -> str:
     ranks = [_STATUS_RANK.get(str(p.get("status")), 1) for p in known]
     lowest = min(ranks, default=1)
     return "delivered" if lowest >= 4 else "sent" if lowest == 3 else "queued"
+
+
+def reported_state(delivery: dict[str, Any]) -> DeliveryState:
+    """`overall_state` for people: a reply `failed` only because the carrier could not deliver
+    a part (no part refused, relaychat did not give up) is `undelivered`."""
+    state = DeliveryState(overall_state(delivery))
+    statuses = {p.get("status") for p in delivery.get("parts") or []}
+    if state == DeliveryState.FAILED and not delivery.get("error") and "failed" not in statuses:
+        return DeliveryState.UNDELIVERED
+    return state
 
 
 async def locked_reply(session: AsyncSession, message_id: str) -> Message | None:

@@ -241,17 +241,22 @@ async def _http_transport(config: HttpServerConfig, on_response: Callable[[int, 
         yield streams
 
 
-def _connection_closed(error: BaseException | None) -> bool:
-    """The SDK's "Connection closed": the server's end of the pipe or stream went away."""
+def _unwrap(error: BaseException | None) -> BaseException | None:
+    """The error the SDK may have wrapped in exception groups of one."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
+    return error
+
+
+def _connection_closed(error: BaseException | None) -> bool:
+    """The SDK's "Connection closed": the server's end of the pipe or stream went away."""
+    error = _unwrap(error)
     return isinstance(error, MCPError) and error.code == CONNECTION_CLOSED
 
 
 def _describe(error: BaseException | None) -> str:
     """A short reason from an error the SDK may have wrapped in exception groups."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
+    error = _unwrap(error)
     if error is None:
         return "unknown error"
     text = str(error) or type(error).__name__

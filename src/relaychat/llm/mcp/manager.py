@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -23,7 +22,6 @@ from relaychat.llm.mcp.connection import Connection, StartFailed
 from relaychat.llm.mcp.tools import McpTool, result_text
 from relaychat.llm.tools.base import Tool, ToolError
 from relaychat.statuses import McpServerState
-from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -212,8 +210,19 @@ class McpManager:
 
             async def refresh() -> None:
                 # The outcome is what tools() recorded; the survey reads it from there.
-                with contextlib.suppress(McpServerUnavailable):
+                try:
                     await self.tools(state.name)
+                except McpServerUnavailable:
+                    pass
+                except Exception as exc:
+                    # Nobody awaits this task's result: a bug must still show, here and in
+                    # the listing, rather than leave the server `starting` for ever.
+                    logger.exception("MCP server %s: listing its tools failed", state.name)
+                    state.outcome = McpServerUnavailable(
+                        f"MCP server {state.name} could not be listed: {exc!r}",
+                        server=state.name,
+                        reason=repr(exc),
+                    )
 
             state.refresh = asyncio.create_task(refresh(), name=f"mcp-survey:{state.name}")
         return state.refresh
@@ -348,7 +357,7 @@ class McpManager:
                 await connection.start()
             except StartFailed as exc:
                 state.failed_at, state.failure = self._clock(), exc.reason
-                state.failed_at_wall = utcnow()
+                state.failed_at_wall = datetime.now(UTC)
                 state.failure_stderr = exc.stderr
                 logger.warning("MCP server %s failed to start: %s", state.name, exc.reason)
                 raise McpServerUnavailable(
