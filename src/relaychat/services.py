@@ -128,7 +128,7 @@ class Services:
         servers = load_mcp_config(settings.config_path)
         for skipped in servers.skipped:
             logger.warning("%s", skipped)
-        mcp = McpManager(servers)
+        mcp = McpManager(servers, disabled=servers.disabled())
         outbox = OutboxWorker(
             sessionmaker,
             {

@@ -36,6 +36,19 @@ class MessageStatus(StrEnum):
     ERROR = "error"
 
 
+class McpServerState(StrEnum):
+    """How an MCP server stands in this process (`GET /api/agents/tools`); not stored."""
+
+    #: started and listed its tools
+    RUNNING = "running"
+    #: being started (or restarted after a crash); its tools are not known yet
+    STARTING = "starting"
+    #: could not be started or reached; `reason` says why, and it is retried after a pause
+    FAILED = "failed"
+    #: configured but left out of this process: a variable its configuration uses is not set
+    DISABLED = "disabled"
+
+
 class OutboxStatus(StrEnum):
     """Where a callback (a webhook delivery or a channel's reply) stands (`outbox.status`)."""
 

@@ -34,6 +34,7 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from relaychat.settings import Settings
 from relaychat.storage.models import Base
+from relaychat.web.pages import CONSOLE_PAGES
 from tests.support.backends import Backend, row_counts
 from tests.support.factories import TestKey, TestUser, make_key, make_user
 from tests.support.settings import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
@@ -142,6 +143,11 @@ NO_OBJECTS: dict[Route, str] = {
     ("GET", "/static/{name}"): "the web UI's own files, public by nature",
     ("PATCH", "/api/admin/users/{user_id}"): "admins only: a plain user is refused 403 "
     "`admin_required` whatever the id, and writes nothing (tests/api/test_admin_users.py)",
+    **{
+        ("GET", f"/{page}/{{item}}"): "a console page's shell, the same for any item; the "
+        "page reads the item through the API"
+        for page in CONSOLE_PAGES
+    },
 }
 
 # GET routes without an id: each one either lists what the caller owns (checked by
@@ -160,6 +166,7 @@ NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
     ("GET", "/api/endpoints"): "the server's configured LLM endpoints",
     ("GET", "/api/agents/tools"): "the server's tool catalogue",
+    ("GET", "/api/webhooks/event-types"): "the server's catalogue of webhook event types",
 }
 # Mounted ASGI apps, which the enumeration cannot see into.
 MOUNTS: dict[str, str] = {}

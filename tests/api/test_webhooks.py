@@ -59,6 +59,30 @@ async def test_all_events_by_default(client: httpx.AsyncClient) -> None:
     ]
 
 
+async def test_event_types_lists_every_event_an_endpoint_may_take(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    listed = await client.get("/api/webhooks/event-types", headers=user.headers)
+    assert listed.status_code == 200, listed.text
+    entries = listed.json()["event_types"]
+    assert [e["type"] for e in entries] == [
+        "message.created",
+        "message.completed",
+        "message.failed",
+        "conversation.created",
+    ]
+    assert all(e["description"] for e in entries)
+    # What it lists is what registering accepts, and all of it is the default.
+    created = await client.post(
+        "/api/webhooks",
+        json={"url": "https://example.com/h", "events": [e["type"] for e in entries]},
+        headers=user.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert (await client.get("/api/webhooks/event-types")).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

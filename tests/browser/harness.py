@@ -88,8 +88,11 @@ class Server:
         self.process = None
 
 
-def serve(data_dir: Path, fake_url: str, **env_overrides: str) -> Iterator[Server]:
-    """`relaychat serve` on a free port with its own SQLite database, until the test ends."""
+def serve(
+    data_dir: Path, fake_url: str, extra_config: str = "", **env_overrides: str
+) -> Iterator[Server]:
+    """`relaychat serve` on a free port with its own SQLite database, until the test ends;
+    `extra_config` is appended to its YAML (e.g. `mcp_servers:`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "relaychat.yaml"
     config.write_text(
@@ -102,6 +105,7 @@ endpoints:
       models: {{default: [fake-model, fake-model-mini], fetch: false}}
       title_model: fake-model-mini
 """
+        + extra_config
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.pop("JWT_SECRET", None)

@@ -224,6 +224,7 @@ async def test_redelivering_a_delivery_in_flight_is_409(
     await receiver.wait_for_arrival()
     listed = await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=user.headers)
     [entry] = listed.json()["deliveries"]
+    assert entry["status"] == "pending" and entry["in_flight"] is True
     busy = await client.post(
         f"/api/webhooks/{hook['id']}/deliveries/{entry['id']}/redeliver", headers=user.headers
     )
@@ -231,7 +232,7 @@ async def test_redelivering_a_delivery_in_flight_is_409(
     gate.set()
     await receiver.wait_for(1)
     done = await settled(client, user, hook, receiver, 1)
-    assert done["status"] == "delivered"
+    assert done["status"] == "delivered" and done["in_flight"] is False
 
 
 async def test_a_new_url_forgets_the_failure_streak(

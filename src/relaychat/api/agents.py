@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.agent import agents
-from relaychat.domain.agent.toolbox import CatalogEntry
+from relaychat.domain.agent.toolbox import CatalogEntry, McpServerInfo
 from relaychat.http.deps import CurrentUser, EngineDep, SessionDep
 from relaychat.resources import AgentOut
 from relaychat.statuses import AgentVisibility
@@ -45,7 +45,10 @@ class AgentList(BaseModel):
 
 
 class ToolList(BaseModel):
-    tools: list[CatalogEntry]
+    tools: list[CatalogEntry] = Field(
+        description="Every tool by the name an agent's `tools` lists, and failed MCP servers."
+    )
+    servers: list[McpServerInfo] = Field(description="Each MCP server, its state and tools.")
 
 
 def _check(engine: EngineDep, fields: dict[str, Any]) -> None:
@@ -54,14 +57,30 @@ def _check(engine: EngineDep, fields: dict[str, Any]) -> None:
         fields,
         endpoints=list(engine.providers.names()),
         tools=toolbox.tool_names() if toolbox else [],
-        servers=toolbox.server_names() if toolbox else [],
+        servers=toolbox.server_tools() if toolbox else {},
     )
 
 
 @router.get("/tools")
-async def list_tools(_user: CurrentUser, engine: EngineDep) -> ToolList:
-    """Every tool an agent may use: built-in, relaychat's own, and each MCP server's."""
-    return ToolList(tools=await engine.toolbox.catalog() if engine.toolbox else [])
+async def list_tools(
+    _user: CurrentUser,
+    engine: EngineDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=120,
+            description="Seconds to wait for MCP servers being started; those still starting "
+            "are listed as `starting`. Default: until each has started or failed.",
+        ),
+    ] = None,
+) -> ToolList:
+    """Every tool an agent may use: built-in, relaychat's own, and each MCP server's, with
+    every server's state (`running`, `starting`, `failed` and why, `disabled`)."""
+    if engine.toolbox is None:
+        return ToolList(tools=[], servers=[])
+    catalog = await engine.toolbox.catalog(wait)
+    return ToolList(tools=catalog.tools, servers=catalog.servers)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

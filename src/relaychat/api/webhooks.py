@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.outbound import webhooks
-from relaychat.domain.outbound.webhooks import EVENT_TYPES, EventType
+from relaychat.domain.outbound.webhooks import EVENT_DESCRIPTIONS, EVENT_TYPES, EventType
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 from relaychat.safehttp import check_url
@@ -70,11 +70,24 @@ class WebhookList(BaseModel):
     webhooks: list[WebhookOut]
 
 
+class EventTypeOut(BaseModel):
+    type: EventType
+    description: str
+
+
+class EventTypeList(BaseModel):
+    event_types: list[EventTypeOut]
+
+
 class DeliveryOut(BaseModel):
     id: str = Field(description="The `webhook-id` header, the same on every attempt.")
     event_type: str
     status: OutboxStatus = Field(title="Status")  # titled as it was when it was a `str`
     attempts: int
+    in_flight: bool = Field(
+        description="An attempt is being made right now; `next_attempt_at` is then when its "
+        "lease lapses (the next try, should its worker die), and redelivering waits for it."
+    )
     next_attempt_at: Timestamp | None
     last_attempt_at: Timestamp | None
     last_status_code: int | None
@@ -109,6 +122,7 @@ def _delivery(item: OutboxItem) -> DeliveryOut:
         event_type=item.event_type,
         status=item.status,
         attempts=item.attempts,
+        in_flight=webhooks.in_flight(item),
         # The next attempt is only news while one is planned.
         next_attempt_at=item.next_attempt_at if item.status == OutboxStatus.PENDING else None,
         last_attempt_at=item.last_attempt_at,
@@ -145,6 +159,15 @@ async def list_(user: CurrentUser, session: SessionDep) -> WebhookList:
         webhooks=[
             WebhookOut.model_validate(e) for e in await webhooks.list_endpoints(session, user.id)
         ]
+    )
+
+
+# Declared before `/{endpoint_id}`, which would otherwise take `event-types` for an id.
+@router.get("/event-types")
+async def event_types(_user: CurrentUser) -> EventTypeList:
+    """The event types an endpoint may subscribe to, and what each means."""
+    return EventTypeList(
+        event_types=[EventTypeOut(type=t, description=EVENT_DESCRIPTIONS[t]) for t in EVENT_TYPES]
     )
 
 

@@ -14,7 +14,7 @@ from relaychat.domain.accounts.users import find_user_by_email
 from relaychat.domain.agent.agents import check_agent_fields, create_agent
 from relaychat.domain.agent.toolbox import local_tool_names
 from relaychat.errors import UserNotFound
-from relaychat.llm.mcp.config import load_mcp_config
+from relaychat.llm.mcp.config import load_mcp_config, mcp_servers_of
 from relaychat.llm.registry import load_registry
 from relaychat.statuses import AgentVisibility
 from relaychat.storage.models import Agent, User
@@ -30,7 +30,12 @@ def agents_create(
     model: Annotated[str | None, typer.Option(help="Model (default: the endpoint's).")] = None,
     instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
     description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
-    tool: Annotated[list[str] | None, typer.Option(help="A tool it may call (repeat).")] = None,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A tool it may call, e.g. calculator or time__get_current_time (repeat)."
+        ),
+    ] = None,
     mcp_server: Annotated[
         list[str] | None, typer.Option(help="An MCP server whose tools it may call (repeat).")
     ] = None,
@@ -56,7 +61,7 @@ def agents_create(
                 fields,
                 endpoints=registry.names(),
                 tools=local_tool_names(),
-                servers=list(load_mcp_config(settings.config_path)),
+                servers=mcp_servers_of(load_mcp_config(settings.config_path)),
             )
         finally:
             await registry.aclose()

@@ -74,12 +74,14 @@ class MessageToolResult(ConversationEvent):
 
 
 class MessageMcpUnavailable(ConversationEvent):
-    """Some of the agent's MCP servers could not be used: the reply goes on without their
-    tools. `mcp_unavailable` is `[{server, error}]`, as in the reply's metadata."""
+    """Some of the agent's MCP servers (or single tools of them) could not be used: the
+    reply goes on without those tools. `mcp_unavailable` is `[{server, error, reason,
+    tools?}]`, as in the reply's metadata; `tools` lists the tools left out when the agent
+    named them one by one."""
 
     type: Literal["message.mcp_unavailable"] = "message.mcp_unavailable"
     message_id: str
-    mcp_unavailable: list[dict[str, str]]
+    mcp_unavailable: list[dict[str, Any]]
 
 
 class ConversationCreated(ConversationEvent):

@@ -1,4 +1,5 @@
-"""Page routes of the browser UI: the app shell at `/`, `/login` and `/c/{id}`, and `/static`.
+"""Page routes of the browser UI: the app shell at `/`, `/login`, `/c/{id}` and the console
+pages (`/keys`, `/keys/{id}`, …), and `/static`.
 
 The shell is the same page for every path; the ES modules read the path and ask the JSON
 API for everything else, with the access token they keep in memory.
@@ -81,6 +82,33 @@ async def conversation(
     """The chat app with one conversation open (the page checks it is yours)."""
     del conversation_id  # read by the page from its URL
     return _shell(request, settings)
+
+
+# The console pages the shell's router knows (app.js's PAGES); any other path stays a 404.
+CONSOLE_PAGES = ("dashboard", "agents", "keys", "webhooks", "channels", "profile", "admin")
+
+
+def _console_page(name: str) -> None:
+    async def console_page(request: Request, settings: SettingsDep) -> HTMLResponse:
+        return _shell(request, settings)
+
+    async def console_item(
+        request: Request,
+        settings: SettingsDep,
+        item: Annotated[str, PathParam(max_length=128)],
+    ) -> HTMLResponse:
+        del item  # read by the page from its URL
+        return _shell(request, settings)
+
+    summary = f"The {name} page (the page asks the API, which checks who may see it)."
+    router.add_api_route(f"/{name}", console_page, response_class=HTMLResponse, summary=summary)
+    router.add_api_route(
+        f"/{name}/{{item}}", console_item, response_class=HTMLResponse, summary=summary
+    )
+
+
+for _name in CONSOLE_PAGES:
+    _console_page(_name)
 
 
 @router.get("/static/{name}")

@@ -92,6 +92,9 @@ def test_no_file_means_no_servers(tmp_path: Path) -> None:
         ({"s": {"url": "http://h", "type": "stdio"}}, "mcp_servers.s.type"),
         ({"s": {"command": "x", "inherit_env": ["A B"]}}, "mcp_servers.s.inherit_env[0]"),
         ({"s": {"url": "http://h", "inherit_env": ["A"]}}, "mcp_servers.s.inherit_env: unknown"),
+        # `a__b__c` would be tool `b__c` of `a` or tool `c` of `a__b`; `a___c` likewise.
+        ({"a": {"command": "x"}, "a__b": {"command": "x"}}, "mcp_servers.a__b: its tool names"),
+        ({"a_": {"command": "x"}, "a": {"command": "x"}}, "mcp_servers.a_: its tool names"),
     ],
 )
 def test_mistakes_name_the_key(section: object, message: str) -> None:
@@ -126,3 +129,20 @@ def test_a_server_whose_variable_is_missing_is_skipped(tmp_path: Path) -> None:
         write(tmp_path, "mcp_servers:\n  a:\n    url: ${URL:-http://127.0.0.1:1/mcp}\n"), env={}
     )
     assert list(kept) == ["a"] and kept.skipped == []
+
+
+def test_a_skipped_server_still_reserves_its_tool_names_and_is_disabled(tmp_path: Path) -> None:
+    text = "mcp_servers:\n  a: {url: '${URL}'}\n  a__b: {command: x}\n"
+    with pytest.raises(ConfigError, match="its tool names would begin like those of"):
+        load_mcp_config(write(tmp_path, text), env={})
+
+    servers = load_mcp_config(write(tmp_path, CONFIG), env={})
+    assert servers.disabled() == {
+        "time": "environment variable TOKEN is not set",
+        "search-1": "environment variable TOKEN is not set",
+    }
+
+
+def test_servers_with_similar_names_are_fine(tmp_path: Path) -> None:
+    text = "mcp_servers:\n  a: {command: x}\n  a_b: {command: x}\n  ab: {command: x}\n"
+    assert list(load_mcp_config(write(tmp_path, text), env={})) == ["a", "a_b", "ab"]

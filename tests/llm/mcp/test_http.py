@@ -80,10 +80,12 @@ async def test_a_server_that_is_down_is_unavailable_and_others_still_list() -> N
         with pytest.raises(McpServerUnavailable, match="MCP server web failed to start"):
             await manager.tools("web")
 
-        listing = await manager.list_all()
-        assert isinstance(listing["time"], list)
-        assert isinstance(listing["web"], McpServerUnavailable)
-        assert listing["web"].server == "web"
+        listing = {status.name: status for status in await manager.survey()}
+        assert listing["time"].state == "running"
+        assert len(listing["time"].tools) == 2
+        web = listing["web"]
+        assert (web.state, web.transport) == ("failed", "http")
+        assert web.reason == "ConnectError: All connection attempts failed"
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["2026-sessionless", "2025-session"])

@@ -171,7 +171,7 @@ async def test_the_tail_of_the_servers_stderr_explains_a_failed_start() -> None:
     async with managing(McpManager({"broken": broken})) as manager:
         with pytest.raises(McpServerUnavailable) as caught:
             await manager.tools("broken")
-        again = await manager.list_all()
+        [again] = await manager.survey()
 
     error = caught.value
     lines = error.stderr.splitlines()
@@ -183,10 +183,12 @@ async def test_the_tail_of_the_servers_stderr_explains_a_failed_start() -> None:
     assert "noise 0" not in error.stderr
     assert error.detail.endswith("invalid peer certificate: UnknownIssuer")
     assert error.to_problem()["stderr"] == error.stderr
+    # The reason to show first is the server's own last words.
+    assert error.reason == "Caused by: invalid peer certificate: UnknownIssuer"
     # Within the back-off the cause is still given, without starting the server again.
-    listed = again["broken"]
-    assert isinstance(listed, McpServerUnavailable)
-    assert listed.stderr == error.stderr
+    assert (again.state, again.reason) == ("failed", error.reason)
+    assert again.stderr == error.stderr
+    assert again.next_attempt_at is not None
     assert manager.starts("broken") == 1
 
 
@@ -209,18 +211,29 @@ async def test_a_server_that_never_answers_times_out_and_is_stopped() -> None:
         assert child_processes("time.sleep(120)") == []
 
 
-async def test_list_all_reports_servers_that_cannot_start() -> None:
+async def test_survey_reports_servers_that_cannot_start() -> None:
     broken = time_server(command=sys.executable, args=["-c", "raise SystemExit(1)"])
     async with managing(McpManager({"time": time_server(), "broken": broken})) as manager:
-        listing = await manager.list_all()
+        listing = await manager.survey()
 
         assert manager.names() == ["time", "broken"]
-        time_tools = listing["time"]
-        assert isinstance(time_tools, list)
-        assert len(time_tools) == 2
-        broken_listing = listing["broken"]
-        assert isinstance(broken_listing, McpServerUnavailable)
-        assert "failed to start" in broken_listing.detail
+        time_status, broken_status = listing
+        assert (time_status.name, time_status.state, time_status.reason) == (
+            "time",
+            "running",
+            None,
+        )
+        assert [tool.name for tool in time_status.tools] == [
+            "time__get_current_time",
+            "time__convert_time",
+        ]
+        assert (broken_status.name, broken_status.state) == ("broken", "failed")
+        assert broken_status.error is not None and "failed to start" in broken_status.error
+        # It wrote nothing: the reason says so, rather than the SDK's "Connection closed".
+        assert broken_status.reason == (
+            "the process closed its stdout during start-up (usually: it exited), "
+            "writing nothing to stderr"
+        )
 
 
 async def test_unknown_server() -> None:

@@ -7,7 +7,7 @@ import base64
 import pytest
 from mcp import types
 
-from relaychat.llm.mcp.tools import result_text, tool_name
+from relaychat.llm.mcp.tools import result_text, server_of, tool_name
 from relaychat.llm.tools.base import ToolError
 
 
@@ -17,6 +17,16 @@ def test_tool_names_are_prefixed_sanitised_and_capped() -> None:
     long = tool_name("s" * 30, "t" * 60)
     assert len(long) == 64
     assert long.startswith("s" * 30 + "__")
+
+
+def test_a_tool_name_points_to_its_server() -> None:
+    servers = ["time", "my-fs", "a_b"]
+    assert server_of("time__get_current_time", servers) == "time"
+    assert server_of("my-fs__read__file", servers) == "my-fs"
+    assert server_of("a_b__x", servers) == "a_b"
+    # Not a server's tool: a built-in, another server's, or a server's name alone.
+    for name in ("calculator", "ghost__x", "time", "time_x", "a__b__x"):
+        assert server_of(name, servers) is None
 
 
 def test_text_parts_are_joined_and_other_parts_described() -> None:

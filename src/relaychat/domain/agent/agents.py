@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
+from relaychat.llm.mcp.tools import server_of
 from relaychat.statuses import AgentVisibility
 from relaychat.storage.models import Agent, User
 from relaychat.storage.types import utcnow
@@ -145,23 +146,49 @@ def check_agent_fields(
     *,
     endpoints: Sequence[str],
     tools: Sequence[str],
-    servers: Sequence[str],
+    servers: Mapping[str, Collection[str] | None],
 ) -> None:
-    """Refuse unknown endpoints, tools and MCP servers, naming the field."""
+    """Refuse unknown endpoints, tools and MCP servers, naming the field.
+
+    `servers` maps each MCP server an agent may name to its tools' names (`server__tool`)
+    where they are known, else None. A tool of a server whose tools are not known (it has
+    not started in this process, or is down) is accepted on its server's name: it may come
+    back, and the agent goes without it until then.
+    """
     endpoint = fields.get("endpoint")
     if endpoint is not None and (endpoint == AGENTS_ENDPOINT or endpoint not in endpoints):
         raise ValidationFailed(
             f"unknown endpoint {endpoint!r}; configured: {', '.join(endpoints) or 'none'}",
             field="endpoint",
         )
-    unknown_tools = sorted(set(fields.get("tools") or ()) - set(tools))
+    unknown_tools = sorted(
+        name
+        for name in set(fields.get("tools") or ())
+        if name not in tools and not _offered(name, servers)
+    )
     if unknown_tools:
-        raise ValidationFailed(f"unknown tools: {', '.join(unknown_tools)}", field="tools")
+        # A misspelt tool of a running server: say what the server has.
+        hints = [
+            f"; MCP server {server} offers {', '.join(sorted(servers[server] or ())) or 'none'}"
+            for server in dict.fromkeys(server_of(name, servers) for name in unknown_tools)
+            if server is not None
+        ]
+        raise ValidationFailed(
+            f"unknown tools: {', '.join(unknown_tools)}{''.join(hints)}", field="tools"
+        )
     unknown_servers = sorted(set(fields.get("mcp_servers") or ()) - set(servers))
     if unknown_servers:
         raise ValidationFailed(
             f"unknown MCP servers: {', '.join(unknown_servers)}", field="mcp_servers"
         )
+
+
+def _offered(name: str, servers: Mapping[str, Collection[str] | None]) -> bool:
+    server = server_of(name, servers)
+    if server is None:
+        return False
+    known = servers[server]
+    return known is None or name in known
 
 
 async def create_agent(session: AsyncSession, owner: User, fields: dict[str, Any]) -> Agent:

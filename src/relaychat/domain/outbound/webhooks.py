@@ -33,6 +33,13 @@ EventType = Literal[
     "message.created", "message.completed", "message.failed", "conversation.created"
 ]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+# What each event means, for people choosing which to receive (`GET /api/webhooks/event-types`).
+EVENT_DESCRIPTIONS: dict[EventType, str] = {
+    "message.created": "A person's or an external message arrived.",
+    "message.completed": "A reply finished; data.in_reply_to is the message it answers.",
+    "message.failed": "A reply failed, was aborted or was interrupted.",
+    "conversation.created": "A conversation was opened.",
+}
 SECRET_PREFIX = "whsec_"
 MAX_ENDPOINTS_PER_USER = 50
 
@@ -196,9 +203,14 @@ async def list_attempts(session: AsyncSession, item: OutboxItem) -> Sequence[Out
     ).all()
 
 
+def in_flight(item: OutboxItem) -> bool:
+    """Whether a worker is attempting the delivery right now: claimed, its lease running."""
+    return item.claimed_by is not None and item.next_attempt_at > utcnow()
+
+
 async def redeliver(session: AsyncSession, item: OutboxItem) -> OutboxItem:
     """Send again now, with the same `webhook-id` and body, and a fresh retry schedule."""
-    if item.claimed_by is not None and item.next_attempt_at > utcnow():
+    if in_flight(item):
         # Its worker would record its outcome over ours, or both would send it at once.
         raise DeliveryInFlight("try again once the current attempt has ended")
     item.status = OutboxStatus.PENDING

@@ -7,7 +7,12 @@ from relaychat.llm.mcp.config import (
     load_mcp_config,
     parse_mcp_config,
 )
-from relaychat.llm.mcp.manager import McpManager, McpServerNotFound, McpServerUnavailable
+from relaychat.llm.mcp.manager import (
+    McpManager,
+    McpServerNotFound,
+    McpServerUnavailable,
+    ServerStatus,
+)
 from relaychat.llm.mcp.tools import McpTool
 
 __all__ = [
@@ -17,6 +22,7 @@ __all__ = [
     "McpServerNotFound",
     "McpServerUnavailable",
     "McpTool",
+    "ServerStatus",
     "StdioServerConfig",
     "load_mcp_config",
     "parse_mcp_config",

@@ -20,7 +20,9 @@ A server is stdio when it has `command`, streamable HTTP when it has `url`; Libr
 `type: stdio | streamable-http` is accepted too. `${VAR}` and `${VAR:-default}` are read
 from the environment as in the endpoints section, and likewise a server whose variable is
 not set is skipped with one warning naming it. Names become tool-name prefixes
-(`github__create_issue`), hence the tool-name alphabet.
+(`github__create_issue`), hence the tool-name alphabet; and since an agent names single
+tools that way, no server's name followed by `__` may begin another's (`a` and `a__b`, or
+`a` and `a_`), so every tool name points to one server.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from relaychat.llm.config import (
     interpolate,
     read_yaml,
 )
+from relaychat.llm.mcp.tools import SEPARATOR
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,30}$"
 # An environment variable name, or a prefix of names ending in `*`.
@@ -99,6 +102,18 @@ class McpServers(dict[str, McpServerConfig]):
         super().__init__()
         self.skipped: list[SkippedEndpoint] = []
 
+    def disabled(self) -> dict[str, str]:
+        """The skipped servers, and why: they stay nameable in agents, as disabled."""
+        return {
+            skipped.name: f"environment variable {skipped.variable} is not set"
+            for skipped in self.skipped
+        }
+
+
+def mcp_servers_of(servers: McpServers) -> dict[str, None]:
+    """Every server an agent may name, its tools unknown (nothing is started to learn them)."""
+    return dict.fromkeys([*servers, *servers.disabled()])
+
 
 def load_mcp_config(path: Path | str | None, env: Mapping[str, str] | None = None) -> McpServers:
     """The MCP servers configured in `path`; none without a file or a `mcp_servers` section."""
@@ -129,7 +144,21 @@ def parse_mcp_config(section: Any, env: Mapping[str, str], *, source: str = "con
             servers.skipped.append(SkippedEndpoint(name, exc.variable, source, "MCP server"))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    _refuse_ambiguous_prefixes([str(name) for name in section], source)
     return servers
+
+
+def _refuse_ambiguous_prefixes(names: list[str], source: str) -> None:
+    """Refuse two servers whose tool names could be the same string: with `a` and `a__b`,
+    `a__b__c` is tool `b__c` of one or `c` of the other (skipped servers count too: their
+    names are still in agents)."""
+    for first in names:
+        for second in names:
+            if first != second and f"{second}{SEPARATOR}".startswith(f"{first}{SEPARATOR}"):
+                raise ConfigError(
+                    f"{source}: mcp_servers.{second}: its tool names would begin like those of "
+                    f"mcp_servers.{first} ({first}{SEPARATOR}…); rename one of them"
+                )
 
 
 def _parse_server(raw: Any, key: str) -> McpServerConfig:

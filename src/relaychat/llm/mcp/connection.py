@@ -14,14 +14,16 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx2
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client import Transport
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CONNECTION_CLOSED
 
 from relaychat.llm.mcp.config import HttpServerConfig, McpServerConfig, StdioServerConfig
 from relaychat.llm.mcp.environment import child_environment
@@ -64,6 +66,9 @@ class Connection:
             if isinstance(config, StdioServerConfig)
             else None
         )
+        # The last HTTP error status an HTTP server answered: the SDK reports most of them
+        # as "Server returned an error response", which hides a 401 from a 502.
+        self._http_error: str | None = None
 
     @property
     def client(self) -> Client:
@@ -102,7 +107,21 @@ class Connection:
         if self._client is None:
             await self.stop()
             error = self._error
-            raise StartFailed(_describe(error), self.stderr) from error
+            raise StartFailed(self._start_failure(error), self.stderr) from error
+
+    def _start_failure(self, error: BaseException | None) -> str:
+        """Why the start failed, in the words most likely to help whoever runs the server."""
+        reason = _describe(error)
+        if self._http_error is not None and not isinstance(error, StartFailed):
+            return f"the server answered {self._http_error} ({reason})"
+        if _connection_closed(error) and isinstance(self.config, StdioServerConfig):
+            silent = "" if self.stderr else ", writing nothing to stderr"
+            return f"the process closed its stdout during start-up (usually: it exited){silent}"
+        return reason
+
+    def _note_response(self, status: int, phrase: str) -> None:
+        if status >= 400:
+            self._http_error = f"HTTP {status} {phrase}".rstrip()
 
     async def stop(self) -> None:
         """Leave the session and stop the server; safe to call more than once."""
@@ -158,7 +177,7 @@ class Connection:
         config = self.config
         if isinstance(config, HttpServerConfig):
             # The transport leaves a client it was given open, so it is closed with it.
-            return _http_transport(config)
+            return _http_transport(config, self._note_response)
         assert self._stderr is not None
         return _stdio_transport(config, self._stderr)
 
@@ -205,14 +224,28 @@ def _spawn_failure(config: StdioServerConfig, exc: OSError) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _http_transport(config: HttpServerConfig) -> Any:
-    """streamable_http_client with the configured headers; the HTTP client lives as long."""
+async def _http_transport(config: HttpServerConfig, on_response: Callable[[int, str], None]) -> Any:
+    """streamable_http_client with the configured headers; the HTTP client lives as long.
+    Each answer's status goes to `on_response`."""
     timeout = httpx2.Timeout(config.timeout_seconds, read=max(config.timeout_seconds, 300.0))
+
+    async def note(response: httpx2.Response) -> None:
+        on_response(response.status_code, response.reason_phrase)
+
     async with (
-        httpx2.AsyncClient(headers=config.headers, timeout=timeout) as http,
+        httpx2.AsyncClient(
+            headers=config.headers, timeout=timeout, event_hooks={"response": [note]}
+        ) as http,
         streamable_http_client(config.url, http_client=http) as streams,
     ):
         yield streams
+
+
+def _connection_closed(error: BaseException | None) -> bool:
+    """The SDK's "Connection closed": the server's end of the pipe or stream went away."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return isinstance(error, MCPError) and error.code == CONNECTION_CLOSED
 
 
 def _describe(error: BaseException | None) -> str:

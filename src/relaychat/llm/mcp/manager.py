@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 import anyio
 from mcp import Client, MCPError, types
@@ -15,10 +18,12 @@ from mcp.types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 from pydantic import ValidationError
 
 from relaychat.errors import ErrorCode, NotFound, ServiceUnavailable
-from relaychat.llm.mcp.config import McpServerConfig
+from relaychat.llm.mcp.config import HttpServerConfig, McpServerConfig
 from relaychat.llm.mcp.connection import Connection, StartFailed
 from relaychat.llm.mcp.tools import McpTool, result_text
 from relaychat.llm.tools.base import Tool, ToolError
+from relaychat.statuses import McpServerState
+from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +37,17 @@ _TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSErr
 
 
 class McpServerUnavailable(ServiceUnavailable):
+    """`reason` is the one line a person reads first; for a failed start, the server's last
+    words on stderr when it wrote any, else what we saw (`command 'uvx' not found …`,
+    `ConnectError: …`)."""
+
     code = ErrorCode.MCP_SERVER_UNAVAILABLE
     title = "MCP server unavailable"
 
-    def __init__(self, detail: str, *, server: str, stderr: str = "") -> None:
+    def __init__(
+        self, detail: str, *, server: str, stderr: str = "", reason: str | None = None
+    ) -> None:
+        self.reason = reason or detail
         # The server's own account of the failure, where the operator and the user see it.
         if stderr:
             detail = f"{detail}; its stderr ended with:\n{stderr}"
@@ -46,9 +58,39 @@ class McpServerUnavailable(ServiceUnavailable):
         self.stderr = stderr
 
 
+# Lines of a stack trace, and Node's version banner after one: never the reason itself.
+_TRACE_LINE = re.compile(r"^\s*(at\s|File \"|Traceback \(|\^+\s*$|Node\.js v)")
+
+
+def last_words(stderr: str) -> str:
+    """The line of a server's stderr that says why it did not start: the last one that is
+    not part of a stack trace (Python's exception line, Node's `Error: …`, uv's
+    `Caused by: …`); empty when it wrote nothing."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    meaningful = [line for line in lines if not _TRACE_LINE.match(line)]
+    return (meaningful or lines or [""])[-1]
+
+
 class McpServerNotFound(NotFound):
     code = ErrorCode.MCP_SERVER_NOT_FOUND
     title = "No such MCP server"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server's state for people choosing tools: its tools while it runs, or why not."""
+
+    name: str
+    state: McpServerState
+    transport: Literal["stdio", "http"] | None
+    tools: list[Tool] = field(default_factory=list)
+    # The whole account (`MCP server x failed to start: …; its stderr ended with: …`).
+    error: str | None = None
+    # The line to show first (see McpServerUnavailable).
+    reason: str | None = None
+    stderr: str = ""
+    # When a failed server will be tried again (by the next use after that).
+    next_attempt_at: datetime | None = None
 
 
 @dataclass
@@ -61,21 +103,33 @@ class _Server:
     connection: Connection | None = None
     starts: int = 0
     failed_at: float | None = None
+    # The same moment on the wall clock, for people: when the next attempt may happen.
+    failed_at_wall: datetime | None = None
     failure: str = ""
     failure_stderr: str = ""
+    # What the latest listing of its tools gave, whoever asked for it.
+    outcome: list[Tool] | McpServerUnavailable | None = None
+    # The listing `survey` started, shared by every survey while it runs.
+    refresh: asyncio.Task[None] | None = None
 
 
 class McpManager:
-    """Starts each server once per process, restarts it after a crash, stops all on aclose."""
+    """Starts each server once per process, restarts it after a crash, stops all on aclose.
+
+    `disabled` names the servers configured but left out of this process, and why (a
+    variable they need is not set): agents may still name them, and they say so when used.
+    """
 
     def __init__(
         self,
         servers: Mapping[str, McpServerConfig],
         *,
+        disabled: Mapping[str, str] | None = None,
         retry_after: float = DEFAULT_RETRY_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._servers = {name: _Server(name, config) for name, config in servers.items()}
+        self._disabled = dict(disabled or {})
         self._retry_after = retry_after
         self._clock = clock
         self._closed = False
@@ -84,21 +138,43 @@ class McpManager:
         """The configured server names, in file order."""
         return list(self._servers)
 
+    @property
+    def disabled(self) -> Mapping[str, str]:
+        """Servers left out of this process, and why."""
+        return self._disabled
+
+    def known_tools(self, server: str) -> list[str] | None:
+        """The names of the server's tools as last listed in this process; None when it was
+        never listed (not started yet, or failing). Starts nothing."""
+        state = self._servers.get(server)
+        outcome = state.outcome if state is not None else None
+        return [tool.name for tool in outcome] if isinstance(outcome, list) else None
+
     def starts(self, server: str) -> int:
         """How many times the server was started (attempts included) in this process."""
         return self._server(server).starts
 
     async def tools(self, server: str) -> list[Tool]:
         """The server's tools as relaychat tools, starting the server if needed."""
+        if server in self._disabled:
+            reason = self._disabled[server]
+            raise McpServerUnavailable(
+                f"MCP server {server} is disabled: {reason}", server=server, reason=reason
+            )
         state = self._server(server)
         try:
             listed = await self._request(state, _list_tools)
+        except McpServerUnavailable as exc:
+            state.outcome = exc
+            raise
         except ToolError as exc:
-            raise McpServerUnavailable(
+            state.outcome = McpServerUnavailable(
                 f"MCP server {server} could not list its tools: {exc}",
                 server=server,
                 stderr=state.connection.stderr if state.connection is not None else "",
-            ) from exc
+                reason=str(exc),
+            )
+            raise state.outcome from exc
         tools: dict[str, Tool] = {}
         for remote in listed:
             tool = McpTool(server, remote, self.call, state.config.timeout_seconds)
@@ -106,23 +182,65 @@ class McpManager:
                 logger.warning("MCP server %s: skipping %r, its name clashes", server, remote.name)
                 continue
             tools[tool.name] = tool
-        return list(tools.values())
+        state.outcome = list(tools.values())
+        return state.outcome
 
-    async def list_all(self) -> dict[str, list[Tool] | McpServerUnavailable]:
-        """Every server's tools, or why the server cannot be used, concurrently."""
-        names = self.names()
-        results = await asyncio.gather(
-            *(self.tools(name) for name in names), return_exceptions=True
+    async def survey(self, wait: float | None = None) -> list[ServerStatus]:
+        """Every server's state, disabled ones last: each is listed (started if needed) in
+        the background, and what is known after `wait` seconds (None: once every listing
+        has ended, bounded by the servers' own timeouts) is reported; a server still
+        starting then is `starting`, and its start goes on for the next look."""
+        pending = [self._refresh(state) for state in self._servers.values()]
+        if pending and (wait is None or wait > 0):
+            await asyncio.wait(pending, timeout=wait)
+        statuses = [self._status(state) for state in self._servers.values()]
+        statuses += [
+            ServerStatus(
+                name,
+                McpServerState.DISABLED,
+                None,
+                error=f"MCP server {name} is disabled: {reason}",
+                reason=reason,
+            )
+            for name, reason in self._disabled.items()
+        ]
+        return statuses
+
+    def _refresh(self, state: _Server) -> asyncio.Task[None]:
+        """The server's listing in the background, begun now unless one runs already."""
+        if state.refresh is None or state.refresh.done():
+
+            async def refresh() -> None:
+                # The outcome is what tools() recorded; the survey reads it from there.
+                with contextlib.suppress(McpServerUnavailable):
+                    await self.tools(state.name)
+
+            state.refresh = asyncio.create_task(refresh(), name=f"mcp-survey:{state.name}")
+        return state.refresh
+
+    def _status(self, state: _Server) -> ServerStatus:
+        transport: Literal["stdio", "http"] = (
+            "http" if isinstance(state.config, HttpServerConfig) else "stdio"
         )
-        listing: dict[str, list[Tool] | McpServerUnavailable] = {}
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, McpServerUnavailable):
-                listing[name] = result
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                listing[name] = result
-        return listing
+        outcome = state.outcome
+        connection = state.connection
+        listing = state.refresh is not None and not state.refresh.done()
+        if outcome is None or (listing and not (connection is not None and connection.alive)):
+            return ServerStatus(state.name, McpServerState.STARTING, transport)
+        if isinstance(outcome, list):
+            return ServerStatus(state.name, McpServerState.RUNNING, transport, tools=outcome)
+        retry_at = None
+        if state.failed_at_wall is not None:
+            retry_at = state.failed_at_wall + timedelta(seconds=self._retry_after)
+        return ServerStatus(
+            state.name,
+            McpServerState.FAILED,
+            transport,
+            error=outcome.detail,
+            reason=outcome.reason,
+            stderr=outcome.stderr,
+            next_attempt_at=retry_at,
+        )
 
     async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> str:
         """Call one tool and return its text; failures the model should see raise ToolError."""
@@ -142,6 +260,10 @@ class McpManager:
     async def aclose(self) -> None:
         """Stop every server; later uses fail."""
         self._closed = True
+        refreshing = [s.refresh for s in self._servers.values() if s.refresh is not None]
+        for task in refreshing:
+            task.cancel()
+        await asyncio.gather(*refreshing, return_exceptions=True)
         await asyncio.gather(*(self._stop(state) for state in self._servers.values()))
 
     async def _stop(self, state: _Server) -> None:
@@ -171,6 +293,7 @@ class McpManager:
                 f"MCP server {state.name} lost its connection again after a restart",
                 server=state.name,
                 stderr=connection.stderr,
+                reason="it lost its connection again after a restart",
             ) from exc.__cause__
 
     async def _send(
@@ -217,6 +340,7 @@ class McpManager:
                     f"next attempt in {wait:.0f} s",
                     server=state.name,
                     stderr=state.failure_stderr,
+                    reason=last_words(state.failure_stderr) or state.failure,
                 )
             state.starts += 1
             connection = Connection(state.name, state.config)
@@ -224,14 +348,17 @@ class McpManager:
                 await connection.start()
             except StartFailed as exc:
                 state.failed_at, state.failure = self._clock(), exc.reason
+                state.failed_at_wall = utcnow()
                 state.failure_stderr = exc.stderr
                 logger.warning("MCP server %s failed to start: %s", state.name, exc.reason)
                 raise McpServerUnavailable(
                     f"MCP server {state.name} failed to start: {exc.reason}",
                     server=state.name,
                     stderr=exc.stderr,
+                    reason=last_words(exc.stderr) or exc.reason,
                 ) from exc
             state.failed_at, state.failure, state.failure_stderr = None, "", ""
+            state.failed_at_wall = None
             state.connection = connection
             return connection
 

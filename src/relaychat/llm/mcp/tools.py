@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from mcp import types
@@ -27,6 +27,13 @@ def tool_name(server: str, name: str) -> str:
     """`server__name`, with characters models reject replaced and the length capped."""
     safe = _UNSAFE.sub("_", name) or "tool"
     return f"{server}{SEPARATOR}{safe}"[:MAX_TOOL_NAME]
+
+
+def server_of(name: str, servers: Iterable[str]) -> str | None:
+    """The server among `servers` whose tool `name` is (`time` for `time__get_current_time`),
+    or None. At most one matches: the configuration refuses server names that would make a
+    tool name ambiguous."""
+    return next((s for s in servers if name.startswith(f"{s}{SEPARATOR}")), None)
 
 
 class McpTool(Tool):

@@ -65,12 +65,16 @@ class Tool(ABC):
 
 
 class ToolSet:
-    """The tools of one generation, by name."""
+    """The tools of one generation, by name; `missing` says why tools the agent names are
+    not among them this time (their MCP server is down), for a model that calls one anyway."""
 
-    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+    def __init__(
+        self, tools: Iterable[Tool] = (), missing: Mapping[str, str] | None = None
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         for tool in tools:
             self._tools[tool.name] = tool
+        self._missing = dict(missing or {})
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -91,6 +95,10 @@ class ToolSet:
     ) -> ToolOutcome:
         """Run one call; never raises for the tool's failures (cancellation passes through)."""
         tool = self._tools.get(name)
+        if tool is None and name in self._missing:
+            return ToolOutcome(
+                f"error: {name} is unavailable: {self._missing[name]}", is_error=True
+            )
         if tool is None:
             return ToolOutcome(f"error: there is no tool named {name!r}", is_error=True)
         if arguments is None:

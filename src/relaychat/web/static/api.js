@@ -4,10 +4,14 @@
 // Authorization header, so a cookie alone never changes anything.
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, { field = null, errors = null } = {}) {
     super(detail || code || `HTTP ${status}`);
     this.status = status;
     this.code = code || `http_${status}`;
+    // The field the problem names, and every field's message when there are several:
+    // forms show each next to its control.
+    this.field = field;
+    this.errors = errors;
   }
 }
 
@@ -29,7 +33,10 @@ export function currentUser() {
 async function problem(response) {
   try {
     const body = await response.json();
-    return new ApiError(response.status, body.code, body.detail || body.title);
+    return new ApiError(response.status, body.code, body.detail || body.title, {
+      field: body.field || null,
+      errors: Array.isArray(body.errors) ? body.errors : null,
+    });
   } catch {
     return new ApiError(response.status, null, response.statusText);
   }

@@ -1,5 +1,6 @@
-// The entry module: sign-in, the page's routes (/, /login, /c/<id>), the event stream, and
-// the wiring between sidebar, chat and composer, which never touch each other directly.
+// The entry module: sign-in, the page's routes (/, /login, /c/<id> and the console pages),
+// the event stream, and the wiring between sidebar, chat and composer, which never touch
+// each other directly.
 import * as auth from "./api.js";
 import { api, session } from "./api.js";
 import { openStream } from "./stream.js";
@@ -10,6 +11,21 @@ import * as composer from "./composer.js";
 const $ = (id) => document.getElementById(id);
 let stream = null;
 let registering = false;
+
+// The console pages, each an ES module loaded the first time it is opened, so the chat's
+// first load does not pay for them. A page module exports `mount(root, ctx)`, which may
+// return a function that unmounts it.
+const PAGES = {
+  dashboard: { title: "Dashboard", module: "./page-dashboard.js" },
+  agents: { title: "Agents", module: "./page-agents.js" },
+  keys: { title: "API keys", module: "./page-keys.js" },
+  webhooks: { title: "Webhooks", module: "./page-webhooks.js" },
+  channels: { title: "Channels", module: "./page-channels.js" },
+  profile: { title: "Profile", module: "./page-profile.js" },
+  admin: { title: "Admin", module: "./page-admin.js" },
+};
+let page = null; // { name, sub, unmount, listeners }
+let routing = 0;
 
 function showLogin(reason) {
   $("app-view").hidden = true;
@@ -64,13 +80,107 @@ function conversationIdFromPath() {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
+/** The console page the URL names (`/keys`, `/keys/<id>`), or null for the chat. */
+function pageFromPath() {
+  const match = location.pathname.match(/^\/([a-z]+)(?:\/([^/]+))?\/?$/);
+  if (!match || !Object.hasOwn(PAGES, match[1])) return null;
+  return { name: match[1], sub: match[2] ? decodeURIComponent(match[2]) : null };
+}
+
+/** Show what the URL names: a console page, or the chat with a conversation (or none). */
+function route() {
+  const target = pageFromPath();
+  if (target) return showPage(target.name, target.sub);
+  return open(conversationIdFromPath(), { push: false });
+}
+
+/** Go to a URL of this app without reloading the page. */
+function navigate(url) {
+  if (location.pathname + location.search !== url) history.pushState(null, "", url);
+  return route();
+}
+
+function closeDrawer() {
+  document.body.classList.remove("sidebar-open");
+  $("show-sidebar").setAttribute("aria-expanded", "false");
+  $("show-sidebar-console").setAttribute("aria-expanded", "false");
+}
+
+function unmountPage() {
+  if (!page) return;
+  try {
+    page.unmount?.();
+  } finally {
+    page = null;
+    $("console-body").replaceChildren();
+  }
+}
+
+function markNav(name) {
+  for (const link of document.querySelectorAll("a[data-page]")) {
+    if (link.dataset.page === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+async function showPage(name, sub) {
+  const ticket = ++routing;
+  closeDrawer();
+  unmountPage();
+  const spec = PAGES[name];
+  $("console-title").textContent = spec.title;
+  document.title = `${spec.title} · relaychat`;
+  document.querySelector(".chat").hidden = true;
+  $("console").hidden = false;
+  sidebar.setActive(null);
+  markNav(name);
+  const root = $("console-body");
+  root.replaceChildren();
+  const listeners = new Set();
+  const ctx = {
+    user: auth.currentUser(),
+    sub,
+    navigate,
+    setTitle: (title) => {
+      $("console-title").textContent = title;
+      document.title = `${title} · relaychat`;
+    },
+    // Events of the owner's stream, while this page is shown.
+    onEvent: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+  page = { name, sub, listeners, unmount: null };
+  const current = page;
+  try {
+    const module = await import(spec.module);
+    if (ticket !== routing) return;
+    const unmount = await module.mount(root, ctx);
+    if (page === current) current.unmount = typeof unmount === "function" ? unmount : null;
+    else if (typeof unmount === "function") unmount();
+  } catch (error) {
+    if (ticket !== routing || error?.status === 401) return;
+    root.replaceChildren();
+    const box = document.createElement("p");
+    box.className = "error";
+    box.setAttribute("role", "alert");
+    box.textContent = `This page could not be shown: ${error.message || error}`;
+    root.append(box);
+  }
+}
+
 async function open(id, { push = true } = {}) {
+  ++routing;
   if (push) {
     const url = id ? `/c/${encodeURIComponent(id)}` : "/";
     if (location.pathname !== url) history.pushState(null, "", url);
   }
-  document.body.classList.remove("sidebar-open");
-  $("show-sidebar").setAttribute("aria-expanded", "false");
+  unmountPage();
+  markNav(null);
+  $("console").hidden = true;
+  document.querySelector(".chat").hidden = false;
+  closeDrawer();
   $("composer-error").hidden = true;
   let convo = null;
   if (id) {
@@ -98,15 +208,18 @@ function showHeader(convo) {
 }
 
 function onEvent(event) {
+  if (page) {
+    for (const listener of page.listeners) listener(event);
+  }
   if (event.type === "reset") {
     sidebar.reload();
-    open(chat.openedId(), { push: false });
+    if (!page) open(chat.openedId(), { push: false });
     return;
   }
   sidebar.onEvent(event);
   chat.onEvent(event);
   const id = chat.openedId();
-  if (event.conversation_id === id) {
+  if (!page && event.conversation_id === id) {
     if (event.type === "conversation.updated") {
       chat.setConversation(event.conversation);
       showHeader(event.conversation);
@@ -126,6 +239,8 @@ async function start(user) {
   // The app appears once its state is loaded: an early click cannot race the loading.
   $("login-view").hidden = true;
   $("user-name").textContent = user.name;
+  // Only a link: the API refuses admin routes to anyone else whatever the page shows.
+  document.querySelector("a[data-page=admin]").hidden = user.role !== "admin";
   if (location.pathname === "/login") history.replaceState(null, "", "/");
   stream?.close();
   stream = openStream(onEvent, setConnection);
@@ -142,9 +257,9 @@ async function start(user) {
     reportError(error);
   }
   await sidebar.reload();
-  await open(conversationIdFromPath(), { push: false });
+  await route();
   $("app-view").hidden = false;
-  composer.focus();
+  if (!page) composer.focus();
 }
 
 function initShortcuts() {
@@ -153,7 +268,7 @@ function initShortcuts() {
     if ((event.ctrlKey || event.metaKey) && event.shiftKey && key === "o") {
       event.preventDefault();
       open(null);
-    } else if (key === "escape" && chat.runningGeneration() && !event.target.closest?.("form.edit, dialog")) {
+    } else if (key === "escape" && !page && chat.runningGeneration() && !event.target.closest?.("form.edit, dialog")) {
       event.preventDefault();
       stop();
     }
@@ -208,11 +323,22 @@ function init() {
   });
   $("new-chat").addEventListener("click", () => open(null));
   $("logout").addEventListener("click", () => auth.logout());
-  $("show-sidebar").addEventListener("click", () => {
-    const opened = document.body.classList.toggle("sidebar-open");
-    $("show-sidebar").setAttribute("aria-expanded", String(opened));
+  for (const button of [$("show-sidebar"), $("show-sidebar-console")]) {
+    button.addEventListener("click", () => {
+      const opened = document.body.classList.toggle("sidebar-open");
+      button.setAttribute("aria-expanded", String(opened));
+    });
+  }
+  // Links to the app's own pages (`data-page` in the sidebar, `data-nav` in pages) change
+  // the view without a reload; a modified click still opens a new tab.
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest?.("a[data-page], a[data-nav]");
+    if (!link || event.defaultPrevented || event.button !== 0) return;
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    navigate(link.getAttribute("href"));
   });
-  window.addEventListener("popstate", () => open(conversationIdFromPath(), { push: false }));
+  window.addEventListener("popstate", () => route());
   session.addEventListener("signedin", (event) => start(event.detail));
   session.addEventListener("signedout", (event) => {
     stream?.close();
