@@ -96,3 +96,29 @@ def test_external_messages_elsewhere_show_a_badge(
         "SMS thread": 0,
         "Open one": 0,
     }
+
+
+def test_a_rename_in_progress_survives_live_updates(
+    page: Page, server: Server, person: Person
+) -> None:
+    with server.api() as http:
+        auth = _token(http, person)
+        sms = http.post("/api/convos", headers=auth, json={"title": "SMS thread"}).json()
+        http.post("/api/convos", headers=auth, json={"title": "Draft"})
+    sign_in(page, server, person)
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    sidebar.get_by_role("button", name="Rename Draft").click()
+    title = page.get_by_label("New title")
+    title.fill("Half typ")
+    # Messages elsewhere redraw the list (the SMS thread moves to the top, with a badge).
+    for text in ("one", "two"):
+        server.post_external(sms["conversation_id"], text, {"source": "sms"})
+    expect(sidebar.get_by_label(re.compile("2 new external messages"))).to_be_visible()
+    expect(title).to_have_value("Half typ")
+    expect(title).to_be_focused()
+    title.press_sequentially("ed")
+    title.press("Enter")
+    expect(sidebar.get_by_role("link", name="Half typed")).to_be_visible()
+    with server.api() as http:
+        listed = http.get("/api/convos", headers=_token(http, person)).json()
+    assert {c["title"] for c in listed["conversations"]} == {"SMS thread", "Half typed"}

@@ -148,8 +148,24 @@ function groupOf(iso, now) {
   return "Older";
 }
 
+// A title being edited in place: live updates redraw the list meanwhile, and must carry the
+// same input (with what was typed so far) into the new list rather than drop it.
+let renaming = null; // { id, input }
+let redrawing = false;
+
 function render() {
+  // Moving the input into the new list fires blur in some browsers: that is not "done".
+  redrawing = true;
+  try {
+    draw();
+  } finally {
+    redrawing = false;
+  }
+}
+
+function draw() {
   const focused = document.activeElement?.closest?.("[data-convo]")?.dataset.convo;
+  const typing = renaming && document.activeElement === renaming.input;
   const now = new Date();
   const fragment = document.createDocumentFragment();
   let group = null;
@@ -168,14 +184,20 @@ function render() {
     ul.append(item(convo));
   }
   list.replaceChildren(fragment);
+  if (renaming && !renaming.input.isConnected) renaming = null; // its conversation left
+  if (typing && renaming) renaming.input.focus();
   empty.hidden = conversations.length > 0 || loading;
   empty.textContent = showArchived ? "No archived conversations." : "No conversations yet.";
-  if (focused) list.querySelector(`[data-convo="${CSS.escape(focused)}"] a`)?.focus();
+  if (focused && !typing) list.querySelector(`[data-convo="${CSS.escape(focused)}"] a`)?.focus();
 }
 
 function item(convo) {
   const li = document.createElement("li");
   li.dataset.convo = convo.conversation_id;
+  if (renaming?.id === convo.conversation_id) {
+    li.append(renaming.input);
+    return li;
+  }
   if (convo.conversation_id === activeId) li.classList.add("active");
   const link = document.createElement("a");
   link.href = `/c/${encodeURIComponent(convo.conversation_id)}`;
@@ -232,8 +254,9 @@ function rename(li, convo) {
   input.setAttribute("aria-label", "New title");
   let done = false;
   const finish = async (save) => {
-    if (done) return;
+    if (done || redrawing) return;
     done = true;
+    renaming = null;
     const title = input.value.trim();
     if (save && title && title !== convo.title) {
       try {
@@ -251,6 +274,7 @@ function rename(li, convo) {
     if (event.key === "Escape") finish(false);
   });
   input.addEventListener("blur", () => finish(true));
+  renaming = { id: convo.conversation_id, input };
   li.replaceChildren(input);
   input.focus();
   input.select();
