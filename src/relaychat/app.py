@@ -24,6 +24,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    stats,
     users,
     webhooks,
 )
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         keys,
         audit,
         metrics,
+        stats,
         webhooks,
         channels,
     ):
