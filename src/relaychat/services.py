@@ -25,6 +25,7 @@ from relaychat.domain.messaging.chat import ChatEngine, send_from_agent
 from relaychat.domain.outbound.outbox import DOORBELL
 from relaychat.domain.outbound.webhook_routes import ROUTES, WebhookRoutes
 from relaychat.domain.outbound.webhooks import check_encryption_key
+from relaychat.domain.stats.settled import SETTLED, SettledBuckets
 from relaychat.llm.mcp import McpManager
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry
@@ -78,6 +79,8 @@ class Services:
     routes: WebhookRoutes
     # The event streams open here, and on every worker.
     streams: OpenStreams
+    # The dashboard's figures of buckets that are over.
+    settled_stats: SettledBuckets
     owns_engine: bool = True
 
     @classmethod
@@ -103,9 +106,13 @@ class Services:
         bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
         doorbell = Doorbell()
         routes = WebhookRoutes(bus)
-        # Every session rings the outbox worker after a commit that enqueued a callback, and
-        # empties every worker's webhook routes after one that changed an endpoint.
-        sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring, ROUTES: routes})
+        settled = SettledBuckets(bus, retention_days=settings.audit_retention_days)
+        # Every session rings the outbox worker after a commit that enqueued a callback,
+        # empties every worker's webhook routes after one that changed an endpoint, and
+        # every worker's kept reply figures after one that deleted replies.
+        sessionmaker = create_sessionmaker(
+            engine, info={DOORBELL: doorbell.ring, ROUTES: routes, SETTLED: settled}
+        )
         if providers is None:
             providers = load_registry(settings.config_path)
         worker_id = worker_identity()
@@ -184,6 +191,7 @@ class Services:
             intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring, routes=routes),
             routes=routes,
             streams=OpenStreams(redis, settings.redis_key_prefix, worker_id),
+            settled_stats=settled,
             owners=ConversationOwners(),
             checkpoints=WalCheckpointer(engine),
             owns_engine=owns_engine,
@@ -216,6 +224,7 @@ class Services:
         self.chat.agents.close()
         await self.keys.close()
         await self.routes.close()
+        await self.settled_stats.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.checkpoints.close()  # after the last writer
         await self.streams.close()

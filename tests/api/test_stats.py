@@ -221,6 +221,46 @@ async def test_replies_by_status_with_their_time_to_first_token(
     assert everything["replies"]["totals"]["total"] == 4
 
 
+async def test_a_deleted_conversation_takes_its_kept_replies_from_every_worker(
+    client: httpx.AsyncClient, services: Services, clean_backend: Backend, settings: Settings
+) -> None:
+    alice = await make_user(client)
+    cid = (await make_conversation(client, alice, endpoint="fake"))["conversation_id"]
+
+    async def reply() -> None:
+        response = await client.post(
+            f"/api/messages/{cid}", json={"text": "hi"}, headers=alice.headers
+        )
+        assert response.status_code == 202, response.text
+        await wait_generation(client, alice, response.json()["generation_id"])
+
+    async with (
+        second_worker(services, clean_backend, settings) as other,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(services=other)),
+            base_url="https://testserver",
+        ) as there,
+    ):
+        # Keepers that take every bucket for finished: what they kept is what they answer.
+        for keeper in (services.settled_stats, other.settled_stats):
+            keeper.settle_seconds = -86400
+        await reply()
+        await reply()
+        for http in (client, there):
+            assert (await stats_of(http, alice))["replies"]["totals"]["completed"] == 2
+        await reply()
+        assert (await stats_of(client, alice))["replies"]["totals"]["completed"] == 2
+
+        deleted = await client.delete(f"/api/convos/{cid}", headers=alice.headers)
+        assert deleted.status_code == 204, deleted.text
+        for http in (client, there):
+            for _ in range(100):
+                if (await stats_of(http, alice))["replies"]["totals"]["completed"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await stats_of(http, alice))["replies"]["totals"]["completed"] == 0
+
+
 async def test_webhook_deliveries_by_status(
     client: httpx.AsyncClient, services: Services, receiver: Receiver
 ) -> None:

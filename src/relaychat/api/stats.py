@@ -123,5 +123,7 @@ async def stats(
 ) -> StatsOut:
     """Counts per time bucket and percentiles for the dashboard: of everything for admins
     (`scope: all`), else of what your keys, conversations and endpoints saw (`own`)."""
-    found = await dashboard_stats(session, user, services.streams, window, bucket)
+    found = await dashboard_stats(
+        session, user, services.streams, window, bucket, settled=services.settled_stats
+    )
     return StatsOut.model_validate(found)

@@ -4,19 +4,17 @@ few, estimated from a weighted sample when they are many."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.access.audit import new_audit_event
 from relaychat.domain.stats.grid import Grid, StatsWindow, make_grid
 from relaychat.domain.stats.percentiles import percentiles
 from relaychat.statuses import AuditOutcome
-from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import AuditEvent
+from tests.domain.stats.conftest import store_audit
 from tests.support.backends import Backend
 
 NOW = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
@@ -24,29 +22,8 @@ ACCEPTED = [AuditEvent.outcome == AuditOutcome.ACCEPTED]
 
 
 @pytest.fixture
-async def session(clean_backend: Backend) -> AsyncIterator[AsyncSession]:
-    async with create_sessionmaker(clean_backend.engine)() as opened:
-        yield opened
-
-
-@pytest.fixture
 def grid() -> Grid:
     return make_grid(StatsWindow.HOUR, 60, NOW)
-
-
-async def store(session: AsyncSession, rows: list[tuple[datetime, float]]) -> None:
-    session.add_all(
-        new_audit_event(
-            method="POST",
-            path="/api/messages/c",
-            outcome=AuditOutcome.ACCEPTED,
-            status=201,
-            latency_ms=latency,
-            created_at=at,
-        )
-        for at, latency in rows
-    )
-    await session.commit()
 
 
 def counts_of(grid: Grid, rows: list[tuple[datetime, float]]) -> list[int]:
@@ -64,7 +41,7 @@ async def test_few_values_give_exact_percentiles(
         (grid.since + timedelta(seconds=rng.uniform(0, 3600)), rng.lognormvariate(1.5, 0.7))
         for _ in range(150)
     ]
-    await store(session, rows)
+    await store_audit(session, rows)
     found = await percentiles(
         session, AuditEvent.latency_ms, AuditEvent.created_at, ACCEPTED, grid, counts_of(grid, rows)
     )
@@ -93,7 +70,7 @@ async def test_many_values_are_sampled_each_bucket_weighing_its_count(
     ]
     burst = grid.since + timedelta(minutes=30)
     rows += [(burst + timedelta(microseconds=n), 100.0 + n / 100) for n in range(500)]
-    await store(session, rows)
+    await store_audit(session, rows)
     found = await percentiles(
         session,
         AuditEvent.latency_ms,

@@ -4,12 +4,21 @@ bucket size (so two answers, from any worker, cut time at the same instants)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    cast,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.selectable import CTE
 
 from relaychat.errors import ValidationFailed
@@ -66,6 +75,22 @@ class Grid:
     def buckets(self) -> list[Bucket]:
         return [Bucket(i, self.start(i), self.start(i + 1)) for i in range(self.count)]
 
+    def part(self, start: int, stop: int) -> Grid:
+        """Buckets `start` to `stop` (excluded) as a grid of their own (its bucket 0 is
+        this one's `start`)."""
+        return replace(self, first=self.first + start * self.bucket_seconds, count=stop - start)
+
+    @property
+    def max_count(self) -> int:
+        """The most buckets a grid of this window and size can have, wherever it starts."""
+        return most_buckets(WINDOW_SECONDS[self.window], self.bucket_seconds)
+
+
+def most_buckets(length: int, step: int) -> int:
+    """A window that does not start on a bucket boundary spans one bucket more than it
+    holds whole."""
+    return math.ceil(length / step) + 1
+
 
 def make_grid(window: StatsWindow, bucket_seconds: int | None, now: datetime) -> Grid:
     """The grid of `window` ending at `now`; 422 naming `bucket` for a size that gives more
@@ -76,10 +101,8 @@ def make_grid(window: StatsWindow, bucket_seconds: int | None, now: datetime) ->
         raise ValidationFailed(f"bucket must be at least {MIN_BUCKET_SECONDS} s", field="bucket")
     if step > length:
         raise ValidationFailed(f"bucket must be at most the window ({length} s)", field="bucket")
-    # A window that does not start on a bucket boundary spans one bucket more than it
-    # holds whole: refuse on the most it can give, so the answer never depends on the
-    # moment it was asked.
-    if math.ceil(length / step) + 1 > MAX_BUCKETS:
+    # Refused on the most it can give, so the answer never depends on the moment asked.
+    if most_buckets(length, step) > MAX_BUCKETS:
         raise ValidationFailed(
             f"bucket gives more than {MAX_BUCKETS} buckets over {window.value}; at least "
             f"{math.ceil(length / (MAX_BUCKETS - 1))} s",
@@ -122,3 +145,17 @@ def bucket_table(grid: Grid, dialect: str) -> CTE:
     return select(
         numbers.c.i, at_epoch(dialect, start).label("lo"), at_epoch(dialect, end).label("hi")
     ).cte("buckets")
+
+
+def bucket_of(
+    dialect: str, moment: ColumnElement[Any] | InstrumentedAttribute[Any], grid: Grid
+) -> ColumnElement[Any]:
+    """The index in `grid` of the bucket holding each row's `moment`: integer division of
+    its epoch seconds, computed for every row read (so only where the rows are few)."""
+    seconds: ColumnElement[Any] = (
+        cast(func.strftime("%s", moment), BigInteger)
+        if dialect == "sqlite"
+        else cast(func.floor(func.extract("epoch", moment)), BigInteger)
+    )
+    offset = seconds - literal(grid.first, BigInteger)
+    return cast(offset // literal(grid.bucket_seconds, BigInteger), Integer)

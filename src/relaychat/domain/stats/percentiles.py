@@ -13,7 +13,7 @@ when its rows came in a burst.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ from relaychat.domain.stats.grid import Grid, at_epoch, integers
 SAMPLE_SIZE = 2000
 QUANTILES = (0.5, 0.95, 0.99)
 
+Value = ColumnElement[Any] | InstrumentedAttribute[Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Percentiles:
@@ -39,27 +41,33 @@ class Percentiles:
     exact: bool
 
 
-async def percentiles(
+def slices_per_bucket(grid: Grid, sample_size: int = SAMPLE_SIZE) -> int:
+    """How many slices each bucket of grids like `grid` is cut into (the same for every
+    grid of its window and bucket size, so a bucket's sample can be kept and reused)."""
+    return math.ceil(sample_size / grid.max_count)
+
+
+async def every_value(
     session: AsyncSession,
-    value: ColumnElement[Any] | InstrumentedAttribute[Any],
+    value: Value,
     time: InstrumentedAttribute[Any],
     where: Sequence[ColumnElement[bool]],
     grid: Grid,
-    counts: Sequence[int],
-    *,
-    sample_size: int = SAMPLE_SIZE,
-) -> Percentiles | None:
-    """The quantiles of `value` over the rows matching `where` whose `time` is in the
-    grid, given how many match in each bucket (`counts`); None when none do."""
-    total = sum(counts)
-    if total == 0:
-        return None
-    if total <= sample_size:
-        query = select(value).where(*where, time >= grid.since, time < grid.end)
-        every = [float(v) for v in (await session.scalars(query)).all() if v is not None]
-        return _exact(every) if every else None
+) -> list[float]:
+    """Every value of the rows matching `where` in the grid's time."""
+    query = select(value).where(*where, time >= grid.since, time < grid.end)
+    return [float(v) for v in (await session.scalars(query)).all() if v is not None]
 
-    per_bucket = math.ceil(sample_size / grid.count)
+
+async def sampled_values(
+    session: AsyncSession,
+    value: Value,
+    time: InstrumentedAttribute[Any],
+    where: Sequence[ColumnElement[bool]],
+    grid: Grid,
+    per_bucket: int,
+) -> dict[int, list[float]]:
+    """The first value of each of `per_bucket` slices of every bucket, by bucket index."""
     width = grid.bucket_seconds / per_bucket
     dialect = session.get_bind().dialect.name
     numbers = integers(grid.count * per_bucket, "seeds")
@@ -80,12 +88,35 @@ async def percentiles(
     for index, got in await session.execute(select(slices.c.i, first)):
         if got is not None:
             found.setdefault(index // per_bucket, []).append(float(got))
-    weighted = [(v, counts[b] / len(vs)) for b, vs in found.items() for v in vs]
-    return _weighted(weighted) if weighted else None
+    return found
 
 
-def _exact(values: list[float]) -> Percentiles:
+async def percentiles(
+    session: AsyncSession,
+    value: Value,
+    time: InstrumentedAttribute[Any],
+    where: Sequence[ColumnElement[bool]],
+    grid: Grid,
+    counts: Sequence[int],
+    *,
+    sample_size: int = SAMPLE_SIZE,
+) -> Percentiles | None:
+    """The quantiles of `value` over the rows matching `where` whose `time` is in the
+    grid, given how many match in each bucket (`counts`); None when none do."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    if total <= sample_size:
+        return exact(await every_value(session, value, time, where, grid))
+    per_bucket = slices_per_bucket(grid, sample_size)
+    found = await sampled_values(session, value, time, where, grid, per_bucket)
+    return weighted(found, counts)
+
+
+def exact(values: list[float]) -> Percentiles | None:
     """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
     ordered = sorted(values)
     last = len(ordered) - 1
 
@@ -99,16 +130,21 @@ def _exact(values: list[float]) -> Percentiles:
     return Percentiles(p50, p95, p99, exact=True)
 
 
-def _weighted(pairs: list[tuple[float, float]]) -> Percentiles:
-    """The smallest value whose cumulative weight reaches each fraction of the total."""
-    ordered = sorted(pairs)
-    total = sum(weight for _, weight in ordered)
+def weighted(samples: Mapping[int, list[float]], counts: Sequence[int]) -> Percentiles | None:
+    """From each bucket's sample (by index), each value weighing its bucket's count over
+    the sample's size: the smallest value whose cumulative weight reaches each fraction."""
+    pairs = sorted(
+        (v, counts[index] / len(values)) for index, values in samples.items() for v in values
+    )
+    if not pairs:
+        return None
+    total = sum(weight for _, weight in pairs)
     results: list[float] = []
     for fraction in QUANTILES:
         goal = fraction * total
         running = 0.0
-        chosen = ordered[-1][0]
-        for v, weight in ordered:
+        chosen = pairs[-1][0]
+        for v, weight in pairs:
             running += weight
             if running >= goal:
                 chosen = v
