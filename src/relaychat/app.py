@@ -25,6 +25,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    stats,
     users,
     webhooks,
 )
@@ -35,6 +36,7 @@ from relaychat.gateway.channels.twilio import routes as twilio_routes
 from relaychat.gateway.direct import ExternalMessages
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
+from relaychat.metrics import process_exiting
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             restore_signals()
             if owned:
                 await app.state.services.close()
+                process_exiting()
 
     app = FastAPI(
         title="relaychat",
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         audit,
         admin_users,
         metrics,
+        stats,
         webhooks,
         channels,
     ):

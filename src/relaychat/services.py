@@ -26,11 +26,13 @@ from relaychat.domain.messaging.chat import ChatEngine, send_from_agent
 from relaychat.domain.outbound.outbox import DOORBELL
 from relaychat.domain.outbound.webhook_routes import ROUTES, WebhookRoutes
 from relaychat.domain.outbound.webhooks import check_encryption_key
+from relaychat.domain.stats.settled import SETTLED, SettledBuckets
 from relaychat.llm.mcp import McpManager
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
+from relaychat.realtime.open_streams import OpenStreams
 from relaychat.settings import Settings
 from relaychat.statuses import OutboxKind
 from relaychat.storage.db import create_engine, create_sessionmaker
@@ -78,6 +80,10 @@ class Services:
     checkpoints: WalCheckpointer
     # Which webhook endpoints hear of whose events, for every session and the intake.
     routes: WebhookRoutes
+    # The event streams open here, and on every worker.
+    streams: OpenStreams
+    # The dashboard's figures of buckets that are over.
+    settled_stats: SettledBuckets
     owns_engine: bool = True
 
     @classmethod
@@ -103,16 +109,21 @@ class Services:
         bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
         doorbell = Doorbell()
         routes = WebhookRoutes(bus)
-        # Every session rings the outbox worker after a commit that enqueued a callback, and
-        # empties every worker's webhook routes after one that changed an endpoint.
-        sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring, ROUTES: routes})
+        settled = SettledBuckets(bus, retention_days=settings.audit_retention_days)
+        # Every session rings the outbox worker after a commit that enqueued a callback,
+        # empties every worker's webhook routes after one that changed an endpoint, and
+        # every worker's kept reply figures after one that deleted replies.
+        sessionmaker = create_sessionmaker(
+            engine, info={DOORBELL: doorbell.ring, ROUTES: routes, SETTLED: settled}
+        )
         if providers is None:
             providers = load_registry(settings.config_path)
+        worker_id = worker_identity()
         runner = GenerationRunner(
             sessionmaker=sessionmaker,
             bus=bus,
             providers=providers,
-            worker_id=worker_identity(),
+            worker_id=worker_id,
             heartbeat_seconds=settings.generation_heartbeat_seconds,
             lease_seconds=settings.generation_lease_seconds,
         )
@@ -183,6 +194,8 @@ class Services:
             ),
             intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring, routes=routes),
             routes=routes,
+            streams=OpenStreams(redis, settings.redis_key_prefix, worker_id),
+            settled_stats=settled,
             owners=ConversationOwners(),
             checkpoints=WalCheckpointer(engine),
             owns_engine=owns_engine,
@@ -194,6 +207,7 @@ class Services:
         async with self.sessionmaker() as session:
             await check_encryption_key(session, self.secrets)
         await self.bus.start()
+        await self.streams.start()
         await self.runner.start()
         self.audit.start()
         self.intake.start()
@@ -215,8 +229,10 @@ class Services:
         await self.keys.close()
         await self.standing.close()
         await self.routes.close()
+        await self.settled_stats.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.checkpoints.close()  # after the last writer
+        await self.streams.close()
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:

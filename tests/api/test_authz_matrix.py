@@ -162,6 +162,8 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/admin/audit"): ("", "?outcome=accepted"),
     ("GET", "/api/admin/users"): ("", "?q=example"),
     ("GET", "/api/user"): ("",),
+    # Counts, no ids: what they count is scoped in tests/api/test_stats.py.
+    ("GET", "/api/stats"): ("", "?window=7d"),
 }
 NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
