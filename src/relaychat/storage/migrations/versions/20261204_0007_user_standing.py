@@ -3,7 +3,7 @@ disabled accounts, and sessions ended everywhere at once
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-12 10:00:00
+Create Date: 2026-12-04 09:45:00
 """
 
 from __future__ import annotations
