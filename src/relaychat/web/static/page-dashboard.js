@@ -19,6 +19,7 @@ const EVENT_DELAY_MS = 1_000;
 const LIVE_EVENTS = new Set(["message.created", "message.completed", "message.failed", "generation.aborted"]);
 const EXTERNAL_KEYS = [
   { key: "accepted", label: "accepted" },
+  { key: "replayed", label: "replayed" },
   { key: "refused", label: "refused" },
   { key: "rate_limited", label: "rate-limited" },
 ];
@@ -49,6 +50,11 @@ function duration(ms) {
 function bucketName(seconds) {
   const [size, unit] = seconds % 86400 === 0 ? [seconds / 86400, "day"] : seconds % 3600 === 0 ? [seconds / 3600, "hour"] : [seconds / 60, "minute"];
   return size === 1 ? unit : `${NUMBER.format(size)} ${unit}s`;
+}
+
+/** The outcomes to show: requests answered again from an Idempotency-Key only when there were any. */
+function externalKeys(totals) {
+  return EXTERNAL_KEYS.filter(({ key }) => key !== "replayed" || totals.replayed);
 }
 
 function windowFromUrl() {
@@ -182,10 +188,11 @@ export async function mount(root, ctx) {
 
   function drawTiles() {
     const { external: ext, replies: rep, webhooks, streams } = stats;
-    const others = [rep.totals.aborted && `${count(rep.totals.aborted)} aborted`, rep.totals.running && `${count(rep.totals.running)} running`];
+    // Rarer ends are named only when there are some.
+    const others = ["aborted", "interrupted", "running"].filter((end) => rep.totals[end]).map((end) => `${count(rep.totals[end])} ${end}`);
     tiles.replaceChildren(
-      tile("External messages", count(ext.totals.total), `${count(ext.totals.accepted)} accepted · ${count(ext.totals.refused)} refused · ${count(ext.totals.rate_limited)} rate-limited`),
-      tile("Replies", count(rep.totals.total), [`${count(rep.totals.completed)} completed`, `${count(rep.totals.failed)} failed`, ...others.filter(Boolean)].join(" · ")),
+      tile("External messages", count(ext.totals.total), externalKeys(ext.totals).map(({ key, label }) => `${count(ext.totals[key])} ${label}`).join(" · ")),
+      tile("Replies", count(rep.totals.total), [`${count(rep.totals.completed)} completed`, `${count(rep.totals.failed)} failed`, ...others].join(" · ")),
       tile("Webhook deliveries", count(webhooks.delivered + webhooks.failed + webhooks.pending), `${count(webhooks.delivered)} delivered · ${count(webhooks.failed)} failed · ${count(webhooks.pending)} pending`),
       tile("Open event streams", count(streams.open), "right now"),
     );
@@ -196,14 +203,16 @@ export async function mount(root, ctx) {
     const bucket = bucketName(stats.bucket_seconds);
     const format = ROW_TIME[stats.window] || DATE_MINUTE;
     const ext = stats.external;
+    const keys = externalKeys(ext.totals);
     redraw("external", [ext.series, external.width(), bucket], () => {
       const caption = `External messages per ${bucket}, ${phrase}`;
+      const said = keys.map(({ key, label }) => `${ext.totals[key]} ${label}`).join(", ");
       external.show(
         ext.totals.total
-          ? stackedBars({ series: ext.series, keys: EXTERNAL_KEYS, bucketSeconds: stats.bucket_seconds, unit: `messages per ${bucket}`, label: `${caption}: ${ext.totals.accepted} accepted, ${ext.totals.refused} refused, ${ext.totals.rate_limited} rate-limited`, width: external.width() })
+          ? stackedBars({ series: ext.series, keys, bucketSeconds: stats.bucket_seconds, unit: `messages per ${bucket}`, label: `${caption}: ${said}`, width: external.width() })
           : null,
-        ext.totals.total ? legend(EXTERNAL_KEYS) : null,
-        ext.totals.total ? seriesTable(caption, EXTERNAL_KEYS, ext.series, ext.totals, format) : null,
+        ext.totals.total ? legend(keys) : null,
+        ext.totals.total ? seriesTable(caption, keys, ext.series, ext.totals, format) : null,
         "No external messages in this window.",
       );
     });
@@ -317,9 +326,10 @@ function figure(label, ...pairs) {
   return h("div", { class: "figure" }, h("span", { class: "muted" }, label), h("dl", { class: "percentiles" }, items));
 }
 
-/** p50, p95 and p99 of a duration. */
+/** p50, p95 and p99 of a duration (estimated from a sample when there were very many). */
 function percentiles(label, values) {
-  return figure(label, ...["p50", "p95", "p99"].flatMap((p) => [p, duration(values?.[p])]));
+  const estimated = values?.exact === false ? " (estimated)" : "";
+  return figure(`${label}${estimated}`, ...["p50", "p95", "p99"].flatMap((p) => [p, duration(values?.[p])]));
 }
 
 /** The numbers of a stacked chart: one row per bucket that has any, and the totals. */
