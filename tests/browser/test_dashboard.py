@@ -88,7 +88,7 @@ def on_screen(locator: Locator) -> bool:
 
 
 def expect_totals(table: Locator, *counts: int, timeout: float = 5_000) -> None:
-    total = table.get_by_role("row").filter(has=table.get_by_role("rowheader", name="Total"))
+    total = table.get_by_role("row").filter(has=table.page.get_by_role("rowheader", name="Total"))
     expect(total.get_by_role("cell")).to_have_text([str(n) for n in counts], timeout=timeout)
 
 
@@ -146,7 +146,7 @@ def test_dashboard_counts_external_messages_refusals_and_replies_live(
     expect_refusals(page, {"conversation_not_found": 3, "rate_limited": 1})
     assert page.evaluate("() => window.stillThisPage") is True
 
-    page.set_viewport_size({"width": 1440, "height": 1100})
+    page.set_viewport_size({"width": 1440, "height": 1300})
     page.get_by_role("radio", name="Last hour").check()
     expect_totals(chart_table(page, "External messages per minute"), 5, 3, 1)
     page.screenshot(path=artifacts / "dashboard-1440.png")

@@ -90,7 +90,6 @@ export async function mount(root, ctx) {
           name: "window",
           value,
           checked: value === windowValue,
-          class: "visually-hidden",
           onchange: () => switchWindow(value),
         }),
         h("span", {}, label),
