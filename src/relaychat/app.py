@@ -24,6 +24,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    stats,
     users,
     webhooks,
 )
@@ -34,6 +35,7 @@ from relaychat.gateway.channels.twilio import routes as twilio_routes
 from relaychat.gateway.direct import ExternalMessages
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
+from relaychat.metrics import process_exiting
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             restore_signals()
             if owned:
                 await app.state.services.close()
+                process_exiting()
 
     app = FastAPI(
         title="relaychat",
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         keys,
         audit,
         metrics,
+        stats,
         webhooks,
         channels,
     ):

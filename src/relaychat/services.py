@@ -30,6 +30,7 @@ from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.llm.registry import EndpointRegistry, load_registry
 from relaychat.ratelimit import RateLimiter
 from relaychat.realtime import EventBus, create_event_bus
+from relaychat.realtime.open_streams import OpenStreams
 from relaychat.settings import Settings
 from relaychat.statuses import OutboxKind
 from relaychat.storage.db import create_engine, create_sessionmaker
@@ -75,6 +76,8 @@ class Services:
     checkpoints: WalCheckpointer
     # Which webhook endpoints hear of whose events, for every session and the intake.
     routes: WebhookRoutes
+    # The event streams open here, and on every worker.
+    streams: OpenStreams
     owns_engine: bool = True
 
     @classmethod
@@ -105,11 +108,12 @@ class Services:
         sessionmaker = create_sessionmaker(engine, info={DOORBELL: doorbell.ring, ROUTES: routes})
         if providers is None:
             providers = load_registry(settings.config_path)
+        worker_id = worker_identity()
         runner = GenerationRunner(
             sessionmaker=sessionmaker,
             bus=bus,
             providers=providers,
-            worker_id=worker_identity(),
+            worker_id=worker_id,
             heartbeat_seconds=settings.generation_heartbeat_seconds,
             lease_seconds=settings.generation_lease_seconds,
         )
@@ -179,6 +183,7 @@ class Services:
             ),
             intake=GroupCommitWriter(engine, bus, wake_outbox=doorbell.ring, routes=routes),
             routes=routes,
+            streams=OpenStreams(redis, settings.redis_key_prefix, worker_id),
             owners=ConversationOwners(),
             checkpoints=WalCheckpointer(engine),
             owns_engine=owns_engine,
@@ -190,6 +195,7 @@ class Services:
         async with self.sessionmaker() as session:
             await check_encryption_key(session, self.secrets)
         await self.bus.start()
+        await self.streams.start()
         await self.runner.start()
         self.audit.start()
         self.intake.start()
@@ -212,6 +218,7 @@ class Services:
         await self.routes.close()
         await self.key_uses.close()  # the last uses noted, written before the engine goes
         await self.checkpoints.close()  # after the last writer
+        await self.streams.close()
         await self.bus.close()
         await self.providers.aclose()
         if self.redis is not None:

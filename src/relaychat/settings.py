@@ -55,6 +55,19 @@ class Settings(BaseSettings):
         1024 * 1024, description="Largest request body accepted; larger ones get 413."
     )
 
+    metrics_token: str | None = Field(
+        None,
+        description="When set, GET /metrics wants `Authorization: Bearer <this token>`.",
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_metrics_token(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        check_secret("METRICS_TOKEN", value)
+        return value
+
     config_path: Path = Field(
         Path("./relaychat.yaml"),
         validation_alias=AliasChoices("RELAYCHAT_CONFIG", "config_path"),

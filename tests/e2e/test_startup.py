@@ -97,6 +97,7 @@ async def test_an_mcp_server_whose_variable_is_missing_is_skipped_with_one_warni
     [
         ({"PORT": "not-a-port"}, "PORT"),
         ({"JWT_SECRET": "changeme"}, "JWT_SECRET"),
+        ({"METRICS_TOKEN": "too-short-to-guard-anything"}, "METRICS_TOKEN"),
         ({"RELAYCHAT_CONFIG": "{config}"}, "base_url"),
         ({"DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:{port}/none"}, "cannot start"),
     ],

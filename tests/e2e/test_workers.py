@@ -1,8 +1,10 @@
-"""Real server processes: recovery after a crash, and two workers sharing PostgreSQL + Redis."""
+"""Real server processes: recovery after a crash, and two workers sharing PostgreSQL + Redis
+(events and aborts, statistics and metrics)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
@@ -151,3 +155,98 @@ async def test_two_workers_share_events_and_aborts(
         reply = (await b.get(f"/api/messages/{cid}", headers=auth)).json()["messages"][-1]
         assert reply["status"] == "unfinished"
         assert 0 < len(reply["text"]) < len(SLOW_REPLY)
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_stats_and_metrics_count_what_both_workers_served(
+    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    if clean_backend.redis_url is None:
+        pytest.skip("several workers need the shared backend (PostgreSQL + Redis)")
+    env = worker_env(clean_backend, tmp_path, fake_llm, "stats")
+    # No keep-alive: every request opens a connection, which either worker may accept.
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with (
+        running_server(env, "--workers", "2") as url,
+        httpx.AsyncClient(base_url=url, limits=fresh, timeout=30) as http,
+    ):
+        admin = await signup(http, "admin@example.com")
+        alice = await signup(http, "alice@example.com")
+        cid = (await http.post("/api/convos", json={"endpoint": "fake"}, headers=alice)).json()[
+            "conversation_id"
+        ]
+        key = (await http.post("/api/keys", json={"name": "k"}, headers=alice)).json()["secret"]
+
+        async def external() -> str:
+            response = await http.post(
+                f"/api/messages/{cid}",
+                json={"role": "external", "content": "hi", "respond": True},
+                headers={"x-api-key": key},
+            )
+            assert response.status_code == 202, response.text
+            return str(response.json()["generation_id"])
+
+        async def pids() -> set[str]:
+            # Each reply runs on the worker that accepted its request: host:pid:tag.
+            async with clean_backend.engine.connect() as conn:
+                workers = (await conn.execute(text("SELECT worker_id FROM generations"))).all()
+            return {worker.split(":")[1] for (worker,) in workers}
+
+        generations: list[str] = []
+        for _ in range(10):
+            generations += await asyncio.gather(*(external() for _ in range(10)))
+            if len(await pids()) == 2:
+                break
+        assert len(await pids()) == 2, "one worker accepted every connection"
+        for gid in generations:
+
+            async def done(gid: str = gid) -> bool:
+                return bool((await generation(http, alice, gid))["status"] == "completed")
+
+            await wait_for(done)
+        sent = len(generations)
+
+        async def counted() -> bool:
+            body = (await http.get("/api/stats", headers=admin)).json()
+            return bool(
+                body["external"]["totals"]["accepted"] == sent
+                and body["replies"]["totals"]["completed"] == sent
+            )
+
+        await wait_for(counted)
+        # Whichever worker answers a scrape, it counts both workers' requests.
+        for _ in range(6):
+            scraped = (await http.get("/metrics")).text
+            accepted = metric_sum(scraped, "relaychat_external_messages_total", outcome="accepted")
+            assert accepted == sent
+            completed = metric_sum(scraped, "relaychat_generations_total", status="completed")
+            assert completed == sent
+
+        async with contextlib.AsyncExitStack() as streams:
+            for _ in range(4):
+                client = await streams.enter_async_context(
+                    httpx.AsyncClient(base_url=url, timeout=30)
+                )
+                opened = await streams.enter_async_context(
+                    client.stream("GET", "/api/events", headers=alice)
+                )
+                assert opened.status_code == 200
+
+            async def four_open() -> bool:
+                body = (await http.get("/api/stats", headers=admin)).json()
+                scraped = (await http.get("/metrics")).text
+                return (
+                    body["streams"]["open"] == 4
+                    and metric_sum(scraped, "relaychat_open_event_streams") == 4
+                )
+
+            await wait_for(four_open)

@@ -38,7 +38,9 @@ async def user_events(
 ) -> EventStreamResponse:
     """Every event of every conversation you own; resume with `Last-Event-ID`."""
     subscription = services.bus.subscribe(user.id, last_event_id=last_event_id)
-    return EventStreamResponse(subscription, services.settings.sse_heartbeat_seconds)
+    return EventStreamResponse(
+        subscription, services.settings.sse_heartbeat_seconds, services.streams
+    )
 
 
 @router.get(
@@ -59,4 +61,6 @@ async def conversation_events(
     subscription = services.bus.subscribe(
         user.id, conversation_id=conversation_id, last_event_id=last_event_id
     )
-    return EventStreamResponse(subscription, services.settings.sse_heartbeat_seconds)
+    return EventStreamResponse(
+        subscription, services.settings.sse_heartbeat_seconds, services.streams
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from relaychat.crypto import SecretBox
 from relaychat.domain.outbound.webhooks import check_encryption_key
 from relaychat.llm.config import load_config
 from relaychat.llm.mcp.config import load_mcp_config
+from relaychat.metrics import shared_between_workers
 from relaychat.settings import PlaceholderSecretError, Settings
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
@@ -49,16 +51,20 @@ def serve(
         asyncio.run(_check_stores(settings, box))
     except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
         fail(f"cannot start: {one_line(exc)}", code=1)
-    uvicorn.run(
-        "relaychat.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level="info",
-        # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
-        timeout_graceful_shutdown=5,
-    )
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # Every worker's metrics in each scrape (relaychat/metrics.py).
+            stack.enter_context(shared_between_workers())
+        uvicorn.run(
+            "relaychat.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level="info",
+            # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
+            timeout_graceful_shutdown=5,
+        )
 
 
 async def _check_stores(settings: Settings, box: SecretBox) -> None:

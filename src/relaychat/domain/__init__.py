@@ -10,7 +10,8 @@
   the keys' last-use writer are background tasks in `relaychat.workers`);
 - `intake/` accepting an external message (`external.py`) and resolving its owner;
 - `outbound/` webhooks, the transactional outbox and the callbacks a change queues;
-- `telephony/` Twilio channels, their threads and their replies' delivery.
+- `telephony/` Twilio channels, their threads and their replies' delivery;
+- `stats/` the live dashboard's numbers (`GET /api/stats`), read from what the others store.
 
 Nothing here imports `relaychat.workers` or a front: what a use case needs of a background
 task is handed in by Services (e.g. the key cache's `on_use`).

@@ -27,11 +27,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import AppError
 from relaychat.http.deps import ACCESS_COOKIE, bearer, get_stream_user
-from relaychat.metrics import OPEN_STREAMS
 from relaychat.realtime.sse import MEDIA_TYPE, SSE_HEADERS, SSE_RAW_HEADERS, stream_events
 
 if TYPE_CHECKING:
     from relaychat.realtime.bus import Subscription
+    from relaychat.realtime.open_streams import OpenStreams
     from relaychat.services import Services
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,10 @@ class EventStreams:
         if subscription is None:
             await self.app(scope, receive, send)
             return
-        interval = _services(scope).settings.sse_heartbeat_seconds
-        await serve_events(subscription, receive, send, interval)
+        services = _services(scope)
+        await serve_events(
+            subscription, receive, send, services.settings.sse_heartbeat_seconds, services.streams
+        )
 
 
 class EventStreamResponse(Response):
@@ -65,18 +67,26 @@ class EventStreamResponse(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, subscription: Subscription, heartbeat_interval: float) -> None:
+    def __init__(
+        self, subscription: Subscription, heartbeat_interval: float, streams: OpenStreams
+    ) -> None:
         # Not Response.__init__: without a body, no Content-Length is set (as a
         # StreamingResponse does it).
         self.status_code = 200
         self.background = None
         self.subscription = subscription
         self.heartbeat_interval = heartbeat_interval
+        self.streams = streams
         self.init_headers(SSE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await serve_events(
-            self.subscription, receive, send, self.heartbeat_interval, headers=self.raw_headers
+            self.subscription,
+            receive,
+            send,
+            self.heartbeat_interval,
+            self.streams,
+            headers=self.raw_headers,
         )
 
 
@@ -85,17 +95,15 @@ async def serve_events(
     receive: Receive,
     send: Send,
     heartbeat_interval: float,
+    streams: OpenStreams,
     *,
     headers: Sequence[tuple[bytes, bytes]] = SSE_RAW_HEADERS,
 ) -> None:
-    """Stream `subscription` as the response, counted in the open-streams gauge."""
-    OPEN_STREAMS.inc()
-    try:
+    """Stream `subscription` as the response, counted among the open streams."""
+    with streams.counted(subscription.user_id):
         await stream_events(
             subscription, receive, send, heartbeat_interval=heartbeat_interval, headers=headers
         )
-    finally:
-        OPEN_STREAMS.dec()
 
 
 async def _subscribe(scope: Scope) -> Subscription | None:

@@ -135,10 +135,28 @@ class Generation(Base):
     __table_args__ = (
         # The recovery sweep: running generations whose heartbeat went quiet.
         Index("ix_generations_status_heartbeat", "status", "heartbeat_at"),
+        # GET /api/stats: replies ended per time bucket and their time to first token, for
+        # everyone and for one owner, read from the index alone (the second also serves
+        # the foreign key and every lookup by user).
+        Index(
+            "ix_generations_status_finished",
+            "status",
+            "finished_at",
+            "started_at",
+            "first_token_at",
+        ),
+        Index(
+            "ix_generations_user_status_finished",
+            "user_id",
+            "status",
+            "finished_at",
+            "started_at",
+            "first_token_at",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     conversation_id: Mapped[str] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
@@ -254,13 +272,25 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_key_time", "api_key_id", "created_at"),
         Index("ix_audit_time", "created_at"),
+        # GET /api/stats: requests per outcome and time bucket, refusals by reason and a
+        # sample of latencies, for everyone and for one key owner, read from the index
+        # alone (the second also serves every lookup by key owner).
+        Index("ix_audit_outcome_time", "outcome", "created_at", "reason", "latency_ms"),
+        Index(
+            "ix_audit_owner_outcome_time",
+            "key_owner_id",
+            "outcome",
+            "created_at",
+            "reason",
+            "latency_ms",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     api_key_id: Mapped[str | None] = mapped_column(String(80))
     # The owner of the key, so a user's audit listing never needs a join.
-    key_owner_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    key_owner_id: Mapped[str | None] = mapped_column(String(36))
     client_address: Mapped[str | None] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(300))
@@ -312,6 +342,10 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_target_time", "target_id", "created_at"),
+        # GET /api/stats: deliveries per status, for everyone and for one owner (the
+        # second also serves the foreign key).
+        Index("ix_outbox_time", "created_at", "kind", "status"),
+        Index("ix_outbox_user_time", "user_id", "created_at", "kind", "status"),
     )
 
     # For webhooks this is the `webhook-id`, the same on every attempt.
@@ -320,7 +354,7 @@ class OutboxItem(Base):
     # and given up on by the worker rather than failing its whole batch.
     kind: Mapped[str] = mapped_column(String(16))
     target_id: Mapped[str] = mapped_column(String(36))
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(String(64))
     # The exact bytes to send (webhooks sign them; a retry sends the very same body).
     payload: Mapped[str] = mapped_column(Text)
