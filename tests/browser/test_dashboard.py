@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Request, Response, expect
 
 from tests.browser.harness import Person, Server, register
 from tests.browser.ui import sign_in
@@ -187,3 +188,44 @@ def test_a_person_sees_only_what_their_own_keys_caused(page: Page, server: Serve
     open_dashboard(page)
     expect_totals(chart_table(page, "External messages per minute"), 3, 3, 0)
     expect_refusals(page, {"conversation_not_found": 3})
+
+
+def is_stats(exchange: Request | Response) -> bool:
+    return "/api/stats" in exchange.url
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """What the browser does when the tab goes to the background, or comes back."""
+    page.evaluate(
+        """(hidden) => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }""",
+        hidden,
+    )
+
+
+def test_refreshes_every_10_s_while_shown_and_visible_only(page: Page, server: Server) -> None:
+    ann, _ = member(server, "Ann Example")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if is_stats(request) else None)
+    page.clock.install()
+    sign_in(page, server, ann)
+    open_dashboard(page)
+    page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=2))  # time moves when we say
+
+    with page.expect_response(is_stats):  # answered: no request is left in flight
+        page.clock.run_for(10_000)
+    asked.clear()
+    set_hidden(page, True)
+    page.clock.run_for(60_000)
+    assert asked == []
+    with page.expect_request(is_stats):  # at once, without waiting for the next 10 s
+        set_hidden(page, False)
+
+    page.get_by_role("button", name="New chat").click()  # another view: the page is gone
+    expect(page.get_by_role("log", name="Messages")).to_be_visible()
+    asked.clear()
+    page.clock.run_for(60_000)
+    set_hidden(page, False)
+    assert asked == []

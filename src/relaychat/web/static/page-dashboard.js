@@ -241,7 +241,7 @@ export async function mount(root, ctx) {
   }
 
   function tick() {
-    if (!document.hidden && !inflight) load();
+    if (!inflight) load(); // a slow answer is not asked for again on top of itself
   }
 
   function onVisibility() {
