@@ -137,6 +137,10 @@ def test_dashboard_counts_external_messages_refusals_and_replies_live(
     day = chart_table(page, "External messages per 15 minutes, the last 24 hours")
     expect_totals(day, 4, 2, 1)
     expect(page).to_have_url(re.compile(r"/dashboard\?window=24h$"))
+    # The same refusals in both windows: the table still says which window it counts.
+    expect(chart_table(page, "Refused external messages by code, the last 24 hours")).to_have_count(
+        1
+    )
 
     # New traffic shows up on the open page, without a reload.
     page.evaluate("() => { window.stillThisPage = true; }")

@@ -203,7 +203,7 @@ export async function mount(root, ctx) {
     const format = ROW_TIME[stats.window] || DATE_MINUTE;
     const ext = stats.external;
     const keys = externalKeys(ext.totals);
-    redraw("external", [ext.series, external.width(), bucket], () => {
+    redraw("external", [ext.series, external.width(), phrase], () => {
       const caption = `External messages per ${bucket}, ${phrase}`;
       const said = keys.map(({ key, label }) => `${ext.totals[key]} ${label}`).join(", ");
       external.show(
@@ -215,7 +215,7 @@ export async function mount(root, ctx) {
         "No external messages in this window.",
       );
     });
-    redraw("refusals", [ext.errors, refusals.width()], () => {
+    redraw("refusals", [ext.errors, refusals.width(), phrase], () => {
       const caption = `Refused external messages by code, ${phrase}`;
       const items = ext.errors.map((e) => ({ label: e.code, value: e.count, tone: e.code === "rate_limited" ? "rate_limited" : "refused" }));
       refusals.show(
@@ -227,7 +227,7 @@ export async function mount(root, ctx) {
     });
     const rep = stats.replies;
     const charted = rep.series.reduce((sum, entry) => sum + entry.completed + entry.failed, 0);
-    redraw("replies", [rep.series, replies.width(), bucket], () => {
+    redraw("replies", [rep.series, replies.width(), phrase], () => {
       const caption = `Replies per ${bucket}, ${phrase}`;
       replies.show(
         charted
