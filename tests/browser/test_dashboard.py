@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from playwright.sync_api import Locator, Page, Request, Response, expect
 
-from tests.browser.harness import Person, Server, register
+from tests.browser.harness import Person, Server, register, serve
 from tests.browser.ui import sign_in
 
 # The page refetches every 10 s, and soon after a message event: a refusal causes no event,
@@ -192,6 +195,31 @@ def test_a_person_sees_only_what_their_own_keys_caused(page: Page, server: Serve
     open_dashboard(page)
     expect_totals(chart_table(page, "External messages per minute"), 3, 3, 0)
     expect_refusals(page, {"conversation_not_found": 3})
+
+
+@pytest.fixture
+def fresh_server(
+    browser_type_launch_args: dict[str, Any],
+    fake_llm_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """A server of its own, whose first account, the admin, the test makes."""
+    yield from serve(tmp_path_factory.mktemp("dashboard"), fake_llm_url)
+
+
+def test_an_admin_sees_every_key(page: Page, fresh_server: Server) -> None:
+    server = fresh_server
+    admin = register(server, "Ada Admin")  # the first account
+    _, auth = member(server, "Ann Example")
+    key = api_key(server, auth)
+    post(server, key, conversation(server, auth), 201)
+    post(server, key, "no-such-conversation", 404)
+
+    sign_in(page, server, admin)
+    open_dashboard(page)
+    expect(page.get_by_text("All keys and conversations")).to_be_visible()
+    expect_totals(chart_table(page, "External messages per minute"), 1, 1, 0)
+    expect_refusals(page, {"conversation_not_found": 1})
 
 
 def is_stats(exchange: Request | Response) -> bool:
