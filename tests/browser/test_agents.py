@@ -98,6 +98,8 @@ def test_build_an_agent_with_a_builtin_and_an_mcp_tool_and_chat_with_it(
     # Chat: the fake model calls the single MCP tool, then answers.
     row.get_by_role("button", name="Chat with Env helper").click()
     expect(page).to_have_url(re.compile(r"/c/[^/]+$"))
+    # The agent was made after the chat's picker was filled: the picker offers it now.
+    expect(page.locator("#model-picker option:checked")).to_have_text("Agent: Env helper")
     script = {"script": [{"tool_calls": [{"name": "env__environment"}]}, "Looked it up."]}
     send(page, f"!fake {json.dumps(script)}\nWhat is in your environment?")
     reply = messages(page).nth(1)

@@ -176,10 +176,14 @@ async function open(id, { push = true } = {}) {
     const url = id ? `/c/${encodeURIComponent(id)}` : "/";
     if (location.pathname !== url) history.pushState(null, "", url);
   }
+  // A console page may have added or changed agents and keys: the picker must offer them,
+  // or a conversation with a new agent would show (and send with) another model.
+  const fromPage = page !== null;
   unmountPage();
   markNav(null);
   $("console").hidden = true;
   document.querySelector(".chat").hidden = false;
+  if (fromPage) await loadChoices();
   closeDrawer();
   $("composer-error").hidden = true;
   let convo = null;
@@ -200,6 +204,22 @@ async function open(id, { push = true } = {}) {
   }
   composer.setBusy(chat.isStreaming());
   composer.focus();
+}
+
+/** The models and agents of the picker, and the key names shown on external messages. */
+async function loadChoices() {
+  try {
+    const [{ endpoints }, { agents }, { keys }] = await Promise.all([
+      api("GET", "/api/endpoints"),
+      api("GET", "/api/agents").catch(() => ({ agents: [] })),
+      api("GET", "/api/keys").catch(() => ({ keys: [] })),
+    ]);
+    composer.setChoices(endpoints, agents);
+    chat.setAgents(agents);
+    chat.setKeys(keys);
+  } catch (error) {
+    reportError(error);
+  }
 }
 
 function showHeader(convo) {
@@ -244,18 +264,7 @@ async function start(user) {
   if (location.pathname === "/login") history.replaceState(null, "", "/");
   stream?.close();
   stream = openStream(onEvent, setConnection);
-  try {
-    const [{ endpoints }, { agents }, { keys }] = await Promise.all([
-      api("GET", "/api/endpoints"),
-      api("GET", "/api/agents").catch(() => ({ agents: [] })),
-      api("GET", "/api/keys").catch(() => ({ keys: [] })),
-    ]);
-    composer.setChoices(endpoints, agents);
-    chat.setAgents(agents);
-    chat.setKeys(keys);
-  } catch (error) {
-    reportError(error);
-  }
+  await loadChoices();
   await sidebar.reload();
   await route();
   $("app-view").hidden = false;
