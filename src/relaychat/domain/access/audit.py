@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +9,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat.domain.cursors import decode_cursor, encode_cursor
 from relaychat.domain.ids import new_id
-from relaychat.errors import ValidationFailed
 from relaychat.storage.models import AuditEvent
 from relaychat.storage.types import utcnow
 
@@ -84,23 +82,6 @@ class AuditPage:
     next_cursor: str | None
 
 
-def _encode_cursor(event: AuditEvent) -> str:
-    raw = f"{event.created_at.isoformat()}|{event.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, event_id = raw.split("|", 1)
-        parsed = datetime.fromisoformat(moment)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
-    if parsed.tzinfo is None:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor")
-    return parsed, event_id
-
-
 def _utc(moment: datetime | None) -> datetime | None:
     # A time without a zone is read as UTC, the zone every stored time is in.
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
@@ -132,7 +113,7 @@ async def list_audit(
     if until is not None:
         query = query.where(AuditEvent.created_at < until)
     if cursor:
-        moment, event_id = _decode_cursor(cursor)
+        moment, event_id = decode_cursor(cursor)
         query = query.where(
             or_(
                 AuditEvent.created_at < moment,
@@ -144,4 +125,5 @@ async def list_audit(
     rows = list((await session.scalars(query)).all())
     more = len(rows) > limit
     rows = rows[:limit]
-    return AuditPage(rows, _encode_cursor(rows[-1]) if more and rows else None)
+    last = rows[-1] if more and rows else None
+    return AuditPage(rows, encode_cursor(last.created_at, last.id) if last else None)

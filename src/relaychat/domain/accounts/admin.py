@@ -3,11 +3,7 @@ enabled again, never leaving the instance without an enabled admin."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +12,8 @@ from sqlalchemy.orm import aliased
 from relaychat.domain.access.key_cache import owner_changed
 from relaychat.domain.accounts.sessions import end_sessions
 from relaychat.domain.accounts.standing import standing_changed
-from relaychat.errors import CannotDisableSelf, LastAdmin, UserNotFound, ValidationFailed
+from relaychat.domain.cursors import decode_cursor, encode_cursor
+from relaychat.errors import CannotDisableSelf, LastAdmin, UserNotFound
 from relaychat.realtime.bus import EventBus
 from relaychat.statuses import UserRole
 from relaychat.storage.db import after_commit
@@ -33,23 +30,6 @@ _OTHER = aliased(User)
 class UserPage:
     users: list[User]
     next_cursor: str | None
-
-
-def _encode_cursor(user: User) -> str:
-    raw = json.dumps([user.created_at.isoformat(), user.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-        moment = datetime.fromisoformat(at)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
-    if moment.tzinfo is None:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor")
-    return moment, str(last_id)
 
 
 def _like_pattern(text: str) -> str:
@@ -74,7 +54,7 @@ async def list_users(
             or_(User.email.ilike(pattern, escape="\\"), User.name.ilike(pattern, escape="\\"))
         )
     if cursor:
-        moment, last_id = _decode_cursor(cursor)
+        moment, last_id = decode_cursor(cursor)
         statement = statement.where(
             or_(User.created_at > moment, and_(User.created_at == moment, User.id > last_id))
         )
@@ -83,7 +63,8 @@ async def list_users(
     rows = list((await session.scalars(statement)).all())
     more = len(rows) > limit
     rows = rows[:limit]
-    return UserPage(rows, _encode_cursor(rows[-1]) if more and rows else None)
+    last = rows[-1] if more and rows else None
+    return UserPage(rows, encode_cursor(last.created_at, last.id) if last else None)
 
 
 async def update_user(

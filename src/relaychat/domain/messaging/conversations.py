@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
@@ -15,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
+from relaychat.domain.cursors import decode_cursor, encode_cursor
 from relaychat.domain.ids import new_id
 from relaychat.domain.merge_patch import merge_patch
 from relaychat.domain.messaging import conversation_ids
@@ -224,7 +221,7 @@ async def list_conversations(
         Conversation.user_id == user_id, Conversation.archived.is_(archived)
     )
     if cursor:
-        at, last_id = _decode_cursor(cursor)
+        at, last_id = decode_cursor(cursor)
         query = query.where(
             or_(
                 Conversation.updated_at < at,
@@ -234,7 +231,8 @@ async def list_conversations(
     query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
     rows = (await session.scalars(query)).all()
     page, more = rows[:limit], len(rows) > limit
-    return ConversationPage(page, _encode_cursor(page[-1]) if more and page else None)
+    last = page[-1] if more and page else None
+    return ConversationPage(page, encode_cursor(last.updated_at, last.id) if last else None)
 
 
 async def update_conversation(
@@ -280,17 +278,3 @@ async def delete_conversation(
         session, bus, conversation.user_id, ConversationDeleted(conversation_id=conversation.id)
     )
     await session.commit()
-
-
-def _encode_cursor(conversation: Conversation) -> str:
-    raw = json.dumps([conversation.updated_at.isoformat(), conversation.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(last_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc

@@ -15,9 +15,6 @@ their channel at someone else's.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -28,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from relaychat.domain.accounts.users import is_admin
+from relaychat.domain.cursors import decode_cursor, encode_cursor
 from relaychat.domain.telephony.channel_replies import reported_state
 from relaychat.domain.telephony.channel_threads import SOURCES, channel_tag
-from relaychat.errors import ValidationFailed
 from relaychat.statuses import DeliveryState, MessageRole
 from relaychat.storage.models import Channel, Conversation, Message, User
 
@@ -123,7 +120,7 @@ async def list_channel_messages(
         )
     )
     if cursor:
-        at, last_id = _decode_cursor(cursor)
+        at, last_id = decode_cursor(cursor)
         query = query.where(
             or_(Message.created_at < at, and_(Message.created_at == at, Message.id < last_id))
         )
@@ -131,7 +128,9 @@ async def list_channel_messages(
     rows = (await session.execute(query)).all()
     page = [_message(*row) for row in rows[:limit]]
     more = len(rows) > limit and bool(page)
-    return ChannelMessagePage(page, _encode_cursor(page[-1]) if more else None)
+    last = page[-1] if more else None
+    next_cursor = encode_cursor(last.created_at, last.message_id) if last else None
+    return ChannelMessagePage(page, next_cursor)
 
 
 def _message(
@@ -215,20 +214,3 @@ def _latest(records: list[dict[str, Any]]) -> datetime | None:
     status callback on the part it reports on."""
     moments = [m for m in (_moment(r.get("updated_at")) for r in records) if m is not None]
     return max(moments, default=None)
-
-
-def _encode_cursor(message: ChannelMessageOut) -> str:
-    raw = json.dumps([message.created_at.isoformat(), message.message_id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, last_id = json.loads(raw)
-        moment = datetime.fromisoformat(at)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
-    if moment.tzinfo is None:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor")
-    return moment, str(last_id)
