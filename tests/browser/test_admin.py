@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.harness import Person, Server, register, serve
-from tests.browser.ui import sign_in
+from tests.browser.ui import console_screenshots, sign_in
 
 PAGE = 50  # rows the admin page asks for at a time
 
@@ -143,7 +143,7 @@ def test_the_audit_trail_of_every_key_is_filtered_and_paged(
 
     audit.get_by_role("button", name="Clear").click()
     expect(rows).to_have_count(PAGE + 1)
-    screenshots(page, artifacts)
+    console_screenshots(page, artifacts, "admin")
     audit.get_by_role("button", name=system_key).first.click()
     expect(audit.get_by_label("Key id")).to_have_value(system_key)
     expect(rows.filter(has_text="refused")).to_have_count(0)
@@ -195,22 +195,3 @@ def test_a_non_admin_opening_admin_is_refused_by_the_page_and_by_the_api(
 def someone_id(http: httpx.Client, auth: dict[str, str]) -> str:
     me: str = http.get("/api/user", headers=auth).json()["id"]
     return me
-
-
-SHOTS: tuple[tuple[int, Literal["light", "dark"], str], ...] = (
-    (1440, "light", "admin-1440.png"),
-    (1440, "dark", "admin-1440-dark.png"),
-    (375, "light", "admin-375.png"),
-)
-
-
-def screenshots(page: Page, artifacts: Path) -> None:
-    """The page at 1440 px (light and dark) and 375 px, tall enough to show all of it."""
-    for width, scheme, name in SHOTS:
-        page.emulate_media(color_scheme=scheme)
-        page.set_viewport_size({"width": width, "height": 900})
-        tall: int = page.evaluate("() => document.getElementById('console-body').scrollHeight")
-        page.set_viewport_size({"width": width, "height": min(tall + 60, 4000)})
-        page.screenshot(path=artifacts / name)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 860})

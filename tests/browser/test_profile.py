@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import httpx
 from playwright.sync_api import Browser, Locator, Page, Request, expect
 
 from tests.browser.harness import Person, Server
-from tests.browser.ui import sign_in
+from tests.browser.ui import console_screenshots, sign_in
 
 
 def field(page: Page, label: str) -> Locator:
@@ -56,7 +55,7 @@ def test_an_invalid_phone_number_is_shown_at_its_field_and_a_valid_one_saved_as_
         me = http.get("/api/user", headers={"authorization": f"Bearer {token}"}).json()
     assert (me["name"], me["phone_number"]) == ("Ann Renamed", "+12125550199")
 
-    screenshots(page, artifacts)
+    console_screenshots(page, artifacts, "profile")
 
 
 def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(
@@ -154,22 +153,3 @@ def test_sign_out_everywhere_ends_every_session_this_one_too(
     finally:
         other.close()
         here.close()
-
-
-SHOTS: tuple[tuple[int, Literal["light", "dark"], str], ...] = (
-    (1440, "light", "profile-1440.png"),
-    (1440, "dark", "profile-1440-dark.png"),
-    (375, "light", "profile-375.png"),
-)
-
-
-def screenshots(page: Page, artifacts: Path) -> None:
-    """The page at 1440 px (light and dark) and 375 px, tall enough to show all of it."""
-    for width, scheme, name in SHOTS:
-        page.emulate_media(color_scheme=scheme)
-        page.set_viewport_size({"width": width, "height": 900})
-        tall: int = page.evaluate("() => document.getElementById('console-body').scrollHeight")
-        page.set_viewport_size({"width": width, "height": min(tall + 60, 4000)})
-        page.screenshot(path=artifacts / name)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 860})

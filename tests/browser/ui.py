@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.sync_api import Page, expect
 
 from tests.browser.harness import Person, Server
@@ -56,3 +58,21 @@ def record_text_of_last_reply(page: Page) -> None:
 def seen_texts(page: Page) -> list[str]:
     texts: list[str] = page.evaluate("() => window.__seen")
     return texts
+
+
+def console_screenshots(page: Page, artifacts: Path, name: str) -> None:
+    """A console page at 1440 px (light and dark) and 375 px as `<name>-1440.png`,
+    `<name>-1440-dark.png` and `<name>-375.png`, each tall enough to show all of the page
+    (the console scrolls inside the window, so a full-page shot would cut it)."""
+    for width, scheme, suffix in (
+        (1440, "light", "1440"),
+        (1440, "dark", "1440-dark"),
+        (375, "light", "375"),
+    ):
+        page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        page.set_viewport_size({"width": width, "height": 900})
+        tall: int = page.evaluate("() => document.getElementById('console-body').scrollHeight")
+        page.set_viewport_size({"width": width, "height": min(tall + 60, 4000)})
+        page.screenshot(path=artifacts / f"{name}-{suffix}.png")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 860})
