@@ -157,6 +157,8 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/convos"): ("", "?archived=true"),
     ("GET", "/api/agents"): ("",),
     ("GET", "/api/keys"): ("", "?all=true"),
+    # The server's own keys, by reference: admins only (a plain user gets 403 below).
+    ("GET", "/api/keys/environment"): ("",),
     ("GET", "/api/webhooks"): ("",),
     ("GET", "/api/channels"): ("", "?all=true"),
     ("GET", "/api/admin/audit"): ("", "?outcome=accepted"),
@@ -610,6 +612,7 @@ ADMIN_ONLY = frozenset(
         "/api/admin/users",
         "/api/admin/users?q=example",
         "/api/keys?all=true",
+        "/api/keys/environment",
     }
 )
 

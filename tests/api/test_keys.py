@@ -27,6 +27,7 @@ from relaychat.workers.key_last_used import KeyLastUsedWriter
 from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_user
 from tests.support.keys import create_key, keys_app_client
+from tests.support.settings import VERBATIM_KEY
 from tests.support.workers import second_worker
 
 SECRET_SHAPE = re.compile(r"rck_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
@@ -261,6 +262,50 @@ async def test_environment_keys_are_system_keys(services: Services) -> None:
         assert (await refusal(services, cache, first[:-1])).code == "invalid_api_key"
     finally:
         await cache.close()
+
+
+async def test_admins_see_the_keys_from_the_environment(
+    kclient: httpx.AsyncClient, services: Services
+) -> None:
+    """An admin sees each environment key by reference, with the variable that sets it and
+    its latest request; never the key, nor to anyone else."""
+    admin = await make_user(kclient)
+    person = await make_user(kclient)
+    assert (admin.role, person.role) == ("admin", "user")
+    ref = "env:" + hashlib.sha256(VERBATIM_KEY.encode()).hexdigest()[:8]
+
+    listed = await kclient.get("/api/keys/environment", headers=admin.headers)
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {
+        "keys": [{"ref": ref, "source": "EXTERNAL_MESSAGE_API_KEY", "last_used_at": None}]
+    }
+    assert VERBATIM_KEY not in listed.text
+
+    # A request with the key, refused (nothing to answer with), is its latest use.
+    before = datetime.now(UTC)
+    posted = await kclient.post(
+        "/api/messages/no-such-conversation",
+        json={"content": "hi", "role": "external"},
+        headers={"x-api-key": VERBATIM_KEY},
+    )
+    assert (posted.status_code, posted.json()["code"]) == (422, "no_endpoint"), posted.text
+    await services.audit.flush()
+    [seen] = (await kclient.get("/api/keys/environment", headers=admin.headers)).json()["keys"]
+    assert seen["ref"] == ref
+    assert before - timedelta(seconds=1) <= datetime.fromisoformat(seen["last_used_at"])
+
+    refused = await kclient.get("/api/keys/environment", headers=person.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "admin_required")
+    assert ref not in refused.text
+    anonymous = await kclient.get("/api/keys/environment")
+    assert anonymous.status_code == 401
+
+
+async def test_environment_keys_name_their_variable() -> None:
+    message_key, more = secrets.token_hex(32), secrets.token_hex(32)
+    configured = keys.system_keys(message_key, f"{more},{message_key}")
+    assert [k.source for k in configured] == ["EXTERNAL_MESSAGE_API_KEY", "EXTERNAL_API_KEYS"]
+    assert keys.system_keys(None, more)[0].source == "EXTERNAL_API_KEYS"
 
 
 async def test_permissions_through_the_api(kclient: httpx.AsyncClient) -> None:

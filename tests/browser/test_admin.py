@@ -3,6 +3,7 @@ non-admin refused by the page and by the API."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.harness import Person, Server, register, serve
+from tests.browser.harness import SYSTEM_KEY, Person, Server, register, serve
 from tests.browser.ui import console_screenshots, sign_in
 
 PAGE = 50  # rows the admin page asks for at a time
@@ -195,3 +196,48 @@ def test_a_non_admin_opening_admin_is_refused_by_the_page_and_by_the_api(
 def someone_id(http: httpx.Client, auth: dict[str, str]) -> str:
     me: str = http.get("/api/user", headers=auth).json()["id"]
     return me
+
+
+def test_an_admin_sees_the_environments_key_and_its_requests(
+    page: Page, admin_server: Server, admin: Person, artifacts: Path
+) -> None:
+    """The keys page lists the system key the environment sets, by its audit reference and
+    never the key; its page shows that key's requests from the whole audit trail."""
+    server = admin_server
+    ref = "env:" + hashlib.sha256(SYSTEM_KEY.encode()).hexdigest()[:8]
+    conversation = f"env-key-{time.monotonic_ns()}"
+    with server.api() as http:
+        made = http.post(
+            "/api/convos",
+            headers=token_of(http, admin),
+            json={"conversation_id": conversation, "endpoint": "fake", "title": "Front desk"},
+        )
+        assert made.status_code == 201, made.text
+        posted = http.post(
+            f"/api/messages/{conversation}",
+            headers={"x-api-key": SYSTEM_KEY},
+            json={"role": "external", "content": "Parcel for Ada", "respond": False},
+        )
+        assert posted.status_code == 201, posted.text
+
+    sign_in(page, server, admin)
+    page.get_by_role("link", name="API keys").click()
+    environment = page.get_by_role("region", name="Keys from the environment")
+    row = environment.get_by_role("row").filter(has_text=ref)
+    expect(row).to_contain_text("EXTERNAL_MESSAGE_API_KEY")
+    expect(row).to_contain_text("active")
+    expect(row).not_to_contain_text("never")  # used a moment ago
+    assert SYSTEM_KEY not in page.content()
+    console_screenshots(page, artifacts, "keys-environment")
+
+    row.get_by_role("link", name=ref).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"API key: {ref}")
+    expect(page.get_by_text("remove it from EXTERNAL_MESSAGE_API_KEY and restart")).to_be_visible()
+    trail = page.get_by_role("region", name="Audit trail")
+    request = trail.get_by_role("row").filter(has_text=conversation)
+    expect(request).to_contain_text("accepted")
+    expect(request).to_contain_text("201")
+    console_screenshots(page, artifacts, "keys-environment-key")
+    trail.get_by_label("Outcome").select_option("refused")
+    trail.get_by_role("button", name="Apply").click()
+    expect(trail.get_by_text("No requests with this key match.")).to_be_visible()

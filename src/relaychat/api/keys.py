@@ -120,6 +120,29 @@ async def list_(
     return KeyList(keys=[KeyOut.from_row(k) for k in rows])
 
 
+class SystemKeyOut(BaseModel):
+    ref: str = Field(description="`env:` and 8 hex of the key's SHA-256: its id in the audit.")
+    source: str = Field(description="The environment variable that sets it.")
+    last_used_at: Timestamp | None = Field(description="Its latest request in the audit.")
+
+
+class SystemKeyList(BaseModel):
+    keys: list[SystemKeyOut]
+
+
+@router.get("/environment")
+async def list_environment(
+    user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> SystemKeyList:
+    """The system keys set in this server's environment (admins only): only their
+    digests are kept, so a reference and not a prefix; removing one from the environment
+    and restarting revokes it."""
+    found = await keys.list_system_keys(session, user, services.keys.system_keys)
+    return SystemKeyList(
+        keys=[SystemKeyOut(ref=k.ref, source=k.source, last_used_at=k.last_used_at) for k in found]
+    )
+
+
 @router.get("/{key_id}")
 async def get(key_id: KeyId, user: CurrentUser, session: SessionDep) -> KeyOut:
     """One of your keys (any key, for admins)."""

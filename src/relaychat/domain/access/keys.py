@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,7 @@ from relaychat.errors import (
     ValidationFailed,
 )
 from relaychat.statuses import KeyStatus
-from relaychat.storage.models import ApiKey, User
+from relaychat.storage.models import ApiKey, AuditEvent, User
 from relaychat.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -265,11 +265,17 @@ def parse_lookup(raw_key: str) -> str | None:
     return match.group(1) if match else None
 
 
+MESSAGE_KEY_VARIABLE = "EXTERNAL_MESSAGE_API_KEY"
+MORE_KEYS_VARIABLE = "EXTERNAL_API_KEYS"
+
+
 @dataclass(frozen=True)
 class SystemKey:
-    """A key from the environment: only its digest is kept."""
+    """A key from the environment: only its digest is kept, and the variable that set it
+    (so an admin knows where to remove it: such a key is revoked by the environment)."""
 
     digest: bytes
+    source: str = MORE_KEYS_VARIABLE
 
     @property
     def ref(self) -> str:
@@ -284,12 +290,17 @@ class SystemKeySettings(Protocol):
 def system_keys(
     message_key: str | None, more: Iterable[str] | str | None = None
 ) -> list[SystemKey]:
-    """Digests of the configured keys (`more` may be the raw `k1,k2` string); blanks skipped."""
+    """Digests of the configured keys (`more` may be the raw `k1,k2` string); blanks skipped,
+    a key set twice kept once, under the first variable that names it."""
     if isinstance(more, str):
         more = more.split(",")
-    raw = [message_key or "", *(more or ())]
-    digests = dict.fromkeys(hashlib.sha256(k.strip().encode()).digest() for k in raw if k.strip())
-    return [SystemKey(d) for d in digests]
+    raw = [(message_key or "", MESSAGE_KEY_VARIABLE)]
+    raw += [(key, MORE_KEYS_VARIABLE) for key in more or ()]
+    sources: dict[bytes, str] = {}
+    for key, source in raw:
+        if key.strip():
+            sources.setdefault(hashlib.sha256(key.strip().encode()).digest(), source)
+    return [SystemKey(digest, source) for digest, source in sources.items()]
 
 
 def system_keys_from_settings(settings: SystemKeySettings) -> list[SystemKey]:
@@ -521,6 +532,40 @@ async def list_keys(
     if not all_users:
         query = query.where(ApiKey.user_id == user.id)
     return (await session.scalars(query)).all()
+
+
+@dataclass(frozen=True)
+class SystemKeyUse:
+    """A key from the environment as an admin sees it: never the key nor its digest."""
+
+    ref: str
+    source: str
+    last_used_at: datetime | None
+
+
+async def list_system_keys(
+    session: AsyncSession, user: User, configured: Sequence[SystemKey]
+) -> list[SystemKeyUse]:
+    """The keys from this server's environment with their last request (admins only).
+
+    Their requests are audited under `ref`; each key's latest is one step down
+    `ix_audit_key_time` from its end, so this costs a probe per key, not a count.
+    """
+    if not is_admin(user):
+        raise AdminRequired("only an admin may list the keys from the environment")
+    if not configured:
+        return []
+    latest = [
+        select(func.max(AuditEvent.created_at))
+        .where(AuditEvent.api_key_id == key.ref)
+        .scalar_subquery()
+        for key in configured
+    ]
+    found = (await session.execute(select(*latest))).one()
+    return [
+        SystemKeyUse(key.ref, key.source, moment)
+        for key, moment in zip(configured, found, strict=True)
+    ]
 
 
 def _active(key: ApiKey) -> None:

@@ -9,6 +9,7 @@ const OUTCOME_TONE = { accepted: "good", refused: "bad", replayed: "" };
 const EXACT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 export async function showKey(view, keyId) {
+  if (keyId.startsWith("env:")) return showEnvironmentKey(view, keyId);
   const { root, ctx } = view;
   let key;
   try {
@@ -32,7 +33,38 @@ export async function showKey(view, keyId) {
     redraw(await api("GET", `/api/keys/${encodeURIComponent(key.id)}`));
   }
   redraw(key);
-  root.replaceChildren(view.alert, view.secretSlot, view.formSlot, details, auditTrail(view, key));
+  const pages = (params) => api("GET", `/api/keys/${encodeURIComponent(key.id)}/audit${query(params)}`);
+  root.replaceChildren(view.alert, view.secretSlot, view.formSlot, details, auditTrail(view, pages));
+}
+
+/** A system key from the environment (admins): what is known of it, and its requests from
+ * the whole audit trail. */
+async function showEnvironmentKey(view, ref) {
+  const { root, ctx } = view;
+  const { keys } = await api("GET", "/api/keys/environment");
+  const key = keys.find((k) => k.ref === ref);
+  if (!view.alive) return;
+  if (!key) {
+    ctx.setTitle("API key not found");
+    root.replaceChildren(region("No such key", h("p", {}, "The server's environment sets no key with this reference. "), back()));
+    return;
+  }
+  ctx.setTitle(`API key: ${key.ref}`);
+  const facts = [
+    ["Reference", h("code", {}, key.ref)],
+    ["Set by", h("code", {}, key.source)],
+    ["Kind", "system key: may act for any user, with every permission"],
+    ["State", pill("active", "good")],
+    ["Last used", when(key.last_used_at)],
+  ];
+  const details = region(
+    "Details",
+    h("p", {}, back()),
+    h("dl", { class: "key-details" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
+    h("p", { class: "muted" }, `Only the key's digest is kept. To revoke it, remove it from ${key.source} and restart the server.`),
+  );
+  const pages = (params) => api("GET", `/api/admin/audit${query({ key_id: key.ref, ...params })}`);
+  root.replaceChildren(view.alert, details, auditTrail(view, pages));
 }
 
 function back() {
@@ -117,14 +149,15 @@ function mayText(perms) {
   return parts.join("; ");
 }
 
-function auditTrail(view, key) {
+/** `pages(params)` answers one page of the trail, filtered and from a cursor. */
+function auditTrail(view, pages) {
   const me = view.ctx.user.id;
   let filters = {};
   const status = h("p", { class: "visually-hidden", role: "status" });
   const pager = paged(
     async (cursor) => {
       try {
-        const page = await api("GET", `/api/keys/${encodeURIComponent(key.id)}/audit${query({ ...filters, limit: PAGE_SIZE, cursor })}`);
+        const page = await pages({ ...filters, limit: PAGE_SIZE, cursor });
         return { items: page.events, next: page.next_cursor };
       } catch (error) {
         // The filter form shows a refusal of its own query next to the field; a further

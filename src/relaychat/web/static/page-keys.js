@@ -1,6 +1,7 @@
 // The API keys page: /keys lists the person's keys (an admin may list everyone's) with their
 // state, creates one (its secret shown once), changes, rotates and revokes them; /keys/<id>
-// is one key with its audit trail (page-keys-key.js).
+// is one key with its audit trail (page-keys-key.js). Admins also see the system keys set in
+// the server's environment, by reference (/keys/env:<8 hex> is one with its audit trail).
 import { api } from "./api.js";
 import { h, pill, table, useStyles, when } from "./ui.js";
 import { keyState, openForm, openRotate, region, report, revokeKey, showSecret } from "./page-keys-actions.js";
@@ -78,13 +79,53 @@ async function showList(view, startNew) {
       ),
       list,
       status,
-      admin
-        ? h("p", { class: "muted small" }, "Keys from the server's environment (EXTERNAL_MESSAGE_API_KEY, EXTERNAL_API_KEYS) are not listed: the API keeps only their digests. Their requests are in the admin audit.")
-        : null,
     ),
+    admin ? environmentKeys(view) : null,
   );
   await reload();
   if (startNew) await create();
+}
+
+/** Admins: the system keys the server's environment sets. Only their digests are kept, so
+ * each shows as its audit reference; it is revoked by removing it there and restarting. */
+function environmentKeys(view) {
+  const list = h("div", { class: "key-list" });
+  api("GET", "/api/keys/environment")
+    .then(({ keys }) => {
+      if (!view.alive) return;
+      list.replaceChildren(
+        table(
+          [
+            {
+              label: "Key",
+              cell: (k) =>
+                h(
+                  "span",
+                  { class: "key-name" },
+                  h("a", { href: `/keys/${encodeURIComponent(k.ref)}`, "data-nav": "" }, h("code", {}, k.ref)),
+                  " ",
+                  pill("system"),
+                ),
+            },
+            { label: "Set by", cell: (k) => h("code", {}, k.source) },
+            { label: "Last used", cell: (k) => when(k.last_used_at) },
+            { label: "State", cell: () => pill("active", "good") },
+          ],
+          keys,
+          "None: EXTERNAL_MESSAGE_API_KEY and EXTERNAL_API_KEYS are not set.",
+        ),
+      );
+    })
+    .catch((error) => report(view, error));
+  return region(
+    "Keys from the environment",
+    h(
+      "p",
+      { class: "muted" },
+      "System keys set in the server's environment may act for any user. Only their digests are kept, so each is named by its reference in the audit; to revoke one, remove it from the environment and restart.",
+    ),
+    list,
+  );
 }
 
 function keyTable(view, keys, reload) {
