@@ -15,6 +15,7 @@ from relaychat.services import Services
 from tests.support.backends import Backend, row_counts
 from tests.support.factories import TestUser, make_conversation, make_key, make_user
 from tests.support.sessions import refresh, session_of, sign_in
+from tests.support.settings import VERBATIM_KEY
 
 USER_FIELDS = {
     "id", "email", "name", "role", "phone_number", "created_at", "disabled", "disabled_at",
@@ -313,3 +314,30 @@ async def test_refusals_of_a_disabled_user_write_nothing(
         response = await attempt
         assert (response.status_code, response.json()["code"]) == (403, "user_disabled")
     assert await row_counts(clean_backend) == before
+
+
+async def test_a_system_key_cannot_post_for_a_disabled_user(
+    client: httpx.AsyncClient, clean_backend: Backend
+) -> None:
+    """A system key may act for anyone, but not for an account an admin disabled: in the
+    common path (an existing conversation, no reply) and the full one (a reply asked for)."""
+    admin, user = await admin_and_user(client)
+    conversation = (await make_conversation(client, user))["conversation_id"]
+    client.cookies.clear()
+    system = {"x-api-key": VERBATIM_KEY}
+    quiet = {"role": "external", "content": "hello", "respond": False}
+    answered = {**quiet, "respond": True}
+    assert (await patch_user(client, admin, user.id, disabled=True)).status_code == 200
+
+    before = await row_counts(clean_backend)
+    for body in (quiet, answered):
+        refused = await client.post(f"/api/messages/{conversation}", json=body, headers=system)
+        assert (refused.status_code, refused.json()["code"]) == (403, "user_disabled"), body
+    after = await row_counts(clean_backend)
+    assert {t: n for t, n in after.items() if t != "audit_events"} == {
+        t: n for t, n in before.items() if t != "audit_events"
+    }
+
+    assert (await patch_user(client, admin, user.id, disabled=False)).status_code == 200
+    sent = await client.post(f"/api/messages/{conversation}", json=quiet, headers=system)
+    assert sent.status_code == 201, sent.text

@@ -208,6 +208,7 @@ async def _accept_once(
             caller,
             conversation_id,
             message,
+            standing=services.standing,
             audit=stored_with_message(audit, status=201),
         )
         if grouped is not None:

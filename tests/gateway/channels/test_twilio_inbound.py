@@ -422,3 +422,42 @@ async def test_two_channels_receive_one_number_into_their_own_threads(
         (message,) = await messages_of(client, user, thread(channel))
         assert message["text"] == "Hi, is my order ready?"
         assert message["metadata"]["channel_id"] == channel["id"]
+
+
+async def test_a_disabled_owner_takes_no_sms_until_enabled_again(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, clean_backend: Backend
+) -> None:
+    """Whether the channel names its owner or finds them by number, a disabled account's
+    thread takes nothing (and so sends no SMS reply); enabled again, it does."""
+    admin = await make_user(client)
+    bob, ann = await make_user(client), await make_user(client)
+    fixed = await make_channel(client, admin, fake_twilio, owner=bob.email, endpoint=None)
+    by_phone = await make_channel(
+        client, admin, fake_twilio, resolve_by_phone=True, endpoint=None, name="By number"
+    )
+    patched = await client.patch("/api/user", json={"phone_number": SENDER}, headers=ann.headers)
+    assert patched.status_code == 200, patched.text
+    for who in (bob, ann):
+        disabled = await client.patch(
+            f"/api/admin/users/{who.id}", json={"disabled": True}, headers=admin.headers
+        )
+        assert disabled.status_code == 200, disabled.text
+
+    before = await row_counts(clean_backend)
+    for number, channel in enumerate((fixed, by_phone)):
+        form = fixture_form("inbound__sms", MessageSid=f"SM{number}" + "3" * 31)
+        response = await post_signed(client, channel["webhook_url"], form)
+        assert (response.status_code, response.json()["code"]) == (403, "user_disabled")
+    after = await row_counts(clean_backend)
+    for table in ("conversations", "messages", "generations", "idempotency_records"):
+        assert after[table] == before[table], table
+    assert not fake_twilio.messages
+
+    enabled = await client.patch(
+        f"/api/admin/users/{bob.id}", json={"disabled": False}, headers=admin.headers
+    )
+    assert enabled.status_code == 200, enabled.text
+    form = fixture_form("inbound__sms", MessageSid="SM0" + "3" * 31)
+    response = await post_signed(client, fixed["webhook_url"], form)
+    assert response.status_code == 200, response.text
+    assert (await row_counts(clean_backend))["messages"] == before["messages"] + 1

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access import keys
 from relaychat.domain.access.keys import KeyPrincipal
+from relaychat.domain.accounts.standing import StandingCache
 from relaychat.domain.answering.generations import StartedGeneration
 from relaychat.domain.intake.group_commit import GroupCommitWriter, Pending, Stale
 from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, resolve_owner
@@ -22,7 +23,12 @@ from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.messaging.chat import ChatEngine, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
-from relaychat.errors import ConversationExists, ConversationNotFound, ValidationFailed
+from relaychat.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    UserDisabled,
+    ValidationFailed,
+)
 from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole
 from relaychat.storage.models import Conversation, User
@@ -51,6 +57,19 @@ class Accepted:
     created_conversation: bool
     # The event id of the message's `message.created`: a stream resumed from it sees the reply.
     event_id: str | None
+
+
+class OwnerDisabled(UserDisabled):
+    """An admin disabled the user the message is for. A user's own key is refused before
+    this (`KeyOwnerDisabled`); a system key or a channel would otherwise keep a disabled
+    account's conversations filling, and its replies (SMS ones too) going out."""
+
+    title = "The conversation's owner is disabled"
+
+
+def _check_enabled(disabled: bool) -> None:
+    if disabled:
+        raise OwnerDisabled("the user this message is for is disabled; nothing was stored")
 
 
 MAX_SOURCE_LENGTH = 100
@@ -147,6 +166,7 @@ async def accept(
             "owner (`user`, a user's `metadata.phoneNumber` or access token)",
             tried=exc.fields.get("tried"),
         ) from None
+    _check_enabled(resolved.user.disabled_at is not None)
     if conversation is not None:
         if conversation.user_id != resolved.user.id:
             if by_sender:
@@ -257,12 +277,14 @@ async def accept_grouped(
     conversation_id: str,
     message: ExternalMessage,
     *,
+    standing: StandingCache,
     audit: Callable[[str, str, str], dict[str, Any]] | None = None,
 ) -> Accepted | None:
     """The common case, written by the group-commit writer: a message into an existing
     conversation, owned by whom the key may reach, with no reply, no named parent and
     nothing else to resolve. Checks are `accept`'s, in its order, with the same errors.
     None when the message needs `accept` (anything else, or the conversation changed).
+    `standing` tells whether the owner is disabled, from a cache every change evicts.
     """
     if (
         message.user
@@ -285,6 +307,11 @@ async def accept_grouped(
         return None  # creating it, or saying it does not exist, is `accept`'s to do
     if not caller.system and owner_id != caller.key_owner_id:
         raise ConversationNotFound()  # as resolve_owner: nothing about someone else's
+    if caller.system:  # a user's key is its owner's, refused already if they are disabled
+        owner = await standing.get(owner_id)
+        if owner is None:
+            return None  # gone meanwhile: `accept` says what became of the conversation
+        _check_enabled(owner.disabled)
     # Then what send_message checks.
     text = checked_text(message.content)
     check_metadata(message.metadata)
