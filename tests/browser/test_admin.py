@@ -241,3 +241,28 @@ def test_an_admin_sees_the_environments_key_and_its_requests(
     trail.get_by_label("Outcome").select_option("refused")
     trail.get_by_role("button", name="Apply").click()
     expect(trail.get_by_text("No requests with this key match.")).to_be_visible()
+
+
+def test_an_admin_who_demotes_themselves_loses_the_admin_link_at_once(
+    page: Page, admin_server: Server, admin: Person
+) -> None:
+    server = admin_server
+    dave = register(server, name="Dave Stepping Down")
+    with server.api() as http:
+        promoted = http.patch(
+            f"/api/admin/users/{http.get('/api/user', headers=token_of(http, dave)).json()['id']}",
+            headers=token_of(http, admin),
+            json={"role": "admin"},
+        )
+        assert promoted.status_code == 200, promoted.text
+    sign_in(page, server, dave)
+    open_admin(page)
+    page.get_by_role("searchbox", name="Search users").fill(dave.email)
+    page.get_by_role("button", name="Search", exact=True).click()
+    own = page.get_by_role("table").first.get_by_role("row").filter(has_text=dave.email)
+    own.get_by_role("button", name="Make user").click()
+    confirm(page, "Make user")
+    expect(page.get_by_role("heading", name="Admins only")).to_be_visible()
+    expect(page.get_by_role("link", name="Admin", exact=True)).to_be_hidden()
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_role("region", name="Keys from the environment")).to_have_count(0)

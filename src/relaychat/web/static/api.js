@@ -15,7 +15,8 @@ export class ApiError extends Error {
   }
 }
 
-/** Fires "signedin" (detail: user) and "signedout" (detail: {reason}). */
+/** Fires "signedin" (detail: user), "userchanged" (detail: user) and "signedout"
+ * (detail: {reason}). */
 export const session = new EventTarget();
 
 let token = null;
@@ -28,6 +29,14 @@ const HINT = "relaychat.signedIn";
 
 export function currentUser() {
   return user;
+}
+
+/** The signed-in person changed (their name, or their own role): keep it and fire
+ * "userchanged" (detail: user), so the shell shows it without a reload. */
+export function updateUser(changes) {
+  if (!user) return;
+  user = { ...user, ...changes };
+  session.dispatchEvent(new CustomEvent("userchanged", { detail: user }));
 }
 
 async function problem(response) {

@@ -255,12 +255,16 @@ function setConnection(state) {
   box.classList.toggle("down", state !== "live");
 }
 
-async function start(user) {
-  // The app appears once its state is loaded: an early click cannot race the loading.
-  $("login-view").hidden = true;
+function showUser(user) {
   $("user-name").textContent = user.name;
   // Only a link: the API refuses admin routes to anyone else whatever the page shows.
   document.querySelector("a[data-page=admin]").hidden = user.role !== "admin";
+}
+
+async function start(user) {
+  // The app appears once its state is loaded: an early click cannot race the loading.
+  $("login-view").hidden = true;
+  showUser(user);
   if (location.pathname === "/login") history.replaceState(null, "", "/");
   stream?.close();
   stream = openStream(onEvent, setConnection);
@@ -349,6 +353,7 @@ function init() {
   });
   window.addEventListener("popstate", () => route());
   session.addEventListener("signedin", (event) => start(event.detail));
+  session.addEventListener("userchanged", (event) => showUser(event.detail));
   session.addEventListener("signedout", (event) => {
     stream?.close();
     stream = null;

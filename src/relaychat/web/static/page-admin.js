@@ -1,7 +1,7 @@
 // The admin page (/admin): every user, with their role and state, and the audit trail of
 // every API key. The shell links here only for admins; the API refuses everyone else, and
 // this page says so rather than showing empty tables.
-import { api } from "./api.js";
+import { api, updateUser } from "./api.js";
 import {
   bindForm,
   confirmAction,
@@ -115,7 +115,11 @@ function usersSection(me, onRefused) {
       const group = holder.querySelector(`[data-user="${CSS.escape(row.id)}"]`);
       group?.querySelectorAll("button")[spec.patch.role ? 0 : 1]?.focus();
       said.textContent = spec.done(updated);
-      if (updated.id === me.id && updated.role !== "admin") onRefused({ code: "admin_required" });
+      if (updated.id === me.id && updated.role !== "admin") {
+        // Demoted themselves: the shell drops its Admin link, and this page says why it ends.
+        updateUser({ role: updated.role });
+        onRefused({ code: "admin_required" });
+      }
     } catch (error) {
       if (error?.status === 401) return;
       if (error?.status === 403) return onRefused(error);

@@ -1,6 +1,6 @@
 // The profile page (/profile): your name and phone number, your password, and ending every
 // session at once. Every field is named as the API names it, so its problems land next to it.
-import { api, logout } from "./api.js";
+import { api, logout, updateUser } from "./api.js";
 import { bindForm, confirmAction, h, labelled, section, showError, useStyles, when } from "./ui.js";
 
 /** A section of the page, named by its heading, so it is a region landmark one can jump to. */
@@ -67,9 +67,7 @@ function profileSection(me) {
     name.value = user.name;
     phone.value = user.phone_number || "";
     saved.textContent = user.phone_number ? `Saved. Your phone number is ${user.phone_number}.` : "Saved.";
-    // The sidebar names the person; the shell offers no hook to tell it of a new name.
-    const shown = document.getElementById("user-name");
-    if (shown) shown.textContent = user.name;
+    updateUser({ name: user.name, phone_number: user.phone_number });
   });
   return region("Profile", form);
 }
