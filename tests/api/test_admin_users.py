@@ -341,3 +341,33 @@ async def test_a_system_key_cannot_post_for_a_disabled_user(
     assert (await patch_user(client, admin, user.id, disabled=False)).status_code == 200
     sent = await client.post(f"/api/messages/{conversation}", json=quiet, headers=system)
     assert sent.status_code == 201, sent.text
+
+
+async def test_a_change_made_while_the_bus_is_down_is_answered_and_applied_here(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disabling a user, changing a key: committed, so answered as done (not 500) and in
+    force on this worker at once, though the other workers' caches cannot be told."""
+    admin, user = await admin_and_user(client)
+    conversation = (await make_conversation(client, user))["conversation_id"]
+    key = await make_key(client, user)
+    client.cookies.clear()
+    external = {"role": "external", "content": "hello", "respond": False}
+    assert (
+        await client.post(f"/api/messages/{conversation}", json=external, headers=key.headers)
+    ).status_code == 201
+
+    async def down(channel: str, payload: dict[str, Any]) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(services.bus, "signal", down)
+    renamed = await client.patch(
+        f"/api/keys/{key.id}", json={"name": "renamed"}, headers=user.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    disabled = await patch_user(client, admin, user.id, disabled=True)
+    assert disabled.status_code == 200, disabled.text
+    refused = await client.post(f"/api/messages/{conversation}", json=external, headers=key.headers)
+    assert (refused.status_code, refused.json()["code"]) == (403, "user_disabled")
+    me = await client.get("/api/user", headers=user.headers)
+    assert (me.status_code, me.json()["code"]) == (403, "user_disabled")

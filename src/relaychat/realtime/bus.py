@@ -294,6 +294,16 @@ class EventBus(ABC):
     async def signal(self, channel: str, payload: dict[str, Any]) -> None:
         """Send a JSON-serialisable `payload` to the handlers of `channel` in every worker."""
 
+    async def signal_committed(self, channel: str, payload: dict[str, Any]) -> None:
+        """`signal` a change that is committed and already applied in this worker, for the
+        other workers' caches. If it cannot go out (Redis down), that is logged, not raised:
+        their entries expire within their TTL anyway, and raising would answer 500 for a
+        change that was made."""
+        try:
+            await self.signal(channel, payload)
+        except Exception:
+            logger.exception("could not send %s to the other workers", channel)
+
     def on_signal(self, channel: str, handler: SignalHandler) -> Callable[[], None]:
         """Call `handler` for each signal on `channel`; returns a function that unregisters it."""
         handlers = self._handlers.setdefault(channel, [])

@@ -84,7 +84,7 @@ async def key_changed(bus: EventBus, lookup: str) -> None:
     for cache in tuple(_live_caches):
         if cache.bus is bus:
             cache.forget(lookup)
-    await bus.signal(KEY_CHANGED_SIGNAL, {"lookup": lookup})
+    await bus.signal_committed(KEY_CHANGED_SIGNAL, {"lookup": lookup})
 
 
 async def owner_changed(bus: EventBus, owner_id: str) -> None:
@@ -93,7 +93,7 @@ async def owner_changed(bus: EventBus, owner_id: str) -> None:
     for cache in tuple(_live_caches):
         if cache.bus is bus:
             cache.forget_owner(owner_id)
-    await bus.signal(KEY_CHANGED_SIGNAL, {"owner_id": owner_id})
+    await bus.signal_committed(KEY_CHANGED_SIGNAL, {"owner_id": owner_id})
 
 
 class KeyCache:

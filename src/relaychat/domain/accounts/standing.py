@@ -19,7 +19,6 @@ they missed. The TTL only bounds staleness if a signal is lost.
 
 from __future__ import annotations
 
-import logging
 import time
 import weakref
 from collections import OrderedDict
@@ -33,8 +32,6 @@ from relaychat.domain.accounts.tokens import AccessClaims
 from relaychat.errors import SessionEnded, UserDisabled, UserGone
 from relaychat.realtime.bus import EventBus
 from relaychat.storage.models import User
-
-logger = logging.getLogger(__name__)
 
 STANDING_CHANGED_SIGNAL = "user.standing_changed"
 
@@ -73,11 +70,9 @@ async def standing_changed(bus: EventBus, user_id: str, *, end_streams: bool) ->
             cache.forget(user_id)
     if end_streams:
         bus.end_user_streams(user_id)
-    try:
-        await bus.signal(STANDING_CHANGED_SIGNAL, {"user_id": user_id, "end_streams": end_streams})
-    except Exception:
-        # Committed and applied here; the other workers catch up when their entry expires.
-        logger.exception("could not tell the other workers that a user's sessions changed")
+    await bus.signal_committed(
+        STANDING_CHANGED_SIGNAL, {"user_id": user_id, "end_streams": end_streams}
+    )
 
 
 class StandingCache:

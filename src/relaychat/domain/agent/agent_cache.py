@@ -40,7 +40,7 @@ class AgentCache:
     async def changed(self, agent_id: str) -> None:
         """Tell every worker (this one included) to forget the agent."""
         self._entries.pop(agent_id, None)
-        await self.bus.signal(AGENT_CHANGED_SIGNAL, {"agent_id": agent_id})
+        await self.bus.signal_committed(AGENT_CHANGED_SIGNAL, {"agent_id": agent_id})
 
     def close(self) -> None:
         self._unsubscribe()

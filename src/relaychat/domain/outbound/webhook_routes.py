@@ -16,7 +16,6 @@ long another process may route by the old endpoints.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -39,8 +38,6 @@ from sqlalchemy.orm import Session
 from relaychat.realtime.bus import EventBus
 from relaychat.storage.models import ApiKey, User, WebhookEndpoint
 from relaychat.storage.tables import WEBHOOK_ENDPOINTS
-
-logger = logging.getLogger(__name__)
 
 ROUTES_CHANGED_SIGNAL = "webhook_endpoint.changed"
 # session.info keys: the cache a sessionmaker was built with, and "this transaction changed
@@ -191,11 +188,8 @@ class WebhookRoutes:
             await asyncio.gather(*self._signals, return_exceptions=True)
 
     async def _broadcast(self) -> None:
-        try:
-            await self.bus.signal(ROUTES_CHANGED_SIGNAL, {"origin": self._origin})
-        except Exception:
-            # The other workers then route by the old endpoints until the TTL runs out.
-            logger.exception("could not tell the other workers that a webhook endpoint changed")
+        # Lost, the other workers route by the old endpoints until the TTL runs out.
+        await self.bus.signal_committed(ROUTES_CHANGED_SIGNAL, {"origin": self._origin})
 
     def _on_signal(self, payload: dict[str, Any]) -> None:
         if payload.get("origin") != self._origin:
