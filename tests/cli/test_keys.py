@@ -17,12 +17,11 @@ from typer.testing import Result
 from relaychat.domain.access import keys
 from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.access.keys import KeyPrincipal, KeyRefused
-from relaychat.domain.accounts.users import create_user
 from relaychat.realtime import EventBus, create_event_bus
 from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import ApiKey
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
-from tests.support.cli import relaychat_async
+from tests.support.cli import make_users, relaychat_async
 from tests.support.live import server_env
 
 SECRET = re.compile(r"^secret: (rck_\S+)$", re.MULTILINE)
@@ -49,15 +48,6 @@ async def server_cache(backend: Backend, prefix: str) -> AsyncIterator[KeyCache]
         await bus.close()
         if redis is not None:
             await redis.aclose()
-
-
-async def make_users(backend: Backend, *accounts: tuple[str, bool]) -> None:
-    """Users made directly: `users create` has its own test."""
-    async with create_sessionmaker(backend.engine)() as session:
-        for email, admin in accounts:
-            await create_user(
-                session, email=email, name="N", password="a strong password", admin=admin
-            )
 
 
 async def authenticate(backend: Backend, cache: KeyCache, secret: str) -> KeyPrincipal:

@@ -16,7 +16,10 @@ from typing import ParamSpec, TypeVar
 from typer.testing import CliRunner, Result
 
 from relaychat.cli import app
+from relaychat.domain.accounts.users import create_user
 from relaychat.settings import get_settings
+from relaychat.storage.db import create_sessionmaker
+from tests.support.backends import Backend
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,3 +53,12 @@ def in_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     sync test, leaving the main thread's event loop alone."""
     with ThreadPoolExecutor(max_workers=1) as worker:
         return worker.submit(func, *args, **kwargs).result()
+
+
+async def make_users(backend: Backend, *accounts: tuple[str, bool]) -> None:
+    """Users made directly, `(email, admin)` each: `users create` has its own test."""
+    async with create_sessionmaker(backend.engine)() as session:
+        for email, admin in accounts:
+            await create_user(
+                session, email=email, name="N", password="a strong password", admin=admin
+            )

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -22,6 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.errors import AppError
+from relaychat.realtime import create_event_bus
+from relaychat.realtime.bus import EventBus
 from relaychat.settings import PlaceholderSecretError, Settings, get_settings
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
@@ -140,3 +144,18 @@ def table(*columns: str) -> Table:
     for column in columns:
         result.add_column(column, overflow="fold", no_wrap=column == "id")
     return result
+
+
+@asynccontextmanager
+async def servers_bus(settings: Settings) -> AsyncIterator[EventBus]:
+    """The running servers' bus, so what a command changes leaves their caches at once
+    (through Redis). Without Redis, a bus of this process: they see the change when their
+    cached entries expire (seconds; see README)."""
+    if not settings.redis_url:
+        yield create_event_bus(None, settings.redis_key_prefix, settings.event_log_size)
+        return
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        yield create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
+    finally:
+        await redis.aclose()

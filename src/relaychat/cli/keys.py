@@ -8,11 +8,17 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.cli._common import console, error_exit, load_settings, run_in_session, table
+from relaychat.cli._common import (
+    console,
+    error_exit,
+    load_settings,
+    run_in_session,
+    servers_bus,
+    table,
+)
 from relaychat.domain.access.key_cache import key_changed
 from relaychat.domain.access.keys import (
     KEY_PREFIX,
@@ -27,7 +33,6 @@ from relaychat.domain.access.keys import (
 )
 from relaychat.domain.accounts.users import find_user_by_email, normalize_email
 from relaychat.errors import UserNotFound
-from relaychat.realtime import create_event_bus
 from relaychat.settings import Settings
 from relaychat.storage.models import ApiKey, User
 from relaychat.storage.types import utcnow
@@ -37,14 +42,8 @@ keys_app = typer.Typer(help="Manage API keys for external systems.")
 
 async def _announce(settings: Settings, lookup: str) -> None:
     """Tell running servers to forget the key (through Redis; else their cache TTL applies)."""
-    if not settings.redis_url:
-        return
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        bus = create_event_bus(redis, settings.redis_key_prefix, settings.event_log_size)
+    async with servers_bus(settings) as bus:
         await key_changed(bus, lookup)
-    finally:
-        await redis.aclose()
 
 
 def _rate_limit(value: str | None) -> RateLimitRule | None:

@@ -70,13 +70,14 @@ async def list_users(
 async def update_user(
     session: AsyncSession,
     bus: EventBus,
-    actor: User,
+    actor: User | None,
     user_id: str,
     *,
     role: UserRole | None = None,
     disabled: bool | None = None,
 ) -> User:
-    """Change a user's role or disable or enable the account, as the admin `actor`.
+    """Change a user's role or disable or enable the account, as the admin `actor` (None:
+    an operator at the command line).
 
     Disabling ends every session of the user and refuses their API keys, on every worker
     once committed; enabling again lets them sign in (their old sessions stay ended).
@@ -85,7 +86,7 @@ async def update_user(
     target = await session.get(User, user_id)
     if target is None:
         raise UserNotFound(f"no user {user_id!r}", field="user_id")
-    if disabled and target.id == actor.id:
+    if disabled and actor is not None and target.id == actor.id:
         raise CannotDisableSelf("you cannot disable your own account", field="disabled")
     values: dict[str, object] = {}
     if role is not None and role != target.role:
