@@ -73,18 +73,25 @@ def _group_key(group_by: GroupBy, dialect: str) -> ColumnElement[Any]:
     return _U.api_key_id
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def _utc(moment: datetime | None, field: str) -> datetime | None:
+    """`moment` in UTC (taken as UTC when it has no zone)."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # year 1 at +14:00, say: before any time we store
+        raise ValidationFailed(f"`{field}` is out of range", field=field) from None
 
 
 def check_range(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    """The range asked for, defaulting to the last 30 days; `since` must come first.
-    A time without a zone is taken as UTC."""
-    since, until = _utc(since), _utc(until)
+    """The range asked for, defaulting to the last 30 days; `since` must come first."""
+    since, until = _utc(since, "since"), _utc(until, "until")
     until = until or utcnow()
-    since = since or until - DEFAULT_RANGE
+    if since is None:
+        try:
+            since = until - DEFAULT_RANGE
+        except OverflowError:
+            since = datetime.min.replace(tzinfo=UTC)
     if since >= until:
         raise ValidationFailed("`since` must be before `until`", field="since")
     return since, until
