@@ -26,6 +26,7 @@ from relaychat.api import (
     messages,
     metrics,
     stats,
+    usage,
     users,
     webhooks,
 )
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         admin_users,
         metrics,
         stats,
+        usage,
         webhooks,
         channels,
     ):

@@ -31,6 +31,7 @@ AppError
 │   ├── InvalidPhoneNumber
 │   └── ParentNotInConversation
 ├── RateLimited (429)
+│   └── BudgetExceeded (relaychat.domain.usage.budget)
 └── ServiceUnavailable (503)
 
 Feature modules add their own leaves next to the code that raises them (relaychat.llm.errors,
@@ -177,6 +178,8 @@ class ErrorCode(StrEnum):
     API_KEY_EXPIRED = "api_key_expired"
     #: a rule of the key's permissions refuses the request; `rule` names it
     PERMISSION_DENIED = "permission_denied"
+    #: the API key's `max_tokens_per_day` is spent for today (UTC); `Retry-After` says when
+    BUDGET_EXCEEDED = "budget_exceeded"
     #: no such API key
     API_KEY_NOT_FOUND = "api_key_not_found"
     #: the API key is revoked, so it cannot be changed

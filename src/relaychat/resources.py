@@ -92,6 +92,10 @@ class MessageView(_FromRow):
     finish_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    tokens_estimated: bool = Field(
+        False,
+        description="The token counts are relaychat's estimate: the provider reported none.",
+    )
     # The column is `metadata`; its attribute is `meta`, for every mapped class has a
     # `metadata` (SQLAlchemy's MetaData): the row is read by `meta` before the field's name.
     metadata: Annotated[dict[str, Any], _filled(dict)] = Field(

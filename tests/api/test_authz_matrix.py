@@ -166,6 +166,8 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/user"): ("",),
     # Counts, no ids: what they count is scoped in tests/api/test_stats.py.
     ("GET", "/api/stats"): ("", "?window=7d"),
+    # Sums by key and agent ids: only the caller's (scoped in tests/api/test_usage.py).
+    ("GET", "/api/usage"): ("", "?group_by=key", "?group_by=agent", "?all=true"),
 }
 NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
@@ -613,6 +615,7 @@ ADMIN_ONLY = frozenset(
         "/api/admin/users?q=example",
         "/api/keys?all=true",
         "/api/keys/environment",
+        "/api/usage?all=true",
     }
 )
 

@@ -323,6 +323,7 @@ async def test_permissions_through_the_api(kclient: httpx.AsyncClient) -> None:
         "default_model": "fake-model",
         "default_agent_id": None,
         "can_name_user": True,
+        "max_tokens_per_day": 5000,
     }
     key = (await create_key(kclient, alice, permissions=permissions))["key"]
     assert key["permissions"] == permissions

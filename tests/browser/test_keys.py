@@ -266,6 +266,9 @@ def test_the_apis_refusals_land_next_to_their_fields(
     next_year = time.localtime().tm_year + 1
     expires.fill(f"{next_year}-06-01T12:00")
     form.get_by_label("Required metadata").fill("source, phoneNumber")
+    budget = form.get_by_label("Daily token budget")
+    expect(budget).to_have_value("")
+    budget.fill("50000")
     form.get_by_label("Reply by default when a message does not say").uncheck()
     form.get_by_role("button", name="Save changes").click()
     expect(form).to_have_count(0)
@@ -275,7 +278,13 @@ def test_the_apis_refusals_land_next_to_their_fields(
         "rate_limit": {"requests": 10, "window": 60},
         "required_metadata": ["source", "phoneNumber"],
         "respond_default": False,
+        "max_tokens_per_day": 50000,
     }
+    # The form shows the stored budget when opened again.
+    page.get_by_role("button", name="Change Too eager").click()
+    expect(
+        page.get_by_role("form", name="Change Too eager").get_by_label("Daily token budget")
+    ).to_have_value("50000")
     assert changed["expires_at"].startswith(f"{next_year}-06-01")
 
 

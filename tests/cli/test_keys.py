@@ -81,6 +81,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
         "--expires-in-days", "30",
         "--default-endpoint", "fake",
         "--default-model", "fake-model",
+        "--max-tokens-per-day", "50000",
     )  # fmt: skip
     assert created.exit_code == 0, created.stderr
     secret_match, id_match = SECRET.search(created.stdout), KEY_ID.search(created.stdout)
@@ -104,6 +105,7 @@ async def test_keys_create_list_revoke_rotate(clean_backend: Backend, tmp_path: 
         assert perms.can_create_conversations and not perms.can_respond
         assert not perms.respond_default
         assert (perms.default_endpoint, perms.default_model) == ("fake", "fake-model")
+        assert perms.max_tokens_per_day == 50000
 
         system = await run(env, "create", "--owner", "ops@example.com", "--name", "ops", "--system")
         assert "created system key ops" in system.stdout, system.stderr
@@ -154,6 +156,10 @@ async def test_keys_cli_refusals(clean_backend: Backend, tmp_path: Path) -> None
         env, "create", "--owner", "a@example.com", "--name", "x", "--rate-limit", "lots"
     )
     assert bad_rate.exit_code == 2 and "REQUESTS/SECONDS" in bad_rate.stderr
+    bad_budget = await run(
+        env, "create", "--owner", "a@example.com", "--name", "x", "--max-tokens-per-day", "0"
+    )
+    assert bad_budget.exit_code == 2 and "max-tokens-per-day" in bad_budget.stderr
     not_admin = await run(env, "create", "--owner", "b@example.com", "--name", "x", "--system")
     assert not_admin.exit_code == 1 and "only an admin" in not_admin.stderr
     missing = await run(env, "revoke", "no-such-key")

@@ -97,6 +97,10 @@ def keys_create(
     default_agent: Annotated[
         str | None, typer.Option(help="Agent of conversations it creates.")
     ] = None,
+    max_tokens_per_day: Annotated[
+        int | None,
+        typer.Option(min=1, help="Daily token budget (UTC day); over it, replies are refused 429."),
+    ] = None,
 ) -> None:
     """Create a key; prints its id and its secret, which is never shown again."""
     settings = load_settings()
@@ -113,6 +117,7 @@ def keys_create(
             default_endpoint=default_endpoint,
             default_model=default_model,
             default_agent_id=default_agent,
+            max_tokens_per_day=max_tokens_per_day,
         )
     except ValidationError as exc:
         error_exit(str(exc), code=2)

@@ -108,6 +108,15 @@ def _event(kind: str, payload: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {data}\n\n"
 
 
+def _input(plan: Plan) -> int:
+    # Anthropic's format has no message without usage: a server that counts nothing says 0.
+    return plan.prompt_tokens if plan.usage else 0
+
+
+def _output(plan: Plan) -> int:
+    return plan.completion_tokens if plan.usage else 0
+
+
 def frame_script(plan: Plan, model: str, message_id: str) -> FrameScript:
     """The events of a streamed message, exactly as Anthropic sends them."""
     head = [
@@ -122,7 +131,10 @@ def frame_script(plan: Plan, model: str, message_id: str) -> FrameScript:
                     "model": model,
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 1},
+                    "usage": {
+                        "input_tokens": _input(plan),
+                        "output_tokens": 1 if plan.usage else 0,
+                    },
                 }
             },
         )
@@ -173,7 +185,7 @@ def frame_script(plan: Plan, model: str, message_id: str) -> FrameScript:
             "message_delta",
             {
                 "delta": {"stop_reason": _STOP_REASONS[plan.finish], "stop_sequence": None},
-                "usage": {"output_tokens": plan.completion_tokens},
+                "usage": {"output_tokens": _output(plan)},
             },
         ),
         _event("message_stop", {}),
@@ -210,7 +222,7 @@ def message_body(plan: Plan, model: str, message_id: str) -> dict[str, Any]:
         "content": content,
         "stop_reason": _STOP_REASONS[plan.finish],
         "stop_sequence": None,
-        "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens},
+        "usage": {"input_tokens": _input(plan), "output_tokens": _output(plan)},
     }
 
 

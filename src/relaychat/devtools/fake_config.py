@@ -60,6 +60,9 @@ class FakeConfig(_Strict):
     retry_after_ms: int = Field(50, ge=0)
     arg_chunk_chars: int = Field(7, ge=1)
     key: str | None = None
+    # False: report no token counts, as OpenAI-compatible servers that ignore
+    # `stream_options.include_usage` do (Anthropic's format requires the counts: zeros).
+    usage: bool = True
 
     @field_validator("script", mode="before")
     @classmethod
@@ -148,6 +151,8 @@ class Plan:
     finish: FinishKind
     prompt_tokens: int
     completion_tokens: int
+    # Whether the answer reports its token counts (`FakeConfig.usage`).
+    usage: bool = True
 
     @property
     def text(self) -> str:
@@ -181,6 +186,7 @@ def make_plan(config: FakeConfig, request: FakeInput) -> Plan:
         finish=finish,
         prompt_tokens=len(tokenize(request.prompt_text)),
         completion_tokens=completion,
+        usage=config.usage,
     )
 
 

@@ -131,12 +131,10 @@ def frame_script(plan: Plan, model: str, response_id: str) -> FrameScript:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
-        payload = {
-            "candidates": [candidate],
-            "usageMetadata": _usage(plan, final=finish is not None),
-            "modelVersion": model,
-            "responseId": response_id,
-        }
+        payload: dict[str, Any] = {"candidates": [candidate]}
+        if plan.usage:
+            payload["usageMetadata"] = _usage(plan, final=finish is not None)
+        payload.update(modelVersion=model, responseId=response_id)
         return f"data: {json.dumps(payload, separators=(',', ':'))}\r\n\r\n"
 
     body = [Frame(chunk([{"text": token}]), token=True) for token in plan.tokens]
@@ -160,12 +158,11 @@ def response_body(plan: Plan, model: str, response_id: str) -> dict[str, Any]:
         "finishReason": _FINISH[plan.finish],
         "index": 0,
     }
-    return {
-        "candidates": [candidate],
-        "usageMetadata": _usage(plan, final=True),
-        "modelVersion": model,
-        "responseId": response_id,
-    }
+    body: dict[str, Any] = {"candidates": [candidate]}
+    if plan.usage:
+        body["usageMetadata"] = _usage(plan, final=True)
+    body.update(modelVersion=model, responseId=response_id)
+    return body
 
 
 def router(state: FakeState) -> APIRouter:

@@ -17,8 +17,9 @@ Every route wants an API key, in whichever header the SDKs use (`Authorization: 
 
 The reply is `reply` (a fixed sentence by default) or, with `echo`, the last user text,
 streamed one whitespace-separated word (with its trailing space) per chunk. Usage counts
-words the same way. `max_tokens` below the reply length truncates it, with finish reason
-"length" (Anthropic "max_tokens").
+words the same way; with `usage: false` there is none (OpenAI and Gemini leave it out,
+Anthropic, whose format requires it, says zeros). `max_tokens` below the reply length
+truncates it, with finish reason "length" (Anthropic "max_tokens").
 
 Configuration is a `FakeConfig` (constructor, `running_fake_llm(**fields)`, or CLI flags),
 and any field can be overridden for one request by a directive on the first line of the

@@ -109,6 +109,8 @@ def _frame(payload: dict[str, Any]) -> str:
 
 def frame_script(plan: Plan, model: str, completion_id: str, include_usage: bool) -> FrameScript:
     """The chunks of a streamed completion, exactly as OpenAI sends them."""
+    # A server that counts nothing ignores the option altogether (no `usage: null` either).
+    include_usage = include_usage and plan.usage
     created = int(time.time())
 
     def payload(**fields: Any) -> str:
@@ -170,7 +172,7 @@ def completion_body(plan: Plan, model: str, completion_id: str) -> dict[str, Any
             }
             for call in plan.calls
         ]
-    return {
+    body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
@@ -179,8 +181,10 @@ def completion_body(plan: Plan, model: str, completion_id: str) -> dict[str, Any
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}
         ],
-        "usage": _usage(plan),
     }
+    if plan.usage:
+        body["usage"] = _usage(plan)
+    return body
 
 
 def _usage(plan: Plan) -> dict[str, int]:

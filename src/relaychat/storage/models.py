@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -125,6 +126,8 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The counts are relaychat's estimate: the provider reported none.
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[MessageStatus] = mapped_column(
         str_enum(MessageStatus, 16), default=MessageStatus.COMPLETE
@@ -135,6 +138,37 @@ class Message(Base):
     api_key_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ReplyUsage(Base):
+    """The tokens one reply cost, kept apart from the message: deleting a conversation
+    does not undo what its replies spent (budgets and `GET /api/usage` read this)."""
+
+    __tablename__ = "reply_usage"
+    __table_args__ = (
+        # A person's usage over a time range (also serves the foreign key).
+        Index("ix_reply_usage_user_time", "user_id", "created_at"),
+        # Everyone's, for admins.
+        Index("ix_reply_usage_time", "created_at"),
+        # A key's budget: today's sum read from the index alone, one range per request.
+        Index("ix_reply_usage_key_time", "api_key_id", "created_at", "total_tokens"),
+    )
+
+    # The reply message: one usage row per reply.
+    message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    generation_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    conversation_id: Mapped[str] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    # The key whose message asked for the reply: its id, or `env:…` for a system key.
+    api_key_id: Mapped[str | None] = mapped_column(String(80))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    total_tokens: Mapped[int] = mapped_column(Integer)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Generation(Base):

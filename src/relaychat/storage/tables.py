@@ -13,6 +13,7 @@ from relaychat.storage.models import (
     Generation,
     Message,
     OutboxItem,
+    ReplyUsage,
     WebhookEndpoint,
 )
 
@@ -22,4 +23,5 @@ CONVERSATIONS = cast(Table, Conversation.__table__)
 GENERATIONS = cast(Table, Generation.__table__)
 MESSAGES = cast(Table, Message.__table__)
 OUTBOX = cast(Table, OutboxItem.__table__)
+REPLY_USAGE = cast(Table, ReplyUsage.__table__)
 WEBHOOK_ENDPOINTS = cast(Table, WebhookEndpoint.__table__)

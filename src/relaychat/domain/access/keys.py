@@ -155,6 +155,13 @@ class KeyPermissions(BaseModel):
     default_model: str | None = Field(None, max_length=200)
     default_agent_id: str | None = Field(None, max_length=64)
     can_name_user: bool = False
+    max_tokens_per_day: int | None = Field(
+        None,
+        gt=0,
+        le=10**12,
+        description="At most this many tokens of replies a UTC day; over it, a request for "
+        "a reply is refused 429 `budget_exceeded`. None: no budget.",
+    )
 
     @model_validator(mode="after")
     def _no_default_reply_without_replies(self) -> KeyPermissions:

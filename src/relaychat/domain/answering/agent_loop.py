@@ -17,6 +17,7 @@ from typing import Any
 from relaychat.domain.limits import storable, storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.outbound.callbacks import RequestRef
+from relaychat.domain.usage.counting import TokenCount, count_call, estimate_prompt, estimate_tokens
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.tools.base import ToolContext, ToolSet
 from relaychat.llm.types import (
@@ -63,6 +64,13 @@ class Job:
     started_at: float = field(default_factory=time.time)
     first_token_at: float | None = None
     stop_reason: StopReason | None = None  # set when stopped on purpose: aborted or shutdown
+    # The key whose message asked for this reply (its id, or `env:…`), for the usage row.
+    api_key_id: str | None = None
+    # Tokens of the model calls that ended, summed; and the call under way with its text
+    # so far, so a reply stopped mid-call still counts what it was sent and produced.
+    usage: TokenCount = field(default_factory=TokenCount)
+    call_request: ChatRequest | None = None
+    call_output: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -88,6 +96,17 @@ class Job:
     def mark_saved(self, written: list[dict[str, Any]]) -> None:
         """Record `written` (a snapshot) as stored, once its transaction has committed."""
         self.saved_parts = written
+
+    def tokens(self) -> TokenCount:
+        """Every call's tokens; a call cut short counts, estimated, if it produced anything."""
+        if self.call_request is None or not self.call_output:
+            return self.usage
+        cut = TokenCount(
+            estimate_prompt(self.call_request),
+            estimate_tokens("".join(self.call_output)),
+            estimated=True,
+        )
+        return self.usage + cut
 
     def context(self) -> ToolContext:
         return ToolContext(
@@ -239,6 +258,7 @@ async def _model_step(
     calls: list[ToolCall] = []
     usage: Usage | None = None
     finish: Finish | None = None
+    job.call_request, job.call_output = request, []
     stream = provider.stream(request)
     try:
         async for event in stream:
@@ -247,6 +267,7 @@ async def _model_step(
                 # what is saved, on both databases.
                 text = storable_text(event.text)
                 job.add_text(text)
+                job.call_output.append(text)
                 deltas.push(text)
             elif isinstance(event, ToolCall):
                 calls.append(event)
@@ -259,6 +280,9 @@ async def _model_step(
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+    output = "".join(job.call_output) + "".join(call.raw_arguments for call in calls)
+    job.usage += count_call(usage, request, output)
+    job.call_request = None
     return calls, usage, finish
 
 

@@ -32,8 +32,9 @@ from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.titles import generate_title
 from relaychat.domain.outbound import callbacks
 from relaychat.domain.publishing import publish_after_commit
+from relaychat.domain.usage.records import record_usage
 from relaychat.errors import ErrorCode
-from relaychat.llm.types import Finish, Usage
+from relaychat.llm.types import Finish
 from relaychat.metrics import GENERATIONS
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import (
@@ -91,6 +92,7 @@ _WRITE_REPLY = (
         error=bindparam("new_error"),
         prompt_tokens=bindparam("new_prompt_tokens"),
         completion_tokens=bindparam("new_completion_tokens"),
+        tokens_estimated=bindparam("new_tokens_estimated"),
         updated_at=bindparam("new_updated_at"),
     )
     .returning(*tables.MESSAGES.c)
@@ -225,7 +227,7 @@ class GenerationRunner:
             except Exception as exc:
                 ending = self._end_failed(job, exc)
             else:
-                ending = self._end_completed(job, result.usage, result.finish)
+                ending = self._end_completed(job, result.finish)
             # Once the stream has ended, an abort or shutdown must not cut the closing
             # transaction in half: it runs as its own task, which `close` also waits for.
             await asyncio.shield(self._in_background(ending))
@@ -239,7 +241,7 @@ class GenerationRunner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _end_completed(self, job: Job, usage: Usage | None, finish: Finish | None) -> None:
+    async def _end_completed(self, job: Job, finish: Finish | None) -> None:
         text = job.text
         async with self.sessionmaker() as session:
             message = await self._finalize(
@@ -248,7 +250,6 @@ class GenerationRunner:
                 generation_status=GenerationStatus.COMPLETED,
                 message_status=MessageStatus.COMPLETE,
                 finish_reason=finish.reason if finish else "stop",
-                usage=usage,
                 failure=None,
             )
             # Only a first exchange is titled: no other reply needs the row.
@@ -338,7 +339,6 @@ class GenerationRunner:
         message_status: MessageStatus,
         finish_reason: str,
         failure: tuple[str, str] | None,
-        usage: Usage | None = None,
         error: str | None = None,
     ) -> MessageView | None:
         """Write the final state and queue its callbacks; None if it was settled already.
@@ -346,7 +346,8 @@ class GenerationRunner:
         A sweep that took the generation over while this worker was alive but stalled
         marked it interrupted; the owner's outcome replaces that mark, so the reply is kept.
         Statements on the tables, no entities: every reply ends here, and the reply's row
-        comes back from its UPDATE rather than from a SELECT and a flush.
+        comes back from its UPDATE rather than from a SELECT and a flush. What the reply
+        cost is written here too (a usage row), so it is counted exactly when the reply is.
         """
         now = utcnow()
         claimed = await session.execute(
@@ -367,6 +368,9 @@ class GenerationRunner:
         if row is None:
             return None
         GENERATIONS.labels(generation_status, job.endpoint).inc()
+        # Nothing counted (a call refused before any output) leaves the counts empty.
+        tokens = job.tokens()
+        counted = tokens.total_tokens > 0
         written = (
             await session.execute(
                 _WRITE_REPLY,
@@ -377,9 +381,9 @@ class GenerationRunner:
                     "new_status": message_status,
                     "new_finish_reason": finish_reason,
                     "new_error": error,
-                    # Absent usage leaves the counts empty, as the streaming row has them.
-                    "new_prompt_tokens": usage.prompt_tokens if usage else None,
-                    "new_completion_tokens": usage.completion_tokens if usage else None,
+                    "new_prompt_tokens": tokens.prompt_tokens if counted else None,
+                    "new_completion_tokens": tokens.completion_tokens if counted else None,
+                    "new_tokens_estimated": tokens.estimated and counted,
                     "new_updated_at": now,
                 },
             )
@@ -389,6 +393,20 @@ class GenerationRunner:
         await session.execute(
             _TOUCH, {"conversation_id": job.conversation_id, "new_updated_at": now}
         )
+        if counted:
+            await record_usage(
+                session,
+                message_id=job.message_id,
+                generation_id=job.generation_id,
+                user_id=job.user_id,
+                conversation_id=job.conversation_id,
+                endpoint=job.endpoint,
+                model=job.request.model,
+                agent_id=job.agent_id,
+                api_key_id=job.api_key_id,
+                tokens=tokens,
+                at=now,
+            )
         code, detail = failure or (None, None)
         reply = await callbacks.reply_ended(
             session,

@@ -23,6 +23,7 @@ from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.messaging.chat import ChatEngine, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
+from relaychat.domain.usage.budget import check_budget
 from relaychat.errors import (
     ConversationExists,
     ConversationNotFound,
@@ -181,6 +182,8 @@ async def accept(
     respond = perms.respond_default if message.respond is None else message.respond
     if respond:
         keys.check_respond(perms)
+        # Before anything is staged: a refused request stores nothing.
+        await check_budget(session, principal.key_ref, perms)
     agent_override = _string(message.metadata, "agent_id")
     model_override = _string(message.metadata, "model")
     created = False

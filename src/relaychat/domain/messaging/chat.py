@@ -144,7 +144,9 @@ async def send_message(
             sender=plan.sender,
             created_at=later_than(now),
         )
-        job = await _job(session, engine, conversation, started, plan, metadata or {})
+        job = await _job(
+            session, engine, conversation, started, plan, metadata or {}, api_key_id=api_key_id
+        )
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
         conversation_id=conversation.id, message_id=message.message_id, message=message
@@ -235,6 +237,8 @@ async def _job(
     started: StartedGeneration,
     plan: ReplyPlan,
     metadata: dict[str, Any],
+    *,
+    api_key_id: str | None = None,
 ) -> Job:
     # Read in the transaction that wrote the request: its row is there already.
     history = await branch(session, started.request_message_id)
@@ -257,6 +261,9 @@ async def _job(
         hops=hops if isinstance(hops, int) else 0,
         # The branch ends with the message answered: its callbacks need read nothing more.
         answers=_answered(started.request_message_id, history[-1]) if history else None,
+        # Usage is the key's only when its message asked for the reply (a regeneration
+        # is a person's doing, whoever sent the message answered).
+        api_key_id=api_key_id,
     )
     if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers):
         job.tools_loader = functools.partial(_load_tools, engine, toolbox, agent, job)

@@ -98,6 +98,7 @@ def message_row(
         "model": model,
         "prompt_tokens": None,
         "completion_tokens": None,
+        "tokens_estimated": False,
         "finish_reason": None,
         "status": status,
         "error": None,

@@ -52,6 +52,11 @@ export function keyForm({ key, user, choices, onSaved, onCancel }) {
         h("input", { name: `${P}required_metadata`, value: (perms.required_metadata || []).join(", "), autocomplete: "off", placeholder: "source, phoneNumber" }),
         "Fields every message's metadata must carry, separated by commas.",
       ),
+      labelled(
+        "Daily token budget",
+        h("input", { type: "number", name: `${P}max_tokens_per_day`, min: 1, step: 1, inputmode: "numeric", value: perms.max_tokens_per_day ?? "", autocomplete: "off" }),
+        "Tokens its replies may use per UTC day. Empty: no budget. Past it, asking for a reply gets 429 budget_exceeded until midnight UTC.",
+      ),
     ),
     pickList({
       name: "allowed_endpoints",
@@ -125,6 +130,7 @@ function permissionsOf(form, patterns) {
   const checked = (name) => form.elements[`${P}${name}`].checked;
   const requests = value("rate_limit.requests");
   const window = value("rate_limit.window");
+  const budget = value("max_tokens_per_day");
   return {
     allowed_conversations: patterns.value(),
     allowed_endpoints: picked(form, "allowed_endpoints"),
@@ -132,6 +138,7 @@ function permissionsOf(form, patterns) {
     required_metadata: value("required_metadata").split(",").map((s) => s.trim()).filter(Boolean),
     // Sent as typed: the API says what is wrong with `0` or `1.5`, next to the field.
     rate_limit: requests === "" ? null : { requests: Number(requests), window: window === "" ? null : Number(window) },
+    max_tokens_per_day: budget === "" ? null : Number(budget),
     default_endpoint: value("default_endpoint") || null,
     default_model: value("default_model") || null,
     default_agent_id: value("default_agent_id") || null,
