@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from relaychat.services import Services
+from tests.support.chat import make_agent, messages_of
 from tests.support.factories import make_key, make_user
 from tests.support.openai_sdk import sdk
 
@@ -103,7 +104,9 @@ async def test_a_key_refused_an_endpoint_is_permission_denied(
 async def test_another_persons_conversation_cannot_be_continued(
     client: httpx.AsyncClient, live_url: str
 ) -> None:
+    await make_user(client)  # the admin, who could see every agent
     owner, stranger = await make_user(client), await make_user(client)
+    agent = await make_agent(client, owner)
     async with sdk(live_url, owner.access_token) as api:
         raw = await api.chat.completions.with_raw_response.create(
             model="fake/fake-model",
@@ -118,6 +121,22 @@ async def test_another_persons_conversation_cannot_be_continued(
                 extra_headers={"x-relaychat-conversation-id": cid},
             )
     assert raised.value.code == "conversation_not_found"
+    key = await make_key(client, stranger)
+    async with sdk(live_url, key.secret) as api:
+        with pytest.raises(openai.NotFoundError) as raised:
+            await api.chat.completions.create(
+                model="fake/fake-model",
+                messages=HELLO,  # type: ignore[arg-type]
+                extra_body={"conversation_id": cid},
+            )
+        with pytest.raises(openai.NotFoundError) as by_agent:
+            await api.chat.completions.create(
+                model=agent["agent_id"],
+                messages=HELLO,  # type: ignore[arg-type]
+            )
+    assert raised.value.code == "conversation_not_found"
+    assert by_agent.value.code == "model_not_found"
+    assert len(await messages_of(client, owner, cid)) == 2
 
 
 async def test_an_unknown_path_under_v1_answers_in_openais_shape(live_url: str) -> None:

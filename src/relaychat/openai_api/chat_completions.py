@@ -12,10 +12,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionMessageFunctionToolCall,
+)
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
-from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.chat.chat_completion_chunk import (
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+)
+from openai.types.chat.chat_completion_message_function_tool_call import Function
 from openai.types.completion_usage import CompletionUsage
 
 from relaychat.domain.ids import new_id
@@ -61,6 +71,19 @@ def _usage(end: ReplyEnd) -> CompletionUsage | None:
     prompt, completion = end.prompt_tokens or 0, end.completion_tokens or 0
     return CompletionUsage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+def _arguments(call: dict[str, Any]) -> str:
+    arguments = call["arguments"]
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _tool_call(call: dict[str, Any]) -> ChatCompletionMessageFunctionToolCall:
+    return ChatCompletionMessageFunctionToolCall(
+        id=call["id"],
+        type="function",
+        function=Function(name=call["name"], arguments=_arguments(call)),
     )
 
 
@@ -130,7 +153,9 @@ async def create(
             Choice(
                 index=0,
                 message=ChatCompletionMessage(
-                    role="assistant", content=end.text if end.text is not None else "".join(text)
+                    role="assistant",
+                    content=(end.text if end.text is not None else "".join(text)) or None,
+                    tool_calls=[_tool_call(call) for call in end.tool_calls] or None,
                 ),
                 finish_reason=_finish_reason(end),
             )
@@ -176,6 +201,22 @@ async def _chunks(
             failure = _failure(piece)
             yield _sse(error_body(failure.detail, status=failure.status, code=failure.code))
             return
+        if piece.tool_calls:
+            yield chunk(
+                ChoiceDelta(
+                    tool_calls=[
+                        ChoiceDeltaToolCall(
+                            index=index,
+                            id=call["id"],
+                            type="function",
+                            function=ChoiceDeltaToolCallFunction(
+                                name=call["name"], arguments=_arguments(call)
+                            ),
+                        )
+                        for index, call in enumerate(piece.tool_calls)
+                    ]
+                )
+            )
         yield chunk(ChoiceDelta(), _finish_reason(piece))
         usage = _usage(piece)
         if include_usage and usage is not None:

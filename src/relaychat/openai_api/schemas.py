@@ -8,17 +8,19 @@ package's own response models (chat_completions.py).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relaychat.domain.messaging.chat import CallerTools
 from relaychat.domain.messaging.content import InputPart, flatten_text, normalize_content
 from relaychat.domain.messaging.conversation_ids import MAX_LENGTH as CONVERSATION_ID_LENGTH
 from relaychat.domain.openai_compat.callers import UnsupportedParameter
 from relaychat.domain.openai_compat.calls import Call, CallTurn
 from relaychat.domain.openai_compat.catalog import Target
 from relaychat.errors import BadRequest
-from relaychat.llm.types import TextPart
+from relaychat.llm.types import TextPart, ToolSpec
 
 _Loose = ConfigDict(extra="ignore")
 
@@ -37,12 +39,27 @@ class UserMessageIn(BaseModel):
     content: str | list[InputPart]
 
 
+class FunctionCallIn(BaseModel):
+    model_config = _Loose
+
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=100_000)
+
+
+class ToolCallIn(BaseModel):
+    model_config = _Loose
+
+    id: str = Field(min_length=1, max_length=128)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class AssistantMessageIn(BaseModel):
     model_config = _Loose
 
     role: Literal["assistant"]
     content: str | list[TextPart] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=128)
 
 
 class ToolMessageIn(BaseModel):
@@ -57,6 +74,21 @@ MessageIn = Annotated[
     SystemMessageIn | UserMessageIn | AssistantMessageIn | ToolMessageIn,
     Field(discriminator="role"),
 ]
+
+
+class FunctionIn(BaseModel):
+    model_config = _Loose
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field("", max_length=10_000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolIn(BaseModel):
+    model_config = _Loose
+
+    type: Literal["function"]
+    function: FunctionIn
 
 
 class StreamOptions(BaseModel):
@@ -84,8 +116,8 @@ class ChatCompletionIn(BaseModel):
     top_logprobs: int | None = None
     audio: dict[str, Any] | None = None
     modalities: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     store: bool | None = Field(
         None, description="False: answer and store nothing but the key's audit row."
     )
@@ -106,8 +138,10 @@ class ChatCompletionIn(BaseModel):
             raise UnsupportedParameter("log probabilities are not available", field="top_logprobs")
         if self.audio is not None or "audio" in (self.modalities or ()):
             raise UnsupportedParameter("audio output is not available", field="audio")
-        if self.tools or self.tool_choice is not None:
-            raise UnsupportedParameter("tools are not available yet", field="tools")
+        if isinstance(self.tool_choice, dict):
+            raise UnsupportedParameter(
+                "`tool_choice` may be `auto`, `none` or `required`", field="tool_choice"
+            )
 
     @property
     def stores(self) -> bool:
@@ -121,10 +155,14 @@ class ChatCompletionIn(BaseModel):
             where = f"messages[{index}]"
             if isinstance(message, SystemMessageIn):
                 system.append(_text(message.content))
-            elif isinstance(message, ToolMessageIn) or (
-                isinstance(message, AssistantMessageIn) and message.tool_calls
-            ):
-                raise UnsupportedParameter("tool calls are not available yet", field=where)
+            elif isinstance(message, ToolMessageIn):
+                result = {
+                    "type": "tool_result",
+                    "tool_call_id": message.tool_call_id,
+                    "content": _text(message.content),
+                    "is_error": False,
+                }
+                turns.append(CallTurn("tool", [result]))
             elif isinstance(message, UserMessageIn):
                 content = normalize_content(message.content)
                 if not flatten_text(content).strip() and all(p["type"] == "text" for p in content):
@@ -132,11 +170,22 @@ class ChatCompletionIn(BaseModel):
                 turns.append(CallTurn("user", content))
             else:
                 text = _text(message.content or "")
-                if not text.strip():
+                parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+                parts += [
+                    _call_part(call, f"{where}.tool_calls[{i}]")
+                    for i, call in enumerate(message.tool_calls or ())
+                ]
+                if not text.strip() and not message.tool_calls:
                     raise BadRequest("a message needs content", field=f"{where}.content")
-                turns.append(CallTurn("assistant", [{"type": "text", "text": text}]))
-        if not turns or turns[-1].role != "user":
-            raise BadRequest("the last message must be the user's", field="messages")
+                turns.append(CallTurn("assistant", parts))
+        if not turns or turns[-1].role == "assistant":
+            raise BadRequest(
+                "the last message must be the user's or tool results", field="messages"
+            )
+        if self.tools and target.agent_id is not None:
+            raise UnsupportedParameter(
+                "an agent runs its own tools; `tools` is for endpoint models", field="tools"
+            )
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return Call(
             target=target,
@@ -149,7 +198,31 @@ class ChatCompletionIn(BaseModel):
                 "stop": stop,
             },
             conversation_id=conversation_id,
+            tools=CallerTools(
+                [
+                    ToolSpec(
+                        name=tool.function.name,
+                        description=tool.function.description,
+                        parameters=tool.function.parameters,
+                    )
+                    for tool in self.tools
+                ],
+                choice=self.tool_choice if isinstance(self.tool_choice, str) else None,
+            )
+            if self.tools
+            else None,
         )
+
+
+def _call_part(call: ToolCallIn, where: str) -> dict[str, Any]:
+    """A tool call of an earlier reply, stored as the runner stores its own."""
+    try:
+        arguments = json.loads(call.function.arguments or "{}")
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise BadRequest("arguments must be a JSON object", field=f"{where}.function.arguments")
+    return {"type": "tool_call", "id": call.id, "name": call.function.name, "arguments": arguments}
 
 
 def _text(content: str | list[TextPart]) -> str:

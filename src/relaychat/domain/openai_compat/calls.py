@@ -22,7 +22,7 @@ from typing import Any, Literal
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT
 from relaychat.domain.answering.generations import Providers
 from relaychat.domain.ids import new_id
-from relaychat.domain.messaging.chat import ChatEngine, send_message
+from relaychat.domain.messaging.chat import CallerTools, ChatEngine, send_message
 from relaychat.domain.messaging.context import generation_options
 from relaychat.domain.messaging.conversations import (
     get_owned_conversation,
@@ -34,7 +34,7 @@ from relaychat.domain.openai_compat.catalog import Target, owner_of
 from relaychat.errors import BadRequest
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.errors import ProviderError
-from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, Usage
+from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageCompleted, MessageDelta, MessageFailed
 from relaychat.statuses import MessageRole, MessageStatus
@@ -47,20 +47,22 @@ VIA = "openai-api"
 class CallTurn:
     """A message of the call: a person's or an earlier reply, as typed content parts."""
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "tool"]
     content: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Call:
-    """What a call asks for, checked: the target, the turns (the last one a person's) and
-    the generation parameters (`temperature`, `top_p`, `max_tokens`, `stop`)."""
+    """What a call asks for, checked: the target, the turns (the last one a person's or
+    tool results), the generation parameters (`temperature`, `top_p`, `max_tokens`, `stop`)
+    and the tools the caller runs itself."""
 
     target: Target
     turns: Sequence[CallTurn]
     system: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     conversation_id: str | None = None
+    tools: CallerTools | None = None
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,32 @@ class ReplyEnd:
     text: str | None = None
     error: str | None = None
     detail: str | None = None
+    # Calls of the caller's tools the reply ends with: `{id, name, arguments}`.
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 # A reply as it comes: text deltas, then one ReplyEnd.
 ReplyPiece = str | ReplyEnd
+
+
+_ROLES = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT, "tool": MessageRole.TOOL}
+
+
+def _sender(turn: CallTurn, owner_name: str, target_name: str) -> str:
+    if turn.role == "user":
+        return owner_name
+    return target_name if turn.role == "assistant" else "tool"
+
+
+def unanswered_calls(content: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The reply's calls of the caller's tools: those without a result in the reply (an
+    agent's own calls have theirs there)."""
+    answered = {p.get("tool_call_id") for p in content if p.get("type") == "tool_result"}
+    return tuple(
+        {"id": p["id"], "name": p["name"], "arguments": p.get("arguments")}
+        for p in content
+        if p.get("type") == "tool_call" and p.get("id") not in answered
+    )
 
 
 def _conversation_fields(call: Call) -> dict[str, Any]:
@@ -137,9 +161,10 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
             for name, value in _conversation_fields(call).items():
                 setattr(conversation, name, value)
             turns = new_turns(call.turns)
-        if not turns or turns[-1].role != "user":
+        if not turns or turns[-1].role == "assistant":
             raise BadRequest(
-                "the last message must be the user's, after the conversation's last reply",
+                "the last message must be the user's or tool results, after the "
+                "conversation's last reply",
                 field="messages",
             )
         sent = None
@@ -149,13 +174,14 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 session,
                 engine,
                 conversation,
-                role=MessageRole.USER if turn.role == "user" else MessageRole.ASSISTANT,
-                sender=owner.name if turn.role == "user" else call.target.name,
+                role=_ROLES[turn.role],
+                sender=_sender(turn, owner.name, call.target.name),
                 content=turn.content,
                 parent_message_id=None,
                 metadata={"via": VIA},
                 respond=last,
                 api_key_id=caller.key_id,
+                caller_tools=call.tools if last else None,
             )
         assert sent is not None and sent.started is not None  # respond=True always starts one
         return StartedCall(
@@ -198,6 +224,7 @@ async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[Rep
                     completion_tokens=reply.completion_tokens,
                     text=reply.text,
                     error=reply.status if reply.status == MessageStatus.UNFINISHED else None,
+                    tool_calls=unanswered_calls(reply.content),
                 )
                 return
             elif envelope.type == "message.failed":
@@ -219,6 +246,8 @@ def stream_unstored(providers: Providers, call: Call) -> AsyncIterator[ReplyPiec
         model=target.model,
         system=call.system,
         messages=[ChatMessage(role=t.role, content=t.content) for t in call.turns],
+        tools=list(call.tools.tools) if call.tools else [],
+        tool_choice=call.tools.choice if call.tools else None,
         **generation_options(call.parameters),
     )
     return _relay(providers.provider(target.endpoint), request)
@@ -227,11 +256,15 @@ def stream_unstored(providers: Providers, call: Call) -> AsyncIterator[ReplyPiec
 async def _relay(provider: ChatProvider, request: ChatRequest) -> AsyncIterator[ReplyPiece]:
     usage: Usage | None = None
     finish: Finish | None = None
+    calls: list[dict[str, Any]] = []
     try:
         async with contextlib.aclosing(provider.stream(request)) as events:  # type: ignore[type-var]
             async for event in events:
                 if isinstance(event, TextDelta) and event.text:
                     yield event.text
+                elif isinstance(event, ToolCall):
+                    arguments = event.arguments if event.arguments is not None else {}
+                    calls.append({"id": event.id, "name": event.name, "arguments": arguments})
                 elif isinstance(event, Usage):
                     usage = event
                 elif isinstance(event, Finish):
@@ -243,4 +276,5 @@ async def _relay(provider: ChatProvider, request: ChatRequest) -> AsyncIterator[
         finish.reason if finish else "stop",
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
+        tool_calls=tuple(calls),
     )
