@@ -224,6 +224,8 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
     #: a system key from the environment has no owner to store the call for
     OWNER_REQUIRED = "owner_required"
+    #: no stored response has this id (or it is someone else's)
+    RESPONSE_NOT_FOUND = "response_not_found"
 
 
 class AppError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from relaychat import __version__
-from relaychat.openai_api import chat_completions, models
+from relaychat.openai_api import chat_completions, models, responses
 from relaychat.openai_api.errors import install_error_handlers
 
 PREFIX = "/v1"
@@ -26,5 +26,6 @@ def mount_v1(parent: FastAPI) -> FastAPI:
     install_error_handlers(v1)
     v1.include_router(models.router)
     v1.include_router(chat_completions.router)
+    v1.include_router(responses.router)
     parent.mount(PREFIX, v1)
     return v1

@@ -17,7 +17,7 @@ from relaychat.domain.messaging.chat import CallerTools
 from relaychat.domain.messaging.content import InputPart, flatten_text, normalize_content
 from relaychat.domain.messaging.conversation_ids import MAX_LENGTH as CONVERSATION_ID_LENGTH
 from relaychat.domain.openai_compat.callers import UnsupportedParameter
-from relaychat.domain.openai_compat.calls import Call, CallTurn
+from relaychat.domain.openai_compat.calls import Call, CallTurn, new_turns
 from relaychat.domain.openai_compat.catalog import Target
 from relaychat.errors import BadRequest
 from relaychat.llm.types import TextPart, ToolSpec
@@ -189,7 +189,8 @@ class ChatCompletionIn(BaseModel):
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return Call(
             target=target,
-            turns=turns,
+            # SDKs send the whole history each time; a continued conversation has the rest.
+            turns=new_turns(turns) if conversation_id else turns,
             system="\n\n".join(s for s in system if s) or None,
             parameters={
                 "temperature": self.temperature,

@@ -19,6 +19,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT
 from relaychat.domain.answering.generations import Providers
 from relaychat.domain.ids import new_id
@@ -31,13 +34,20 @@ from relaychat.domain.messaging.conversations import (
 )
 from relaychat.domain.openai_compat.callers import ApiCaller, UnsupportedParameter
 from relaychat.domain.openai_compat.catalog import Target, owner_of
-from relaychat.errors import BadRequest
+from relaychat.errors import BadRequest, ErrorCode, NotFound
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.errors import ProviderError
 from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageCompleted, MessageDelta, MessageFailed
 from relaychat.statuses import MessageRole, MessageStatus
+from relaychat.storage.models import Conversation, Message
+
+
+class ResponseNotFound(NotFound):
+    code = ErrorCode.RESPONSE_NOT_FOUND
+    title = "No such response"
+
 
 # `metadata.via` of every message a call stores: the UI and webhooks tell API turns apart.
 VIA = "openai-api"
@@ -62,6 +72,9 @@ class Call:
     system: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     conversation_id: str | None = None
+    # The message the first turn answers (a Responses API `previous_response_id`); None:
+    # the conversation's latest.
+    parent_message_id: str | None = None
     tools: CallerTools | None = None
 
 
@@ -154,13 +167,13 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
             )
             publish_created(session, engine.bus, conversation)
             turns = call.turns
-        else:
+        else:  # continued: `turns` are those it has not seen
             caller.check_conversation(call.conversation_id)
             conversation = await get_owned_conversation(session, owner.id, call.conversation_id)
             # The conversation goes on with the model and parameters of its latest call.
             for name, value in _conversation_fields(call).items():
                 setattr(conversation, name, value)
-            turns = new_turns(call.turns)
+            turns = call.turns
         if not turns or turns[-1].role == "assistant":
             raise BadRequest(
                 "the last message must be the user's or tool results, after the "
@@ -168,6 +181,7 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 field="messages",
             )
         sent = None
+        parent = call.parent_message_id
         for index, turn in enumerate(turns):
             last = index == len(turns) - 1
             sent = await send_message(
@@ -177,12 +191,13 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 role=_ROLES[turn.role],
                 sender=_sender(turn, owner.name, call.target.name),
                 content=turn.content,
-                parent_message_id=None,
+                parent_message_id=parent,
                 metadata={"via": VIA},
                 respond=last,
                 api_key_id=caller.key_id,
                 caller_tools=call.tools if last else None,
             )
+            parent = sent.message.message_id
         assert sent is not None and sent.started is not None  # respond=True always starts one
         return StartedCall(
             owner_id=owner.id,
@@ -192,6 +207,22 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
             generation_id=sent.started.generation_id,
             event_id=sent.event_id,
         )
+
+
+async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> Message:
+    """A reply in one of the owner's conversations; 404 `response_not_found` otherwise."""
+    reply = await session.scalar(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.id == message_id,
+            Message.role == MessageRole.ASSISTANT,
+            Conversation.user_id == owner_id,
+        )
+    )
+    if reply is None:
+        raise ResponseNotFound(f"no response {message_id!r}")
+    return reply
 
 
 def _data(frame: bytes) -> bytes:
