@@ -227,8 +227,8 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         "previous": body.previous_response_id,
         "instructions": body.instructions,
     }
-    finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
     if body.stream:
+        finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
         return StreamingResponse(
             _events(pieces, response_id, shape),
             media_type="text/event-stream",
@@ -250,6 +250,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         end=end,
         **shape,  # type: ignore[arg-type]
     )
+    finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
     return JSONResponse(answer.model_dump(mode="json"), headers=headers)
 
 
