@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from relaychat.domain.access import keys
 from relaychat.domain.openai_compat.callers import ApiCaller
+from relaychat.domain.openai_compat.calls import StartedCall
 from relaychat.errors import Unauthenticated
 from relaychat.gateway.external import limit_headers, rate_limit
 from relaychat.gateway.refusals import refuse_unauthenticated
@@ -77,6 +78,15 @@ def audit_of(request: Request) -> RequestAudit | None:
     """The request's audit row in the making (None: a person's call, or already written)."""
     audit: RequestAudit | None = getattr(request.state, _AUDIT, None)
     return audit
+
+
+def note_call(request: Request, started: StartedCall) -> None:
+    """Name the stored call's conversation, message and owner in the request's audit row."""
+    audit = audit_of(request)
+    if audit is not None:
+        audit.conversation_id = started.conversation_id
+        audit.message_id = started.request_message_id
+        audit.user_id = started.owner_id
 
 
 def finish_audit(request: Request, *, status: int, outcome: str, reason: str | None = None) -> None:

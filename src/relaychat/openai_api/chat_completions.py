@@ -36,14 +36,15 @@ from relaychat.domain.openai_compat.calls import (
     follow_reply,
     start_call,
     stream_unstored,
+    whole_reply,
 )
 from relaychat.errors import BadRequest
 from relaychat.llm.errors import ProviderError
 from relaychat.openai_api.callers import (
     Caller,
     answer_headers,
-    audit_of,
     finish_audit,
+    note_call,
     services_of,
 )
 from relaychat.openai_api.errors import error_body
@@ -114,11 +115,7 @@ async def create(
     headers = answer_headers(request)
     if body.stores:
         started = await start_call(services.chat, caller, call)
-        audit = audit_of(request)
-        if audit is not None:
-            audit.conversation_id = started.conversation_id
-            audit.message_id = started.request_message_id
-            audit.user_id = started.owner_id
+        note_call(request, started)
         pieces = follow_reply(services.bus, started)
         completion_id = f"chatcmpl-{started.response_message_id}"
         headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
@@ -135,13 +132,7 @@ async def create(
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
-    text: list[str] = []
-    end = ReplyEnd("error", error="interrupted", detail="the reply ended without an end")
-    async for piece in pieces:
-        if isinstance(piece, ReplyEnd):
-            end = piece
-        else:
-            text.append(piece)
+    end = await whole_reply(pieces)
     if end.error is not None:
         raise _failure(end)
     completion = ChatCompletion(
@@ -154,7 +145,7 @@ async def create(
                 index=0,
                 message=ChatCompletionMessage(
                     role="assistant",
-                    content=(end.text if end.text is not None else "".join(text)) or None,
+                    content=end.text or None,
                     tool_calls=[_tool_call(call) for call in end.tool_calls] or None,
                 ),
                 finish_reason=_finish_reason(end),

@@ -40,13 +40,14 @@ from relaychat.domain.openai_compat.calls import (
     owned_reply,
     start_call,
     stream_unstored,
+    whole_reply,
 )
 from relaychat.errors import BadRequest
 from relaychat.openai_api.callers import (
     Caller,
     answer_headers,
-    audit_of,
     finish_audit,
+    note_call,
     services_of,
 )
 from relaychat.openai_api.chat_completions import CONVERSATION_HEADER, ReplyFailed
@@ -212,11 +213,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
                 call, conversation_id=previous.conversation_id, parent_message_id=previous.id
             )
         started = await start_call(services.chat, caller, call)
-        audit = audit_of(request)
-        if audit is not None:
-            audit.conversation_id = started.conversation_id
-            audit.message_id = started.request_message_id
-            audit.user_id = started.owner_id
+        note_call(request, started)
         pieces = follow_reply(services.bus, started)
         response_id = f"{RESPONSE_PREFIX}{started.response_message_id}"
         headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
@@ -234,19 +231,13 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )
-    text: list[str] = []
-    end = ReplyEnd("error", error="interrupted", detail="the reply ended without an end")
-    async for piece in pieces:
-        if isinstance(piece, ReplyEnd):
-            end = piece
-        else:
-            text.append(piece)
+    end = await whole_reply(pieces)
     if end.error is not None:
         raise ReplyFailed(f"the reply failed ({end.error}): {end.detail or 'no detail'}")
     answer = _response(
         response_id,
         status="completed",
-        text=end.text if end.text is not None else "".join(text),
+        text=end.text,
         end=end,
         **shape,  # type: ignore[arg-type]
     )

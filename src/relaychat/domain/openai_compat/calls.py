@@ -15,6 +15,7 @@ the provider directly (`stream_unstored`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -262,6 +263,19 @@ async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[Rep
                 failed = MessageFailed.model_validate_json(_data(envelope.frame))
                 yield ReplyEnd("error", error=failed.error, detail=failed.detail)
                 return
+
+
+async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
+    """Read a reply to its end: how it ended, with its whole text."""
+    text: list[str] = []
+    async for piece in pieces:
+        if not isinstance(piece, ReplyEnd):
+            text.append(piece)
+        elif piece.text is None:
+            return dataclasses.replace(piece, text="".join(text))
+        else:
+            return piece
+    return ReplyEnd("error", error="interrupted", detail="the reply ended without an end")
 
 
 def stream_unstored(providers: Providers, call: Call) -> AsyncIterator[ReplyPiece]:
