@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "relaychat"
-FRONTS = ("relaychat.api", "relaychat.gateway", "relaychat.web", "relaychat.cli")
+FRONTS = (
+    "relaychat.api",
+    "relaychat.gateway",
+    "relaychat.openai_api",
+    "relaychat.web",
+    "relaychat.cli",
+)
 BELOW_THE_FRONTS = ("domain", "llm", "realtime", "storage", "workers", "http")
 
 

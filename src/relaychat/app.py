@@ -38,6 +38,7 @@ from relaychat.gateway.direct import ExternalMessages
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
 from relaychat.metrics import process_exiting
+from relaychat.openai_api.app import mount_v1
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages
@@ -140,5 +141,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # does not decide a match; they keep the place they had when api/channels.py held them.
     app.include_router(twilio_routes.router)
     app.include_router(gateway_routes.router)
+    mount_v1(app)  # the OpenAI-compatible API, with OpenAI's error shape
     app.include_router(web_pages.router)
     return app

@@ -220,6 +220,15 @@ class ErrorCode(StrEnum):
     TWILIO_ACCOUNT_MISMATCH = "twilio_account_mismatch"
     #: the form is not a Twilio message
     TWILIO_FORM_INVALID = "twilio_form_invalid"
+    # -- the OpenAI-compatible API (/v1)
+    #: the model is neither an endpoint model (`<endpoint>/<model>`) nor an agent the caller may use
+    MODEL_NOT_FOUND = "model_not_found"
+    #: a request parameter relaychat does not support (`n` > 1, logprobs, audio, ...)
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+    #: a system key from the environment has no owner to store the call for
+    OWNER_REQUIRED = "owner_required"
+    #: no stored response has this id (or it is someone else's)
+    RESPONSE_NOT_FOUND = "response_not_found"
 
 
 class AppError(Exception):

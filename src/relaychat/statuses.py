@@ -119,6 +119,8 @@ class MessageRole(StrEnum):
     ASSISTANT = "assistant"
     #: a system posting with an API key, or a channel's sender (SMS, WhatsApp)
     EXTERNAL = "external"
+    #: results of tool calls a caller ran itself (the OpenAI-compatible API's `role: tool`)
+    TOOL = "tool"
 
 
 class UserRole(StrEnum):

@@ -176,7 +176,11 @@ NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/webhooks/event-types"): "the server's catalogue of webhook event types",
 }
 # Mounted ASGI apps, which the enumeration cannot see into.
-MOUNTS: dict[str, str] = {}
+MOUNTS: dict[str, str] = {
+    "/v1": "the OpenAI-compatible API: every call acts for the caller's owner only; another "
+    "owner's conversation (by token or key) and agent are refused as missing in "
+    "tests/openai_api/test_errors.py, models are listed per owner in test_models.py",
+}
 
 
 def app_routes(app: Any) -> Iterator[Route]:

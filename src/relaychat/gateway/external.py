@@ -63,17 +63,17 @@ async def handle(
     limit: RateLimitResult | None = None
     try:
         audit.principal = await _authenticate(request, services, audit)
-        limit = await _rate_limit(services, audit.principal)
+        limit = await rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
         finish(services, audit, status=exc.status, outcome=AuditOutcome.REFUSED, reason=exc.code)
-        headers = {**exc.headers, **_limit_headers(limit)}
+        headers = {**exc.headers, **limit_headers(limit)}
         ERRORS.labels(exc.code).inc()
         problem = exc.to_problem(request.url.path)
         return JSONResponse(
             problem, status_code=exc.status, headers=headers, media_type="application/problem+json"
         )
-    response.headers.update(_limit_headers(limit))
+    response.headers.update(limit_headers(limit))
     return response
 
 
@@ -229,7 +229,8 @@ async def _accept_once(
     )
 
 
-async def _rate_limit(services: Services, principal: keys.KeyPrincipal) -> RateLimitResult | None:
+async def rate_limit(services: Services, principal: keys.KeyPrincipal) -> RateLimitResult | None:
+    """Count a request against the key's rate limit; 429 with `Retry-After` over it."""
     rule = principal.permissions.rate_limit
     if rule is None:
         return None
@@ -238,13 +239,14 @@ async def _rate_limit(services: Services, principal: keys.KeyPrincipal) -> RateL
         RATE_LIMITED.labels("api_key").inc()
         raise RateLimited(
             f"at most {rule.requests} requests per {rule.window} s for this key",
-            headers={"Retry-After": str(verdict.retry_after), **_limit_headers(verdict)},
+            headers={"Retry-After": str(verdict.retry_after), **limit_headers(verdict)},
             retry_after=verdict.retry_after,
         )
     return verdict
 
 
-def _limit_headers(limit: RateLimitResult | None) -> dict[str, str]:
+def limit_headers(limit: RateLimitResult | None) -> dict[str, str]:
+    """The rate-limit headers of a counted request (none without a limit)."""
     if limit is None:
         return {}
     reset = max(0, int(limit.reset_at - time.time()))

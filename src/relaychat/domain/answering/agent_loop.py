@@ -230,7 +230,13 @@ async def _steps(
         calls, step_usage, finish = await _model_step(job, provider, request, deltas)
         await deltas.flush()  # every delta of this step goes out before what follows it
         usage = _add_usage(usage, step_usage)
-        if not calls or not job.tools:
+        if not calls:
+            return LoopResult(usage, finish)
+        if not job.tools:
+            # Tools the caller passed (the OpenAI-compatible API): the reply ends with the
+            # calls, which the caller runs and answers in its next request.
+            for call in calls:
+                await _record_call(job, call, bus)
             return LoopResult(usage, finish)
         step_text = "".join(p["text"] for p in job.parts[parts_before:] if p["type"] == "text")
         results = [await _run_tool(job, call, bus) for call in calls]
@@ -286,8 +292,8 @@ async def _model_step(
     return calls, usage, finish
 
 
-async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
-    assert job.tools is not None
+async def _record_call(job: Job, call: ToolCall, bus: EventBus) -> dict[str, Any]:
+    """Add the call to the reply's parts and tell the owner's tabs about it."""
     call_part: dict[str, Any] = storable(
         {
             "type": "tool_call",
@@ -307,6 +313,12 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
             conversation_id=job.conversation_id, message_id=job.message_id, tool_call=call_part
         ),
     )
+    return call_part
+
+
+async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
+    assert job.tools is not None
+    call_part = await _record_call(job, call, bus)
     outcome = await job.tools.call(call.name, call.arguments, job.context())
     content = storable_text(outcome.content)  # a tool's output is as unchecked as a model's
     result_part = {

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +32,7 @@ from relaychat.domain.outbound.callbacks import RequestRef
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
+from relaychat.llm.types import ToolSpec
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.resources import MessageView
@@ -53,6 +55,15 @@ class ChatEngine:
     agents: AgentCache
     toolbox: Toolbox | None = None
     max_steps: int = 10
+
+
+@dataclass(frozen=True)
+class CallerTools:
+    """Tools a caller offers the model and runs itself (the OpenAI-compatible API): the
+    reply ends with the model's calls of them, stored as its `tool_call` parts."""
+
+    tools: Sequence[ToolSpec]
+    choice: Literal["auto", "none", "required"] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ async def send_message(
     api_key_id: str | None = None,
     model_override: str | None = None,
     agent_override: str | None = None,
+    caller_tools: CallerTools | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
@@ -147,6 +159,10 @@ async def send_message(
         job = await _job(
             session, engine, conversation, started, plan, metadata or {}, api_key_id=api_key_id
         )
+        if caller_tools is not None:
+            job.request = job.request.model_copy(
+                update={"tools": list(caller_tools.tools), "tool_choice": caller_tools.choice}
+            )
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
         conversation_id=conversation.id, message_id=message.message_id, message=message

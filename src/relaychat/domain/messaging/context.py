@@ -12,12 +12,14 @@ from relaychat.llm.types import ChatMessage, ChatRequest, Role
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.tables import MESSAGES
 
-# Stored roles and how a model is told about them; system and tool rows are not replayed here.
+# Stored roles and how a model is told about them; system rows are not replayed here.
 _ROLE_FOR_MODEL: dict[str, Role] = {
     MessageRole.USER: "user",
     MessageRole.EXTERNAL: "user",
     MessageRole.ASSISTANT: "assistant",
+    MessageRole.TOOL: "tool",
 }
+_REPLAYED_PARTS = frozenset({"text", "image_url"})
 # Generation parameters a conversation may carry in model_parameters, by request field.
 _PARAMETERS = {
     "temperature": "temperature",
@@ -82,9 +84,29 @@ def to_chat_message(message: Turn) -> ChatMessage | None:
     role = _ROLE_FOR_MODEL.get(message.role)
     if role is None or message.status == MessageStatus.ERROR:
         return None
+    if role == "tool":  # results of tool calls a caller ran (the OpenAI-compatible API)
+        results = [
+            {k: part[k] for k in ("type", "tool_call_id", "content", "is_error") if k in part}
+            for part in message.content
+            if part.get("type") == "tool_result"
+        ]
+        return ChatMessage.model_validate({"role": role, "content": results}) if results else None
     parts: list[dict[str, Any]] = [
-        part for part in message.content if part.get("type") in {"text", "image_url"}
+        part for part in message.content if part.get("type") in _REPLAYED_PARTS
     ]
+    if role == "assistant" and not any(p.get("type") == "tool_result" for p in message.content):
+        # Calls the caller was left to run; an agent's own calls come with their results
+        # in the same message and are not replayed (the model saw them in its loop).
+        parts += [
+            {
+                "type": "tool_call",
+                "id": part["id"],
+                "name": part["name"],
+                "arguments": part["arguments"] if isinstance(part["arguments"], dict) else {},
+            }
+            for part in message.content
+            if part.get("type") == "tool_call"
+        ]
     if message.role == MessageRole.EXTERNAL:
         # External senders are labelled so the model knows who is speaking.
         source = (message.meta or {}).get("source") or message.sender or "external"

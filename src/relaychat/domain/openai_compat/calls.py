@@ -1,0 +1,329 @@
+"""One call of the OpenAI-compatible API: stored as a conversation turn and answered by the
+generation runner, or (with `store: false`) answered by the provider and stored nowhere.
+
+Why the durable generation path and not the adapter called from the request: a stored call
+is a conversation turn like any other, so it is stored, streamed to the owner's open tabs
+as it is written, kept as `unfinished` when the worker stops, abortable from any worker,
+titled, and answered by an agent with its tools exactly as in the UI, all by the code that
+already does this for people's and external messages (`chat.send_message`, the runner).
+The caller reads the reply from the owner's event stream (`follow_reply`), the way the
+gateway's `Prefer: wait` and SSE answers do; a caller that hangs up does not lose the reply.
+A call with `store: false` must leave no row, and a generation is rows, so only it goes to
+the provider directly (`stream_unstored`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.agent.agents import AGENTS_ENDPOINT
+from relaychat.domain.answering.generations import Providers
+from relaychat.domain.ids import new_id
+from relaychat.domain.messaging.chat import CallerTools, ChatEngine, send_message
+from relaychat.domain.messaging.context import generation_options
+from relaychat.domain.messaging.conversations import (
+    get_owned_conversation,
+    publish_created,
+    stage_conversation,
+)
+from relaychat.domain.openai_compat.callers import ApiCaller, UnsupportedParameter
+from relaychat.domain.openai_compat.catalog import Target, owner_of
+from relaychat.errors import BadRequest, ErrorCode, NotFound
+from relaychat.llm.base import ChatProvider
+from relaychat.llm.errors import ProviderError
+from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
+from relaychat.realtime.bus import EventBus
+from relaychat.realtime.events import MessageCompleted, MessageDelta, MessageFailed
+from relaychat.statuses import MessageRole, MessageStatus
+from relaychat.storage.models import Conversation, Message
+
+
+class ResponseNotFound(NotFound):
+    code = ErrorCode.RESPONSE_NOT_FOUND
+    title = "No such response"
+
+
+# `metadata.via` of every message a call stores: the UI and webhooks tell API turns apart.
+VIA = "openai-api"
+
+
+@dataclass(frozen=True)
+class CallTurn:
+    """A message of the call: a person's or an earlier reply, as typed content parts."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a call asks for, checked: the target, the turns (the last one a person's or
+    tool results), the generation parameters (`temperature`, `top_p`, `max_tokens`, `stop`)
+    and the tools the caller runs itself."""
+
+    target: Target
+    turns: Sequence[CallTurn]
+    system: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    conversation_id: str | None = None
+    # The message the first turn answers (a Responses API `previous_response_id`); None:
+    # the conversation's latest.
+    parent_message_id: str | None = None
+    tools: CallerTools | None = None
+
+
+@dataclass(frozen=True)
+class StartedCall:
+    """A stored call whose reply is being generated."""
+
+    owner_id: str
+    conversation_id: str
+    request_message_id: str
+    response_message_id: str
+    generation_id: str
+    # The `message.created` event of the request: the reply's events all come after it.
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    """How the reply ended; `error` (a stable code) and `detail` when it failed."""
+
+    finish_reason: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    text: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    # Calls of the caller's tools the reply ends with: `{id, name, arguments}`.
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+# A reply as it comes: text deltas, then one ReplyEnd.
+ReplyPiece = str | ReplyEnd
+
+
+_ROLES = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT, "tool": MessageRole.TOOL}
+
+
+def _sender(turn: CallTurn, owner_name: str, target_name: str) -> str:
+    if turn.role == "user":
+        return owner_name
+    return target_name if turn.role == "assistant" else "tool"
+
+
+def unanswered_calls(content: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The reply's calls of the caller's tools: those without a result in the reply (an
+    agent's own calls have theirs there)."""
+    answered = {p.get("tool_call_id") for p in content if p.get("type") == "tool_result"}
+    return tuple(
+        {"id": p["id"], "name": p["name"], "arguments": p.get("arguments")}
+        for p in content
+        if p.get("type") == "tool_call" and p.get("id") not in answered
+    )
+
+
+def _conversation_fields(call: Call) -> dict[str, Any]:
+    target = call.target
+    fields: dict[str, Any] = {
+        "endpoint": AGENTS_ENDPOINT if target.agent_id else target.endpoint,
+        "model": target.model,
+        "agent_id": target.agent_id,
+        "model_parameters": {k: v for k, v in call.parameters.items() if v is not None},
+    }
+    if call.system:
+        fields["system_prompt"] = call.system
+    return fields
+
+
+def new_turns(turns: Sequence[CallTurn]) -> Sequence[CallTurn]:
+    """The turns a continued conversation has not seen: those after the last reply (SDKs
+    send the whole history each time; the stored one is what the model is given)."""
+    last_reply = max((i for i, t in enumerate(turns) if t.role == "assistant"), default=-1)
+    return turns[last_reply + 1 :]
+
+
+async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> StartedCall:
+    """Store the call's turns in a new conversation of the caller's owner (or the owned one
+    it continues) and start the reply. Everything is checked before the first write."""
+    caller.check_respond()
+    async with engine.sessionmaker() as session:
+        owner = await owner_of(session, caller)
+        await caller.check_budget(session)
+        if call.conversation_id is None:
+            conversation_id = new_id()
+            caller.check_conversation(conversation_id)
+            conversation = await stage_conversation(
+                session,
+                owner.id,
+                conversation_id=conversation_id,
+                fields=_conversation_fields(call),
+                api_key_id=caller.key_id,
+            )
+            publish_created(session, engine.bus, conversation)
+            turns = call.turns
+        else:  # continued: `turns` are those it has not seen
+            caller.check_conversation(call.conversation_id)
+            conversation = await get_owned_conversation(session, owner.id, call.conversation_id)
+            # The conversation goes on with the model and parameters of its latest call.
+            for name, value in _conversation_fields(call).items():
+                setattr(conversation, name, value)
+            turns = call.turns
+        if not turns or turns[-1].role == "assistant":
+            raise BadRequest(
+                "the last message must be the user's or tool results, after the "
+                "conversation's last reply",
+                field="messages",
+            )
+        sent = None
+        parent = call.parent_message_id
+        for index, turn in enumerate(turns):
+            last = index == len(turns) - 1
+            sent = await send_message(
+                session,
+                engine,
+                conversation,
+                role=_ROLES[turn.role],
+                sender=_sender(turn, owner.name, call.target.name),
+                content=turn.content,
+                parent_message_id=parent,
+                metadata={"via": VIA},
+                respond=last,
+                api_key_id=caller.key_id,
+                caller_tools=call.tools if last else None,
+            )
+            parent = sent.message.message_id
+        assert sent is not None and sent.started is not None  # respond=True always starts one
+        return StartedCall(
+            owner_id=owner.id,
+            conversation_id=conversation.id,
+            request_message_id=sent.message.message_id,
+            response_message_id=sent.started.response_id,
+            generation_id=sent.started.generation_id,
+            event_id=sent.event_id,
+        )
+
+
+async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> Message:
+    """A reply in one of the owner's conversations; 404 `response_not_found` otherwise."""
+    reply = await session.scalar(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.id == message_id,
+            Message.role == MessageRole.ASSISTANT,
+            Conversation.user_id == owner_id,
+        )
+    )
+    if reply is None:
+        raise ResponseNotFound(f"no response {message_id!r}")
+    return reply
+
+
+def _data(frame: bytes) -> bytes:
+    """The JSON of an SSE frame's one `data:` line (see realtime.bus.encode_body)."""
+    return frame.partition(b"data: ")[2].strip()
+
+
+async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[ReplyPiece]:
+    """The reply's text as it is generated, then how it ended, from the owner's events."""
+    marker = f'"message_id":"{started.response_message_id}"'.encode()
+    subscription = bus.subscribe(
+        started.owner_id,
+        conversation_id=started.conversation_id,
+        last_event_id=started.event_id,
+    )
+    async with subscription as events:
+        async for envelope in events:
+            if envelope.type == "reset":  # the log lost events this reply needs
+                yield ReplyEnd("error", error="interrupted", detail="the reply's events were lost")
+                return
+            if marker not in envelope.frame:
+                continue
+            if envelope.type == "message.delta":
+                yield MessageDelta.model_validate_json(_data(envelope.frame)).delta
+            elif envelope.type == "message.completed":
+                reply = MessageCompleted.model_validate_json(_data(envelope.frame)).message
+                yield ReplyEnd(
+                    finish_reason=reply.finish_reason or "stop",
+                    prompt_tokens=reply.prompt_tokens,
+                    completion_tokens=reply.completion_tokens,
+                    text=reply.text,
+                    error=reply.status if reply.status == MessageStatus.UNFINISHED else None,
+                    tool_calls=unanswered_calls(reply.content),
+                )
+                return
+            elif envelope.type == "message.failed":
+                failed = MessageFailed.model_validate_json(_data(envelope.frame))
+                yield ReplyEnd("error", error=failed.error, detail=failed.detail)
+                return
+
+
+async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
+    """Read a reply to its end: how it ended, with its whole text."""
+    text: list[str] = []
+    async for piece in pieces:
+        if not isinstance(piece, ReplyEnd):
+            text.append(piece)
+        elif piece.text is None:
+            return dataclasses.replace(piece, text="".join(text))
+        else:
+            return piece
+    return ReplyEnd("error", error="interrupted", detail="the reply ended without an end")
+
+
+def stream_unstored(
+    providers: Providers, caller: ApiCaller, call: Call
+) -> AsyncIterator[ReplyPiece]:
+    """The reply straight from the endpoint's provider, for a call that stores nothing;
+    checked here, before the caller starts reading."""
+    caller.check_unstored()
+    target = call.target
+    if target.agent_id is not None or target.model is None:
+        raise UnsupportedParameter(
+            "`store: false` is for endpoint models; an agent's reply is always stored",
+            field="store",
+        )
+    request = ChatRequest(
+        model=target.model,
+        system=call.system,
+        messages=[ChatMessage(role=t.role, content=t.content) for t in call.turns],
+        tools=list(call.tools.tools) if call.tools else [],
+        tool_choice=call.tools.choice if call.tools else None,
+        **generation_options(call.parameters),
+    )
+    return _relay(providers.provider(target.endpoint), request)
+
+
+async def _relay(provider: ChatProvider, request: ChatRequest) -> AsyncIterator[ReplyPiece]:
+    usage: Usage | None = None
+    finish: Finish | None = None
+    calls: list[dict[str, Any]] = []
+    try:
+        async with contextlib.aclosing(provider.stream(request)) as events:  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield event.text
+                elif isinstance(event, ToolCall):
+                    arguments = event.arguments if event.arguments is not None else {}
+                    calls.append({"id": event.id, "name": event.name, "arguments": arguments})
+                elif isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Finish):
+                    finish = event
+    except ProviderError as exc:
+        yield ReplyEnd("error", error=exc.code, detail=exc.detail)
+        return
+    yield ReplyEnd(
+        finish.reason if finish else "stop",
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        tool_calls=tuple(calls),
+    )

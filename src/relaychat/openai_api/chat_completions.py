@@ -1,0 +1,225 @@
+"""POST /v1/chat/completions: a stored call (a conversation turn answered by the generation
+runner; see domain/openai_compat/calls.py for why) or, with `store: false`, the provider's
+answer passed through. Streamed as OpenAI's `data:` chunks ending in `[DONE]`, or whole.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionMessageFunctionToolCall,
+)
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import (
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+)
+from openai.types.chat.chat_completion_message_function_tool_call import Function
+from openai.types.completion_usage import CompletionUsage
+
+from relaychat.domain.ids import new_id
+from relaychat.domain.openai_compat import catalog
+from relaychat.domain.openai_compat.calls import (
+    ReplyEnd,
+    ReplyPiece,
+    follow_reply,
+    start_call,
+    stream_unstored,
+    whole_reply,
+)
+from relaychat.errors import BadRequest
+from relaychat.llm.errors import ProviderError
+from relaychat.openai_api.callers import (
+    Caller,
+    answer_headers,
+    finish_audit,
+    note_call,
+    services_of,
+)
+from relaychat.openai_api.errors import error_body
+from relaychat.openai_api.schemas import ChatCompletionIn
+from relaychat.realtime.sse import SSE_HEADERS
+from relaychat.statuses import AuditOutcome
+
+router = APIRouter(tags=["openai"])
+
+CONVERSATION_HEADER = "x-relaychat-conversation-id"
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+
+
+class ReplyFailed(ProviderError):
+    """The reply failed or was cut short; the caller gets a 502 naming the reason."""
+
+
+def _finish_reason(end: ReplyEnd) -> Any:
+    return end.finish_reason if end.finish_reason in _FINISH_REASONS else "stop"
+
+
+def _usage(end: ReplyEnd) -> CompletionUsage | None:
+    if end.prompt_tokens is None and end.completion_tokens is None:
+        return None
+    prompt, completion = end.prompt_tokens or 0, end.completion_tokens or 0
+    return CompletionUsage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+def _arguments(call: dict[str, Any]) -> str:
+    arguments = call["arguments"]
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _tool_call(call: dict[str, Any]) -> ChatCompletionMessageFunctionToolCall:
+    return ChatCompletionMessageFunctionToolCall(
+        id=call["id"],
+        type="function",
+        function=Function(name=call["name"], arguments=_arguments(call)),
+    )
+
+
+def _failure(end: ReplyEnd) -> ReplyFailed:
+    return ReplyFailed(f"the reply failed ({end.error}): {end.detail or 'no detail'}")
+
+
+@router.post(
+    "/chat/completions",
+    responses={200: {"model": ChatCompletion, "description": "The reply, or its chunks (SSE)"}},
+)
+async def create(
+    body: ChatCompletionIn,
+    request: Request,
+    caller: Caller,
+    conversation_header: Annotated[
+        str | None, Header(alias=CONVERSATION_HEADER, max_length=128)
+    ] = None,
+) -> Response:
+    """A chat completion from an endpoint model (`<endpoint>/<model>`) or an agent."""
+    body.check_supported()
+    services = services_of(request)
+    async with services.sessionmaker() as session:
+        target = await catalog.resolve(
+            session, services.providers, services.chat.agents, caller, body.model
+        )
+    call = body.to_call(target, body.conversation_id or conversation_header)
+    headers = answer_headers(request)
+    if body.stores:
+        started = await start_call(services.chat, caller, call)
+        note_call(request, started)
+        pieces = follow_reply(services.bus, started)
+        completion_id = f"chatcmpl-{started.response_message_id}"
+        headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
+    else:
+        if body.conversation_id or conversation_header:
+            raise BadRequest("`store: false` cannot continue a conversation", field="store")
+        pieces = stream_unstored(services.providers, caller, call)
+        completion_id = f"chatcmpl-{new_id()}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
+        chunks = _chunks(pieces, completion_id, created, body.model, include_usage)
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+        )
+    end = await whole_reply(pieces)
+    if end.error is not None:
+        raise _failure(end)
+    completion = ChatCompletion(
+        id=completion_id,
+        object="chat.completion",
+        created=created,
+        model=body.model,
+        choices=[
+            Choice(
+                index=0,
+                message=ChatCompletionMessage(
+                    role="assistant",
+                    content=end.text or None,
+                    tool_calls=[_tool_call(call) for call in end.tool_calls] or None,
+                ),
+                finish_reason=_finish_reason(end),
+            )
+        ],
+        usage=_usage(end),
+    )
+    finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
+    return JSONResponse(completion.model_dump(mode="json"), headers=headers)
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+async def _chunks(
+    pieces: AsyncIterator[ReplyPiece],
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """The reply as OpenAI's chunks: the role first, the text as it comes, the finish
+    reason, the usage when asked for, `[DONE]`; a failure as an `error` event instead."""
+
+    def chunk(delta: ChoiceDelta, finish: Any = None) -> bytes:
+        return _sse(
+            ChatCompletionChunk(
+                id=completion_id,
+                object="chat.completion.chunk",
+                created=created,
+                model=model,
+                choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+            ).model_dump(mode="json", exclude_unset=True)
+        )
+
+    yield chunk(ChoiceDelta(role="assistant", content=""))
+    async for piece in pieces:
+        if not isinstance(piece, ReplyEnd):
+            yield chunk(ChoiceDelta(content=piece))
+            continue
+        if piece.error is not None:
+            failure = _failure(piece)
+            yield _sse(error_body(failure.detail, status=failure.status, code=failure.code))
+            return
+        if piece.tool_calls:
+            yield chunk(
+                ChoiceDelta(
+                    tool_calls=[
+                        ChoiceDeltaToolCall(
+                            index=index,
+                            id=call["id"],
+                            type="function",
+                            function=ChoiceDeltaToolCallFunction(
+                                name=call["name"], arguments=_arguments(call)
+                            ),
+                        )
+                        for index, call in enumerate(piece.tool_calls)
+                    ]
+                )
+            )
+        yield chunk(ChoiceDelta(), _finish_reason(piece))
+        usage = _usage(piece)
+        if include_usage and usage is not None:
+            yield _sse(
+                ChatCompletionChunk(
+                    id=completion_id,
+                    object="chat.completion.chunk",
+                    created=created,
+                    model=model,
+                    choices=[],
+                    usage=usage,
+                ).model_dump(mode="json", exclude_unset=True)
+            )
+        yield _sse("[DONE]")
+        return

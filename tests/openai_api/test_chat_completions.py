@@ -1,0 +1,168 @@
+"""POST /v1/chat/completions through the official SDK, over real HTTP, against the fake
+upstream: every call a conversation of the caller's owner, streamed or whole."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from relaychat.devtools.fake_config import DEFAULT_REPLY
+from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.services import Services
+from tests.support.chat import messages_of
+from tests.support.factories import TestUser, make_key, make_user
+from tests.support.openai_sdk import sdk
+
+
+async def conversations_of(client: httpx.AsyncClient, user: TestUser) -> list[dict[str, object]]:
+    response = await client.get("/api/convos", headers=user.headers)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, object]] = response.json()["conversations"]
+    return found
+
+
+def sent_with(fake: FakeLLM, marker: str) -> dict[str, object]:
+    """The body of the upstream request whose messages mention `marker`."""
+    bodies = [r.body for r in fake.requests if marker in str(r.body)]
+    assert bodies, f"no upstream request mentions {marker}"
+    body: dict[str, object] = bodies[-1]
+    return body
+
+
+async def test_a_completion_is_a_conversation_of_the_keys_owner(
+    client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    marker = f"hello {uuid.uuid4()}"
+    async with sdk(live_url, key.secret) as openai:
+        raw = await openai.chat.completions.with_raw_response.create(
+            model="fake/fake-model",
+            messages=[
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": marker},
+            ],
+            temperature=0.5,
+            max_completion_tokens=50,
+            stop=["END"],
+        )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == DEFAULT_REPLY
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model == "fake/fake-model"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    upstream = sent_with(fake_llm, marker)
+    assert upstream["temperature"] == 0.5
+    assert upstream["max_tokens"] == 50
+    assert upstream["stop"] == ["END"]
+    assert upstream["messages"][0] == {"role": "system", "content": "Answer briefly."}  # type: ignore[index]
+
+    cid = raw.headers["x-relaychat-conversation-id"]
+    assert [c["conversation_id"] for c in await conversations_of(client, owner)] == [cid]
+    asked, answered = await messages_of(client, owner, cid)
+    assert (asked["role"], asked["text"], asked["api_key_id"]) == ("user", marker, key.id)
+    assert asked["metadata"] == {"via": "openai-api"}
+    assert (answered["role"], answered["text"]) == ("assistant", DEFAULT_REPLY)
+    assert answered["parent_message_id"] == asked["message_id"]
+
+
+async def test_a_streamed_completion_ends_with_usage_and_done(
+    client: httpx.AsyncClient, live_url: str
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    async with sdk(live_url, key.secret) as openai:
+        stream = await openai.chat.completions.create(
+            model="fake/fake-model",
+            messages=[{"role": "user", "content": "stream please"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == DEFAULT_REPLY
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0
+    [conversation] = await conversations_of(client, owner)
+    assert [
+        m["text"] for m in await messages_of(client, owner, str(conversation["conversation_id"]))
+    ] == [
+        "stream please",
+        DEFAULT_REPLY,
+    ]
+
+
+async def test_a_call_may_continue_its_conversation(
+    client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    marker = f"second {uuid.uuid4()}"
+    async with sdk(live_url, key.secret) as openai:
+        first = await openai.chat.completions.with_raw_response.create(
+            model="fake/fake-model", messages=[{"role": "user", "content": "first"}]
+        )
+        cid = first.headers["x-relaychat-conversation-id"]
+        reply = first.parse().choices[0].message.content
+        # The SDK way: the whole history again; only what follows the last reply is new.
+        await openai.chat.completions.create(
+            model="fake/fake-model-mini",
+            messages=[
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": marker},
+            ],
+            extra_body={"conversation_id": cid},
+        )
+    assert [m["text"] for m in await messages_of(client, owner, cid)] == [
+        "first",
+        DEFAULT_REPLY,
+        marker,
+        DEFAULT_REPLY,
+    ]
+    upstream = sent_with(fake_llm, marker)
+    assert upstream["model"] == "fake-model-mini"
+    assert [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]  # type: ignore[attr-defined]
+    assert len(await conversations_of(client, owner)) == 1
+
+
+async def test_a_person_calls_with_an_access_token(
+    client: httpx.AsyncClient, live_url: str
+) -> None:
+    person = await make_user(client)
+    async with sdk(live_url, person.access_token) as openai:
+        raw = await openai.chat.completions.with_raw_response.create(
+            model="fake/fake-model", messages=[{"role": "user", "content": "from me"}]
+        )
+    cid = raw.headers["x-relaychat-conversation-id"]
+    asked, _ = await messages_of(client, person, cid)
+    assert asked["api_key_id"] is None and asked["metadata"] == {"via": "openai-api"}
+
+
+async def test_store_false_stores_nothing_but_the_audit_row(
+    client: httpx.AsyncClient, live_url: str, services: Services
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    async with sdk(live_url, key.secret) as openai:
+        whole = await openai.chat.completions.create(
+            model="fake/fake-model", messages=[{"role": "user", "content": "x"}], store=False
+        )
+        stream = await openai.chat.completions.create(
+            model="fake/fake-model",
+            messages=[{"role": "user", "content": "y"}],
+            store=False,
+            stream=True,
+        )
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert whole.choices[0].message.content == streamed == DEFAULT_REPLY
+    assert await conversations_of(client, owner) == []
+    await services.audit.flush()
+    audit = await client.get(f"/api/keys/{key.id}/audit", headers=owner.headers)
+    rows = audit.json()["events"]
+    assert [(r["path"], r["status"], r["outcome"]) for r in rows] == [
+        ("/v1/chat/completions", 200, "accepted")
+    ] * 2
+    assert all(r["conversation_id"] is None for r in rows)
