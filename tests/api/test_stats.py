@@ -382,6 +382,60 @@ async def test_every_bucket_is_there_and_rows_land_in_theirs(
     assert day["bucket_seconds"] == 900 and len(day["external"]["series"]) == 97
 
 
+async def test_each_bucket_of_each_outcome_equals_a_count_of_its_rows(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Everyone's acceptances are read as a bucket's rows less the others: in each bucket,
+    for the admin and for one owner, every outcome is what a count of the rows gives."""
+    admin = await make_user(client)
+    alice = await make_user(client)
+    # No answer before the rows are in: it would keep their buckets, settled, as empty.
+    moment = int(datetime.now(UTC).timestamp()) - 3600
+    start = datetime.fromtimestamp(moment - moment % 60 + 600, UTC)
+    # (minutes after `start`, seconds, owner, outcome, reason): rows on a bucket's first
+    # instant and in its last second, several outcomes in one bucket.
+    rows = [
+        (5, 0, None, "accepted", None),
+        (5, 59, alice.id, "accepted", None),
+        (5, 30, alice.id, "replayed", None),
+        (6, 0, alice.id, "refused", "rate_limited"),
+        (6, 0, None, "refused", "api_key_required"),
+        (6, 1, None, "accepted", None),
+        (7, 10, alice.id, "refused", "conversation_not_found"),
+        (7, 11, alice.id, "accepted", None),
+        (7, 12, None, "replayed", None),
+    ]
+    async with services.sessionmaker() as session:
+        for minute, second, owner, outcome, reason in rows:
+            await record_audit(
+                session,
+                method="POST",
+                path="/api/messages/c",
+                outcome=outcome,
+                reason=reason,
+                status=201,
+                latency_ms=1.0,
+                key_owner_id=owner,
+                created_at=start + timedelta(minutes=minute, seconds=second),
+            )
+
+    def expected(since: datetime, size: int, owner: str | None, outcome: str) -> list[int]:
+        counts = [0] * size
+        for minute, second, row_owner, row_outcome, reason in rows:
+            name = "rate_limited" if reason == "rate_limited" else row_outcome
+            if name == outcome and owner in (None, row_owner):
+                moment = start + timedelta(minutes=minute, seconds=second)
+                counts[int((moment - since).total_seconds() // 60)] += 1
+        return counts
+
+    for viewer, owner in ((admin, None), (alice, alice.id)):
+        body = await stats_of(client, viewer, window="1h")
+        since, series = parse(body["since"]), body["external"]["series"]
+        for outcome in ("accepted", "replayed", "refused", "rate_limited"):
+            found = [point[outcome] for point in series]
+            assert found == expected(since, len(series), owner, outcome), (viewer.role, outcome)
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -314,6 +314,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_key_time", "api_key_id", "created_at"),
+        # Also GET /api/stats: everyone's requests per time bucket, from the index alone.
         Index("ix_audit_time", "created_at"),
         # GET /api/stats: requests per outcome and time bucket, refusals by reason and a
         # sample of latencies, for everyone and for one key owner, read from the index
