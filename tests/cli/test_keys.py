@@ -11,17 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 from typer.testing import Result
 
 from relaychat.domain.access import keys
 from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.access.keys import KeyPrincipal, KeyRefused
-from relaychat.realtime import EventBus, create_event_bus
 from relaychat.storage.db import create_sessionmaker
 from relaychat.storage.models import ApiKey
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
-from tests.support.cli import make_users, relaychat_async
+from tests.support.cli import make_users, relaychat_async, server_bus
 from tests.support.live import server_env
 
 SECRET = re.compile(r"^secret: (rck_\S+)$", re.MULTILINE)
@@ -36,18 +34,13 @@ async def run(env: dict[str, str], *args: str) -> Result:
 @asynccontextmanager
 async def server_cache(backend: Backend, prefix: str) -> AsyncIterator[KeyCache]:
     """A running server's key cache: on the server's Redis channel when there is one."""
-    redis = Redis.from_url(backend.redis_url) if backend.redis_url else None
-    bus: EventBus = create_event_bus(redis, prefix)
-    await bus.start()
-    # A long TTL: with Redis, only the CLI's signal can explain a fresh answer.
-    cache = KeyCache(bus, create_sessionmaker(backend.engine), ttl_seconds=3600)
-    try:
-        yield cache
-    finally:
-        await cache.close()
-        await bus.close()
-        if redis is not None:
-            await redis.aclose()
+    async with server_bus(backend, prefix) as bus:
+        # A long TTL: with Redis, only the CLI's signal can explain a fresh answer.
+        cache = KeyCache(bus, create_sessionmaker(backend.engine), ttl_seconds=3600)
+        try:
+            yield cache
+        finally:
+            await cache.close()
 
 
 async def authenticate(backend: Backend, cache: KeyCache, secret: str) -> KeyPrincipal:

@@ -9,33 +9,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from relaychat.domain.accounts.standing import StandingCache
 from relaychat.domain.accounts.users import find_user_by_email
-from relaychat.realtime import create_event_bus
-from relaychat.realtime.bus import EventBus
 from relaychat.storage.db import create_sessionmaker
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
-from tests.support.cli import make_users, relaychat_async
+from tests.support.cli import make_users, relaychat_async, server_bus
 from tests.support.live import server_env
 
 
 @asynccontextmanager
 async def server_standing(backend: Backend, prefix: str) -> AsyncIterator[StandingCache]:
     """A running server's standing cache, on the server's Redis channel when there is one."""
-    redis = Redis.from_url(backend.redis_url) if backend.redis_url else None
-    bus: EventBus = create_event_bus(redis, prefix)
-    await bus.start()
-    # A long TTL: with Redis, only the CLI's signal can explain a fresh answer.
-    cache = StandingCache(bus, create_sessionmaker(backend.engine), ttl_seconds=3600)
-    try:
-        yield cache
-    finally:
-        await cache.close()
-        await bus.close()
-        if redis is not None:
-            await redis.aclose()
+    async with server_bus(backend, prefix) as bus:
+        # A long TTL: with Redis, only the CLI's signal can explain a fresh answer.
+        cache = StandingCache(bus, create_sessionmaker(backend.engine), ttl_seconds=3600)
+        try:
+            yield cache
+        finally:
+            await cache.close()
 
 
 async def user_id(backend: Backend, email: str) -> str:

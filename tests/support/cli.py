@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import ParamSpec, TypeVar
 
+from redis.asyncio import Redis
 from typer.testing import CliRunner, Result
 
 from relaychat.cli import app
 from relaychat.domain.accounts.users import create_user
+from relaychat.realtime import EventBus, create_event_bus
 from relaychat.settings import get_settings
 from relaychat.storage.db import create_sessionmaker
 from tests.support.backends import Backend
@@ -62,3 +65,18 @@ async def make_users(backend: Backend, *accounts: tuple[str, bool]) -> None:
             await create_user(
                 session, email=email, name="N", password="a strong password", admin=admin
             )
+
+
+@asynccontextmanager
+async def server_bus(backend: Backend, prefix: str) -> AsyncIterator[EventBus]:
+    """A running server's bus, started: on the server's Redis channels when there is one,
+    so it hears what a command tells the servers."""
+    redis = Redis.from_url(backend.redis_url) if backend.redis_url else None
+    bus = create_event_bus(redis, prefix)
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+        if redis is not None:
+            await redis.aclose()
