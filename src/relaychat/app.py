@@ -25,6 +25,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    search,
     stats,
     users,
     webhooks,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         admin_users,
         metrics,
         stats,
+        search,
         webhooks,
         channels,
     ):
