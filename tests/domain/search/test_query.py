@@ -42,8 +42,7 @@ def test_no_word_to_find_is_refused(q: str) -> None:
 def test_renderings_hold_nothing_but_quoted_words() -> None:
     query = parse('deploy* "a b" -c')
     assert fts5_match(query, "u1") == (
-        'owner : "u1" AND ({body sender} : ("deploy"* AND "a b")) '
-        'NOT ({body sender} : ("c"))'
+        'owner : "u1" AND ({body sender} : ("deploy"* AND "a b")) NOT ({body sender} : ("c"))'
     )
     assert tsquery(query) == "('deploy':*) & ('a' <-> 'b') & !('c')"
 
