@@ -98,19 +98,16 @@ async def search(
     if filters.until is not None:
         clauses.append("AND d.created_at < :until")
         params["until"] = filters.until
-    dialect = session.get_bind().dialect.name
-    keyset = "AND (key > :after_key OR (key = :after_key AND {id} > :after_id))"
     if after is not None:
         params["after_key"], params["after_id"] = after
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         params["tsquery"] = tsquery(query)
-        statement = _POSTGRESQL.format(
-            filters=" ".join(clauses), after=keyset.format(id="id") if after else ""
-        )
+        keyset = "AND (key > :after_key OR (key = :after_key AND id > :after_id))"
+        statement = _POSTGRESQL.format(filters=" ".join(clauses), after=keyset if after else "")
     else:
         params["match"] = fts5_match(query, owner_token(user_id))
         if after is not None:
-            # FTS5's rank cannot be named in WHERE by its alias.
+            # FTS5's rank cannot be named by its alias in WHERE.
             clauses.append(
                 "AND (search_index.rank > :after_key "
                 "OR (search_index.rank = :after_key AND d.id > :after_id))"
