@@ -96,11 +96,9 @@ def vocabulary() -> list[str]:
 # that names no column of the row is run once for all rows, its random() drawn once.
 _WORD = {
     "sqlite": "(SELECT w FROM bench_words WHERE k = i - i + CAST("
-    + " * ".join(["((abs(random()) % 1000000) / 1000000.0)"] * 3)
-    + f" * {VOCABULARY} AS INTEGER))",
+    f"pow((abs(random()) % 1000000) / 1000000.0, 3) * {VOCABULARY} AS INTEGER))",
     # PostgreSQL would draw again for every row the subquery scans: an array instead.
-    "postgresql": "v.words[1 + CAST(floor(random() * random() * random() * "
-    f"{VOCABULARY}) AS integer)]",
+    "postgresql": f"v.words[1 + CAST(floor(power(random(), 3) * {VOCABULARY}) AS integer)]",
 }
 _ROWS = {
     "sqlite": "WITH RECURSIVE n(i) AS (SELECT :offset UNION ALL SELECT i + 1 FROM n "
