@@ -36,6 +36,8 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("web_ui", [], ["--quick"], 600),
     # --quick: a tenth of the rows (100,000 audit rows), said so in the recorded row.
     ("stats", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 900),
+    # --quick: a tenth of the messages (100,000), said so in the recorded row.
+    ("search", ["--backends", "sqlite,pg"], ["--quick", "--backends", "sqlite,pg"], 2400),
 ]
 NEEDS_REDIS = {"fanout", "redis_hop"}
 

@@ -78,6 +78,10 @@ _ROWS = [
     Target("ttft.one_p50", "one reply, added TTFT p50", "ms", 2.0, 1.0, "lower", "ttft"),
     Target("stats.week_p95", "stats 7d of 1M audit rows (and 100k replies), admin, p95", "ms",
            200.0, 100.0, "lower", "stats"),
+    Target("search.p95", "search over 1M messages (100 users, 10k conversations), "
+           "a person's query, p95", "ms", 50.0, 25.0, "lower", "search"),
+    Target("search.ingest_share", "message ingest with the search index, share of without",
+           "%", 80.0, 90.0, "higher", "search"),
 ]  # fmt: skip
 TARGETS: dict[str, Target] = {t.key: t for t in _ROWS}
 

@@ -25,6 +25,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    search,
     stats,
     usage,
     users,
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         metrics,
         stats,
         usage,
+        search,
         webhooks,
         channels,
     ):

@@ -130,6 +130,8 @@ class ErrorCode(StrEnum):
     MESSAGE_NOT_FOUND = "message_not_found"
     #: the parent message is not in this conversation
     PARENT_NOT_IN_CONVERSATION = "parent_not_in_conversation"
+    #: the search query has no word to look for (only operators, or only excluded words)
+    SEARCH_QUERY_EMPTY = "search_query_empty"
     # -- replies, models and agents
     #: no such generation
     GENERATION_NOT_FOUND = "generation_not_found"

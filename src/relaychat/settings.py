@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     phone_default_region: str = Field(
         "US", description="Region used to read phone numbers written without +country."
     )
+    search_language: str = Field(
+        "simple",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="PostgreSQL text search configuration of the search index (`simple`, "
+        "`english`, …), read when the index is built by `relaychat db upgrade`.",
+    )
 
     @field_validator("jwt_secret")
     @classmethod

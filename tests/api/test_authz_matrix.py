@@ -168,6 +168,8 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/stats"): ("", "?window=7d"),
     # Sums by key and agent ids: only the caller's (scoped in tests/api/test_usage.py).
     ("GET", "/api/usage"): ("", "?group_by=key", "?group_by=agent", "?all=true"),
+    # Both users' conversations are titled "matrix" and hold messages from the fake model.
+    ("GET", "/api/search"): ("?q=matrix", "?q=matrix&role=user", "?q=matr*"),
 }
 NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
@@ -676,6 +678,7 @@ async def check_lists(m: Matrix) -> list[str]:
         ("/api/keys", "key"),
         ("/api/webhooks", "webhook"),
         ("/api/channels", "channel"),
+        ("/api/search?q=matrix", "conversation"),
     ]:
         mine = await m.client.get(url, headers=m.a.user.headers)
         if m.a.ids[kind] not in mine.text:

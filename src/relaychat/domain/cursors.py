@@ -34,3 +34,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if moment.tzinfo is None:
         raise refused
     return moment, str(row_id)
+
+
+def encode_rank_cursor(rank: float, row_id: int) -> str:
+    """The cursor of a ranked listing (search): the last row's sort key and id."""
+    raw = json.dumps([rank, row_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_rank_cursor(cursor: str) -> tuple[float, int]:
+    """The sort key and id a ranked cursor holds; 422 `validation_error` (field `cursor`)
+    for anything else."""
+    refused = ValidationFailed("cursor is not one this server issued", field="cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        rank, row_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise refused from exc
+    if not isinstance(rank, float | int) or isinstance(rank, bool) or not isinstance(row_id, int):
+        raise refused
+    return float(rank), row_id

@@ -45,7 +45,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 # The modules the shell preloads, so the browser fetches them in parallel with app.js.
-MODULES = ("api.js", "stream.js", "sidebar.js", "chat.js", "composer.js")
+MODULES = ("api.js", "stream.js", "sidebar.js", "search.js", "chat.js", "composer.js")
 
 
 def _shell(request: Request, settings: SettingsDep) -> HTMLResponse:

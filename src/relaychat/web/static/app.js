@@ -5,6 +5,7 @@ import * as auth from "./api.js";
 import { api, session } from "./api.js";
 import { openStream } from "./stream.js";
 import * as sidebar from "./sidebar.js";
+import * as search from "./search.js";
 import * as chat from "./chat.js";
 import * as composer from "./composer.js";
 
@@ -170,7 +171,7 @@ async function showPage(name, sub) {
   }
 }
 
-async function open(id, { push = true } = {}) {
+async function open(id, { push = true, message = null } = {}) {
   ++routing;
   if (push) {
     const url = id ? `/c/${encodeURIComponent(id)}` : "/";
@@ -203,7 +204,8 @@ async function open(id, { push = true } = {}) {
     reportError(error);
   }
   composer.setBusy(chat.isStreaming());
-  composer.focus();
+  // A search result: its message (on its branch) has the focus, not the message box.
+  if (!(message && convo && chat.focusMessage(message))) composer.focus();
 }
 
 /** The models and agents of the picker, and the key names shown on external messages. */
@@ -311,6 +313,10 @@ function init() {
         $("chat-title").textContent = title;
       }
     },
+  });
+  search.initSearch({
+    onOpen: (id, message) => open(id, { message }),
+    onError: reportError,
   });
   chat.initChat({ onError: reportError, onBusy: () => composer.setBusy(chat.isStreaming()) });
   composer.initComposer({

@@ -79,6 +79,24 @@ export async function show(convo) {
   renderPath();
 }
 
+/** Show the branch that holds message `id` (at every fork above it), scroll to it and mark
+ * it found; false when the open conversation has no such message. */
+export function focusMessage(id) {
+  if (!messages.has(id)) return false;
+  for (let at = id; at; at = messages.get(at)?.parent_message_id) {
+    chosen.set(messages.get(at).parent_message_id || "", at);
+  }
+  stick = false; // the person reads this message now, not the newest one
+  renderPath();
+  for (const node of listEl.querySelectorAll(".msg.found")) node.classList.remove("found");
+  const node = nodes.get(id);
+  node.classList.add("found");
+  node.tabIndex = -1;
+  node.scrollIntoView({ block: "center" });
+  node.focus({ preventScroll: true });
+  return true;
+}
+
 function reset() {
   messages = new Map();
   children = new Map();

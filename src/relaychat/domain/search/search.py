@@ -1,0 +1,174 @@
+"""`GET /api/search`: the caller's documents matching a query, best first, a page at a time.
+
+Scoped twice to the caller: the index itself is asked for the owner's postings only (the
+FTS5 `owner` column, PostgreSQL's GIN over `(user_id, document)`), and the documents'
+`user_id` is filtered again in the same statement. Pages are keyset: the sort key (FTS5's
+bm25, or minus PostgreSQL's ts_rank, so lower is better on both) and the document id.
+
+The statements are SQL text: FTS5's virtual table and its hidden `rank` column have no
+SQLAlchemy construct, and each backend's statement reads best whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relaychat.domain.cursors import decode_rank_cursor, encode_rank_cursor
+from relaychat.domain.search.query import SearchQuery, fts5_match, owner_token, parse, tsquery
+from relaychat.domain.search.snippets import Segment, plain, snippet
+from relaychat.statuses import MessageRole
+from relaychat.storage.tables import CONVERSATIONS, MESSAGES
+from relaychat.storage.types import UTCDateTime
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    conversation_id: str | None = None
+    role: MessageRole | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A matched message, or a conversation matched by its title (`message_id` None)."""
+
+    conversation_id: str
+    conversation_title: str | None
+    message_id: str | None
+    role: MessageRole | None
+    created_at: datetime
+    snippet: list[Segment]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_cursor: str | None
+
+
+_SQLITE = """
+SELECT d.id, d.message_id, d.conversation_id, d.role, d.created_at, search_index.rank AS key
+FROM search_index JOIN search_documents d ON d.id = search_index.rowid
+WHERE search_index MATCH :match AND d.user_id = :user_id {filters}
+ORDER BY key, d.id LIMIT :limit
+"""
+_POSTGRESQL = """
+SELECT * FROM (
+    SELECT d.id, d.message_id, d.conversation_id, d.role, d.created_at,
+        -ts_rank(d.document, q.query)::float8 AS key
+    FROM search_documents d, to_tsquery(search_config(), :tsquery) AS q(query)
+    WHERE d.user_id = :user_id AND d.document @@ q.query {filters}
+) AS ranked
+WHERE true {after}
+ORDER BY key, id LIMIT :limit
+"""
+
+
+async def search(
+    session: AsyncSession,
+    user_id: str,
+    q: str,
+    *,
+    filters: SearchFilters,
+    limit: int,
+    cursor: str | None,
+) -> SearchPage:
+    """One page of `user_id`'s messages and conversations matching `q`, best first."""
+    query = parse(q)
+    after = decode_rank_cursor(cursor) if cursor else None
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+    clauses = []
+    if filters.conversation_id is not None:
+        clauses.append("AND d.conversation_id = :conversation_id")
+        params["conversation_id"] = filters.conversation_id
+    if filters.role is not None:
+        clauses.append("AND d.role = :role")
+        params["role"] = filters.role.value
+    dates = UTCDateTime(timezone=True)
+    if filters.since is not None:
+        clauses.append("AND d.created_at >= :since")
+        params["since"] = filters.since
+    if filters.until is not None:
+        clauses.append("AND d.created_at < :until")
+        params["until"] = filters.until
+    if after is not None:
+        params["after_key"], params["after_id"] = after
+    if session.get_bind().dialect.name == "postgresql":
+        params["tsquery"] = tsquery(query)
+        keyset = "AND (key > :after_key OR (key = :after_key AND id > :after_id))"
+        statement = _POSTGRESQL.format(filters=" ".join(clauses), after=keyset if after else "")
+    else:
+        params["match"] = fts5_match(query, owner_token(user_id))
+        if after is not None:
+            # FTS5's rank cannot be named by its alias in WHERE.
+            clauses.append(
+                "AND (search_index.rank > :after_key "
+                "OR (search_index.rank = :after_key AND d.id > :after_id))"
+            )
+        statement = _SQLITE.format(filters=" ".join(clauses))
+    typed = text(statement).bindparams(
+        *(bindparam(name, type_=dates) for name in ("since", "until") if name in params)
+    )
+    rows = (await session.execute(typed.columns(created_at=dates), params)).all()
+    page, more = rows[:limit], len(rows) > limit
+    hits = await _hits(session, page, query)
+    next_cursor = encode_rank_cursor(page[-1].key, page[-1].id) if more and page else None
+    return SearchPage(hits, next_cursor)
+
+
+async def _hits(
+    session: AsyncSession, rows: Sequence[Row[Any]], query: SearchQuery
+) -> list[SearchHit]:
+    """The page's documents with their conversation's title and a marked snippet."""
+    message_ids = [row.message_id for row in rows if row.message_id is not None]
+    conversation_ids = {row.conversation_id for row in rows}
+    messages = {
+        m.id: m
+        for m in await session.execute(
+            select(MESSAGES.c.id, MESSAGES.c.text, MESSAGES.c.metadata).where(
+                MESSAGES.c.id.in_(message_ids)
+            )
+        )
+    }
+    titles: dict[str, str | None] = {
+        row.id: row.title
+        for row in await session.execute(
+            select(CONVERSATIONS.c.id, CONVERSATIONS.c.title).where(
+                CONVERSATIONS.c.id.in_(conversation_ids)
+            )
+        )
+    }
+    hits = []
+    for row in rows:
+        title = titles.get(row.conversation_id)
+        message = messages.get(row.message_id) if row.message_id is not None else None
+        if message is not None:
+            marked = snippet(message.text or "", query) or _sender_snippet(message.metadata, query)
+        else:
+            marked = snippet(title or "", query) or plain(title or "")
+        hits.append(
+            SearchHit(
+                conversation_id=row.conversation_id,
+                conversation_title=title,
+                message_id=row.message_id,
+                role=MessageRole(row.role) if row.role else None,
+                created_at=row.created_at,
+                snippet=marked or plain(message.text if message is not None else ""),
+            )
+        )
+    return hits
+
+
+def _sender_snippet(metadata: object, query: SearchQuery) -> list[Segment] | None:
+    """An external message found by its sender: `source · phone`, marked."""
+    if not isinstance(metadata, dict):
+        return None
+    parts = [str(metadata[key]) for key in ("source", "phoneNumber") if metadata.get(key)]
+    return snippet(" · ".join(parts), query) if parts else None
