@@ -42,8 +42,9 @@ from tests.support.settings import TEST_JWT_SECRET, VERBATIM_KEY, llm_settings
 Route = tuple[str, str]  # (method, path template as the app declares it)
 
 # Written by the audit writer in the background, for refused requests too: that a refusal
-# is recorded is the point of it, so these rows are not a write by B.
-UNWATCHED_TABLES = frozenset({"audit_events"})
+# is recorded is the point of it, so these rows are not a write by B (nor their hourly
+# counts, kept with them).
+UNWATCHED_TABLES = frozenset({"audit_events", "audit_hours"})
 # Written in the background when a key is used, refused or not: B's own key's row.
 UNWATCHED_COLUMNS = frozenset({"api_keys.last_used_at"})
 WAIT_SECONDS = 30.0

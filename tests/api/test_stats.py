@@ -17,7 +17,8 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.domain.access.audit import record_audit
 from relaychat.services import Services
 from relaychat.settings import Settings
-from relaychat.storage.models import Generation
+from relaychat.storage.audit_hours import hour_of
+from relaychat.storage.models import AuditEvent, AuditHour, Generation
 from tests.support.backends import Backend
 from tests.support.chat import wait_generation
 from tests.support.factories import (
@@ -149,6 +150,71 @@ async def test_external_requests_by_outcome_for_each_viewer(
     nothing = await stats_of(client, await make_sessionless_user(client))
     assert nothing["external"]["totals"]["total"] == 0
     assert nothing["external"]["processing_ms"] is None
+
+
+async def test_requests_through_every_writer_count_alike_by_hours_and_by_rows(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Accepted requests are audited by the group commit, refused and replayed ones by the
+    audit writer, others by `record_audit`: each keeps the hourly counts with its rows, and
+    the answer by whole hours (from those counts) is the answer by quarters (the rows)."""
+    admin = await make_sessionless_user(client)
+    alice = await make_sessionless_user(client)
+    cid = (await make_conversation(client, alice))["conversation_id"]
+    key = await make_key(client, alice, rate_limit={"requests": 5, "window": 600})
+
+    async def send(target: str, headers: dict[str, str], status: int) -> None:
+        response = await client.post(f"/api/messages/{target}", json=external(), headers=headers)
+        assert response.status_code == status, response.text
+
+    for _ in range(2):
+        await send(cid, key.headers, 201)
+    replay = {**key.headers, "Idempotency-Key": "again"}
+    await send(cid, replay, 201)
+    await send(cid, replay, 201)  # replayed
+    await send("nowhere-to-be-found", key.headers, 404)
+    await send(cid, key.headers, 429)
+    await send(cid, {}, 401)
+    async with services.sessionmaker() as session:
+        await record_audit(
+            session,
+            method="POST",
+            path="/api/messages/c",
+            outcome="refused",
+            reason="permission_denied",
+            status=403,
+            latency_ms=1.0,
+            key_owner_id=alice.id,
+            created_at=datetime.now(UTC) - timedelta(hours=5),
+        )
+    await services.audit.flush()
+
+    async with services.sessionmaker() as session:
+        kept = {
+            (h.hour, h.key_owner_id, h.outcome, h.reason): h.n
+            for h in (await session.scalars(select(AuditHour))).all()
+        }
+        counted: dict[tuple[datetime, str, str, str], int] = {}
+        for e in (await session.scalars(select(AuditEvent))).all():
+            k = (hour_of(e.created_at), e.key_owner_id or "", e.outcome, e.reason or "")
+            counted[k] = counted.get(k, 0) + 1
+    assert kept == counted and sum(kept.values()) == 8
+
+    for viewer, total in ((admin, 8), (alice, 7)):
+        hourly = (await stats_of(client, viewer, window="24h", bucket=3600))["external"]
+        rows = (await stats_of(client, viewer, window="24h", bucket=900))["external"]
+        assert hourly["totals"] == rows["totals"] and hourly["totals"]["total"] == total
+        assert hourly["errors"] == rows["errors"]
+        by_hour: dict[datetime, list[int]] = {}
+        for point in rows["series"]:
+            moment = parse(point["t"])
+            sums = by_hour.setdefault(moment.replace(minute=0), [0, 0, 0, 0])
+            for i, outcome in enumerate(("accepted", "replayed", "refused", "rate_limited")):
+                sums[i] += point[outcome]
+        for point in hourly["series"]:
+            found = [point[o] for o in ("accepted", "replayed", "refused", "rate_limited")]
+            assert found == by_hour.get(parse(point["t"]), [0, 0, 0, 0]), point["t"]
+    assert hourly["totals"]["replayed"] == 1 and hourly["totals"]["rate_limited"] == 1
 
 
 async def test_a_replayed_request_is_counted_apart(
@@ -419,21 +485,30 @@ async def test_each_bucket_of_each_outcome_equals_a_count_of_its_rows(
                 created_at=start + timedelta(minutes=minute, seconds=second),
             )
 
-    def expected(since: datetime, size: int, owner: str | None, outcome: str) -> list[int]:
+    def expected(
+        since: datetime, size: int, step: int, owner: str | None, outcome: str
+    ) -> list[int]:
         counts = [0] * size
         for minute, second, row_owner, row_outcome, reason in rows:
             name = "rate_limited" if reason == "rate_limited" else row_outcome
             if name == outcome and owner in (None, row_owner):
                 moment = start + timedelta(minutes=minute, seconds=second)
-                counts[int((moment - since).total_seconds() // 60)] += 1
+                counts[int((moment - since).total_seconds() // step)] += 1
         return counts
 
-    for viewer, owner in ((admin, None), (alice, alice.id)):
-        body = await stats_of(client, viewer, window="1h")
-        since, series = parse(body["since"]), body["external"]["series"]
-        for outcome in ("accepted", "replayed", "refused", "rate_limited"):
-            found = [point[outcome] for point in series]
-            assert found == expected(since, len(series), owner, outcome), (viewer.role, outcome)
+    # Minutes from the rows; whole hours from the hourly counts (audit_hours).
+    for window, bucket in (("1h", 60), ("24h", 3600), ("7d", 3600), ("7d", 7200)):
+        for viewer, owner in ((admin, None), (alice, alice.id)):
+            body = await stats_of(client, viewer, window=window, bucket=bucket)
+            since, series = parse(body["since"]), body["external"]["series"]
+            for outcome in ("accepted", "replayed", "refused", "rate_limited"):
+                found = [point[outcome] for point in series]
+                assert found == expected(since, len(series), bucket, owner, outcome), (
+                    window,
+                    bucket,
+                    viewer.role,
+                    outcome,
+                )
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,8 @@ async def row_counts(backend: Backend) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with backend.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
+            if table.name == "audit_hours":
+                continue  # the audit rows counted per hour: tests follow `audit_events`
             counts[table.name] = (
                 await conn.execute(text(f"SELECT COUNT(*) FROM {table.name}"))
             ).scalar_one()

@@ -8,7 +8,9 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat.storage.audit_hours import add_audit_hours
 from relaychat.storage.models import AuditEvent
+from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,21 @@ class AuditWriter:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 async with self.sessionmaker() as session:
+                    for event in batch:
+                        event.created_at = event.created_at or utcnow()
                     session.add_all(batch)
+                    await add_audit_hours(
+                        session,
+                        (
+                            {
+                                "created_at": e.created_at,
+                                "key_owner_id": e.key_owner_id,
+                                "outcome": e.outcome,
+                                "reason": e.reason,
+                            }
+                            for e in batch
+                        ),
+                    )
                     await session.commit()
             except Exception:
                 logger.exception("could not store %d audit rows", len(batch))

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.statuses import OutboxStatus
+from relaychat.storage.audit_hours import forget_hours_before
 from relaychat.storage.models import AuditEvent, IdempotencyRecord, OutboxAttempt, OutboxItem
 from relaychat.storage.types import utcnow
 
@@ -120,6 +121,11 @@ class RetentionSweeper:
         if self.policy.audit_days > 0:
             cutoff = now - timedelta(days=self.policy.audit_days)
             audit = await self._purge(AuditEvent, AuditEvent.id, AuditEvent.created_at < cutoff)
+            # Their hours' counts go too; the hour holding the cutoff stays (partly stale:
+            # the dashboard reads that edge from the rows).
+            async with self.sessionmaker() as session:
+                await forget_hours_before(session, cutoff)
+                await session.commit()
         return Purged(outbox, attempts, idempotency, audit)
 
     async def _purge(self, model: type[Any], key: Any, condition: ColumnElement[bool]) -> int:

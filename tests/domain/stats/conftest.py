@@ -9,9 +9,11 @@ from datetime import datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.access.audit import new_audit_event
+from relaychat.domain.access.audit import audit_values
 from relaychat.statuses import AuditOutcome
+from relaychat.storage.audit_hours import add_audit_hours
 from relaychat.storage.db import create_sessionmaker
+from relaychat.storage.models import AuditEvent
 from tests.support.backends import Backend
 
 
@@ -28,9 +30,10 @@ async def store_audit(
     outcome: str = AuditOutcome.ACCEPTED,
     reason: str | None = None,
 ) -> None:
-    """Audit rows at these times with these latencies."""
-    session.add_all(
-        new_audit_event(
+    """Audit rows at these times with these latencies, counted into their hours as the
+    writers do."""
+    values = [
+        audit_values(
             method="POST",
             path="/api/messages/c",
             outcome=outcome,
@@ -40,5 +43,7 @@ async def store_audit(
             created_at=at,
         )
         for at, latency in rows
-    )
+    ]
+    session.add_all(AuditEvent(**row) for row in values)
+    await add_audit_hours(session, values)
     await session.commit()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.cursors import decode_cursor, encode_cursor
 from relaychat.domain.ids import new_id
+from relaychat.storage.audit_hours import add_audit_hours
 from relaychat.storage.models import AuditEvent
 from relaychat.storage.types import utcnow
 
@@ -69,9 +70,12 @@ def new_audit_event(**fields: Any) -> AuditEvent:
 
 
 async def record_audit(session: AsyncSession, **fields: Any) -> AuditEvent:
-    """Store one audit row (see `new_audit_event` for the fields) and commit."""
-    event = new_audit_event(**fields)
+    """Store one audit row (see `new_audit_event` for the fields), count it into its hour,
+    and commit."""
+    values = audit_values(**fields)
+    event = AuditEvent(**values)
     session.add(event)
+    await add_audit_hours(session, [values])
     await session.commit()
     return event
 

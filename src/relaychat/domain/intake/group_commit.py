@@ -38,6 +38,7 @@ from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated
 from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole, MessageStatus, OutboxKind
+from relaychat.storage.audit_hours import add_audit_hours
 from relaychat.storage.tables import (
     AUDIT_EVENTS,
     CONVERSATIONS,
@@ -252,6 +253,7 @@ class GroupCommitWriter:
             ]
             if audits:
                 await conn.execute(insert(AUDIT_EVENTS), audits)
+                await add_audit_hours(conn, audits)
         return staged, stale, bool(deliveries)
 
 

@@ -10,13 +10,19 @@ a time computed per row instead (epoch seconds divided by the bucket size) took 
 a million rows 1 to 1.5 s on SQLite, against about 70 ms this way; refusals, a few in a
 hundred, are grouped that way. Buckets that are over are kept by the worker
 (`settled.py`): after the first answer only the last bucket or two are read.
+
+Buckets of whole hours (the week's default) are counted from the hourly counts the writers
+keep with the rows (`audit_hours`, storage/audit_hours.py), a few thousand rows for a week
+instead of a million index entries: exact at any moment, being written in the rows'
+transaction. Only the buckets by the retention horizon are read from the rows, as the
+sweeper deletes rows there whose hour's count stays (and older ones are mostly gone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,7 +45,8 @@ from relaychat.domain.stats.settled import (
 )
 from relaychat.errors import ErrorCode
 from relaychat.statuses import AuditOutcome
-from relaychat.storage.models import AuditEvent
+from relaychat.storage.audit_hours import HOUR, hour_of
+from relaychat.storage.models import AuditEvent, AuditHour
 
 # A refusal stored without a reason (no writer does that today) is still counted.
 UNKNOWN_REASON = "unknown"
@@ -93,9 +100,14 @@ async def external_stats(
     )
     kept = settled.audit if settled is not None else Kept[AuditBucket](1)
     done = settled.settled(grid, now, swept=True) if settled is not None else range(0)
-    every = await kept_or_counted(
-        grid, kept, owner_id, done, lambda part: _count(session, part, scope)
-    )
+    hourly = _hourly_from(grid, now, settled)
+
+    async def counted(part: Grid) -> list[AuditBucket]:
+        if hourly is None:
+            return await _count(session, part, scope)
+        return await _count_by_hours(session, part, owner_id, scope, hourly)
+
+    every = await kept_or_counted(grid, kept, owner_id, done, counted)
 
     accepted = [b.accepted for b in every]
     where = [*scope, AuditEvent.outcome == AuditOutcome.ACCEPTED]
@@ -132,6 +144,65 @@ async def external_stats(
         for code, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
     ]
     return ExternalStats(totals, series, processing, errors)
+
+
+def _hourly_from(grid: Grid, now: datetime, settled: SettledBuckets | None) -> datetime | None:
+    """From when `grid`'s buckets are counted from the hourly counts: None for sizes that
+    are not whole hours, or when the retention horizon is not known (no keeper, as the
+    CLI); else the first whole hour after the horizon (the sweeper's clock may run a
+    little ahead: `settle_seconds` of slack), or the grid's start without retention."""
+    if settled is None or grid.bucket_seconds % 3600:
+        return None
+    if not settled.retention_seconds:
+        return grid.since
+    edge = now - timedelta(seconds=settled.retention_seconds - settled.settle_seconds)
+    start = hour_of(edge)
+    return start if start == edge else start + HOUR
+
+
+async def _count_by_hours(
+    session: AsyncSession,
+    grid: Grid,
+    owner_id: str | None,
+    scope: Sequence[ColumnElement[bool]],
+    hourly: datetime,
+) -> list[AuditBucket]:
+    """The buckets starting at `hourly` or later from the hourly counts, the earlier ones
+    (by or before the retention horizon) from the rows."""
+    step = grid.bucket_seconds
+    raw = min(grid.count, max(0, -(-(int(hourly.timestamp()) - grid.first) // step)))
+    found = await _count(session, grid.part(0, raw), scope) if raw else []
+    if raw == grid.count:
+        return found
+    part = grid.part(raw, grid.count)
+    query = select(AuditHour.hour, AuditHour.outcome, AuditHour.reason, func.sum(AuditHour.n))
+    query = query.where(AuditHour.hour >= part.since, AuditHour.hour < part.end)
+    if owner_id is not None:
+        query = query.where(AuditHour.key_owner_id == owner_id)
+    counted = [AuditBucket() for _ in range(part.count)]
+    rows = await session.execute(
+        query.group_by(AuditHour.hour, AuditHour.outcome, AuditHour.reason)
+    )
+    for hour, outcome, reason, total in rows:
+        bucket, n = counted[(int(hour.timestamp()) - part.first) // step], int(total)
+        if outcome == AuditOutcome.REPLAYED:
+            bucket.replayed += n
+        elif outcome == AuditOutcome.REFUSED:
+            _refusals(bucket, reason, n)
+        # As `_count`: an owner's acceptances are their accepted rows, everyone's the rows
+        # neither replayed nor refused.
+        elif owner_id is None or outcome == AuditOutcome.ACCEPTED:
+            bucket.accepted += n
+    return found + counted
+
+
+def _refusals(bucket: AuditBucket, reason: str | None, count: int) -> None:
+    code = reason or UNKNOWN_REASON
+    bucket.reasons[code] = bucket.reasons.get(code, 0) + count
+    if code == ErrorCode.RATE_LIMITED:
+        bucket.rate_limited += count
+    else:
+        bucket.refused += count
 
 
 async def _count(
@@ -171,13 +242,7 @@ async def _count(
         .group_by(index_of, AuditEvent.reason)
     )
     for index, reason, count in refusals:
-        bucket = found[index]
-        code = reason or UNKNOWN_REASON
-        bucket.reasons[code] = bucket.reasons.get(code, 0) + count
-        if code == ErrorCode.RATE_LIMITED:
-            bucket.rate_limited += count
-        else:
-            bucket.refused += count
+        _refusals(found[index], reason, count)
     if not scope:
         for bucket in found:
             bucket.accepted -= bucket.replayed + bucket.refused + bucket.rate_limited
