@@ -150,7 +150,7 @@ async def test_the_migration_fills_the_hours_from_the_rows(
 
 async def migrated_with_rows(url: str) -> None:
     """Rows written at the revision before the hourly counts, then the upgrade."""
-    await asyncio.to_thread(migrate.upgrade, url, "0009")
+    await asyncio.to_thread(migrate.upgrade, url, "0010")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:

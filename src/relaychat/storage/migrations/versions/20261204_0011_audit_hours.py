@@ -1,8 +1,8 @@
 """audit_hours: the audit rows counted per hour, owner, outcome and reason, filled from
 the rows already there
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04 13:50:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 from relaychat.storage.audit_hours import back_fill_sql
 from relaychat.storage.types import UTCDateTime
 
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
