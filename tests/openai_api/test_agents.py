@@ -12,7 +12,7 @@ import pytest
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.chat import calls, make_agent, messages_of, script
 from tests.support.factories import make_key, make_user
-from tests.support.openai_sdk import sdk
+from tests.support.openai_sdk import replies_asked, sdk
 
 SUM = script(calls(("calculator", {"expression": "17 * 23"})), "The answer is 391.")
 
@@ -48,7 +48,7 @@ async def test_an_agent_runs_its_tools_and_answers(
             assert completion.choices[0].message.tool_calls is None
     assert (text, finish) == ("The answer is 391.", "stop")
     # The calculator ran here: its result went back to the model.
-    upstream = [r.body for r in fake_llm.requests if marker in str(r.body)]
+    upstream = replies_asked(fake_llm, marker)
     assert len(upstream) == 2
     assert upstream[1]["messages"][0] == {"role": "system", "content": "Be exact."}
     assert upstream[1]["messages"][-1]["role"] == "tool"

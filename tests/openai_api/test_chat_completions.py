@@ -12,7 +12,7 @@ from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.services import Services
 from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_key, make_user
-from tests.support.openai_sdk import sdk
+from tests.support.openai_sdk import replies_asked, sdk
 
 
 async def conversations_of(client: httpx.AsyncClient, user: TestUser) -> list[dict[str, object]]:
@@ -24,7 +24,7 @@ async def conversations_of(client: httpx.AsyncClient, user: TestUser) -> list[di
 
 def sent_with(fake: FakeLLM, marker: str) -> dict[str, object]:
     """The body of the upstream request whose messages mention `marker`."""
-    bodies = [r.body for r in fake.requests if marker in str(r.body)]
+    bodies = replies_asked(fake, marker)
     assert bodies, f"no upstream request mentions {marker}"
     body: dict[str, object] = bodies[-1]
     return body

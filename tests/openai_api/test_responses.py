@@ -13,7 +13,7 @@ from relaychat.devtools.fake_config import DEFAULT_REPLY
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.chat import messages_of
 from tests.support.factories import make_key, make_user
-from tests.support.openai_sdk import sdk
+from tests.support.openai_sdk import replies_asked, sdk
 
 
 async def test_a_second_response_sees_the_first_turn(
@@ -37,7 +37,7 @@ async def test_a_second_response_sees_the_first_turn(
         DEFAULT_REPLY,
         "completed",
     )
-    upstream = [r.body for r in fake_llm.requests if marker in str(r.body)][-1]
+    upstream = replies_asked(fake_llm, marker)[-1]
     assert [(m["role"], m["content"]) for m in upstream["messages"]] == [
         ("system", "Be brief."),
         ("user", "first"),

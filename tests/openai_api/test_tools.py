@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletionToolParam, ChatCompletionUserMessage
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.chat import calls, messages_of, script
 from tests.support.factories import make_key, make_user
-from tests.support.openai_sdk import sdk
+from tests.support.openai_sdk import replies_asked, sdk
 
 WEATHER: ChatCompletionToolParam = {
     "type": "function",
@@ -75,7 +75,7 @@ async def test_a_tool_round_trip_through_a_stored_conversation(
         )
     assert answer.choices[0].message.content == "Sunny in Paris."
     assert answer.choices[0].message.tool_calls is None
-    upstream = [r.body for r in fake_llm.requests if marker in str(r.body)][-1]
+    upstream = replies_asked(fake_llm, marker)[-1]
     assert [m["role"] for m in upstream["messages"]] == ["user", "assistant", "tool"]
     assert upstream["messages"][1]["tool_calls"][0]["id"] == call.id
     assert upstream["messages"][2] == {

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from relaychat.domain.answering.generations import Providers
 
 MAX_TITLE_CHARS = 80
-_PROMPT = (
+TITLE_PROMPT = (
     "Write a title of at most six words for the conversation below. "
     "Answer with the title only, without quotes or punctuation at the end."
 )
@@ -25,7 +25,7 @@ async def generate_title(
     first = request.messages[-1].text if request.messages else ""
     title_request = ChatRequest(
         model=model,
-        system=_PROMPT,
+        system=TITLE_PROMPT,
         max_tokens=24,
         messages=[
             ChatMessage(role="user", content=f"User: {first[:2000]}\n\nAssistant: {reply[:2000]}")
