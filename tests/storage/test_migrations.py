@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from relaychat.storage.models import Base
-from relaychat.storage.search import is_search_table
+from relaychat.storage.search_index import is_search_table
 from tests.support.backends import Backend
 
 

@@ -4,7 +4,7 @@ the benchmark that writes rows straight), and emptied of hours the retention swe
 deleted the rows of.
 
 Being written with the rows, they are exact at any moment: the dashboard counts whole
-hours from them (domain/stats/external.py) instead of walking every row.
+hours from them (domain/stats/external_requests.py) instead of walking every row.
 """
 
 from __future__ import annotations
@@ -91,5 +91,5 @@ async def add_audit_hours(
 async def forget_hours_before(session: AsyncSession, cutoff: datetime) -> None:
     """Delete the counts of the hours wholly before `cutoff` (their rows are gone); the
     hour holding it keeps counting rows that are gone too, so readers take the hours by
-    the retention horizon from the rows (domain/stats/external.py)."""
+    the retention horizon from the rows (domain/stats/external_requests.py)."""
     await session.execute(delete(AuditHour).where(AuditHour.hour < hour_of(cutoff)))

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.access.audit import new_audit_event, record_audit
-from relaychat.domain.stats.external import external_stats
+from relaychat.domain.stats.external_requests import external_stats
 from relaychat.domain.stats.grid import StatsWindow, make_grid
 from relaychat.domain.stats.settled import SettledBuckets
 from relaychat.storage import migrate

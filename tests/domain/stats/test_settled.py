@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relaychat.domain.stats.external import external_stats
+from relaychat.domain.stats.external_requests import external_stats
 from relaychat.domain.stats.grid import StatsWindow, make_grid
 from relaychat.domain.stats.percentiles import SAMPLE_SIZE
 from relaychat.domain.stats.settled import SettledBuckets

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.access import keys
-from relaychat.domain.usage.budget import check_budget
+from relaychat.domain.usage import budget
 from relaychat.errors import BadRequest, ErrorCode, Forbidden, NotFound
 
 
@@ -75,7 +75,7 @@ class ApiCaller:
     async def check_budget(self, session: AsyncSession) -> None:
         """A key over its daily token budget gets no reply (429 `budget_exceeded`)."""
         if self.principal is not None:
-            await check_budget(session, self.principal.key_ref, self.principal.permissions)
+            await budget.check_budget(session, self.principal.key_ref, self.principal.permissions)
 
     def check_unstored(self) -> None:
         """`store: false` leaves no reply row, and reply rows are what a key's daily budget

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.stats.deliveries import DeliveryStats, delivery_stats
-from relaychat.domain.stats.external import ExternalStats, external_stats
+from relaychat.domain.stats.external_requests import ExternalStats, external_stats
 from relaychat.domain.stats.grid import StatsWindow, make_grid
 from relaychat.domain.stats.replies import RepliesStats, replies_stats
 from relaychat.domain.stats.settled import SettledBuckets

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from relaychat.storage.db import create_engine
 from relaychat.storage.models import Base
-from relaychat.storage.search import is_search_table
+from relaychat.storage.search_index import is_search_table
 
 config = context.config
 target_metadata = Base.metadata
