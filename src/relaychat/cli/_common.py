@@ -83,7 +83,7 @@ def load_settings() -> Settings:
     return settings
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for PostgreSQL and in-memory databases)."""
     parsed = make_url(url)
     database = parsed.database
@@ -113,7 +113,7 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
     written.
     """
     url = settings.effective_database_url
-    sqlite = _sqlite_file(url)
+    sqlite = sqlite_file(url)
     # Opening a missing SQLite file would create it: refuse before that.
     if sqlite is not None and not sqlite.exists():
         fail(f"no database at {sqlite}; {UPGRADE_HINT}", code=1)

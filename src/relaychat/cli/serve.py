@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 from redis.asyncio import Redis
 
-from relaychat.cli._common import fail, load_settings, one_line
+from relaychat.cli._common import fail, load_settings, one_line, sqlite_file
 from relaychat.crypto import SecretBox
 from relaychat.domain.outbound.webhooks import check_encryption_key
 from relaychat.llm.config import load_config
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.metrics import shared_between_workers
 from relaychat.settings import PlaceholderSecretError, Settings
+from relaychat.storage import backup as backups
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
 
@@ -46,12 +47,19 @@ def serve(
         load_mcp_config(settings.config_path)
     except (PlaceholderSecretError, ValueError) as exc:
         fail(f"configuration error: {one_line(exc)}")
-    try:
-        migrate.upgrade(settings.effective_database_url)
-        asyncio.run(_check_stores(settings, box))
-    except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
-        fail(f"cannot start: {one_line(exc)}", code=1)
     with contextlib.ExitStack() as stack:
+        database = sqlite_file(settings.effective_database_url)
+        if database is not None:
+            # Held until the server ends: `relaychat db restore` refuses meanwhile.
+            try:
+                stack.enter_context(backups.serving(database))
+            except backups.BackupError as exc:
+                fail(f"cannot start: {exc}", code=1)
+        try:
+            migrate.upgrade(settings.effective_database_url)
+            asyncio.run(_check_stores(settings, box))
+        except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
+            fail(f"cannot start: {one_line(exc)}", code=1)
         if workers > 1:
             # Every worker's metrics in each scrape (relaychat/metrics.py).
             stack.enter_context(shared_between_workers())

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -39,3 +40,11 @@ async def current_revisions(connection: AsyncConnection) -> frozenset[str]:
         lambda sync: MigrationContext.configure(sync).get_current_heads()
     )
     return frozenset(heads)
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations (a newer release's is not)."""
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False
