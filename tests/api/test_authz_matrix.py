@@ -164,6 +164,8 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/channels"): ("", "?all=true"),
     ("GET", "/api/admin/audit"): ("", "?outcome=accepted"),
     ("GET", "/api/admin/users"): ("", "?q=example"),
+    # The instance's health: admins only (a plain user gets 403 below).
+    ("GET", "/api/admin/doctor"): ("",),
     ("GET", "/api/user"): ("",),
     # Counts, no ids: what they count is scoped in tests/api/test_stats.py.
     ("GET", "/api/stats"): ("", "?window=7d"),
@@ -618,6 +620,7 @@ ADMIN_ONLY = frozenset(
     {
         "/api/admin/audit",
         "/api/admin/audit?outcome=accepted",
+        "/api/admin/doctor",
         "/api/admin/users",
         "/api/admin/users?q=example",
         "/api/keys?all=true",

@@ -13,6 +13,7 @@ from relaychat.cli.agents import agents_app
 from relaychat.cli.channels import channels_app
 from relaychat.cli.db import db_app
 from relaychat.cli.dev import dev_app
+from relaychat.cli.doctor import doctor
 from relaychat.cli.keys import keys_app
 from relaychat.cli.serve import serve
 from relaychat.cli.users import users_app
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(serve)
+app.command()(doctor)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(agents_app, name="agents")
