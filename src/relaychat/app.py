@@ -39,6 +39,7 @@ from relaychat.gateway.channels.twilio import routes as twilio_routes
 from relaychat.gateway.direct import ExternalMessages
 from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
+from relaychat.http.request_ids import RequestIds
 from relaychat.metrics import process_exiting
 from relaychat.openai_api.app import mount_v1
 from relaychat.services import Services
@@ -118,6 +119,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
+    # Outermost: every answer carries the id, every log line of the request too.
+    app.add_middleware(RequestIds, trusted_proxies=settings.forwarded_allow_ips)
     for module in (
         health,
         auth,

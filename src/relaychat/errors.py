@@ -44,6 +44,8 @@ from __future__ import annotations
 from enum import StrEnum, unique
 from typing import Any, ClassVar
 
+from relaychat import logs
+
 
 @unique
 class ErrorCode(StrEnum):
@@ -264,6 +266,10 @@ class AppError(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.fields)
+        context = logs.current()
+        if context is not None:
+            # What an operator searches the logs for when a user sends them this answer.
+            body["request_id"] = context.request_id
         return body
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse
 from pydantic import AliasChoices, Field, field_validator
@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         Path("./data"),
         validation_alias=AliasChoices("RELAYCHAT_DATA_DIR", "data_dir"),
         description="Directory for the embedded database and generated secrets.",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1",
+        description="Proxies (addresses, networks, or *) whose X-Forwarded-For and X-Request-Id "
+        "are believed, as uvicorn reads this variable.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    log_format: Literal["text", "json"] | None = Field(
+        None, description="`text` or `json`; unset: text on a terminal, JSON otherwise."
     )
     max_body_bytes: int = Field(
         1024 * 1024, description="Largest request body accepted; larger ones get 413."

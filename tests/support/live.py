@@ -59,6 +59,8 @@ def server_env(
         for k, v in os.environ.items()
         if not k.startswith(("DATABASE_", "REDIS_", "RELAYCHAT_", "JWT_"))
     }
+    # Text: a traceback starts its own line, where bench/common.py and the tests look for it.
+    env.setdefault("LOG_FORMAT", "text")
     env.update(
         RELAYCHAT_DATA_DIR=str(data_dir),
         REDIS_KEY_PREFIX=redis_prefix,

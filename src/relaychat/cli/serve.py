@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import logging.config
 from typing import Annotated
 
 import typer
 from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
 
+from relaychat import __version__, logs
 from relaychat.cli._common import fail, load_settings, one_line, sqlite_file
 from relaychat.crypto import SecretBox
 from relaychat.domain.outbound.webhooks import check_encryption_key
@@ -19,6 +23,8 @@ from relaychat.settings import PlaceholderSecretError, Settings
 from relaychat.storage import backup as backups
 from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
+
+logger = logging.getLogger("relaychat.serve")
 
 
 def serve(
@@ -32,6 +38,9 @@ def serve(
     import uvicorn
 
     settings = load_settings()
+    log_config = logs.config(settings.log_level, settings.log_format or logs.default_format())
+    # Ours from the first line (the migration's too); uvicorn applies it again in each worker.
+    logging.config.dictConfig(log_config)
     if workers > 1 and not settings.redis_url:
         # Rate limits, events and aborts would silently become per-process: refuse instead.
         fail(
@@ -60,6 +69,7 @@ def serve(
             asyncio.run(_check_stores(settings, box))
         except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
             fail(f"cannot start: {one_line(exc)}", code=1)
+        _log_start(settings, host or settings.host, port or settings.port, workers)
         if workers > 1:
             # Every worker's metrics in each scrape (relaychat/metrics.py).
             stack.enter_context(shared_between_workers())
@@ -69,10 +79,38 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
-            log_level="info",
+            log_config=log_config,
+            log_level=settings.log_level,
+            # relaychat.access writes one line per request, with the route's template.
+            access_log=False,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
             timeout_graceful_shutdown=5,
         )
+
+
+def _log_start(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The line an operator looks for first: what this server is about to run with."""
+    url = make_url(settings.effective_database_url)
+    database = (
+        f"SQLite {url.database}"
+        if url.get_backend_name() == "sqlite"
+        else f"PostgreSQL {url.host}/{url.database}"
+    )
+    config = load_config(settings.config_path)
+    servers = load_mcp_config(settings.config_path)
+    logger.info(
+        "relaychat %s starting on http://%s:%d with %d worker(s): database %s, %s, "
+        "endpoints [%s], MCP servers [%s]",
+        __version__,
+        host,
+        port,
+        workers,
+        database,
+        "Redis" if settings.redis_url else "no Redis (events in this process)",
+        ", ".join(spec.name for spec in config.endpoint_specs()),
+        ", ".join(servers),
+    )
 
 
 async def _check_stores(settings: Settings, box: SecretBox) -> None:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from relaychat.gateway import external
 from relaychat.gateway.schemas import ExternalMessageIn
 from relaychat.http.middleware import JSON_BODY
+from relaychat.http.request_ids import ROUTE_TEMPLATE
 
 if TYPE_CHECKING:
     from relaychat.services import Services
@@ -47,6 +48,7 @@ class ExternalMessages:
             await self.app(scope, receive, send)
             return
         services: Services = scope["app"].state.services
+        scope[ROUTE_TEMPLATE] = "/api/messages/{conversation_id}"
         request = Request(scope, receive)
         response = await external.handle(request, services, body, conversation_id)
         await response(scope, receive, send)

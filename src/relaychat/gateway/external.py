@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from relaychat import logs
 from relaychat.domain.access import idempotency, keys
 from relaychat.domain.intake import external
 from relaychat.domain.intake.resolution import Caller, phone_from_metadata
@@ -32,6 +34,8 @@ from relaychat.resources import GenerationOut, MessageView
 from relaychat.services import Services
 from relaychat.statuses import AuditOutcome, GenerationStatus
 from relaychat.storage.models import Generation, Message
+
+logger = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 120
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
@@ -60,13 +64,17 @@ async def handle(
 ) -> Response:
     """Serve one external message; every outcome leaves an audit row."""
     audit = RequestAudit.of(request, conversation_id=conversation_id)
+    logs.bind(conversation_id=conversation_id)
     limit: RateLimitResult | None = None
     try:
         audit.principal = await _authenticate(request, services, audit)
+        logs.bind(key_id=audit.principal.key_ref, user_id=audit.principal.owner_id)
         limit = await rate_limit(services, audit.principal)
         response = await _accept(request, services, body, conversation_id, audit)
     except AppError as exc:
         finish(services, audit, status=exc.status, outcome=AuditOutcome.REFUSED, reason=exc.code)
+        # What an operator asked "why did this SMS get no answer?" searches for.
+        logger.info("external message refused: %s", exc.code)
         headers = {**exc.headers, **limit_headers(limit)}
         ERRORS.labels(exc.code).inc()
         problem = exc.to_problem(request.url.path)

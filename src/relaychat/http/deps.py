@@ -10,6 +10,7 @@ from fastapi import Cookie, Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat import logs
 from relaychat.domain.access.keys import AdminRequired
 from relaychat.domain.accounts.tokens import AccessClaims
 from relaychat.domain.accounts.users import is_admin
@@ -84,6 +85,7 @@ async def token_user_id(
 
 
 async def _user(session: AsyncSession, user_id: str) -> User:
+    logs.bind(user_id=user_id)
     user = await session.get(User, user_id)
     if user is None:
         raise UserGone()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from relaychat import logs
 from relaychat.errors import (
     AppError,
     ErrorCode,
@@ -159,5 +160,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(AppError("internal error"), request)
+        route = getattr(request.scope.get("route"), "path", "-")
+        logger.exception("unhandled error on %s %s", request.method, route)
+        response = problem_response(AppError("internal error"), request)
+        context = logs.current()
+        if context is not None:
+            # Answered outside RequestIds (Starlette's outermost middleware), which would
+            # otherwise have added it.
+            response.headers["x-request-id"] = context.request_id
+        return response

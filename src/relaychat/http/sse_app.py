@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.errors import AppError
 from relaychat.http.deps import ACCESS_COOKIE, bearer, get_stream_user
+from relaychat.http.request_ids import ROUTE_TEMPLATE
 from relaychat.realtime.sse import MEDIA_TYPE, SSE_HEADERS, SSE_RAW_HEADERS, stream_events
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class EventStreams:
             await self.app(scope, receive, send)
             return
         services = _services(scope)
+        scope[ROUTE_TEMPLATE] = "/api/events"
         await serve_events(
             subscription, receive, send, services.settings.sse_heartbeat_seconds, services.streams
         )
