@@ -34,7 +34,9 @@ def comparable(answer: httpx.Response) -> dict[str, Any]:
     """What must agree between the two ways: status, and the problem or the message shape."""
     body = answer.json()
     if answer.status_code >= 400:
-        return {"status": answer.status_code, **{k: v for k, v in body.items() if k != "instance"}}
+        # Each request has its own id (and `instance` differs by design).
+        problem = {k: v for k, v in body.items() if k not in ("instance", "request_id")}
+        return {"status": answer.status_code, **problem}
     message = body["message"]
     return {
         "status": answer.status_code,
