@@ -66,6 +66,12 @@ async def test_tokens_per_bucket_and_top_spenders_for_each_viewer(
     assert tokens["totals"]["replies"] == 4
     assert tokens["totals"]["estimated_replies"] == 1
     assert tokens["models"] == [{**g, "name": None} for g in report["groups"]]
+    for group_by, listed in (("agent", "agents"), ("key", "keys")):
+        grouped = await get(
+            client, ann, "/api/usage", group_by=group_by, since=mine["since"], until=end.isoformat()
+        )
+        unnamed = [{k: v for k, v in e.items() if k != "name"} for e in tokens[listed]]
+        assert unnamed == grouped["groups"][:5]
 
     # Each reply's tokens are in the bucket its usage row was written in.
     since = parse(mine["since"])
