@@ -5,12 +5,12 @@ A fresh server on each backend; then a week of traffic is written straight into 
 database by the database itself (one INSERT ... SELECT per table): 1,000,000 audit rows
 (92 % accepted, 1 % replayed, 4 % refused for four reasons, 3 % rate-limited, latencies
 log-normal around 4 ms) in time order over the last seven days across ten key owners, and
-100,000 replies (a generation and its message each: 90 % completed, 5 % failed, 3 %
-aborted, 2 % interrupted, first tokens log-normal around 300 ms) in the conversations of
-two users. `--quick` writes a tenth of that (100,000 audit rows, 10,000 replies) and says
-so in the recorded row. As the rows bypass the writers, their hourly counts (`audit_hours`,
-which the writers keep in the rows' transaction) are then filled by the migration's own
-back-fill statement (storage/audit_hours.py `back_fill_sql`). After an ANALYZE
+100,000 replies (a generation, its message and its token usage each: 90 % completed, 5 %
+failed, 3 % aborted, 2 % interrupted, first tokens log-normal around 300 ms) in the
+conversations of two users. `--quick` writes a tenth of that (100,000 audit rows, 10,000
+replies) and says so in the recorded row. As the rows bypass the writers, their hourly
+counts (`audit_hours`, which the writers keep in the rows' transaction) are then filled by
+the migration's own back-fill statement (storage/audit_hours.py `back_fill_sql`). After an ANALYZE
 (PostgreSQL: VACUUM ANALYZE, as autovacuum keeps a live table), relaychat (pinned to the
 last core) answers:
 
@@ -170,9 +170,19 @@ SELECT {generation_id}, user_id, conversation_id, {message_id}, 'fake', 'fake-mo
        CASE WHEN status = 'interrupted' THEN NULL ELSE {first_token} END, {finished}
 FROM rows"""
 
+# What each reply cost (the dashboard's `usage`): two models, prompts of 200 to 999 tokens
+# and answers of 50 to 349; a reply that did not complete counted by estimate.
+_USAGE = """(message_id, generation_id, user_id, conversation_id, endpoint, model, agent_id,
+ api_key_id, prompt_tokens, completion_tokens, total_tokens, estimated, created_at)
+SELECT {message_id}, {generation_id}, user_id, conversation_id, 'fake',
+       CASE WHEN i % 3 = 0 THEN 'fake-model-mini' ELSE 'fake-model' END, NULL, NULL,
+       200 + i % 800, 50 + (i * 7) % 300, 250 + i % 800 + (i * 7) % 300,
+       status <> 'completed', {finished}
+FROM rows"""
 
-def fill_statements(dialect: str) -> tuple[str, str, str]:
-    """The INSERTs of the audit rows, the reply messages and their generations."""
+
+def fill_statements(dialect: str) -> tuple[str, str, str, str]:
+    """The INSERTs of the audit rows, the reply messages, their generations and usage."""
     time_of = _TIME[dialect].format
     draws = _DRAWS[dialect]
     audit = _AUDIT.format(
@@ -202,7 +212,8 @@ def fill_statements(dialect: str) -> tuple[str, str, str]:
     )
     messages = replies.format(table="messages", columns=_MESSAGES.format(**parts))
     generations = replies.format(table="generations", columns=_GENERATIONS.format(**parts))
-    return audit, messages, generations
+    usage = replies.format(table="reply_usage", columns=_USAGE.format(**parts))
+    return audit, messages, generations, usage
 
 
 def typed(sql: str) -> TextClause:
@@ -226,7 +237,7 @@ async def fill(
     started = time.monotonic()
     end = time.time()
     week = WEEK.total_seconds()
-    audit, messages, generations = fill_statements(engine.dialect.name)
+    audit, messages, generations, usage = fill_statements(engine.dialect.name)
     (person, person_conversation), (other, other_conversation) = seats
     # In chunks, each its own transaction: SQLite's one writer lock is not held for a
     # minute, which would time the server's own writers out.
@@ -257,6 +268,7 @@ async def fill(
         async with engine.begin() as conn:
             await conn.execute(typed(messages), values)
             await conn.execute(typed(generations), values)
+            await conn.execute(typed(usage), values)
     # The rows went in without the writers, so their hourly counts are filled as the
     # migration fills them (the same statement), as the writers would have kept them.
     async with engine.begin() as conn:

@@ -75,6 +75,10 @@ def _parser() -> MarkdownIt:
 
 
 _md = _parser()
+# A message that is only tool calls or results shows them open up to this size; longer
+# ones, and an agent's steps beside its answer, start folded.
+SHORT_TOOL_CHARS = 400
+SHORT_TOOL_LINES = 8
 
 
 @lru_cache(maxsize=4096)
@@ -89,23 +93,32 @@ def render_parts(content: list[dict[str, Any]], text: str) -> str:
     if not content:
         return render_markdown(text)
     out: list[str] = []
+    # Without text of its own, the calls (or results) are what the message says.
+    only_tools = not any(p.get("type") == "text" and p.get("text") for p in content)
     for part in content:
         kind = part.get("type")
         if kind == "text":
             out.append(render_markdown(str(part.get("text") or "")))
         elif kind in ("tool_call", "tool_result"):
-            out.append(_tool_html(part))
+            out.append(_tool_html(part, unfold=only_tools))
     return "".join(out)
 
 
-def _tool_html(part: dict[str, Any]) -> str:
+def _tool_html(part: dict[str, Any], *, unfold: bool) -> str:
+    """A call (name, id, arguments) or result as a disclosure, open with `unfold` when short
+    enough to read at a glance (the chat page draws the same, chat.js `toolBlock`)."""
     call = part.get("type") == "tool_call"
     label = "Tool call" if call else ("Tool error" if part.get("is_error") else "Tool result")
     body = part.get("arguments") if call else part.get("content")
     shown = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
     name = html.escape(str(part.get("name") or "tool"))
+    call_id = part.get("id") if call else part.get("tool_call_id")
+    ident = f'<span class="tool-id">{html.escape(str(call_id))}</span>' if call_id else ""
+    short = unfold and len(shown) <= SHORT_TOOL_CHARS and shown.count("\n") < SHORT_TOOL_LINES
+    kind = "tool-call" if call else "tool-result"
     return (
-        f'<details class="tool"><summary>{label}: <code>{name}</code></summary>'
+        f'<details class="tool {kind}"{" open" if short else ""}>'
+        f"<summary>{label}: <code>{name}</code>{ident}</summary>"
         f"<pre><code>{html.escape(shown)}</code></pre></details>"
     )
 

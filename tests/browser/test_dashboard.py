@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Locator, Page, Request, Response, expect
 
 from tests.browser.harness import Person, Server, register, serve
-from tests.browser.ui import sign_in
+from tests.browser.ui import console_screenshots, sign_in
 
 # The page refetches every 10 s, and soon after a message event: a refusal causes no event,
 # so its count may take a whole interval to show.
@@ -261,3 +261,62 @@ def test_refreshes_every_10_s_while_shown_and_visible_only(page: Page, server: S
     page.clock.run_for(60_000)
     set_hidden(page, False)
     assert asked == []
+
+
+def usage_of(server: Server, auth: Auth, group_by: str) -> dict[str, Any]:
+    with server.api() as http:
+        answer = http.get("/api/usage", params={"group_by": group_by}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    report: dict[str, Any] = answer.json()
+    return report
+
+
+def test_tokens_of_replies_by_time_model_and_key(
+    page: Page, server: Server, artifacts: Path
+) -> None:
+    ann, auth = member(server, "Ann Example")
+    conversation_id = conversation(server, auth)
+    key = api_key(server, auth)
+    post(server, key, conversation_id, 200, '!fake {"reply": "On its way."}\nWhere is it?')
+    # A provider that sends no counts: relaychat estimates them, and says so.
+    post(server, key, conversation_id, 200, '!fake {"reply": "Tomorrow.", "usage": false}\nWhen?')
+
+    sign_in(page, server, ann)
+    open_dashboard(page)
+    totals = usage_of(server, auth, "model")["totals"]
+    assert (totals["replies"], totals["estimated_replies"]) == (2, 1)
+    tile = page.get_by_role("term").filter(has_text=re.compile("^Tokens$")).locator("..")
+    expect(tile).to_contain_text(f"{totals['total_tokens']:,}")
+    expect(tile).to_contain_text(
+        f"{totals['prompt_tokens']:,} in · {totals['completion_tokens']:,} out · 1 estimated"
+    )
+    tokens = page.get_by_role("region", name="Tokens", exact=True)
+    expect(tokens.get_by_role("img", name=re.compile("^Tokens per minute"))).to_be_visible()
+    expect(tokens.get_by_text("1 of 2 replies counted by estimate")).to_be_visible()
+    table = chart_table(page, "Tokens per minute, the last hour")
+    expect(table.get_by_role("columnheader")).to_have_text(
+        ["From", "in", "out", "estimated replies"]
+    )
+    expect_totals(table, totals["prompt_tokens"], totals["completion_tokens"], 1)
+
+    models = chart_table(page, "Tokens by model")
+    expect(models.get_by_role("rowheader")).to_have_text(["fake/fake-model"])
+    by_model = page.get_by_role("region", name="Tokens by model")
+    expect(
+        by_model.get_by_role("img", name=re.compile(r"fake.fake-model \(estimated\) \d"))
+    ).to_be_visible()
+    expect(models.get_by_role("cell")).to_have_text(
+        [str(totals[k]) for k in ("prompt_tokens", "completion_tokens", "replies")] + ["1"]
+    )
+    [by_key] = usage_of(server, auth, "key")["groups"]
+    keys = chart_table(page, "Tokens by API key")
+    expect(keys.get_by_role("rowheader")).to_have_text(["gateway"])
+    assert by_key["total_tokens"] == totals["total_tokens"]
+    expect(chart_table(page, "Tokens by agent").get_by_role("rowheader")).to_have_text(["No agent"])
+
+    # A new reply is counted on the open page.
+    post(server, key, conversation_id, 200, '!fake {"reply": "Done."}\nThanks')
+    after = usage_of(server, auth, "model")["totals"]
+    expect(tile).to_contain_text(f"{after['total_tokens']:,}", timeout=REFRESH)
+
+    console_screenshots(page, artifacts, "dashboard-tokens")

@@ -1,5 +1,6 @@
-"""The live dashboard's numbers: external requests, replies, webhook deliveries and open
-event streams over a recent window (everything for admins, your own for others)."""
+"""The live dashboard's numbers: external requests, replies, the tokens they cost, webhook
+deliveries and open event streams over a recent window (everything for admins, your own for
+others)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaychat.domain.stats.dashboard import dashboard_stats
 from relaychat.domain.stats.grid import MAX_BUCKETS, MIN_BUCKET_SECONDS, StatsWindow
+from relaychat.domain.stats.tokens import TOP
 from relaychat.http.deps import CurrentUser, ServicesDep, SessionDep
 from relaychat.resources import Timestamp
 
@@ -94,6 +96,44 @@ class StreamsOut(_FromDomain):
     open: int = Field(description="Event streams open now on every worker.")
 
 
+class UsageTotalsOut(_FromDomain):
+    replies: int = Field(description="Replies that cost tokens.")
+    estimated_replies: int = Field(
+        description="Of those, replies whose counts relaychat estimated: the provider "
+        "reported none."
+    )
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class UsagePoint(_FromDomain):
+    t: Timestamp
+    prompt_tokens: int = Field(description="Tokens in (the prompts) of the bucket's replies.")
+    completion_tokens: int = Field(description="Tokens out (the answers).")
+    estimated_replies: int
+
+
+class UsageSpender(UsageTotalsOut):
+    key: str | None = Field(
+        description="`<endpoint>/<model>`, agent id or API key id (`env:…` for a key from "
+        "the environment), as `GET /api/usage` groups them; null for replies without an "
+        "agent or a key."
+    )
+    name: str | None = Field(
+        description="The agent's or key's name when you may see it (your own key, an agent "
+        "you may use; every one for an admin); null otherwise and for models."
+    )
+
+
+class UsageStatsOut(_FromDomain):
+    totals: UsageTotalsOut
+    series: list[UsagePoint] = Field(description="Tokens by the bucket the reply ended in.")
+    models: list[UsageSpender] = Field(description=f"At most {TOP}, most tokens first.")
+    agents: list[UsageSpender] = Field(description=f"At most {TOP}, most tokens first.")
+    keys: list[UsageSpender] = Field(description=f"At most {TOP}, most tokens first.")
+
+
 class StatsOut(_FromDomain):
     window: StatsWindow
     bucket_seconds: int
@@ -104,6 +144,7 @@ class StatsOut(_FromDomain):
     replies: RepliesOut
     webhooks: WebhooksOut
     streams: StreamsOut
+    usage: UsageStatsOut = Field(description="Tokens the replies cost (`GET /api/usage`'s counts).")
 
 
 @router.get("/api/stats")

@@ -14,6 +14,7 @@ from relaychat.domain.stats.external_requests import ExternalStats, external_sta
 from relaychat.domain.stats.grid import StatsWindow, make_grid
 from relaychat.domain.stats.replies import RepliesStats, replies_stats
 from relaychat.domain.stats.settled import SettledBuckets
+from relaychat.domain.stats.tokens import TokenStats, token_stats
 from relaychat.realtime.open_streams import OpenStreams
 from relaychat.storage.models import User
 from relaychat.storage.types import utcnow
@@ -35,6 +36,7 @@ class Stats:
     replies: RepliesStats
     webhooks: DeliveryStats
     streams: StreamStats
+    usage: TokenStats
 
 
 async def dashboard_stats(
@@ -52,6 +54,7 @@ async def dashboard_stats(
     `settled` keeps the finished buckets between answers (the process's).
 
     Open streams: every worker's for an admin, the viewer's own (their tabs) for others.
+    Token usage: of replies in every conversation for an admin, in the viewer's own else.
     """
     now = now or utcnow()
     grid = make_grid(window, bucket_seconds, now)
@@ -66,4 +69,5 @@ async def dashboard_stats(
         replies=await replies_stats(session, grid, owner_id, now, settled),
         webhooks=await delivery_stats(session, grid, owner_id),
         streams=StreamStats(open=await streams.total(owner_id)),
+        usage=await token_stats(session, grid, viewer, owner_id),
     )

@@ -191,7 +191,54 @@ function author(message) {
     return message.sender || message.model || "Assistant";
   }
   if (message.role === "external") return message.sender || message.metadata?.source || "External";
+  if (message.role === "tool") return "Tool";
   return message.role;
+}
+
+// A message that is only tool calls or results shows them open up to this size; a longer
+// one, and an agent's steps beside its answer, start folded, the summary still naming the
+// tool (as markdown.py's SHORT_TOOL_* for the server's HTML).
+const SHORT_TOOL_CHARS = 400;
+const SHORT_TOOL_LINES = 8;
+
+function toolParts(message) {
+  return (message.content || []).filter((part) => part.type === "tool_call" || part.type === "tool_result");
+}
+
+/** The name of the tool a result answers: the call with its id, in this message or above it
+ * (an OpenAI-style `role: tool` message carries the call's id only). */
+function calledTool(message, callId) {
+  for (let at = message; at; at = messages.get(at.parent_message_id)) {
+    const call = (at.content || []).find((part) => part.type === "tool_call" && part.id === callId);
+    if (call) return call.name;
+  }
+  return null;
+}
+
+/** A tool call (name and arguments) or result (name, call id and content) as a disclosure,
+ * open with `unfold` when short. All text goes in as textContent. */
+function toolBlock(part, message, unfold) {
+  const call = part.type === "tool_call";
+  const callId = call ? part.id : part.tool_call_id;
+  const name = part.name || (call ? null : calledTool(message, callId)) || "tool";
+  const payload = call ? part.arguments ?? part.raw_arguments : part.content;
+  const shown = typeof payload === "string" ? payload : JSON.stringify(payload ?? null, null, 2);
+  const details = el("details", `tool tool-${call ? "call" : "result"}${part.is_error ? " tool-error" : ""}`);
+  details.open = unfold && shown.length <= SHORT_TOOL_CHARS && shown.split("\n").length <= SHORT_TOOL_LINES;
+  const summary = el("summary", "", `${call ? "Tool call" : part.is_error ? "Tool error" : "Tool result"}: `);
+  summary.append(el("code", "", name));
+  if (callId) summary.append(el("span", "tool-id", callId));
+  details.append(summary, el("pre", "", shown));
+  return details;
+}
+
+/** What Copy takes: the text, or the tool payloads of a message that has none. */
+function copyText(message) {
+  if (message?.text) return message.text;
+  return toolParts(message || {}).map((part) => {
+    const payload = part.type === "tool_call" ? part.arguments : part.content;
+    return typeof payload === "string" ? payload : JSON.stringify(payload);
+  }).join("\n\n");
 }
 
 function build(message) {
@@ -237,6 +284,14 @@ function metadataDetails(meta) {
 }
 
 function fillBody(body, message) {
+  if (message.role === "tool") {
+    // An OpenAI-style tool result (/v1 chat completions): its call's id and content, and the
+    // tool's name from the call above it.
+    body.className = "msg-body tools";
+    body.replaceChildren(...toolParts(message).map((part) => toolBlock(part, message, true)));
+    if (!body.childElementCount) body.append(el("p", "muted", message.text || "(empty result)"));
+    return;
+  }
   if (message.role === "assistant" && typeof message.html === "string") {
     body.className = "msg-body md";
     body.innerHTML = message.html; // rendered and escaped by the server (relaychat.markdown)
@@ -245,6 +300,12 @@ function fillBody(body, message) {
   }
   body.className = message.role === "assistant" ? "msg-body md streaming" : "msg-body plain";
   body.replaceChildren(document.createTextNode(message.text || ""));
+  // A stored turn that only calls tools (sent back to /v1 with the history) has no text:
+  // its calls are what it says. The empty text node after them takes the next delta.
+  if (message.role === "assistant") {
+    const tools = toolParts(message);
+    if (tools.length) body.append(...tools.map((part) => toolBlock(part, message, !message.text)), document.createTextNode(""));
+  }
 }
 
 function addCopyButtons(body) {
@@ -303,7 +364,7 @@ function fillActions(node, message) {
     footer.append(button("Regenerate", "Regenerate this reply", () => regenerate(message.message_id)));
   }
   if (message.role !== "assistant" || message.status !== "streaming") {
-    footer.append(button("Copy", "Copy message text", () => navigator.clipboard?.writeText(messages.get(id)?.text || "")));
+    footer.append(button("Copy", "Copy message text", () => navigator.clipboard?.writeText(copyText(messages.get(id)))));
   }
 }
 
@@ -431,12 +492,12 @@ export function onEvent(event) {
       const node = nodes.get(event.message_id);
       const part = event.tool_call || event.tool_result;
       if (!node || !part) return;
-      const details = el("details", "tool");
-      const kind = event.type === "message.tool_call" ? "Tool call" : "Tool result";
-      details.append(el("summary", "", `${kind}: ${part.name || "tool"}`));
-      const payload = part.arguments ?? part.content;
-      details.append(el("pre", "", typeof payload === "string" ? payload : JSON.stringify(payload, null, 2)));
-      node.querySelector(".msg-body").append(details, document.createTextNode(""));
+      const typed = { type: event.type === "message.tool_call" ? "tool_call" : "tool_result", ...part };
+      const message = messages.get(event.message_id);
+      if (message) message.content = [...(message.content || []), typed];
+      // Folded: while a reply streams, its steps lead to the answer (which the server's
+      // rendering shows them beside when it ends).
+      node.querySelector(".msg-body").append(toolBlock(typed, message || {}, false), document.createTextNode(""));
       followBottom();
       break;
     }

@@ -1,6 +1,7 @@
 // The dashboard: what external systems sent in the last hour, day or week, how it was
-// answered, and the callbacks and event streams it caused — everything for an admin, a
-// person's own keys and conversations otherwise (the API decides; the page says which).
+// answered, the tokens the replies cost, and the callbacks and event streams it caused —
+// everything for an admin, a person's own keys and conversations otherwise (the API
+// decides; the page says which).
 // It reads one endpoint, GET /api/stats, again every few seconds while the tab is visible
 // and soon after the owner's stream reports a message.
 import { api } from "./api.js";
@@ -26,6 +27,17 @@ const EXTERNAL_KEYS = [
 const REPLY_KEYS = [
   { key: "completed", label: "completed" },
   { key: "failed", label: "failed" },
+];
+
+const TOKEN_KEYS = [
+  { key: "prompt_tokens", label: "in" },
+  { key: "completion_tokens", label: "out" },
+];
+// Who spent the tokens: what a row without a key says, per list.
+const SPENDERS = [
+  { name: "models", title: "Tokens by model", noun: "Model", none: "—" },
+  { name: "agents", title: "Tokens by agent", noun: "Agent", none: "No agent" },
+  { name: "keys", title: "Tokens by API key", noun: "API key", none: "Without a key" },
 ];
 
 const NUMBER = new Intl.NumberFormat();
@@ -103,6 +115,8 @@ export async function mount(root, ctx) {
   const external = panel("External messages", "external");
   const refusals = panel("Refusals by code", "refusals");
   const replies = panel("Replies", "replies");
+  const tokens = panel("Tokens", "tokens");
+  const spenders = SPENDERS.map((list) => ({ ...list, panel: panel(list.title, `tokens-${list.name}`) }));
   const page = h(
     "div",
     { class: "dash" },
@@ -111,6 +125,8 @@ export async function mount(root, ctx) {
     tiles,
     external.node,
     h("div", { class: "dash-pair" }, refusals.node, replies.node),
+    tokens.node,
+    h("div", { class: "dash-pair dash-trio" }, spenders.map((list) => list.panel.node)),
   );
   root.append(page);
 
@@ -126,7 +142,7 @@ export async function mount(root, ctx) {
       }
     }
   });
-  for (const part of [external, refusals, replies]) resized.observe(part.chart);
+  for (const part of [external, refusals, replies, tokens, ...spenders.map((list) => list.panel)]) resized.observe(part.chart);
 
   function switchWindow(value) {
     windowValue = value;
@@ -164,7 +180,7 @@ export async function mount(root, ctx) {
     stats = answer;
     const scope = answer.scope === "all" ? "All keys and conversations" : "Your keys and conversations";
     status.textContent = `${scope} · updated ${CLOCK.format(new Date(answer.until))}`;
-    redraw("tiles", [answer.external.totals, answer.replies.totals, answer.webhooks, answer.streams], drawTiles);
+    redraw("tiles", [answer.external.totals, answer.replies.totals, answer.usage.totals, answer.webhooks, answer.streams], drawTiles);
     redraw("external-figures", [answer.external.processing_ms, answer.external.totals.rate_limited], () =>
       external.figures.replaceChildren(
         percentiles("Processing time (accepted)", answer.external.processing_ms),
@@ -174,6 +190,10 @@ export async function mount(root, ctx) {
     redraw("replies-figures", [answer.replies.ttft_ms], () =>
       replies.figures.replaceChildren(percentiles("Time to first token", answer.replies.ttft_ms)),
     );
+    redraw("tokens-figures", [answer.usage.totals], () => {
+      const totals = answer.usage.totals;
+      tokens.figures.replaceChildren(totals.estimated_replies ? h("p", { class: "muted dash-note" }, estimatedNote(totals)) : "");
+    });
     drawCharts();
   }
 
@@ -186,12 +206,15 @@ export async function mount(root, ctx) {
   }
 
   function drawTiles() {
-    const { external: ext, replies: rep, webhooks, streams } = stats;
+    const { external: ext, replies: rep, usage, webhooks, streams } = stats;
+    const tokenDetail = [`${count(usage.totals.prompt_tokens)} in`, `${count(usage.totals.completion_tokens)} out`];
+    if (usage.totals.estimated_replies) tokenDetail.push(`${count(usage.totals.estimated_replies)} estimated`);
     // Rarer ends are named only when there are some.
     const others = ["aborted", "interrupted", "running"].filter((end) => rep.totals[end]).map((end) => `${count(rep.totals[end])} ${end}`);
     tiles.replaceChildren(
       tile("External messages", count(ext.totals.total), externalKeys(ext.totals).map(({ key, label }) => `${count(ext.totals[key])} ${label}`).join(" · ")),
       tile("Replies", count(rep.totals.total), [`${count(rep.totals.completed)} completed`, `${count(rep.totals.failed)} failed`, ...others].join(" · ")),
+      tile("Tokens", count(usage.totals.total_tokens), tokenDetail.join(" · ")),
       tile("Webhook deliveries", count(webhooks.delivered + webhooks.failed + webhooks.pending), `${count(webhooks.delivered)} delivered · ${count(webhooks.failed)} failed · ${count(webhooks.pending)} pending`),
       tile("Open event streams", count(streams.open), "right now"),
     );
@@ -238,6 +261,38 @@ export async function mount(root, ctx) {
         rep.totals.total ? "No reply finished in this window yet." : "No replies in this window.",
       );
     });
+    const usage = stats.usage;
+    redraw("tokens", [usage.series, tokens.width(), phrase], () => {
+      const caption = `Tokens per ${bucket}, ${phrase}`;
+      const spent = usage.totals.total_tokens > 0;
+      // The table also says which buckets hold estimated counts; the chart stacks in and out.
+      const columns = usage.totals.estimated_replies ? [...TOKEN_KEYS, { key: "estimated_replies", label: "estimated replies" }] : TOKEN_KEYS;
+      tokens.show(
+        spent
+          ? stackedBars({ series: usage.series, keys: TOKEN_KEYS, bucketSeconds: stats.bucket_seconds, unit: `tokens per ${bucket}`, label: `${caption}: ${usage.totals.prompt_tokens} in, ${usage.totals.completion_tokens} out`, width: tokens.width() })
+          : null,
+        spent ? legend(TOKEN_KEYS.map(({ key, label }) => ({ key, label: `tokens ${label}` }))) : null,
+        spent ? seriesTable(caption, columns, usage.series, usage.totals, format) : null,
+        "No tokens spent in this window.",
+      );
+    });
+    for (const list of spenders) {
+      const entries = usage[list.name];
+      redraw(`tokens-${list.name}`, [entries, list.panel.width(), phrase], () => {
+        const caption = `${list.title}, ${phrase}`;
+        const items = entries.map((entry) => ({
+          label: `${spenderName(entry, list)}${entry.estimated_replies ? " (estimated)" : ""}`,
+          value: entry.total_tokens,
+          tone: "tokens",
+        }));
+        list.panel.show(
+          items.length ? barList({ items, label: `${caption}: ${items.map((i) => `${i.label} ${i.value}`).join(", ")}`, width: list.panel.width() }) : null,
+          entries.some((entry) => entry.estimated_replies) ? h("p", { class: "muted dash-note" }, "(estimated): some of its replies were counted by estimate, as their provider sent no token counts.") : null,
+          items.length ? spenderTable(caption, list, entries) : null,
+          "No tokens spent in this window.",
+        );
+      });
+    }
   }
 
   function tick() {
@@ -352,6 +407,46 @@ function seriesTable(caption, keys, series, totals, format) {
       ),
     ),
     h("tfoot", {}, h("tr", {}, h("th", { scope: "row" }, "Total"), keys.map(({ key, label }) => h("td", { dataset: { label } }, count(totals[key]))))),
+  );
+}
+
+/** "2 of 5 replies counted by estimate: …". */
+function estimatedNote(totals) {
+  return `${count(totals.estimated_replies)} of ${count(totals.replies)} replies counted by estimate: their provider sent no token counts.`;
+}
+
+/** A model as `<endpoint>/<model>`; an agent or key by name when the viewer may see it. */
+function spenderName(entry, list) {
+  if (entry.key === null) return list.none;
+  if (entry.name) return entry.name;
+  if (list.name === "keys" && entry.key.startsWith("env:")) return `System key ${entry.key}`;
+  return entry.key;
+}
+
+function spenderTable(caption, list, entries) {
+  const columns = [
+    ["Tokens in", "prompt_tokens"],
+    ["Tokens out", "completion_tokens"],
+    ["Replies", "replies"],
+    ["Estimated", "estimated_replies"],
+  ];
+  return h(
+    "table",
+    { class: "dash-grid" },
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, list.noun), columns.map(([label]) => h("th", { scope: "col" }, label)))),
+    h(
+      "tbody",
+      {},
+      entries.map((entry) =>
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, list.name === "models" || (entry.key && !entry.name) ? h("code", {}, spenderName(entry, list)) : spenderName(entry, list)),
+          columns.map(([label, key]) => h("td", { dataset: { label } }, count(entry[key]))),
+        ),
+      ),
+    ),
   );
 }
 
