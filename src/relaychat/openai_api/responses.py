@@ -36,6 +36,7 @@ from relaychat.domain.openai_compat.calls import (
     CallTurn,
     ReplyEnd,
     ReplyPiece,
+    ToolStep,
     follow_reply,
     owned_reply,
     start_call,
@@ -271,6 +272,8 @@ async def _events(
     yield event("response.content_part.added", part=part, **where)
     text: list[str] = []
     async for piece in pieces:
+        if isinstance(piece, ToolStep):
+            continue  # not asked for here
         if not isinstance(piece, ReplyEnd):
             text.append(piece)
             yield event("response.output_text.delta", delta=piece, logprobs=[], **where)

@@ -98,7 +98,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    """POST /v1/chat/completions; `conversation_id` is relaychat's extension."""
+    """POST /v1/chat/completions; `conversation_id` and `include_tool_steps` are relaychat's
+    extensions."""
 
     model_config = _Loose
 
@@ -120,6 +121,11 @@ class ChatCompletionIn(BaseModel):
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     store: bool | None = Field(
         None, description="False: answer and store nothing but the key's audit row."
+    )
+    include_tool_steps: bool = Field(
+        False,
+        description="An agent's answer carries the tools it ran on the server as "
+        "`tool_steps` (on `choices[0].message`, or a chunk's `choices[0].delta` each).",
     )
     conversation_id: str | None = Field(
         None,
