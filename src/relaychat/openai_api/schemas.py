@@ -192,7 +192,12 @@ class ChatCompletionIn(BaseModel):
                 text = _text(message.content or "")
                 parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
                 parts += [
-                    _call_part(call, f"{where}.tool_calls[{i}]")
+                    stored_call(
+                        call.id,
+                        call.function.name,
+                        call.function.arguments,
+                        f"{where}.tool_calls[{i}].function.arguments",
+                    )
                     for i, call in enumerate(message.tool_calls or ())
                 ]
                 if not text.strip() and not message.tool_calls:
@@ -246,15 +251,16 @@ def caller_tools(tools: list[ToolSpec], choice: ToolChoice | None) -> CallerTool
     return CallerTools(tools, choice=choice) if tools else None
 
 
-def _call_part(call: ToolCallIn, where: str) -> dict[str, Any]:
-    """A tool call of an earlier reply, stored as the runner stores its own."""
+def stored_call(call_id: str, name: str, arguments: str, field: str) -> dict[str, Any]:
+    """A tool call of an earlier reply, sent back by the caller, stored as the runner
+    stores its own; `field` names `arguments` when they are not a JSON object."""
     try:
-        arguments = json.loads(call.function.arguments or "{}")
+        parsed = json.loads(arguments or "{}")
     except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise BadRequest("arguments must be a JSON object", field=f"{where}.function.arguments")
-    return {"type": "tool_call", "id": call.id, "name": call.function.name, "arguments": arguments}
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise BadRequest("arguments must be a JSON object", field=field)
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": parsed}
 
 
 def _text(content: str | list[TextPart]) -> str:
