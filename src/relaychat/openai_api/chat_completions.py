@@ -92,8 +92,13 @@ def _tool_call(call: dict[str, Any]) -> ChatCompletionMessageFunctionToolCall:
 def _step(step: ToolStep) -> dict[str, Any]:
     """A tool the agent ran, as the `tool_steps` extension shows it: the call as OpenAI
     writes one (`arguments` a JSON string), with its output."""
-    call = {"id": step.id, "name": step.name, "arguments": step.arguments}
-    return {**call, "arguments": _arguments(call), "output": step.output, "is_error": step.is_error}
+    return {
+        "id": step.id,
+        "name": step.name,
+        "arguments": _arguments({"arguments": step.arguments}),
+        "output": step.output,
+        "is_error": step.is_error,
+    }
 
 
 def _failure(end: ReplyEnd) -> ReplyFailed:

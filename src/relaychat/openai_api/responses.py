@@ -1,6 +1,7 @@
 """POST /v1/responses and GET /v1/responses/{id}: the subset of OpenAI's Responses API that
 SDKs use (text input or message items, `instructions`, `previous_response_id`, `store`,
-`stream` with the typed events), on the same calls as chat completions.
+`stream` with the typed events, function tools the caller runs: `function_call` output
+items, `function_call_output` input items), on the same calls as chat completions.
 
 A response is a stored reply: its id is `resp_` and the reply message's id, so
 `previous_response_id` continues the conversation from that reply (a branch when it is not
@@ -441,8 +442,8 @@ async def _events(
             yield event("response.output_text.done", text=whole, logprobs=[], **where)
             yield event("response.content_part.done", part={**part, "text": whole}, **where)
             yield event("response.output_item.done", output_index=0, item=done["output"][0])
-        for index, item in enumerate(done["output"][1:] if has_message else done["output"]):
-            index += 1 if has_message else 0
+        first_call = 1 if has_message else 0
+        for index, item in enumerate(done["output"][first_call:], start=first_call):
             at = {"item_id": item["id"], "output_index": index}
             added = {**item, "arguments": "", "status": "in_progress"}
             yield event("response.output_item.added", output_index=index, item=added)
