@@ -41,6 +41,7 @@ from relaychat.http.middleware import BodySizeLimit, StorableInput
 from relaychat.http.problems import install_problem_handlers
 from relaychat.http.request_ids import RequestIds
 from relaychat.metrics import process_exiting
+from relaychat.openai_api.app import ERROR_SHAPES as V1_ERROR_SHAPES
 from relaychat.openai_api.app import mount_v1
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
@@ -116,8 +117,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(ExternalMessages)  # the gateway's hot path, before routing (direct.py)
-    app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # inside the size limit: it reads only capped bodies
+    app.add_middleware(StorableInput, error_shapes=V1_ERROR_SHAPES)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, error_shapes=V1_ERROR_SHAPES
+    )
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     # Outermost: every answer carries the id, every log line of the request too.
     app.add_middleware(RequestIds, trusted_proxies=settings.forwarded_allow_ips)

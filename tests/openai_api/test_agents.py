@@ -3,11 +3,13 @@ the answer, whole or streamed; what an agent cannot do is a 400 naming the param
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.chat import calls, make_agent, messages_of, script
@@ -91,3 +93,66 @@ async def test_what_an_agent_cannot_do_is_a_bad_request(
     assert (unstored.value.param, with_tools.value.param) == ("store", "tools")
     assert refused.value.code == "permission_denied"
     assert (await client.get("/api/convos", headers=owner.headers)).json()["conversations"] == []
+
+
+STEPS = script(
+    calls(("calculator", {"expression": "17 * 23"})),
+    calls(("calculator", {"expression": "17 *"})),
+    "The answer is 391.",
+)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_the_tool_steps_of_an_agent_come_when_asked(
+    client: httpx.AsyncClient, live_url: str, stream: bool
+) -> None:
+    """`include_tool_steps` (relaychat's extension): the tools the agent ran, each with its
+    arguments and output (an error too), on the message or a chunk each as it ran."""
+    owner = await make_user(client)
+    agent = await make_agent(client, owner, tools=["calculator"])
+    key = await make_key(client, owner, allowed_agents=[agent["agent_id"]])
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"{STEPS}\nwhat is 17*23?"}
+    ]
+    async with sdk(live_url, key.secret) as api:
+        if stream:
+            chunks = await api.chat.completions.create(
+                model=agent["agent_id"],
+                messages=question,
+                stream=True,
+                extra_body={"include_tool_steps": True},
+            )
+            seen = [chunk async for chunk in chunks]
+            deltas = [c.choices[0].delta for c in seen if c.choices]
+            steps = [s for d in deltas for s in (d.model_extra or {}).get("tool_steps", ())]
+            # Each step comes as it ran, before the answer's text.
+            first_text = next(i for i, d in enumerate(deltas) if d.content)
+            last_step = max(
+                i for i, d in enumerate(deltas) if "tool_steps" in (d.model_extra or {})
+            )
+            assert last_step < first_text
+            text = "".join(d.content or "" for d in deltas)
+        else:
+            completion = await api.chat.completions.create(
+                model=agent["agent_id"],
+                messages=question,
+                extra_body={"include_tool_steps": True},
+            )
+            message = completion.choices[0].message
+            steps = (message.model_extra or {})["tool_steps"]
+            text = message.content or ""
+            assert message.tool_calls is None
+        # Not asked for: not there.
+        plain = await api.chat.completions.create(
+            model=agent["agent_id"],
+            messages=question,
+        )
+    assert text == "The answer is 391."
+    assert [(s["name"], json.loads(s["arguments"]), s["is_error"]) for s in steps] == [
+        ("calculator", {"expression": "17 * 23"}, False),
+        ("calculator", {"expression": "17 *"}, True),
+    ]
+    assert steps[0]["output"] == "391"
+    assert steps[1]["output"].startswith("error:")
+    assert all(s["id"] for s in steps) and steps[0]["id"] != steps[1]["id"]
+    assert "tool_steps" not in (plain.choices[0].message.model_extra or {})

@@ -176,3 +176,41 @@ async def test_a_key_over_its_daily_budget_gets_insufficient_quota(
     assert (unstored.value.code, unstored.value.param) == ("unsupported_parameter", "store")
     conversations = (await client.get("/api/convos", headers=owner.headers)).json()
     assert len(conversations["conversations"]) == 1
+
+
+async def test_refusals_before_routing_come_in_openais_shape(
+    client: httpx.AsyncClient, live_url: str, services: Services
+) -> None:
+    """A body over the size limit (413) and input no route could store (422) are refused by
+    middleware before /v1's routes, in OpenAI's shape all the same; the rest of the API keeps
+    problem+json for them."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    too_long = "x" * (services.settings.max_body_bytes + 1)
+    async with sdk(live_url, key.secret) as api:
+        with pytest.raises(openai.APIStatusError) as too_large:
+            await api.chat.completions.create(
+                model="fake/fake-model", messages=[{"role": "user", "content": too_long}]
+            )
+        with pytest.raises(openai.UnprocessableEntityError) as unstorable:
+            await api.responses.create(model="fake/fake-model", input="a\u0000b")
+    assert too_large.value.status_code == 413
+    assert too_large.value.response.headers["content-type"] == "application/json"
+    assert too_large.value.body == {
+        "message": too_large.value.body["message"],  # type: ignore[index]
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "payload_too_large",
+    }
+    assert unstorable.value.status_code == 422
+    assert unstorable.value.response.headers["content-type"] == "application/json"
+    assert unstorable.value.body == {
+        "message": unstorable.value.body["message"],  # type: ignore[index]
+        "type": "invalid_request_error",
+        "param": "input",
+        "code": "validation_error",
+    }
+    assert (await client.get("/api/convos", headers=owner.headers)).json()["conversations"] == []
+    problem = await client.post("/api/convos", json={"title": "a\u0000b"}, headers=owner.headers)
+    assert problem.status_code == 422
+    assert problem.headers["content-type"] == "application/problem+json"

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
-from openai.types.chat import ChatCompletionToolParam, ChatCompletionUserMessageParam
+import pytest
+from openai import BadRequestError
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+    ChatCompletionUserMessageParam,
+)
 
 from relaychat.devtools.fake_llm import FakeLLM
 from tests.support.chat import calls, messages_of, script
@@ -21,6 +28,10 @@ WEATHER: ChatCompletionToolParam = {
         "description": "The weather in a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
+}
+OTHER: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "The time in a city"},
 }
 
 
@@ -110,4 +121,76 @@ async def test_tools_pass_through_without_storing(client: httpx.AsyncClient, liv
     assert call.type == "function" and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Oslo"}
     assert completion.choices[0].finish_reason == "tool_calls"
+    assert (await client.get("/api/convos", headers=owner.headers)).json()["conversations"] == []
+
+
+@pytest.mark.parametrize(
+    ("model", "upstream_choice"),
+    [
+        ("fake/fake-model", {"type": "function", "function": {"name": "get_weather"}}),
+        ("anthropic/fake-model", {"type": "tool", "name": "get_weather"}),
+    ],
+    ids=["openai", "anthropic"],
+)
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "unstored"])
+async def test_a_named_tool_choice_reaches_the_upstream(
+    client: httpx.AsyncClient,
+    live_url: str,
+    fake_llm: FakeLLM,
+    model: str,
+    upstream_choice: dict[str, Any],
+    store: bool,
+) -> None:
+    """`tool_choice` naming a function is passed on in the upstream's own words."""
+    owner = await make_user(client)
+    marker = str(uuid.uuid4())
+    async with sdk(live_url, owner.access_token) as openai:
+        completion = await openai.chat.completions.create(
+            model=model,
+            messages=[
+                {
+                    "role": "user",
+                    "content": script(calls(("get_weather", {"city": "Rome"})))
+                    + f"\nRome? {marker}",
+                }
+            ],
+            tools=[WEATHER, OTHER],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            store=store,
+        )
+    [call] = completion.choices[0].message.tool_calls or []
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert replies_asked(fake_llm, marker)[0]["tool_choice"] == upstream_choice
+
+
+async def test_a_tool_choice_naming_no_offered_tool_is_a_bad_request(
+    client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
+) -> None:
+    owner = await make_user(client)
+    before = len(fake_llm.requests)
+    hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+    async with sdk(live_url, owner.access_token) as openai:
+        with pytest.raises(BadRequestError) as other_name:
+            await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=hello,
+                tools=[WEATHER],
+                tool_choice={"type": "function", "function": {"name": "get_time"}},
+            )
+        with pytest.raises(BadRequestError) as no_tools:
+            await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=hello,
+                tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            )
+        with pytest.raises(BadRequestError) as other_shape:
+            await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=hello,
+                tools=[WEATHER],
+                extra_body={"tool_choice": {"type": "allowed_tools"}},
+            )
+    for raised in (other_name, no_tools, other_shape):
+        assert raised.value.param is not None and raised.value.param.startswith("tool_choice")
+    assert len(fake_llm.requests) == before
     assert (await client.get("/api/convos", headers=owner.headers)).json()["conversations"] == []

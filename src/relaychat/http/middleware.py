@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,6 +19,26 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # what runs inside it (relaychat.gateway.direct) need not parse it again.
 JSON_BODY = "relaychat.json_body"
 
+# How a refusal from these middlewares is written: (content type, body) for the error and
+# the request's path. problem+json unless the path is under a prefix with an error shape of
+# its own (the OpenAI-compatible API at /v1), so its callers get the same shape whether a
+# request is refused here or by a route.
+ErrorWriter = Callable[[AppError, str], tuple[str, bytes]]
+ErrorShapes = Mapping[str, ErrorWriter]
+_NO_SHAPES: ErrorShapes = MappingProxyType({})
+
+
+def write_problem(error: AppError, path: str) -> tuple[str, bytes]:
+    # ensure_ascii: the path may hold what cannot be encoded as UTF-8 (a lone surrogate).
+    return "application/problem+json", json.dumps(error.to_problem(path)).encode()
+
+
+def _writer(path: str, shapes: ErrorShapes) -> ErrorWriter:
+    for prefix, writer in shapes.items():
+        if path == prefix or path.startswith(f"{prefix}/"):
+            return writer
+    return write_problem
+
 
 class BodySizeLimit:
     """Refuse bodies over `max_bytes` with 413 before the app sees a byte of them.
@@ -25,9 +47,12 @@ class BodySizeLimit:
     lies about its size is cut off just the same as one with a large Content-Length.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, error_shapes: ErrorShapes = _NO_SHAPES
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.error_shapes = error_shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -58,15 +83,23 @@ class BodySizeLimit:
         error = PayloadTooLarge(
             f"request body exceeds {self.max_bytes} bytes", limit=self.max_bytes
         )
-        await send_problem(scope, send, error, close=True)
+        await send_problem(scope, send, error, close=True, shapes=self.error_shapes)
 
 
-async def send_problem(scope: Scope, send: Send, error: AppError, *, close: bool = False) -> None:
-    """Answer with `error` as problem+json, from middleware that runs before the app."""
-    # ensure_ascii: the path may hold what cannot be encoded as UTF-8 (a lone surrogate).
-    payload = json.dumps(error.to_problem(scope.get("path"))).encode()
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    error: AppError,
+    *,
+    close: bool = False,
+    shapes: ErrorShapes = _NO_SHAPES,
+) -> None:
+    """Answer with `error` (problem+json, or the shape `shapes` gives the path), from
+    middleware that runs before the app."""
+    path = scope.get("path", "")
+    content_type, payload = _writer(path, shapes)(error, path)
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(payload)).encode()),
         *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
     ]
@@ -136,21 +169,24 @@ class StorableInput:
     would store what PostgreSQL refuses, so this keeps both answering the same.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, error_shapes: ErrorShapes = _NO_SHAPES) -> None:
         self.app = app
+        self.error_shapes = error_shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if text_problem(scope["path"]):
-            await send_problem(scope, send, NotFound("no resource has this name"))
+            await send_problem(
+                scope, send, NotFound("no resource has this name"), shapes=self.error_shapes
+            )
             return
         query = scope.get("query_string", b"")
         if query:
             refused = _refused_params(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
             if refused is not None:
-                await send_problem(scope, send, refused)
+                await send_problem(scope, send, refused, shapes=self.error_shapes)
                 return
         media_type = _media_type(scope) if scope["method"] in _BODY_METHODS else ""
         form = media_type == "application/x-www-form-urlencoded"
@@ -169,12 +205,12 @@ class StorableInput:
         if body and form:
             refused = _refused_params(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
             if refused is not None:
-                await send_problem(scope, send, refused)
+                await send_problem(scope, send, refused, shapes=self.error_shapes)
                 return
         elif body:
             value = _parse_json(body)
             if isinstance(value, AppError):
-                await send_problem(scope, send, value)
+                await send_problem(scope, send, value, shapes=self.error_shapes)
                 return
             scope[JSON_BODY] = value
         await self.app(scope, replaying(body, receive), send)

@@ -99,6 +99,16 @@ class ToolSpec(_Model):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+class ToolNamed(_Model):
+    """A `tool_choice` that names the one function the model must call (each provider has
+    its own way of saying so: the adapters translate it)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+ToolChoice = Literal["auto", "none", "required"] | ToolNamed
+
+
 class ChatRequest(_Model):
     """Everything an adapter needs for one generation."""
 
@@ -110,7 +120,7 @@ class ChatRequest(_Model):
     max_tokens: int | None = Field(None, gt=0)
     stop: list[str] | None = None
     tools: list[ToolSpec] = Field(default_factory=list)
-    tool_choice: Literal["auto", "none", "required"] | None = None
+    tool_choice: ToolChoice | None = None
 
 
 # -- stream events -------------------------------------------------------------------------

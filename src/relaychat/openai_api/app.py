@@ -7,9 +7,12 @@ from fastapi import FastAPI
 
 from relaychat import __version__
 from relaychat.openai_api import chat_completions, models, responses
-from relaychat.openai_api.errors import install_error_handlers
+from relaychat.openai_api.errors import install_error_handlers, write_error
 
 PREFIX = "/v1"
+# For the parent's middleware (relaychat.http.middleware): what it refuses under /v1 before
+# routing is written in OpenAI's shape too.
+ERROR_SHAPES = {PREFIX: write_error}
 
 
 def mount_v1(parent: FastAPI) -> FastAPI:

@@ -33,6 +33,7 @@ from relaychat.domain.openai_compat import catalog
 from relaychat.domain.openai_compat.calls import (
     ReplyEnd,
     ReplyPiece,
+    ToolStep,
     follow_reply,
     start_call,
     stream_unstored,
@@ -88,6 +89,18 @@ def _tool_call(call: dict[str, Any]) -> ChatCompletionMessageFunctionToolCall:
     )
 
 
+def _step(step: ToolStep) -> dict[str, Any]:
+    """A tool the agent ran, as the `tool_steps` extension shows it: the call as OpenAI
+    writes one (`arguments` a JSON string), with its output."""
+    return {
+        "id": step.id,
+        "name": step.name,
+        "arguments": _arguments({"arguments": step.arguments}),
+        "output": step.output,
+        "is_error": step.is_error,
+    }
+
+
 def _failure(end: ReplyEnd) -> ReplyFailed:
     return ReplyFailed(f"the reply failed ({end.error}): {end.detail or 'no detail'}")
 
@@ -116,7 +129,9 @@ async def create(
     if body.stores:
         started = await start_call(services.chat, caller, call)
         note_call(request, started)
-        pieces = follow_reply(services.bus, started)
+        # Streamed, the steps come as they run; whole, the reply's end has them all.
+        steps = body.include_tool_steps and bool(body.stream)
+        pieces = follow_reply(services.bus, started, steps=steps)
         completion_id = f"chatcmpl-{started.response_message_id}"
         headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
     else:
@@ -135,6 +150,10 @@ async def create(
     end = await whole_reply(pieces)
     if end.error is not None:
         raise _failure(end)
+    # relaychat's extension, only when asked: the SDK's models keep unknown fields.
+    extension = (
+        {"tool_steps": [_step(s) for s in end.tool_steps]} if body.include_tool_steps else {}
+    )
     completion = ChatCompletion(
         id=completion_id,
         object="chat.completion",
@@ -147,6 +166,7 @@ async def create(
                     role="assistant",
                     content=end.text or None,
                     tool_calls=[_tool_call(call) for call in end.tool_calls] or None,
+                    **extension,
                 ),
                 finish_reason=_finish_reason(end),
             )
@@ -169,8 +189,9 @@ async def _chunks(
     model: str,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """The reply as OpenAI's chunks: the role first, the text as it comes, the finish
-    reason, the usage when asked for, `[DONE]`; a failure as an `error` event instead."""
+    """The reply as OpenAI's chunks: the role first, the text (and the tool steps when
+    asked for) as it comes, the finish reason, the usage when asked for, `[DONE]`; a
+    failure as an `error` event instead."""
 
     def chunk(delta: ChoiceDelta, finish: Any = None) -> bytes:
         return _sse(
@@ -185,8 +206,11 @@ async def _chunks(
 
     yield chunk(ChoiceDelta(role="assistant", content=""))
     async for piece in pieces:
-        if not isinstance(piece, ReplyEnd):
+        if isinstance(piece, str):
             yield chunk(ChoiceDelta(content=piece))
+            continue
+        if isinstance(piece, ToolStep):  # only there when the caller asked for them
+            yield chunk(ChoiceDelta(tool_steps=[_step(piece)]))
             continue
         if piece.error is not None:
             failure = _failure(piece)

@@ -9,6 +9,7 @@ stable code (the README's table), `param` the field at fault when one is known.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,6 +50,14 @@ def error_body(
         # OpenAI's words for a spent quota, which clients look for; still a 429.
         kind = code = "insufficient_quota"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def write_error(error: AppError, path: str) -> tuple[str, bytes]:
+    """A refusal by the middleware that runs before /v1's routes (a body over the size
+    limit, input no route could store), in OpenAI's shape with its status."""
+    param = error.fields.get("field")
+    body = error_body(error.detail, status=error.status, code=error.code, param=param)
+    return "application/json", json.dumps(body).encode()
 
 
 def error_response(request: Request, exc: AppError, *, status: int | None = None) -> JSONResponse:

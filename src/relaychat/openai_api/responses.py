@@ -1,6 +1,7 @@
 """POST /v1/responses and GET /v1/responses/{id}: the subset of OpenAI's Responses API that
 SDKs use (text input or message items, `instructions`, `previous_response_id`, `store`,
-`stream` with the typed events), on the same calls as chat completions.
+`stream` with the typed events, function tools the caller runs: `function_call` output
+items, `function_call_output` input items), on the same calls as chat completions.
 
 A response is a stored reply: its id is `resp_` and the reply message's id, so
 `previous_response_id` continues the conversation from that reply (a branch when it is not
@@ -12,21 +13,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai.types.responses import (
-    Response as OpenAIResponse,
-)
-from openai.types.responses import (
+    FunctionTool,
+    ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
     ResponseUsage,
 )
+from openai.types.responses import (
+    Response as OpenAIResponse,
+)
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from relaychat.domain.ids import new_id
 from relaychat.domain.openai_compat import catalog
@@ -36,13 +39,16 @@ from relaychat.domain.openai_compat.calls import (
     CallTurn,
     ReplyEnd,
     ReplyPiece,
+    ToolStep,
     follow_reply,
     owned_reply,
     start_call,
     stream_unstored,
+    unanswered_calls,
     whole_reply,
 )
 from relaychat.errors import BadRequest
+from relaychat.llm.types import ToolNamed, ToolSpec
 from relaychat.openai_api.callers import (
     Caller,
     answer_headers,
@@ -51,6 +57,7 @@ from relaychat.openai_api.callers import (
     services_of,
 )
 from relaychat.openai_api.chat_completions import CONVERSATION_HEADER, ReplyFailed
+from relaychat.openai_api.schemas import caller_tools, stored_call
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.statuses import AuditOutcome, MessageStatus
 
@@ -81,13 +88,64 @@ class InputMessage(BaseModel):
     content: str | list[InputText]
 
 
+class FunctionCallItem(BaseModel):
+    """A call of the caller's tool from an earlier response, sent back with the history."""
+
+    model_config = _Loose
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=100_000)
+
+
+class FunctionCallOutputItem(BaseModel):
+    """The caller's result of one of those calls."""
+
+    model_config = _Loose
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=128)
+    output: str | list[InputText]
+
+
+InputItem = Annotated[
+    Annotated[InputMessage, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    # A message item may leave its `type` out (the SDK's EasyInputMessage).
+    Discriminator(lambda item: item.get("type", "message") if isinstance(item, dict) else None),
+]
+
+
+class FunctionToolIn(BaseModel):
+    """A function tool the caller offers and runs; other kinds (OpenAI's hosted tools) are
+    refused by name in `to_call`."""
+
+    model_config = _Loose
+
+    type: str
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(None, max_length=10_000)
+    parameters: dict[str, Any] | None = None
+
+
+class ToolChoiceFunctionIn(BaseModel):
+    """`{"type": "function", "name": ...}`: the model must call that tool."""
+
+    model_config = _Loose
+
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64)
+
+
 class ResponseCreateIn(BaseModel):
     """POST /v1/responses."""
 
     model_config = _Loose
 
     model: str = Field(min_length=1, max_length=300)
-    input: str | list[InputMessage] = Field(min_length=1)
+    input: str | list[InputItem] = Field(min_length=1)
     instructions: str | None = Field(None, max_length=100_000)
     previous_response_id: str | None = Field(None, max_length=200)
     store: bool | None = None
@@ -95,11 +153,34 @@ class ResponseCreateIn(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_output_tokens: int | None = Field(None, gt=0)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[FunctionToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunctionIn | None = None
+
+    def tool_specs(self) -> list[ToolSpec]:
+        specs = []
+        for index, tool in enumerate(self.tools or ()):
+            if tool.type != "function":
+                raise UnsupportedParameter(
+                    f"only function tools are available, not {tool.type!r}",
+                    field=f"tools[{index}].type",
+                )
+            if tool.name is None:
+                raise BadRequest("a function tool needs a name", field=f"tools[{index}].name")
+            specs.append(
+                ToolSpec(
+                    name=tool.name,
+                    description=tool.description or "",
+                    **({"parameters": tool.parameters} if tool.parameters is not None else {}),
+                )
+            )
+        return specs
 
     def to_call(self, target: catalog.Target) -> Call:
-        if self.tools:
-            raise UnsupportedParameter("tools are not available on /v1/responses", field="tools")
+        specs = self.tool_specs()
+        if specs and target.agent_id is not None:
+            raise UnsupportedParameter(
+                "an agent runs its own tools; `tools` is for endpoint models", field="tools"
+            )
         items = (
             [InputMessage(role="user", content=self.input)]
             if isinstance(self.input, str)
@@ -107,18 +188,35 @@ class ResponseCreateIn(BaseModel):
         )
         system = [self.instructions] if self.instructions else []
         turns: list[CallTurn] = []
-        for item in items:
-            text = (
-                item.content
-                if isinstance(item.content, str)
-                else "".join(p.text for p in item.content)
-            )
-            if item.role in {"system", "developer"}:
+        for index, item in enumerate(items):
+            if isinstance(item, FunctionCallItem):
+                call = stored_call(
+                    item.call_id, item.name, item.arguments, f"input[{index}].arguments"
+                )
+                if turns and turns[-1].role == "assistant":  # the calls of one reply
+                    turns[-1].content.append(call)
+                else:
+                    turns.append(CallTurn("assistant", [call]))
+                continue
+            text = _text(item.output if isinstance(item, FunctionCallOutputItem) else item.content)
+            if isinstance(item, FunctionCallOutputItem):
+                result = {
+                    "type": "tool_result",
+                    "tool_call_id": item.call_id,
+                    "content": text,
+                    "is_error": False,
+                }
+                turns.append(CallTurn("tool", [result]))
+            elif item.role in {"system", "developer"}:
                 system.append(text)
             elif text.strip():
                 turns.append(CallTurn(item.role, [{"type": "text", "text": text}]))  # type: ignore[arg-type]
-        if not turns or turns[-1].role != "user":
-            raise BadRequest("the input must end with the user's message", field="input")
+        if not turns or turns[-1].role == "assistant":
+            raise BadRequest(
+                "the input must end with the user's message or function call outputs",
+                field="input",
+            )
+        choice = self.tool_choice
         return Call(
             target=target,
             turns=turns,
@@ -128,11 +226,43 @@ class ResponseCreateIn(BaseModel):
                 "top_p": self.top_p,
                 "max_tokens": self.max_output_tokens,
             },
+            tools=caller_tools(
+                specs,
+                ToolNamed(name=choice.name) if isinstance(choice, ToolChoiceFunctionIn) else choice,
+            ),
         )
+
+
+def _text(content: str | list[InputText]) -> str:
+    return content if isinstance(content, str) else "".join(p.text for p in content)
 
 
 def _message_id(response_id: str) -> str:
     return response_id.removeprefix(RESPONSE_PREFIX)
+
+
+def _message_item(response_id: str, text: str, status: str) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id=f"msg_{_message_id(response_id)}",
+        type="message",
+        role="assistant",
+        status="completed" if status == "completed" else "in_progress",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def _call_item(call: dict[str, Any]) -> ResponseFunctionToolCall:
+    """A call of the caller's tool as an output item; `call_id` is what the caller's
+    `function_call_output` answers."""
+    arguments = call["arguments"]
+    return ResponseFunctionToolCall(
+        type="function_call",
+        id=f"fc_{call['id']}",
+        call_id=call["id"],
+        name=call["name"],
+        arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
+        status="completed",
+    )
 
 
 def _response(
@@ -145,20 +275,16 @@ def _response(
     end: ReplyEnd | None = None,
     previous: str | None = None,
     instructions: str | None = None,
+    tools: Sequence[ToolSpec] = (),
+    tool_choice: Any = "auto",
 ) -> OpenAIResponse:
-    output = (
-        [
-            ResponseOutputMessage(
-                id=f"msg_{_message_id(response_id)}",
-                type="message",
-                role="assistant",
-                status="completed" if status == "completed" else "in_progress",
-                content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
-            )
-        ]
-        if text is not None
-        else []
-    )
+    """The response; its output is the reply's message (left out when the reply is only
+    calls of the caller's tools), then those calls."""
+    calls = end.tool_calls if end is not None else ()
+    output: list[Any] = []
+    if text is not None and (text or not calls):
+        output.append(_message_item(response_id, text, status))
+    output += [_call_item(call) for call in calls]
     usage = None
     if end is not None and end.prompt_tokens is not None:
         prompt, completion = end.prompt_tokens or 0, end.completion_tokens or 0
@@ -177,8 +303,17 @@ def _response(
         status=status,
         output=output,
         parallel_tool_calls=False,
-        tool_choice="auto",
-        tools=[],
+        tool_choice=tool_choice,
+        tools=[
+            FunctionTool(
+                type="function",
+                name=t.name,
+                description=t.description,
+                parameters=t.parameters,
+                strict=False,
+            )
+            for t in tools
+        ],
         usage=usage,
         previous_response_id=previous,
         instructions=instructions,
@@ -223,6 +358,10 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         "created": created,
         "previous": body.previous_response_id,
         "instructions": body.instructions,
+        "tools": call.tools.tools if call.tools else (),
+        "tool_choice": body.tool_choice.model_dump()
+        if isinstance(body.tool_choice, ToolChoiceFunctionIn)
+        else body.tool_choice or "auto",
     }
     if body.stream:
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
@@ -263,15 +402,25 @@ async def _events(
         return built.model_dump(mode="json")
 
     where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": []}
+
+    def message_added() -> Iterator[bytes]:
+        item = _message_item(response_id, "", "in_progress").model_dump(mode="json")
+        yield event("response.output_item.added", output_index=0, item=item)
+        yield event("response.content_part.added", part=part, **where)
+
     yield event("response.created", response=response("in_progress", None))
     yield event("response.in_progress", response=response("in_progress", None))
-    item = response("in_progress", "")["output"][0]
-    yield event("response.output_item.added", output_index=0, item=item)
-    part = {"type": "output_text", "text": "", "annotations": []}
-    yield event("response.content_part.added", part=part, **where)
+    # The message item opens with its first text: a reply that is only calls of the
+    # caller's tools has none.
     text: list[str] = []
     async for piece in pieces:
-        if not isinstance(piece, ReplyEnd):
+        if isinstance(piece, ToolStep):
+            continue  # not asked for here
+        if isinstance(piece, str):
+            if not text:
+                for frame in message_added():
+                    yield frame
             text.append(piece)
             yield event("response.output_text.delta", delta=piece, logprobs=[], **where)
             continue
@@ -284,10 +433,28 @@ async def _events(
             )
             return
         whole = piece.text if piece.text is not None else "".join(text)
-        yield event("response.output_text.done", text=whole, logprobs=[], **where)
-        yield event("response.content_part.done", part={**part, "text": whole}, **where)
         done = response("completed", whole, piece)
-        yield event("response.output_item.done", output_index=0, item=done["output"][0])
+        has_message = bool(done["output"]) and done["output"][0]["type"] == "message"
+        if has_message:
+            if not text:
+                for frame in message_added():
+                    yield frame
+            yield event("response.output_text.done", text=whole, logprobs=[], **where)
+            yield event("response.content_part.done", part={**part, "text": whole}, **where)
+            yield event("response.output_item.done", output_index=0, item=done["output"][0])
+        first_call = 1 if has_message else 0
+        for index, item in enumerate(done["output"][first_call:], start=first_call):
+            at = {"item_id": item["id"], "output_index": index}
+            added = {**item, "arguments": "", "status": "in_progress"}
+            yield event("response.output_item.added", output_index=index, item=added)
+            yield event("response.function_call_arguments.delta", delta=item["arguments"], **at)
+            yield event(
+                "response.function_call_arguments.done",
+                arguments=item["arguments"],
+                name=item["name"],
+                **at,
+            )
+            yield event("response.output_item.done", output_index=index, item=item)
         yield event("response.completed", response=done)
         return
 
@@ -305,6 +472,7 @@ async def get(
         reply.finish_reason or "stop",
         prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens,
+        tool_calls=unanswered_calls(reply.content or []),
     )
     answer = _response(
         response_id,

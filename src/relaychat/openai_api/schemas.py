@@ -20,7 +20,7 @@ from relaychat.domain.openai_compat.callers import UnsupportedParameter
 from relaychat.domain.openai_compat.calls import Call, CallTurn, new_turns
 from relaychat.domain.openai_compat.catalog import Target
 from relaychat.errors import BadRequest
-from relaychat.llm.types import TextPart, ToolSpec
+from relaychat.llm.types import TextPart, ToolChoice, ToolNamed, ToolSpec
 
 _Loose = ConfigDict(extra="ignore")
 
@@ -91,6 +91,24 @@ class ToolIn(BaseModel):
     function: FunctionIn
 
 
+class NamedFunctionIn(BaseModel):
+    model_config = _Loose
+
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ToolChoiceFunctionIn(BaseModel):
+    """`{"type": "function", "function": {"name": ...}}`: the model must call that tool."""
+
+    model_config = _Loose
+
+    type: Literal["function"]
+    function: NamedFunctionIn
+
+    def to_choice(self) -> ToolNamed:
+        return ToolNamed(name=self.function.name)
+
+
 class StreamOptions(BaseModel):
     model_config = _Loose
 
@@ -98,7 +116,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    """POST /v1/chat/completions; `conversation_id` is relaychat's extension."""
+    """POST /v1/chat/completions; `conversation_id` and `include_tool_steps` are relaychat's
+    extensions."""
 
     model_config = _Loose
 
@@ -117,9 +136,14 @@ class ChatCompletionIn(BaseModel):
     audio: dict[str, Any] | None = None
     modalities: list[str] | None = None
     tools: list[ToolIn] | None = Field(None, max_length=128)
-    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunctionIn | None = None
     store: bool | None = Field(
         None, description="False: answer and store nothing but the key's audit row."
+    )
+    include_tool_steps: bool = Field(
+        False,
+        description="An agent's answer carries the tools it ran on the server as "
+        "`tool_steps` (on `choices[0].message`, or a chunk's `choices[0].delta` each).",
     )
     conversation_id: str | None = Field(
         None,
@@ -138,10 +162,6 @@ class ChatCompletionIn(BaseModel):
             raise UnsupportedParameter("log probabilities are not available", field="top_logprobs")
         if self.audio is not None or "audio" in (self.modalities or ()):
             raise UnsupportedParameter("audio output is not available", field="audio")
-        if isinstance(self.tool_choice, dict):
-            raise UnsupportedParameter(
-                "`tool_choice` may be `auto`, `none` or `required`", field="tool_choice"
-            )
 
     @property
     def stores(self) -> bool:
@@ -172,7 +192,12 @@ class ChatCompletionIn(BaseModel):
                 text = _text(message.content or "")
                 parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
                 parts += [
-                    _call_part(call, f"{where}.tool_calls[{i}]")
+                    stored_call(
+                        call.id,
+                        call.function.name,
+                        call.function.arguments,
+                        f"{where}.tool_calls[{i}].function.arguments",
+                    )
                     for i, call in enumerate(message.tool_calls or ())
                 ]
                 if not text.strip() and not message.tool_calls:
@@ -199,31 +224,43 @@ class ChatCompletionIn(BaseModel):
                 "stop": stop,
             },
             conversation_id=conversation_id,
-            tools=CallerTools(
+            tools=caller_tools(
                 [
                     ToolSpec(
                         name=tool.function.name,
                         description=tool.function.description,
                         parameters=tool.function.parameters,
                     )
-                    for tool in self.tools
+                    for tool in self.tools or ()
                 ],
-                choice=self.tool_choice if isinstance(self.tool_choice, str) else None,
-            )
-            if self.tools
-            else None,
+                self.tool_choice.to_choice()
+                if isinstance(self.tool_choice, ToolChoiceFunctionIn)
+                else self.tool_choice,
+            ),
         )
 
 
-def _call_part(call: ToolCallIn, where: str) -> dict[str, Any]:
-    """A tool call of an earlier reply, stored as the runner stores its own."""
+def caller_tools(tools: list[ToolSpec], choice: ToolChoice | None) -> CallerTools | None:
+    """The tools the caller runs, with its `tool_choice`; a named one must be among them
+    (OpenAI refuses it too, with no tools or another name)."""
+    if isinstance(choice, ToolNamed) and choice.name not in {t.name for t in tools}:
+        raise BadRequest(
+            f"`tool_choice` names {choice.name!r}, which is not among the `tools`",
+            field="tool_choice",
+        )
+    return CallerTools(tools, choice=choice) if tools else None
+
+
+def stored_call(call_id: str, name: str, arguments: str, field: str) -> dict[str, Any]:
+    """A tool call of an earlier reply, sent back by the caller, stored as the runner
+    stores its own; `field` names `arguments` when they are not a JSON object."""
     try:
-        arguments = json.loads(call.function.arguments or "{}")
+        parsed = json.loads(arguments or "{}")
     except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise BadRequest("arguments must be a JSON object", field=f"{where}.function.arguments")
-    return {"type": "tool_call", "id": call.id, "name": call.function.name, "arguments": arguments}
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise BadRequest("arguments must be a JSON object", field=field)
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": parsed}
 
 
 def _text(content: str | list[TextPart]) -> str:

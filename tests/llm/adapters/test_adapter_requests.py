@@ -14,6 +14,7 @@ from relaychat.llm.types import (
     ToolCall,
     ToolCallDelta,
     ToolCallPart,
+    ToolNamed,
     ToolResultPart,
     ToolSpec,
     collect,
@@ -209,6 +210,23 @@ async def test_tool_choice_is_translated(
         assert body["tool_choice"] == {"type": "any"}
     else:
         assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+
+async def test_a_named_tool_choice_is_translated(
+    make_adapter: AdapterMaker, fake: FakeLLM, marker: str, provider: str
+) -> None:
+    named = ToolNamed(name="get_weather")
+    await collect(make_adapter().stream(ask("hi", marker, tools=[WEATHER], tool_choice=named)))
+
+    body = sent(fake, marker)[0].body
+    if provider == "openai":
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    elif provider == "anthropic":
+        assert body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    else:
+        config = body["toolConfig"]["functionCallingConfig"]
+        assert config["mode"] == "ANY"
+        assert _field(config, "allowedFunctionNames") == ["get_weather"]
 
 
 async def test_image_parts_reach_the_upstream(

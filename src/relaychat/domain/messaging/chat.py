@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +32,7 @@ from relaychat.domain.outbound.callbacks import RequestRef
 from relaychat.domain.publishing import publish_after_commit
 from relaychat.errors import AppError, MessageNotFound, ValidationFailed
 from relaychat.llm.tools.base import ToolContext, ToolError, ToolSet
-from relaychat.llm.types import ToolSpec
+from relaychat.llm.types import ToolChoice, ToolSpec
 from relaychat.realtime.bus import EventBus, encode_body
 from relaychat.realtime.events import MessageCreated, MessageMcpUnavailable
 from relaychat.resources import MessageView
@@ -63,7 +63,7 @@ class CallerTools:
     reply ends with the model's calls of them, stored as its `tool_call` parts."""
 
     tools: Sequence[ToolSpec]
-    choice: Literal["auto", "none", "required"] | None = None
+    choice: ToolChoice | None = None
 
 
 @dataclass(frozen=True)

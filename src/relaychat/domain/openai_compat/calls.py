@@ -40,7 +40,13 @@ from relaychat.llm.base import ChatProvider
 from relaychat.llm.errors import ProviderError
 from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
 from relaychat.realtime.bus import EventBus
-from relaychat.realtime.events import MessageCompleted, MessageDelta, MessageFailed
+from relaychat.realtime.events import (
+    MessageCompleted,
+    MessageDelta,
+    MessageFailed,
+    MessageToolCall,
+    MessageToolResult,
+)
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
 
@@ -93,6 +99,17 @@ class StartedCall:
 
 
 @dataclass(frozen=True)
+class ToolStep:
+    """A tool an agent ran on the server while answering: the call and its result."""
+
+    id: str
+    name: str
+    arguments: Any  # the model's arguments: an object, or the text it sent when not JSON
+    output: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
 class ReplyEnd:
     """How the reply ended; `error` (a stable code) and `detail` when it failed."""
 
@@ -104,10 +121,13 @@ class ReplyEnd:
     detail: str | None = None
     # Calls of the caller's tools the reply ends with: `{id, name, arguments}`.
     tool_calls: tuple[dict[str, Any], ...] = ()
+    # The tools the agent ran on the server, in order.
+    tool_steps: tuple[ToolStep, ...] = ()
 
 
-# A reply as it comes: text deltas, then one ReplyEnd.
-ReplyPiece = str | ReplyEnd
+# A reply as it comes: text deltas (and, when asked, each tool step as its result comes
+# in), then one ReplyEnd.
+ReplyPiece = str | ToolStep | ReplyEnd
 
 
 _ROLES = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT, "tool": MessageRole.TOOL}
@@ -127,6 +147,27 @@ def unanswered_calls(content: Sequence[dict[str, Any]]) -> tuple[dict[str, Any],
         {"id": p["id"], "name": p["name"], "arguments": p.get("arguments")}
         for p in content
         if p.get("type") == "tool_call" and p.get("id") not in answered
+    )
+
+
+def _step(call: dict[str, Any], result: dict[str, Any]) -> ToolStep:
+    return ToolStep(
+        id=call["id"],
+        name=call["name"],
+        arguments=call.get("arguments"),
+        output=str(result.get("content", "")),
+        is_error=bool(result.get("is_error")),
+    )
+
+
+def tool_steps(content: Sequence[dict[str, Any]]) -> tuple[ToolStep, ...]:
+    """The reply's tool steps: its tool calls that have a result (the agent's own), paired
+    with it, in the order they were called."""
+    results = {p.get("tool_call_id"): p for p in content if p.get("type") == "tool_result"}
+    return tuple(
+        _step(p, results[p["id"]])
+        for p in content
+        if p.get("type") == "tool_call" and p.get("id") in results
     )
 
 
@@ -232,8 +273,12 @@ def _data(frame: bytes) -> bytes:
     return frame.partition(b"data: ")[2].strip()
 
 
-async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[ReplyPiece]:
-    """The reply's text as it is generated, then how it ended, from the owner's events."""
+async def follow_reply(
+    bus: EventBus, started: StartedCall, *, steps: bool = False
+) -> AsyncIterator[ReplyPiece]:
+    """The reply's text as it is generated, then how it ended, from the owner's events;
+    with `steps`, each tool the agent ran as its result comes in."""
+    calls: dict[str, dict[str, Any]] = {}
     marker = f'"message_id":"{started.response_message_id}"'.encode()
     subscription = bus.subscribe(
         started.owner_id,
@@ -249,6 +294,14 @@ async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[Rep
                 continue
             if envelope.type == "message.delta":
                 yield MessageDelta.model_validate_json(_data(envelope.frame)).delta
+            elif steps and envelope.type == "message.tool_call":
+                call = MessageToolCall.model_validate_json(_data(envelope.frame)).tool_call
+                calls[call["id"]] = call
+            elif steps and envelope.type == "message.tool_result":
+                result = MessageToolResult.model_validate_json(_data(envelope.frame)).tool_result
+                asked = calls.pop(result.get("tool_call_id", ""), None)
+                if asked is not None:
+                    yield _step(asked, result)
             elif envelope.type == "message.completed":
                 reply = MessageCompleted.model_validate_json(_data(envelope.frame)).message
                 yield ReplyEnd(
@@ -258,6 +311,7 @@ async def follow_reply(bus: EventBus, started: StartedCall) -> AsyncIterator[Rep
                     text=reply.text,
                     error=reply.status if reply.status == MessageStatus.UNFINISHED else None,
                     tool_calls=unanswered_calls(reply.content),
+                    tool_steps=tool_steps(reply.content),
                 )
                 return
             elif envelope.type == "message.failed":
@@ -270,8 +324,10 @@ async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
     """Read a reply to its end: how it ended, with its whole text."""
     text: list[str] = []
     async for piece in pieces:
-        if not isinstance(piece, ReplyEnd):
+        if isinstance(piece, str):
             text.append(piece)
+        elif isinstance(piece, ToolStep):
+            continue  # the end has them all
         elif piece.text is None:
             return dataclasses.replace(piece, text="".join(text))
         else:

@@ -32,6 +32,7 @@ from relaychat.llm.types import (
     TextPart,
     ToolCallAssembler,
     ToolCallPart,
+    ToolNamed,
     ToolResultPart,
     Usage,
 )
@@ -112,8 +113,11 @@ def to_anthropic_params(request: ChatRequest, default_max_tokens: int) -> dict[s
             {"name": t.name, "description": t.description, "input_schema": t.parameters}
             for t in request.tools
         ]
-        if request.tool_choice:
-            params["tool_choice"] = _TOOL_CHOICE[request.tool_choice]
+        choice = request.tool_choice
+        if isinstance(choice, ToolNamed):
+            params["tool_choice"] = {"type": "tool", "name": choice.name}
+        elif choice:
+            params["tool_choice"] = _TOOL_CHOICE[choice]
     return params
 
 

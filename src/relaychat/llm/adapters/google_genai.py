@@ -31,6 +31,7 @@ from relaychat.llm.types import (
     ToolCall,
     ToolCallDelta,
     ToolCallPart,
+    ToolNamed,
     ToolResultPart,
     Usage,
 )
@@ -98,9 +99,12 @@ def to_gemini_body(request: ChatRequest) -> dict[str, Any]:
             for t in request.tools
         ]
         body["tools"] = [{"functionDeclarations": declarations}]
-        if request.tool_choice:
-            mode = _TOOL_MODES[request.tool_choice]
-            body["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
+        choice = request.tool_choice
+        if isinstance(choice, ToolNamed):  # "ANY" restricted to the one name
+            config = {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+            body["toolConfig"] = {"functionCallingConfig": config}
+        elif choice:
+            body["toolConfig"] = {"functionCallingConfig": {"mode": _TOOL_MODES[choice]}}
     return body
 
 

@@ -32,6 +32,7 @@ from relaychat.llm.types import (
     TextPart,
     ToolCallAssembler,
     ToolCallPart,
+    ToolNamed,
     ToolResultPart,
     Usage,
 )
@@ -129,8 +130,11 @@ def to_openai_params(request: ChatRequest, max_tokens_param: MaxTokensParam) -> 
             }
             for tool in request.tools
         ]
-        if request.tool_choice:
-            params["tool_choice"] = request.tool_choice
+        choice = request.tool_choice
+        if isinstance(choice, ToolNamed):
+            params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        elif choice:
+            params["tool_choice"] = choice
     return params
 
 
