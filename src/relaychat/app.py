@@ -17,6 +17,7 @@ from relaychat.api import (
     audit,
     auth,
     channels,
+    conversation_transfer,
     conversations,
     endpoints,
     events,
@@ -31,6 +32,7 @@ from relaychat.api import (
     users,
     webhooks,
 )
+from relaychat.api.conversation_transfer import IMPORT_PATH
 from relaychat.api.openapi import install_openapi
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
@@ -115,12 +117,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_openapi(app)
     app.add_middleware(ExternalMessages)  # the gateway's hot path, before routing (direct.py)
     app.add_middleware(StorableInput)  # inside the size limit: it reads only capped bodies
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        # The import's file may be larger; the multipart body around it adds a few hundred
+        # bytes, and the route checks the file itself against the limit.
+        larger={IMPORT_PATH: settings.import_max_bytes + 64 * 1024},
+    )
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     for module in (
         health,
         auth,
         users,
+        conversation_transfer,  # before conversations: /export is not a conversation id
         conversations,
         messages,
         generations,

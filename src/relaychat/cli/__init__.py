@@ -15,6 +15,7 @@ from relaychat.cli.db import db_app
 from relaychat.cli.dev import dev_app
 from relaychat.cli.keys import keys_app
 from relaychat.cli.serve import serve
+from relaychat.cli.transfer import export, import_
 from relaychat.cli.users import users_app
 from relaychat.cli.webhooks import webhooks_app
 
@@ -23,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(serve)
+app.command("export")(export)
+app.command("import")(import_)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(agents_app, name="agents")
