@@ -43,7 +43,7 @@ def _heading(message: Any) -> str:
     details = []
     if message.role == MessageRole.EXTERNAL:
         details += [str(v) for v in (meta.get("source"), meta.get("phoneNumber")) if v]
-    if message.sender and message.role != MessageRole.USER:
+    if message.sender and message.role != MessageRole.USER and message.sender not in details:
         details.append(message.sender)
     if message.model:
         details.append(message.model)

@@ -203,10 +203,19 @@ def _row(
         "status": status,
         "error": message.error,
         "metadata": message.metadata,
-        "api_key_id": message.api_key_id if message.api_key_id in own_keys else None,
+        "api_key_id": _provenance(message.api_key_id, own_keys),
         "created_at": message.created_at,
         "updated_at": message.updated_at or message.created_at,
     }
+
+
+def _provenance(api_key_id: str | None, own_keys: set[str]) -> str | None:
+    """The key a message came with, as far as it is the importer's to claim: one of their
+    keys, or a system key from the environment (`env:…`, a label of no one's row); another
+    person's key (or one of another instance) is not named."""
+    if api_key_id is None:
+        return None
+    return api_key_id if api_key_id.startswith("env:") or api_key_id in own_keys else None
 
 
 class ImportRace(ConversationExists):
