@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from relaychat.domain.transfer import exporting, importing
 from relaychat.domain.transfer.formats import recognise
-from relaychat.domain.transfer.own_format import ConversationDocument
+from relaychat.domain.transfer.own_format import ConversationDocument, ExportFile
 from relaychat.errors import ErrorCode, PayloadTooLarge
 from relaychat.http.deps import (
     CurrentUser,
@@ -60,11 +60,7 @@ def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-@router.get(
-    "/export",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/json": {}}}},
-)
+@router.get("/export", response_model=ExportFile)
 async def export_all(user: CurrentUser, services: ServicesDep) -> StreamingResponse:
     """All of your conversations as one JSON file (`relaychat.export`), streamed as written."""
     user_id = user.id

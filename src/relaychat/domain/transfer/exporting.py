@@ -60,10 +60,13 @@ async def export_all(
     """Every conversation of the user, oldest first, as one `relaychat.export` JSON file,
     in chunks of one conversation each; the caller writes them as they come.
     `on_conversation` is called after each conversation's chunk is taken (a progress bar)."""
-    head = {"format": own_format.BULK_FORMAT, "version": own_format.VERSION}
-    yield (
-        json.dumps({**head, "exported_at": iso(utcnow())})[:-1] + ',"conversations":[\n'
-    ).encode()
+    head = {
+        "format": own_format.BULK_FORMAT,
+        "version": own_format.VERSION,
+        "exported_at": iso(utcnow()),
+    }
+    # The head object left open; the list it opens is closed after the last conversation.
+    yield (json.dumps(head, separators=(",", ":"))[:-1] + ',"conversations":[\n').encode()
     after: tuple[Any, str] | None = None
     first = True
     while True:

@@ -49,6 +49,16 @@ class ConversationDocument(BaseModel):
     messages: list[ExportedMessage] = Field(description="Every message, oldest first.")
 
 
+class ExportFile(BaseModel):
+    """All of a person's conversations (`GET /api/convos/export`, `relaychat export`);
+    written one conversation at a time, never built whole like this."""
+
+    format: Literal["relaychat.export"] = "relaychat.export"
+    version: Literal[1] = 1
+    exported_at: datetime
+    conversations: list[ConversationDocument] = Field(description="Oldest first.")
+
+
 def document(conversation: Any, messages: list[Any], exported_at: datetime) -> ConversationDocument:
     """The document of a conversation row and its message rows (entities or Core rows)."""
     return ConversationDocument(
