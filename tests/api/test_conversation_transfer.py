@@ -17,7 +17,7 @@ from relaychat.domain.transfer import importing
 from relaychat.services import Services
 from relaychat.settings import Settings
 from tests.support.backends import Backend
-from tests.support.chat import agent_conversation, ask, calls, messages_of, script
+from tests.support.chat import agent_conversation, ask, calls, make_agent, messages_of, script
 from tests.support.factories import (
     TestUser,
     make_conversation,
@@ -504,6 +504,7 @@ async def test_export_all_is_one_importable_file(client: httpx.AsyncClient) -> N
     response = await client.get("/api/convos/export", headers=alice.headers)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
+    assert "content-length" not in response.headers  # streamed: its length is not known first
     assert response.headers["content-disposition"].startswith(
         'attachment; filename="relaychat-export-'
     )
@@ -515,3 +516,18 @@ async def test_export_all_is_one_importable_file(client: httpx.AsyncClient) -> N
     report = await imported(client, bob, response.content)
     assert [d["title"] for d in report["imported"]] == ["one", "two", "three"]
     assert all(d["renamed"] for d in report["imported"])
+
+
+async def test_after_a_refusal_the_next_conversation_keeps_its_usable_agent(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user(client)
+    agent = await make_agent(client, user)
+    bad = own_document("refused-first", "a", "b", parent_of_last="nowhere")
+    good = own_document("with-agent", "hello")
+    good["conversation"].update(endpoint="agents", agent_id=agent["agent_id"])
+    report = await imported(client, user, bulk(bad, good))
+    assert [r["source_id"] for r in report["refused"]] == ["refused-first"]
+    assert [d["conversation_id"] for d in report["imported"]] == ["with-agent"]
+    convo = (await client.get("/api/convos/with-agent", headers=user.headers)).json()
+    assert convo["agent_id"] == agent["agent_id"]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 
 from relaychat.domain.transfer import exporting, importing
 from relaychat.domain.transfer.formats import recognise
@@ -125,7 +126,8 @@ async def import_(
             f"the file exceeds {settings.import_max_bytes} bytes (IMPORT_MAX_BYTES)",
             limit=settings.import_max_bytes,
         )
-    upload = recognise(data, settings.import_max_conversations)
+    # Parsing megabytes of JSON takes a while: not on the event loop, other requests wait on it.
+    upload = await run_in_threadpool(recognise, data, settings.import_max_conversations)
     report = await importing.import_file(
         session, engine.bus, user, upload, max_messages=settings.import_max_messages
     )

@@ -87,6 +87,7 @@ def read(item: Any) -> DraftConversation:
         title=title[:500] if isinstance(title, str) and title else None,
         created_at=created,
         updated_at=updated,
+        archived=item.get("is_archived") is True,
         messages=list(kept.values()),
     )
 

@@ -77,6 +77,9 @@ async def import_file(
             report.imported.append(await _write(session, bus, user, draft, max_messages))
         except AppError as exc:
             await session.rollback()
+            # A rollback expires every loaded row; the next conversation reads the user's
+            # role (whose agents it may use), which must not be a lazy load in async code.
+            await session.refresh(user)
             title = draft.title if draft else None
             field_name = exc.fields.get("field")
             report.refused.append(
