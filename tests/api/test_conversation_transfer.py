@@ -410,6 +410,7 @@ async def test_unreadable_files_are_422_and_write_nothing(client: httpx.AsyncCli
         (b"{not json", "not JSON"),
         (b'{"some": "thing"}', "no format relaychat imports"),
         (b"[]", "no format relaychat imports"),
+        (b'{"format": "relaychat.conversation", "x": NaN}', "NaN is not a JSON value"),
     ):
         response = await upload(client, user, data)
         assert response.status_code == 422, response.text

@@ -87,3 +87,11 @@ def test_values_longer_than_their_columns_are_refused() -> None:
 def test_more_messages_than_allowed_is_its_own_refusal() -> None:
     with pytest.raises(TooManyMessages):
         check_draft(draft(message("a", None, 0), message("b", "a", 1)), max_messages=1)
+
+
+def test_token_counts_fit_their_columns() -> None:
+    huge = message("a", None, 0)
+    huge.prompt_tokens = 2**31
+    with pytest.raises(ConversationInvalid) as refused:
+        check_draft(draft(huge), max_messages=10)
+    assert refused.value.fields["field"] == "messages[0].prompt_tokens"

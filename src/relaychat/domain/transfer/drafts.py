@@ -21,6 +21,8 @@ _CONVERSATION_LENGTHS = {"title": 500, "endpoint": 100, "model": 200, "agent_id"
 _MESSAGE_LENGTHS = {"sender": 200, "endpoint": 100, "model": 200, "finish_reason": 32}
 # Deeper than this a reader is not looking at a conversation (model parameters, parts).
 _MAX_DEPTH = 32
+# The token columns are 32-bit integers on PostgreSQL.
+_MAX_TOKENS = 2**31 - 1
 
 
 class ConversationInvalid(Unprocessable):
@@ -137,6 +139,12 @@ def check_draft(draft: DraftConversation, max_messages: int) -> list[DraftMessag
             _MESSAGE_LENGTHS,
             {"content": message.content, "text": message.text, "error": message.error},
         )
+        for name in ("prompt_tokens", "completion_tokens"):
+            count = getattr(message, name)
+            if count is not None and not 0 <= count <= _MAX_TOKENS:
+                raise ConversationInvalid(
+                    f"{name} is not a token count (0 to {_MAX_TOKENS})", field=where + name
+                )
         refusal = metadata_problem(message.metadata)
         if refusal is not None:
             raise ConversationInvalid(f"{refusal.reason}", field=where + refusal.field)

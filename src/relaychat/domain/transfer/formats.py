@@ -62,17 +62,28 @@ def _formats(value: Any) -> tuple[str, list[Any], Reader] | None:
     return None
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    # Python reads NaN and Infinity, which JSON does not have and PostgreSQL's jsonb refuses.
+    raise _NotJson(f"{name} is not a JSON value")
+
+
 def recognise(data: bytes, max_conversations: int) -> ImportFile:
     """The file's format and conversations; ImportUnreadable or TooManyConversations."""
     try:
         # utf-8-sig: an editor's byte order mark is no reason to refuse a file.
-        value = json.loads(data.decode("utf-8-sig"))
+        value = json.loads(data.decode("utf-8-sig"), parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise ImportUnreadable(f"the file is not UTF-8 (byte {exc.start})", field="file") from exc
     except json.JSONDecodeError as exc:
         raise ImportUnreadable(
             f"the file is not JSON: {exc.msg} at {exc.pos}", field="file"
         ) from exc
+    except _NotJson as exc:
+        raise ImportUnreadable(f"the file is not JSON: {exc}", field="file") from exc
     except RecursionError as exc:
         raise ImportUnreadable("the file's JSON is nested too deep", field="file") from exc
     found = _formats(value)

@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.agent.agents import AgentNotFound, get_visible_agent
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.messaging.conversations import publish_created
-from relaychat.domain.transfer.drafts import DraftConversation, DraftMessage, check_draft
+from relaychat.domain.transfer.drafts import (
+    ConversationInvalid,
+    DraftConversation,
+    DraftMessage,
+    check_draft,
+)
 from relaychat.domain.transfer.formats import ImportFile, source_id
 from relaychat.errors import AppError, ConversationExists, ErrorCode
 from relaychat.realtime.bus import EventBus
@@ -172,6 +177,12 @@ async def _write(
         # Another writer took an id between the check and the write: nothing was kept.
         await session.rollback()
         raise ImportRace() from exc
+    except DataError as exc:
+        # A value the checks let through and the database does not take: nothing was kept.
+        await session.rollback()
+        raise ConversationInvalid(
+            f"the database refused a value: {type(exc.orig).__name__}"
+        ) from exc
     return Imported(
         conversation_id=cid,
         source_id=draft.id,
