@@ -17,6 +17,7 @@ from relaychat.api import (
     audit,
     auth,
     channels,
+    conversation_transfer,
     conversations,
     doctor,
     endpoints,
@@ -32,6 +33,7 @@ from relaychat.api import (
     users,
     webhooks,
 )
+from relaychat.api.conversation_transfer import IMPORT_PATH
 from relaychat.api.openapi import install_openapi
 from relaychat.exit_signals import on_exit_signal
 from relaychat.gateway import routes as gateway_routes
@@ -120,7 +122,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # inside the size limit: it reads only capped bodies
     app.add_middleware(StorableInput, error_shapes=V1_ERROR_SHAPES)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, error_shapes=V1_ERROR_SHAPES
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        # The import's file may be larger; the multipart body around it adds a few hundred
+        # bytes, and the route checks the file itself against the limit.
+        larger={IMPORT_PATH: settings.import_max_bytes + 64 * 1024},
+        error_shapes=V1_ERROR_SHAPES,
     )
     app.add_middleware(events.EventStreams)  # streams answered before routing (sse_app.py)
     # Outermost: every answer carries the id, every log line of the request too.
@@ -129,6 +136,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         health,
         auth,
         users,
+        conversation_transfer,  # before conversations: /export is not a conversation id
         conversations,
         messages,
         generations,

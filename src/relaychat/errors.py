@@ -134,6 +134,15 @@ class ErrorCode(StrEnum):
     PARENT_NOT_IN_CONVERSATION = "parent_not_in_conversation"
     #: the search query has no word to look for (only operators, or only excluded words)
     SEARCH_QUERY_EMPTY = "search_query_empty"
+    # -- export and import
+    #: the uploaded file is not UTF-8 JSON, or in no format relaychat imports
+    IMPORT_UNREADABLE = "import_unreadable"
+    #: the file holds more conversations than one import may (IMPORT_MAX_CONVERSATIONS)
+    IMPORT_TOO_MANY_CONVERSATIONS = "import_too_many_conversations"
+    #: (an import's refused conversation) more messages than IMPORT_MAX_MESSAGES
+    IMPORT_TOO_MANY_MESSAGES = "import_too_many_messages"
+    #: (an import's refused conversation) its tree, roles or fields cannot be stored as they are
+    IMPORT_CONVERSATION_INVALID = "import_conversation_invalid"
     # -- replies, models and agents
     #: no such generation
     GENERATION_NOT_FOUND = "generation_not_found"

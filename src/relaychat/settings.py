@@ -189,6 +189,20 @@ class Settings(BaseSettings):
         "generated and kept in the data dir.",
     )
 
+    # -- export and import ---------------------------------------------------------------
+    import_max_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="Largest file POST /api/convos/import accepts (the only route allowed "
+        "more than MAX_BODY_BYTES); larger ones get 413.",
+    )
+    import_max_conversations: int = Field(
+        1000, ge=1, description="Conversations one import may hold; more is 422, nothing written."
+    )
+    import_max_messages: int = Field(
+        10_000, ge=1, description="Messages one imported conversation may hold; more is refused."
+    )
+
     # -- webhooks and channels -----------------------------------------------------------
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],

@@ -90,6 +90,7 @@ CASES: dict[Route, tuple[Probe, ...]] = {
     ("PATCH", "/api/convos/{conversation_id}"): (Probe(body={"title": "renamed by B"}),),
     ("DELETE", "/api/convos/{conversation_id}"): HIDDEN,
     ("POST", "/api/convos/{conversation_id}/read"): HIDDEN,
+    ("GET", "/api/convos/{conversation_id}/export"): HIDDEN,
     # Served by the EventStreams middleware ahead of routing (http/sse_app.py), which hands
     # anything it refuses on to this route: the request below goes through both.
     ("GET", "/api/convos/{conversation_id}/events"): (Probe(streams=True),),
@@ -156,6 +157,8 @@ NO_OBJECTS: dict[Route, str] = {
 # `check_lists`, with these query strings) or says why it holds nobody's objects.
 LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/convos"): ("", "?archived=true"),
+    # The file of every conversation of the caller's, with their messages.
+    ("GET", "/api/convos/export"): ("",),
     ("GET", "/api/agents"): ("",),
     ("GET", "/api/keys"): ("", "?all=true"),
     # The server's own keys, by reference: admins only (a plain user gets 403 below).
@@ -683,6 +686,7 @@ async def check_lists(m: Matrix) -> list[str]:
         ("/api/webhooks", "webhook"),
         ("/api/channels", "channel"),
         ("/api/search?q=matrix", "conversation"),
+        ("/api/convos/export", "conversation"),
     ]:
         mine = await m.client.get(url, headers=m.a.user.headers)
         if m.a.ids[kind] not in mine.text:

@@ -16,6 +16,7 @@ from relaychat.cli.dev import dev_app
 from relaychat.cli.doctor import doctor
 from relaychat.cli.keys import keys_app
 from relaychat.cli.serve import serve
+from relaychat.cli.transfer import export, import_
 from relaychat.cli.users import users_app
 from relaychat.cli.webhooks import webhooks_app
 
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(doctor)
+app.command("export")(export)
+app.command("import")(import_)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(agents_app, name="agents")

@@ -45,22 +45,29 @@ class BodySizeLimit:
 
     The body is read up front (it is small by definition), so a chunked upload that
     lies about its size is cut off just the same as one with a large Content-Length.
+    `larger` names the few paths (an import's upload) allowed a limit of their own.
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, error_shapes: ErrorShapes = _NO_SHAPES
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Mapping[str, int] | None = None,
+        error_shapes: ErrorShapes = _NO_SHAPES,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
         self.error_shapes = error_shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(scope, send, limit)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -70,8 +77,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, send)
+            if size > limit:
+                await self._refuse(scope, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -79,10 +86,8 @@ class BodySizeLimit:
         body = b"".join(chunks)
         await self.app(scope, replaying(body, receive), send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        error = PayloadTooLarge(
-            f"request body exceeds {self.max_bytes} bytes", limit=self.max_bytes
-        )
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        error = PayloadTooLarge(f"request body exceeds {limit} bytes", limit=limit)
         await send_problem(scope, send, error, close=True, shapes=self.error_shapes)
 
 
