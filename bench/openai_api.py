@@ -171,9 +171,9 @@ async def make_key(port: int) -> str:
             token = expect(
                 await conn.request("POST", "/api/auth/login", json_body=body), 200, "login"
             )["access_token"]
-            body = {"name": "bench", "permissions": {}}
+            key_body: dict[str, object] = {"name": "bench", "permissions": {}}
             key = expect(
-                await conn.request("POST", "/api/keys", json_body=body, token=token),
+                await conn.request("POST", "/api/keys", json_body=key_body, token=token),
                 201,
                 "create key",
             )
