@@ -1,4 +1,5 @@
-"""The performance targets (issue 13's table) and the record each benchmark leaves of them.
+"""The performance targets (issue 13's table; issue 15's /v1 rows) and the record each
+benchmark leaves of them.
 
 A benchmark measures a row with `record(key, backend, value)`: it gets back "met" or
 "MISSED ..." to print next to its own figures, and, when `make bench` runs it
