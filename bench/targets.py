@@ -1,4 +1,5 @@
-"""The performance targets (issue 13's table) and the record each benchmark leaves of them.
+"""The performance targets (issue 13's table; issue 15's /v1 rows) and the record each
+benchmark leaves of them.
 
 A benchmark measures a row with `record(key, backend, value)`: it gets back "met" or
 "MISSED ..." to print next to its own figures, and, when `make bench` runs it
@@ -33,6 +34,8 @@ class Target:
     module: str
     # Backends it is measured on; an adapter's CPU does not depend on the database.
     backends: tuple[str, ...] = ("sqlite", "pg")
+    # A published figure of another system to print beside the row (not a target).
+    beside: str = ""
 
     def met(self, value: float, level: float | None = None) -> bool:
         bound = self.must if level is None else level
@@ -76,6 +79,11 @@ _ROWS = [
     Target("ttft.busy_p99", "a new message while 200 replies stream, added TTFT p99", "ms",
            60.0, 30.0, "lower", "ttft"),
     Target("ttft.one_p50", "one reply, added TTFT p50", "ms", 2.0, 1.0, "lower", "ttft"),
+    Target("v1.one_p50", "/v1/chat/completions, one stream, added TTFT p50", "ms", 2.0, 1.0,
+           "lower", "openai_api", beside="LiteLLM's published median overhead: 3.25 ms"),
+    Target("v1.concurrent_p50", "/v1/chat/completions, a stream while 200 stream, added TTFT "
+           "p50", "ms", 25.0, 10.0, "lower", "openai_api",
+           beside="LiteLLM's published median overhead: 3.25 ms"),
     Target("stats.week_p95", "stats 7d of 1M audit rows (and 100k replies), admin, p95", "ms",
            200.0, 100.0, "lower", "stats"),
     Target("search.p95", "search over 1M messages (100 users, 10k conversations), "
@@ -132,6 +140,7 @@ def summary(path: Path, runs: dict[str, set[str]]) -> tuple[str, bool]:
             value, detail = found
             ok = ok and target.met(value)
             extra = f"   [{detail}]" if detail else ""
+            extra += f"   (beside: {target.beside})" if target.beside else ""
             lines.append(
                 f"    {backend:<7} {fmt(value, target.unit):>14}   {target.verdict(value)}{extra}"
             )

@@ -3,6 +3,7 @@ upstream: every call a conversation of the caller's owner, streamed or whole."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -92,6 +93,26 @@ async def test_a_streamed_completion_ends_with_usage_and_done(
         "stream please",
         DEFAULT_REPLY,
     ]
+
+
+async def test_streamed_text_keeps_every_character(
+    client: httpx.AsyncClient, live_url: str
+) -> None:
+    """Text chunks are filled into a template: quotes, backslashes and non-ASCII text come
+    out as they went in."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    reply = 'say "hi" \\ back\\slash é 😀 </script> {"x": 1} done'
+    directive = "!fake " + json.dumps({"reply": reply})
+    async with sdk(live_url, key.secret) as openai:
+        stream = await openai.chat.completions.create(
+            model="fake/fake-model",
+            messages=[{"role": "user", "content": f"{directive}\nhello"}],
+            stream=True,
+        )
+        chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply
+    assert len({c.id for c in chunks}) == 1
 
 
 async def test_a_call_may_continue_its_conversation(

@@ -8,6 +8,7 @@ import pytest
 
 from relaychat.realtime import Envelope, EventBus
 from relaychat.realtime.bus import LogRead
+from relaychat.realtime.events import Reset
 from relaychat.realtime.sse import EventPosition, parse_event_id
 from tests.support.realtime import DEADLOCK_GUARD, BusFactory, delta, frame_of, take, take_rest
 
@@ -39,6 +40,32 @@ async def test_conversation_filter(bus: EventBus) -> None:
         await bus.publish("user-a", delta("c-1", "three"))
         assert texts(await take(everything, 3)) == ["one", "two", "three"]
         assert texts(await take(only_c1, 2)) == ["one", "three"]
+
+
+async def test_conversation_followers_get_their_conversation_and_the_users_events(
+    bus: EventBus,
+) -> None:
+    """Subscriptions are filed by conversation: each gets its own conversation's events and
+    the user's own (no conversation), whatever else is subscribed or leaves."""
+    async with (
+        bus.subscribe("user-a") as everything,
+        bus.subscribe("user-a", conversation_id="c-1") as c1,
+        bus.subscribe("user-a", conversation_id="c-2") as c2,
+    ):
+        async with bus.subscribe("user-a", conversation_id="c-1") as c1_again:
+            await bus.publish("user-a", delta("c-1", "one"))
+            await bus.publish("user-a", delta("c-3", "elsewhere"))
+            assert texts(await take(c1_again, 1)) == ["one"]
+        await bus.publish("user-a", Reset(reason="gap"))
+        await bus.publish("user-a", delta("c-2", "two"))
+        await bus.publish("user-a", delta("c-1", "three"))
+        assert bus.subscriber_count("user-a") == 3
+        got = await take(everything, 5)
+        assert [e.type for e in got] == [*["message.delta"] * 2, "reset", *["message.delta"] * 2]
+        assert [e.type for e in await take(c1, 3)] == ["message.delta", "reset", "message.delta"]
+        assert [e.type for e in await take(c2, 2)] == ["reset", "message.delta"]
+        assert not c2._live and not c1._live  # c-3's event reached neither
+    assert bus.subscriber_count() == 0
 
 
 async def test_ids_increase_per_user(bus: EventBus) -> None:

@@ -177,6 +177,12 @@ async def create(
     return JSONResponse(completion.model_dump(mode="json"), headers=headers)
 
 
+# A placeholder content and its JSON, found in a rendered chunk (only the id, ours, comes
+# before the content).
+_SLOT = "\x00"
+_SLOT_JSON = json.dumps(_SLOT).encode()
+
+
 def _sse(data: dict[str, Any] | str) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"data: {payload}\n\n".encode()
@@ -205,9 +211,13 @@ async def _chunks(
         )
 
     yield chunk(ChoiceDelta(role="assistant", content=""))
+    # Text chunks differ only in their content: rendered once through the models around a
+    # placeholder, then filled in with the JSON of each piece (building and dumping the
+    # models costs ~50 µs a token, the bulk of a stream's CPU when many run at once).
+    head, _, tail = chunk(ChoiceDelta(content=_SLOT)).partition(_SLOT_JSON)
     async for piece in pieces:
         if isinstance(piece, str):
-            yield chunk(ChoiceDelta(content=piece))
+            yield b"".join((head, json.dumps(piece).encode(), tail))
             continue
         if isinstance(piece, ToolStep):  # only there when the caller asked for them
             yield chunk(ChoiceDelta(tool_steps=[_step(piece)]))

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import TracebackType
@@ -232,6 +232,59 @@ def _reset_envelope(user_id: str, reason: str, latest_id: str | None) -> Envelop
     return Envelope(event_id, position, "reset", user_id, None, frame)
 
 
+class _Audience:
+    """One user's subscriptions in this process: those to all the user's events, and those
+    to one conversation's, by conversation.
+
+    A conversation's event is offered to the first kind and to that conversation's own
+    subscribers only. Each /v1 call follows its own conversation's events, so a key with
+    200 replies streaming would otherwise offer each of their tokens to all 200 followers.
+    """
+
+    __slots__ = ("by_conversation", "everything", "size")
+
+    def __init__(self) -> None:
+        self.everything: list[Subscription] = []
+        self.by_conversation: dict[str, list[Subscription]] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[Subscription]:
+        yield from self.everything
+        for subs in self.by_conversation.values():
+            yield from subs
+
+    def add(self, subscription: Subscription) -> None:
+        cid = subscription.conversation_id
+        subs = self.everything if cid is None else self.by_conversation.setdefault(cid, [])
+        subs.append(subscription)
+        self.size += 1
+
+    def remove(self, subscription: Subscription) -> bool:
+        """Forget `subscription`; False when it was not here."""
+        cid = subscription.conversation_id
+        subs = self.everything if cid is None else self.by_conversation.get(cid)
+        if subs is None or subscription not in subs:
+            return False
+        subs.remove(subscription)
+        if cid is not None and not subs:
+            del self.by_conversation[cid]
+        self.size -= 1
+        return True
+
+    def of(self, conversation_id: str | None) -> Sequence[Subscription]:
+        """The subscriptions an event of `conversation_id` (None: of the user) goes to; read
+        it before adding or removing any."""
+        if not self.by_conversation:
+            return self.everything
+        if conversation_id is None:
+            return list(self)
+        followers = self.by_conversation.get(conversation_id)
+        return [*self.everything, *followers] if followers else self.everything
+
+
 class EventBus(ABC):
     """Per-user event streams with replay, plus control signals that reach every worker.
 
@@ -242,7 +295,7 @@ class EventBus(ABC):
 
     def __init__(self, *, queue_size: int) -> None:
         self.queue_size = queue_size
-        self._subscribers: dict[str, list[Subscription]] = {}
+        self._subscribers: dict[str, _Audience] = {}
         self._handlers: dict[str, list[SignalHandler]] = {}
         self._running = False
 
@@ -328,21 +381,23 @@ class EventBus(ABC):
     def _attach(self, subscription: Subscription) -> None:
         if not self._running:
             raise RuntimeError("the event bus is not started")
-        self._subscribers.setdefault(subscription.user_id, []).append(subscription)
+        audience = self._subscribers.get(subscription.user_id)
+        if audience is None:
+            audience = self._subscribers[subscription.user_id] = _Audience()
+        audience.add(subscription)
 
     def _detach(self, subscription: Subscription) -> None:
-        subs = self._subscribers.get(subscription.user_id)
-        if subs is None or subscription not in subs:
+        audience = self._subscribers.get(subscription.user_id)
+        if audience is None or not audience.remove(subscription):
             return
-        subs.remove(subscription)
-        if not subs:
+        if not audience:
             del self._subscribers[subscription.user_id]
 
     def _dispatch(self, envelope: Envelope) -> None:
-        subs = self._subscribers.get(envelope.user_id)
-        if not subs:
+        audience = self._subscribers.get(envelope.user_id)
+        if not audience:
             return
-        slow = [sub for sub in subs if not sub._offer(envelope)]
+        slow = [sub for sub in audience.of(envelope.conversation_id) if not sub._offer(envelope)]
         for sub in slow:
             logger.info("dropping a slow event subscriber of user %s", sub.user_id)
             self._detach(sub)
