@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] | None = Field(
         None, description="`text` or `json`; unset: text on a terminal, JSON otherwise."
     )
+    shutdown_grace_seconds: int = Field(
+        10,
+        ge=1,
+        description="After SIGTERM, how long requests in flight may take to finish before "
+        "the server stops anyway (running replies are then saved as unfinished).",
+    )
     max_body_bytes: int = Field(
         1024 * 1024, description="Largest request body accepted; larger ones get 413."
     )

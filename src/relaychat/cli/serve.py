@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import logging.config
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -70,6 +72,10 @@ def serve(
         except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
             fail(f"cannot start: {one_line(exc)}", code=1)
         _log_start(settings, host or settings.host, port or settings.port, workers)
+        # uvicorn stops gracefully on SIGTERM, then puts back the handler it found and raises
+        # the signal again: with Python's default the process would die of it (exit -15).
+        # A stop that was asked for and carried out is a success.
+        signal.signal(signal.SIGTERM, _stopped)
         if workers > 1:
             # Every worker's metrics in each scrape (relaychat/metrics.py).
             stack.enter_context(shared_between_workers())
@@ -84,9 +90,15 @@ def serve(
             # relaychat.access writes one line per request, with the route's template.
             access_log=False,
             forwarded_allow_ips=settings.forwarded_allow_ips,
-            # Open event streams would otherwise hold shutdown (and generation cleanup) forever.
-            timeout_graceful_shutdown=5,
+            # How long requests in flight may take to finish after SIGTERM; open event streams
+            # are ended at once (exit_signals.py), so only real requests wait.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    logger.info("relaychat stopped")
+    raise SystemExit(0)
 
 
 def _log_start(settings: Settings, host: str, port: int, workers: int) -> None:
