@@ -29,7 +29,7 @@ function build() {
     "form",
     { class: "share-form" },
     h("p", { class: "muted share-what" }),
-    h("label", { class: "check" }, phones, "Show external senders’ phone numbers"),
+    h("label", { class: "check" }, phones, "Show phone numbers of external senders"),
     h("label", { class: "check" }, keys, "Show API key names"),
     h("div", { class: "row" }, create),
   );

@@ -227,7 +227,7 @@ function item(convo) {
   const label = convo.title || UNTITLED;
   actions.append(
     button("✎", `Rename ${label}`, () => rename(li, convo)),
-    button("⤴", `Share ${label}`, () => openShare(convo).catch(handlers.onError)),
+    button("↗", `Share ${label}`, () => openShare(convo).catch(handlers.onError)),
     button(convo.archived ? "⇪" : "⇩", `${convo.archived ? "Unarchive" : "Archive"} ${label}`, () =>
       archive(convo),
     ),
