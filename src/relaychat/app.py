@@ -149,4 +149,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     mount_v1(app)  # the OpenAI-compatible API, with OpenAI's error shape
     app.include_router(web_pages.router)
     app.include_router(web_shared.router)
+    web_shared.hide_tokens_in_access_log()
     return app

@@ -3,13 +3,18 @@ the same for a link that opens nothing."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 import httpx
 import pytest
 
+from relaychat.app import create_app
+from relaychat.settings import Settings
 from relaychat.web.pages import CONTENT_SECURITY_POLICY
+from relaychat.web.shared import ACCESS_LOGGER
 from tests.support.factories import make_conversation, make_user, post_message
+from tests.support.settings import TEST_JWT_SECRET
 
 
 @pytest.fixture
@@ -57,3 +62,20 @@ async def test_a_link_that_opens_nothing_is_a_guarded_404(
     assert response.status_code == 404
     assert_guarded(response)
     assert "This link is not available" in response.text
+
+
+def test_the_access_log_never_holds_a_link(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn logs each request's path: a share link's token is masked in it."""
+    create_app(Settings(jwt_secret=TEST_JWT_SECRET))
+    token = "khtyzAx4PbYO54_XU9dXlG-bEQo4YNjEzreEwjn44Hg"
+    access = logging.getLogger(ACCESS_LOGGER)
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", f"/s/{token}", "1.1", 200)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/s/x?a=1", "1.1", 404)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/static/s/a", "1.1", 404)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        '127.0.0.1:5 - "GET /s/… HTTP/1.1" 200',
+        '127.0.0.1:5 - "GET /s/…?a=1 HTTP/1.1" 404',
+        '127.0.0.1:5 - "GET /static/s/a HTTP/1.1" 404',
+    ]

@@ -10,6 +10,8 @@ any link followed from the page.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -24,6 +26,10 @@ from relaychat.storage.models import SharedMessage
 from relaychat.web.pages import PAGE_HEADERS, templates
 
 router = APIRouter(include_in_schema=False)
+
+# The link is the credential: an access log that kept it would let its readers in.
+_TOKEN_IN_PATH = re.compile(r"^(/s/)[^/?#]+")
+ACCESS_LOGGER = "uvicorn.access"
 
 SHARED_PAGE_HEADERS = {**PAGE_HEADERS, "X-Robots-Tag": "noindex"}
 _STATUS_NOTES = {
@@ -93,3 +99,23 @@ async def shared_page(
             request, "shared_missing.html", {}, status_code=404, headers=SHARED_PAGE_HEADERS
         )
     return _page(request, shared)
+
+
+class HideShareTokens(logging.Filter):
+    """Write `/s/…` for a share link's path in uvicorn's access log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access line: (client, method, path with query, HTTP version, status).
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path = _TOKEN_IN_PATH.sub(r"\1…", args[2])
+            if path != args[2]:
+                record.args = (*args[:2], path, *args[3:])
+        return True
+
+
+def hide_tokens_in_access_log() -> None:
+    """Install HideShareTokens on the access logger, once per process."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, HideShareTokens) for f in logger.filters):
+        logger.addFilter(HideShareTokens())
