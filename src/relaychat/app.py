@@ -28,6 +28,7 @@ from relaychat.api import (
     messages,
     metrics,
     search,
+    shares,
     stats,
     usage,
     users,
@@ -48,6 +49,7 @@ from relaychat.openai_api.app import mount_v1
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages
+from relaychat.web import shared as web_shared
 
 
 def _nothing() -> None:
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         stats,
         usage,
         search,
+        shares,
         webhooks,
         channels,
     ):
@@ -162,4 +165,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(gateway_routes.router)
     mount_v1(app)  # the OpenAI-compatible API, with OpenAI's error shape
     app.include_router(web_pages.router)
+    app.include_router(web_shared.router)
     return app

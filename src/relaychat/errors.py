@@ -242,6 +242,11 @@ class ErrorCode(StrEnum):
     OWNER_REQUIRED = "owner_required"
     #: no stored response has this id (or it is someone else's)
     RESPONSE_NOT_FOUND = "response_not_found"
+    # -- share links
+    #: no share link has this id or token (or it was revoked, or is someone else's)
+    SHARE_NOT_FOUND = "share_not_found"
+    #: the conversation has no message to share yet
+    NOTHING_TO_SHARE = "nothing_to_share"
 
 
 class AppError(Exception):

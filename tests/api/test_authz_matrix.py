@@ -62,6 +62,7 @@ PARAM_KINDS = {
     "endpoint_id": "webhook",
     "delivery_id": "delivery",
     "channel_id": "channel",
+    "share_id": "share",
 }
 
 
@@ -91,6 +92,9 @@ CASES: dict[Route, tuple[Probe, ...]] = {
     ("DELETE", "/api/convos/{conversation_id}"): HIDDEN,
     ("POST", "/api/convos/{conversation_id}/read"): HIDDEN,
     ("GET", "/api/convos/{conversation_id}/export"): HIDDEN,
+    ("GET", "/api/convos/{conversation_id}/shares"): HIDDEN,
+    ("POST", "/api/convos/{conversation_id}/shares"): (Probe(body={}),),
+    ("DELETE", "/api/shares/{share_id}"): HIDDEN,
     # Served by the EventStreams middleware ahead of routing (http/sse_app.py), which hands
     # anything it refuses on to this route: the request below goes through both.
     ("GET", "/api/convos/{conversation_id}/events"): (Probe(streams=True),),
@@ -144,6 +148,9 @@ NO_OBJECTS: dict[Route, str] = {
     ("GET", "/c/{conversation_id}"): "the web UI's page shell, the same for any id "
     "(tests/web checks it); the page reads the conversation through the API",
     ("GET", "/static/{name}"): "the web UI's own files, public by nature",
+    ("GET", "/s/{token}"): "a share link's page: whoever holds the unguessable token may "
+    "read its snapshot, by design, signed in or not (tests/api/test_shares.py checks that "
+    "only a token its owner made and has not revoked opens anything)",
     **{
         ("GET", f"/{page}/{{item}}"): "a console page's shell, the same for any item; the "
         "page reads the item through the API"
@@ -176,6 +183,7 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/usage"): ("", "?group_by=key", "?group_by=agent", "?all=true"),
     # Both users' conversations are titled "matrix" and hold messages from the fake model.
     ("GET", "/api/search"): ("?q=matrix", "?q=matrix&role=user", "?q=matr*"),
+    ("GET", "/api/shares"): ("",),
 }
 NOT_LISTS: dict[Route, str] = {
     ("GET", "/api/events"): "the caller's own event stream (realtime tests check its scope)",
@@ -426,6 +434,10 @@ async def build_world(client: httpx.AsyncClient, user: TestUser, sender: str) ->
     ids["channel_reply"] = next(
         m["message_id"] for m in thread_messages if m["role"] == "assistant"
     )
+    # A share of the thread, not of `conversation`: the route matrix deletes that one (and
+    # its shares with it) before it revokes the share.
+    shared = await created(f"/api/convos/{thread}/shares", {"include_phone_numbers": True})
+    ids["share"] = shared["share_id"]
     return world
 
 
@@ -690,6 +702,7 @@ async def check_lists(m: Matrix) -> list[str]:
         ("/api/channels", "channel"),
         ("/api/search?q=matrix", "conversation"),
         ("/api/convos/export", "conversation"),
+        ("/api/shares", "share"),
     ]:
         mine = await m.client.get(url, headers=m.a.user.headers)
         if m.a.ids[kind] not in mine.text:

@@ -469,3 +469,61 @@ class Channel(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Share(Base):
+    """A read-only link to a snapshot of a conversation's branch (`GET /s/{token}`).
+
+    Only a hash of the link's token is kept, like an API key's secret: the link is shown
+    once, and what the table holds opens nothing. Deleting the conversation (or its owner)
+    deletes its shares and their snapshots with it.
+    """
+
+    __tablename__ = "shares"
+    __table_args__ = (
+        # The owner's shares, newest first (and one conversation's: filtered after).
+        Index("ix_shares_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    # SHA-256 of a 256-bit random token: high entropy makes a slow hash unnecessary.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, so the owner can tell links apart in the list.
+    token_hint: Mapped[str] = mapped_column(String(8))
+    # The conversation's title when it was shared (the page shows the snapshot's).
+    title: Mapped[str | None] = mapped_column(String(500))
+    # The last message of the shared branch.
+    message_id: Mapped[str] = mapped_column(String(36))
+    message_count: Mapped[int] = mapped_column(Integer)
+    include_phone_numbers: Mapped[bool] = mapped_column(Boolean, default=False)
+    include_key_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SharedMessage(Base):
+    """One message of a share's snapshot, copied when the link was made: later messages,
+    edits and deletions never reach the shared page. Sender details the sharer did not opt
+    into (phone numbers, key names) are left out of the copy, not hidden at display."""
+
+    __tablename__ = "shared_messages"
+
+    share_id: Mapped[str] = mapped_column(
+        ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[MessageRole] = mapped_column(str_enum(MessageRole, 16))
+    # Who said it, as the page shows it (resolved at share time).
+    author: Mapped[str] = mapped_column(String(200))
+    content: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
+    text: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[MessageStatus] = mapped_column(str_enum(MessageStatus, 16))
+    # An external message's `metadata.source`; its phone number and key name only by opt-in.
+    source: Mapped[str | None] = mapped_column(String(200))
+    phone_number: Mapped[str | None] = mapped_column(String(64))
+    key_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]

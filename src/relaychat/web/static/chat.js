@@ -62,6 +62,11 @@ export function current() {
   return conversation;
 }
 
+/** The last message of the branch on screen (a share link copies up to it), or null. */
+export function shownLeaf() {
+  return shown.length ? shown[shown.length - 1] : null;
+}
+
 export function setConversation(convo) {
   conversation = convo;
 }

@@ -1,6 +1,7 @@
 // The conversations sidebar: most recently active first, grouped by day, paged on scroll,
 // kept live by the event stream. Titles reach the DOM through textContent only.
 import { api } from "./api.js";
+import { openShare } from "./share.js";
 
 const PAGE = 30;
 const UNTITLED = "New chat";
@@ -226,6 +227,7 @@ function item(convo) {
   const label = convo.title || UNTITLED;
   actions.append(
     button("✎", `Rename ${label}`, () => rename(li, convo)),
+    button("↗", `Share ${label}`, () => openShare(convo).catch(handlers.onError)),
     button(convo.archived ? "⇪" : "⇩", `${convo.archived ? "Unarchive" : "Archive"} ${label}`, () =>
       archive(convo),
     ),
