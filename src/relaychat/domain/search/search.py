@@ -1,8 +1,9 @@
 """`GET /api/search`: the caller's documents matching a query, best first, a page at a time.
 
 Scoped twice to the caller: the index itself is asked for the owner's postings only (the
-FTS5 `owner` column, PostgreSQL's GIN over `(user_id, document)`), and the documents'
-`user_id` is filtered again in the same statement. Pages are keyset: the sort key (FTS5's
+FTS5 `owner` column; on PostgreSQL every lexeme carries its owner's token, migration 0012,
+so a word or a prefix is a key range of the owner's own), and the documents' `user_id` is
+filtered again in the same statement. Pages are keyset: the sort key (FTS5's
 bm25, or minus PostgreSQL's ts_rank, so lower is better on both) and the document id.
 
 The statements are SQL text: FTS5's virtual table and its hidden `rank` column have no
@@ -63,7 +64,9 @@ _POSTGRESQL = """
 SELECT * FROM (
     SELECT d.id, d.message_id, d.conversation_id, d.role, d.created_at,
         -ts_rank(d.document, q.query)::float8 AS key
-    FROM search_documents d, to_tsquery(search_config(), :tsquery) AS q(query)
+    FROM search_documents d,
+        search_owned_query(to_tsquery(search_config(), :tsquery), search_owner(:user_id))
+            AS q(query)
     WHERE d.user_id = :user_id AND d.document @@ q.query {filters}
 ) AS ranked
 WHERE true {after}
