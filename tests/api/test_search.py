@@ -137,6 +137,9 @@ async def test_another_users_messages_are_never_found(client: httpx.AsyncClient)
     mine = await said(client, bob, b_cid, "no secret here")
     assert await found(client, bob, "secret") == [mine]
     assert await found(client, bob, "pineapple") == []
+    # A prefix reads the caller's own words only (PostgreSQL: their token's key range).
+    assert await found(client, bob, "pine*") == []
+    assert await found(client, bob, "secr*") == [mine]
     # Naming Alice's conversation finds nothing either.
     assert await found(client, bob, "secret", conversation_id=a_cid) == []
 

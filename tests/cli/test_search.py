@@ -134,3 +134,21 @@ async def test_an_unknown_language_is_refused_and_the_index_kept(
             assert await found(engine, "kept") == {"m1"}
         finally:
             await engine.dispose()
+
+
+async def test_a_new_database_is_indexed_in_search_language(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with empty_database(backend, tmp_path) as url:
+        env = {
+            "DATABASE_URL": url,
+            "RELAYCHAT_DATA_DIR": str(tmp_path / "data"),
+            "SEARCH_LANGUAGE": "english",
+        }
+        upgraded = await relaychat_async(env, "db", "upgrade")
+        assert upgraded.exit_code == 0, upgraded.stderr
+        engine = create_engine(url)
+        try:
+            assert await language_is(engine, "english")
+        finally:
+            await engine.dispose()

@@ -18,7 +18,8 @@ query still filters `user_id` in the same statement. ts_rank sees the same posit
 weights, so the ranking is unchanged; the query side prefixes its lexemes the same way
 (`search_owned_query`), after the configuration has normalised (stemmed) them.
 
-SQLite is unchanged (its FTS5 `owner` column already narrows a prefix to the owner).
+SQLite's index keeps its shape (its FTS5 `owner` column already narrows a prefix to the
+owner); it gets the tokenizer of SEARCH_LANGUAGE when that is `english`.
 The text search configuration stays the one the index was built with (`search_config()`);
 `relaychat search reindex` changes it.
 """
@@ -31,7 +32,13 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from relaychat.storage.search_index import rebuild_postgresql
+from relaychat.settings import Settings
+from relaychat.storage.search_index import (
+    SQLITE_TOKENIZERS,
+    built_language,
+    rebuild,
+    rebuild_postgresql,
+)
 
 revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0011"
@@ -132,6 +139,12 @@ def _progress(done: int, total: int) -> None:
 def upgrade() -> None:
     connection = op.get_bind()
     if connection.dialect.name != "postgresql":
+        # 0010 made SQLite's index with unicode61 whatever SEARCH_LANGUAGE said: a database
+        # made with `english` gets its Porter tokenizer here (another name is left for
+        # `serve` to refuse, saying why).
+        language = Settings().search_language
+        if language in SQLITE_TOKENIZERS and built_language(connection) != language:
+            rebuild(connection, language, _progress)
         return
     for statement in _FUNCTIONS + _triggers(*_OWNED):
         connection.execute(text(statement))
