@@ -52,6 +52,17 @@ async def test_words_phrases_prefixes_and_exclusions(client: httpx.AsyncClient) 
     assert await found(client, user, "PRODUCTIÓN") == [deployed]
 
 
+async def test_words_with_quotes_and_symbols_are_indexed(client: httpx.AsyncClient) -> None:
+    # PostgreSQL's parser keeps a URL's path, quotes and all, as one lexeme: the owner's
+    # token goes in front of it through tsvector's quoted text form (migration 0012).
+    user = await make_user(client)
+    cid = (await make_conversation(client, user, title="it's O'Brien's"))["conversation_id"]
+    url = await said(client, user, cid, "see https://example.com/it's-'here' or a\\b now")
+    assert await found(client, user, "see") == [url]
+    assert await found(client, user, "now -brien") == [url]
+    assert await found(client, user, "brien") == [f"title:{cid}"]
+
+
 async def test_snippets_mark_the_words_as_data(client: httpx.AsyncClient) -> None:
     user = await make_user(client)
     cid = (await make_conversation(client, user, title="Ops"))["conversation_id"]
