@@ -55,10 +55,21 @@ _FUNCTIONS = [
     """CREATE FUNCTION search_owner(user_id varchar) RETURNS text LANGUAGE sql IMMUTABLE
         PARALLEL SAFE AS $$ SELECT substr(md5(user_id), 1, 8) $$""",
     # Through the text form: the one way to rename lexemes and keep positions and weights.
+    # Its entries are `'lexeme':positions`, one space apart: when " '" occurs only between
+    # entries (no lexeme holds a space, as the parsers make them) a plain replace is right,
+    # at a fraction of the regular expression's cost on every message written.
+    # (A single SELECT with no FROM, so that the planner inlines it: measured twice as fast.)
     f"""CREATE FUNCTION search_owned(document tsvector, owner text) RETURNS tsvector
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT regexp_replace(document::text, $re${_LEXEME}$re$, '''' || owner || '\\1''', 'g')
-            ::tsvector $$""",
+        SELECT CASE
+            WHEN length(document) = 0 THEN document
+            WHEN length(document::text) - length(replace(document::text, ' ''', ''))
+                = 2 * (length(document) - 1)
+            THEN ('''' || owner || replace(substr(document::text, 2), ' ''', ' ''' || owner))
+                ::tsvector
+            ELSE regexp_replace(document::text, $re${_LEXEME}$re$, '''' || owner || '\\1''',
+                'g')::tsvector
+        END $$""",
     f"""CREATE FUNCTION search_owned_query(query tsquery, owner text) RETURNS tsquery
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT regexp_replace(query::text, $re${_LEXEME}$re$, '''' || owner || '\\1''', 'g')
