@@ -177,8 +177,9 @@ class Settings(BaseSettings):
     search_language: str = Field(
         "simple",
         pattern=r"^[a-z_][a-z0-9_]*$",
-        description="PostgreSQL text search configuration of the search index (`simple`, "
-        "`english`, …), read when the index is built by `relaychat db upgrade`.",
+        description="Language of the search index: a PostgreSQL text search configuration "
+        "(`simple`, `english`, …); on SQLite `simple` or `english` (Porter stemming). Changing "
+        "it needs `relaychat search reindex` (serve refuses an index in another language).",
     )
 
     @field_validator("jwt_secret")

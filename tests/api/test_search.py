@@ -52,6 +52,17 @@ async def test_words_phrases_prefixes_and_exclusions(client: httpx.AsyncClient) 
     assert await found(client, user, "PRODUCTIÓN") == [deployed]
 
 
+async def test_words_with_quotes_and_symbols_are_indexed(client: httpx.AsyncClient) -> None:
+    # PostgreSQL's parser keeps a URL's path, quotes and all, as one lexeme: the owner's
+    # token goes in front of it through tsvector's quoted text form (migration 0013).
+    user = await make_user(client)
+    cid = (await make_conversation(client, user, title="it's O'Brien's"))["conversation_id"]
+    url = await said(client, user, cid, "see https://example.com/it's-'here' or a\\b now")
+    assert await found(client, user, "see") == [url]
+    assert await found(client, user, "now -brien") == [url]
+    assert await found(client, user, "brien") == [f"title:{cid}"]
+
+
 async def test_snippets_mark_the_words_as_data(client: httpx.AsyncClient) -> None:
     user = await make_user(client)
     cid = (await make_conversation(client, user, title="Ops"))["conversation_id"]
@@ -137,6 +148,9 @@ async def test_another_users_messages_are_never_found(client: httpx.AsyncClient)
     mine = await said(client, bob, b_cid, "no secret here")
     assert await found(client, bob, "secret") == [mine]
     assert await found(client, bob, "pineapple") == []
+    # A prefix reads the caller's own words only (PostgreSQL: their token's key range).
+    assert await found(client, bob, "pine*") == []
+    assert await found(client, bob, "secr*") == [mine]
     # Naming Alice's conversation finds nothing either.
     assert await found(client, bob, "secret", conversation_id=a_cid) == []
 

@@ -4,9 +4,6 @@ downgrade removes it cleanly, on both databases."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -17,17 +14,7 @@ from relaychat.storage import migrate
 from relaychat.storage.db import create_engine, create_sessionmaker
 from relaychat.storage.models import Conversation, Message, User
 from relaychat.storage.types import utcnow
-from tests.support.backends import DATABASE_ENV, Backend, required_url, scratch_database
-
-
-@asynccontextmanager
-async def empty_database(backend: Backend, directory: Path) -> AsyncIterator[str]:
-    if backend.name == "sqlite":
-        yield f"sqlite+aiosqlite:///{directory / 'backfill.db'}"
-        return
-    name = f"relaychat_backfill_{uuid.uuid4().hex[:10]}"
-    async with scratch_database(required_url(DATABASE_ENV), name) as url:
-        yield url
+from tests.support.backends import Backend, empty_database
 
 
 async def test_upgrade_backfills_and_downgrade_removes(backend: Backend, tmp_path: Path) -> None:

@@ -90,6 +90,18 @@ async def scratch_database(base_url: str, name: str) -> AsyncIterator[str]:
         await admin.dispose()
 
 
+@asynccontextmanager
+async def empty_database(backend: Backend, directory: Path) -> AsyncIterator[str]:
+    """The URL of a new, empty database on `backend`'s kind (a file in `directory` for
+    SQLite), for a test that migrates it or changes what the shared one must keep."""
+    if backend.name == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'empty.db'}"
+        return
+    name = f"relaychat_empty_{uuid.uuid4().hex[:10]}"
+    async with scratch_database(required_url(DATABASE_ENV), name) as url:
+        yield url
+
+
 async def delete_keys(redis_url: str, prefix: str) -> None:
     """Delete every Redis key under `prefix`."""
     redis = Redis.from_url(redis_url)

@@ -18,6 +18,7 @@ from relaychat import __version__, logs
 from relaychat.cli._common import fail, load_settings, one_line, sqlite_file
 from relaychat.crypto import SecretBox
 from relaychat.domain.outbound.webhooks import check_encryption_key
+from relaychat.domain.search.language import check_language
 from relaychat.llm.config import load_config
 from relaychat.llm.mcp.config import load_mcp_config
 from relaychat.metrics import shared_between_workers
@@ -126,11 +127,13 @@ def _log_start(settings: Settings, host: str, port: int, workers: int) -> None:
 
 
 async def _check_stores(settings: Settings, box: SecretBox) -> None:
-    """The stored secrets open with this ENCRYPTION_KEY, and Redis answers when configured."""
+    """The stored secrets open with this ENCRYPTION_KEY, the search index is in
+    SEARCH_LANGUAGE, and Redis answers when configured."""
     engine = create_engine(settings.effective_database_url)
     try:
         async with create_sessionmaker(engine)() as session:
             await check_encryption_key(session, box)
+            await check_language(await session.connection(), settings.search_language)
     finally:
         await engine.dispose()
     if settings.redis_url:

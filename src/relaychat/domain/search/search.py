@@ -1,8 +1,9 @@
 """`GET /api/search`: the caller's documents matching a query, best first, a page at a time.
 
 Scoped twice to the caller: the index itself is asked for the owner's postings only (the
-FTS5 `owner` column, PostgreSQL's GIN over `(user_id, document)`), and the documents'
-`user_id` is filtered again in the same statement. Pages are keyset: the sort key (FTS5's
+FTS5 `owner` column; on PostgreSQL every lexeme carries its owner's token, migration 0013,
+so a word or a prefix is a key range of the owner's own), and the documents' `user_id` is
+filtered again in the same statement. Pages are keyset: the sort key (FTS5's
 bm25, or minus PostgreSQL's ts_rank, so lower is better on both) and the document id.
 
 The statements are SQL text: FTS5's virtual table and its hidden `rank` column have no
@@ -11,19 +12,18 @@ SQLAlchemy construct, and each backend's statement reads best whole.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, text
+from sqlalchemy import Row, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.cursors import decode_rank_cursor, encode_rank_cursor
 from relaychat.domain.search.query import SearchQuery, fts5_match, owner_token, parse, tsquery
 from relaychat.domain.search.snippets import Segment, plain, snippet
 from relaychat.statuses import MessageRole
-from relaychat.storage.tables import CONVERSATIONS, MESSAGES
+from relaychat.storage.tables import MESSAGES
 from relaychat.storage.types import UTCDateTime
 
 
@@ -63,11 +63,22 @@ _POSTGRESQL = """
 SELECT * FROM (
     SELECT d.id, d.message_id, d.conversation_id, d.role, d.created_at,
         -ts_rank(d.document, q.query)::float8 AS key
-    FROM search_documents d, to_tsquery(search_config(), :tsquery) AS q(query)
+    FROM search_documents d,
+        search_owned_query(to_tsquery(search_config(), :tsquery), search_owner(:user_id))
+            AS q(query)
     WHERE d.user_id = :user_id AND d.document @@ q.query {filters}
 ) AS ranked
 WHERE true {after}
 ORDER BY key, id LIMIT :limit
+"""
+# The page, with what its snippets are made of: the texts and titles of its rows only, read
+# in the same round trip (a round trip is most of a query's time on a busy server).
+_PAGE = """
+SELECT page.*, m.text, m.metadata, c.title
+FROM ({ranked}) AS page
+LEFT JOIN messages m ON m.id = page.message_id
+LEFT JOIN conversations c ON c.id = page.conversation_id
+ORDER BY page.key, page.id
 """
 
 
@@ -113,57 +124,33 @@ async def search(
                 "OR (search_index.rank = :after_key AND d.id > :after_id))"
             )
         statement = _SQLITE.format(filters=" ".join(clauses))
-    typed = text(statement).bindparams(
+    typed = text(_PAGE.format(ranked=statement)).bindparams(
         *(bindparam(name, type_=dates) for name in ("since", "until") if name in params)
     )
-    rows = (await session.execute(typed.columns(created_at=dates), params)).all()
+    columns = typed.columns(created_at=dates, metadata=MESSAGES.c.metadata.type)
+    rows = (await session.execute(columns, params)).all()
     page, more = rows[:limit], len(rows) > limit
-    hits = await _hits(session, page, query)
+    hits = [_hit(row, query) for row in page]
     next_cursor = encode_rank_cursor(page[-1].key, page[-1].id) if more and page else None
     return SearchPage(hits, next_cursor)
 
 
-async def _hits(
-    session: AsyncSession, rows: Sequence[Row[Any]], query: SearchQuery
-) -> list[SearchHit]:
-    """The page's documents with their conversation's title and a marked snippet."""
-    message_ids = [row.message_id for row in rows if row.message_id is not None]
-    conversation_ids = {row.conversation_id for row in rows}
-    messages = {
-        m.id: m
-        for m in await session.execute(
-            select(MESSAGES.c.id, MESSAGES.c.text, MESSAGES.c.metadata).where(
-                MESSAGES.c.id.in_(message_ids)
-            )
-        )
-    }
-    titles: dict[str, str | None] = {
-        row.id: row.title
-        for row in await session.execute(
-            select(CONVERSATIONS.c.id, CONVERSATIONS.c.title).where(
-                CONVERSATIONS.c.id.in_(conversation_ids)
-            )
-        )
-    }
-    hits = []
-    for row in rows:
-        title = titles.get(row.conversation_id)
-        message = messages.get(row.message_id) if row.message_id is not None else None
-        if message is not None:
-            marked = snippet(message.text or "", query) or _sender_snippet(message.metadata, query)
-        else:
-            marked = snippet(title or "", query) or plain(title or "")
-        hits.append(
-            SearchHit(
-                conversation_id=row.conversation_id,
-                conversation_title=title,
-                message_id=row.message_id,
-                role=MessageRole(row.role) if row.role else None,
-                created_at=row.created_at,
-                snippet=marked or plain(message.text if message is not None else ""),
-            )
-        )
-    return hits
+def _hit(row: Row[Any], query: SearchQuery) -> SearchHit:
+    """A found document with its conversation's title and a marked snippet."""
+    if row.message_id is not None:
+        body = row.text or ""
+        marked = snippet(body, query) or _sender_snippet(row.metadata, query)
+    else:
+        body = ""
+        marked = snippet(row.title or "", query) or plain(row.title or "")
+    return SearchHit(
+        conversation_id=row.conversation_id,
+        conversation_title=row.title,
+        message_id=row.message_id,
+        role=MessageRole(row.role) if row.role else None,
+        created_at=row.created_at,
+        snippet=marked or plain(body),
+    )
 
 
 def _sender_snippet(metadata: object, query: SearchQuery) -> list[Segment] | None:

@@ -3,8 +3,8 @@ that a client renders as text (the browser builds <mark> elements), never HTML.
 
 The marks are found here, on both databases, by the same word rule the index uses (see
 `query.WORD`): a word is marked when it is one of the query's words, or starts with a
-prefix term's last word. A stemming configuration on PostgreSQL (`english`) finds more
-forms than are marked; the result is still right, its marks a little sparse.
+prefix term's last word. A stemming SEARCH_LANGUAGE (`english`, on either database) finds
+more forms than are marked; the result is still right, its marks a little sparse.
 """
 
 from __future__ import annotations
