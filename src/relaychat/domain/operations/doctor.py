@@ -106,7 +106,9 @@ def check_config(path: Path | None) -> list[Check]:
         servers = load_mcp_config(path)
     except ConfigError as exc:
         return [Check("settings", name, Status.FAIL, _first_line(exc))]
-    detail = f"{len(config.endpoint_specs())} endpoints, {len(servers)} MCP servers"
+    detail = (
+        f"{_count(len(config.endpoint_specs()), 'endpoint')}, {_count(len(servers), 'MCP server')}"
+    )
     checks = [Check("settings", name, Status.OK, detail)]
     for skipped in [*config.skipped, *servers.skipped]:
         detail = f"{skipped.kind} left out: {skipped.variable} is not set"
@@ -274,7 +276,7 @@ async def check_webhooks(engine: AsyncEngine, *, allow_private: bool) -> list[Ch
     )
     checks = [check for check in verdicts if check is not None]
     if not checks:
-        detail = f"{len(enabled)} enabled endpoints, every target allowed"
+        detail = f"{_count(len(enabled), 'enabled endpoint')}, every target allowed"
         checks.append(Check("webhooks", "targets", Status.OK, detail))
     if disabled:
         checks.append(
@@ -362,6 +364,10 @@ def _join(revisions: Iterable[str]) -> str:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _size(n: float) -> str:
