@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
@@ -161,8 +162,9 @@ async def test_unknown_endpoint_is_refused_before_writing(
     ],
 )
 async def test_provider_failures_end_as_clear_errors(
-    client: httpx.AsyncClient, fail: str, code: str
+    client: httpx.AsyncClient, fail: str, code: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="relaychat.domain.answering.runner")
     user = await make_user(client)
     cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
     text = f'!fake {{"fail": "{fail}"}}\nplease fail'
@@ -174,6 +176,9 @@ async def test_provider_failures_end_as_clear_errors(
     assert state["error"].startswith(code)
     reply = (await messages_of(client, user, cid))[-1]
     assert (reply["status"], reply["error"].split(":")[0]) == ("error", code)
+    # The operator's line: the generation, the endpoint and the code, nothing the upstream said.
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith("answering.runner")]
+    assert f"generation {posted['generation_id']} on fake failed: {code}" in logged
 
 
 async def test_anthropic_endpoint_answers_too(client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:

@@ -4,6 +4,7 @@ several workers claiming together never deliver one row twice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,14 +145,23 @@ async def test_a_redirect_is_a_failure_and_not_followed(
 
 
 async def test_gone_disables_the_endpoint(
-    client: httpx.AsyncClient, services: Services, receiver: Receiver, clock: Clock
+    client: httpx.AsyncClient,
+    services: Services,
+    receiver: Receiver,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="relaychat.workers.webhook_sender")
     user, hook = await setup(client, receiver, (410, {}))
     entry = await settled(client, user, hook, receiver, 1)
     assert entry["status"] == "failed"
     state = (await client.get(f"/api/webhooks/{hook['id']}", headers=user.headers)).json()
     assert state["enabled"] is False
     assert "410" in state["disabled_reason"]
+    # Logged for the operator by id and owner, never by URL.
+    (line,) = [r.getMessage() for r in caplog.records if r.name.endswith("webhook_sender")]
+    assert line.startswith(f"webhook endpoint {hook['id']} of user {user.id} disabled: ")
+    assert receiver.url not in line
     await one_event(client, user)  # nothing is queued for a disabled endpoint
     listed = await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=user.headers)
     assert len(listed.json()["deliveries"]) == 1

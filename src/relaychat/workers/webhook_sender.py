@@ -8,6 +8,7 @@ single success for `disable_after_seconds` is disabled, and says so.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timedelta
 
@@ -24,6 +25,8 @@ from relaychat.storage.models import OutboxItem, WebhookEndpoint
 from relaychat.workers.outbox import Attempt, Checkpoint, parse_retry_after
 
 # How much of a receiver's answer the deliveries log keeps.
+logger = logging.getLogger(__name__)
+
 RESPONSE_EXCERPT = 1024
 
 
@@ -125,6 +128,14 @@ class WebhookSender:
                 False,
                 f"every delivery failed since {iso(endpoint.failing_since)} "
                 f"(last: {attempt.error or 'error'})",
+            )
+        if not endpoint.enabled:
+            # An operator's answer to "why did our hook stop firing?" (never its URL: tokens).
+            logger.warning(
+                "webhook endpoint %s of user %s disabled: %s",
+                endpoint.id,
+                endpoint.user_id,
+                endpoint.disabled_reason,
             )
 
     async def aclose(self) -> None:

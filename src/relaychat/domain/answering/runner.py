@@ -278,6 +278,15 @@ class GenerationRunner:
         detail = storable_text(detail)  # may quote an upstream's answer
         if code == ErrorCode.INTERNAL_ERROR:
             logger.exception("generation %s failed", job.generation_id, exc_info=exc)
+        else:
+            # The code only: a provider's message may quote part of the key it was sent.
+            logger.warning(
+                "generation %s on %s failed: %s",
+                job.generation_id,
+                job.endpoint,
+                code,
+                extra={"generation_id": job.generation_id, "conversation_id": job.conversation_id},
+            )
         async with self.sessionmaker() as session:
             message = await self._finalize(
                 session,
