@@ -123,6 +123,7 @@ async def test_a_keys_audit_for_its_owner(
         "status": 202,
         "latency_ms": 3.5,
         "message_id": None,
+        "request_id": None,  # recorded outside a request
     }
 
     refused = (await page(kclient, bob, url, outcome="refused"))["events"]

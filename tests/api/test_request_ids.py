@@ -108,3 +108,27 @@ def test_secrets_are_scrubbed_from_every_line(formatter: logging.Formatter) -> N
     assert not [s for s in secrets if s in line or s.split()[-1] in line]
     if isinstance(formatter, JsonFormatter):
         assert json.loads(line)["message"].startswith("saw [redacted]")
+
+
+async def test_the_audit_row_names_the_request(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """From a sender's answer to its audit row: both carry the request's id."""
+    admin = await make_user(client)  # the first account is the admin
+    refused = await client.post(
+        "/api/messages/sms-+14155550100",
+        json={"role": "external", "content": "hi"},
+        headers={"x-api-key": "rck_notakey_notasecretatall"},
+    )
+    accepted = await client.post(
+        "/api/messages/sms-+14155550100",
+        json={"role": "external", "content": "hi", "respond": False, "user": admin.id},
+        headers={"x-api-key": VERBATIM_KEY},
+    )
+    assert accepted.status_code == 201, accepted.text
+    await services.audit.flush()
+    listed = await client.get("/api/admin/audit", headers=admin.headers)
+    by_request = {e["request_id"]: e for e in listed.json()["events"]}
+    assert by_request[refused.headers["x-request-id"]]["outcome"] == "refused"
+    row = by_request[accepted.headers["x-request-id"]]
+    assert row["message_id"] == accepted.json()["message"]["message_id"]

@@ -44,6 +44,10 @@ class AuditEventOut(BaseModel):
     status: int
     latency_ms: float
     message_id: str | None
+    request_id: str | None = Field(
+        description="The request's `X-Request-Id`, also on its log lines and in its "
+        "problem+json (`request_id`)."
+    )
 
 
 class AuditPageOut(BaseModel):

@@ -348,6 +348,8 @@ class AuditEvent(Base):
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     message_id: Mapped[str | None] = mapped_column(String(36))
+    # The X-Request-Id of the request (http/request_ids.py): its log lines carry it too.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class AuditHour(Base):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat import logs
 from relaychat.domain.cursors import decode_cursor, encode_cursor
 from relaychat.domain.ids import new_id
 from relaychat.storage.audit_hours import add_audit_hours
@@ -40,6 +41,7 @@ def audit_values(
     reason: str | None = None,
     message_id: str | None = None,
     created_at: datetime | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """An audit row's column values, every column named (for `executemany` inserts, whose
     rows must agree, and for `new_audit_event`)."""
@@ -61,7 +63,14 @@ def audit_values(
         "status": status,
         "latency_ms": latency_ms,
         "message_id": message_id,
+        # Built while the request is served (the row is written later, in the background).
+        "request_id": _clip(request_id or _current_request_id(), 128),
     }
+
+
+def _current_request_id() -> str | None:
+    context = logs.current()
+    return context.request_id if context is not None else None
 
 
 def new_audit_event(**fields: Any) -> AuditEvent:
