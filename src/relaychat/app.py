@@ -25,6 +25,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    schedules,
     search,
     stats,
     usage,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         search,
         webhooks,
         channels,
+        schedules,
     ):
         app.include_router(module.router)
     # The machines' routes. Twilio's webhooks (/api/channels/twilio/{id}...) take two or more
