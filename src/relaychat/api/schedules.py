@@ -142,6 +142,7 @@ class RunOut(BaseModel):
     conversation_id: str | None
     message_id: str | None
     reply_message_id: str | None
+    generation_id: str | None
     reply_status: MessageStatus | None = Field(description="Where the reply stands, if any.")
     error: str | None = Field(description="Why it failed, or what it skipped.")
     created_at: Timestamp
@@ -203,6 +204,7 @@ def _run_out(run: ScheduleRun, reply_status: MessageStatus | None) -> RunOut:
         conversation_id=run.conversation_id,
         message_id=run.message_id,
         reply_message_id=run.reply_message_id,
+        generation_id=run.generation_id,
         reply_status=reply_status,
         error=run.error,
         created_at=run.created_at,

@@ -102,7 +102,7 @@ class Scheduler:
         await self.plan()
         await self.expire()
         outcomes: list[Outcome] = []
-        while not self._closing:
+        while True:
             runs = await self.claim(BATCH)
             if not runs:
                 break
