@@ -14,6 +14,7 @@ from relaychat.cli.channels import channels_app
 from relaychat.cli.db import db_app
 from relaychat.cli.dev import dev_app
 from relaychat.cli.keys import keys_app
+from relaychat.cli.schedules import schedules_app
 from relaychat.cli.serve import serve
 from relaychat.cli.users import users_app
 from relaychat.cli.webhooks import webhooks_app
@@ -29,6 +30,7 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(channels_app, name="channels")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(dev_app, name="dev")
 
 __all__ = ["app", "main"]
