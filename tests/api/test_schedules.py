@@ -150,3 +150,70 @@ async def test_a_due_run_posts_the_prompt_and_the_model_answers(
     got = (await client.get(f"/api/schedules/{made['id']}", headers=user.headers)).json()
     assert got["next_run_at"] == "2026-06-02T08:00:00Z" and got["run_count"] == 1
     assert got["last_run_at"] is not None
+
+
+async def test_patch_replans_and_refuses_bad_changes_whole(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    clock = await manual_time(services)
+    user = await make_user(client)
+    conversation = await make_conversation(client, user, endpoint="fake")
+    made = await make_schedule(
+        client, user, conversation_id=conversation["conversation_id"], cron="0 8 * * *"
+    )
+    path = f"/api/schedules/{made['id']}"
+    moved = await client.patch(
+        path,
+        json={"rrule": "FREQ=WEEKLY;BYDAY=FR;BYHOUR=18", "name": "weekly"},
+        headers=user.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    body = moved.json()
+    assert (body["kind"], body["cron"], body["name"]) == ("rrule", None, "weekly")
+    assert body["next_runs"][0]["utc"] == "2026-06-05T18:00:00Z"
+    for bad, code in (
+        ({"cron": "nope", "name": "never"}, "invalid_recurrence"),
+        ({"timezone": "Nowhere/Land", "name": "never"}, "invalid_timezone"),
+        ({"name": None}, "validation_error"),
+    ):
+        refused = await client.patch(path, json=bad, headers=user.headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == code
+    assert (await client.get(path, headers=user.headers)).json() == body
+    paused = (await client.patch(path, json={"enabled": False}, headers=user.headers)).json()
+    assert paused["enabled"] is False and paused["next_runs"] == []
+    clock.advance(days=10)  # 11 June, a Thursday
+    resumed = (await client.patch(path, json={"enabled": True}, headers=user.headers)).json()
+    assert resumed["next_runs"][0]["utc"] == "2026-06-12T18:00:00Z"
+    assert await services.scheduler.run_once() == []  # nothing caught up from the pause
+    in_paris = (
+        await client.patch(path, json={"timezone": "Europe/Paris"}, headers=user.headers)
+    ).json()
+    assert in_paris["next_runs"][0]["local"] == "2026-06-12T18:00:00+02:00"
+    deleted = await client.delete(path, headers=user.headers)
+    assert deleted.status_code == 204
+    gone = await client.get(path, headers=user.headers)
+    assert gone.status_code == 404 and gone.json()["code"] == "schedule_not_found"
+
+
+async def test_max_runs_ends_a_schedule(client: httpx.AsyncClient, services: Services) -> None:
+    clock = await manual_time(services)
+    user = await make_user(client)
+    agent = await make_agent(client, user)
+    made = await make_schedule(
+        client, user, agent_id=agent["agent_id"], cron="0 8 * * *", max_runs=2
+    )
+    assert len(made["next_runs"]) == 2
+    clock.advance(hours=1)  # 08:00, then the next days at 08:00
+    for _ in range(3):
+        await services.scheduler.run_once()
+        clock.advance(days=1)
+    runs = await runs_of(client, user, made["id"])
+    assert [(r["occurrence_at"], r["status"]) for r in runs] == [
+        ("2026-06-02T08:00:00Z", "posted"),
+        ("2026-06-01T08:00:00Z", "posted"),
+    ]
+    got = (await client.get(f"/api/schedules/{made['id']}", headers=user.headers)).json()
+    assert got["run_count"] == 2 and got["next_run_at"] is None and got["next_runs"] == []
+    for run in runs:
+        await wait_generation(client, user, run["generation_id"])

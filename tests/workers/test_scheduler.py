@@ -16,7 +16,7 @@ from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.domain.schedules.runs import post_run
 from relaychat.services import Services
 from relaychat.settings import Settings
-from relaychat.storage.models import Message
+from relaychat.storage.models import Message, Schedule
 from relaychat.workers.scheduler import Scheduler
 from tests.support.backends import Backend
 from tests.support.chat import make_agent, messages_of, wait_generation
@@ -309,3 +309,23 @@ async def test_a_schedule_on_a_channel_thread_texts_its_reply(
     prompt = next(m for m in stored if m["message_id"] == outcome.message_id)
     assert prompt["metadata"]["source"] == "schedule"
     assert prompt["metadata"]["schedule_id"] == made["id"]
+
+
+async def test_a_disabled_owner_fails_the_run_and_disables_the_schedule(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    clock = await manual_time(services)
+    admin, user = await make_user(client), await make_user(client)
+    made, _ = await daily(client, user)
+    disabled = await client.patch(
+        f"/api/admin/users/{user.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert disabled.status_code == 200, disabled.text
+    clock.advance(hours=1)
+    [outcome] = await services.scheduler.run_once()
+    assert outcome.status == "failed"
+    assert await posted_prompts(services) == []
+    async with services.sessionmaker() as session:
+        schedule = await session.get(Schedule, made["id"])
+        assert schedule is not None and schedule.enabled is False
+        assert "user_disabled" in (schedule.disabled_reason or "")
