@@ -33,6 +33,7 @@ from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.domain.schedules.planning import plan_due
 from relaychat.domain.schedules.runs import Outcome, post_run
 from relaychat.domain.schedules.schedules import recurrence_of
+from relaychat.errors import AppError
 from relaychat.statuses import ScheduleRunStatus
 from relaychat.storage.models import Schedule, ScheduleRun
 
@@ -110,14 +111,20 @@ class Scheduler:
         return outcomes
 
     async def _post(self, run: ScheduleRun) -> Outcome:
-        return await post_run(
-            self.sessionmaker,
-            self.chat,
-            run,
-            worker_id=self.worker_id,
-            now=self.clock.now(),
-            phone_region=self.phone_region,
-        )
+        try:
+            return await post_run(
+                self.sessionmaker,
+                self.chat,
+                run,
+                worker_id=self.worker_id,
+                now=self.clock.now(),
+                phone_region=self.phone_region,
+            )
+        except Exception as exc:
+            # Not a refusal (those fail the run): the database, most likely. The run keeps
+            # its claim, and is tried once more when the lease lapses.
+            logger.exception("posting schedule run %s failed", run.id)
+            return Outcome(None, error=f"internal error: {type(exc).__name__}")
 
     async def plan(self) -> int:
         """Insert the runs of due schedules and move them on; how many schedules it planned."""
@@ -134,9 +141,17 @@ class Scheduler:
             ).all()
             for schedule in schedules:
                 assert schedule.next_run_at is not None
+                try:
+                    recurrence = recurrence_of(schedule)
+                except AppError as exc:
+                    # A stored rule that no longer reads (its timezone left the tz
+                    # database): say so on the schedule rather than fail every tick.
+                    schedule.enabled = False
+                    schedule.disabled_reason = f"{exc.code}: {exc.detail}"[:300]
+                    continue
                 left = None if schedule.max_runs is None else schedule.max_runs - schedule.run_count
                 plan = plan_due(
-                    recurrence_of(schedule),
+                    recurrence,
                     next_run_at=schedule.next_run_at,
                     now=now,
                     late_after=self.late_after,

@@ -87,8 +87,17 @@ class Recurrence:
     anchor: datetime
 
     @classmethod
-    def parse(cls, kind: RecurrenceKind, rule: str, timezone: str, anchor: datetime) -> Recurrence:
-        """Check `rule` and build the recurrence; InvalidRecurrence (422) if it is not valid."""
+    def parse(
+        cls,
+        kind: RecurrenceKind,
+        rule: str,
+        timezone: str,
+        anchor: datetime,
+        *,
+        probe: bool = True,
+    ) -> Recurrence:
+        """Check `rule` and build the recurrence; InvalidRecurrence (422) if it is not valid.
+        `probe=False` skips the search for a first occurrence (a rule stored after it)."""
         tz = zone(timezone)
         rule = rule.strip()
         if not rule or len(rule) > MAX_RULE_LENGTH:
@@ -100,7 +109,7 @@ class Recurrence:
             recurrence.at_instant()
         elif kind == RecurrenceKind.CRON:
             recurrence._cron_check()
-        else:
+        elif probe:
             recurrence._probe_rrule(recurrence._rrule())
         return recurrence
 

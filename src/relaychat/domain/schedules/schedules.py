@@ -76,7 +76,9 @@ class Target:
 
 def recurrence_of(schedule: Schedule) -> Recurrence:
     """The schedule's parsed rule (stored rules were checked when they were written)."""
-    return Recurrence.parse(schedule.kind, schedule.rule, schedule.timezone, schedule.anchor_at)
+    return Recurrence.parse(
+        schedule.kind, schedule.rule, schedule.timezone, schedule.anchor_at, probe=False
+    )
 
 
 def check_timing(timing: Timing, now: datetime, limits: Limits) -> Recurrence:
