@@ -217,3 +217,24 @@ async def test_max_runs_ends_a_schedule(client: httpx.AsyncClient, services: Ser
     assert got["run_count"] == 2 and got["next_run_at"] is None and got["next_runs"] == []
     for run in runs:
         await wait_generation(client, user, run["generation_id"])
+
+
+async def test_patch_moves_a_schedule_between_an_agent_and_a_conversation(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    await manual_time(services)
+    user = await make_user(client)
+    agent = await make_agent(client, user)
+    conversation = await make_conversation(client, user, endpoint="fake")
+    made = await make_schedule(
+        client, user, agent_id=agent["agent_id"], new_conversation=True, cron="0 8 * * *"
+    )
+    path = f"/api/schedules/{made['id']}"
+    moved = await client.patch(
+        path, json={"conversation_id": conversation["conversation_id"]}, headers=user.headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["agent_id"], moved.json()["new_conversation"]) == (None, False)
+    back = await client.patch(path, json={"agent_id": agent["agent_id"]}, headers=user.headers)
+    assert back.status_code == 200, back.text
+    assert (back.json()["conversation_id"], back.json()["agent_id"]) == (None, agent["agent_id"])

@@ -282,10 +282,14 @@ async def patch(
     if fields & {"conversation_id", "agent_id", "new_conversation"}:
         # A new target replaces the old one whole: naming one clears the other.
         named = fields & {"conversation_id", "agent_id"}
+        agent_id = body.agent_id if named else schedule.agent_id
+        new_conversation = body.new_conversation
+        if new_conversation is None:  # kept while the target is an agent, else off
+            new_conversation = schedule.new_conversation and agent_id is not None
         target = Target(
             body.conversation_id if named else schedule.conversation_id,
-            body.agent_id if named else schedule.agent_id,
-            schedule.new_conversation if body.new_conversation is None else body.new_conversation,
+            agent_id,
+            new_conversation,
         )
     for name in ("name", "prompt", "enabled", "catch_up", "new_conversation"):
         if name in fields and getattr(body, name) is None:
