@@ -27,6 +27,7 @@ from relaychat.api import (
     keys,
     messages,
     metrics,
+    schedules,
     search,
     shares,
     stats,
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         shares,
         webhooks,
         channels,
+        schedules,
     ):
         app.include_router(module.router)
     # The machines' routes. Twilio's webhooks (/api/channels/twilio/{id}...) take two or more

@@ -233,6 +233,17 @@ class ErrorCode(StrEnum):
     TWILIO_ACCOUNT_MISMATCH = "twilio_account_mismatch"
     #: the form is not a Twilio message
     TWILIO_FORM_INVALID = "twilio_form_invalid"
+    # -- schedules
+    #: no such schedule (or it is someone else's)
+    SCHEDULE_NOT_FOUND = "schedule_not_found"
+    #: the timezone is not an IANA timezone name
+    INVALID_TIMEZONE = "invalid_timezone"
+    #: the `at`, `rrule` or `cron` rule is not valid, or never occurs
+    INVALID_RECURRENCE = "invalid_recurrence"
+    #: the schedule would run more often than SCHEDULE_MIN_INTERVAL_SECONDS allows
+    SCHEDULE_TOO_FREQUENT = "schedule_too_frequent"
+    #: the user has SCHEDULE_MAX_PER_USER schedules already
+    SCHEDULE_LIMIT_REACHED = "schedule_limit_reached"
     # -- the OpenAI-compatible API (/v1)
     #: the model is neither an endpoint model (`<endpoint>/<model>`) nor an agent the caller may use
     MODEL_NOT_FOUND = "model_not_found"

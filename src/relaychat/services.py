@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from relaychat.clock import Clock
 from relaychat.crypto import SecretBox
 from relaychat.domain.access.key_cache import KeyCache
 from relaychat.domain.access.keys import system_keys_from_settings
@@ -40,6 +41,7 @@ from relaychat.workers.audit_writer import AuditWriter
 from relaychat.workers.key_last_used import KeyLastUsedWriter
 from relaychat.workers.outbox import Doorbell, OutboxWorker
 from relaychat.workers.retention import RetentionPolicy, RetentionSweeper
+from relaychat.workers.scheduler import Scheduler
 from relaychat.workers.twilio import TwilioSender
 from relaychat.workers.wal_checkpoint import WalCheckpointer
 from relaychat.workers.webhook_sender import WebhookSender
@@ -84,6 +86,9 @@ class Services:
     streams: OpenStreams
     # The dashboard's figures of buckets that are over.
     settled_stats: SettledBuckets
+    # The time the scheduler and the schedules API plan by (tests move it).
+    clock: Clock
+    scheduler: Scheduler
     owns_engine: bool = True
 
     @classmethod
@@ -92,8 +97,10 @@ class Services:
         settings: Settings,
         engine: AsyncEngine | None = None,
         providers: EndpointRegistry | None = None,
+        clock: Clock | None = None,
     ) -> Services:
-        """Wire everything from settings; `engine` and `providers` may be lent (tests)."""
+        """Wire everything from settings; `engine`, `providers` and `clock` may be lent
+        (tests)."""
         owns_engine = engine is None
         engine = engine or create_engine(
             settings.effective_database_url, background_checkpoints=True
@@ -159,6 +166,17 @@ class Services:
         )
         chat.toolbox = Toolbox(sessionmaker, functools.partial(send_from_agent, chat), mcp=mcp)
         key_uses = KeyLastUsedWriter(sessionmaker)
+        clock = clock or Clock()
+        scheduler = Scheduler(
+            sessionmaker,
+            chat,
+            worker_id=worker_id,
+            clock=clock,
+            poll_seconds=settings.scheduler_poll_seconds,
+            lease_seconds=settings.schedule_lease_seconds,
+            late_after_seconds=settings.schedule_late_after_seconds,
+            phone_region=settings.phone_default_region,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -198,12 +216,14 @@ class Services:
             settled_stats=settled,
             owners=ConversationOwners(),
             checkpoints=WalCheckpointer(engine),
+            clock=clock,
+            scheduler=scheduler,
             owns_engine=owns_engine,
         )
 
     async def start(self) -> None:
-        """Start the event bus, the generation runner (which recovers orphans), the outbox
-        and the retention sweeper."""
+        """Start the event bus, the generation runner (which recovers orphans), the outbox,
+        the retention sweeper and the scheduler."""
         async with self.sessionmaker() as session:
             await check_encryption_key(session, self.secrets)
         await self.bus.start()
@@ -214,9 +234,11 @@ class Services:
         self.outbox.start()
         self.retention.start()
         self.checkpoints.start()
+        self.scheduler.start()
 
     async def close(self) -> None:
         """Stop generations (keeping partial text), the bus, then release connections."""
+        await self.scheduler.close()  # first: the runs it posts need the rest
         await self.retention.close()
         await self.intake.close()
         await self.runner.close()

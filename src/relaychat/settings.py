@@ -227,6 +227,27 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the delivery worker looks for due callbacks."
     )
 
+    # -- schedules -----------------------------------------------------------------------
+    schedule_min_interval_seconds: float = Field(
+        60.0, gt=0, description="Shortest time allowed between two runs of a schedule."
+    )
+    schedule_max_per_user: int = Field(50, ge=0, description="Most schedules one user may have.")
+    scheduler_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the scheduler looks for due schedules and runs."
+    )
+    schedule_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a scheduler holds a run it claimed; a run whose scheduler died "
+        "is tried once more after this.",
+    )
+    schedule_late_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An occurrence found this late (the server was down) is missed: it "
+        "follows the schedule's `catch_up` instead of running as usual.",
+    )
+
     # -- retention -----------------------------------------------------------------------
     outbox_retention_days: float = Field(
         7.0,

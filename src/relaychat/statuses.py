@@ -161,3 +161,49 @@ class AuditOutcome(StrEnum):
     REPLAYED = "replayed"
     #: refused (authentication, permission, limits, validation); `reason` holds the code
     REFUSED = "refused"
+
+
+class RecurrenceKind(StrEnum):
+    """How a schedule says when it runs (`schedules.kind`)."""
+
+    #: once, at one local time
+    AT = "at"
+    #: an RFC 5545 recurrence rule (`FREQ=DAILY;BYHOUR=8`)
+    RRULE = "rrule"
+    #: a five-field cron expression
+    CRON = "cron"
+
+
+class CatchUp(StrEnum):
+    """What a schedule does with the occurrences it missed while no scheduler ran."""
+
+    #: none of them runs; the run history records that they were skipped
+    SKIP = "skip"
+    #: the latest of them runs once
+    ONCE = "once"
+
+
+class ScheduleRunStatus(StrEnum):
+    """Where one occurrence of a schedule stands (`schedule_runs.status`)."""
+
+    #: due, waiting for a scheduler to claim it
+    PENDING = "pending"
+    #: claimed by a scheduler under a lease
+    RUNNING = "running"
+    #: its prompt was stored (and its reply started, when the conversation answers)
+    POSTED = "posted"
+    #: it could not post; `error` says why
+    FAILED = "failed"
+    #: missed while no scheduler ran, and not run (catch_up `skip`)
+    SKIPPED = "skipped"
+
+
+class RunTrigger(StrEnum):
+    """What made a schedule run (`schedule_runs.trigger`)."""
+
+    #: its time came
+    SCHEDULE = "schedule"
+    #: the latest occurrence missed during downtime, run late (catch_up `once`)
+    CATCH_UP = "catch_up"
+    #: its owner asked for a run now (POST /api/schedules/{id}/run)
+    MANUAL = "manual"

@@ -63,6 +63,7 @@ PARAM_KINDS = {
     "delivery_id": "delivery",
     "channel_id": "channel",
     "share_id": "share",
+    "schedule_id": "schedule",
 }
 
 
@@ -141,6 +142,11 @@ CASES: dict[Route, tuple[Probe, ...]] = {
     ("POST", "/api/channels/twilio/{channel_id}/status/{message_id}"): (
         Probe(kinds={"message_id": "channel_reply"}, twilio="status"),
     ),
+    ("GET", "/api/schedules/{schedule_id}"): HIDDEN,
+    ("PATCH", "/api/schedules/{schedule_id}"): (Probe(body={"name": "renamed by B"}),),
+    ("DELETE", "/api/schedules/{schedule_id}"): HIDDEN,
+    ("POST", "/api/schedules/{schedule_id}/run"): HIDDEN,
+    ("GET", "/api/schedules/{schedule_id}/runs"): HIDDEN,
 }
 
 # Routes with a path parameter that names no one's object, and why.
@@ -172,6 +178,7 @@ LISTS: dict[Route, tuple[str, ...]] = {
     ("GET", "/api/keys/environment"): ("",),
     ("GET", "/api/webhooks"): ("",),
     ("GET", "/api/channels"): ("", "?all=true"),
+    ("GET", "/api/schedules"): ("",),
     ("GET", "/api/admin/audit"): ("", "?outcome=accepted"),
     ("GET", "/api/admin/users"): ("", "?q=example"),
     # The instance's health: admins only (a plain user gets 403 below).
@@ -396,6 +403,16 @@ async def build_world(client: httpx.AsyncClient, user: TestUser, sender: str) ->
         "/api/agents", {"name": "public agent", "endpoint": "fake", "visibility": "public"}
     )
     ids["public_agent"] = public["agent_id"]
+    schedule = await created(
+        "/api/schedules",
+        {
+            "name": "matrix",
+            "prompt": "hello",
+            "conversation_id": ids["conversation"],
+            "cron": "0 8 * * *",
+        },
+    )
+    ids["schedule"] = schedule["id"]
     key = await make_key(client, user)
     ids["key"] = key.id
 
@@ -454,6 +471,7 @@ class Matrix:
 async def matrix(client: httpx.AsyncClient, services: Services, clean_backend: Backend) -> Matrix:
     # Deliveries stay pending: an attempt in the background would change rows mid-check.
     await services.outbox.close()
+    await services.scheduler.close()  # B's runs asked for stay pending, for the same reason
     await make_user(client)  # the first user is the admin; A and B are plain users
     alice, bob = await make_user(client), await make_user(client)
     a = await build_world(client, alice, "+14155552671")
@@ -675,6 +693,7 @@ async def check_lists(m: Matrix) -> list[str]:
         f"/api/keys/{m.b.ids['key']}/audit",
         f"/api/messages/{m.b.ids['conversation']}",
         f"/api/webhooks/{m.b.ids['webhook']}/deliveries",
+        f"/api/schedules/{m.b.ids['schedule']}/runs",
     ]
     listed = [r for r in m.routes if r in LISTS]
     assert listed, "no list route found"
@@ -700,6 +719,7 @@ async def check_lists(m: Matrix) -> list[str]:
         ("/api/keys", "key"),
         ("/api/webhooks", "webhook"),
         ("/api/channels", "channel"),
+        ("/api/schedules", "schedule"),
         ("/api/search?q=matrix", "conversation"),
         ("/api/convos/export", "conversation"),
         ("/api/shares", "share"),
@@ -819,6 +839,20 @@ async def check_ids_in_bodies(m: Matrix) -> list[str]:
             lambda i: {"url": HOOK_URL, "api_key_id": i},
             m.b.user.headers,
             "key",
+        ),
+        (
+            "a schedule posting into A's conversation",
+            "/api/schedules",
+            lambda i: {"name": "x", "prompt": "x", "cron": "0 8 * * *", "conversation_id": i},
+            m.b.user.headers,
+            "conversation",
+        ),
+        (
+            "a schedule run by A's private agent",
+            "/api/schedules",
+            lambda i: {"name": "x", "prompt": "x", "cron": "0 8 * * *", "agent_id": i},
+            m.b.user.headers,
+            "agent",
         ),
         (
             "a channel answered by A's private agent",

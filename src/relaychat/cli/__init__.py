@@ -15,6 +15,7 @@ from relaychat.cli.db import db_app
 from relaychat.cli.dev import dev_app
 from relaychat.cli.doctor import doctor
 from relaychat.cli.keys import keys_app
+from relaychat.cli.schedules import schedules_app
 from relaychat.cli.search import search_app
 from relaychat.cli.serve import serve
 from relaychat.cli.transfer import export, import_
@@ -36,6 +37,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(channels_app, name="channels")
 app.add_typer(search_app, name="search")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(dev_app, name="dev")
 
 __all__ = ["app", "main"]

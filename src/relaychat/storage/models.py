@@ -22,11 +22,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from relaychat.statuses import (
     AgentVisibility,
+    CatchUp,
     GenerationStatus,
     IdempotencyState,
     MessageRole,
     MessageStatus,
     OutboxStatus,
+    RecurrenceKind,
+    RunTrigger,
+    ScheduleRunStatus,
     UserRole,
 )
 from relaychat.storage.types import JsonType, UTCDateTime, str_enum, utcnow
@@ -529,3 +533,81 @@ class SharedMessage(Base):
     phone_number: Mapped[str | None] = mapped_column(String(64))
     key_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
+
+
+class Schedule(Base):
+    """At these times, post this prompt into this conversation (or a new one) as its owner.
+
+    `next_run_at` is the next occurrence not yet handed to a run (None: nothing more to
+    run); the scheduler that moves it on inserts the occurrence's `ScheduleRun` in the
+    same transaction, so an occurrence becomes a run once whichever scheduler sees it.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_due", "enabled", "next_run_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Not a foreign key: a conversation deleted fails the next run, which says so, rather
+    # than the schedule vanishing without a word.
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    # With `agent_id`: a new conversation each run, or one conversation reused.
+    new_conversation: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt: Mapped[str] = mapped_column(Text)
+    kind: Mapped[RecurrenceKind] = mapped_column(str_enum(RecurrenceKind, 8))
+    # The RRULE, the cron expression, or the local ISO time of an `at` schedule.
+    rule: Mapped[str] = mapped_column(String(1000))
+    timezone: Mapped[str] = mapped_column(String(64))
+    # DTSTART of an rrule: when the schedule was made (or its rule last changed).
+    anchor_at: Mapped[datetime]
+    until: Mapped[datetime | None]
+    max_runs: Mapped[int | None] = mapped_column(Integer)
+    catch_up: Mapped[CatchUp] = mapped_column(str_enum(CatchUp, 8), default=CatchUp.SKIP)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    next_run_at: Mapped[datetime | None]
+    # Occurrences handed to runs (skipped ones not counted): what `max_runs` bounds.
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScheduleRun(Base):
+    """One occurrence of a schedule: claimed under a lease, posted once.
+
+    Unique per (schedule, occurrence): however many schedulers see an occurrence, it is
+    one row. A scheduler claims it by moving `lease_until` forward (as the outbox does);
+    one that dies mid-run leaves it to be claimed again once the lease lapses, and the
+    run turns `posted` in the very transaction that stores its message, so a retry finds
+    it posted and posts nothing.
+    """
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "occurrence_at"),
+        Index("ix_schedule_runs_due", "status", "lease_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    occurrence_at: Mapped[datetime]
+    trigger: Mapped[RunTrigger] = mapped_column(str_enum(RunTrigger, 16))
+    status: Mapped[ScheduleRunStatus] = mapped_column(
+        str_enum(ScheduleRunStatus, 16), default=ScheduleRunStatus.PENDING
+    )
+    # Occurrences missed during downtime that this row stands for (catch-up), besides itself.
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When a scheduler may claim it: its time, then the end of a claim's lease.
+    lease_until: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    reply_message_id: Mapped[str | None] = mapped_column(String(36))
+    generation_id: Mapped[str | None] = mapped_column(String(36))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

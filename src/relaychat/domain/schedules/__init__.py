@@ -1,0 +1,1 @@
+"""Scheduled runs: schedules (when, what, where), their recurrence, catch-up and posting."""
