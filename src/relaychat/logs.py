@@ -18,7 +18,7 @@ import sys
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 LogFormat = Literal["text", "json"]
 
@@ -132,6 +132,23 @@ class JsonFormatter(logging.Formatter):
 _ACCESS = ("method", "path", "status", "duration_ms")
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to `sys.stderr` as it is when a line is written, not as it was when logging
+    was configured: a command run inside another program (a test runner, which swaps
+    stderr and closes its copy after) must not leave a handler on a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # always sys.stderr
+
+
 def default_format() -> LogFormat:
     return "text" if sys.stderr.isatty() else "json"
 
@@ -140,8 +157,7 @@ def config(level: str, fmt: LogFormat) -> dict[str, Any]:
     """A `logging.config.dictConfig` for relaychat's loggers and uvicorn's alike."""
     formatter = JsonFormatter if fmt == "json" else TextFormatter
     handler = {
-        "class": "logging.StreamHandler",
-        "stream": "ext://sys.stderr",
+        "()": StderrHandler,
         "formatter": "relaychat",
         "filters": ["context"],
     }

@@ -41,9 +41,6 @@ def serve(
     import uvicorn
 
     settings = load_settings()
-    log_config = logs.config(settings.log_level, settings.log_format or logs.default_format())
-    # Ours from the first line (the migration's too); uvicorn applies it again in each worker.
-    logging.config.dictConfig(log_config)
     if workers > 1 and not settings.redis_url:
         # Rate limits, events and aborts would silently become per-process: refuse instead.
         fail(
@@ -72,6 +69,10 @@ def serve(
             asyncio.run(_check_stores(settings, box))
         except Exception as exc:  # any failure to reach or read the stores: one line, exit 1
             fail(f"cannot start: {one_line(exc)}", code=1)
+        log_config = logs.config(settings.log_level, settings.log_format or logs.default_format())
+        # Once the server is sure to start (a refusal above leaves a caller's logging alone);
+        # uvicorn applies it again in each worker.
+        logging.config.dictConfig(log_config)
         _log_start(settings, host or settings.host, port or settings.port, workers)
         # uvicorn stops gracefully on SIGTERM, then puts back the handler it found and raises
         # the signal again: with Python's default the process would die of it (exit -15).
