@@ -2,7 +2,7 @@
 
 A dashboard asks again every few seconds for the same window, and a week of a million
 audit rows takes a walk of a million index entries to count (hundreds of milliseconds on
-a busy PostgreSQL). But a bucket that ended a while ago is done, for two kinds of rows:
+a busy PostgreSQL). But a bucket that ended a while ago is done, for three kinds of rows:
 
 - audit rows are written within moments of their request (a batch of the audit writer or
   of the group commit later) and never changed; only the retention sweeper deletes them;
