@@ -69,5 +69,5 @@ async def dashboard_stats(
         replies=await replies_stats(session, grid, owner_id, now, settled),
         webhooks=await delivery_stats(session, grid, owner_id),
         streams=StreamStats(open=await streams.total(owner_id)),
-        usage=await token_stats(session, grid, viewer, owner_id),
+        usage=await token_stats(session, grid, viewer, owner_id, now, settled),
     )

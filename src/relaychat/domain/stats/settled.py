@@ -2,13 +2,15 @@
 
 A dashboard asks again every few seconds for the same window, and a week of a million
 audit rows takes a walk of a million index entries to count (hundreds of milliseconds on
-a busy PostgreSQL). But a bucket that ended a while ago is done, for two kinds of rows:
+a busy PostgreSQL). But a bucket that ended a while ago is done, for three kinds of rows:
 
 - audit rows are written within moments of their request (a batch of the audit writer or
   of the group commit later) and never changed; only the retention sweeper deletes them;
 - a reply counted in the bucket it ended in ended `completed` or `failed` for good (an
   interrupted one may still be taken back by its worker, so those, with aborted and
-  running ones, are always read afresh); it goes only with its conversation.
+  running ones, are always read afresh); it goes only with its conversation;
+- a reply's usage row is written in the transaction that ends the reply, stamped then,
+  and never changed; it goes only with its user.
 
 So each worker keeps, per viewer and bucket size, the counts and samples of such buckets,
 and reads from the database only the buckets that are not settled: after its first
@@ -16,9 +18,9 @@ answer, the last one or two. Settled: ended `SETTLE_SECONDS` ago or more (a row 
 later than that into its bucket, or stamped by a host whose clock is that far behind, is
 the exception this trades away); for the audit, also starting after the retention horizon
 (older rows are being deleted, so those buckets are always read afresh). A deleted
-conversation empties every worker's kept replies (the ORM notices the delete; its commit
-empties this worker's at once and the others' through the bus), so every worker keeps
-exactly what a fresh reading would give, and any worker answers alike.
+conversation or user empties every worker's kept replies and usage (the ORM notices the
+delete; its commit empties this worker's at once and the others' through the bus), so
+every worker keeps exactly what a fresh reading would give, and any worker answers alike.
 
 The keeper rides in `session.info` (`SETTLED`), as the webhook routes do, so a session of
 a sessionmaker without it (the CLI) changes nothing here.
@@ -87,7 +89,20 @@ class RepliesBucket:
     slices: int = 0
 
 
-B = TypeVar("B", AuditBucket, RepliesBucket)
+# A usage group: the reply's `endpoint/model`, agent id and key id.
+UsageKey = tuple[str, str | None, str | None]
+
+
+@dataclass(slots=True)
+class UsageBucket:
+    """One bucket's reply usage per group: replies, estimated replies, prompt, completion
+    and total tokens. Kept per group, not only summed, so the top lists of a window are
+    sums of kept buckets (a few groups each) rather than a walk of the window's rows."""
+
+    groups: dict[UsageKey, tuple[int, int, int, int, int]] = field(default_factory=dict)
+
+
+B = TypeVar("B", AuditBucket, RepliesBucket, UsageBucket)
 
 
 class Kept(Generic[B]):
@@ -120,7 +135,7 @@ class Kept(Generic[B]):
 
 
 class SettledBuckets:
-    """The settled audit and reply buckets this process has counted."""
+    """The settled audit, reply and usage buckets this process has counted."""
 
     def __init__(
         self,
@@ -134,6 +149,7 @@ class SettledBuckets:
         self.settle_seconds = settle_seconds
         self.audit: Kept[AuditBucket] = Kept(max_scopes)
         self.replies: Kept[RepliesBucket] = Kept(max_scopes)
+        self.usage: Kept[UsageBucket] = Kept(max_scopes)
         self.bus = bus
         self._signals: set[asyncio.Task[None]] = set()
         # Signals name their sender, which forgot at its commit already.
@@ -156,9 +172,11 @@ class SettledBuckets:
         return range(min(start, grid.count), max(0, min(done, grid.count)))
 
     def replies_deleted(self) -> None:
-        """Replies were deleted (a conversation) and that committed: forget the kept
-        replies here at once, and on every other worker through the bus."""
-        self.replies.clear()
+        """Replies were deleted (a conversation or a user) and that committed: forget the
+        kept replies here at once, and on every other worker through the bus. Usage goes
+        too: a conversation's rows stay, but a user's go with them, and a conversation's
+        delete is rare enough that telling the two apart is not worth a second signal."""
+        self._forget()
         if self.bus is None:
             return
         task = asyncio.get_running_loop().create_task(self._broadcast())
@@ -182,7 +200,11 @@ class SettledBuckets:
 
     def _on_signal(self, payload: dict[str, Any]) -> None:
         if payload.get("origin") != self._origin:
-            self.replies.clear()
+            self._forget()
+
+    def _forget(self) -> None:
+        self.replies.clear()
+        self.usage.clear()
 
 
 async def kept_or_counted(

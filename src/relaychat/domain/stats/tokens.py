@@ -1,11 +1,12 @@
 """The tokens replies cost over the dashboard's grid: in and out per bucket, and the models,
 agents and keys that spent the most (from `reply_usage`, the table `GET /api/usage` reads).
 
-The top lists are the sums `GET /api/usage` gives over the grid's range, in its order
-(most tokens first), read in one statement for the three lists: the rows grouped by model,
-agent and key together (a few groups), summed per list here. A dashboard polls every 10 s,
-and one scan of the window's rows costs less than one per list. The dashboard adds the
-names a viewer may see.
+Both come from one count per bucket of the rows grouped by model, agent and key together
+(a few groups a bucket): the series sums each bucket's groups, and the top lists are the
+sums `GET /api/usage` gives over the grid's range, in its order (most tokens first), the
+groups summed over every bucket and then per list here. A dashboard polls every 10 s;
+finished buckets are kept by the worker (`settled.py`), so a poll reads only the rows of
+the last one or two buckets. The dashboard adds the names a viewer may see.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from sqlalchemy import ColumnElement, Integer, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.stats.grid import Grid, bucket_table
+from relaychat.domain.stats.settled import (
+    Kept,
+    SettledBuckets,
+    UsageBucket,
+    UsageKey,
+    kept_or_counted,
+)
 from relaychat.domain.usage.report import UsageGroup, UsageTotals
 from relaychat.statuses import AgentVisibility
 from relaychat.storage.models import Agent, ApiKey, User
@@ -54,42 +62,38 @@ class TokenStats:
 
 
 async def token_stats(
-    session: AsyncSession, grid: Grid, viewer: User, owner_id: str | None
+    session: AsyncSession,
+    grid: Grid,
+    viewer: User,
+    owner_id: str | None,
+    now: datetime,
+    settled: SettledBuckets | None = None,
 ) -> TokenStats:
     """The tokens of replies in everyone's conversations (`owner_id` None, for an admin) or
-    in one owner's, over `grid`."""
-    series = await _per_bucket(session, grid, owner_id)
+    in one owner's, over `grid`; `settled` keeps what is over between answers."""
+    kept = settled.usage if settled is not None else Kept[UsageBucket](1)
+    done = settled.settled(grid, now, swept=False) if settled is not None else range(0)
+    every = await kept_or_counted(
+        grid, kept, owner_id, done, lambda part: _count(session, part, owner_id)
+    )
+    series = []
+    summed: dict[UsageKey, list[int]] = {}
+    for index, bucket in enumerate(every):
+        in_bucket = [0] * 5
+        for group, counts in bucket.groups.items():
+            into = summed.setdefault(group, [0] * 5)
+            for i, value in enumerate(counts):
+                into[i] += value
+                in_bucket[i] += value
+        series.append(TokensPoint(grid.start(index), in_bucket[2], in_bucket[3], in_bucket[1]))
     everyone = owner_id is None
-    scope = [] if everyone else [_U.user_id == owner_id]
-    estimated = func.sum(case((_U.estimated, 1), else_=0), type_=Integer)
-    rows = (
-        await session.execute(
-            select(
-                _U.endpoint,
-                _U.model,
-                _U.agent_id,
-                _U.api_key_id,
-                func.count(),
-                estimated,
-                func.sum(_U.prompt_tokens),
-                func.sum(_U.completion_tokens),
-                func.sum(_U.total_tokens),
-            )
-            .where(*scope, _U.created_at >= grid.since, _U.created_at < grid.end)
-            .group_by(_U.endpoint, _U.model, _U.agent_id, _U.api_key_id)
-        )
-    ).all()
-    sums: list[tuple[str, str | None, str | None, list[int]]] = [
-        (f"{endpoint}/{model}", agent_id, key_id, [int(n or 0) for n in counts])
-        for endpoint, model, agent_id, key_id, *counts in rows
-    ]
-    models = _top((model, n) for model, _, _, n in sums)
-    agents = _top((agent_id, n) for _, agent_id, _, n in sums)
-    keys = _top((key_id, n) for _, _, key_id, n in sums)
+    models = _top((model, n) for (model, _, _), n in summed.items())
+    agents = _top((agent_id, n) for (_, agent_id, _), n in summed.items())
+    keys = _top((key_id, n) for (_, _, key_id), n in summed.items())
     agent_names = await _agent_names(session, viewer, everyone, agents)
     key_names = await _key_names(session, viewer, everyone, keys)
     return TokenStats(
-        totals=UsageTotals(*(sum(n[i] for *_, n in sums) for i in range(5))),
+        totals=UsageTotals(*(sum(n[i] for n in summed.values()) for i in range(5))),
         series=series,
         models=[_named(g, None) for g in models],
         agents=[_named(g, agent_names.get(g.key or "")) for g in agents],
@@ -161,11 +165,12 @@ async def _key_names(
     return {row.id: row.name for row in await session.execute(query)}
 
 
-async def _per_bucket(session: AsyncSession, grid: Grid, owner_id: str | None) -> list[TokensPoint]:
-    """Tokens in and out per bucket of `grid`, every bucket there (empty ones as zeros).
+async def _count(session: AsyncSession, grid: Grid, owner_id: str | None) -> list[UsageBucket]:
+    """Every bucket of `grid` with its usage per group (empty buckets empty).
 
     One statement: the buckets joined to the usage rows of their range, each bucket one
-    walk of `ix_reply_usage_time` (or the owner's `ix_reply_usage_user_time`)."""
+    walk of `ix_reply_usage_time` (or the owner's `ix_reply_usage_user_time`), grouped by
+    bucket and group (a few groups a bucket)."""
     buckets = bucket_table(grid, session.get_bind().dialect.name)
     joined: list[ColumnElement[bool]] = [
         _U.created_at >= buckets.c.lo,
@@ -177,16 +182,31 @@ async def _per_bucket(session: AsyncSession, grid: Grid, owner_id: str | None) -
     rows = await session.execute(
         select(
             buckets.c.i,
-            func.coalesce(func.sum(_U.prompt_tokens), 0),
-            func.coalesce(func.sum(_U.completion_tokens), 0),
-            func.coalesce(estimated, 0),
+            _U.endpoint,
+            _U.model,
+            _U.agent_id,
+            _U.api_key_id,
+            func.count(_U.message_id),
+            estimated,
+            func.sum(_U.prompt_tokens),
+            func.sum(_U.completion_tokens),
+            func.sum(_U.total_tokens),
         )
+        # From the buckets (an outer join, as an empty bucket gives one row of nulls), so
+        # the planner walks the index once per bucket rather than the buckets per row.
         .select_from(buckets.outerjoin(REPLY_USAGE, and_(*joined)))
-        .group_by(buckets.c.i)
+        .group_by(buckets.c.i, _U.endpoint, _U.model, _U.agent_id, _U.api_key_id)
     )
-    found = [TokensPoint(grid.start(i), 0, 0, 0) for i in range(grid.count)]
-    for index, prompt, completion, estimated_replies in rows:
-        found[index] = TokensPoint(
-            grid.start(index), int(prompt), int(completion), int(estimated_replies)
+    found = [UsageBucket() for _ in range(grid.count)]
+    for index, endpoint, model, agent_id, key_id, *counts in rows:
+        if endpoint is None:
+            continue  # an empty bucket
+        replies, estimated_replies, prompt, completion, total = (int(n or 0) for n in counts)
+        found[index].groups[(f"{endpoint}/{model}", agent_id, key_id)] = (
+            replies,
+            estimated_replies,
+            prompt,
+            completion,
+            total,
         )
     return found
