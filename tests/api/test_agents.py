@@ -136,7 +136,7 @@ async def test_agent_keeps_its_model_when_the_conversation_sends_parameters(
     )["conversation_id"]
     marker = "model-kept-42"
     await ask(client, user, cid, marker)
-    sent = next(r.body for r in fake_llm.requests if marker in str(r.body.get("messages")))
+    sent = next(r.body for r in fake_llm.requests if marker in str((r.body or {}).get("messages")))
     assert sent["model"] == "fake-model-mini"
     assert sent["temperature"] == 0.4 and sent["max_tokens"] == 64
     assert sent["messages"][0] == {

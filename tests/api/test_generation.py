@@ -63,7 +63,7 @@ async def test_first_exchange_gets_a_title(client: httpx.AsyncClient, fake_llm: 
             break
         await asyncio.sleep(0.05)
     assert title == fake_llm.state.config.reply.strip()[:80]
-    title_calls = [r for r in fake_llm.requests if r.body.get("model") == "fake-model-mini"]
+    title_calls = [r for r in fake_llm.requests if (r.body or {}).get("model") == "fake-model-mini"]
     assert title_calls, "the title should come from the endpoint's title_model"
 
 
@@ -99,7 +99,9 @@ async def test_context_is_the_branch_with_system_prompt_and_parameters(
         )
     ).json()
     await wait_generation(client, user, second["generation_id"])
-    sent = next(r.body for r in fake_llm.requests if marker in str(r.body.get("messages", "")))
+    sent = next(
+        r.body for r in fake_llm.requests if marker in str((r.body or {}).get("messages", ""))
+    )
     texts = [(m["role"], str(m["content"])) for m in sent["messages"]]
     assert texts[0] == ("system", "You are terse.")
     assert [role for role, _ in texts[1:]] == ["user", "assistant", "user"]

@@ -240,7 +240,7 @@ async def test_an_agent_answers_external_messages_with_its_tools_and_model(
     assert [p["type"] for p in reply["content"]] == ["tool_call", "tool_result", "text"]
     assert reply["content"][1]["content"] == "4"
     assert reply["model"] == "fake-model-mini"
-    sent = [r.body for r in fake_llm.requests if marker in str(r.body.get("messages"))]
+    sent = [r.body for r in fake_llm.requests if marker in str((r.body or {}).get("messages"))]
     assert {body["model"] for body in sent} == {"fake-model-mini"}
 
 

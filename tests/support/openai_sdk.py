@@ -22,5 +22,5 @@ def replies_asked(fake: FakeLLM, marker: str) -> list[dict[str, Any]]:
     return [
         r.body
         for r in fake.requests
-        if marker in str(r.body) and TITLE_PROMPT not in str(r.body.get("messages", [])[:1])
+        if marker in str(r.body) and TITLE_PROMPT not in str((r.body or {}).get("messages", [])[:1])
     ]

@@ -154,7 +154,9 @@ async def migrated_with_rows(url: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(insert(AUDIT_EVENTS), [new_values(*row) for row in ROWS])
+            # Only the columns that revision had (request_id came with 0014).
+            old = [{k: v for k, v in new_values(*row).items() if k != "request_id"} for row in ROWS]
+            await conn.execute(insert(AUDIT_EVENTS), old)
         await asyncio.to_thread(migrate.upgrade, url)
         async with create_sessionmaker(engine)() as session:
             kept, counted = await recount(session)
