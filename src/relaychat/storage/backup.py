@@ -69,26 +69,19 @@ def lock_path(database: Path) -> Path:
 def serving(database: Path) -> Iterator[None]:
     """Held by a server for as long as it runs on `database` (shared: workers and hosts of
     one file may overlap); a restore takes it exclusively, so neither runs during the other."""
-    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with lock_path(database).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackupError(f"a restore into {database} is under way; start after it") from None
-        # Released by the kernel when the process ends, however it ends (kill -9 included).
+    with _lock(database, fcntl.LOCK_SH, f"a restore into {database} is under way; start after it"):
         yield
 
 
 @contextlib.contextmanager
-def _no_server(database: Path) -> Iterator[None]:
+def _lock(database: Path, kind: int, refusal: str) -> Iterator[None]:
     database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with lock_path(database).open("a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, kind | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackupError(
-                f"a server is running on {database}: stop it before restoring"
-            ) from None
+            raise BackupError(refusal) from None
+        # Released by the kernel when the process ends, however it ends (kill -9 included).
         yield
 
 
@@ -135,8 +128,9 @@ def restore(archive: Path, database: Path, data_dir: Path) -> RestoreReport:
     """Put `archive`'s database (and secrets) in place of `database` (and the data dir's)."""
     if not archive.is_file():
         raise BackupError(f"no backup at {archive}")
+    refusal = f"a server is running on {database}: stop it before restoring"
     with (
-        _no_server(database),
+        _lock(database, fcntl.LOCK_EX, refusal),
         tempfile.TemporaryDirectory(dir=database.parent, prefix=".relaychat-restore-") as work,
     ):
         manifest, secrets = _unpack(archive, Path(work))
