@@ -85,7 +85,16 @@ async def conversation(
 
 
 # The console pages the shell's router knows (app.js's PAGES); any other path stays a 404.
-CONSOLE_PAGES = ("dashboard", "agents", "keys", "webhooks", "channels", "profile", "admin")
+CONSOLE_PAGES = (
+    "dashboard",
+    "agents",
+    "keys",
+    "webhooks",
+    "channels",
+    "schedules",
+    "profile",
+    "admin",
+)
 
 
 def _console_page(name: str) -> None:

@@ -22,6 +22,7 @@ const PAGES = {
   keys: { title: "API keys", module: "./page-keys.js" },
   webhooks: { title: "Webhooks", module: "./page-webhooks.js" },
   channels: { title: "Channels", module: "./page-channels.js" },
+  schedules: { title: "Schedules", module: "./page-schedules.js" },
   profile: { title: "Profile", module: "./page-profile.js" },
   admin: { title: "Admin", module: "./page-admin.js" },
 };
@@ -307,6 +308,7 @@ function init() {
     onOpen: (id) => open(id),
     onClosed: () => open(null),
     onError: reportError,
+    onSchedule: (id) => navigate(`/schedules?conversation=${encodeURIComponent(id)}`),
     onRenamed: (id, title) => {
       if (chat.openedId() === id) {
         chat.setTitle(title);
