@@ -65,7 +65,7 @@ export async function mountSchedule(root, ctx) {
   const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => loadMore() }, "Load more");
   const said = statusLine();
   const runsRegion = region(
-    "Runs",
+    "Run history",
     h("p", { class: "muted" }, "Newest first: when it ran, where it posted, and how the reply went."),
     said.node,
     history,
