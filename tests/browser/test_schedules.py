@@ -139,6 +139,8 @@ def test_daily_schedule_from_the_page_with_its_next_runs(
     expect(row.get_by_role("switch", name="Enabled: Morning briefing")).not_to_be_checked()
     expect(row).to_contain_text("Disabled")
     row.get_by_role("switch", name="Enabled: Morning briefing").check()
+    expect(page.get_by_role("status").filter(has_text="Enabled “Morning briefing”")).to_be_visible()
+    expect(row).not_to_contain_text("Disabled")
     expect(row.get_by_role("switch", name="Enabled: Morning briefing")).to_be_checked()
 
     console_screenshots(page, artifacts, "schedules")
@@ -200,7 +202,7 @@ def test_run_now_posts_and_the_run_shows_in_the_history(
     expect(run).to_contain_text("posted", timeout=TIMEOUT)
     expect(run).to_contain_text("complete", timeout=TIMEOUT)  # the fake model's reply
     expect(run.get_by_role("link", name="Plant care")).to_be_visible()
-    expect(about).to_contain_text("Runs so far")
+    expect(about).to_contain_text("Runs on its times")
     console_screenshots(page, artifacts, "schedule-runs")
     page.set_viewport_size({"width": 1280, "height": 860})
 
@@ -212,7 +214,7 @@ def test_run_now_posts_and_the_run_shows_in_the_history(
 
 
 def test_schedule_this_from_a_conversation_menu_by_keyboard(
-    page: Page, server: Server, person: Person
+    page: Page, server: Server, person: Person, artifacts: Path
 ) -> None:
     with api_client(server, person) as http:
         conversation_id = conversation(http, "Trip to Lisbon")
@@ -220,6 +222,7 @@ def test_schedule_this_from_a_conversation_menu_by_keyboard(
     sign_in(page, server, person)
     schedule = page.get_by_role("button", name="Schedule Trip to Lisbon")
     schedule.focus()
+    page.screenshot(path=artifacts / "schedule-this-menu-1280.png")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{server.url}/schedules?conversation={conversation_id}")
     form = editor(page)
@@ -265,3 +268,64 @@ def test_schedule_this_from_a_conversation_menu_by_keyboard(
     page.keyboard.press("Enter")
     expect(row).to_contain_text("posted", timeout=TIMEOUT)
     expect(row).to_contain_text("complete", timeout=TIMEOUT)
+
+
+def test_once_at_for_an_agent_then_daily_until_a_date(
+    page: Page, server: Server, person: Person, artifacts: Path
+) -> None:
+    with api_client(server, person) as http:
+        made = http.post(
+            "/api/agents", json={"name": "Travel agent", "endpoint": "fake", "model": "fake-model"}
+        )
+        assert made.status_code == 201, made.text
+        agent_id = made.json()["agent_id"]
+    sign_in(page, server, person)
+    open_schedules(page)
+    form = editor(page)
+    form.get_by_label("Name").fill("Visa check")
+    form.get_by_role("radio", name="An agent's conversation").check()
+    expect(form.get_by_label("Conversation", exact=True)).to_be_hidden()
+    form.get_by_label("Agent", exact=True).select_option(label="Travel agent")
+    form.get_by_label("Conversations").select_option(label="A new conversation each run")
+    form.get_by_label("Prompt").fill("Is my visa still valid?")
+    form.get_by_role("radio", name="Once").check()
+    expect(form.get_by_label("RRULE")).to_be_hidden()
+    form.get_by_label("Once at").fill("2027-01-15T09:15")
+    form.get_by_label("Timezone").fill("Asia/Tokyo")
+    form.get_by_role("button", name="Create schedule").click()
+    saved = page.get_by_role("region", name="Created “Visa check”")
+    expect(saved.get_by_role("listitem")).to_have_count(1)
+    expect(saved.get_by_role("listitem")).to_contain_text("Jan 15, 2027, 09:15 (+09:00)")
+    row = page.get_by_role("row").filter(has_text="Visa check")
+    expect(row).to_contain_text("Agent Travel agent")
+    expect(row).to_contain_text("a new conversation each run")
+    expect(row).to_contain_text("Once, at")
+
+    # Its page: Run now makes a new conversation with the agent, linked from the history.
+    row.get_by_role("link", name="Visa check").click()
+    about = page.get_by_role("region", name="Schedule", exact=True)
+    about.get_by_role("button", name="Run now").click()
+    run = page.get_by_role("region", name="Run history").get_by_role("row").nth(1)
+    expect(run).to_contain_text("complete", timeout=TIMEOUT)
+    expect(run.get_by_role("link")).to_be_visible()
+
+    # Edit it there into a daily one that ends on a date, on the clocks of Paris.
+    about.get_by_role("button", name="Edit").click()
+    form = about.get_by_role("form", name="Edit “Visa check”")
+    expect(form.get_by_label("Name")).to_be_focused()
+    form.get_by_role("radio", name="Repeatedly").check()
+    form.get_by_label("At", exact=True).fill("09:00")
+    form.get_by_label("Timezone").fill("Europe/Paris")
+    form.get_by_label("Until").fill("2027-06-30T18:00")
+    form.get_by_role("button", name="Save changes").click()
+    expect(about.get_by_role("status")).to_contain_text("Saved")
+    expect(about).to_contain_text("Every day at 09:00")
+    expect(about).to_contain_text("Until")
+    upcoming = page.get_by_role("region", name="Next runs")
+    expect(upcoming.get_by_role("listitem").first).to_contain_text("09:00 (+01:00)")
+    with api_client(server, person) as http:
+        (schedule,) = http.get("/api/schedules").json()["schedules"]
+    assert schedule["agent_id"] == agent_id
+    assert schedule["new_conversation"] is True
+    assert schedule["rrule"] == "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
+    assert schedule["until"] == "2027-06-30T16:00:00Z"  # 18:00 in Paris, summer time

@@ -84,7 +84,7 @@ export async function mountSchedule(root, ctx) {
         ["When", timingWords(schedule)],
         ["Timezone", h("code", {}, schedule.timezone)],
         schedule.until ? ["Until", when(schedule.until)] : null,
-        ["Runs so far", limit],
+        ["Runs on its times", h("span", {}, limit, h("small", { class: "muted" }, " (Run now is not counted)"))],
         ["Missed runs", schedule.catch_up === "once" ? "the latest runs once" : "skipped"],
         ["State", stateOf(schedule)],
         ["Next run", schedule.enabled ? when(schedule.next_run_at, "none left") : h("span", { class: "muted" }, "—")],
@@ -161,7 +161,7 @@ export async function mountSchedule(root, ctx) {
       const run = await runNow(schedule);
       runs = [run, ...runs.filter((r) => r.id !== run.id)];
       renderRuns();
-      said.say("Run requested: it posts in a moment.");
+      said.say("Run requested: it shows below as it posts and the reply comes.");
       await refresh();
     } catch (error) {
       said.fail(error);

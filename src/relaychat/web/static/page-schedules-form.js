@@ -113,14 +113,19 @@ export function stateOf(schedule) {
 
 /** The schedule's on/off switch; `onchange(enabled)` is called with the new state. */
 export function enabledSwitch(schedule, onchange) {
+  const text = h("span", { "aria-hidden": "true" }, schedule.enabled ? "On" : "Off");
   const input = h("input", {
     type: "checkbox",
     role: "switch",
     checked: schedule.enabled,
     "aria-label": `Enabled: ${schedule.name}`,
-    onchange: (event) => onchange(event.currentTarget.checked),
+    onchange: (event) => {
+      const { checked } = event.currentTarget;
+      text.textContent = checked ? "On" : "Off"; // at once; the list read again says the rest
+      onchange(checked);
+    },
   });
-  return h("label", { class: "check sc-switch" }, input, h("span", { "aria-hidden": "true" }, schedule.enabled ? "On" : "Off"));
+  return h("label", { class: "check sc-switch" }, input, text);
 }
 
 export async function runNow(schedule) {
@@ -287,7 +292,7 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
 
   const form = h(
     "form",
-    { class: "sc-form" },
+    { class: "sc-form", "aria-label": schedule ? `Edit “${schedule.name}”` : "New schedule" },
     h("div", { class: "form-grid" }, field("Name", name, "For you: say what it is for.")),
     where,
     field("Prompt", prompt, "Posted as your message at each run."),

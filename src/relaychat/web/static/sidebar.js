@@ -228,7 +228,7 @@ function item(convo) {
   actions.append(
     button("✎", `Rename ${label}`, () => rename(li, convo)),
     button("↗", `Share ${label}`, () => openShare(convo).catch(handlers.onError)),
-    button("⏲", `Schedule ${label}`, () => handlers.onSchedule(convo.conversation_id)),
+    button("◷", `Schedule ${label}`, () => handlers.onSchedule(convo.conversation_id)),
     button(convo.archived ? "⇪" : "⇩", `${convo.archived ? "Unarchive" : "Archive"} ${label}`, () =>
       archive(convo),
     ),
