@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Dialog, Locator, Page, expect
 
 from tests.browser.harness import Person, Server
+from tests.browser.test_markup_is_inert import INJECTED, PAYLOAD, PAYLOADS
 from tests.browser.ui import console_screenshots, messages, sign_in
 
 TIMEOUT = 20_000
@@ -135,11 +136,12 @@ def test_daily_schedule_from_the_page_with_its_next_runs(
     # Off and on again from the list.
     switch = row.get_by_role("switch", name="Enabled: Morning briefing")
     switch.uncheck()
-    expect(page.get_by_role("status").filter(has_text="Disabled “Morning briefing”")).to_be_visible()
+    said = page.get_by_role("status")
+    expect(said.filter(has_text="Disabled “Morning briefing”")).to_be_visible()
     expect(row.get_by_role("switch", name="Enabled: Morning briefing")).not_to_be_checked()
     expect(row).to_contain_text("Disabled")
     row.get_by_role("switch", name="Enabled: Morning briefing").check()
-    expect(page.get_by_role("status").filter(has_text="Enabled “Morning briefing”")).to_be_visible()
+    expect(said.filter(has_text="Enabled “Morning briefing”")).to_be_visible()
     expect(row).not_to_contain_text("Disabled")
     expect(row.get_by_role("switch", name="Enabled: Morning briefing")).to_be_checked()
 
@@ -329,3 +331,44 @@ def test_once_at_for_an_agent_then_daily_until_a_date(
     assert schedule["new_conversation"] is True
     assert schedule["rrule"] == "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
     assert schedule["until"] == "2027-06-30T16:00:00Z"  # 18:00 in Paris, summer time
+
+
+def test_markup_in_a_schedule_is_text(page: Page, server: Server, person: Person) -> None:
+    """A schedule's name and prompt, its conversation's title and its agent's name are
+    shown as text on the list, in the form and on the schedule's page."""
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    with api_client(server, person) as http:
+        conversation_id = conversation(http, PAYLOADS[0])
+        agent = http.post(
+            "/api/agents", json={"name": PAYLOADS[1], "endpoint": "fake", "model": "fake-model"}
+        )
+        assert agent.status_code == 201, agent.text
+        for target in (
+            {"conversation_id": conversation_id},
+            {"agent_id": agent.json()["agent_id"]},
+        ):
+            made = http.post(
+                "/api/schedules",
+                json={"name": PAYLOADS[2], "prompt": PAYLOAD, "cron": "0 8 * * *", **target},
+            )
+            assert made.status_code == 201, made.text
+    sign_in(page, server, person)
+    open_schedules(page)
+    rows = page.get_by_role("row").filter(has_text="<svg onload")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("<script>window.__xss")  # the conversation's title
+    expect(rows.last).to_contain_text("<img src=x onerror")  # the agent's name
+    rows.first.get_by_role("button", name=re.compile("^Edit")).click()
+    expect(editor(page).get_by_label("Prompt")).to_have_value(PAYLOAD)
+    rows.first.get_by_role("link", name=PAYLOADS[2]).click()
+    about = page.get_by_role("region", name="Schedule", exact=True)
+    expect(about).to_contain_text("[click me](javascript:alert('link'))")
+    assert page.locator(INJECTED).count() == 0
+    assert page.evaluate("() => window.__xss") is None
+    assert dialogs == []

@@ -355,10 +355,13 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
   }
 
   function targetBody() {
+    // Said here, next to the field in view: the API would name `conversation_id` for both.
     if (checked("target_kind") === "agent") {
-      return { agent_id: agent.value || null, new_conversation: eachRun.value === "true" };
+      if (!agent.value) throw invalid("agent_id", "Choose an agent (the Agents page makes one).");
+      return { agent_id: agent.value, new_conversation: eachRun.value === "true" };
     }
-    return { conversation_id: conversation.value || null };
+    if (!conversation.value) throw invalid("conversation_id", "Choose a conversation.");
+    return { conversation_id: conversation.value };
   }
 
   function untilBody() {
