@@ -89,6 +89,7 @@ def test_daily_schedule_from_the_page_with_its_next_runs(
     expect(error_next_to(rrule)).to_contain_text("rrule")
     expect(rrule).to_have_attribute("aria-invalid", "true")
     expect(rrule).to_be_focused()
+    page.screenshot(path=artifacts / "schedules-error-1280.png")
     # So does an unknown timezone's.
     rrule.fill("FREQ=DAILY;BYHOUR=7;BYMINUTE=30")
     form.get_by_label("Timezone").fill("Mars/Olympus_Mons")

@@ -303,7 +303,7 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
       field("Timezone", zone, "IANA name; times above are on its clocks."),
       field("Until", until, "Optional: no run after this time."),
       field("Max runs", maxRuns, "Optional: stop after this many runs."),
-      field("Runs missed while the server was down", catchUp),
+      field("Missed runs", catchUp, "Those missed while the server was down."),
     ),
     zoneList,
     h(
