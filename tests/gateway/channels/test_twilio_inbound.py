@@ -226,7 +226,7 @@ async def test_the_reply_is_sent_as_the_work_of_the_inbound_request(
         ],
         what="the reply's delivery line",
     )
-    assert [r.request_id for r in sending] == ["edge-sms.7"]  # type: ignore[attr-defined]
+    assert [r.request_id for r in sending] == ["edge-sms.7"]
 
 
 async def test_twilio_retry_of_a_message_sid_is_stored_once(
