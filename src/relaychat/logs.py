@@ -34,7 +34,8 @@ FIELDS = ("request_id", "user_id", "key_id", "conversation_id", "generation_id")
 
 @dataclass
 class LogContext:
-    # None only for background work whose row has no request (one written before 0016).
+    # None for background work whose row names no request (written before 0016, or by a
+    # command rather than a request).
     request_id: str | None
     user_id: str | None = None
     key_id: str | None = None
