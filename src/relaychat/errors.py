@@ -291,10 +291,10 @@ class AppError(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.fields)
-        context = logs.current()
-        if context is not None:
+        request_id = logs.current_request_id()
+        if request_id is not None:
             # What an operator searches the logs for when a user sends them this answer.
-            body["request_id"] = context.request_id
+            body["request_id"] = request_id
         return body
 
 

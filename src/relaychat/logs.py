@@ -5,6 +5,11 @@ in a context variable: every line logged while serving the request carries it, a
 work the request starts in tasks of its own (asyncio copies the context into a new task, and
 the copy holds the same `LogContext`, so what is bound later is seen there too).
 
+Work that outlives the request (a generation, a webhook delivery, a channel's reply) does not
+rely on that copy: the id is stored on the row the request caused (`generations.request_id`,
+`outbox.request_id`), and whoever takes the row up, in this process or another, logs under
+it again with `working(...)`.
+
 Secrets are kept out twice: code never logs them, and every line is scrubbed of the shapes
 they have (API keys, webhook secrets, bearer tokens, JWTs) before it is written.
 """
@@ -16,6 +21,8 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -27,7 +34,9 @@ FIELDS = ("request_id", "user_id", "key_id", "conversation_id", "generation_id")
 
 @dataclass
 class LogContext:
-    request_id: str
+    # None for background work whose row names no request (written before 0016, or by a
+    # command rather than a request).
+    request_id: str | None
     user_id: str | None = None
     key_id: str | None = None
     conversation_id: str | None = None
@@ -42,12 +51,31 @@ def current() -> LogContext | None:
     return _context.get()
 
 
+def current_request_id() -> str | None:
+    """The id of the request (or the background work) being served here, if any: what a
+    row written now for it stores as its `request_id`."""
+    context = _context.get()
+    return context.request_id if context is not None else None
+
+
 def begin(request_id: str) -> Token[LogContext | None]:
     return _context.set(LogContext(request_id))
 
 
 def end(token: Token[LogContext | None]) -> None:
     _context.reset(token)
+
+
+@contextmanager
+def working(request_id: str | None, **values: str | None) -> Iterator[LogContext]:
+    """Log as the work of `request_id` (read from the row being worked on) until the block
+    ends: a context of its own, so nothing bound here reaches the request's."""
+    context = LogContext(request_id, **values)
+    token = _context.set(context)
+    try:
+        yield context
+    finally:
+        _context.reset(token)
 
 
 def bind(**values: str | None) -> None:

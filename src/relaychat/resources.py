@@ -121,6 +121,10 @@ class GenerationOut(_FromRow):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    request_id: str | None = Field(
+        description="The `X-Request-Id` of the request that asked for it (a scheduled "
+        "post: its run's id); its log lines carry it.",
+    )
 
 
 class AgentOut(_FromRow):

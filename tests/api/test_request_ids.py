@@ -1,30 +1,33 @@
 """Request ids: every answer carries one (a trusted proxy's, or a new one), every problem names
-it, and the request's log lines carry it with the route's template and who was calling."""
+it, the request's log lines carry it with the route's template and who was calling, and the
+rows of the work it caused (audit, generation, callbacks) keep it."""
 
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
 
 from relaychat.app import create_app
-from relaychat.logs import ContextFilter, JsonFormatter, TextFormatter
+from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.logs import JsonFormatter, TextFormatter
 from relaychat.services import Services
+from relaychat.settings import Settings
+from tests.support.backends import Backend
+from tests.support.chat import wait_generation
 from tests.support.factories import make_conversation, make_user
-from tests.support.settings import VERBATIM_KEY
+from tests.support.log_capture import lines, watch
+from tests.support.settings import VERBATIM_KEY, webhook_settings
+from tests.support.webhooks import Receiver, register
 
 
-def watch(caplog: pytest.LogCaptureFixture) -> None:
-    """Capture from here on, with the request's context put on each record as the server's
-    handler does (caplog's handler is the test phase's own, so this runs in the test)."""
-    caplog.handler.addFilter(ContextFilter())
-    caplog.set_level(logging.INFO)
-
-
-def lines(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == name]
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    """Callbacks to a receiver on loopback allowed: the id is followed into them."""
+    return webhook_settings(backend, tmp_path, fake_llm)
 
 
 async def test_every_answer_has_an_id_and_a_problem_names_it(client: httpx.AsyncClient) -> None:
@@ -132,3 +135,75 @@ async def test_the_audit_row_names_the_request(
     assert by_request[refused.headers["x-request-id"]]["outcome"] == "refused"
     row = by_request[accepted.headers["x-request-id"]]
     assert row["message_id"] == accepted.json()["message"]["message_id"]
+
+
+async def test_the_request_id_follows_the_reply_and_the_callbacks(
+    client: httpx.AsyncClient, services: Services, receiver: Receiver
+) -> None:
+    """One id from the sender's request to its audit row, its reply's generation and every
+    callback it caused; and a message the group-commit writer stores (another task, serving
+    many requests) keeps its own request's id on its audit row and its callback."""
+    admin = await make_user(client)  # the first account is the admin
+    # A machine sends no session cookie (one would take the message off the grouped path).
+    client.cookies.clear()
+    hook = await register(client, admin, receiver, events=["message.created", "message.completed"])
+    cid = (await make_conversation(client, admin, endpoint="fake"))["conversation_id"]
+    answered = await client.post(
+        f"/api/messages/{cid}",
+        json={"role": "external", "content": "hi"},
+        # From 127.0.0.1, a trusted proxy: its id is kept.
+        headers={"x-api-key": VERBATIM_KEY, "x-request-id": "lb-trail.1", "prefer": "wait=30"},
+    )
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["x-request-id"] == "lb-trail.1"
+    grouped = await client.post(
+        f"/api/messages/{cid}",
+        json={"role": "external", "content": "no answer needed", "respond": False},
+        headers={"x-api-key": VERBATIM_KEY},
+    )
+    assert grouped.status_code == 201, grouped.text
+    second_id = grouped.headers["x-request-id"]
+    await receiver.wait_for(3)
+    await services.audit.flush()
+
+    generation = await client.get(
+        f"/api/generations/{answered.json()['generation_id']}", headers=admin.headers
+    )
+    assert generation.json()["request_id"] == "lb-trail.1"
+    assert answered.json()["generation"]["request_id"] == "lb-trail.1"
+    audit = (await client.get("/api/admin/audit", headers=admin.headers)).json()["events"]
+    assert {e["message_id"]: e["request_id"] for e in audit} == {
+        answered.json()["message"]["message_id"]: "lb-trail.1",
+        grouped.json()["message"]["message_id"]: second_id,
+    }
+    listed = await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=admin.headers)
+    by_event = {
+        (d["event_type"], json.loads(d["payload"])["data"]["message"]["text"]): d["request_id"]
+        for d in listed.json()["deliveries"]
+    }
+    assert by_event == {
+        ("message.created", "hi"): "lb-trail.1",
+        ("message.completed", answered.json()["reply"]["text"]): "lb-trail.1",
+        ("message.created", "no answer needed"): second_id,
+    }
+
+
+async def test_a_persons_message_names_its_request_on_the_reply(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The browser's path: a person's message starts a reply; the generation keeps the
+    request's id and the request's access line names the generation."""
+    user = await make_user(client)
+    cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
+    watch(caplog)
+    posted = await client.post(f"/api/messages/{cid}", json={"text": "hi"}, headers=user.headers)
+    assert posted.status_code == 202, posted.text
+    generation_id = posted.json()["generation_id"]
+    settled = await wait_generation(client, user, generation_id)
+    assert settled["request_id"] == posted.headers["x-request-id"]
+    access = next(
+        r
+        for r in lines(caplog, "relaychat.access")
+        if r.request_id == posted.headers["x-request-id"]  # type: ignore[attr-defined]
+    )
+    assert access.generation_id == generation_id  # type: ignore[attr-defined]

@@ -1,9 +1,11 @@
 """A real server's log at debug level, through a whole run (sign-up, a key, a webhook, an
 external message answered by the model and called back): every line is one JSON object, the
-lines an operator looks for are there, and no secret the run used appears anywhere."""
+lines an operator looks for are there, one request id leads from the access line to the
+generation and its callback, and no secret the run used appears anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from tests.support.live import running_server, server_env, write_llm_config
 from tests.support.webhooks import Receiver, register
 
 WRONG_PASSWORD = "wrong horse battery staple"
+# Sent from 127.0.0.1, which FORWARDED_ALLOW_IPS trusts by default: the server keeps it.
+PROXY_REQUEST_ID = "lb-e2e.42"
 FAKE_ENDPOINT_KEY = "fake-key"  # the key write_llm_config gives the fake endpoints
 
 
@@ -39,10 +43,17 @@ async def test_a_whole_run_logs_no_secret(
         sent = await http.post(
             f"/api/messages/{cid}",
             json={"role": "external", "content": "hello", "metadata": {"source": "sms"}},
-            headers={"x-api-key": key["secret"], "prefer": "wait=30"},
+            headers={
+                "x-api-key": key["secret"],
+                "prefer": "wait=30",
+                "x-request-id": PROXY_REQUEST_ID,
+            },
         )
         assert sent.status_code in (200, 201), sent.text
+        assert sent.headers["x-request-id"] == PROXY_REQUEST_ID
         await receiver.wait_for(1)
+        # The delivery's line is written once its attempt is over, a moment after it arrived.
+        await _logged(tmp_path, "outbox webhook message.completed")
         refused = await http.post(
             f"/api/messages/{cid}",
             json={"role": "external", "content": "x"},
@@ -79,3 +90,30 @@ async def test_a_whole_run_logs_no_secret(
         and e["request_id"] == refused.headers["x-request-id"]
         for e in entries
     )
+
+    # One id from the access line to the generation that answered and to its callback.
+    trail = [e for e in entries if e.get("request_id") == PROXY_REQUEST_ID]
+    generation_id = sent.json()["generation_id"]
+    ended = next(e for e in trail if e["message"].startswith(f"generation {generation_id} c"))
+    assert ended["message"] == f"generation {generation_id} completed on fake (stop)"
+    assert (ended["generation_id"], ended["conversation_id"]) == (generation_id, cid)
+    assert (ended["user_id"], ended["key_id"]) == (user.id, key["key"]["id"])
+    assert posted["request_id"] == PROXY_REQUEST_ID and posted["generation_id"] == generation_id
+    (delivery,) = [d for d in receiver.deliveries if d.payload["type"] == "message.completed"]
+    delivered = next(e for e in trail if e["logger"] == "relaychat.workers.outbox")
+    assert delivery.webhook_id in delivered["message"] and " delivered " in delivered["message"]
+    assert delivered["user_id"] == user.id
+    assert {e["logger"] for e in trail} >= {
+        "relaychat.access",
+        "relaychat.domain.answering.runner",
+        "relaychat.workers.outbox",
+    }
+
+
+async def _logged(directory: Path, text: str) -> None:
+    """Until the server's log (in `directory`) holds `text` (bounded: a hang fails)."""
+    for _ in range(300):
+        if any(text in p.read_text() for p in directory.glob("server-*.log")):  # noqa: ASYNC240
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the server never logged {text!r}")

@@ -51,9 +51,10 @@ async def post_signed(
     *,
     token: str = AUTH_TOKEN,
     signature: str | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """POST the form to `url` (absolute, as Twilio requests it), signed with `token`."""
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **(extra_headers or {})}
     headers["X-Twilio-Signature"] = signature if signature is not None else sign(url, pairs, token)
     return await client.post(url, content=urlencode(pairs), headers=headers)
 

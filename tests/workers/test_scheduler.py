@@ -267,7 +267,7 @@ async def test_a_runs_reply_is_delivered_by_webhook(
 ) -> None:
     clock = await manual_time(services)
     user = await make_user(client)
-    await register(client, user, receiver, events=["message.completed"])
+    hook = await register(client, user, receiver, events=["message.completed"])
     made, cid = await daily(client, user)
     clock.advance(hours=1)
     [outcome] = await services.scheduler.run_once()
@@ -280,6 +280,11 @@ async def test_a_runs_reply_is_delivered_by_webhook(
     assert payload["data"]["conversation_id"] == cid
     [run] = await runs_of(client, user, made["id"])
     assert payload["data"]["message"]["message_id"] == run["reply_message_id"]
+    # No request behind it: the run's id stands in, on its generation and its callback.
+    generation = await client.get(f"/api/generations/{run['generation_id']}", headers=user.headers)
+    listed = await client.get(f"/api/webhooks/{hook['id']}/deliveries", headers=user.headers)
+    assert generation.json()["request_id"] == run["id"]
+    assert [d["request_id"] for d in listed.json()["deliveries"]] == [run["id"]]
 
 
 async def test_a_schedule_on_a_channel_thread_texts_its_reply(

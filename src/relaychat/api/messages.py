@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from relaychat import logs
 from relaychat.api.schemas import MessageOut
 from relaychat.domain.answering import generations
 from relaychat.domain.limits import Metadata
@@ -196,6 +197,7 @@ async def post(
     if sent.started is None:
         response.status_code = status.HTTP_201_CREATED
         return MessagePosted(message=message)
+    logs.bind(generation_id=sent.started.generation_id)  # the access line names the reply
     return MessagePosted(
         message=message,
         response_message_id=sent.started.response_id,
@@ -209,6 +211,7 @@ async def regenerate(
 ) -> ReplyStarted:
     """A new reply as a sibling of an assistant message (or a reply to a user message)."""
     started = await chat.regenerate(session, engine, conversation, message_id)
+    logs.bind(generation_id=started.generation_id)
     return ReplyStarted(
         response_message_id=started.response_id, generation_id=started.generation_id
     )

@@ -95,6 +95,10 @@ class DeliveryOut(BaseModel):
     delivered_at: Timestamp | None
     created_at: Timestamp
     payload: str
+    request_id: str | None = Field(
+        description="The `X-Request-Id` of the request that caused it (or of the reply's "
+        "request); every attempt's log line carries it."
+    )
 
 
 class AttemptOut(BaseModel):
@@ -131,6 +135,7 @@ def _delivery(item: OutboxItem) -> DeliveryOut:
         delivered_at=item.delivered_at,
         created_at=item.created_at,
         payload=item.payload,
+        request_id=item.request_id,
     )
 
 

@@ -152,6 +152,8 @@ async def _accept(
     audit.strategy = accepted.strategy
     audit.message_id = accepted.message.message_id
     started = accepted.started
+    if started is not None:
+        logs.bind(generation_id=started.generation_id)  # the access line names the reply
     status = 202 if started is not None else 201
     accepted_answer = ExternalAccepted(
         message=accepted.message,

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import Request
 
+from relaychat import logs
 from relaychat.domain.access import keys
 from relaychat.domain.access.audit import audit_values
 from relaychat.domain.telephony import channels
@@ -46,6 +47,9 @@ class RequestAudit:
     # True once the row was committed with the message it audits (the group-commit
     # writer); set by the front when that write succeeded.
     stored: bool = False
+    # Read while the request is served: the group-commit writer builds the row in a task
+    # of its own, which serves many requests.
+    request_id: str | None = None
 
     @classmethod
     def of(cls, request: Request, *, conversation_id: str | None = None) -> RequestAudit:
@@ -55,6 +59,7 @@ class RequestAudit:
             path=request.scope["path"],  # not request.url: that parses the whole URL
             client=request.client.host if request.client else None,
             conversation_id=conversation_id,
+            request_id=logs.current_request_id(),
         )
 
     @property
@@ -85,6 +90,7 @@ class RequestAudit:
             strategy=self.strategy,
             reason=reason,
             message_id=self.message_id,
+            request_id=self.request_id,
         )
 
     def key_columns(self) -> tuple[str | None, str | None]:

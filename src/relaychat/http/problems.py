@@ -163,9 +163,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         route = getattr(request.scope.get("route"), "path", "-")
         logger.exception("unhandled error on %s %s", request.method, route)
         response = problem_response(AppError("internal error"), request)
-        context = logs.current()
-        if context is not None:
+        request_id = logs.current_request_id()
+        if request_id is not None:
             # Answered outside RequestIds (Starlette's outermost middleware), which would
             # otherwise have added it.
-            response.headers["x-request-id"] = context.request_id
+            response.headers["x-request-id"] = request_id
         return response

@@ -224,6 +224,9 @@ class Generation(Base):
     finished_at: Mapped[datetime | None]
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    # The X-Request-Id of the request that asked for the reply (a scheduled post: its
+    # run's id): the runner logs under it, in whichever process ends the generation.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class Agent(Base):
@@ -435,6 +438,9 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The X-Request-Id of the request whose change owes this callback (or the id its
+    # generation carries): the delivery worker logs every attempt under it.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class OutboxAttempt(Base):

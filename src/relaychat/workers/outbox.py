@@ -11,6 +11,9 @@ others, and each attempt has a deadline well inside the lease, so no other worke
 claim a row while its attempt is still running. A sender that makes progress in steps
 (a reply sent in several parts) saves each step with `checkpoint`, which also renews the
 lease.
+
+Each attempt is logged under the row's `request_id`, the request whose change queued it:
+one id leads from the access line to the generation and to every attempt at its callbacks.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Protocol
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat import logs
 from relaychat.domain.ids import new_id
 from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import OutboxAttempt, OutboxItem
@@ -244,6 +248,10 @@ class OutboxWorker:
         return save
 
     async def _deliver(self, item: OutboxItem) -> None:
+        with logs.working(item.request_id, user_id=item.user_id):
+            await self._deliver_logged(item)
+
+    async def _deliver_logged(self, item: OutboxItem) -> None:
         sender = self.senders.get(item.kind)
         started = time.perf_counter()
         if sender is None:
@@ -258,6 +266,7 @@ class OutboxWorker:
                 logger.exception("outbox sender %s failed on %s", item.kind, item.id)
                 attempt = Attempt(False, error=f"internal error: {type(exc).__name__}")
         duration_ms = (time.perf_counter() - started) * 1000
+        _log_attempt(item, attempt, duration_ms)
         try:
             await self._record(item, attempt, sender, duration_ms)
         except Exception:
@@ -313,3 +322,19 @@ class OutboxWorker:
                 item.attempts = attempts
                 await sender.settle(session, item, attempt, now)
             await session.commit()
+
+
+def _log_attempt(item: OutboxItem, attempt: Attempt, duration_ms: float) -> None:
+    """One line per attempt: a delivery at info, a failure (to be retried or not) at warning."""
+    outcome = "delivered" if attempt.delivered else f"failed: {attempt.error or 'no reason'}"
+    logger.log(
+        logging.INFO if attempt.delivered else logging.WARNING,
+        "outbox %s %s %s attempt %d %s (status %s, %.1fms)",
+        item.kind,
+        item.event_type,
+        item.id,
+        item.attempts + 1,
+        outcome,
+        attempt.status_code,
+        duration_ms,
+    )

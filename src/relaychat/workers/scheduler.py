@@ -14,6 +14,9 @@ Every server process runs one. Two steps a tick, each its own short transaction:
 
 On SQLite there is one process, and `FOR UPDATE` is left out; the statements are atomic.
 Time comes from the process's Clock, so tests move it instead of sleeping.
+
+A run has no HTTP request behind it: its own id stands in for one, so its log lines, its
+reply's generation and the callbacks they queue all carry `request_id` = the run's id.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat import logs
 from relaychat.clock import Clock
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.chat import ChatEngine
@@ -111,6 +115,10 @@ class Scheduler:
         return outcomes
 
     async def _post(self, run: ScheduleRun) -> Outcome:
+        with logs.working(run.id):
+            return await self._post_logged(run)
+
+    async def _post_logged(self, run: ScheduleRun) -> Outcome:
         try:
             return await post_run(
                 self.sessionmaker,

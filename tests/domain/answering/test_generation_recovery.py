@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from relaychat.app import create_app
 from relaychat.devtools.fake_llm import FakeLLM
@@ -23,6 +23,7 @@ from relaychat.storage.types import utcnow
 from tests.support.backends import Backend
 from tests.support.factories import TestUser, make_conversation, make_user
 from tests.support.gated_llm import GatedProvider, gated_registry
+from tests.support.log_capture import lines, watch
 from tests.support.settings import llm_settings
 
 BEFORE = "the first half of the reply"
@@ -111,7 +112,11 @@ async def test_a_second_host_leaves_a_live_generation_alone(
 
 
 async def test_a_stalled_owner_keeps_its_reply_after_a_takeover(
-    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM, shared_redis: bool
+    clean_backend: Backend,
+    tmp_path: Path,
+    fake_llm: FakeLLM,
+    shared_redis: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis = {} if shared_redis else {"redis_url": None}
     gate_a, gate_b = GatedProvider(BEFORE, AFTER), GatedProvider()
@@ -129,8 +134,16 @@ async def test_a_stalled_owner_keeps_its_reply_after_a_takeover(
                     .values(heartbeat_at=utcnow() - timedelta(hours=1))
                 )
                 await session.commit()
+                request_id = await session.scalar(
+                    select(Generation.request_id).where(Generation.id == generation_id)
+                )
+            watch(caplog)
             assert await b.runner.sweep_orphans() == 1
             assert (await generation_state(b, generation_id))[:2] == ("interrupted", "unfinished")
+            # B logs the takeover as the work of the request A served: the id is on the row.
+            (line,) = lines(caplog, "relaychat.domain.answering.generations")
+            assert request_id is not None and len(request_id) == 32
+            assert (line.request_id, line.generation_id) == (request_id, generation_id)  # type: ignore[attr-defined]
             # A was alive after all: its finished reply replaces the interrupted mark.
             gate_a.release.set()
             assert await wait_settled(a, generation_id) == ("completed", "complete", BEFORE + AFTER)

@@ -10,10 +10,18 @@ from sqlalchemy import select, update
 
 from relaychat.devtools.fake_twilio import FakeTwilio
 from relaychat.services import Services
-from relaychat.storage.models import AuditEvent, Channel, Conversation, User
+from relaychat.storage.models import (
+    AuditEvent,
+    Channel,
+    Conversation,
+    Generation,
+    OutboxItem,
+    User,
+)
 from tests.support.backends import Backend, row_counts
 from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_conversation, make_user
+from tests.support.log_capture import lines, watch
 from tests.support.twilio import (
     AUTH_TOKEN,
     FIXTURES,
@@ -21,8 +29,10 @@ from tests.support.twilio import (
     fixture_form,
     make_channel,
     post_signed,
+    sent_messages,
     sign,
     thread,
+    wait_for,
 )
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -178,6 +188,45 @@ async def test_disabled_channel_refuses_and_stores_nothing(
     assert response.status_code == 403
     assert response.json()["code"] == "channel_disabled"
     assert (await row_counts(clean_backend))["messages"] == 0
+
+
+async def test_the_reply_is_sent_as_the_work_of_the_inbound_request(
+    client: httpx.AsyncClient,
+    fake_twilio: FakeTwilio,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The text message's request id (here a trusted proxy's) is on its audit row, on the
+    reply's generation and on the reply's outbox row, and the sending is logged under it."""
+    _, channel = await _admin_and_channel(client, fake_twilio)
+    watch(caplog)
+    response = await post_signed(
+        client,
+        channel["webhook_url"],
+        fixture_form("inbound__sms"),
+        extra_headers={"x-request-id": "edge-sms.7"},
+    )
+    assert response.status_code == 200, response.text
+    await sent_messages(fake_twilio)
+    await services.audit.flush()
+    async with services.sessionmaker() as session:
+        audited = await session.scalars(select(AuditEvent.request_id))
+        generations = await session.scalars(select(Generation.request_id))
+        replies = await session.scalars(
+            select(OutboxItem.request_id).where(OutboxItem.kind == "twilio")
+        )
+        assert (audited.all(), generations.all(), replies.all()) == (
+            ["edge-sms.7"],
+            ["edge-sms.7"],
+            ["edge-sms.7"],
+        )
+    sending = await wait_for(
+        lambda: [
+            r for r in lines(caplog, "relaychat.workers.outbox") if "twilio" in r.getMessage()
+        ],
+        what="the reply's delivery line",
+    )
+    assert [r.request_id for r in sending] == ["edge-sms.7"]
 
 
 async def test_twilio_retry_of_a_message_sid_is_stored_once(

@@ -64,13 +64,8 @@ def audit_values(
         "latency_ms": latency_ms,
         "message_id": message_id,
         # Built while the request is served (the row is written later, in the background).
-        "request_id": _clip(request_id or _current_request_id(), 128),
+        "request_id": _clip(request_id or logs.current_request_id(), 128),
     }
-
-
-def _current_request_id() -> str | None:
-    context = logs.current()
-    return context.request_id if context is not None else None
 
 
 def new_audit_event(**fields: Any) -> AuditEvent:

@@ -66,6 +66,8 @@ class Job:
     stop_reason: StopReason | None = None  # set when stopped on purpose: aborted or shutdown
     # The key whose message asked for this reply (its id, or `env:…`), for the usage row.
     api_key_id: str | None = None
+    # The request that asked for it (`generations.request_id`): the run logs under it.
+    request_id: str | None = None
     # Tokens of the model calls that ended, summed; and the call under way with its text
     # so far, so a reply stopped mid-call still counts what it was sent and produced.
     usage: TokenCount = field(default_factory=TokenCount)

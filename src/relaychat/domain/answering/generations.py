@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat import logs
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.messages import message_row
 from relaychat.domain.outbound import callbacks
@@ -22,6 +24,8 @@ from relaychat.statuses import GenerationStatus, MessageRole, MessageStatus, Sto
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.tables import GENERATIONS, MESSAGES
 from relaychat.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
 
 ABORT_SIGNAL = "generation.abort"
 
@@ -68,6 +72,8 @@ class StartedGeneration:
     generation_id: str
     request_message_id: str
     response: MessageView
+    # The request that asked for it, as stored on its row (see `add_generation`).
+    request_id: str | None = None
 
     @property
     def response_id(self) -> str:
@@ -91,8 +97,11 @@ async def add_generation(
     The messages it answers must already be staged in `session` (the first statement here
     flushes them); `created_at` places the reply after them in the conversation (see
     `messages.lock_thread`). Statements on the tables, no entities: every reply starts here.
+    The generation is the work of the request being served (or of what runs it: a scheduled
+    post, an agent's reply that sends a message on): its row keeps that id.
     """
     now = utcnow()
+    request_id = logs.current_request_id()
     response = message_row(
         conversation_id=conversation.id,
         parent_message_id=parent_id,
@@ -121,9 +130,12 @@ async def add_generation(
             "worker_id": worker_id,
             "heartbeat_at": now,
             "started_at": now,
+            "request_id": request_id,
         },
     )
-    return StartedGeneration(generation_id, parent_id, MessageView.model_validate(response))
+    return StartedGeneration(
+        generation_id, parent_id, MessageView.model_validate(response), request_id
+    )
 
 
 async def get_owned_generation(
@@ -169,44 +181,59 @@ async def interrupt_orphans(session: AsyncSession, bus: EventBus, *, stale_after
     stale = Generation.heartbeat_at < utcnow() - stale_after
     query = select(Generation).where(Generation.status == GenerationStatus.RUNNING, stale)
     orphans = (await session.scalars(query.with_for_update(skip_locked=True))).all()
-    finished: list[tuple[Generation, Message]] = []
-    reason = "interrupted: the server running this reply stopped before it finished"
+    finished = 0
     for generation in orphans:
-        claimed = await session.execute(
-            update(Generation)
-            # The lease again: the owner may have renewed it since the select.
-            .where(
-                Generation.id == generation.id, Generation.status == GenerationStatus.RUNNING, stale
-            )
-            .values(status=GenerationStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # another worker's sweep got there first
-        message = await session.get(Message, generation.response_message_id)
-        if message is None:
-            continue
-        message.status = MessageStatus.UNFINISHED
-        message.error = reason
-        view = await callbacks.reply_ended(
-            session,
-            MessageView.model_validate(message),
-            await callbacks.request_of(session, message.parent_message_id),
+        # Whichever process sweeps it, the generation's lines and callbacks are still the
+        # work of the request that asked for it.
+        with logs.working(
+            generation.request_id,
             user_id=generation.user_id,
+            conversation_id=generation.conversation_id,
             generation_id=generation.id,
-            error_code=StopReason.INTERRUPTED,
-            detail=reason,
-        )
-        finished.append((generation, message))
-        publish_unfinished(
-            session,
-            bus,
-            user_id=generation.user_id,
-            generation_id=generation.id,
-            message=view,
-            reason=StopReason.INTERRUPTED,
-        )
+        ):
+            if await _interrupt(session, bus, generation, stale):
+                finished += 1
     await session.commit()
-    return len(finished)
+    return finished
+
+
+async def _interrupt(
+    session: AsyncSession, bus: EventBus, generation: Generation, stale: ColumnElement[bool]
+) -> bool:
+    """Mark one orphan interrupted, in `session`; False if another sweep took it first."""
+    reason = "interrupted: the server running this reply stopped before it finished"
+    claimed = await session.execute(
+        update(Generation)
+        # The lease again: the owner may have renewed it since the select.
+        .where(Generation.id == generation.id, Generation.status == GenerationStatus.RUNNING, stale)
+        .values(status=GenerationStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return False  # another worker's sweep got there first
+    message = await session.get(Message, generation.response_message_id)
+    if message is None:
+        return False
+    logger.warning("generation %s interrupted: its worker's lease lapsed", generation.id)
+    message.status = MessageStatus.UNFINISHED
+    message.error = reason
+    view = await callbacks.reply_ended(
+        session,
+        MessageView.model_validate(message),
+        await callbacks.request_of(session, message.parent_message_id),
+        user_id=generation.user_id,
+        generation_id=generation.id,
+        error_code=StopReason.INTERRUPTED,
+        detail=reason,
+    )
+    publish_unfinished(
+        session,
+        bus,
+        user_id=generation.user_id,
+        generation_id=generation.id,
+        message=view,
+        reason=StopReason.INTERRUPTED,
+    )
+    return True
 
 
 def publish_unfinished(

@@ -5,6 +5,10 @@ heartbeat (and the partial text) of its running generations in the database, and
 up generations whose worker died: those whose lease lapsed, never a live one, whether or
 not the workers share Redis (two hosts may share only the database). An owner whose lease
 was taken over anyway (it stalled) still writes its reply when it finishes.
+
+A run logs as the work of the request that asked for it (`generations.request_id`, carried
+by its job), with its generation, conversation, owner and key; so do the callbacks it
+queues, and the deliveries of those.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relaychat import logs
 from relaychat.domain.answering.agent_loop import Job, run_loop
 from relaychat.domain.answering.generations import (
     ABORT_SIGNAL,
@@ -216,6 +221,20 @@ class GenerationRunner:
     # -- the run -------------------------------------------------------------------------
 
     async def _run(self, job: Job) -> None:
+        # Its own context, not the request's (which this task's copy still points at): a
+        # run started by another's work (a scheduled post, an agent's send) is named right,
+        # and its generation id never lands on the request's later lines.
+        with logs.working(
+            job.request_id,
+            user_id=job.user_id,
+            key_id=job.api_key_id,
+            conversation_id=job.conversation_id,
+            generation_id=job.generation_id,
+        ):
+            await self._run_logged(job)
+
+    async def _run_logged(self, job: Job) -> None:
+        logger.debug("generation %s started on %s", job.generation_id, job.endpoint)
         try:
             try:
                 provider = self.providers.provider(job.endpoint)
@@ -285,7 +304,6 @@ class GenerationRunner:
                 job.generation_id,
                 job.endpoint,
                 code,
-                extra={"generation_id": job.generation_id, "conversation_id": job.conversation_id},
             )
         async with self.sessionmaker() as session:
             message = await self._finalize(
@@ -377,6 +395,13 @@ class GenerationRunner:
         if row is None:
             return None
         GENERATIONS.labels(generation_status, job.endpoint).inc()
+        logger.info(
+            "generation %s %s on %s (%s)",
+            job.generation_id,
+            generation_status,
+            job.endpoint,
+            finish_reason,
+        )
         # Nothing counted (a call refused before any output) leaves the counts empty.
         tokens = job.tokens()
         counted = tokens.total_tokens > 0

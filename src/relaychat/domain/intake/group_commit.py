@@ -31,6 +31,7 @@ from typing import Any, cast
 from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from relaychat import logs
 from relaychat.domain.messaging.messages import ThreadTip, later_than, message_row
 from relaychat.domain.outbound import outbox, webhook_routes, webhooks
 from relaychat.domain.outbound.webhook_routes import WebhookRoutes
@@ -114,6 +115,8 @@ class Pending:
     # owner and how the owner was found; None when the caller audits by itself.
     audit: Callable[[str, str, str], dict[str, Any]] | None = None
     strategy: str = "conversation_owner"
+    # The request that sent it, read where it is queued: the writer's task serves many.
+    request_id: str | None = field(default_factory=logs.current_request_id)
     future: asyncio.Future[Written] = field(default_factory=lambda: _loop().create_future())
 
 
@@ -350,6 +353,7 @@ async def _deliveries(
                     user_id=endpoint.user_id,
                     event_type="message.created",
                     payload=body,
+                    request_id=item.pending.request_id,
                     now=now,
                 )
             )

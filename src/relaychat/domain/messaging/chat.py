@@ -280,6 +280,7 @@ async def _job(
         # Usage is the key's only when its message asked for the reply (a regeneration
         # is a person's doing, whoever sent the message answered).
         api_key_id=api_key_id,
+        request_id=started.request_id,
     )
     if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers):
         job.tools_loader = functools.partial(_load_tools, engine, toolbox, agent, job)

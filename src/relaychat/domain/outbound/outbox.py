@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from relaychat import logs
 from relaychat.statuses import OutboxStatus
 from relaychat.storage.models import OutboxItem
 from relaychat.storage.types import utcnow
@@ -38,11 +39,13 @@ def pending_row(
     user_id: str,
     event_type: str,
     payload: str,
+    request_id: str | None,
     item_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The column values of a new callback, due at once (for writers that insert rows
-    themselves, such as the group-commit writer, and for `enqueue`)."""
+    themselves, such as the group-commit writer, and for `enqueue`); `request_id` is the
+    request that caused it, named by the caller (a batch writer serves many)."""
     moment = now or utcnow()
     return {
         "id": item_id or new_delivery_id(),
@@ -55,6 +58,7 @@ def pending_row(
         "attempts": 0,
         "next_attempt_at": moment,
         "created_at": moment,
+        "request_id": request_id,
     }
 
 
@@ -69,7 +73,8 @@ def enqueue(
     item_id: str | None = None,
     now: datetime | None = None,
 ) -> OutboxItem:
-    """Add a callback to the session's transaction; due at once."""
+    """Add a callback to the session's transaction; due at once. It is the work of the
+    request (or the generation) being served here: its delivery is logged under that id."""
     item = OutboxItem(
         **pending_row(
             kind=kind,
@@ -77,6 +82,7 @@ def enqueue(
             user_id=user_id,
             event_type=event_type,
             payload=payload,
+            request_id=logs.current_request_id(),
             item_id=item_id,
             now=now,
         )
