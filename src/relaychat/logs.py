@@ -202,5 +202,14 @@ def config(level: str, fmt: LogFormat) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "level": level.upper(), "propagate": True},
             # Ours replaces it: with the route's template instead of the raw path.
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            # httpx logs every URL it requests at info, httpcore every header at debug: a
+            # webhook URL may carry its receiver's token, and the outbox logs each delivery
+            # under the webhook's id instead.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+            # At debug, aiosqlite logs every statement with its parameters: people's
+            # messages and webhook URLs, twice each. SQLAlchemy's own echo is the way to
+            # see statements when that is wanted.
+            "aiosqlite": {"level": "WARNING"},
         },
     }

@@ -24,6 +24,9 @@ WRONG_PASSWORD = "wrong horse battery staple"
 # Sent from 127.0.0.1, which FORWARDED_ALLOW_IPS trusts by default: the server keeps it.
 PROXY_REQUEST_ID = "lb-e2e.42"
 FAKE_ENDPOINT_KEY = "fake-key"  # the key write_llm_config gives the fake endpoints
+# Some receivers take their token in the URL: the URL is a secret too (httpx logs the URLs it
+# requests at info).
+URL_TOKEN = "url-token-5d1c0b6e9a"
 
 
 @pytest.mark.server
@@ -35,6 +38,7 @@ async def test_a_whole_run_logs_no_secret(
     env.update(LOG_LEVEL="debug", LOG_FORMAT="json", WEBHOOK_ALLOW_PRIVATE_NETWORKS="true")
     async with running_server(env) as base, httpx.AsyncClient(base_url=base) as http:
         user = await make_user(http)
+        receiver.url = f"{receiver.url}?token={URL_TOKEN}"
         await register(http, user, receiver, events=["message.completed"])
         key = await create_key(http, user)
         cid = (await make_conversation(http, user, endpoint="fake", model="fake-model"))[
@@ -72,6 +76,7 @@ async def test_a_whole_run_logs_no_secret(
         "API key": key["secret"],
         "webhook secret": receiver.secret,
         "endpoint key": FAKE_ENDPOINT_KEY,
+        "webhook URL token": URL_TOKEN,
         **{f"cookie {name}": value for name, value in user.cookies.items()},
     }
     text = log_path.read_text()
