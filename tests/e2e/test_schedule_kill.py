@@ -9,7 +9,9 @@ backends the fake upstream never answers, so the reply is in flight.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import uuid
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -59,7 +61,6 @@ async def until(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
     deadline = loop.time() + DEADLINE
     while True:
         found = await probe()
-        print(f"{loop.time():.1f} {what}: {found!r}"[:200]) if found else None
         if found:
             return found
         if loop.time() > deadline:
@@ -69,7 +70,6 @@ async def until(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
 
 async def start(stack: AsyncExitStack, env: dict[str, str], tmp_path: Path) -> ChildProcess:
     port = free_port()
-    print(f"{asyncio.get_running_loop().time():.1f} start")
     return await stack.enter_async_context(
         running_child(
             "relaychat",
@@ -193,3 +193,131 @@ async def test_a_server_killed_while_posting_a_run_leaves_it_to_the_other_which_
     assert done["message_id"] and done["reply_message_id"]
     assert poster is not None and pid_of(poster) == survivor.pid
     assert prompts == [run["id"]]
+
+
+async def test_a_server_killed_while_a_run_is_answered_posts_nothing_twice_and_records_the_reply(
+    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """SQLite: the one process is killed and started again on its data. PostgreSQL + Redis:
+    the process answering is killed; the other carries on."""
+    shared = clean_backend.redis_url is not None
+    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
+    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}schedkill2:", config=config)
+    env.update(FAST)
+    marker = f"kill-mid-reply-{uuid.uuid4().hex}"
+    async with AsyncExitStack() as stack:
+        servers = [await start(stack, env, tmp_path) for _ in range(2 if shared else 1)]
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=servers[0].url))
+        user = await make_user(http)
+        cid = (await make_conversation(http, user, endpoint="fake", model="fake-model"))[
+            "conversation_id"
+        ]
+        made = await make_schedule(
+            http, user, conversation_id=cid, at=soon(1), prompt=f"{HANG}\n{marker}"
+        )
+
+        def asked() -> bool:
+            return any(marker in json.dumps(r.body) for r in list(fake_llm.requests))
+
+        async def posted() -> dict[str, Any] | None:
+            runs = await runs_of(http, user, made["id"])
+            return runs[0] if runs and runs[0]["status"] == "posted" and asked() else None
+
+        # Posted, and its reply asked of the upstream, which holds it: the reply is in flight.
+        run = await until(posted, "the run posted and its reply under way")
+        assert run["reply_status"] == "streaming", run
+        if shared:
+            async with clean_backend.engine.connect() as conn:
+                worker = (
+                    await conn.execute(
+                        text("SELECT worker_id FROM generations WHERE id = :id"),
+                        {"id": run["generation_id"]},
+                    )
+                ).scalar_one()
+            [dying] = [s for s in servers if s.pid == pid_of(worker)]
+            [live] = [s for s in servers if s is not dying]
+            await kill(dying)
+        else:
+            await kill(servers[0])
+            live = await start(stack, env, tmp_path)  # the same data dir
+        http.base_url = httpx.URL(live.url)
+
+        async def settled() -> dict[str, Any] | None:
+            found = await run_of(http, user, made["id"], run["id"])
+            return found if found["reply_status"] != "streaming" else None
+
+        # The dead process's reply, found by its lapsed lease and marked by the live one.
+        done = await until(settled, "the killed reply marked")
+        generation = (
+            await http.get(f"/api/generations/{run['generation_id']}", headers=user.headers)
+        ).json()
+        # The live scheduler runs (it posts a run asked for now), and posts nothing else.
+        patched = await http.patch(
+            f"/api/schedules/{made['id']}", json={"prompt": "And now?"}, headers=user.headers
+        )
+        assert patched.status_code == 200, patched.text
+        again = await http.post(f"/api/schedules/{made['id']}/run", headers=user.headers)
+        assert again.status_code == 202, again.text
+        later = again.json()["id"]
+
+        async def answered() -> dict[str, Any] | None:
+            found = await run_of(http, user, made["id"], later)
+            return found if found["reply_status"] == "complete" else None
+
+        await until(answered, "the run asked for now, answered")
+        prompts = await schedule_prompts(http, user, cid, made["id"])
+    # Posted once, in one attempt; its reply is recorded as cut short, not left streaming.
+    assert (done["status"], done["attempts"], done["error"]) == ("posted", 1, None), done
+    assert done["reply_status"] == "unfinished", done
+    assert generation["status"] == "interrupted", generation
+    assert sorted(prompts) == sorted([run["id"], later])
+
+
+async def test_a_server_killed_between_posting_a_run_and_noting_it_leaves_the_run_complete(
+    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    if clean_backend.redis_url is None:
+        pytest.skip("holds a PostgreSQL row lock, and needs a second process to carry on")
+    config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
+    env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}schedkill3:", config=config)
+    env.update(FAST)
+    async with AsyncExitStack() as stack:
+        servers = [await start(stack, env, tmp_path) for _ in range(2)]
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=servers[0].url))
+        user = await make_user(http)
+        cid = (await make_conversation(http, user, endpoint="fake", model="fake-model"))[
+            "conversation_id"
+        ]
+        made = await make_schedule(
+            http, user, conversation_id=cid, cron="0 8 * * *", prompt=f"{HANG}\nnoted?"
+        )
+        # The schedule's row, locked against writes (not against the key share a new run
+        # takes): whatever writes it after the message is stored waits there.
+        lock = await stack.enter_async_context(clean_backend.engine.connect())
+        await lock.execute(
+            text("SELECT id FROM schedules WHERE id = :id FOR NO KEY UPDATE"), {"id": made["id"]}
+        )
+        asked = await http.post(f"/api/schedules/{made['id']}/run", headers=user.headers)
+        assert asked.status_code == 202, asked.text
+        run_id = asked.json()["id"]
+        await until(lambda: blocked_by(lock), "a write of the schedule waiting on the lock")
+        stored = await until(
+            lambda: schedule_prompts(http, user, cid, made["id"]), "the prompt stored"
+        )
+        holder = pid_of(await until(lambda: claimed_by(lock, run_id), "the run's claim"))
+        [dying] = [s for s in servers if s.pid == holder]
+        [live] = [s for s in servers if s is not dying]
+        await kill(dying)
+        await lock.rollback()
+        http.base_url = httpx.URL(live.url)
+
+        async def settled() -> dict[str, Any] | None:
+            found = await run_of(http, user, made["id"], run_id)
+            return found if found["reply_status"] not in (None, "streaming") else None
+
+        done = await until(settled, "the run's reply marked interrupted")
+        prompts = await schedule_prompts(http, user, cid, made["id"])
+    assert stored == prompts == [run_id]
+    assert (done["status"], done["attempts"]) == ("posted", 1), done
+    assert done["message_id"] and done["reply_message_id"] and done["generation_id"], done
+    assert done["reply_status"] == "unfinished", done
