@@ -74,9 +74,9 @@ class Sent:
     event_id: str | None = None
 
 
-# Writes of a caller's own that must commit with the message or not at all, given what
-# was stored (a schedule's run notes its message and reply: see domain.schedules.runs).
-BeforeCommit = Callable[[AsyncSession, Sent], Awaitable[None]]
+# Writes of a caller's own that must commit with the message or not at all, given the
+# message and its reply's generation (a schedule's run notes them: domain.schedules.runs).
+BeforeCommit = Callable[[AsyncSession, MessageView, StartedGeneration | None], Awaitable[None]]
 
 
 def checked_text(content: list[dict[str, Any]]) -> str:
@@ -179,14 +179,14 @@ async def send_message(
     queued = publish_after_commit(session, engine.bus, conversation.user_id, created)
     if started is not None and job is not None:
         _announce(session, engine, conversation, started, job)
-    sent = Sent(message, started, queued.id)
     if before_commit is not None:
-        await before_commit(session, sent)
+        await before_commit(session, message, started)
     await session.commit()
 
     if job is not None:
         engine.runner.launch(job)
-    return sent
+    # The event's id is known once it is published, after the commit.
+    return Sent(message, started, queued.id)
 
 
 async def regenerate(

@@ -29,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal
 from relaychat.domain.agent.agents import get_visible_agent
+from relaychat.domain.answering.generations import StartedGeneration
 from relaychat.domain.intake import external
 from relaychat.domain.intake.resolution import Caller
 from relaychat.domain.messaging import conversation_ids
-from relaychat.domain.messaging.chat import ChatEngine, Sent
+from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.errors import AppError, ConversationNotFound
+from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole, ScheduleRunStatus
 from relaychat.storage.models import Conversation, Message, Schedule, ScheduleRun, User
 
@@ -195,16 +197,17 @@ async def _post(
         "occurrence_at": run.occurrence_at.isoformat(),
     }
 
-    async def note(session: AsyncSession, sent: Sent) -> None:
+    async def note(
+        session: AsyncSession, message: MessageView, started: StartedGeneration | None
+    ) -> None:
         # With the message, not after its commit: a process killed in between left the run
         # `posted` without its message or reply, so its runs could not say how the reply
         # ended (one cut short by the kill stayed unknown), and nothing filled them in later.
-        started = sent.started
         await session.execute(
             update(ScheduleRun)
             .where(ScheduleRun.id == run.id)
             .values(
-                message_id=sent.message.message_id,
+                message_id=message.message_id,
                 reply_message_id=started.response_id if started else None,
                 generation_id=started.generation_id if started else None,
             )
