@@ -2,8 +2,9 @@
 posted once, and the run ends in a recorded state (a reply, or a reply marked interrupted).
 
 Each run is held still at a chosen point, so the kill lands there every time: on
-PostgreSQL a row lock held by the test stops the post inside its transaction; on both
-backends the fake upstream never answers, so the reply is in flight.
+PostgreSQL a row lock held by the test stops the post inside its transaction, or on the
+write just after its commit; on both backends the fake upstream never answers, so the
+reply is in flight. Leases are short, and every wait polls with a deadline.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ async def claimed_by(conn: AsyncConnection, run_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def soon(seconds: float) -> str:
-    """An `at` time a moment from now, in whole seconds."""
+def soon(seconds: int) -> str:
+    """An `at` time at least `seconds` from now, in whole seconds."""
     moment = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds + 1)
     return moment.isoformat()
 
@@ -167,7 +168,7 @@ async def test_a_server_killed_while_posting_a_run_leaves_it_to_the_other_which_
             "conversation_id"
         ]
         # The conversation's row, locked: a post gets as far as writing its message (its
-        # claim and fence committed or taken) and waits there, inside its transaction.
+        # claim committed, its fence taken) and waits there, inside its transaction.
         lock = await stack.enter_async_context(clean_backend.engine.connect())
         await lock.execute(
             text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": cid}
