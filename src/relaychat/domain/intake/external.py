@@ -21,7 +21,7 @@ from relaychat.domain.intake.group_commit import GroupCommitWriter, Pending, Sta
 from relaychat.domain.intake.resolution import Caller, OwnerUnresolved, resolve_owner
 from relaychat.domain.limits import check_metadata
 from relaychat.domain.messaging import conversation_ids
-from relaychat.domain.messaging.chat import ChatEngine, checked_text, send_message
+from relaychat.domain.messaging.chat import BeforeCommit, ChatEngine, checked_text, send_message
 from relaychat.domain.messaging.conversations import publish_created, stage_conversation
 from relaychat.domain.usage.budget import check_budget
 from relaychat.errors import (
@@ -120,11 +120,13 @@ async def accept(
     *,
     phone_region: str,
     by_sender: bool = False,
+    before_commit: BeforeCommit | None = None,
 ) -> Accepted:
     """Run the checks, then store and broadcast the message and start the reply if asked.
 
     `by_sender`: the gateway chose the conversation from the sender (threading); it is used
     only if it is held by the user the sender resolves to, found without looking at it.
+    `before_commit`: the caller's own writes, committed with the message (send_message).
     """
     conversation_ids.check_id(conversation_id)
     perms = principal.permissions
@@ -228,6 +230,7 @@ async def accept(
         api_key_id=principal.key_ref,
         model_override=model_override,
         agent_override=agent_override,
+        before_commit=before_commit,
     )
     return Accepted(
         sent.message,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,11 @@ class Sent:
     event_id: str | None = None
 
 
+# Writes of a caller's own that must commit with the message or not at all, given the
+# message and its reply's generation (a schedule's run notes them: domain.schedules.runs).
+BeforeCommit = Callable[[AsyncSession, MessageView, StartedGeneration | None], Awaitable[None]]
+
+
 def checked_text(content: list[dict[str, Any]]) -> str:
     """The message's text; refused when it has no content at all."""
     text = flatten_text(content)
@@ -99,6 +104,7 @@ async def send_message(
     model_override: str | None = None,
     agent_override: str | None = None,
     caller_tools: CallerTools | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply. Everything is checked before anything is written."""
@@ -173,10 +179,13 @@ async def send_message(
     queued = publish_after_commit(session, engine.bus, conversation.user_id, created)
     if started is not None and job is not None:
         _announce(session, engine, conversation, started, job)
+    if before_commit is not None:
+        await before_commit(session, message, started)
     await session.commit()
 
     if job is not None:
         engine.runner.launch(job)
+    # The event's id is known once it is published, after the commit.
     return Sent(message, started, queued.id)
 
 

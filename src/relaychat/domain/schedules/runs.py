@@ -9,6 +9,8 @@ reach this one conversation (and create it, for an agent's schedule) and nothing
 Exactly once: the run turns `posted` in the transaction that stores the message (the
 fencing update comes first, and holds only while this scheduler's claim does), so a run
 retried after its scheduler died either finds it posted and does nothing, or posts it.
+The same transaction notes the message, reply and generation on the run, so a run posted
+is never without them, whenever its process dies.
 
 A run that cannot post because of its owner's rights (the conversation is gone or no
 longer theirs, the agent no longer usable, the owner disabled) fails with the reason and
@@ -27,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.access.keys import KeyPermissions, KeyPrincipal
 from relaychat.domain.agent.agents import get_visible_agent
+from relaychat.domain.answering.generations import StartedGeneration
 from relaychat.domain.intake import external
 from relaychat.domain.intake.resolution import Caller
 from relaychat.domain.messaging import conversation_ids
 from relaychat.domain.messaging.chat import ChatEngine
 from relaychat.errors import AppError, ConversationNotFound
+from relaychat.resources import MessageView
 from relaychat.statuses import MessageRole, ScheduleRunStatus
 from relaychat.storage.models import Conversation, Message, Schedule, ScheduleRun, User
 
@@ -193,6 +197,22 @@ async def _post(
         "occurrence_at": run.occurrence_at.isoformat(),
     }
 
+    async def note(
+        session: AsyncSession, message: MessageView, started: StartedGeneration | None
+    ) -> None:
+        # With the message, not after its commit: a process killed in between left the run
+        # `posted` without its message or reply, so its runs could not say how the reply
+        # ended (one cut short by the kill stayed unknown), and nothing filled them in later.
+        await session.execute(
+            update(ScheduleRun)
+            .where(ScheduleRun.id == run.id)
+            .values(
+                message_id=message.message_id,
+                reply_message_id=started.response_id if started else None,
+                generation_id=started.generation_id if started else None,
+            )
+        )
+
     async def attempt(session: AsyncSession) -> external.Accepted:
         # First, the fence: from here to the commit the run is this scheduler's alone.
         fenced = await session.execute(
@@ -225,20 +245,13 @@ async def _post(
                 respond=respond,
             ),
             phone_region=phone_region,
+            before_commit=note,
         )
 
     accepted = await external.accept_joining(sessionmaker, attempt)
-    started = accepted.started
     async with sessionmaker() as session:
-        await session.execute(
-            update(ScheduleRun)
-            .where(ScheduleRun.id == run.id)
-            .values(
-                message_id=accepted.message.message_id,
-                reply_message_id=started.response_id if started else None,
-                generation_id=started.generation_id if started else None,
-            )
-        )
+        # Apart: the schedule's row would be locked after the run's there, the reverse of
+        # a schedule's deletion, for a time that says only when it last ran.
         await session.execute(
             update(Schedule).where(Schedule.id == schedule.id).values(last_run_at=now)
         )
