@@ -150,6 +150,28 @@ async def test_a_due_run_posts_the_prompt_and_the_model_answers(
     got = (await client.get(f"/api/schedules/{made['id']}", headers=user.headers)).json()
     assert got["next_run_at"] == "2026-06-02T08:00:00Z" and got["run_count"] == 1
     assert got["last_run_at"] is not None
+    assert got["last_run"] == run
+
+
+async def test_each_schedule_lists_its_own_newest_run(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    clock = await manual_time(services)
+    user = await make_user(client)
+    cid = (await make_conversation(client, user, endpoint="fake"))["conversation_id"]
+    hourly = await make_schedule(client, user, conversation_id=cid, cron="0 * * * *")
+    daily = await make_schedule(client, user, conversation_id=cid, cron="30 9 * * *")
+    never = await make_schedule(client, user, conversation_id=cid, cron="0 3 * * *")
+    for _ in range(3):  # 08:00, 09:00 and 09:30 (daily), 10:00
+        clock.advance(hours=1, seconds=1)
+        await services.scheduler.run_once()
+    listed = (await client.get("/api/schedules", headers=user.headers)).json()["schedules"]
+    last = {s["id"]: s["last_run"] for s in listed}
+    assert last[never["id"]] is None
+    assert last[hourly["id"]] == (await runs_of(client, user, hourly["id"]))[0]
+    assert last[hourly["id"]]["occurrence_at"] == "2026-06-01T10:00:00Z"
+    assert last[daily["id"]]["occurrence_at"] == "2026-06-01T09:30:00Z"
+    assert len(await runs_of(client, user, hourly["id"])) == 3
 
 
 async def test_patch_replans_and_refuses_bad_changes_whole(

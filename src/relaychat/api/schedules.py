@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.schedules import schedules
 from relaychat.domain.schedules.schedules import Changes, Limits, Target, Timing
@@ -103,6 +105,23 @@ class NextRun(BaseModel):
     utc: Timestamp
 
 
+class RunOut(BaseModel):
+    id: str
+    occurrence_at: Timestamp
+    trigger: RunTrigger
+    status: ScheduleRunStatus
+    missed: int = Field(description="Occurrences missed during downtime this run stands for.")
+    attempts: int
+    conversation_id: str | None
+    message_id: str | None
+    reply_message_id: str | None
+    generation_id: str | None
+    reply_status: MessageStatus | None = Field(description="Where the reply stands, if any.")
+    error: str | None = Field(description="Why it failed, or what it skipped.")
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
 class ScheduleOut(BaseModel):
     id: str
     name: str
@@ -126,27 +145,13 @@ class ScheduleOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     next_runs: list[NextRun] = Field(description="The next five runs (fewer if it ends).")
+    last_run: RunOut | None = Field(
+        description="Its newest run, as `GET …/runs` lists it; null before the first."
+    )
 
 
 class ScheduleList(BaseModel):
     schedules: list[ScheduleOut]
-
-
-class RunOut(BaseModel):
-    id: str
-    occurrence_at: Timestamp
-    trigger: RunTrigger
-    status: ScheduleRunStatus
-    missed: int = Field(description="Occurrences missed during downtime this run stands for.")
-    attempts: int
-    conversation_id: str | None
-    message_id: str | None
-    reply_message_id: str | None
-    generation_id: str | None
-    reply_status: MessageStatus | None = Field(description="Where the reply stands, if any.")
-    error: str | None = Field(description="Why it failed, or what it skipped.")
-    created_at: Timestamp
-    finished_at: Timestamp | None
 
 
 class RunList(BaseModel):
@@ -161,7 +166,7 @@ def _limits(settings: Settings) -> Limits:
     )
 
 
-def _out(schedule: Schedule, now: datetime) -> ScheduleOut:
+def _out(schedule: Schedule, now: datetime, last_run: RunOut | None) -> ScheduleOut:
     tz = ZoneInfo(schedule.timezone)
     rules = {kind: schedule.rule if schedule.kind == kind else None for kind in RecurrenceKind}
     return ScheduleOut(
@@ -190,7 +195,31 @@ def _out(schedule: Schedule, now: datetime) -> ScheduleOut:
             NextRun(local=moment.astimezone(tz).isoformat(), utc=moment.astimezone(UTC))
             for moment in schedules.upcoming_runs(schedule, now)
         ],
+        last_run=last_run,
     )
+
+
+async def _runs_out(session: AsyncSession, found: Sequence[ScheduleRun]) -> list[RunOut]:
+    """The runs as listed, each with its reply's state (one read for all of them)."""
+    reply_ids = [r.reply_message_id for r in found if r.reply_message_id]
+    states: dict[str, MessageStatus] = {}
+    if reply_ids:
+        rows = await session.execute(
+            select(Message.id, Message.status).where(Message.id.in_(reply_ids))
+        )
+        states = {row.id: row.status for row in rows}
+    return [
+        _run_out(r, states.get(r.reply_message_id) if r.reply_message_id else None) for r in found
+    ]
+
+
+async def _outs(
+    session: AsyncSession, found: Sequence[Schedule], now: datetime
+) -> list[ScheduleOut]:
+    """The schedules with their last runs: two reads, whatever their number."""
+    last = await schedules.last_runs(session, [s.id for s in found])
+    runs = dict(zip(last, await _runs_out(session, list(last.values())), strict=True))
+    return [_out(s, now, runs.get(s.id)) for s in found]
 
 
 def _run_out(run: ScheduleRun, reply_status: MessageStatus | None) -> RunOut:
@@ -236,16 +265,14 @@ async def create(
         limits=_limits(services.settings),
     )
     services.scheduler.wake()
-    return _out(schedule, now)
+    return _out(schedule, now, None)
 
 
 @router.get("")
 async def list_(user: CurrentUser, session: SessionDep, services: ServicesDep) -> ScheduleList:
     """Your schedules, oldest first."""
-    now = services.clock.now()
-    return ScheduleList(
-        schedules=[_out(s, now) for s in await schedules.list_schedules(session, user.id)]
-    )
+    found = await schedules.list_schedules(session, user.id)
+    return ScheduleList(schedules=await _outs(session, found, services.clock.now()))
 
 
 async def owned_schedule(
@@ -259,8 +286,9 @@ OwnedSchedule = Annotated[Schedule, Depends(owned_schedule)]
 
 
 @router.get("/{schedule_id}")
-async def get(schedule: OwnedSchedule, services: ServicesDep) -> ScheduleOut:
-    return _out(schedule, services.clock.now())
+async def get(schedule: OwnedSchedule, session: SessionDep, services: ServicesDep) -> ScheduleOut:
+    (out,) = await _outs(session, [schedule], services.clock.now())
+    return out
 
 
 @router.patch("/{schedule_id}")
@@ -314,7 +342,8 @@ async def patch(
         limits=_limits(services.settings),
     )
     services.scheduler.wake()
-    return _out(changed, now)
+    (out,) = await _outs(session, [changed], now)
+    return out
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -342,17 +371,7 @@ async def runs(
 ) -> RunList:
     """The schedule's runs, newest first: when, where, the message, the reply, the error."""
     found = await schedules.list_runs(session, schedule, limit=limit, before=before)
-    reply_ids = [r.reply_message_id for r in found if r.reply_message_id]
-    states: dict[str, MessageStatus] = {}
-    if reply_ids:
-        rows = await session.execute(
-            select(Message.id, Message.status).where(Message.id.in_(reply_ids))
-        )
-        states = {row.id: row.status for row in rows}
     return RunList(
-        runs=[
-            _run_out(r, states.get(r.reply_message_id) if r.reply_message_id else None)
-            for r in found
-        ],
+        runs=await _runs_out(session, found),
         next_before=found[-1].occurrence_at if len(found) == limit else None,
     )

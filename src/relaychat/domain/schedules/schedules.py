@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from relaychat.domain.agent.agents import get_visible_agent
 from relaychat.domain.ids import new_id
@@ -341,6 +342,29 @@ async def request_run(session: AsyncSession, schedule: Schedule, now: datetime) 
     session.add(run)
     await session.commit()
     return run
+
+
+async def last_runs(session: AsyncSession, schedule_ids: Sequence[str]) -> dict[str, ScheduleRun]:
+    """Each of these schedules' newest run (by occurrence), by schedule id, in one statement:
+    one probe per schedule down the (schedule_id, occurrence_at) unique index, however long
+    its history (a window over all runs would read every one of them)."""
+    if not schedule_ids:
+        return {}
+    older = aliased(ScheduleRun)
+    newest = (
+        select(older.id)
+        .where(older.schedule_id == Schedule.id)
+        .order_by(older.occurrence_at.desc(), older.id)
+        .limit(1)
+        .correlate(Schedule)
+        .scalar_subquery()
+    )
+    query = (
+        select(ScheduleRun)
+        .join(Schedule, ScheduleRun.id == newest)
+        .where(Schedule.id.in_(schedule_ids))
+    )
+    return {run.schedule_id: run for run in await session.scalars(query)}
 
 
 async def list_runs(

@@ -142,17 +142,6 @@ export async function deleteSchedule(schedule) {
   return true;
 }
 
-/** The last run of each schedule (by id): the list shows where each one stands. */
-export async function lastRuns(schedules) {
-  const pairs = await Promise.all(
-    schedules.map(async (s) => {
-      const { runs } = await api("GET", `${schedulePath(s.id)}/runs?limit=1`);
-      return [s.id, runs[0] || null];
-    }),
-  );
-  return new Map(pairs);
-}
-
 function radio(name, value, label, checked) {
   return h("label", { class: "check" }, h("input", { type: "radio", name, value, checked }), h("span", {}, label));
 }

@@ -8,7 +8,6 @@ import { h, table, useStyles, when } from "./ui.js";
 import {
   deleteSchedule,
   enabledSwitch,
-  lastRuns,
   loadChoices,
   nextRunsList,
   region,
@@ -37,7 +36,6 @@ export async function mount(root, ctx) {
   const choices = await loadChoices();
   choices.convos = await withConversation(choices.convos, asked);
   let schedules = [];
-  let last = new Map();
   let stopped = false;
   let timer = 0;
   let cue = 0;
@@ -56,7 +54,6 @@ export async function mount(root, ctx) {
 
   async function reload() {
     ({ schedules } = await api("GET", "/api/schedules"));
-    last = await lastRuns(schedules);
     if (stopped) return;
     listBody.replaceChildren(
       table(
@@ -89,7 +86,7 @@ export async function mount(root, ctx) {
   }
 
   function lastRunOf(s) {
-    const run = last.get(s.id);
+    const run = s.last_run;
     if (!run) return h("span", { class: "muted" }, "never");
     return h(
       "span",
@@ -185,7 +182,7 @@ export async function mount(root, ctx) {
   function schedulePoll() {
     clearTimeout(timer);
     if (stopped) return;
-    if ([...last.values()].some((run) => run && unsettled(run))) {
+    if (schedules.some((s) => s.last_run && unsettled(s.last_run))) {
       timer = setTimeout(() => reload().catch((error) => status.fail(error)), POLL_MS);
     }
   }
