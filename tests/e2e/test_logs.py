@@ -1,7 +1,8 @@
 """A real server's log at debug level, through a whole run (sign-up, a key, a webhook, an
-external message answered by the model and called back): every line is one JSON object, the
-lines an operator looks for are there, one request id leads from the access line to the
-generation and its callback, and no secret the run used appears anywhere."""
+external message answered by the model and called back, an SMS through a Twilio channel
+answered by SMS): every line is one JSON object, the lines an operator looks for are there,
+one request id leads from the access line to the generation and its callback, and no secret
+the run used appears anywhere."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import httpx
 import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.devtools.fake_twilio import FakeTwilio
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
 from tests.support.factories import DEFAULT_PASSWORD, make_conversation, make_user
 from tests.support.keys import create_key
 from tests.support.live import running_server, server_env, write_llm_config
+from tests.support.twilio import AUTH_TOKEN, fixture_form, make_channel, post_signed, sent_messages
 from tests.support.webhooks import Receiver, register
 
 WRONG_PASSWORD = "wrong horse battery staple"
@@ -31,7 +34,11 @@ URL_TOKEN = "url-token-5d1c0b6e9a"
 
 @pytest.mark.server
 async def test_a_whole_run_logs_no_secret(
-    clean_backend: Backend, tmp_path: Path, fake_llm: FakeLLM, receiver: Receiver
+    clean_backend: Backend,
+    tmp_path: Path,
+    fake_llm: FakeLLM,
+    receiver: Receiver,
+    fake_twilio: FakeTwilio,
 ) -> None:
     config = write_llm_config(tmp_path / "relaychat.yaml", fake_llm)
     env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}logs:", config=config)
@@ -58,6 +65,12 @@ async def test_a_whole_run_logs_no_secret(
         await receiver.wait_for(1)
         # The delivery's line is written once its attempt is over, a moment after it arrived.
         await _logged(tmp_path, "outbox webhook message.completed")
+        # An SMS through a Twilio channel, answered by SMS: the channel's auth token signs
+        # the inbound request and authenticates the reply to Twilio's API.
+        channel = await make_channel(http, user, fake_twilio, public_url=base)
+        inbound = await post_signed(http, channel["webhook_url"], fixture_form("inbound__sms"))
+        assert inbound.status_code == 200, inbound.text
+        await sent_messages(fake_twilio)
         refused = await http.post(
             f"/api/messages/{cid}",
             json={"role": "external", "content": "x"},
@@ -77,6 +90,7 @@ async def test_a_whole_run_logs_no_secret(
         "webhook secret": receiver.secret,
         "endpoint key": FAKE_ENDPOINT_KEY,
         "webhook URL token": URL_TOKEN,
+        "Twilio auth token": AUTH_TOKEN,
         **{f"cookie {name}": value for name, value in user.cookies.items()},
     }
     text = log_path.read_text()
@@ -104,7 +118,12 @@ async def test_a_whole_run_logs_no_secret(
     assert (ended["generation_id"], ended["conversation_id"]) == (generation_id, cid)
     assert (ended["user_id"], ended["key_id"]) == (user.id, key["key"]["id"])
     assert posted["request_id"] == PROXY_REQUEST_ID and posted["generation_id"] == generation_id
-    (delivery,) = [d for d in receiver.deliveries if d.payload["type"] == "message.completed"]
+    (delivery,) = [
+        d
+        for d in receiver.deliveries
+        if d.payload["type"] == "message.completed"
+        and d.payload["data"]["message"]["conversation_id"] == cid
+    ]
     delivered = next(e for e in trail if e["logger"] == "relaychat.workers.outbox")
     assert delivery.webhook_id in delivered["message"] and " delivered " in delivered["message"]
     assert delivered["user_id"] == user.id
