@@ -1,6 +1,6 @@
 """`relaychat doctor` and GET /api/admin/doctor: each check finds what it is there to find —
 a wrong endpoint key, an unreachable endpoint, an MCP server that does not start, a webhook
-target no longer allowed, loose file modes, a placeholder secret — and says it without the
+target no longer allowed, a Twilio channel whose auth token Twilio refuses, loose file modes, a placeholder secret — and says it without the
 secret, with a verdict and an exit code."""
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ import httpx
 import pytest
 
 from relaychat.devtools.fake_llm import FakeLLM, running_fake_llm
+from relaychat.devtools.fake_twilio import FakeTwilio
 from tests.support.backends import REDIS_PREFIX_ROOT, Backend
 from tests.support.cli import relaychat_async
 from tests.support.factories import make_user
 from tests.support.live import free_port, running_server, server_env
+from tests.support.twilio import make_channel
 from tests.support.webhooks import Receiver, register
 
 WRONG_KEY = "sk-wrong-0123456789abcdef"
+WRONG_TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def config(path: Path, fake: FakeLLM, *, key: str, broken: bool) -> dict[str, str]:
@@ -93,7 +96,7 @@ async def test_a_healthy_instance(clean_backend: Backend, tmp_path: Path) -> Non
 
 @pytest.mark.server
 async def test_what_is_broken_is_found(
-    clean_backend: Backend, tmp_path: Path, receiver: Receiver
+    clean_backend: Backend, tmp_path: Path, receiver: Receiver, fake_twilio: FakeTwilio
 ) -> None:
     env = server_env(clean_backend, tmp_path, f"{REDIS_PREFIX_ROOT}doctor2:")
     env.update(WEBHOOK_ALLOW_PRIVATE_NETWORKS="true")
@@ -103,6 +106,10 @@ async def test_what_is_broken_is_found(
         async with running_server(env) as base, httpx.AsyncClient(base_url=base) as http:
             user = await make_user(http)
             hook = await register(http, user, receiver, events=["message.created"])
+            right = await make_channel(http, user, fake_twilio, name="Right token")
+            wrong = await make_channel(
+                http, user, fake_twilio, name="Wrong token", auth_token=WRONG_TWILIO_TOKEN
+            )
         env.pop("WEBHOOK_ALLOW_PRIVATE_NETWORKS")
         result = await relaychat_async(env, "doctor", "--json")
     assert result.exit_code == 1
@@ -122,8 +129,18 @@ async def test_what_is_broken_is_found(
     assert found[("mcp", "time")]["status"] == "ok"
     target = found[("webhooks", f"{hook['id']} (127.0.0.1)")]
     assert target["status"] == "fail" and target["detail"].startswith("target refused")
+    refused = found[("channels", f"Wrong token ({wrong['id']})")]
+    assert refused["status"] == "fail" and "Twilio refused" in refused["detail"]
+    accepted = found[("channels", f"Right token ({right['id']})")]
+    assert accepted == {
+        "area": "channels",
+        "name": f"Right token ({right['id']})",
+        "status": "ok",
+        "detail": "Twilio accepts its credentials",
+    }
     # Never the key, nor the webhook URL's path (URLs often carry tokens).
     assert WRONG_KEY not in result.stdout + result.stderr
+    assert WRONG_TWILIO_TOKEN not in result.stdout + result.stderr
     assert receiver.url not in result.stdout
 
 

@@ -27,8 +27,11 @@ class DoctorReport(BaseModel):
 @router.get("")
 async def report(_admin: AdminUser, services: ServicesDep) -> DoctorReport:
     """Settings, database, Redis, each endpoint (its models listed with its key), each MCP
-    server, webhook targets and disk, as this process sees them; `verdict` is the worst."""
-    found = await examine(services.settings, services.engine, services.providers, services.mcp)
+    server, webhook targets, Twilio channels and disk, as this process sees them; `verdict`
+    is the worst."""
+    found = await examine(
+        services.settings, services.engine, services.providers, services.mcp, services.secrets
+    )
     return DoctorReport(
         verdict=found.verdict,
         checks=[

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from relaychat.cli._common import one_line, table
+from relaychat.crypto import SecretBox
 from relaychat.domain.operations.doctor import Check, Report, Status, examine
 from relaychat.llm.config import ConfigError, load_config
 from relaychat.llm.mcp import McpManager
@@ -32,7 +33,8 @@ VERDICT = {
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check settings, database, Redis, endpoints, MCP servers, webhook targets and disk."""
+    """Check settings, database, Redis, endpoints, MCP servers, webhook targets, Twilio
+    channels and disk."""
     try:
         settings = get_settings()
     except (ValidationError, PlaceholderSecretError) as exc:
@@ -60,9 +62,17 @@ async def _examine(settings: Settings) -> Report:
         mcp = McpManager(servers, disabled=servers.disabled())
     engine = create_engine(settings.effective_database_url)
     try:
-        return await examine(settings, engine, registry, mcp)
+        return await examine(settings, engine, registry, mcp, _secrets(settings))
     finally:
         await asyncio.gather(registry.aclose(), mcp.aclose(), engine.dispose())
+
+
+def _secrets(settings: Settings) -> SecretBox | None:
+    """The server's encryption keys, or None when it has none yet: the doctor looks, it
+    does not make a key file (that is the first `serve`'s to do)."""
+    if settings.encryption_key or (settings.data_dir / "encryption_key").exists():
+        return SecretBox(settings.resolved_encryption_keys())
+    return None
 
 
 def _print(report: Report) -> None:

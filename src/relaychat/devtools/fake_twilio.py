@@ -248,6 +248,15 @@ def create_fake_twilio_app(state: FakeTwilioState | None = None) -> FastAPI:
         mine = [m.resource() for m in reversed(state.messages) if m.account_sid == account_sid]
         return JSONResponse({"messages": mine, "page": 0, "page_size": len(mine)})
 
+    @app.get(f"/{API_VERSION}/Accounts/{{account_sid}}.json")
+    async def account(account_sid: str, request: Request) -> JSONResponse:
+        """Twilio's "fetch an account": what `relaychat doctor` asks to prove credentials."""
+        if authorized(request, account_sid) is None:
+            return _error(401, 20003)
+        return JSONResponse(
+            {"sid": account_sid, "friendly_name": "fake", "status": "active", "type": "Full"}
+        )
+
     return app
 
 

@@ -1,9 +1,11 @@
 """The doctor: what an operator wants to know before a user finds out — each check of the
-settings, stores, endpoints, MCP servers, webhook targets and disk, with a verdict.
+settings, stores, endpoints, MCP servers, webhook targets, Twilio channels and disk, with a
+verdict.
 
 Each check says what it saw in one line an operator can act on, and never a secret: an
 endpoint's failure is named by its kind (a provider's message may quote part of the key),
-and a webhook by its id and host (a URL's path and query often carry a token).
+and a webhook by its id and host (a URL's path and query often carry a token), a channel by
+its name and id.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from enum import StrEnum
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from relaychat import safehttp
+from relaychat.crypto import SecretBox
+from relaychat.domain.telephony.channels import DEFAULT_API_BASE_URL, channel_token
+from relaychat.errors import AppError
 from relaychat.llm.config import ConfigError, load_config
 from relaychat.llm.errors import (
     ProviderAuthFailed,
@@ -36,7 +42,7 @@ from relaychat.llm.registry import EndpointRegistry
 from relaychat.settings import Settings
 from relaychat.statuses import McpServerState
 from relaychat.storage import migrate
-from relaychat.storage.models import WebhookEndpoint
+from relaychat.storage.models import Channel, WebhookEndpoint
 
 # One slow upstream must not hold the whole report.
 CHECK_SECONDS = 15.0
@@ -80,8 +86,10 @@ async def examine(
     engine: AsyncEngine,
     registry: EndpointRegistry,
     mcp: McpManager,
+    secrets: SecretBox | None,
 ) -> Report:
-    """Every check, run side by side (each bounded by CHECK_SECONDS)."""
+    """Every check, run side by side (each bounded by CHECK_SECONDS). `secrets` is None
+    where no encryption key exists yet (then no stored secret can be read either)."""
     groups: Sequence[Awaitable[list[Check]]] = (
         _listed(check_files(settings)),
         _now(check_config(settings.config_path)),
@@ -90,6 +98,7 @@ async def examine(
         check_endpoints(registry),
         check_mcp(mcp),
         check_webhooks(engine, allow_private=settings.webhook_allow_private_networks),
+        check_channels(engine, secrets),
         _now([check_disk(settings.data_dir)]),
     )
     found = await asyncio.gather(*groups)
@@ -312,6 +321,62 @@ async def _target(endpoint_id: str, url: str, allow_private: bool) -> Check | No
         detail = f"resolves to {', '.join(refused)}, which deliveries may not reach"
         return Check("webhooks", name, Status.FAIL, detail)
     return None
+
+
+async def check_channels(engine: AsyncEngine, secrets: SecretBox | None) -> list[Check]:
+    """Every enabled Twilio channel's account SID and auth token, as Twilio's API takes them
+    now: otherwise a wrong token shows only when a reply's SMS is refused."""
+    query = (
+        select(Channel)
+        .where(Channel.type == "twilio", Channel.enabled.is_(True))
+        .order_by(Channel.created_at)
+    )
+    try:
+        async with AsyncSession(engine) as session:
+            channels = (await session.scalars(query)).all()
+    except SQLAlchemyError as exc:
+        return [Check("channels", "twilio", Status.FAIL, f"cannot read: {_first_line(exc)}")]
+    if not channels:
+        return [Check("channels", "twilio", Status.OK, "no enabled Twilio channel")]
+    async with httpx.AsyncClient(timeout=CHECK_SECONDS) as http:
+        return list(await asyncio.gather(*(_channel(http, c, secrets) for c in channels)))
+
+
+async def _channel(http: httpx.AsyncClient, channel: Channel, secrets: SecretBox | None) -> Check:
+    name = f"{channel.name} ({channel.id})"
+    config = channel.config or {}
+    sid = str(config.get("account_sid", ""))
+    base = str(config.get("api_base_url") or DEFAULT_API_BASE_URL).rstrip("/")
+    if secrets is None:
+        if channel.secret_encrypted is not None:
+            detail = "its auth token is encrypted, and no ENCRYPTION_KEY or data-dir key is here"
+            return Check("channels", name, Status.FAIL, detail)
+        # Its token is read from the environment: a box of a throwaway key opens nothing.
+        secrets = SecretBox([Fernet.generate_key().decode()])
+    try:
+        token = channel_token(channel, secrets)
+    except AppError as exc:
+        return Check("channels", name, Status.FAIL, f"auth token unreadable: {exc.detail}")
+    # Twilio's "fetch an account": the cheapest call that proves the SID and token.
+    url = f"{base}/2010-04-01/Accounts/{sid}.json"
+    try:
+        async with asyncio.timeout(CHECK_SECONDS):
+            response = await http.get(url, auth=(sid, token))
+    except (httpx.HTTPError, TimeoutError):
+        host = httpx.URL(base).host
+        return Check("channels", name, Status.FAIL, f"Twilio's API unreachable at {host}")
+    if response.status_code in (401, 403, 404):
+        detail = "Twilio refused the account SID and auth token (authentication failed)"
+        return Check("channels", name, Status.FAIL, detail)
+    if not response.is_success:
+        return Check("channels", name, Status.WARN, f"Twilio answered {response.status_code}")
+    try:
+        state = response.json().get("status")
+    except ValueError:
+        state = None
+    if state not in (None, "active"):
+        return Check("channels", name, Status.FAIL, f"the Twilio account is {state}")
+    return Check("channels", name, Status.OK, "Twilio accepts its credentials")
 
 
 def check_disk(data_dir: Path) -> Check:
