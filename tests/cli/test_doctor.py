@@ -1,7 +1,7 @@
 """`relaychat doctor` and GET /api/admin/doctor: each check finds what it is there to find —
 a wrong endpoint key, an unreachable endpoint, an MCP server that does not start, a webhook
-target no longer allowed, a Twilio channel whose auth token Twilio refuses, loose file modes, a placeholder secret — and says it without the
-secret, with a verdict and an exit code."""
+target no longer allowed, a Twilio channel whose auth token Twilio refuses, loose file modes,
+a placeholder secret — and says it without the secret, with a verdict and an exit code."""
 
 from __future__ import annotations
 
