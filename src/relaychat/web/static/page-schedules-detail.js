@@ -5,7 +5,7 @@
 // history reloads; and while a run shown is pending, running or its reply streaming, it is
 // polled every 2 s until it settles (a run being claimed sends no event to the browser).
 import { api } from "./api.js";
-import { h, query, table, when } from "./ui.js";
+import { h, query, statusLine, table, when } from "./ui.js";
 import {
   deleteSchedule,
   loadChoices,
@@ -17,7 +17,6 @@ import {
   scheduleForm,
   schedulePath,
   stateOf,
-  statusLine,
   targetOf,
   unsettled,
   withConversation,

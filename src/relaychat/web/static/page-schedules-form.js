@@ -403,23 +403,3 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
 export function runTime(run) {
   return when(run.occurrence_at);
 }
-
-/** Where a view says what its last action did (a status) or why it failed (an alert). */
-export function statusLine() {
-  const done = h("p", { class: "sc-status muted", role: "status" });
-  const failed = h("p", { class: "sc-status error", role: "alert", hidden: true });
-  return {
-    node: h("div", {}, done, failed),
-    say(text) {
-      failed.hidden = true;
-      failed.textContent = "";
-      done.textContent = text;
-    },
-    fail(error) {
-      if (error?.status === 401) return; // the shell shows the sign-in form
-      done.textContent = "";
-      failed.textContent = error?.message || String(error);
-      failed.hidden = false;
-    },
-  };
-}

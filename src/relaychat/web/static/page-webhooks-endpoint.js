@@ -6,7 +6,7 @@
 // the list and the open delivery are polled every 2 s until each is delivered or failed
 // (deliveries themselves send no event to the browser).
 import { api } from "./api.js";
-import { h, pill, query, table, when } from "./ui.js";
+import { h, pill, query, statusLine, table, when } from "./ui.js";
 import {
   deleteHook,
   endpointForm,
@@ -17,7 +17,6 @@ import {
   scopeOf,
   setEnabled,
   stateOf,
-  statusLine,
 } from "./page-webhooks-form.js";
 
 const PAGE = 20;

@@ -178,23 +178,3 @@ export async function deleteHook(hook) {
   await api("DELETE", hookPath(hook.id));
   return true;
 }
-
-/** Where a view says what its last action did (a status) or why it failed (an alert). */
-export function statusLine() {
-  const done = h("p", { class: "wh-status muted", role: "status" });
-  const failed = h("p", { class: "wh-status error", role: "alert", hidden: true });
-  return {
-    node: h("div", {}, done, failed),
-    say(text) {
-      failed.hidden = true;
-      failed.textContent = "";
-      done.textContent = text;
-    },
-    fail(error) {
-      if (error?.status === 401) return; // the shell shows the sign-in form
-      done.textContent = "";
-      failed.textContent = error?.message || String(error);
-      failed.hidden = false;
-    },
-  };
-}

@@ -241,6 +241,29 @@ export function paged(load, render) {
   return { node, reload: () => fetchPage(null) };
 }
 
+/**
+ * Where a view says what its last action did (a status) or why it failed (an alert):
+ * `{ node, say(text), fail(error) }`. A 401 is left to the shell, which shows the sign-in form.
+ */
+export function statusLine() {
+  const done = h("p", { class: "status-line muted", role: "status" });
+  const failed = h("p", { class: "status-line error", role: "alert", hidden: true });
+  return {
+    node: h("div", {}, done, failed),
+    say(text) {
+      failed.hidden = true;
+      failed.textContent = "";
+      done.textContent = text;
+    },
+    fail(error) {
+      if (error?.status === 401) return;
+      done.textContent = "";
+      failed.textContent = error?.message || String(error);
+      failed.hidden = false;
+    },
+  };
+}
+
 /** A pill naming a state: `pill("failed", "bad")`. */
 export function pill(text, tone = "") {
   return h("span", { class: `pill ${tone}`.trim() }, text);
