@@ -1,7 +1,8 @@
 // One key at /keys/<id>: what it is and may do, its actions, and its audit trail (every
 // request made with it: filtered by outcome and time, newest first, page after page).
 import { api } from "./api.js";
-import { bindForm, h, labelled, paged, pill, query, table, when } from "./ui.js";
+import { bindForm, h, labelled, pill, query, table, when } from "./ui.js";
+import { paged } from "./paged.js";
 import { keyState, openForm, openRotate, region, report, revokeKey } from "./page-keys-actions.js";
 
 const PAGE_SIZE = 20;

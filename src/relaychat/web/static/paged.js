@@ -1,9 +1,37 @@
-// A history that stays live while shown: rows with an `id`, newest first, read page by page
-// with a keyset cursor (`before`). "Load more" adds the next page without repeating a row
-// already shown, and a re-read brings new rows on top and updates those shown, keeping the
-// older pages loaded. A webhook's deliveries and a schedule's runs are such lists. (ui.js's
-// `paged` is the other kind: a filtered list that starts again from its first page.)
+// Lists read page by page, under a "Load more" button. Two kinds: `paged`, a filtered list
+// that starts again from its first page when its filter changes (users, the audit trails);
+// and `keysetRows`, a history that stays live while shown: rows with an `id`, newest first,
+// read with a keyset cursor (`before`), "Load more" adding the next page without repeating
+// a row already shown, and a re-read bringing new rows on top and updating those shown while
+// keeping the older pages loaded (a webhook's deliveries, a schedule's runs).
 import { h } from "./ui.js";
+
+/**
+ * A list that loads page after page: `load(cursor)` resolves `{ items, next }`; `render`
+ * draws the items of every page loaded so far. Returns `{ node, reload }`.
+ */
+export function paged(load, render) {
+  const node = h("div", { class: "paged" });
+  let items = [];
+  let next = null;
+  const more = h("button", { type: "button", class: "more" }, "Load more");
+  const body = h("div");
+  node.append(body, more);
+  async function fetchPage(cursor) {
+    more.disabled = true;
+    try {
+      const page = await load(cursor);
+      items = cursor ? items.concat(page.items) : page.items;
+      next = page.next || null;
+      body.replaceChildren(render(items));
+    } finally {
+      more.disabled = false;
+      more.hidden = !next;
+    }
+  }
+  more.addEventListener("click", () => fetchPage(next));
+  return { node, reload: () => fetchPage(null) };
+}
 
 const MOST = 100; // the most rows a re-read asks for in one request
 

@@ -1,5 +1,5 @@
 // Building blocks of the console pages: elements, forms that show the API's problem+json
-// next to the field it names, secrets shown once, confirmations, tables and paging.
+// next to the field it names, secrets shown once, confirmations, tables and status lines.
 // Everything is built with textContent and attributes: nothing the API returns is parsed
 // as HTML.
 
@@ -212,33 +212,6 @@ export function table(columns, rows, empty = "Nothing yet.") {
       h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((c) => h("td", { dataset: { label: c.label } }, c.cell(row)))))),
     ),
   );
-}
-
-/**
- * A list that loads page after page: `load(cursor)` resolves `{ items, next }`; `render`
- * draws the items of every page loaded so far. Returns `{ node, reload }`.
- */
-export function paged(load, render) {
-  const node = h("div", { class: "paged" });
-  let items = [];
-  let next = null;
-  const more = h("button", { type: "button", class: "more" }, "Load more");
-  const body = h("div");
-  node.append(body, more);
-  async function fetchPage(cursor) {
-    more.disabled = true;
-    try {
-      const page = await load(cursor);
-      items = cursor ? items.concat(page.items) : page.items;
-      next = page.next || null;
-      body.replaceChildren(render(items));
-    } finally {
-      more.disabled = false;
-      more.hidden = !next;
-    }
-  }
-  more.addEventListener("click", () => fetchPage(next));
-  return { node, reload: () => fetchPage(null) };
 }
 
 /**
