@@ -14,14 +14,9 @@ export async function loadChoices() {
 
 export const hookPath = (id) => `/api/webhooks/${encodeURIComponent(id)}`;
 
-let regions = 0;
-
-/** ui.js's section, named by its heading: a landmark a screen reader can jump to. */
+/** ui.js's section (a region named by its heading) with this page's panel rules. */
 export function region(title, ...children) {
   const node = section(title, ...children);
-  const heading = node.querySelector("h2");
-  heading.id = `wh-region-${++regions}`;
-  node.setAttribute("aria-labelledby", heading.id);
   node.classList.add("wh-panel");
   return node;
 }
