@@ -65,7 +65,7 @@ export async function mountSchedule(root, ctx) {
       const page = await api("GET", `${schedulePath(schedule.id)}/runs${query({ limit, before })}`);
       return { list: page.runs, next: page.next_before };
     },
-    render: renderRuns,
+    render: drawRuns,
     fail: (error) => said.fail(error),
   });
   const runsRegion = region(
@@ -182,7 +182,8 @@ export async function mountSchedule(root, ctx) {
     );
   }
 
-  function renderRuns() {
+  /** The table of the runs loaded (rows.show() draws it, then its Load more). */
+  function drawRuns() {
     history.replaceChildren(
       table(
         [

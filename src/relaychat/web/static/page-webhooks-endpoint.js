@@ -107,7 +107,7 @@ export async function mountEndpoint(root, ctx) {
       const page = await api("GET", `${hookPath(hook.id)}/deliveries${query({ limit, before })}`);
       return { list: page.deliveries, next: page.next_before };
     },
-    render: renderList,
+    render: drawDeliveries,
     fail: (error) => said.fail(error),
   });
   const deliveries = region(
@@ -199,7 +199,8 @@ export async function mountEndpoint(root, ctx) {
     }
   }
 
-  function renderList() {
+  /** The table of the deliveries loaded (rows.show() draws it, then its Load more). */
+  function drawDeliveries() {
     listBody.replaceChildren(
       table(
         [
