@@ -7,7 +7,6 @@ import {
   confirmAction,
   h,
   labelled,
-  paged,
   pill,
   query,
   section,
@@ -16,6 +15,7 @@ import {
   useStyles,
   when,
 } from "./ui.js";
+import { paged } from "./paged.js";
 
 /** A section of the page, named by its heading, so it is a region landmark one can jump to. */
 function region(title, ...children) {

@@ -1,19 +1,8 @@
 // What the list and a key's own page both do with a key: name its state, open its form,
 // rotate its secret with a grace period, revoke it, and show a new secret once.
 import { api } from "./api.js";
-import { bindForm, confirmAction, h, labelled, pill, section, secretOnce, when } from "./ui.js";
+import { bindForm, confirmAction, h, labelled, pill, secretOnce, when } from "./ui.js";
 import { keyForm } from "./page-keys-form.js";
-
-let regions = 0;
-
-/** ui.js's section, named by its heading, so assistive technology lists it as a region. */
-export function region(title, ...children) {
-  const node = section(title, ...children);
-  const heading = node.querySelector("h2");
-  heading.id = `keys-region-${(regions += 1)}`;
-  node.setAttribute("aria-labelledby", heading.id);
-  return node;
-}
 
 /** The previous secret still works (a rotation's grace period has not run out). */
 export function rotatingOut(key) {

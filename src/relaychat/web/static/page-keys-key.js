@@ -1,8 +1,9 @@
 // One key at /keys/<id>: what it is and may do, its actions, and its audit trail (every
 // request made with it: filtered by outcome and time, newest first, page after page).
 import { api } from "./api.js";
-import { bindForm, h, labelled, paged, pill, query, table, when } from "./ui.js";
-import { keyState, openForm, openRotate, region, report, revokeKey } from "./page-keys-actions.js";
+import { bindForm, h, labelled, pill, query, section, table, when } from "./ui.js";
+import { paged } from "./paged.js";
+import { keyState, openForm, openRotate, report, revokeKey } from "./page-keys-actions.js";
 
 const PAGE_SIZE = 20;
 const OUTCOME_TONE = { accepted: "good", refused: "bad", replayed: "" };
@@ -18,7 +19,7 @@ export async function showKey(view, keyId) {
     if (error?.status !== 404) throw error;
     ctx.setTitle("API key not found");
     root.replaceChildren(
-      region("No such key", h("p", {}, "This key does not exist, or it is not yours. "), back()),
+      section("No such key", h("p", {}, "This key does not exist, or it is not yours. "), back()),
     );
     return;
   }
@@ -46,7 +47,7 @@ async function showEnvironmentKey(view, ref) {
   if (!view.alive) return;
   if (!key) {
     ctx.setTitle("API key not found");
-    root.replaceChildren(region("No such key", h("p", {}, "The server's environment sets no key with this reference. "), back()));
+    root.replaceChildren(section("No such key", h("p", {}, "The server's environment sets no key with this reference. "), back()));
     return;
   }
   ctx.setTitle(`API key: ${key.ref}`);
@@ -57,7 +58,7 @@ async function showEnvironmentKey(view, ref) {
     ["State", pill("active", "good")],
     ["Last used", when(key.last_used_at)],
   ];
-  const details = region(
+  const details = section(
     "Details",
     h("p", {}, back()),
     h("dl", { class: "key-details" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
@@ -113,7 +114,7 @@ function keyDetails(view, key, reloadKey) {
             "Revoke",
           ),
         );
-  return region(
+  return section(
     "Details",
     h("p", {}, back()),
     h(
@@ -196,7 +197,7 @@ function auditTrail(view, pages) {
     await pager.reload();
   });
   pager.reload().catch((error) => report(view, error));
-  const node = region(
+  const node = section(
     "Audit trail",
     h("p", { class: "muted" }, "Every request made with this key, newest first: what became of it and why."),
     form,

@@ -3,8 +3,8 @@
 // is one key with its audit trail (page-keys-key.js). Admins also see the system keys set in
 // the server's environment, by reference (/keys/env:<8 hex> is one with its audit trail).
 import { api } from "./api.js";
-import { h, pill, table, useStyles, when } from "./ui.js";
-import { keyState, openForm, openRotate, region, report, revokeKey, showSecret } from "./page-keys-actions.js";
+import { h, pill, section, table, useStyles, when } from "./ui.js";
+import { keyState, openForm, openRotate, report, revokeKey, showSecret } from "./page-keys-actions.js";
 import { showKey } from "./page-keys-key.js";
 
 export async function mount(root, ctx) {
@@ -68,7 +68,7 @@ async function showList(view, startNew) {
     view.alert,
     view.secretSlot,
     view.formSlot,
-    region(
+    section(
       "API keys",
       h(
         "div",
@@ -117,7 +117,7 @@ function environmentKeys(view) {
       );
     })
     .catch((error) => report(view, error));
-  return region(
+  return section(
     "Keys from the environment",
     h(
       "p",

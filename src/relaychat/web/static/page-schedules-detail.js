@@ -5,7 +5,8 @@
 // history reloads; and while a run shown is pending, running or its reply streaming, it is
 // polled every 2 s until it settles (a run being claimed sends no event to the browser).
 import { api } from "./api.js";
-import { h, query, table, when } from "./ui.js";
+import { h, query, statusLine, table, when } from "./ui.js";
+import { keysetRows } from "./paged.js";
 import {
   deleteSchedule,
   loadChoices,
@@ -17,14 +18,12 @@ import {
   scheduleForm,
   schedulePath,
   stateOf,
-  statusLine,
   targetOf,
   unsettled,
   withConversation,
 } from "./page-schedules-form.js";
 import { timingWords } from "./page-schedules-time.js";
 
-const PAGE = 20;
 const POLL_MS = 2000;
 const CUES = new Set(["message.created", "message.completed", "message.failed"]);
 const TRIGGERS = { schedule: "on time", catch_up: "caught up", manual: "run now" };
@@ -50,8 +49,6 @@ export async function mountSchedule(root, ctx) {
   }
   const choices = await loadChoices();
   choices.convos = await withConversation(choices.convos, schedule.conversation_id);
-  let runs = [];
-  let next = null;
   let stopped = false;
   let timer = 0;
   let cue = 0;
@@ -62,14 +59,21 @@ export async function mountSchedule(root, ctx) {
   const about = region("Schedule", summary, editSlot, status.node);
   const upcoming = region("Next runs");
   const history = h("div");
-  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => loadMore() }, "Load more");
   const said = statusLine();
+  const rows = keysetRows({
+    fetchPage: async (before, limit) => {
+      const page = await api("GET", `${schedulePath(schedule.id)}/runs${query({ limit, before })}`);
+      return { list: page.runs, next: page.next_before };
+    },
+    render: drawRuns,
+    fail: (error) => said.fail(error),
+  });
   const runsRegion = region(
     "Run history",
     h("p", { class: "muted" }, "Newest first: when it ran, where it posted, and how the reply went."),
     said.node,
     history,
-    more,
+    rows.more,
   );
   root.append(back, about, upcoming, runsRegion);
 
@@ -159,8 +163,8 @@ export async function mountSchedule(root, ctx) {
   async function runIt() {
     try {
       const run = await runNow(schedule);
-      runs = [run, ...runs.filter((r) => r.id !== run.id)];
-      renderRuns();
+      rows.items = [run, ...rows.items.filter((r) => r.id !== run.id)];
+      rows.show();
       said.say("Run requested: it shows below as it posts and the reply comes.");
       await refresh();
     } catch (error) {
@@ -178,7 +182,8 @@ export async function mountSchedule(root, ctx) {
     );
   }
 
-  function renderRuns() {
+  /** The table of the runs loaded (rows.show() draws it, then its Load more). */
+  function drawRuns() {
     history.replaceChildren(
       table(
         [
@@ -195,31 +200,10 @@ export async function mountSchedule(root, ctx) {
             },
           },
         ],
-        runs,
+        rows.items,
         "No runs yet: the first comes at its next time, or now with Run now.",
       ),
     );
-    more.hidden = !next;
-  }
-
-  async function fetchPage(before, limit) {
-    const page = await api("GET", `${schedulePath(schedule.id)}/runs${query({ limit, before })}`);
-    return { list: page.runs, next: page.next_before };
-  }
-
-  async function loadMore() {
-    more.disabled = true;
-    try {
-      const page = await fetchPage(next, PAGE);
-      const known = new Set(runs.map((r) => r.id));
-      runs = runs.concat(page.list.filter((r) => !known.has(r.id)));
-      next = page.next;
-      renderRuns();
-    } catch (error) {
-      said.fail(error);
-    } finally {
-      more.disabled = false;
-    }
   }
 
   let running = null;
@@ -241,30 +225,26 @@ export async function mountSchedule(root, ctx) {
     })().finally(() => {
       running = null;
       clearTimeout(timer);
-      if (!stopped && runs.some(unsettled)) timer = setTimeout(refresh, POLL_MS);
+      if (!stopped && rows.items.some(unsettled)) timer = setTimeout(refresh, POLL_MS);
     });
     return running;
   }
 
   async function read() {
     try {
-      const limit = Math.min(100, Math.max(PAGE, runs.length));
-      const [current, page] = await Promise.all([api("GET", schedulePath(schedule.id)), fetchPage(null, limit)]);
+      const [current, fresh] = await Promise.all([api("GET", schedulePath(schedule.id)), rows.fetchFresh()]);
       if (stopped) return;
       schedule = current;
       if (editSlot.hidden) showSchedule();
-      const fresh = new Set(page.list.map((r) => r.id));
-      const older = page.list.length === limit ? runs.slice(limit).filter((r) => !fresh.has(r.id)) : [];
-      runs = page.list.concat(older);
-      next = older.length ? next : page.next;
+      rows.merge(fresh);
       // A run's conversation may be one made for it (an agent's): name it when it is known.
-      for (const run of runs) {
+      for (const run of rows.items) {
         const id = run.conversation_id;
         if (!id || missing.has(id) || choices.convos.some((c) => c.conversation_id === id)) continue;
         choices.convos = await withConversation(choices.convos, id);
         if (!choices.convos.some((c) => c.conversation_id === id)) missing.add(id);
       }
-      renderRuns();
+      rows.show();
     } catch (error) {
       if (error?.status === 404 && !stopped) {
         stopped = true; // deleted elsewhere

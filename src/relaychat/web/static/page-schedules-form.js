@@ -15,14 +15,11 @@ import {
 
 export const schedulePath = (id) => `/api/schedules/${encodeURIComponent(id)}`;
 
-let regions = 0;
+let zoneLists = 0; // each form's timezone datalist needs an id of its own
 
-/** ui.js's section with a stable heading id: a region a screen reader can jump to. */
+/** ui.js's section (a region named by its heading) with this page's panel rules. */
 export function region(title, ...children) {
   const node = section(title, ...children);
-  const heading = node.querySelector("h2");
-  heading.id = `sc-region-${++regions}`;
-  node.setAttribute("aria-labelledby", heading.id);
   node.classList.add("sc-panel");
   return node;
 }
@@ -268,7 +265,7 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
     h("div", { class: "sc-repeat" }, h("div", { class: "form-grid" }, field("Repeat", repeat), timeField), days, rruleField, cronField),
   );
 
-  const zoneList = h("datalist", { id: `sc-zones-${++regions}` }, knownTimezones().map((zone) => h("option", { value: zone })));
+  const zoneList = h("datalist", { id: `sc-zones-${++zoneLists}` }, knownTimezones().map((zone) => h("option", { value: zone })));
   const zone = h("input", { name: "timezone", required: true, autocomplete: "off", spellcheck: "false", list: zoneList.id, value: timezone });
   const until = h("input", { name: "until", type: "datetime-local", value: utcToZoned(schedule?.until, timezone) });
   const maxRuns = h("input", { name: "max_runs", type: "number", min: 1, step: 1, inputmode: "numeric", value: schedule?.max_runs ?? "" });
@@ -402,24 +399,4 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
 /** A run's facts as the history shows them. */
 export function runTime(run) {
   return when(run.occurrence_at);
-}
-
-/** Where a view says what its last action did (a status) or why it failed (an alert). */
-export function statusLine() {
-  const done = h("p", { class: "sc-status muted", role: "status" });
-  const failed = h("p", { class: "sc-status error", role: "alert", hidden: true });
-  return {
-    node: h("div", {}, done, failed),
-    say(text) {
-      failed.hidden = true;
-      failed.textContent = "";
-      done.textContent = text;
-    },
-    fail(error) {
-      if (error?.status === 401) return; // the shell shows the sign-in form
-      done.textContent = "";
-      failed.textContent = error?.message || String(error);
-      failed.hidden = false;
-    },
-  };
 }

@@ -4,7 +4,7 @@
 // opens the form on that conversation. /schedules/<id>: one schedule and its runs
 // (page-schedules-detail.js).
 import { api } from "./api.js";
-import { h, table, useStyles, when } from "./ui.js";
+import { h, statusLine, table, useStyles, when } from "./ui.js";
 import {
   deleteSchedule,
   enabledSwitch,
@@ -15,7 +15,6 @@ import {
   runNow,
   runState,
   scheduleForm,
-  statusLine,
   schedulePath,
   stateOf,
   targetOf,

@@ -6,7 +6,8 @@
 // the list and the open delivery are polled every 2 s until each is delivered or failed
 // (deliveries themselves send no event to the browser).
 import { api } from "./api.js";
-import { h, pill, query, table, when } from "./ui.js";
+import { h, pill, query, statusLine, table, when } from "./ui.js";
+import { keysetRows } from "./paged.js";
 import {
   deleteHook,
   endpointForm,
@@ -17,10 +18,8 @@ import {
   scopeOf,
   setEnabled,
   stateOf,
-  statusLine,
 } from "./page-webhooks-form.js";
 
-const PAGE = 20;
 const POLL_MS = 2000;
 const CUES = new Set(["message.created", "message.completed", "message.failed", "conversation.created"]);
 const TONES = { delivered: "good", failed: "bad", pending: "warn" };
@@ -90,8 +89,6 @@ export async function mountEndpoint(root, ctx) {
     return undefined;
   }
   const { eventTypes, keys } = await loadChoices();
-  let items = [];
-  let next = null;
   let openId = null; // the delivery whose attempts are shown
   let stopped = false;
   let timer = 0;
@@ -105,7 +102,14 @@ export async function mountEndpoint(root, ctx) {
   const endpoint = region("Endpoint", summary, editSlot, status.node);
   const listBody = h("div");
   const said = statusLine(); // what Redeliver did, next to the deliveries
-  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => loadMore() }, "Load more");
+  const rows = keysetRows({
+    fetchPage: async (before, limit) => {
+      const page = await api("GET", `${hookPath(hook.id)}/deliveries${query({ limit, before })}`);
+      return { list: page.deliveries, next: page.next_before };
+    },
+    render: drawDeliveries,
+    fail: (error) => said.fail(error),
+  });
   const deliveries = region(
     "Deliveries",
     h(
@@ -115,7 +119,7 @@ export async function mountEndpoint(root, ctx) {
     ),
     said.node,
     listBody,
-    more,
+    rows.more,
   );
   const detail = h("section", { class: "panel card wh-panel wh-detail", hidden: true, "aria-labelledby": "wh-detail-title" });
   root.append(back, endpoint, deliveries, detail);
@@ -195,7 +199,8 @@ export async function mountEndpoint(root, ctx) {
     }
   }
 
-  function renderList() {
+  /** The table of the deliveries loaded (rows.show() draws it, then its Load more). */
+  function drawDeliveries() {
     listBody.replaceChildren(
       table(
         [
@@ -227,43 +232,10 @@ export async function mountEndpoint(root, ctx) {
               ),
           },
         ],
-        items,
+        rows.items,
         "No deliveries yet: they appear here when an event this endpoint takes happens.",
       ),
     );
-    more.hidden = !next;
-  }
-
-  async function fetchPage(before, limit) {
-    const page = await api("GET", `${hookPath(hook.id)}/deliveries${query({ limit, before })}`);
-    return { list: page.deliveries, next: page.next_before };
-  }
-
-  async function loadMore() {
-    more.disabled = true;
-    try {
-      const page = await fetchPage(next, PAGE);
-      const known = new Set(items.map((d) => d.id));
-      items = items.concat(page.list.filter((d) => !known.has(d.id)));
-      next = page.next;
-      renderList();
-    } catch (error) {
-      said.fail(error);
-    } finally {
-      more.disabled = false;
-    }
-  }
-
-  /** Read again everything shown (up to 100 deliveries): new ones on top, states updated. */
-  async function reloadList() {
-    const limit = Math.min(100, Math.max(PAGE, items.length));
-    const page = await fetchPage(null, limit);
-    const fresh = new Set(page.list.map((d) => d.id));
-    // Beyond what one request can bring back, keep the older pages as they were loaded.
-    const older = page.list.length === limit ? items.slice(limit).filter((d) => !fresh.has(d.id)) : [];
-    items = page.list.concat(older);
-    next = older.length ? next : page.next;
-    renderList();
   }
 
   function showDetail(delivery) {
@@ -313,8 +285,8 @@ export async function mountEndpoint(root, ctx) {
       openId = deliveryId;
       const delivery = await api("GET", `${hookPath(hook.id)}/deliveries/${encodeURIComponent(deliveryId)}`);
       showDetail(delivery);
-      items = items.map((d) => (d.id === delivery.id ? listed(delivery) : d));
-      renderList();
+      rows.items = rows.items.map((d) => (d.id === delivery.id ? listed(delivery) : d));
+      rows.show();
       detail.querySelector("h2").focus();
       schedulePoll();
     } catch (error) {
@@ -326,14 +298,14 @@ export async function mountEndpoint(root, ctx) {
     openId = null;
     detail.hidden = true;
     detail.replaceChildren();
-    renderList();
+    rows.show();
   }
 
   async function redeliver(deliveryId) {
     try {
       const queued = await api("POST", `${hookPath(hook.id)}/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
-      items = items.map((d) => (d.id === queued.id ? queued : d));
-      renderList();
+      rows.items = rows.items.map((d) => (d.id === queued.id ? queued : d));
+      rows.show();
       said.say(`Delivery ${deliveryId.slice(0, 8)}… queued again.`);
       await refresh();
     } catch (error) {
@@ -351,7 +323,7 @@ export async function mountEndpoint(root, ctx) {
       try {
         do {
           again = false;
-          const [current] = await Promise.all([api("GET", hookPath(hook.id)), reloadList()]);
+          const [current] = await Promise.all([api("GET", hookPath(hook.id)), rows.reread()]);
           if (stopped) return;
           hook = current;
           if (editSlot.hidden) showHook();
@@ -360,8 +332,8 @@ export async function mountEndpoint(root, ctx) {
               const delivery = await api("GET", `${hookPath(hook.id)}/deliveries/${encodeURIComponent(openId)}`);
               showDetail(delivery);
               // Read after the list: its row says the same, not an older state.
-              items = items.map((d) => (d.id === delivery.id ? listed(delivery) : d));
-              renderList();
+              rows.items = rows.items.map((d) => (d.id === delivery.id ? listed(delivery) : d));
+              rows.show();
             } catch (error) {
               if (error?.status !== 404) throw error;
               closeDetail(); // deleted meanwhile, or swept by retention
@@ -381,7 +353,7 @@ export async function mountEndpoint(root, ctx) {
   function schedulePoll() {
     clearTimeout(timer);
     if (stopped) return;
-    const pending = items.some((d) => d.status === "pending");
+    const pending = rows.items.some((d) => d.status === "pending");
     if (pending) timer = setTimeout(refresh, POLL_MS);
   }
 
@@ -393,7 +365,7 @@ export async function mountEndpoint(root, ctx) {
   });
 
   showHook();
-  await reloadList();
+  await rows.reread();
   schedulePoll();
   return () => {
     stopped = true;

@@ -14,14 +14,9 @@ export async function loadChoices() {
 
 export const hookPath = (id) => `/api/webhooks/${encodeURIComponent(id)}`;
 
-let regions = 0;
-
-/** ui.js's section, named by its heading: a landmark a screen reader can jump to. */
+/** ui.js's section (a region named by its heading) with this page's panel rules. */
 export function region(title, ...children) {
   const node = section(title, ...children);
-  const heading = node.querySelector("h2");
-  heading.id = `wh-region-${++regions}`;
-  node.setAttribute("aria-labelledby", heading.id);
   node.classList.add("wh-panel");
   return node;
 }
@@ -177,24 +172,4 @@ export async function deleteHook(hook) {
   if (!ok) return false;
   await api("DELETE", hookPath(hook.id));
   return true;
-}
-
-/** Where a view says what its last action did (a status) or why it failed (an alert). */
-export function statusLine() {
-  const done = h("p", { class: "wh-status muted", role: "status" });
-  const failed = h("p", { class: "wh-status error", role: "alert", hidden: true });
-  return {
-    node: h("div", {}, done, failed),
-    say(text) {
-      failed.hidden = true;
-      failed.textContent = "";
-      done.textContent = text;
-    },
-    fail(error) {
-      if (error?.status === 401) return; // the shell shows the sign-in form
-      done.textContent = "";
-      failed.textContent = error?.message || String(error);
-      failed.hidden = false;
-    },
-  };
 }

@@ -2,7 +2,7 @@
 // one (its signing secret shown once), edit its events, disable, enable or delete it.
 // /webhooks/<id>: that endpoint's deliveries (page-webhooks-endpoint.js).
 import { api } from "./api.js";
-import { h, secretOnce, table, useStyles, when } from "./ui.js";
+import { h, secretOnce, statusLine, table, useStyles, when } from "./ui.js";
 import {
   deleteHook,
   endpointForm,
@@ -13,7 +13,6 @@ import {
   scopeOf,
   setEnabled,
   stateOf,
-  statusLine,
 } from "./page-webhooks-form.js";
 import { mountEndpoint } from "./page-webhooks-endpoint.js";
 

@@ -1,5 +1,5 @@
 // Building blocks of the console pages: elements, forms that show the API's problem+json
-// next to the field it names, secrets shown once, confirmations, tables and paging.
+// next to the field it names, secrets shown once, confirmations, tables and status lines.
 // Everything is built with textContent and attributes: nothing the API returns is parsed
 // as HTML.
 
@@ -215,30 +215,26 @@ export function table(columns, rows, empty = "Nothing yet.") {
 }
 
 /**
- * A list that loads page after page: `load(cursor)` resolves `{ items, next }`; `render`
- * draws the items of every page loaded so far. Returns `{ node, reload }`.
+ * Where a view says what its last action did (a status) or why it failed (an alert):
+ * `{ node, say(text), fail(error) }`. A 401 is left to the shell, which shows the sign-in form.
  */
-export function paged(load, render) {
-  const node = h("div", { class: "paged" });
-  let items = [];
-  let next = null;
-  const more = h("button", { type: "button", class: "more" }, "Load more");
-  const body = h("div");
-  node.append(body, more);
-  async function fetchPage(cursor) {
-    more.disabled = true;
-    try {
-      const page = await load(cursor);
-      items = cursor ? items.concat(page.items) : page.items;
-      next = page.next || null;
-      body.replaceChildren(render(items));
-    } finally {
-      more.disabled = false;
-      more.hidden = !next;
-    }
-  }
-  more.addEventListener("click", () => fetchPage(next));
-  return { node, reload: () => fetchPage(null) };
+export function statusLine() {
+  const done = h("p", { class: "status-line muted", role: "status" });
+  const failed = h("p", { class: "status-line error", role: "alert", hidden: true });
+  return {
+    node: h("div", {}, done, failed),
+    say(text) {
+      failed.hidden = true;
+      failed.textContent = "";
+      done.textContent = text;
+    },
+    fail(error) {
+      if (error?.status === 401) return;
+      done.textContent = "";
+      failed.textContent = error?.message || String(error);
+      failed.hidden = false;
+    },
+  };
 }
 
 /** A pill naming a state: `pill("failed", "bad")`. */
