@@ -395,8 +395,3 @@ export function scheduleForm({ schedule = null, conversationId = null, choices, 
   });
   return form;
 }
-
-/** A run's facts as the history shows them. */
-export function runTime(run) {
-  return when(run.occurrence_at);
-}
