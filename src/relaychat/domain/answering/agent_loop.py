@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.limits import storable, storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.outbound.callbacks import RequestRef
@@ -71,6 +72,9 @@ class Job:
     usage: TokenCount = field(default_factory=TokenCount)
     call_request: ChatRequest | None = None
     call_output: list[str] = field(default_factory=list)
+    # The request in this process that asked for the reply and streams it back (the
+    # OpenAI-compatible API): handed every piece as it comes, and the end once committed.
+    listener: ReplyListener | None = None
 
     @property
     def text(self) -> str:
@@ -275,6 +279,8 @@ async def _model_step(
                 job.add_text(text)
                 job.call_output.append(text)
                 deltas.push(text)
+                if job.listener is not None:
+                    job.listener.text(text)
             elif isinstance(event, ToolCall):
                 calls.append(event)
             elif isinstance(event, Usage):
@@ -305,6 +311,8 @@ async def _record_call(job: Job, call: ToolCall, bus: EventBus) -> dict[str, Any
     if call.signature:  # Gemini wants its signature back with the call in the history
         call_part["signature"] = call.signature
     job.parts.append(call_part)
+    if job.listener is not None:
+        job.listener.part(call_part)
     # Direct, like the deltas: tool calls and results stream while the reply is generated,
     # before any transaction stores them.
     await bus.publish(
@@ -329,6 +337,8 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
         "is_error": outcome.is_error,
     }
     job.parts.append(result_part)
+    if job.listener is not None:
+        job.listener.part(result_part)
     await bus.publish(
         job.user_id,
         MessageToolResult(

@@ -27,6 +27,7 @@ from relaychat.domain.answering.generations import (
     interrupt_orphans,
     publish_unfinished,
 )
+from relaychat.domain.answering.listeners import ReplyEnded
 from relaychat.domain.limits import storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.titles import generate_title
@@ -230,10 +231,20 @@ class GenerationRunner:
                 ending = self._end_completed(job, result.finish)
             # Once the stream has ended, an abort or shutdown must not cut the closing
             # transaction in half: it runs as its own task, which `close` also waits for.
-            await asyncio.shield(self._in_background(ending))
+            await asyncio.shield(self._in_background(self._then_close(job, ending)))
         finally:
             self._tasks.pop(job.generation_id, None)
             self._jobs.pop(job.generation_id, None)
+
+    @staticmethod
+    async def _then_close(job: Job, ending: Coroutine[Any, Any, None]) -> None:
+        # A listener whose reply ended without a committed end (settled elsewhere, or the
+        # closing transaction failed) is told there is no more.
+        try:
+            await ending
+        finally:
+            if job.listener is not None:
+                job.listener.close()
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -270,6 +281,8 @@ class GenerationRunner:
                     ),
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message))
         if conversation is not None and not conversation.title and text:
             self._in_background(self._title(job, text))
 
@@ -310,6 +323,8 @@ class GenerationRunner:
                     ),
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message, error=code, detail=detail))
 
     async def _end_unfinished(self, job: Job) -> None:
         reason = job.stop_reason or StopReason.SHUTDOWN
@@ -338,6 +353,8 @@ class GenerationRunner:
                     reason=reason,
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message, error=MessageStatus.UNFINISHED, detail=detail))
 
     async def _finalize(
         self,

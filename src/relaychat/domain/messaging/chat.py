@@ -15,6 +15,7 @@ from relaychat.domain.agent.agents import AgentSpec
 from relaychat.domain.agent.toolbox import Toolbox
 from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers, StartedGeneration, add_generation
+from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.answering.replies import ReplyPlan, plan_reply
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.limits import check_metadata
@@ -99,9 +100,11 @@ async def send_message(
     model_override: str | None = None,
     agent_override: str | None = None,
     caller_tools: CallerTools | None = None,
+    listener: ReplyListener | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
-    start the reply. Everything is checked before anything is written."""
+    start the reply, handing its pieces to `listener` if given. Everything is checked
+    before anything is written."""
     text = checked_text(content)
     check_metadata(metadata)
     if respond is None:
@@ -163,6 +166,7 @@ async def send_message(
             job.request = job.request.model_copy(
                 update={"tools": list(caller_tools.tools), "tool_choice": caller_tools.choice}
             )
+        job.listener = listener
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
         conversation_id=conversation.id, message_id=message.message_id, message=message
