@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,9 +178,22 @@ async def send_message(
     queued = publish_after_commit(session, engine.bus, conversation.user_id, created)
     if started is not None and job is not None:
         _announce(session, engine, conversation, started, job)
-    await session.commit()
-
-    if job is not None:
+    # A reply streamed back to a listener in this process starts before the commit: the
+    # upstream call overlaps it, while the runner keeps the reply off the bus and out of
+    # the database until `job.stored` says the rows are there.
+    early = job is not None and job.listener is not None
+    if job is not None and early:
+        job.stored = asyncio.get_running_loop().create_future()
+        engine.runner.launch(job)
+    try:
+        await session.commit()
+    except BaseException:
+        if job is not None and early:
+            engine.runner.discard(job)
+        raise
+    if job is not None and job.stored is not None:
+        job.stored.set_result(True)
+    elif job is not None:
         engine.runner.launch(job)
     return Sent(message, started, queued.id)
 
