@@ -159,7 +159,8 @@ class DeltaPublisher:
         stored = self.job.stored
         # A bus that delivers without I/O (in-process) is not slow: no task, no wake-up;
         # unless the rows are still being committed (the task waits for that).
-        if self._task is None and (stored is None or stored.done()) and self._publish_now(text):
+        ready = stored is None or (stored.done() and stored.result())
+        if self._task is None and ready and self._publish_now(text):
             return
         self._pending.append(text)
         self._idle.clear()
