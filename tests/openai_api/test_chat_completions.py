@@ -3,14 +3,22 @@ upstream: every call a conversation of the caller's owner, streamed or whole."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 import httpx
+import openai as openai_errors
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.devtools.fake_config import DEFAULT_REPLY
 from relaychat.devtools.fake_llm import FakeLLM
+from relaychat.domain.answering.agent_loop import Job
+from relaychat.domain.answering.runner import GenerationRunner
+from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.services import Services
+from relaychat.storage.db import Session
 from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_key, make_user
 from tests.support.openai_sdk import replies_asked, sdk
@@ -21,6 +29,14 @@ async def conversations_of(client: httpx.AsyncClient, user: TestUser) -> list[di
     assert response.status_code == 200, response.text
     found: list[dict[str, object]] = response.json()["conversations"]
     return found
+
+
+def drain(subscription: Subscription) -> list[Envelope]:
+    """The events the subscription holds now."""
+    held = []
+    while (envelope := subscription.pop()) is not None:
+        held.append(envelope)
+    return held
 
 
 def sent_with(fake: FakeLLM, marker: str) -> dict[str, object]:
@@ -187,3 +203,48 @@ async def test_store_false_stores_nothing_but_the_audit_row(
         ("/v1/chat/completions", 200, "accepted")
     ] * 2
     assert all(r["conversation_id"] is None for r in rows)
+
+
+async def test_a_call_whose_turn_is_not_committed_stores_and_publishes_nothing(
+    client: httpx.AsyncClient,
+    live_url: str,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reply's upstream call starts before the turn's commit; when that commit fails,
+    the caller gets an error, and no row, no event of the reply and no running generation
+    is left."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    announce, commit = GenerationRunner.announce, Session.commit
+
+    def marking(runner: GenerationRunner, session: AsyncSession, job: Job) -> None:
+        session.info["fail commit"] = True
+        announce(runner, session, job)
+
+    async def failing(session: Session) -> None:
+        if session.info.pop("fail commit", False):
+            await session.rollback()
+            raise RuntimeError("the commit failed")
+        await commit(session)
+
+    monkeypatch.setattr(GenerationRunner, "announce", marking)
+    monkeypatch.setattr(Session, "commit", failing)
+    marker = f"lost {uuid.uuid4()}"
+    async with (
+        services.bus.subscribe(owner.id) as tab,
+        sdk(live_url, key.secret) as openai,
+    ):
+        with pytest.raises(openai_errors.InternalServerError):
+            await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=[{"role": "user", "content": marker}],
+                stream=True,
+            )
+        async with asyncio.timeout(5):
+            while services.chat.runner.running():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # what a late delta would take to arrive
+        seen = [envelope.type for envelope in drain(tab)]
+    assert seen == []
+    assert await conversations_of(client, owner) == []

@@ -131,7 +131,7 @@ async def create(
         note_call(request, started)
         # Streamed, the steps come as they run; whole, the reply's end has them all.
         steps = body.include_tool_steps and bool(body.stream)
-        pieces = follow_reply(services.bus, started, steps=steps)
+        pieces = follow_reply(started, steps=steps)
         completion_id = f"chatcmpl-{started.response_message_id}"
         headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
     else:

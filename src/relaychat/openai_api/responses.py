@@ -349,7 +349,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
             )
         started = await start_call(services.chat, caller, call)
         note_call(request, started)
-        pieces = follow_reply(services.bus, started)
+        pieces = follow_reply(started)
         response_id = f"{RESPONSE_PREFIX}{started.response_message_id}"
         headers = {**headers, CONVERSATION_HEADER: started.conversation_id}
     created = time.time()

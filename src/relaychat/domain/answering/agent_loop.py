@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.limits import storable, storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.outbound.callbacks import RequestRef
@@ -73,6 +74,18 @@ class Job:
     usage: TokenCount = field(default_factory=TokenCount)
     call_request: ChatRequest | None = None
     call_output: list[str] = field(default_factory=list)
+    # The request in this process that asked for the reply and streams it back (the
+    # OpenAI-compatible API): handed every piece as it comes, and the end once committed.
+    listener: ReplyListener | None = None
+    # Set when the job was launched before its rows were committed, so the upstream call
+    # starts while they are written: the commit's outcome (True: stored). Until then
+    # nothing of the reply goes to the bus or the database, only to the listener.
+    stored: asyncio.Future[bool] | None = None
+
+    async def wait_stored(self) -> bool:
+        """Whether the reply's rows are committed; at once for a job launched after it."""
+        # Shielded: a cancelled waiter must not cancel the outcome the launcher sets.
+        return self.stored is None or await asyncio.shield(self.stored)
 
     @property
     def text(self) -> str:
@@ -145,14 +158,12 @@ class DeltaPublisher:
         self._task: asyncio.Task[None] | None = None
 
     def push(self, text: str) -> None:
-        if self._task is None:
-            job = self.job
-            # A bus that delivers without I/O (in-process) is not slow: no task, no wake-up.
-            delta = MessageDelta(
-                conversation_id=job.conversation_id, message_id=job.message_id, delta=text
-            )
-            if self.bus.publish_nowait(job.user_id, delta) is not None:
-                return
+        stored = self.job.stored
+        # A bus that delivers without I/O (in-process) is not slow: no task, no wake-up;
+        # unless the rows are still being committed (the task waits for that).
+        ready = stored is None or (stored.done() and stored.result())
+        if self._task is None and ready and self._publish_now(text):
+            return
         self._pending.append(text)
         self._idle.clear()
         self._wake.set()
@@ -173,8 +184,27 @@ class DeltaPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _publish_now(self, text: str) -> bool:
+        """Publish `text` at once if the bus can (in-process); False if it needs I/O."""
+        job = self.job
+        delta = MessageDelta(
+            conversation_id=job.conversation_id, message_id=job.message_id, delta=text
+        )
+        return self.bus.publish_nowait(job.user_id, delta) is not None
+
     async def _drain(self) -> None:
         job = self.job
+        if not await job.wait_stored():
+            # The reply's rows were never committed: its deltas would name no message.
+            self._pending.clear()
+            self._idle.set()
+            return
+        if job.stored is not None and self._publish_now("".join(self._pending)):
+            # In-process bus: what waited for the commit is out, the rest goes at once.
+            self._pending.clear()
+            self._task = None
+            self._idle.set()
+            return
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
@@ -230,6 +260,8 @@ async def _steps(
     for _ in range(max(1, job.max_steps)):
         parts_before = len(job.parts)
         calls, step_usage, finish = await _model_step(job, provider, request, deltas)
+        # Tool calls and results are published and tools may write: after the commit.
+        await job.wait_stored()
         await deltas.flush()  # every delta of this step goes out before what follows it
         usage = _add_usage(usage, step_usage)
         if not calls:
@@ -277,6 +309,8 @@ async def _model_step(
                 job.add_text(text)
                 job.call_output.append(text)
                 deltas.push(text)
+                if job.listener is not None:
+                    job.listener.text(text)
             elif isinstance(event, ToolCall):
                 calls.append(event)
             elif isinstance(event, Usage):
@@ -307,6 +341,8 @@ async def _record_call(job: Job, call: ToolCall, bus: EventBus) -> dict[str, Any
     if call.signature:  # Gemini wants its signature back with the call in the history
         call_part["signature"] = call.signature
     job.parts.append(call_part)
+    if job.listener is not None:
+        job.listener.part(call_part)
     # Direct, like the deltas: tool calls and results stream while the reply is generated,
     # before any transaction stores them.
     await bus.publish(
@@ -331,6 +367,8 @@ async def _run_tool(job: Job, call: ToolCall, bus: EventBus) -> ToolResultPart:
         "is_error": outcome.is_error,
     }
     job.parts.append(result_part)
+    if job.listener is not None:
+        job.listener.part(result_part)
     await bus.publish(
         job.user_id,
         MessageToolResult(

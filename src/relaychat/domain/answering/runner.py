@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from relaychat.domain.answering.generations import (
     interrupt_orphans,
     publish_unfinished,
 )
+from relaychat.domain.answering.listeners import ReplyEnded
 from relaychat.domain.limits import storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.titles import generate_title
@@ -181,10 +183,20 @@ class GenerationRunner:
                 return
 
     def launch(self, job: Job) -> None:
-        """Run `job` in the background; the caller has committed its rows."""
+        """Run `job` in the background; the caller has committed its rows, or will and then
+        sets `job.stored` (see `discard` for when the commit fails)."""
         self._jobs[job.generation_id] = job
         task = asyncio.create_task(self._run(job), name=f"generation-{job.generation_id}")
         self._tasks[job.generation_id] = task
+
+    def discard(self, job: Job) -> None:
+        """Stop a job launched before its rows' commit, which failed: nothing is written."""
+        if job.stored is not None and not job.stored.done():
+            job.stored.set_result(False)
+        task = self._tasks.pop(job.generation_id, None)
+        self._jobs.pop(job.generation_id, None)  # a task cancelled unstarted cleans up nothing
+        if task is not None:
+            task.cancel()
 
     def running(self) -> list[str]:
         """Ids of the generations this process is running."""
@@ -235,24 +247,39 @@ class GenerationRunner:
 
     async def _run_logged(self, job: Job) -> None:
         logger.debug("generation %s started on %s", job.generation_id, job.endpoint)
+        ending: Callable[[], Coroutine[Any, Any, None]]
         try:
             try:
                 provider = self.providers.provider(job.endpoint)
                 if job.tools_loader is not None:
+                    await job.wait_stored()  # loading tools may write and publish
                     job.tools = await job.tools_loader()
                 result = await run_loop(job, provider, self.bus)
             except asyncio.CancelledError:
-                ending = self._end_unfinished(job)
+                ending = functools.partial(self._end_unfinished, job)
             except Exception as exc:
-                ending = self._end_failed(job, exc)
+                ending = functools.partial(self._end_failed, job, exc)
             else:
-                ending = self._end_completed(job, result.finish)
+                ending = functools.partial(self._end_completed, job, result.finish)
             # Once the stream has ended, an abort or shutdown must not cut the closing
             # transaction in half: it runs as its own task, which `close` also waits for.
-            await asyncio.shield(self._in_background(ending))
+            await asyncio.shield(self._in_background(self._then_close(job, ending)))
         finally:
             self._tasks.pop(job.generation_id, None)
             self._jobs.pop(job.generation_id, None)
+
+    @staticmethod
+    async def _then_close(job: Job, ending: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # A job launched before its rows' commit ends only once they are there, and writes
+        # nothing if they never were. A listener whose reply ended without a committed end
+        # (not stored, settled elsewhere, the closing transaction failed) is told there is
+        # no more.
+        try:
+            if await job.wait_stored():
+                await ending()
+        finally:
+            if job.listener is not None:
+                job.listener.close()
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -289,6 +316,8 @@ class GenerationRunner:
                     ),
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message))
         if conversation is not None and not conversation.title and text:
             self._in_background(self._title(job, text))
 
@@ -328,6 +357,8 @@ class GenerationRunner:
                     ),
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message, error=code, detail=detail))
 
     async def _end_unfinished(self, job: Job) -> None:
         reason = job.stop_reason or StopReason.SHUTDOWN
@@ -356,6 +387,8 @@ class GenerationRunner:
                     reason=reason,
                 )
             await session.commit()
+        if job.listener is not None:
+            job.listener.end(ReplyEnded(message, error=MessageStatus.UNFINISHED, detail=detail))
 
     async def _finalize(
         self,
@@ -510,7 +543,9 @@ class GenerationRunner:
 
     async def save_progress(self) -> None:
         """Renew the lease of local generations and save their partial text."""
-        jobs = list(self._jobs.values())
+        # Not those whose rows are still being committed: a save would find no row, yet
+        # count as done.
+        jobs = [j for j in self._jobs.values() if j.stored is None or j.stored.done()]
         if not jobs:
             return
         now = utcnow()

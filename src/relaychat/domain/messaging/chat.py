@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from relaychat.domain.agent.agents import AgentSpec
 from relaychat.domain.agent.toolbox import Toolbox
 from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers, StartedGeneration, add_generation
+from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.answering.replies import ReplyPlan, plan_reply
 from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.limits import check_metadata
@@ -105,9 +107,11 @@ async def send_message(
     agent_override: str | None = None,
     caller_tools: CallerTools | None = None,
     before_commit: BeforeCommit | None = None,
+    listener: ReplyListener | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
-    start the reply. Everything is checked before anything is written."""
+    start the reply, handing its pieces to `listener` if given. Everything is checked
+    before anything is written."""
     text = checked_text(content)
     check_metadata(metadata)
     if respond is None:
@@ -169,6 +173,7 @@ async def send_message(
             job.request = job.request.model_copy(
                 update={"tools": list(caller_tools.tools), "tool_choice": caller_tools.choice}
             )
+        job.listener = listener
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
         conversation_id=conversation.id, message_id=message.message_id, message=message
@@ -181,9 +186,22 @@ async def send_message(
         _announce(session, engine, conversation, started, job)
     if before_commit is not None:
         await before_commit(session, message, started)
-    await session.commit()
-
-    if job is not None:
+    # A reply streamed back to a listener in this process starts before the commit: the
+    # upstream call overlaps it, while the runner keeps the reply off the bus and out of
+    # the database until `job.stored` says the rows are there.
+    early = job is not None and job.listener is not None
+    if job is not None and early:
+        job.stored = asyncio.get_running_loop().create_future()
+        engine.runner.launch(job)
+    try:
+        await session.commit()
+    except BaseException:
+        if job is not None and early:
+            engine.runner.discard(job)
+        raise
+    if job is not None and job.stored is not None:
+        job.stored.set_result(True)
+    elif job is not None:
         engine.runner.launch(job)
     # The event's id is known once it is published, after the commit.
     return Sent(message, started, queued.id)

@@ -6,8 +6,9 @@ is a conversation turn like any other, so it is stored, streamed to the owner's 
 as it is written, kept as `unfinished` when the worker stops, abortable from any worker,
 titled, and answered by an agent with its tools exactly as in the UI, all by the code that
 already does this for people's and external messages (`chat.send_message`, the runner).
-The caller reads the reply from the owner's event stream (`follow_reply`), the way the
-gateway's `Prefer: wait` and SSE answers do; a caller that hangs up does not lose the reply.
+The runner hands the reply's pieces to the call in-process as it generates them
+(`follow_reply`; see answering/listeners.py for why not the owner's event log), while the
+owner's tabs get their events from the bus; a caller that hangs up does not lose the reply.
 A call with `store: false` must leave no row, and a generation is rows, so only it goes to
 the provider directly (`stream_unstored`).
 """
@@ -25,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT
 from relaychat.domain.answering.generations import Providers
+from relaychat.domain.answering.listeners import ReplyEnded as Ended
+from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.chat import CallerTools, ChatEngine, send_message
 from relaychat.domain.messaging.context import generation_options
@@ -39,14 +42,6 @@ from relaychat.errors import BadRequest, ErrorCode, NotFound
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.errors import ProviderError
 from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
-from relaychat.realtime.bus import EventBus
-from relaychat.realtime.events import (
-    MessageCompleted,
-    MessageDelta,
-    MessageFailed,
-    MessageToolCall,
-    MessageToolResult,
-)
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
 
@@ -94,8 +89,8 @@ class StartedCall:
     request_message_id: str
     response_message_id: str
     generation_id: str
-    # The `message.created` event of the request: the reply's events all come after it.
-    event_id: str | None
+    # The reply's pieces as the runner generates them.
+    listener: ReplyListener
 
 
 @dataclass(frozen=True)
@@ -224,6 +219,7 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 field="messages",
             )
         sent = None
+        listener = ReplyListener()
         parent = call.parent_message_id
         for index, turn in enumerate(turns):
             last = index == len(turns) - 1
@@ -239,6 +235,7 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 respond=last,
                 api_key_id=caller.key_id,
                 caller_tools=call.tools if last else None,
+                listener=listener if last else None,
             )
             parent = sent.message.message_id
         assert sent is not None and sent.started is not None  # respond=True always starts one
@@ -248,7 +245,7 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
             request_message_id=sent.message.message_id,
             response_message_id=sent.started.response_id,
             generation_id=sent.started.generation_id,
-            event_id=sent.event_id,
+            listener=listener,
         )
 
 
@@ -268,56 +265,43 @@ async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> 
     return reply
 
 
-def _data(frame: bytes) -> bytes:
-    """The JSON of an SSE frame's one `data:` line (see realtime.bus.encode_body)."""
-    return frame.partition(b"data: ")[2].strip()
-
-
-async def follow_reply(
-    bus: EventBus, started: StartedCall, *, steps: bool = False
-) -> AsyncIterator[ReplyPiece]:
-    """The reply's text as it is generated, then how it ended, from the owner's events;
-    with `steps`, each tool the agent ran as its result comes in."""
+async def follow_reply(started: StartedCall, *, steps: bool = False) -> AsyncIterator[ReplyPiece]:
+    """The reply's text as it is generated, then how it ended (once committed); with
+    `steps`, each tool the agent ran as its result comes in."""
     calls: dict[str, dict[str, Any]] = {}
-    marker = f'"message_id":"{started.response_message_id}"'.encode()
-    subscription = bus.subscribe(
-        started.owner_id,
-        conversation_id=started.conversation_id,
-        last_event_id=started.event_id,
+    async for piece in started.listener:
+        if isinstance(piece, str):
+            yield piece
+        elif isinstance(piece, Ended):
+            yield _end_of(piece)
+            return
+        elif not steps:
+            continue
+        elif piece.get("type") == "tool_call":
+            calls[piece["id"]] = piece
+        elif piece.get("type") == "tool_result":
+            asked = calls.pop(piece.get("tool_call_id", ""), None)
+            if asked is not None:
+                yield _step(asked, piece)
+    yield ReplyEnd("error", error="interrupted", detail="the reply stopped without an end")
+
+
+def _end_of(ended: Ended) -> ReplyEnd:
+    reply = ended.message
+    if reply is None:
+        return ReplyEnd("error", error="interrupted", detail="the reply was ended elsewhere")
+    if reply.status == MessageStatus.ERROR:
+        return ReplyEnd("error", error=ended.error, detail=ended.detail)
+    return ReplyEnd(
+        finish_reason=reply.finish_reason or "stop",
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        text=reply.text,
+        error=ended.error,  # `unfinished` when it was stopped early
+        detail=ended.detail,
+        tool_calls=unanswered_calls(reply.content),
+        tool_steps=tool_steps(reply.content),
     )
-    async with subscription as events:
-        async for envelope in events:
-            if envelope.type == "reset":  # the log lost events this reply needs
-                yield ReplyEnd("error", error="interrupted", detail="the reply's events were lost")
-                return
-            if marker not in envelope.frame:
-                continue
-            if envelope.type == "message.delta":
-                yield MessageDelta.model_validate_json(_data(envelope.frame)).delta
-            elif steps and envelope.type == "message.tool_call":
-                call = MessageToolCall.model_validate_json(_data(envelope.frame)).tool_call
-                calls[call["id"]] = call
-            elif steps and envelope.type == "message.tool_result":
-                result = MessageToolResult.model_validate_json(_data(envelope.frame)).tool_result
-                asked = calls.pop(result.get("tool_call_id", ""), None)
-                if asked is not None:
-                    yield _step(asked, result)
-            elif envelope.type == "message.completed":
-                reply = MessageCompleted.model_validate_json(_data(envelope.frame)).message
-                yield ReplyEnd(
-                    finish_reason=reply.finish_reason or "stop",
-                    prompt_tokens=reply.prompt_tokens,
-                    completion_tokens=reply.completion_tokens,
-                    text=reply.text,
-                    error=reply.status if reply.status == MessageStatus.UNFINISHED else None,
-                    tool_calls=unanswered_calls(reply.content),
-                    tool_steps=tool_steps(reply.content),
-                )
-                return
-            elif envelope.type == "message.failed":
-                failed = MessageFailed.model_validate_json(_data(envelope.frame))
-                yield ReplyEnd("error", error=failed.error, detail=failed.detail)
-                return
 
 
 async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
