@@ -29,7 +29,7 @@ fake-llm: env ## Serve the fake LLM upstream for trials on FAKE_LLM_PORT (defaul
 test: env ## Run the whole test suite (browser tests too when a Chromium is found)
 	@command -v chromium >/dev/null || [ -n "$$CHROMIUM_PATH" ] || \
 		echo "make test: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH): the browser tests in tests/browser are SKIPPED"
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(or $(PYTEST_WORKERS),auto) --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: env ## ruff (lint and format check) and mypy strict
 	$(UV) run --frozen ruff check src tests bench
