@@ -206,6 +206,7 @@ def config(level: str, fmt: LogFormat) -> dict[str, Any]:
             # webhook URL may carry its receiver's token, and the outbox logs each delivery
             # under the webhook's id instead.
             "httpx": {"level": "WARNING"},
+            "httpx2": {"level": "WARNING"},  # the LLM adapters' client, the same logger
             "httpcore": {"level": "WARNING"},
             # At debug, aiosqlite logs every statement with its parameters: people's
             # messages and webhook URLs, twice each. SQLAlchemy's own echo is the way to
