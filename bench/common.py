@@ -353,6 +353,23 @@ def workspace(prefix: str) -> Any:
         yield Path(path)
 
 
+# What a benchmark measures on one backend: given the backend, its arguments, the fake
+# upstream and the work dir.
+BackendBench = Callable[[Backend, argparse.Namespace, Proc, Path], Awaitable[None]]
+
+
+async def on_each_backend(name: str, args: argparse.Namespace, measure: BackendBench) -> None:
+    """`measure` on each chosen backend, beside one fake upstream on the load generator's
+    cores, with the load average printed at the start and the end."""
+    with workspace(name) as workdir:
+        _, load_cpus = cores()
+        print(f"  {load_average()} at the start")
+        async with fake_upstream(workdir, cpus=load_cpus) as fake, backends(args) as chosen:
+            for backend in chosen:
+                await measure(backend, args, fake, workdir)
+        print(f"\n  {load_average()} at the end")
+
+
 # -- a lean HTTP/1.1 client ---------------------------------------------------------------
 
 

@@ -51,21 +51,18 @@ from bench.common import (
     Connection,
     Proc,
     add_common_args,
-    backends,
     cores,
     expect,
     extra_env,
     fake_directive,
-    fake_upstream,
     first_error,
-    load_average,
+    on_each_backend,
     percentile,
     pin,
     py_spy_record,
     relaychat_server,
     run,
     sse_events,
-    workspace,
 )
 from bench.ttft import (
     BUSY_MARGIN,
@@ -343,13 +340,7 @@ async def bench_backend(
 
 
 async def main(args: argparse.Namespace) -> None:
-    with workspace("openai-api") as workdir:
-        _, load_cpus = cores()
-        print(f"  {load_average()} at the start")
-        async with fake_upstream(workdir, cpus=load_cpus) as fake, backends(args) as chosen:
-            for backend in chosen:
-                await bench_backend(backend, args, fake, workdir)
-        print(f"\n  {load_average()} at the end")
+    await on_each_backend("openai-api", args, bench_backend)
 
 
 if __name__ == "__main__":

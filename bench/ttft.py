@@ -61,7 +61,6 @@ from bench.common import (
     Listener,
     Proc,
     add_common_args,
-    backends,
     bounded,
     child,
     cores,
@@ -69,10 +68,10 @@ from bench.common import (
     expect,
     extra_env,
     fake_directive,
-    fake_upstream,
     first_error,
     load_average,
     make_users,
+    on_each_backend,
     percentile,
     pin,
     profile_shares,
@@ -82,7 +81,6 @@ from bench.common import (
     server_env,
     sse_events,
     table,
-    workspace,
     write_config,
 )
 from tests.support.live import HOST, free_port
@@ -963,13 +961,7 @@ class Bench:
 
 
 async def main(args: argparse.Namespace) -> None:
-    with workspace("ttft") as workdir:
-        _, load_cpus = cores()
-        print(f"  {load_average()} at the start")
-        async with fake_upstream(workdir, cpus=load_cpus) as fake, backends(args) as chosen:
-            for backend in chosen:
-                await bench_backend(backend, args, fake, workdir)
-        print(f"\n  {load_average()} at the end")
+    await on_each_backend("ttft", args, bench_backend)
 
 
 if __name__ == "__main__":
