@@ -4,6 +4,7 @@ migrate; `db backup` / `db restore` copy the embedded database with its kept sec
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 from sqlalchemy.engine import URL, make_url
 
 from relaychat.cli._common import error_exit, load_settings, sqlite_file
+from relaychat.settings import Settings
 from relaychat.storage import backup as backups
 from relaychat.storage import migrate
 
@@ -30,17 +32,17 @@ def db_backup(
     path: Annotated[Path, typer.Argument(help="The archive to write (a .tar.gz file).")],
 ) -> None:
     """Copy the embedded database and the data dir's secrets to PATH, while the server runs."""
-    settings = load_settings()
-    url = settings.effective_database_url
-    database = sqlite_file(url)
-    if database is None:
-        error_exit(
+
+    def instead(url: str) -> str:
+        command = _pg_command("pg_dump --format=custom --file", path, url)
+        return (
             "relaychat's own backups are for the embedded SQLite database; for PostgreSQL "
-            f"use pg_dump:\n  {_pg_command('pg_dump --format=custom --file', path, url)}\n"
-            "and keep the data dir's jwt_secret and encryption_key (or your JWT_SECRET and "
-            "ENCRYPTION_KEY) with the dump: the stored webhook and channel secrets cannot be "
-            "read without the encryption key"
+            f"use pg_dump:\n  {command}\nand keep the data dir's jwt_secret and "
+            "encryption_key (or your JWT_SECRET and ENCRYPTION_KEY) with the dump: the stored "
+            "webhook and channel secrets cannot be read without the encryption key"
         )
+
+    settings, database = _embedded(instead)
     try:
         report = backups.backup(database, settings.data_dir, path)
     except backups.BackupError as exc:
@@ -65,14 +67,15 @@ def db_restore(
     path: Annotated[Path, typer.Argument(help="An archive `relaychat db backup` wrote.")],
 ) -> None:
     """Put a backup in place of the embedded database (refused while a server runs on it)."""
-    settings = load_settings()
-    url = settings.effective_database_url
-    database = sqlite_file(url)
-    if database is None:
-        error_exit(
-            "relaychat restores the embedded SQLite database; for PostgreSQL use pg_restore:"
-            f"\n  {_pg_command('pg_restore --clean --if-exists --dbname', None, url, path)}"
+
+    def instead(url: str) -> str:
+        command = _pg_command("pg_restore --clean --if-exists --dbname", None, url, path)
+        return (
+            "relaychat restores the embedded SQLite database; for PostgreSQL use "
+            f"pg_restore:\n  {command}"
         )
+
+    settings, database = _embedded(instead)
     try:
         report = backups.restore(path, database, settings.data_dir)
     except backups.BackupError as exc:
@@ -86,6 +89,17 @@ def db_restore(
     for aside in report.moved_aside:
         typer.echo(f"kept what it replaced as {aside}")
     typer.echo("`relaychat serve` migrates it to this release's schema if it is older")
+
+
+def _embedded(refusal: Callable[[str], str]) -> tuple[Settings, Path]:
+    """The settings and the embedded database's file; on PostgreSQL, exit with
+    `refusal(DATABASE_URL)` (what to use instead)."""
+    settings = load_settings()
+    url = settings.effective_database_url
+    database = sqlite_file(url)
+    if database is None:
+        error_exit(refusal(url))
+    return settings, database
 
 
 def _pg_command(program: str, target: Path | None, url: str, source: Path | None = None) -> str:
