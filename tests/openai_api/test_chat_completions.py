@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import httpx
 import openai as openai_errors
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.devtools.fake_config import DEFAULT_REPLY
 from relaychat.devtools.fake_llm import FakeLLM
 from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.runner import GenerationRunner
+from relaychat.domain.messaging import conversations
+from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
+from relaychat.domain.openai_compat import calls
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.services import Services
 from relaychat.storage.db import Session
@@ -84,6 +89,33 @@ async def test_a_completion_is_a_conversation_of_the_keys_owner(
     assert answered["parent_message_id"] == asked["message_id"]
 
 
+async def test_a_new_conversation_is_titled_with_its_first_words_not_by_the_model(
+    client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
+) -> None:
+    """A call costs the caller only the model call it made: its conversation's title is
+    its first message's words (cut short), and no title is asked of the upstream."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    marker = f"m{uuid.uuid4().hex}"
+    words = f"Please   summarise\nthe {marker} " + "report " * 20
+    async with sdk(live_url, key.secret) as openai:
+        await openai.chat.completions.create(
+            model="fake/fake-model",
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": words},
+            ],
+        )
+    [conversation] = await conversations_of(client, owner)
+    title = str(conversation["title"])
+    assert title.startswith(f"Please summarise the {marker} report report")
+    assert title.endswith("report…") and len(title) <= MAX_TITLE_CHARS
+    assert [r for r in fake_llm.requests if marker in str(r.body)] == [
+        r for r in fake_llm.requests if r.body in replies_asked(fake_llm, marker)
+    ]
+    assert len(replies_asked(fake_llm, marker)) == 1
+
+
 async def test_a_streamed_completion_ends_with_usage_and_done(
     client: httpx.AsyncClient, live_url: str
 ) -> None:
@@ -109,6 +141,56 @@ async def test_a_streamed_completion_ends_with_usage_and_done(
         "stream please",
         DEFAULT_REPLY,
     ]
+
+
+async def test_a_new_conversations_reply_streams_before_its_rows_are_written(
+    client: httpx.AsyncClient,
+    live_url: str,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call that opens a conversation has its reply started without waiting for the
+    database: its first text reaches the caller while the turn's rows are held back, and
+    nothing of it reaches the owner's tabs until they are committed; then all is stored."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    held = asyncio.Event()
+    stage = conversations.stage_conversation
+
+    async def holding(*args: Any, **kwargs: Any) -> Any:
+        await held.wait()
+        return await stage(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "stage_conversation", holding)
+    async with (
+        services.bus.subscribe(owner.id) as tab,
+        sdk(live_url, key.secret) as openai,
+    ):
+        text = ""
+        async with asyncio.timeout(5):
+            stream = await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=[{"role": "user", "content": "first token first"}],
+                stream=True,
+            )
+            async for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+                if text:
+                    break
+        assert text and DEFAULT_REPLY.startswith(text)
+        assert drain(tab) == [] and await conversations_of(client, owner) == []
+        held.set()
+        async with asyncio.timeout(5):
+            async for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        seen = [envelope.type for envelope in drain(tab)]
+    assert text == DEFAULT_REPLY
+    assert seen[:3] == ["conversation.created", "message.created", "message.created"]
+    assert seen[-1] == "message.completed"
+    [conversation] = await conversations_of(client, owner)
+    assert [
+        m["text"] for m in await messages_of(client, owner, str(conversation["conversation_id"]))
+    ] == ["first token first", DEFAULT_REPLY]
 
 
 async def test_streamed_text_keeps_every_character(
@@ -205,15 +287,17 @@ async def test_store_false_stores_nothing_but_the_audit_row(
     assert all(r["conversation_id"] is None for r in rows)
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 async def test_a_call_whose_turn_is_not_committed_stores_and_publishes_nothing(
     client: httpx.AsyncClient,
     live_url: str,
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
 ) -> None:
     """The reply's upstream call starts before the turn's commit; when that commit fails,
-    the caller gets an error, and no row, no event of the reply and no running generation
-    is left."""
+    the caller gets an error (a 500 when whole; streamed, an error event, as the stream may
+    have begun), and no row, no event of the reply and no running generation is left."""
     owner = await make_user(client)
     key = await make_key(client, owner)
     announce, commit = GenerationRunner.announce, Session.commit
@@ -235,12 +319,17 @@ async def test_a_call_whose_turn_is_not_committed_stores_and_publishes_nothing(
         services.bus.subscribe(owner.id) as tab,
         sdk(live_url, key.secret) as openai,
     ):
-        with pytest.raises(openai_errors.InternalServerError):
-            await openai.chat.completions.create(
-                model="fake/fake-model",
-                messages=[{"role": "user", "content": marker}],
-                stream=True,
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": marker}]
+        if stream:
+            chunks = await openai.chat.completions.create(
+                model="fake/fake-model", messages=messages, stream=True
             )
+            with pytest.raises(openai_errors.APIError, match="could not be stored"):
+                async for _ in chunks:
+                    pass
+        else:
+            with pytest.raises(openai_errors.InternalServerError, match="could not be stored"):
+                await openai.chat.completions.create(model="fake/fake-model", messages=messages)
         async with asyncio.timeout(5):
             while services.chat.runner.running():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)

@@ -39,7 +39,7 @@ from relaychat.domain.openai_compat.calls import (
     stream_unstored,
     whole_reply,
 )
-from relaychat.errors import BadRequest
+from relaychat.errors import AppError, BadRequest, ErrorCode
 from relaychat.llm.errors import ProviderError
 from relaychat.openai_api.callers import (
     Caller,
@@ -101,7 +101,11 @@ def _step(step: ToolStep) -> dict[str, Any]:
     }
 
 
-def _failure(end: ReplyEnd) -> ReplyFailed:
+def reply_failure(end: ReplyEnd) -> AppError:
+    """The error a failed reply answers: ours (500) when the call could not be stored, else
+    the reply's (502, naming the reason)."""
+    if end.error == ErrorCode.INTERNAL_ERROR:
+        return AppError(end.detail)
     return ReplyFailed(f"the reply failed ({end.error}): {end.detail or 'no detail'}")
 
 
@@ -149,7 +153,7 @@ async def create(
         )
     end = await whole_reply(pieces)
     if end.error is not None:
-        raise _failure(end)
+        raise reply_failure(end)
     # relaychat's extension, only when asked: the SDK's models keep unknown fields.
     extension = (
         {"tool_steps": [_step(s) for s in end.tool_steps]} if body.include_tool_steps else {}
@@ -223,7 +227,7 @@ async def _chunks(
             yield chunk(ChoiceDelta(tool_steps=[_step(piece)]))
             continue
         if piece.error is not None:
-            failure = _failure(piece)
+            failure = reply_failure(piece)
             yield _sse(error_body(failure.detail, status=failure.status, code=failure.code))
             return
         if piece.tool_calls:

@@ -56,7 +56,7 @@ from relaychat.openai_api.callers import (
     note_call,
     services_of,
 )
-from relaychat.openai_api.chat_completions import CONVERSATION_HEADER, ReplyFailed
+from relaychat.openai_api.chat_completions import CONVERSATION_HEADER, reply_failure
 from relaychat.openai_api.schemas import caller_tools, stored_call
 from relaychat.realtime.sse import SSE_HEADERS
 from relaychat.statuses import AuditOutcome, MessageStatus
@@ -372,7 +372,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         )
     end = await whole_reply(pieces)
     if end.error is not None:
-        raise ReplyFailed(f"the reply failed ({end.error}): {end.detail or 'no detail'}")
+        raise reply_failure(end)
     answer = _response(
         response_id,
         status="completed",

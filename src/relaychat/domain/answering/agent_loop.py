@@ -81,11 +81,17 @@ class Job:
     # starts while they are written: the commit's outcome (True: stored). Until then
     # nothing of the reply goes to the bus or the database, only to the listener.
     stored: asyncio.Future[bool] | None = None
+    # Set once the run needs its rows (see `wait_stored`): a launcher may hold its writes
+    # until then, so that they do not share the CPU with the reply's first token.
+    rows_needed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_stored(self) -> bool:
         """Whether the reply's rows are committed; at once for a job launched after it."""
+        if self.stored is None:
+            return True
+        self.rows_needed.set()
         # Shielded: a cancelled waiter must not cancel the outcome the launcher sets.
-        return self.stored is None or await asyncio.shield(self.stored)
+        return await asyncio.shield(self.stored)
 
     @property
     def text(self) -> str:

@@ -90,6 +90,8 @@ async def add_generation(
     worker_id: str,
     sender: str | None = None,
     created_at: datetime | None = None,
+    generation_id: str | None = None,
+    response_id: str | None = None,
 ) -> StartedGeneration:
     """Stage the empty assistant reply and its generation (the caller commits); the reply is
     labelled `sender` (an agent's name), else the model.
@@ -98,7 +100,8 @@ async def add_generation(
     flushes them); `created_at` places the reply after them in the conversation (see
     `messages.lock_thread`). Statements on the tables, no entities: every reply starts here.
     The generation is the work of the request being served (or of what runs it: a scheduled
-    post, an agent's reply that sends a message on): its row keeps that id.
+    post, an agent's reply that sends a message on): its row keeps that id. The ids are new
+    unless chosen before (`generation_id`, `response_id`: a job launched before its rows).
     """
     now = utcnow()
     request_id = logs.current_request_id()
@@ -113,8 +116,9 @@ async def add_generation(
         endpoint=endpoint,
         model=model,
         created_at=created_at or now,
+        message_id=response_id,
     )
-    generation_id = new_id()
+    generation_id = generation_id or new_id()
     await session.execute(insert(MESSAGES), response)
     await session.execute(
         insert(GENERATIONS),

@@ -189,6 +189,12 @@ class GenerationRunner:
         task = asyncio.create_task(self._run(job), name=f"generation-{job.generation_id}")
         self._tasks[job.generation_id] = task
 
+    def launch_writing(self, job: Job, write: Coroutine[Any, Any, None]) -> None:
+        """Run `job` at once, beside `write`, which stores its rows and settles `job.stored`
+        (a reply whose first token must not wait for the database); `close` waits for both."""
+        self.launch(job)
+        self._in_background(write)
+
     def discard(self, job: Job) -> None:
         """Stop a job launched before its rows' commit, which failed: nothing is written."""
         if job.stored is not None and not job.stored.done():

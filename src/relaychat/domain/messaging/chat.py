@@ -69,6 +69,16 @@ class CallerTools:
 
 
 @dataclass(frozen=True)
+class ReplyIds:
+    """The ids of a reply chosen before its rows are written (see `reply_job`)."""
+
+    generation_id: str
+    request_message_id: str
+    response_id: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Sent:
     message: MessageView
     started: StartedGeneration | None
@@ -108,10 +118,20 @@ async def send_message(
     caller_tools: CallerTools | None = None,
     before_commit: BeforeCommit | None = None,
     listener: ReplyListener | None = None,
+    message_id: str | None = None,
+    launched: Job | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply, handing its pieces to `listener` if given. Everything is checked
-    before anything is written."""
+    before anything is written.
+
+    `launched`: the reply's job, already running (built by `reply_job` from what the caller
+    knew before writing anything, with its `stored` future set): the message (id
+    `message_id`) and the reply are written with its ids, and it learns the commit's
+    outcome through that future instead of being launched here.
+    """
+    if launched is not None and (message_id is None or launched.stored is None or not respond):
+        raise ValueError("a launched reply needs its message's id, `stored` and respond=True")
     text = checked_text(content)
     check_metadata(metadata)
     if respond is None:
@@ -147,6 +167,7 @@ async def send_message(
         metadata=metadata,
         api_key_id=api_key_id,
         created_at=now,
+        message_id=message_id,
     )
     # A statement on the table, not an entity: cheaper than a unit of work, and what the
     # message is for everyone (the caller, events, webhooks) is this view of its row. The
@@ -165,15 +186,21 @@ async def send_message(
             worker_id=engine.runner.worker_id,
             sender=plan.sender,
             created_at=later_than(now),
+            generation_id=launched.generation_id if launched else None,
+            response_id=launched.message_id if launched else None,
         )
-        job = await _job(
-            session, engine, conversation, started, plan, metadata or {}, api_key_id=api_key_id
+        job = launched or reply_job(
+            engine,
+            conversation,
+            plan,
+            # Read in the transaction that wrote the request: its row is there already.
+            await branch(session, started.request_message_id),
+            started,
+            metadata or {},
+            api_key_id=api_key_id,
+            caller_tools=caller_tools,
+            listener=listener,
         )
-        if caller_tools is not None:
-            job.request = job.request.model_copy(
-                update={"tools": list(caller_tools.tools), "tool_choice": caller_tools.choice}
-            )
-        job.listener = listener
     # Rendered before the commit: what cannot be sent to clients is never stored.
     created = MessageCreated(
         conversation_id=conversation.id, message_id=message.message_id, message=message
@@ -189,14 +216,13 @@ async def send_message(
     # A reply streamed back to a listener in this process starts before the commit: the
     # upstream call overlaps it, while the runner keeps the reply off the bus and out of
     # the database until `job.stored` says the rows are there.
-    early = job is not None and job.listener is not None
-    if job is not None and early:
+    if job is not None and job.listener is not None and launched is None:
         job.stored = asyncio.get_running_loop().create_future()
         engine.runner.launch(job)
     try:
         await session.commit()
     except BaseException:
-        if job is not None and early:
+        if job is not None and job.stored is not None:
             engine.runner.discard(job)
         raise
     if job is not None and job.stored is not None:
@@ -230,7 +256,9 @@ async def regenerate(
         sender=plan.sender,
         created_at=tip.next_time(),
     )
-    job = await _job(session, engine, conversation, started, plan, {})
+    job = reply_job(
+        engine, conversation, plan, await branch(session, started.request_message_id), started, {}
+    )
     _announce(session, engine, conversation, started, job)
     await session.commit()
     engine.runner.launch(job)
@@ -273,21 +301,27 @@ async def send_from_agent(
     return line
 
 
-async def _job(
-    session: AsyncSession,
+def reply_job(
     engine: ChatEngine,
     conversation: Conversation,
-    started: StartedGeneration,
     plan: ReplyPlan,
+    history: Sequence[Turn],
+    started: StartedGeneration | ReplyIds,
     metadata: dict[str, Any],
     *,
     api_key_id: str | None = None,
+    caller_tools: CallerTools | None = None,
+    listener: ReplyListener | None = None,
 ) -> Job:
-    # Read in the transaction that wrote the request: its row is there already.
-    history = await branch(session, started.request_message_id)
+    """The job that generates the reply `started` names, to the branch `history` (the
+    messages from the root down to the one answered, as stored or about to be)."""
     request = build_request(
         history, model=plan.model, system=plan.system, parameters=plan.parameters
     )
+    if caller_tools is not None:
+        request = request.model_copy(
+            update={"tools": list(caller_tools.tools), "tool_choice": caller_tools.choice}
+        )
     agent, toolbox = plan.agent, engine.toolbox
     hops = metadata.get("hops")
     job = Job(
@@ -308,6 +342,7 @@ async def _job(
         # is a person's doing, whoever sent the message answered).
         api_key_id=api_key_id,
         request_id=started.request_id,
+        listener=listener,
     )
     if agent is not None and toolbox is not None and (agent.tools or agent.mcp_servers):
         job.tools_loader = functools.partial(_load_tools, engine, toolbox, agent, job)

@@ -83,11 +83,13 @@ def message_row(
     api_key_id: str | None = None,
     endpoint: str | None = None,
     model: str | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
     """A new message as the values of its row, every column named: it is inserted with
-    a statement on the table (no entity) and read as a `MessageView` as it is."""
+    a statement on the table (no entity) and read as a `MessageView` as it is. Its id is
+    new unless `message_id` was chosen before (a reply that started before it was written)."""
     return {
-        "id": new_id(),
+        "id": message_id or new_id(),
         "conversation_id": conversation_id,
         "parent_message_id": parent_message_id,
         "role": role,

@@ -15,8 +15,10 @@ the provider directly (`stream_unstored`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,18 +26,30 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relaychat import logs
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT
+from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers
-from relaychat.domain.answering.listeners import ReplyEnded as Ended
-from relaychat.domain.answering.listeners import ReplyListener
+from relaychat.domain.answering.listeners import ReplyEnded, ReplyListener
+from relaychat.domain.answering.replies import plan_reply
 from relaychat.domain.ids import new_id
-from relaychat.domain.messaging.chat import CallerTools, ChatEngine, send_message
+from relaychat.domain.messaging.chat import (
+    CallerTools,
+    ChatEngine,
+    ReplyIds,
+    Sent,
+    checked_text,
+    reply_job,
+    send_message,
+)
+from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.context import generation_options
 from relaychat.domain.messaging.conversations import (
     get_owned_conversation,
     publish_created,
     stage_conversation,
 )
+from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
 from relaychat.domain.openai_compat.callers import ApiCaller, UnsupportedParameter
 from relaychat.domain.openai_compat.catalog import Target, owner_of
 from relaychat.errors import BadRequest, ErrorCode, NotFound
@@ -44,6 +58,11 @@ from relaychat.llm.errors import ProviderError
 from relaychat.llm.types import ChatMessage, ChatRequest, Finish, TextDelta, ToolCall, Usage
 from relaychat.statuses import MessageRole, MessageStatus
 from relaychat.storage.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+# How long a new conversation's rows may wait for its reply's first token (`_write_new`).
+HOLD_WRITES = 0.25
 
 
 class ResponseNotFound(NotFound):
@@ -179,6 +198,20 @@ def _conversation_fields(call: Call) -> dict[str, Any]:
     return fields
 
 
+def _new_conversation_fields(call: Call) -> dict[str, Any]:
+    """A new conversation's fields: the call's, and a title of its first message's words.
+
+    The UI has a model write a title after the first reply; a call is titled thus instead,
+    so that it costs the caller exactly the model call it asked for (and nothing more runs
+    after its reply). A call whose first message has no text is titled by the model.
+    """
+    first = next((t for t in call.turns if t.role == "user"), None)
+    words = " ".join(flatten_text(first.content).split()) if first else ""
+    if len(words) > MAX_TITLE_CHARS:
+        words = words[: MAX_TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return {**_conversation_fields(call), "title": words or None}
+
+
 def new_turns(turns: Sequence[CallTurn]) -> Sequence[CallTurn]:
     """The turns a continued conversation has not seen: those after the last reply (SDKs
     send the whole history each time; the stored one is what the model is given)."""
@@ -186,10 +219,21 @@ def new_turns(turns: Sequence[CallTurn]) -> Sequence[CallTurn]:
     return turns[last_reply + 1 :]
 
 
+def _check_turns(turns: Sequence[CallTurn]) -> None:
+    if not turns or turns[-1].role == "assistant":
+        raise BadRequest(
+            "the last message must be the user's or tool results, after the "
+            "conversation's last reply",
+            field="messages",
+        )
+
+
 async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> StartedCall:
     """Store the call's turns in a new conversation of the caller's owner (or the owned one
     it continues) and start the reply. Everything is checked before the first write."""
     caller.check_respond()
+    if call.conversation_id is None and call.parent_message_id is None:
+        return await _start_new(engine, caller, call)
     async with engine.sessionmaker() as session:
         owner = await owner_of(session, caller)
         await caller.check_budget(session)
@@ -200,45 +244,22 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
                 session,
                 owner.id,
                 conversation_id=conversation_id,
-                fields=_conversation_fields(call),
+                fields=_new_conversation_fields(call),
                 api_key_id=caller.key_id,
             )
             publish_created(session, engine.bus, conversation)
-            turns = call.turns
         else:  # continued: `turns` are those it has not seen
             caller.check_conversation(call.conversation_id)
             conversation = await get_owned_conversation(session, owner.id, call.conversation_id)
             # The conversation goes on with the model and parameters of its latest call.
             for name, value in _conversation_fields(call).items():
                 setattr(conversation, name, value)
-            turns = call.turns
-        if not turns or turns[-1].role == "assistant":
-            raise BadRequest(
-                "the last message must be the user's or tool results, after the "
-                "conversation's last reply",
-                field="messages",
-            )
-        sent = None
+        _check_turns(call.turns)
         listener = ReplyListener()
-        parent = call.parent_message_id
-        for index, turn in enumerate(turns):
-            last = index == len(turns) - 1
-            sent = await send_message(
-                session,
-                engine,
-                conversation,
-                role=_ROLES[turn.role],
-                sender=_sender(turn, owner.name, call.target.name),
-                content=turn.content,
-                parent_message_id=parent,
-                metadata={"via": VIA},
-                respond=last,
-                api_key_id=caller.key_id,
-                caller_tools=call.tools if last else None,
-                listener=listener if last else None,
-            )
-            parent = sent.message.message_id
-        assert sent is not None and sent.started is not None  # respond=True always starts one
+        sent = await _send_turns(
+            session, engine, caller, call, conversation, owner.name, listener=listener
+        )
+        assert sent.started is not None  # respond=True always starts one
         return StartedCall(
             owner_id=owner.id,
             conversation_id=conversation.id,
@@ -247,6 +268,148 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
             generation_id=sent.started.generation_id,
             listener=listener,
         )
+
+
+async def _send_turns(
+    session: AsyncSession,
+    engine: ChatEngine,
+    caller: ApiCaller,
+    call: Call,
+    conversation: Conversation,
+    owner_name: str,
+    *,
+    listener: ReplyListener | None = None,
+    launched: tuple[str, Job] | None = None,
+) -> Sent:
+    """Store the call's turns in `conversation`, the last one answered: by a reply started
+    here for `listener`, or by the job `launched` already runs (with its message's id)."""
+    sent = None
+    parent = call.parent_message_id
+    for index, turn in enumerate(call.turns):
+        last = index == len(call.turns) - 1
+        sent = await send_message(
+            session,
+            engine,
+            conversation,
+            role=_ROLES[turn.role],
+            sender=_sender(turn, owner_name, call.target.name),
+            content=turn.content,
+            parent_message_id=parent,
+            metadata={"via": VIA},
+            respond=last,
+            api_key_id=caller.key_id,
+            caller_tools=call.tools if last and launched is None else None,
+            listener=listener if last else None,
+            message_id=launched[0] if last and launched else None,
+            launched=launched[1] if last and launched else None,
+        )
+        parent = sent.message.message_id
+    assert sent is not None
+    return sent
+
+
+@dataclass(frozen=True)
+class _Unwritten:
+    """A turn of a new conversation as the model's request reads it (context.Turn), before
+    its row is written. `sender` is None: a request names only external senders."""
+
+    role: str
+    content: list[dict[str, Any]]
+    api_key_id: str | None
+    status: str = MessageStatus.COMPLETE
+    sender: str | None = None
+    meta: dict[str, Any] = field(default_factory=lambda: {"via": VIA})
+
+
+async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> StartedCall:
+    """A call that opens a conversation: its reply is launched before anything is written.
+
+    A new conversation's history is the call's own turns, so the model's request needs no
+    row: the upstream call starts at once, and the rows are written beside it (the runner
+    keeps the reply off the bus and out of the database until they are committed, and tells
+    the caller if they never are). Every check that can refuse the call runs first.
+    """
+    _check_turns(call.turns)
+    for turn in call.turns:
+        checked_text(turn.content)
+    conversation_id = new_id()
+    caller.check_conversation(conversation_id)
+    # Only read, and for an endpoint's model not even that: the conversation the plan is
+    # made for is the one about to be written.
+    conversation = Conversation(
+        id=conversation_id, user_id=caller.owner_id, **_new_conversation_fields(call)
+    )
+    async with engine.sessionmaker() as session:
+        await caller.check_budget(session)
+        plan = await plan_reply(session, engine.providers, engine.agents, conversation)
+    history = [_Unwritten(_ROLES[t.role], t.content, caller.key_id) for t in call.turns]
+    ids = ReplyIds(new_id(), new_id(), new_id(), logs.current_request_id())
+    listener = ReplyListener()
+    job = reply_job(
+        engine,
+        conversation,
+        plan,
+        history,
+        ids,
+        {"via": VIA},
+        api_key_id=caller.key_id,
+        caller_tools=call.tools,
+        listener=listener,
+    )
+    job.stored = asyncio.get_running_loop().create_future()
+    write = _write_new(engine, caller, call, conversation_id, ids.request_message_id, job)
+    engine.runner.launch_writing(job, write)
+    return StartedCall(
+        owner_id=caller.owner_id,
+        conversation_id=conversation_id,
+        request_message_id=ids.request_message_id,
+        response_message_id=ids.response_id,
+        generation_id=ids.generation_id,
+        listener=listener,
+    )
+
+
+async def _write_new(
+    engine: ChatEngine,
+    caller: ApiCaller,
+    call: Call,
+    conversation_id: str,
+    message_id: str,
+    job: Job,
+) -> None:
+    """Write a new conversation's call whose reply is already running; if that fails, the
+    reply is dropped unwritten and its caller told.
+
+    The writes wait until the run needs the rows (to publish its first text, to load an
+    agent's tools, to end) or `HOLD_WRITES` has passed: the first token is relayed without
+    sharing the CPU with them, and a model slow to start still has its turn shown soon.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(HOLD_WRITES):
+            await job.rows_needed.wait()
+    try:
+        async with engine.sessionmaker() as session:
+            owner = await owner_of(session, caller)
+            conversation = await stage_conversation(
+                session,
+                owner.id,
+                conversation_id=conversation_id,
+                fields=_new_conversation_fields(call),
+                api_key_id=caller.key_id,
+            )
+            publish_created(session, engine.bus, conversation)
+            await _send_turns(
+                session, engine, caller, call, conversation, owner.name,
+                launched=(message_id, job),
+            )  # fmt: skip
+    except Exception:
+        logger.exception("the call's conversation %s could not be stored", conversation_id)
+        # Before the job's own cancellation closes the listener without a reason.
+        assert job.listener is not None
+        job.listener.end(
+            ReplyEnded(None, error=ErrorCode.INTERNAL_ERROR, detail="the call could not be stored")
+        )
+        engine.runner.discard(job)
 
 
 async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> Message:
@@ -272,7 +435,7 @@ async def follow_reply(started: StartedCall, *, steps: bool = False) -> AsyncIte
     async for piece in started.listener:
         if isinstance(piece, str):
             yield piece
-        elif isinstance(piece, Ended):
+        elif isinstance(piece, ReplyEnded):
             yield _end_of(piece)
             return
         elif not steps:
@@ -286,8 +449,10 @@ async def follow_reply(started: StartedCall, *, steps: bool = False) -> AsyncIte
     yield ReplyEnd("error", error="interrupted", detail="the reply stopped without an end")
 
 
-def _end_of(ended: Ended) -> ReplyEnd:
+def _end_of(ended: ReplyEnded) -> ReplyEnd:
     reply = ended.message
+    if reply is None and ended.error is not None:  # never stored (see `_write_new`)
+        return ReplyEnd("error", error=ended.error, detail=ended.detail)
     if reply is None:
         return ReplyEnd("error", error="interrupted", detail="the reply was ended elsewhere")
     if reply.status == MessageStatus.ERROR:
