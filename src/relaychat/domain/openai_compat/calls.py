@@ -93,8 +93,8 @@ class Call:
     system: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     conversation_id: str | None = None
-    # The message the first turn answers (a Responses API `previous_response_id`); None:
-    # the conversation's latest.
+    # The message the first turn answers (a Responses API `previous_response_id`, in
+    # `conversation_id`); None: the conversation's latest.
     parent_message_id: str | None = None
     tools: CallerTools | None = None
 
@@ -232,28 +232,17 @@ async def start_call(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
     """Store the call's turns in a new conversation of the caller's owner (or the owned one
     it continues) and start the reply. Everything is checked before the first write."""
     caller.check_respond()
-    if call.conversation_id is None and call.parent_message_id is None:
+    if call.conversation_id is None:
         return await _start_new(engine, caller, call)
+    # Continued: `turns` are those it has not seen.
     async with engine.sessionmaker() as session:
         owner = await owner_of(session, caller)
         await caller.check_budget(session)
-        if call.conversation_id is None:
-            conversation_id = new_id()
-            caller.check_conversation(conversation_id)
-            conversation = await stage_conversation(
-                session,
-                owner.id,
-                conversation_id=conversation_id,
-                fields=_new_conversation_fields(call),
-                api_key_id=caller.key_id,
-            )
-            publish_created(session, engine.bus, conversation)
-        else:  # continued: `turns` are those it has not seen
-            caller.check_conversation(call.conversation_id)
-            conversation = await get_owned_conversation(session, owner.id, call.conversation_id)
-            # The conversation goes on with the model and parameters of its latest call.
-            for name, value in _conversation_fields(call).items():
-                setattr(conversation, name, value)
+        caller.check_conversation(call.conversation_id)
+        conversation = await get_owned_conversation(session, owner.id, call.conversation_id)
+        # The conversation goes on with the model and parameters of its latest call.
+        for name, value in _conversation_fields(call).items():
+            setattr(conversation, name, value)
         _check_turns(call.turns)
         listener = ReplyListener()
         sent = await _send_turns(
