@@ -128,7 +128,8 @@ async def send_message(
     `launched`: the reply's job, already running (built by `reply_job` from what the caller
     knew before writing anything, with its `stored` future set): the message (id
     `message_id`) and the reply are written with its ids, and it learns the commit's
-    outcome through that future instead of being launched here.
+    outcome through that future instead of being launched here; if this fails, the caller
+    discards it (having told its listener why).
     """
     if launched is not None and (message_id is None or launched.stored is None or not respond):
         raise ValueError("a launched reply needs its message's id, `stored` and respond=True")
@@ -222,7 +223,7 @@ async def send_message(
     try:
         await session.commit()
     except BaseException:
-        if job is not None and job.stored is not None:
+        if job is not None and job.stored is not None and launched is None:
             engine.runner.discard(job)
         raise
     if job is not None and job.stored is not None:

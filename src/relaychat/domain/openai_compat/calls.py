@@ -391,14 +391,17 @@ async def _write_new(
                 session, engine, caller, call, conversation, owner.name,
                 launched=(message_id, job),
             )  # fmt: skip
-    except Exception:
-        logger.exception("the call's conversation %s could not be stored", conversation_id)
-        # Before the job's own cancellation closes the listener without a reason.
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            logger.exception("the call's conversation %s could not be stored", conversation_id)
+        # The listener first: once discarded, the job would close it without a reason.
         assert job.listener is not None
         job.listener.end(
             ReplyEnded(None, error=ErrorCode.INTERNAL_ERROR, detail="the call could not be stored")
         )
         engine.runner.discard(job)
+        if not isinstance(exc, Exception):
+            raise
 
 
 async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> Message:
