@@ -124,10 +124,9 @@ async def create(
     """A chat completion from an endpoint model (`<endpoint>/<model>`) or an agent."""
     body.check_supported()
     services = services_of(request)
-    async with services.sessionmaker() as session:
-        target = await catalog.resolve(
-            session, services.providers, services.chat.agents, caller, body.model
-        )
+    target = await catalog.resolve(
+        services.sessionmaker, services.providers, services.chat.agents, caller, body.model
+    )
     call = body.to_call(target, body.conversation_id or conversation_header)
     headers = answer_headers(request)
     if body.stores:

@@ -41,10 +41,9 @@ async def list_models(request: Request, response: Response, caller: Caller) -> M
 async def get_model(model: str, request: Request, response: Response, caller: Caller) -> Model:
     """One model the caller may use; 404 `model_not_found` otherwise."""
     services = services_of(request)
-    async with services.sessionmaker() as session:
-        target = await catalog.resolve(
-            session, services.providers, services.chat.agents, caller, model
-        )
+    target = await catalog.resolve(
+        services.sessionmaker, services.providers, services.chat.agents, caller, model
+    )
     finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
     response.headers.update(answer_headers(request))
     return Model(id=target.name, object="model", created=0, owned_by=target.endpoint)

@@ -324,15 +324,15 @@ def _response(
 async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Response:
     """A response from an endpoint model or an agent; `previous_response_id` continues."""
     services = services_of(request)
-    async with services.sessionmaker() as session:
-        target = await catalog.resolve(
-            session, services.providers, services.chat.agents, caller, body.model
-        )
-        previous = (
-            await owned_reply(session, caller.owner_id, _message_id(body.previous_response_id))
-            if body.previous_response_id
-            else None
-        )
+    target = await catalog.resolve(
+        services.sessionmaker, services.providers, services.chat.agents, caller, body.model
+    )
+    previous = None
+    if body.previous_response_id:
+        async with services.sessionmaker() as session:
+            previous = await owned_reply(
+                session, caller.owner_id, _message_id(body.previous_response_id)
+            )
     call = body.to_call(target)
     headers = answer_headers(request)
     if body.store is False:

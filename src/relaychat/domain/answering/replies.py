@@ -56,6 +56,14 @@ async def plan_reply(
         if not agent_id:
             raise AgentRequired("set the conversation's `agent_id`", field="agent_id")
         return await _agent_plan(session, providers, agents, conversation, agent_id, model_override)
+    return endpoint_plan(providers, conversation, model_override=model_override)
+
+
+def endpoint_plan(
+    providers: Providers, conversation: Conversation, *, model_override: str | None = None
+) -> ReplyPlan:
+    """`plan_reply` for a conversation answered by an endpoint's model, not an agent: made
+    from the endpoint registry alone."""
     if not conversation.endpoint:
         raise NoEndpoint("set the conversation's `endpoint` to get replies", field="endpoint")
     providers.provider(conversation.endpoint)  # refuses an unknown endpoint up front

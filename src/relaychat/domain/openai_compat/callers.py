@@ -72,6 +72,13 @@ class ApiCaller:
         if self.principal is not None:
             keys.check_respond(self.principal.permissions)
 
+    @property
+    def has_budget(self) -> bool:
+        """Whether the key has a daily token budget (checking it reads the database)."""
+        return (
+            self.principal is not None and self.principal.permissions.max_tokens_per_day is not None
+        )
+
     async def check_budget(self, session: AsyncSession) -> None:
         """A key over its daily token budget gets no reply (429 `budget_exceeded`)."""
         if self.principal is not None:
@@ -80,7 +87,7 @@ class ApiCaller:
     def check_unstored(self) -> None:
         """`store: false` leaves no reply row, and reply rows are what a key's daily budget
         counts: a key with a budget must store its calls, or it could spend without limit."""
-        if self.principal is not None and self.principal.permissions.max_tokens_per_day:
+        if self.has_budget:
             raise UnsupportedParameter(
                 "this key has a daily token budget, which counts stored replies: "
                 "`store: false` is not allowed with it",

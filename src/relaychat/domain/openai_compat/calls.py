@@ -31,7 +31,7 @@ from relaychat.domain.agent.agents import AGENTS_ENDPOINT
 from relaychat.domain.answering.agent_loop import Job
 from relaychat.domain.answering.generations import Providers
 from relaychat.domain.answering.listeners import ReplyEnded, ReplyListener
-from relaychat.domain.answering.replies import plan_reply
+from relaychat.domain.answering.replies import endpoint_plan, plan_reply
 from relaychat.domain.ids import new_id
 from relaychat.domain.messaging.chat import (
     CallerTools,
@@ -323,14 +323,16 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
         checked_text(turn.content)
     conversation_id = new_id()
     caller.check_conversation(conversation_id)
-    # Only read, and for an endpoint's model not even that: the conversation the plan is
-    # made for is the one about to be written.
+    # The conversation the plan is made for is the one about to be written.
     conversation = Conversation(
         id=conversation_id, user_id=caller.owner_id, **_new_conversation_fields(call)
     )
-    async with engine.sessionmaker() as session:
-        await caller.check_budget(session)
-        plan = await plan_reply(session, engine.providers, engine.agents, conversation)
+    if caller.has_budget or call.target.agent_id is not None:
+        async with engine.sessionmaker() as session:
+            await caller.check_budget(session)
+            plan = await plan_reply(session, engine.providers, engine.agents, conversation)
+    else:  # nothing to read: no session opened on the way to the first token
+        plan = endpoint_plan(engine.providers, conversation)
     history = [_Unwritten(_ROLES[t.role], t.content, caller.key_id) for t in call.turns]
     ids = ReplyIds(new_id(), new_id(), new_id(), logs.current_request_id())
     listener = ReplyListener()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.accounts.users import is_admin
 from relaychat.domain.agent.agent_cache import AgentCache
@@ -62,17 +62,19 @@ async def list_models(
 
 
 async def resolve(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     providers: EndpointCatalog,
     agents: AgentCache,
     caller: ApiCaller,
     name: str,
 ) -> Target:
     """The target `name` stands for; 404 `model_not_found` for what does not exist (or the
-    owner cannot see), 403 `permission_denied` for what the key may not use."""
+    owner cannot see), 403 `permission_denied` for what the key may not use. Only an agent
+    is read from the database (an endpoint's models are the registry's)."""
     if name.startswith(AGENT_ID_PREFIX):
-        owner = await owner_of(session, caller)
-        agent = await agents.get(session, name)
+        async with sessions() as session:
+            owner = await owner_of(session, caller)
+            agent = await agents.get(session, name)
         if agent is None or not agent.visible_to(owner.id, admin=is_admin(owner)):
             raise ModelNotFound(f"the model {name!r} does not exist", field="model")
         caller.check_agent(agent.id)
