@@ -46,7 +46,7 @@ from relaychat.http.problems import install_problem_handlers
 from relaychat.http.request_ids import RequestIds
 from relaychat.metrics import process_exiting
 from relaychat.openai_api.app import ERROR_SHAPES as V1_ERROR_SHAPES
-from relaychat.openai_api.app import mount_v1
+from relaychat.openai_api.app import V1Front, build_v1, mount_v1
 from relaychat.services import Services
 from relaychat.settings import Settings, get_settings
 from relaychat.web import pages as web_pages
@@ -110,18 +110,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await app.state.services.close()
                 process_exiting()
 
+    telemetry = _telemetry()
     app = FastAPI(
         title="relaychat",
         version=__version__,
         summary="Chat server where people, LLMs, agents and external systems share conversations.",
         lifespan=lifespan,
-        telemetry=_telemetry(),
+        telemetry=telemetry,
     )
     if services is not None:
         app.state.services = services
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(ExternalMessages)  # the gateway's hot path, before routing (direct.py)
+    v1 = build_v1(telemetry)
+    app.add_middleware(V1Front, v1=v1)  # /v1 without the main routes (openai_api/app.py)
     # inside the size limit: it reads only capped bodies
     app.add_middleware(StorableInput, error_shapes=V1_ERROR_SHAPES)
     app.add_middleware(
@@ -165,7 +168,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # does not decide a match; they keep the place they had when api/channels.py held them.
     app.include_router(twilio_routes.router)
     app.include_router(gateway_routes.router)
-    mount_v1(app)  # the OpenAI-compatible API, with OpenAI's error shape
+    mount_v1(app, v1)  # the OpenAI-compatible API, with OpenAI's error shape
     app.include_router(web_pages.router)
     app.include_router(web_shared.router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 from relaychat.gateway.request_audit import RequestAudit, finish
@@ -19,8 +20,8 @@ SECONDS = "relaychat_external_processing_seconds_count"
 class _Writer:
     rows: list[Any] = field(default_factory=list)
 
-    def add(self, event: Any) -> None:
-        self.rows.append(event)
+    def add_values(self, values: dict[str, Any]) -> None:
+        self.rows.append(SimpleNamespace(**values))
 
 
 @dataclass

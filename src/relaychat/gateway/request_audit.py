@@ -21,7 +21,7 @@ from relaychat.domain.telephony import channels
 from relaychat.metrics import EXTERNAL_MESSAGES, EXTERNAL_SECONDS
 from relaychat.services import Services
 from relaychat.statuses import AuditOutcome
-from relaychat.storage.models import AuditEvent, Channel
+from relaychat.storage.models import Channel
 
 
 @dataclass
@@ -68,10 +68,6 @@ class RequestAudit:
         if self.channel is not None:
             return channels.channel_ref(self.channel.id)
         return self.principal.key_ref if self.principal else "none"
-
-    def row(self, *, status: int, outcome: str, reason: str | None = None) -> AuditEvent:
-        """The audit row as it stands now."""
-        return AuditEvent(**self.values(status=status, outcome=outcome, reason=reason))
 
     def values(self, *, status: int, outcome: str, reason: str | None = None) -> dict[str, Any]:
         """The audit row's column values as they stand now."""
@@ -125,7 +121,7 @@ def finish(
         # The histogram times the external message API; webhooks were never in it.
         EXTERNAL_SECONDS.observe(latency)
     if not audit.stored:
-        services.audit.add(audit.row(status=status, outcome=outcome, reason=reason))
+        services.audit.add_values(audit.values(status=status, outcome=outcome, reason=reason))
 
 
 def stored_with_message(

@@ -96,4 +96,6 @@ def finish_audit(request: Request, *, status: int, outcome: str, reason: str | N
         return
     setattr(request.state, _AUDIT, None)
     if audit.recorded:
-        services_of(request).audit.add(audit.row(status=status, outcome=outcome, reason=reason))
+        services_of(request).audit.add_values(
+            audit.values(status=status, outcome=outcome, reason=reason)
+        )

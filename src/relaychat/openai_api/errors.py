@@ -73,26 +73,34 @@ def error_response(request: Request, exc: AppError, *, status: int | None = None
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every error of `app` (the /v1 application) in OpenAI's shape."""
-
-    @app.exception_handler(AppError)
-    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        unauthenticated = isinstance(exc, KeyRefused) and not isinstance(exc, UserDisabled)
-        return error_response(request, exc, status=401 if unauthenticated else None)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to an error the /v1 application handles: an AppError, a request its
+    schema refuses, or Starlette's HTTPException (a path or method without a route)."""
+    if isinstance(exc, RequestValidationError):
         return error_response(request, validation_error(exc), status=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
         error = AppError(str(exc.detail), headers=dict(exc.headers or {}))
         code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.HTTP_ERROR
         error.code = code  # type: ignore[misc]  # per instance, as http/problems.py does
         return error_response(request, error, status=exc.status_code)
+    if not isinstance(exc, AppError):
+        raise TypeError(f"not an error /v1 handles: {type(exc).__name__}")
+    unauthenticated = isinstance(exc, KeyRefused) and not isinstance(exc, UserDisabled)
+    return error_response(request, exc, status=401 if unauthenticated else None)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, AppError("internal error"))
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to any other error, logged."""
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, AppError("internal error"))
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    return handle_error(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of `app` (the /v1 application) in OpenAI's shape."""
+    for kind in (AppError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(kind, _handle)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Insert, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -73,18 +74,24 @@ async def add_audit_hours(
         for (hour, owner, outcome, reason), n in sorted(counts.items())
     ]
     bind = conn.get_bind() if isinstance(conn, AsyncSession) else conn
-    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(AUDIT_HOURS).values(values)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[
-                AUDIT_HOURS.c.hour,
-                AUDIT_HOURS.c.key_owner_id,
-                AUDIT_HOURS.c.outcome,
-                AUDIT_HOURS.c.reason,
-            ],
-            set_={"n": AUDIT_HOURS.c.n + statement.excluded.n},
-        )
+    # One statement executed for every count (executemany), not the counts written into a
+    # statement: that one SQLAlchemy could not cache and compiled again for every batch.
+    await conn.execute(_upsert(bind.dialect.name), values)
+
+
+@cache
+def _upsert(dialect: str) -> Insert:
+    """The upsert adding `n` to an hour's count, for the dialect."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(AUDIT_HOURS)
+    return statement.on_conflict_do_update(
+        index_elements=[
+            AUDIT_HOURS.c.hour,
+            AUDIT_HOURS.c.key_owner_id,
+            AUDIT_HOURS.c.outcome,
+            AUDIT_HOURS.c.reason,
+        ],
+        set_={"n": AUDIT_HOURS.c.n + statement.excluded.n},
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.storage.audit_hours import add_audit_hours
@@ -13,6 +15,13 @@ from relaychat.storage.models import AuditEvent
 from relaychat.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
+
+_AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
+# One compiled statement for every batch: an executemany of the rows' values. Through the
+# ORM (objects added, then flushed) a batch of one cost a unit of work and a compilation per
+# row, ~4% of a `store: false` call's CPU (py-spy, bench.openai_api).
+_INSERT = insert(_AUDIT_EVENTS)
+_COLUMNS = tuple(column.key for column in _AUDIT_EVENTS.columns)
 
 
 class AuditWriter:
@@ -32,7 +41,7 @@ class AuditWriter:
         self.sessionmaker = sessionmaker
         self.interval = interval
         self.max_batch = max_batch
-        self._pending: list[AuditEvent] = []
+        self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -44,7 +53,12 @@ class AuditWriter:
 
     def add(self, event: AuditEvent) -> None:
         """Queue one row (never blocks the request)."""
-        self._pending.append(event)
+        self.add_values({column: getattr(event, column) for column in _COLUMNS})
+
+    def add_values(self, values: dict[str, Any]) -> None:
+        """Queue one row given by its column values, every column named
+        (`domain.access.audit.audit_values`); never blocks the request."""
+        self._pending.append(values)
         self._idle.clear()
         self._wake.set()
 
@@ -79,21 +93,10 @@ class AuditWriter:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 async with self.sessionmaker() as session:
-                    for event in batch:
-                        event.created_at = event.created_at or utcnow()
-                    session.add_all(batch)
-                    await add_audit_hours(
-                        session,
-                        (
-                            {
-                                "created_at": e.created_at,
-                                "key_owner_id": e.key_owner_id,
-                                "outcome": e.outcome,
-                                "reason": e.reason,
-                            }
-                            for e in batch
-                        ),
-                    )
+                    for values in batch:
+                        values["created_at"] = values["created_at"] or utcnow()
+                    await session.execute(_INSERT, batch)
+                    await add_audit_hours(session, batch)
                     await session.commit()
             except Exception:
                 logger.exception("could not store %d audit rows", len(batch))
