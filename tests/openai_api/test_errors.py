@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from relaychat.services import Services
 from tests.support.chat import make_agent, messages_of
@@ -214,3 +215,49 @@ async def test_refusals_before_routing_come_in_openais_shape(
     problem = await client.post("/api/convos", json={"title": "a\u0000b"}, headers=owner.headers)
     assert problem.status_code == 422
     assert problem.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "unstored"])
+async def test_a_stream_that_fails_before_any_text_is_an_http_error(
+    client: httpx.AsyncClient, live_url: str, store: bool
+) -> None:
+    """A streamed call is answered once the upstream has: a refusal from it is the HTTP
+    error a whole call gets (502 naming the reason), not a 200 with an error event."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    failing: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": '!fake {"fail": "auth"}\nhello'}
+    ]
+    async with sdk(live_url, key.secret) as client_sdk:
+        with pytest.raises(openai.InternalServerError) as raised:
+            await client_sdk.chat.completions.create(
+                model="fake/fake-model",
+                messages=failing,
+                stream=True,
+                store=store,
+            )
+    assert raised.value.status_code == 502
+    assert "provider_auth_failed" in raised.value.message
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "unstored"])
+async def test_a_stream_that_fails_after_its_first_text_ends_with_an_error_event(
+    client: httpx.AsyncClient, live_url: str, store: bool
+) -> None:
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    failing: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": '!fake {"fail": "error_event", "fail_after_tokens": 2}\nhi'}
+    ]
+    text = ""
+    async with sdk(live_url, key.secret) as client_sdk:
+        stream = await client_sdk.chat.completions.create(
+            model="fake/fake-model",
+            messages=failing,
+            stream=True,
+            store=store,
+        )
+        with pytest.raises(openai.APIError, match="the reply failed"):
+            async for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text

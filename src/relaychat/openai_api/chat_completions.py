@@ -34,6 +34,7 @@ from relaychat.domain.openai_compat.calls import (
     ReplyEnd,
     ReplyPiece,
     ToolStep,
+    begin,
     follow_reply,
     start_call,
     stream_unstored,
@@ -144,9 +145,12 @@ async def create(
         completion_id = f"chatcmpl-{new_id()}"
     created = int(time.time())
     if body.stream:
+        begun = await begin(pieces)
+        if (failed := begun.failed()) is not None:
+            raise reply_failure(failed)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
-        chunks = _chunks(pieces, completion_id, created, body.model, include_usage)
+        chunks = _chunks(begun, completion_id, created, body.model, include_usage)
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )

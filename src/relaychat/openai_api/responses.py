@@ -40,6 +40,7 @@ from relaychat.domain.openai_compat.calls import (
     ReplyEnd,
     ReplyPiece,
     ToolStep,
+    begin,
     follow_reply,
     owned_reply,
     start_call,
@@ -364,9 +365,12 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         else body.tool_choice or "auto",
     }
     if body.stream:
+        begun = await begin(pieces)
+        if (failed := begun.failed()) is not None:
+            raise reply_failure(failed)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
         return StreamingResponse(
-            _events(pieces, response_id, shape),
+            _events(begun, response_id, shape),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )

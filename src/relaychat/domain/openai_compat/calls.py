@@ -463,6 +463,39 @@ def _end_of(ended: ReplyEnded) -> ReplyEnd:
     )
 
 
+class Begun:
+    """A reply's pieces, the first of which has come (`begin`)."""
+
+    __slots__ = ("_first", "_rest")
+
+    def __init__(self, first: ReplyPiece, rest: AsyncIterator[ReplyPiece]) -> None:
+        self._first: ReplyPiece | None = first
+        self._rest = rest
+
+    def failed(self) -> ReplyEnd | None:
+        """The reply's end, if it failed before its first piece of text."""
+        first = self._first
+        return first if isinstance(first, ReplyEnd) and first.error is not None else None
+
+    def __aiter__(self) -> Begun:
+        return self
+
+    async def __anext__(self) -> ReplyPiece:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        return await anext(self._rest)
+
+
+async def begin(pieces: AsyncIterator[ReplyPiece]) -> Begun:
+    """`pieces` once the first has come. A stream is answered only then: the request to
+    the upstream goes out before anything of the answer is written (not after its head and
+    first chunk), and a reply that fails before it says anything is the HTTP error a whole
+    call gets, which SDKs raise as such (a rate limit as a rate limit)."""
+    return Begun(await anext(pieces), pieces)
+
+
 async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
     """Read a reply to its end: how it ended, with its whole text."""
     text: list[str] = []
