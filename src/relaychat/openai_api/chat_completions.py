@@ -145,12 +145,14 @@ async def create(
         completion_id = f"chatcmpl-{new_id()}"
     created = int(time.time())
     if body.stream:
-        begun = await begin(pieces)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        begun, rendering = await begin(
+            pieces, lambda: _Chunks(completion_id, created, body.model, include_usage)
+        )
         if (failed := begun.failed()) is not None:
             raise reply_failure(failed)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
-        chunks = _chunks(begun, completion_id, created, body.model, include_usage)
+        chunks = rendering.of(begun)
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
@@ -195,72 +197,77 @@ def _sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
-async def _chunks(
-    pieces: AsyncIterator[ReplyPiece],
-    completion_id: str,
-    created: int,
-    model: str,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    """The reply as OpenAI's chunks: the role first, the text (and the tool steps when
-    asked for) as it comes, the finish reason, the usage when asked for, `[DONE]`; a
-    failure as an `error` event instead."""
+class _Chunks:
+    """A reply as OpenAI's chunks: the role first, the text (and the tool steps when asked
+    for) as it comes, the finish reason, the usage when asked for, `[DONE]`; a failure as
+    an `error` event instead. What does not depend on the reply is rendered when this is
+    made, before its first piece has come."""
 
-    def chunk(delta: ChoiceDelta, finish: Any = None) -> bytes:
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool):
+        self.completion_id, self.created, self.model = completion_id, created, model
+        self.include_usage = include_usage
+        self.role = self.chunk(ChoiceDelta(role="assistant", content=""))
+        # Text chunks differ only in their content: rendered once through the models
+        # around a placeholder, then filled in with the JSON of each piece (building and
+        # dumping the models costs ~50 µs a token, the bulk of a stream's CPU when many
+        # run at once).
+        self.head, _, self.tail = self.chunk(ChoiceDelta(content=_SLOT)).partition(_SLOT_JSON)
+
+    def chunk(self, delta: ChoiceDelta, finish: Any = None) -> bytes:
         return _sse(
             ChatCompletionChunk(
-                id=completion_id,
+                id=self.completion_id,
                 object="chat.completion.chunk",
-                created=created,
-                model=model,
+                created=self.created,
+                model=self.model,
                 choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
             ).model_dump(mode="json", exclude_unset=True)
         )
 
-    yield chunk(ChoiceDelta(role="assistant", content=""))
-    # Text chunks differ only in their content: rendered once through the models around a
-    # placeholder, then filled in with the JSON of each piece (building and dumping the
-    # models costs ~50 µs a token, the bulk of a stream's CPU when many run at once).
-    head, _, tail = chunk(ChoiceDelta(content=_SLOT)).partition(_SLOT_JSON)
-    async for piece in pieces:
-        if isinstance(piece, str):
-            yield b"".join((head, json.dumps(piece).encode(), tail))
-            continue
-        if isinstance(piece, ToolStep):  # only there when the caller asked for them
-            yield chunk(ChoiceDelta(tool_steps=[_step(piece)]))
-            continue
-        if piece.error is not None:
-            failure = reply_failure(piece)
-            yield _sse(error_body(failure.detail, status=failure.status, code=failure.code))
-            return
-        if piece.tool_calls:
-            yield chunk(
-                ChoiceDelta(
-                    tool_calls=[
-                        ChoiceDeltaToolCall(
-                            index=index,
-                            id=call["id"],
-                            type="function",
-                            function=ChoiceDeltaToolCallFunction(
-                                name=call["name"], arguments=_arguments(call)
-                            ),
-                        )
-                        for index, call in enumerate(piece.tool_calls)
-                    ]
+    async def of(self, pieces: AsyncIterator[ReplyPiece]) -> AsyncIterator[bytes]:
+        chunk, head, tail = self.chunk, self.head, self.tail
+        completion_id, created, model = self.completion_id, self.created, self.model
+        include_usage = self.include_usage
+        yield self.role
+        async for piece in pieces:
+            if isinstance(piece, str):
+                yield b"".join((head, json.dumps(piece).encode(), tail))
+                continue
+            if isinstance(piece, ToolStep):  # only there when the caller asked for them
+                yield chunk(ChoiceDelta(tool_steps=[_step(piece)]))
+                continue
+            if piece.error is not None:
+                failure = reply_failure(piece)
+                yield _sse(error_body(failure.detail, status=failure.status, code=failure.code))
+                return
+            if piece.tool_calls:
+                yield chunk(
+                    ChoiceDelta(
+                        tool_calls=[
+                            ChoiceDeltaToolCall(
+                                index=index,
+                                id=call["id"],
+                                type="function",
+                                function=ChoiceDeltaToolCallFunction(
+                                    name=call["name"], arguments=_arguments(call)
+                                ),
+                            )
+                            for index, call in enumerate(piece.tool_calls)
+                        ]
+                    )
                 )
-            )
-        yield chunk(ChoiceDelta(), _finish_reason(piece))
-        usage = _usage(piece)
-        if include_usage and usage is not None:
-            yield _sse(
-                ChatCompletionChunk(
-                    id=completion_id,
-                    object="chat.completion.chunk",
-                    created=created,
-                    model=model,
-                    choices=[],
-                    usage=usage,
-                ).model_dump(mode="json", exclude_unset=True)
-            )
-        yield _sse("[DONE]")
-        return
+            yield chunk(ChoiceDelta(), _finish_reason(piece))
+            usage = _usage(piece)
+            if include_usage and usage is not None:
+                yield _sse(
+                    ChatCompletionChunk(
+                        id=completion_id,
+                        object="chat.completion.chunk",
+                        created=created,
+                        model=model,
+                        choices=[],
+                        usage=usage,
+                    ).model_dump(mode="json", exclude_unset=True)
+                )
+            yield _sse("[DONE]")
+            return

@@ -365,7 +365,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         else body.tool_choice or "auto",
     }
     if body.stream:
-        begun = await begin(pieces)
+        begun, _ = await begin(pieces, lambda: None)
         if (failed := begun.failed()) is not None:
             raise reply_failure(failed)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)

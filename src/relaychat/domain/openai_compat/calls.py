@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -463,6 +463,9 @@ def _end_of(ended: ReplyEnded) -> ReplyEnd:
     )
 
 
+T = TypeVar("T")
+
+
 class Begun:
     """A reply's pieces, the first of which has come (`begin`)."""
 
@@ -488,12 +491,18 @@ class Begun:
         return await anext(self._rest)
 
 
-async def begin(pieces: AsyncIterator[ReplyPiece]) -> Begun:
-    """`pieces` once the first has come. A stream is answered only then: the request to
-    the upstream goes out before anything of the answer is written (not after its head and
-    first chunk), and a reply that fails before it says anything is the HTTP error a whole
-    call gets, which SDKs raise as such (a rate limit as a rate limit)."""
-    return Begun(await anext(pieces), pieces)
+async def begin(pieces: AsyncIterator[ReplyPiece], meanwhile: Callable[[], T]) -> tuple[Begun, T]:
+    """`pieces` once the first has come, and what `meanwhile` made while it was awaited.
+
+    A stream is answered only then: a reply that fails before it says anything is the HTTP
+    error a whole call gets, which SDKs raise as such (a rate limit as a rate limit). The
+    request to the upstream goes out first (from the runner's task, launched before, or
+    from the first step of `pieces`), then `meanwhile` runs, while the upstream answers.
+    """
+    first = asyncio.ensure_future(anext(pieces))
+    await asyncio.sleep(0)  # the tasks run up to their first wait: the upstream's answer
+    made = meanwhile()
+    return Begun(await first, pieces), made
 
 
 async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
