@@ -145,12 +145,9 @@ async def create(
         completion_id = f"chatcmpl-{new_id()}"
     created = int(time.time())
     if body.stream:
+        begun = await begin(pieces)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        begun, rendering = await begin(
-            pieces, lambda: _Chunks(completion_id, created, body.model, include_usage)
-        )
-        if (failed := begun.failed()) is not None:
-            raise reply_failure(failed)
+        rendering = _Chunks(completion_id, created, body.model, include_usage)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
         chunks = rendering.of(begun)
         return StreamingResponse(
@@ -201,7 +198,7 @@ class _Chunks:
     """A reply as OpenAI's chunks: the role first, the text (and the tool steps when asked
     for) as it comes, the finish reason, the usage when asked for, `[DONE]`; a failure as
     an `error` event instead. What does not depend on the reply is rendered when this is
-    made, before its first piece has come."""
+    made, while the upstream is asked for its first piece."""
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool):
         self.completion_id, self.created, self.model = completion_id, created, model

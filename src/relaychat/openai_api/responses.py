@@ -365,9 +365,7 @@ async def create(body: ResponseCreateIn, request: Request, caller: Caller) -> Re
         else body.tool_choice or "auto",
     }
     if body.stream:
-        begun, _ = await begin(pieces, lambda: None)
-        if (failed := begun.failed()) is not None:
-            raise reply_failure(failed)
+        begun = await begin(pieces)
         finish_audit(request, status=200, outcome=AuditOutcome.ACCEPTED)
         return StreamingResponse(
             _events(begun, response_id, shape),

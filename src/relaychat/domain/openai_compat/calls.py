@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -463,22 +463,14 @@ def _end_of(ended: ReplyEnded) -> ReplyEnd:
     )
 
 
-T = TypeVar("T")
-
-
 class Begun:
-    """A reply's pieces, the first of which has come (`begin`)."""
+    """A reply's pieces, the first of which was asked for already (`begin`)."""
 
     __slots__ = ("_first", "_rest")
 
-    def __init__(self, first: ReplyPiece, rest: AsyncIterator[ReplyPiece]) -> None:
-        self._first: ReplyPiece | None = first
+    def __init__(self, first: asyncio.Future[ReplyPiece], rest: AsyncIterator[ReplyPiece]):
+        self._first: asyncio.Future[ReplyPiece] | None = first
         self._rest = rest
-
-    def failed(self) -> ReplyEnd | None:
-        """The reply's end, if it failed before its first piece of text."""
-        first = self._first
-        return first if isinstance(first, ReplyEnd) and first.error is not None else None
 
     def __aiter__(self) -> Begun:
         return self
@@ -487,22 +479,21 @@ class Begun:
         first = self._first
         if first is not None:
             self._first = None
-            return first
+            return await first
         return await anext(self._rest)
 
 
-async def begin(pieces: AsyncIterator[ReplyPiece], meanwhile: Callable[[], T]) -> tuple[Begun, T]:
-    """`pieces` once the first has come, and what `meanwhile` made while it was awaited.
+async def begin(pieces: AsyncIterator[ReplyPiece]) -> Begun:
+    """`pieces`, with the request to the upstream sent before the caller's answer starts.
 
-    A stream is answered only then: a reply that fails before it says anything is the HTTP
-    error a whole call gets, which SDKs raise as such (a rate limit as a rate limit). The
-    request to the upstream goes out first (from the runner's task, launched before, or
-    from the first step of `pieces`), then `meanwhile` runs, while the upstream answers.
+    A stream's answer (its head, its first chunk) would otherwise be written first: the
+    runner's task, launched before, or the first step of `pieces` (a call that stores
+    nothing asks the provider there) runs only once this task waits. So the first piece
+    is asked for now, and the loop turned once: each goes as far as its upstream request.
     """
     first = asyncio.ensure_future(anext(pieces))
-    await asyncio.sleep(0)  # the tasks run up to their first wait: the upstream's answer
-    made = meanwhile()
-    return Begun(await first, pieces), made
+    await asyncio.sleep(0)
+    return Begun(first, pieces)
 
 
 async def whole_reply(pieces: AsyncIterator[ReplyPiece]) -> ReplyEnd:
