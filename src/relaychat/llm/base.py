@@ -247,9 +247,16 @@ class BaseAdapter(ABC):
         return ProviderUnavailable("Could not connect to the provider", endpoint=self.endpoint)
 
     def _transport_error(self, exc: Exception, *, started: bool) -> ProviderError | None:
-        """The error for a raw transport exception that an SDK let through, else None."""
+        """The error for a raw transport exception that an SDK let through, else None.
+
+        aiohttp's own errors too: a body read from aiohttp straight (`sse_stream.body_chunks`)
+        raises them unmapped.
+        """
+        import aiohttp
         import httpx2
 
+        if isinstance(exc, aiohttp.ClientError):
+            return self._connection_error(timed_out=isinstance(exc, TimeoutError), started=started)
         if not isinstance(exc, httpx2.TransportError):
             return None
         # A TransportError too; an aiohttp transport's mapping is checked against its cause.

@@ -120,13 +120,32 @@ def stream_settings(backup: httpx2.Timeout) -> tuple[httpx2.Timeout, dict[str, s
     return timeout, {"x-stainless-read-timeout": str(backup.read)}
 
 
+def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive.
+
+    On the SDKs' own aiohttp transport (`DefaultAioHttpClient`, which wraps aiohttp's
+    response in httpx2's), an uncompressed body is read from aiohttp straight: the layers
+    between (the transport's stream, httpx2's raw and decoded iterators, its chunker) cost
+    a generator step each for every chunk, that is for every token. aiohttp's errors come
+    through as they are (`BaseAdapter._transport_error` knows them). Anything else, or a
+    compressed body, is read through httpx2, which decompresses.
+    """
+    aiohttp_response = getattr(response.stream, "_aiohttp_response", None)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if aiohttp_response is None or encoding not in ("", "identity"):
+        return response.aiter_bytes()
+    iterator: AsyncIterator[bytes] = aiohttp_response.content.iter_any()
+    return iterator
+
+
 async def drain_after_end(response: httpx2.Response, chunks: AsyncIterator[bytes]) -> None:
     """Read the rest of the body after the last event, briefly, so the connection is reused."""
+    import aiohttp
     import httpx2
 
     if response.http_version != "HTTP/1.1":
         return  # HTTP/2 closes just this stream and keeps the connection
-    with contextlib.suppress(TimeoutError, httpx2.RequestError):
+    with contextlib.suppress(TimeoutError, httpx2.RequestError, aiohttp.ClientError):
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in chunks:
                 pass
@@ -186,7 +205,7 @@ class SSEAdapter(BaseAdapter):
     async def _attempt(self, request: ChatRequest) -> AttemptEvents:
         with self._upstream(started=False):
             response = await self._send(request)
-        chunks = response.aiter_bytes()
+        chunks = body_chunks(response)
         reader = self._reader()
         decoder = SSEDecoder()
         try:
@@ -204,7 +223,9 @@ class SSEAdapter(BaseAdapter):
                 if reader.ended:
                     await drain_after_end(response, chunks)
         finally:
-            await chunks.aclose()
+            aclose = getattr(chunks, "aclose", None)  # aiohttp's iterator has nothing to close
+            if aclose is not None:
+                await aclose()
             await response.aclose()
         for event in reader.finish():
             yield event
