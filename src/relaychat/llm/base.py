@@ -130,21 +130,19 @@ def transport_timed_out(exc: BaseException, default: bool) -> bool:
 AttemptEvents = AsyncGenerator[StreamEvent | None, None]
 
 
-class _IdleExpired(Exception):
-    """The idle timeout of a stream passed while waiting for its next read."""
-
-
 class _IdleTimer:
     """The idle timeout between the reads of one stream, with one timer for the stream.
 
     A timeout scope per read (`asyncio.timeout`: a timer handle, scheduled and cancelled
     for every chunk) costs a good part of what relaying a token costs. This timer is
     re-armed only when it fires before the deadline, which moves with every read; when it
-    finds the deadline passed, it cancels the task waiting in `wait`, which raises
-    `_IdleExpired` instead of the cancellation (as `asyncio.timeout` does).
+    finds the deadline passed, it cancels the task waiting for a read (`start` to `stop`),
+    which `expired` then tells from any other cancellation (as `asyncio.timeout` does).
+    The read itself is awaited by the caller, not through a method of this: a coroutine
+    frame less for every token.
     """
 
-    __slots__ = ("_expired", "_handle", "_loop", "_waiter", "deadline", "limit")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_loop", "_waiter", "deadline", "limit")
 
     def __init__(self, limit: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -152,29 +150,31 @@ class _IdleTimer:
         self.deadline = self._loop.time() + limit
         self._handle: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Task[object] | None = None
+        self._cancelling = 0
         self._expired = False
 
-    def restart(self) -> None:
-        """Start the timeout again from now."""
+    def start(self) -> None:
+        """A read begins: the timeout runs again from now, for the current task."""
         self.deadline = self._loop.time() + self.limit
-
-    async def wait(self, step: Awaitable[T]) -> T:
-        """`await step`, cancelled with `_IdleExpired` once the deadline passes."""
-        task = asyncio.current_task()
-        assert task is not None
         if self._handle is None:
             self._handle = self._loop.call_at(self.deadline, self._fire)
-        cancelling = task.cancelling()
+        task = asyncio.current_task()
+        assert task is not None
+        self._cancelling = task.cancelling()
         self._waiter = task
-        try:
-            return await step
-        except asyncio.CancelledError:
-            if self._expired and task.uncancel() <= cancelling:
-                self._expired = False
-                raise _IdleExpired from None
-            raise
-        finally:
-            self._waiter = None
+
+    def stop(self) -> None:
+        """The read ended (between reads the timer cancels nothing)."""
+        self._waiter = None
+
+    def expired(self) -> bool:
+        """Whether the cancellation the waiting task just got came of this timeout (then
+        it is taken back), rather than from someone else."""
+        task = self._waiter
+        if self._expired and task is not None and task.uncancel() <= self._cancelling:
+            self._expired = False
+            return True
+        return False
 
     def close(self) -> None:
         if self._handle is not None:
@@ -184,7 +184,7 @@ class _IdleTimer:
     def _fire(self) -> None:
         self._handle = None
         if self._waiter is None:
-            return  # between reads: the next `wait` arms the timer again
+            return  # between reads: the next `start` arms the timer again
         if self._loop.time() < self.deadline:
             self._handle = self._loop.call_at(self.deadline, self._fire)
             return
@@ -282,11 +282,26 @@ class BaseAdapter(ABC):
             yield first
             finished = isinstance(first, Finish)
             while not finished:
-                event = await self._next(events, idle)
-                if event is None:
+                # Each read (heartbeats too) within the idle timeout of the last; inline
+                # rather than a helper's, as this runs for every token.
+                idle.start()
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
                     raise ProviderStreamBroken(
                         "The stream ended before the provider finished", endpoint=self.endpoint
-                    )
+                    ) from None
+                except asyncio.CancelledError:
+                    if idle.expired():
+                        raise ProviderTimeout(
+                            f"No answer for {idle.limit:g}s between chunks",
+                            endpoint=self.endpoint,
+                        ) from None
+                    raise
+                finally:
+                    idle.stop()
+                if event is None:
+                    continue
                 finished = isinstance(event, Finish)
                 yield event
         finally:
@@ -339,21 +354,6 @@ class BaseAdapter(ABC):
                     "The stream ended before any output", endpoint=self.endpoint
                 )
             return events, first
-
-    async def _next(self, events: AttemptEvents, idle: _IdleTimer) -> StreamEvent | None:
-        """The next event, each read (heartbeats too) within the idle timeout of the last."""
-        while True:
-            idle.restart()
-            try:
-                item = await idle.wait(anext(events))
-            except StopAsyncIteration:
-                return None
-            except _IdleExpired as exc:
-                raise ProviderTimeout(
-                    f"No answer for {idle.limit:g}s between chunks", endpoint=self.endpoint
-                ) from exc
-            if item is not None:
-                return item
 
     async def _first(self, events: AttemptEvents) -> StreamEvent | None:
         """The first event within the first-token timeout; heartbeats do not restart it."""
