@@ -20,11 +20,13 @@ the outer transaction.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -46,8 +48,10 @@ def create_engine(url: str, *, background_checkpoints: bool = False, **kwargs: A
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_async_engine(url, **kwargs)
+        engine = create_async_engine(url, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            ping_idle_connections(engine)
+        return engine
 
     if (
         parsed.database
@@ -69,6 +73,40 @@ def create_engine(url: str, *, background_checkpoints: bool = False, **kwargs: A
         cursor.close()
 
     return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "relaychat_idle_since"
+
+
+def ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use if it sat in the pool for a while; replace it
+    if the ping fails (the server restarted, a proxy dropped it).
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout, and asyncpg's ping is three round
+    trips (BEGIN, a query, ROLLBACK): a request that opens three sessions waited for nine
+    more round trips, each behind everything else the event loop had to do; under load
+    that was most of a stored call's time to its first token. A connection that was in use
+    moments ago is as good as the ping would find it; one the server dropped while in use
+    fails its statement as a disconnect, which makes the pool replace every connection.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or used moments ago
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool's signal to discard this connection and check out another.
+            raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
 AfterCommit = Callable[[], Awaitable[None]]
