@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from relaychat.llm.errors import (
     ProviderError,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     import httpx2
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ChatProvider(Protocol):
