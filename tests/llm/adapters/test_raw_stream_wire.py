@@ -346,3 +346,30 @@ async def test_anthropic_pings_keep_the_idle_timer_from_firing(
     upstream.scripts = [Script([whole[:cut], *pings, whole[cut:]])]
 
     assert (await collect(claude.stream(REQUEST))).text == "ab"
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+async def test_an_uncompressed_body_on_aiohttp_is_read_from_aiohttp_itself(
+    upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch, gzip: bool
+) -> None:
+    # httpx2's iterators over the SDK's aiohttp transport cost a generator step each per
+    # token; only a body that needs decompressing goes through them.
+    through_httpx2 = 0
+    aiter_bytes = httpx2.Response.aiter_bytes
+
+    def counted(response: httpx2.Response, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        nonlocal through_httpx2
+        through_httpx2 += 1
+        return aiter_bytes(response, chunk_size)
+
+    monkeypatch.setattr(httpx2.Response, "aiter_bytes", counted)
+    upstream.scripts = [Script([body("plain", " text")], gzip=gzip)] * 2
+    adapter = OpenAIAdapter(options(upstream, "/v1"))  # its own client: aiohttp underneath
+    try:
+        for _ in range(2):
+            assert (await collect(adapter.stream(REQUEST))).text == "plain text"
+    finally:
+        await adapter.aclose()
+
+    assert through_httpx2 == (2 if gzip else 0)
+    assert upstream.connections == 1, "the body is read to its end, so the connection is reused"

@@ -130,7 +130,9 @@ def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
     through as they are (`BaseAdapter._transport_error` knows them). Anything else, or a
     compressed body, is read through httpx2, which decompresses.
     """
-    aiohttp_response = getattr(response.stream, "_aiohttp_response", None)
+    # httpx2's client wraps the transport's stream in one that times it (`BoundAsyncStream`).
+    stream = getattr(response.stream, "_stream", response.stream)
+    aiohttp_response = getattr(stream, "_aiohttp_response", None)
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if aiohttp_response is None or encoding not in ("", "identity"):
         return response.aiter_bytes()
