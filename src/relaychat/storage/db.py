@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session as SyncSession
 from sqlalchemy.orm import SessionTransaction
 
 from relaychat.storage.files import private_sqlite
+from relaychat.storage.sqlite_statements import use_one_trip_cursors
 
 
 def create_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any) -> AsyncEngine:
@@ -63,6 +64,7 @@ def create_engine(url: str, *, background_checkpoints: bool = False, **kwargs: A
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        use_one_trip_cursors(dbapi_connection)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
