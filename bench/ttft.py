@@ -505,7 +505,7 @@ PROFILE_LABELS: list[tuple[str, tuple[str, ...]]] = [
     ("generation task (runner._run)", ("_run (relaychat/domain/answering/runner.py",)),
     ("  provider stream (adapter, HTTP client)", ("stream (relaychat/llm/base.py",)),
     ("  end of a generation (_end_completed)", ("_end_completed (relaychat/",)),
-    ("delta publishing (DeltaPublisher._drain)", ("_drain (relaychat/domain/answering/",)),
+    ("delta publishing (_DeltaBatcher._run)", ("_DeltaBatcher._run (relaychat/",)),
     ("heartbeat (save_progress, sweep_orphans)", ("save_progress (", "sweep_orphans (")),
     ("event streams (realtime/sse.py)", ("(relaychat/realtime/sse.py",)),
     ("event bus (realtime/bus.py, redis_bus.py)", ("realtime/bus.py", "realtime/redis_bus.py")),
@@ -689,18 +689,40 @@ def serve_traced() -> None:
     def traced_publish(original: Any) -> Any:
         @functools.wraps(original)
         async def wrapper(self: Any, user_id: str, event: Any) -> Any:
-            kind = type(event).__name__
-            if kind == "MessageDelta":
-                mark("publish>")
             try:
                 return await original(self, user_id, event)
             finally:
-                if kind == "MessageDelta":
-                    mark("publish")
-                elif kind == "GenerationStarted":
+                if type(event).__name__ == "GenerationStarted":
                     mark("started_publish")
 
         return wrapper
+
+    # A reply's deltas go out from its generation task (in-process bus: `_publish_now`), or
+    # from the bus's batcher task, whose context is not the reply's: its trace is found by
+    # the reply's id there.
+    publish_now = agent_loop.DeltaPublisher._publish_now
+    take = agent_loop.DeltaPublisher.take
+    sent = agent_loop.DeltaPublisher.sent
+
+    def mark_reply(publisher: Any, name: str) -> None:
+        trace = filed.get(publisher.job.message_id)
+        if trace is not None and name not in trace:
+            trace[name] = time.perf_counter()
+
+    def traced_publish_now(self: Any, text: str) -> bool:
+        mark("publish>")
+        published: bool = publish_now(self, text)
+        if published:
+            mark("publish")
+        return published
+
+    def traced_take(self: Any) -> Any:
+        mark_reply(self, "publish>")
+        return take(self)
+
+    def traced_sent(self: Any) -> None:
+        mark_reply(self, "publish")
+        sent(self)
 
     setattr(api_messages, "bearer", traced_bearer)  # noqa: B010
     wrap(api_messages, "get_sender_conversation", "conversation")
@@ -718,6 +740,9 @@ def serve_traced() -> None:
     wrap(runner.GenerationRunner, "_run", "run", begin=True)
     wrap(openai_chat.OpenAIAdapter, "_send", "upstream", begin=True)
     agent_loop.DeltaPublisher.push = traced_push  # type: ignore[method-assign]
+    agent_loop.DeltaPublisher._publish_now = traced_publish_now  # type: ignore[method-assign]
+    agent_loop.DeltaPublisher.take = traced_take  # type: ignore[method-assign]
+    agent_loop.DeltaPublisher.sent = traced_sent  # type: ignore[method-assign]
     for bus in (memory.MemoryEventBus, redis_bus.RedisEventBus):
         bus.publish = traced_publish(bus.publish)  # type: ignore[method-assign]
 
