@@ -26,8 +26,14 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 # What one statement left behind: the rows (None: it returned none), description,
-# rowcount and lastrowid.
-_Outcome = tuple[list[Any] | None, Any, int, int | None]
+# rowcount, lastrowid, and whether the connection is in a transaction after it.
+_Outcome = tuple[list[Any] | None, Any, int, int | None, bool]
+
+# Set on aiosqlite's connection object: whether its SQLite connection may be in a
+# transaction (True when not known). The pool rolls back every connection given back to
+# it, a trip to the thread even after a commit; with this, only when there is something
+# to roll back.
+_IN_TRANSACTION = "_relaychat_in_transaction"
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
@@ -41,7 +47,13 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
         else:
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else None
-        return rows, cursor.description, cursor.rowcount, cursor.lastrowid
+        return (
+            rows,
+            cursor.description,
+            cursor.rowcount,
+            cursor.lastrowid,
+            connection.in_transaction,
+        )
     finally:
         cursor.close()
 
@@ -101,10 +113,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _one_trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection = self._connection
         async with self._adapt_connection._execute_mutex:
+            setattr(connection, _IN_TRANSACTION, True)  # a statement that fails may have begun one
             outcome: _Outcome = await connection._execute(
                 _run, connection._conn, operation, parameters, many
             )
-        rows, self._description, self._rowcount, self._lastrowid = outcome
+            rows, self._description, self._rowcount, self._lastrowid, in_transaction = outcome
+            setattr(connection, _IN_TRANSACTION, in_transaction)
         self._rows = collections.deque(rows) if rows is not None else collections.deque()
 
 
@@ -114,6 +128,16 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
 
     _cursor_cls = OneTripCursor
+
+    def rollback(self) -> None:
+        if getattr(self._connection, _IN_TRANSACTION, True):
+            super().rollback()
+            setattr(self._connection, _IN_TRANSACTION, False)
+
+    def commit(self) -> None:
+        if getattr(self._connection, _IN_TRANSACTION, True):
+            super().commit()
+            setattr(self._connection, _IN_TRANSACTION, False)
 
 
 def use_one_trip_cursors(dbapi_connection: Any) -> None:
