@@ -158,7 +158,8 @@ class _DeltaBatcher:
     """
 
     def __init__(self, bus: EventBus) -> None:
-        self.bus = bus
+        # Weak: `_batchers` maps the bus to this, and must not keep it alive (tests make many).
+        self._bus = weakref.ref(bus)
         self.waiting: dict[DeltaPublisher, None] = {}  # insertion-ordered set
         self._hurry = asyncio.Event()
         self._next_at = 0.0
@@ -190,10 +191,13 @@ class _DeltaBatcher:
                 self.waiting.clear()
                 self._next_at = loop.time() + DELTA_INTERVAL
                 events = [publisher.take() for publisher in batch]
+                bus = self._bus()
                 try:
+                    if bus is None:
+                        raise RuntimeError("the event bus is gone")
                     # Direct, not publish_after_commit: streamed tokens belong to no
                     # transaction (the text is saved later, by the runner's progress saves).
-                    await self.bus.publish_many(events)
+                    await bus.publish_many(events)
                 except Exception as exc:
                     for publisher in batch:
                         publisher.failed(exc)
