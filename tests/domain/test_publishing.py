@@ -15,6 +15,7 @@ from relaychat.domain.publishing import publish_after_commit
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import BaseEvent, ConversationDeleted
 from relaychat.services import Services
+from relaychat.storage.db import after_commit
 from relaychat.storage.models import Conversation
 from tests.support.factories import make_conversation, make_key, make_user
 
@@ -26,10 +27,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str | None]] = []
+        self.calls: list[int] = []  # how many events each publish_many had
 
     async def publish(self, user_id: str, event: BaseEvent) -> str:
         self.published.append((user_id, event.conversation_id))
         return f"0-{len(self.published)}"
+
+    async def publish_many(self, events: list[tuple[str, BaseEvent]]) -> list[str]:
+        self.calls.append(len(events))
+        return [await self.publish(user_id, event) for user_id, event in events]
 
 
 def deleted(conversation_id: str) -> ConversationDeleted:
@@ -49,6 +55,27 @@ async def test_published_in_order_once_when_the_commit_returns(services: Service
         assert first.id == "0-1"
         await session.commit()  # a later commit publishes nothing again
     assert recorder.published == [("u1", "a"), ("u2", "b")]
+
+
+async def test_events_queued_one_after_another_go_out_together(services: Services) -> None:
+    # On Redis each publish is a round trip; a commit's run of events needs only one.
+    recorder = Recorder()
+    bus = cast(EventBus, recorder)
+    seen: list[list[tuple[str, str | None]]] = []
+
+    async def between() -> None:  # another callback: what was queued before it is out
+        seen.append(list(recorder.published))
+
+    async with services.sessionmaker() as session:
+        queued = [publish_after_commit(session, bus, "u1", deleted(c)) for c in "abc"]
+        after_commit(session, between)
+        queued.append(publish_after_commit(session, bus, "u1", lambda: deleted("d")))
+        await session.execute(select(Conversation.id))
+        await session.commit()
+    assert recorder.calls == [3, 1]
+    assert seen == [[("u1", "a"), ("u1", "b"), ("u1", "c")]]
+    assert recorder.published == [("u1", c) for c in "abcd"]
+    assert [q.id for q in queued] == ["0-1", "0-2", "0-3", "0-4"]
 
 
 @pytest.mark.parametrize("how", ["rollback", "close", "failed commit", "begin block raises"])

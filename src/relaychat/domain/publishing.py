@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import BaseEvent
-from relaychat.storage.db import after_commit
+from relaychat.storage.db import after_commit, last_after_commit
 
 
 @dataclass
@@ -30,6 +30,26 @@ class Queued:
 
     # The id the bus gave it, once published (a stream resumed after it sees what followed).
     id: str | None = None
+
+
+class _Publish:
+    """The after-commit callback publishing events queued one after another on one bus,
+    in one `publish_many`: a new conversation's call queues four (the conversation, the
+    message, the reply's placeholder, generation.started), and on Redis each awaited its
+    own round trip, one after another, before the call could answer."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.events: list[tuple[str, BaseEvent | Callable[[], BaseEvent], Queued]] = []
+
+    async def __call__(self) -> None:
+        ready = [
+            (user_id, event if isinstance(event, BaseEvent) else event())
+            for user_id, event, _ in self.events
+        ]
+        ids = await self.bus.publish_many(ready)
+        for (_, _, queued), event_id in zip(self.events, ids, strict=True):
+            queued.id = event_id
 
 
 def publish_after_commit(
@@ -42,12 +62,15 @@ def publish_after_commit(
 
     `event` may be a function that builds it: called after the commit, so an event that
     renders a row shows it as committed (defaults and all), as publishing by hand did.
+    Events queued one after another (no other callback between them) go out together, in
+    order.
     """
     queued = Queued()
-
-    async def publish() -> None:
-        ready = event if isinstance(event, BaseEvent) else event()
-        queued.id = await bus.publish(user_id, ready)
-
+    last = last_after_commit(session)
+    if isinstance(last, _Publish) and last.bus is bus:
+        last.events.append((user_id, event, queued))
+        return queued
+    publish = _Publish(bus)
+    publish.events.append((user_id, event, queued))
     after_commit(session, publish)
     return queued

@@ -155,6 +155,13 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault(_PENDING, []).append(callback)
 
 
+def last_after_commit(session: AsyncSession) -> AfterCommit | None:
+    """The callback queued last on the session's transaction, if any (to add to it rather
+    than queue another: `domain.publishing` sends consecutive events together)."""
+    pending: list[AfterCommit] | None = session.info.get(_PENDING)
+    return pending[-1] if pending else None
+
+
 @event.listens_for(SyncSession, "after_commit")
 def _committed(session: SyncSession) -> None:
     if session.in_nested_transaction():
