@@ -12,6 +12,7 @@ from relaychat.domain.answering.agent_loop import DeltaPublisher, Job
 from relaychat.llm.types import ChatRequest
 from relaychat.realtime import EventBus, MemoryEventBus
 from relaychat.realtime.bus import Subscription
+from relaychat.realtime.events import MessageDelta
 from tests.support.realtime import DEADLOCK_GUARD, BusFactory, parse_sse
 
 
@@ -73,4 +74,40 @@ async def test_after_the_end_the_next_text_waits_for_the_interval_again(
         publisher.push("c")
         await publisher.flush()
         assert await next_delta(subscription) == "bc"
+        await publisher.close()
+
+
+async def test_text_before_the_commit_asks_for_the_rows_and_goes_out_once_stored(
+    make_bus: BusFactory,
+) -> None:
+    # A launcher holds a reply's writes until the run needs them: its first text does.
+    bus: EventBus = await make_bus()
+    reply = job()
+    reply.stored = asyncio.get_running_loop().create_future()
+    publisher = DeltaPublisher(reply, bus)
+    async with asyncio.timeout(DEADLOCK_GUARD), bus.subscribe("user-a") as subscription:
+        assert not reply.rows_needed.is_set()
+        publisher.push("early ")
+        publisher.push("text")
+        assert reply.rows_needed.is_set()
+        reply.stored.set_result(True)
+        await publisher.flush()
+        assert await next_delta(subscription) == "early text"
+        await publisher.close()
+
+
+async def test_text_of_a_reply_never_stored_is_dropped(make_bus: BusFactory) -> None:
+    bus: EventBus = await make_bus()
+    reply = job()
+    reply.stored = asyncio.get_running_loop().create_future()
+    publisher = DeltaPublisher(reply, bus)
+    async with asyncio.timeout(DEADLOCK_GUARD), bus.subscribe("user-a") as subscription:
+        publisher.push("lost")
+        reply.stored.set_result(False)
+        await publisher.flush()
+        publisher.push("also lost")
+        await publisher.flush()
+        marker = MessageDelta(conversation_id="c-1", message_id="m-1", delta="x")
+        await bus.publish("user-a", marker)
+        assert await next_delta(subscription) == "x"  # the first event on the stream
         await publisher.close()

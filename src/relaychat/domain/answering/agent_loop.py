@@ -252,6 +252,9 @@ class DeltaPublisher:
             self._idle.clear()
             if not self._waits_commit:
                 self._waits_commit = True
+                # The first text is to be published: a launcher holding the rows' writes
+                # until they are needed (`Job.rows_needed`) writes them now.
+                self.job.rows_needed.set()
                 stored.add_done_callback(self._on_stored)
             return
         if stored is not None and (stored.cancelled() or not stored.result()):
