@@ -110,10 +110,8 @@ async def test_a_new_conversation_is_titled_with_its_first_words_not_by_the_mode
     title = str(conversation["title"])
     assert title.startswith(f"Please summarise the {marker} report report")
     assert title.endswith("report…") and len(title) <= MAX_TITLE_CHARS
-    assert [r for r in fake_llm.requests if marker in str(r.body)] == [
-        r for r in fake_llm.requests if r.body in replies_asked(fake_llm, marker)
-    ]
-    assert len(replies_asked(fake_llm, marker)) == 1
+    # A title asked of the model would mention the first message too.
+    assert len([r for r in fake_llm.requests if marker in str(r.body)]) == 1
 
 
 async def test_a_streamed_completion_ends_with_usage_and_done(

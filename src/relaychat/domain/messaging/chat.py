@@ -118,7 +118,6 @@ async def send_message(
     caller_tools: CallerTools | None = None,
     before_commit: BeforeCommit | None = None,
     listener: ReplyListener | None = None,
-    message_id: str | None = None,
     launched: Job | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
@@ -126,13 +125,15 @@ async def send_message(
     before anything is written.
 
     `launched`: the reply's job, already running (built by `reply_job` from what the caller
-    knew before writing anything, with its `stored` future set): the message (id
-    `message_id`) and the reply are written with its ids, and it learns the commit's
+    knew before writing anything, with its `stored` future set): the message (the one it
+    `answers`) and the reply are written with its ids, and it learns the commit's
     outcome through that future instead of being launched here; if this fails, the caller
     discards it (having told its listener why).
     """
-    if launched is not None and (message_id is None or launched.stored is None or not respond):
-        raise ValueError("a launched reply needs its message's id, `stored` and respond=True")
+    if launched is not None and (
+        launched.answers is None or launched.stored is None or not respond
+    ):
+        raise ValueError("a launched reply needs the message it answers, `stored`, respond=True")
     text = checked_text(content)
     check_metadata(metadata)
     if respond is None:
@@ -168,7 +169,7 @@ async def send_message(
         metadata=metadata,
         api_key_id=api_key_id,
         created_at=now,
-        message_id=message_id,
+        message_id=launched.answers.id if launched and launched.answers else None,
     )
     # A statement on the table, not an entity: cheaper than a unit of work, and what the
     # message is for everyone (the caller, events, webhooks) is this view of its row. The

@@ -268,10 +268,10 @@ async def _send_turns(
     owner_name: str,
     *,
     listener: ReplyListener | None = None,
-    launched: tuple[str, Job] | None = None,
+    launched: Job | None = None,
 ) -> Sent:
     """Store the call's turns in `conversation`, the last one answered: by a reply started
-    here for `listener`, or by the job `launched` already runs (with its message's id)."""
+    here for `listener`, or by the job `launched` already runs."""
     sent = None
     parent = call.parent_message_id
     for index, turn in enumerate(call.turns):
@@ -289,8 +289,7 @@ async def _send_turns(
             api_key_id=caller.key_id,
             caller_tools=call.tools if last and launched is None else None,
             listener=listener if last else None,
-            message_id=launched[0] if last and launched else None,
-            launched=launched[1] if last and launched else None,
+            launched=launched if last else None,
         )
         parent = sent.message.message_id
     assert sent is not None
@@ -348,8 +347,7 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
         listener=listener,
     )
     job.stored = asyncio.get_running_loop().create_future()
-    write = _write_new(engine, caller, call, conversation_id, ids.request_message_id, job)
-    engine.runner.launch_writing(job, write)
+    engine.runner.launch_writing(job, _write_new(engine, caller, call, job))
     return StartedCall(
         owner_id=caller.owner_id,
         conversation_id=conversation_id,
@@ -360,14 +358,7 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
     )
 
 
-async def _write_new(
-    engine: ChatEngine,
-    caller: ApiCaller,
-    call: Call,
-    conversation_id: str,
-    message_id: str,
-    job: Job,
-) -> None:
+async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job) -> None:
     """Write a new conversation's call whose reply is already running; if that fails, the
     reply is dropped unwritten and its caller told.
 
@@ -384,26 +375,28 @@ async def _write_new(
             conversation = await stage_conversation(
                 session,
                 owner.id,
-                conversation_id=conversation_id,
+                conversation_id=job.conversation_id,
                 fields=_new_conversation_fields(call),
                 api_key_id=caller.key_id,
             )
             publish_created(session, engine.bus, conversation)
-            await _send_turns(
-                session, engine, caller, call, conversation, owner.name,
-                launched=(message_id, job),
-            )  # fmt: skip
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            logger.exception("the call's conversation %s could not be stored", conversation_id)
-        # The listener first: once discarded, the job would close it without a reason.
-        assert job.listener is not None
-        job.listener.end(
-            ReplyEnded(None, error=ErrorCode.INTERNAL_ERROR, detail="the call could not be stored")
-        )
-        engine.runner.discard(job)
-        if not isinstance(exc, Exception):
-            raise
+            await _send_turns(session, engine, caller, call, conversation, owner.name, launched=job)
+    except Exception:
+        logger.exception("the call's conversation %s could not be stored", job.conversation_id)
+        _drop_unwritten(engine, job)
+    except BaseException:
+        _drop_unwritten(engine, job)
+        raise
+
+
+def _drop_unwritten(engine: ChatEngine, job: Job) -> None:
+    """Stop a launched reply whose rows were not written, telling its caller why (first:
+    once discarded, the job would close the listener without a reason)."""
+    assert job.listener is not None
+    job.listener.end(
+        ReplyEnded(None, error=ErrorCode.INTERNAL_ERROR, detail="the call could not be stored")
+    )
+    engine.runner.discard(job)
 
 
 async def owned_reply(session: AsyncSession, owner_id: str, message_id: str) -> Message:
