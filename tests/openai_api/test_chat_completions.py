@@ -92,6 +92,40 @@ async def test_a_completion_is_a_conversation_of_the_keys_owner(
     assert answered["parent_message_id"] == asked["message_id"]
 
 
+async def test_a_new_conversation_brought_with_its_history_is_stored_as_one_chain(
+    client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
+) -> None:
+    """A call that opens a conversation with earlier turns of its own stores them in order,
+    each the parent of the next, the reply last."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    marker = f"third {uuid.uuid4()}"
+    async with sdk(live_url, key.secret) as openai:
+        raw = await openai.chat.completions.with_raw_response.create(
+            model="fake/fake-model",
+            messages=[
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "second"},
+                {"role": "user", "content": marker},
+            ],
+        )
+    cid = raw.headers["x-relaychat-conversation-id"]
+    stored = await messages_of(client, owner, cid)
+    assert [(m["role"], m["text"]) for m in stored] == [
+        ("user", "first"),
+        ("assistant", "second"),
+        ("user", marker),
+        ("assistant", DEFAULT_REPLY),
+    ]
+    assert [m["parent_message_id"] for m in stored] == [
+        None,
+        *(m["message_id"] for m in stored[:-1]),
+    ]
+    assert [m["created_at"] for m in stored] == sorted({str(m["created_at"]) for m in stored})
+    upstream = sent_with(fake_llm, marker)
+    assert [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]  # type: ignore[attr-defined]
+
+
 async def test_a_new_conversation_is_titled_with_its_first_words_not_by_the_model(
     client: httpx.AsyncClient, live_url: str, fake_llm: FakeLLM
 ) -> None:

@@ -24,6 +24,7 @@ from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.context import Turn, branch, build_request
 from relaychat.domain.messaging.conversations import get_owned_conversation
 from relaychat.domain.messaging.messages import (
+    ThreadTip,
     later_than,
     lock_thread,
     message_row,
@@ -119,6 +120,7 @@ async def send_message(
     before_commit: BeforeCommit | None = None,
     listener: ReplyListener | None = None,
     launched: Job | None = None,
+    alone: ThreadTip | None = None,
 ) -> Sent:
     """Store a message and, when asked (by default: when the conversation has an endpoint),
     start the reply, handing its pieces to `listener` if given. Everything is checked
@@ -129,6 +131,10 @@ async def send_message(
     `answers`) and the reply are written with its ids, and it learns the commit's
     outcome through that future instead of being launched here; if this fails, the caller
     discards it (having told its listener why).
+
+    `alone`: the thread's tip when the caller is its only writer, for a conversation staged
+    in this same transaction (no one else sees it until the commit): no lock is taken and
+    nothing read, and the parent is `parent_message_id` (trusted) or that tip.
     """
     if launched is not None and (
         launched.answers is None or launched.stored is None or not respond
@@ -152,10 +158,18 @@ async def send_message(
     )
     # From here to the commit, other writers of this conversation wait: the parent chosen
     # is still the latest message when this one is inserted.
-    tip = await lock_thread(session, conversation, unseen=role == MessageRole.EXTERNAL)
-    parent_id = (
-        None if new_root else await resolve_parent(session, conversation.id, parent_message_id, tip)
-    )
+    if alone is not None:
+        if role == MessageRole.EXTERNAL:  # counted unseen by the lock's write
+            raise ValueError("an external message takes the thread's lock")
+        tip = alone
+        parent_id = None if new_root else parent_message_id or tip.message_id
+    else:
+        tip = await lock_thread(session, conversation, unseen=role == MessageRole.EXTERNAL)
+        parent_id = (
+            None
+            if new_root
+            else await resolve_parent(session, conversation.id, parent_message_id, tip)
+        )
 
     now = tip.next_time()
     row = message_row(

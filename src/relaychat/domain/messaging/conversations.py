@@ -79,16 +79,19 @@ async def stage_conversation(
     api_key_id: str | None = None,
     system: bool = False,
     channel_tag: str | None = None,
+    fresh: bool = False,
 ) -> Conversation:
     """Add a new conversation (and its callbacks) to the session's transaction (the caller
     queues `publish_created`, then commits); `api_key_id`: the key that opened it, `system`:
-    a system key did, `channel_tag`: a channel did (see conversation_ids.check_claim)."""
+    a system key did, `channel_tag`: a channel did (see conversation_ids.check_claim);
+    `fresh`: `conversation_id` was made by `new_id` for this write and never shown to
+    anyone, so it is not looked up (a collision would still fail the insert)."""
     cid = new_id() if conversation_id is None else conversation_ids.check_id(conversation_id)
     # Before the existence check: a reserved id says nothing about whether it is taken.
     await conversation_ids.check_claim(
         session, cid, user_id, system=system, channel_tag=channel_tag
     )
-    if await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
+    if not fresh and await session.scalar(select(Conversation.id).where(Conversation.id == cid)):
         # Ids are global (external senders address conversations by id alone), so a
         # taken id is a conflict whoever owns it.
         raise ConversationExists(field="conversation_id")

@@ -49,6 +49,7 @@ from relaychat.domain.messaging.conversations import (
     publish_created,
     stage_conversation,
 )
+from relaychat.domain.messaging.messages import ThreadTip
 from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
 from relaychat.domain.openai_compat.callers import ApiCaller, UnsupportedParameter
 from relaychat.domain.openai_compat.catalog import Target, owner_of
@@ -271,9 +272,11 @@ async def _send_turns(
     launched: Job | None = None,
 ) -> Sent:
     """Store the call's turns in `conversation`, the last one answered: by a reply started
-    here for `listener`, or by the job `launched` already runs."""
+    here for `listener`, or by the job `launched` already runs (whose conversation is new
+    in this transaction: its thread is the turns written here, with no lock to take)."""
     sent = None
     parent = call.parent_message_id
+    alone = ThreadTip(None, None) if launched is not None else None
     for index, turn in enumerate(call.turns):
         last = index == len(call.turns) - 1
         sent = await send_message(
@@ -290,8 +293,11 @@ async def _send_turns(
             caller_tools=call.tools if last and launched is None else None,
             listener=listener if last else None,
             launched=launched if last else None,
+            alone=alone,
         )
         parent = sent.message.message_id
+        if alone is not None:
+            alone = ThreadTip(parent, sent.message.created_at)
     assert sent is not None
     return sent
 
@@ -382,6 +388,7 @@ async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job
                 conversation_id=job.conversation_id,
                 fields=_new_conversation_fields(call),
                 api_key_id=caller.key_id,
+                fresh=True,  # made by `_start_new`
             )
             publish_created(session, engine.bus, conversation)
             await _send_turns(session, engine, caller, call, conversation, owner.name, launched=job)
