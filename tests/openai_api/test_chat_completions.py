@@ -228,6 +228,55 @@ async def test_a_new_conversations_reply_streams_before_its_rows_are_written(
     ] == ["first token first", DEFAULT_REPLY]
 
 
+async def test_a_reply_that_ends_before_its_rows_are_written_is_written_with_them(
+    client: httpx.AsyncClient,
+    live_url: str,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new conversation's reply that ends while its rows are held back is written in the
+    transaction that writes them (no second one for its end): complete, with its token
+    counts, and the owner's tabs get it whole."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    monkeypatch.setattr(calls, "HOLD_WRITES", 30.0)  # only the end asks for the rows
+    ends: list[str] = []
+    end_completed = GenerationRunner._end_completed
+
+    async def ending(runner: GenerationRunner, job: Job, finish: Any) -> None:
+        ends.append(job.message_id)
+        await end_completed(runner, job, finish)
+
+    monkeypatch.setattr(GenerationRunner, "_end_completed", ending)
+    async with services.bus.subscribe(owner.id) as tab, sdk(live_url, key.secret) as openai:
+        async with asyncio.timeout(5):
+            stream = await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=[{"role": "user", "content": "short and whole"}],
+                stream=True,
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            events = []
+            async for envelope in tab:
+                events.append(envelope)
+                if envelope.type == "message.completed":
+                    break
+    assert text == DEFAULT_REPLY
+    assert ends == []
+    assert [e.type for e in events] == [
+        "conversation.created",
+        "message.created",
+        "message.created",
+        "generation.started",
+        "message.completed",
+    ]
+    [conversation] = await conversations_of(client, owner)
+    asked, answered = await messages_of(client, owner, str(conversation["conversation_id"]))
+    assert (answered["text"], answered["status"]) == (DEFAULT_REPLY, "complete")
+    assert answered["parent_message_id"] == asked["message_id"]
+    assert answered["completion_tokens"]
+
+
 async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_written(
     client: httpx.AsyncClient, live_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

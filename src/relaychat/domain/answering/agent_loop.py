@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.limits import storable, storable_text
@@ -37,6 +37,9 @@ from relaychat.metrics import TIME_TO_FIRST_TOKEN
 from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import MessageDelta, MessageToolCall, MessageToolResult
 from relaychat.statuses import StopReason
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass
@@ -85,6 +88,12 @@ class Job:
     # Set once the run needs its rows (see `wait_stored`): a launcher may hold its writes
     # until then, so that they do not share the CPU with the reply's first token.
     rows_needed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by the runner when the run completed before its rows' commit: the reply's end,
+    # for the transaction writing the rows to write too if it has not committed yet
+    # (`send_message`; one transaction instead of two for a short reply), which leaves
+    # in `closed` what the runner needs after the commit.
+    close_in_write: Callable[[AsyncSession], Awaitable[None]] | None = None
+    closed: Any = None
 
     async def wait_stored(self) -> bool:
         """Whether the reply's rows are committed; at once for a job launched after it."""
@@ -248,13 +257,12 @@ class DeltaPublisher:
             return  # the reply is over, or its deltas cannot go out (flush raises)
         stored = self.job.stored
         if stored is not None and not stored.done():
+            # Held until the rows are committed; a launcher holding their writes is not
+            # hurried (`Job.rows_needed`): a reply that ends first is written once, whole.
             self._pending.append(text)
             self._idle.clear()
             if not self._waits_commit:
                 self._waits_commit = True
-                # The first text is to be published: a launcher holding the rows' writes
-                # until they are needed (`Job.rows_needed`) writes them now.
-                self.job.rows_needed.set()
                 stored.add_done_callback(self._on_stored)
             return
         if stored is not None and (stored.cancelled() or not stored.result()):
@@ -372,10 +380,14 @@ async def _steps(
     for _ in range(max(1, job.max_steps)):
         parts_before = len(job.parts)
         calls, step_usage, finish = await _model_step(job, provider, request, deltas)
+        usage = _add_usage(usage, step_usage)
+        if not calls and job.stored is not None and not job.stored.done():
+            # Ended before its rows' commit: its end waits for that (or is written with
+            # them), and says the whole text; the deltas held back are not sent.
+            return LoopResult(usage, finish)
         # Tool calls and results are published and tools may write: after the commit.
         await job.wait_stored()
         await deltas.flush()  # every delta of this step goes out before what follows it
-        usage = _add_usage(usage, step_usage)
         if not calls:
             return LoopResult(usage, finish)
         if not job.tools:

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,6 +110,16 @@ _TOUCH = (
     .where(tables.CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("new_updated_at"))
 )
+
+
+@dataclass(frozen=True)
+class _Completed:
+    """A completed reply's end as written: the reply (None: settled elsewhere), whether its
+    conversation is still to be titled, and its text."""
+
+    message: MessageView | None
+    untitled: bool
+    text: str
 
 
 class GenerationRunner:
@@ -267,6 +278,8 @@ class GenerationRunner:
                 ending = functools.partial(self._end_failed, job, exc)
             else:
                 ending = functools.partial(self._end_completed, job, result.finish)
+                if job.stored is not None and not job.stored.done():
+                    job.close_in_write = functools.partial(self._close_in, job, result.finish)
             # Once the stream has ended, an abort or shutdown must not cut the closing
             # transaction in half: it runs as its own task, which `close` also waits for.
             await asyncio.shield(self._in_background(self._then_close(job, ending)))
@@ -274,14 +287,17 @@ class GenerationRunner:
             self._tasks.pop(job.generation_id, None)
             self._jobs.pop(job.generation_id, None)
 
-    @staticmethod
-    async def _then_close(job: Job, ending: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def _then_close(self, job: Job, ending: Callable[[], Coroutine[Any, Any, None]]) -> None:
         # A job launched before its rows' commit ends only once they are there, and writes
         # nothing if they never were. A listener whose reply ended without a committed end
         # (not stored, settled elsewhere, the closing transaction failed) is told there is
         # no more.
         try:
-            if await job.wait_stored():
+            if not await job.wait_stored():
+                return
+            if isinstance(job.closed, _Completed):  # written with the rows (`close_in_write`)
+                self._completed(job, job.closed)
+            else:
                 await ending()
         finally:
             if job.listener is not None:
@@ -294,38 +310,50 @@ class GenerationRunner:
         return task
 
     async def _end_completed(self, job: Job, finish: Finish | None) -> None:
-        text = job.text
         async with self.sessionmaker() as session:
-            message = await self._finalize(
-                session,
-                job,
-                generation_status=GenerationStatus.COMPLETED,
-                message_status=MessageStatus.COMPLETE,
-                finish_reason=finish.reason if finish else "stop",
-                failure=None,
-            )
-            # Only a first exchange is titled: no other reply needs the row.
-            conversation = (
-                await session.get(Conversation, job.conversation_id)
-                if job.wants_title and message is not None
-                else None
-            )
-            if message is not None:
-                publish_after_commit(
-                    session,
-                    self.bus,
-                    job.user_id,
-                    MessageCompleted(
-                        conversation_id=job.conversation_id,
-                        message_id=job.message_id,
-                        message=message,
-                    ),
-                )
+            closed = await self._complete(session, job, finish)
             await session.commit()
+        self._completed(job, closed)
+
+    async def _close_in(self, job: Job, finish: Finish | None, session: AsyncSession) -> None:
+        job.closed = await self._complete(session, job, finish)
+
+    async def _complete(self, session: AsyncSession, job: Job, finish: Finish | None) -> _Completed:
+        """A completed reply's end, written in `session`'s transaction (not committed)."""
+        message = await self._finalize(
+            session,
+            job,
+            generation_status=GenerationStatus.COMPLETED,
+            message_status=MessageStatus.COMPLETE,
+            finish_reason=finish.reason if finish else "stop",
+            failure=None,
+        )
+        # Only a first exchange is titled: no other reply needs the row.
+        conversation = (
+            await session.get(Conversation, job.conversation_id)
+            if job.wants_title and message is not None
+            else None
+        )
+        if message is not None:
+            publish_after_commit(
+                session,
+                self.bus,
+                job.user_id,
+                MessageCompleted(
+                    conversation_id=job.conversation_id,
+                    message_id=job.message_id,
+                    message=message,
+                ),
+            )
+        untitled = conversation is not None and not conversation.title
+        return _Completed(message, untitled, job.text)
+
+    def _completed(self, job: Job, closed: _Completed) -> None:
+        """After a completed reply's end was committed: the caller told, a title asked for."""
         if job.listener is not None:
-            job.listener.end(ReplyEnded(message))
-        if conversation is not None and not conversation.title and text:
-            self._in_background(self._title(job, text))
+            job.listener.end(ReplyEnded(closed.message))
+        if closed.untitled and closed.text:
+            self._in_background(self._title(job, closed.text))
 
     async def _end_failed(self, job: Job, exc: Exception) -> None:
         code, detail = error_code(exc)

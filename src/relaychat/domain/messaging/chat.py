@@ -229,6 +229,9 @@ async def send_message(
         _announce(session, engine, conversation, started, job)
     if before_commit is not None:
         await before_commit(session, message, started)
+    if launched is not None and launched.close_in_write is not None:
+        # Its run completed before this write: the reply's end is written with its rows.
+        await launched.close_in_write(session)
     # A reply streamed back to a listener in this process starts before the commit: the
     # upstream call overlaps it, while the runner keeps the reply off the bus and out of
     # the database until `job.stored` says the rows are there.

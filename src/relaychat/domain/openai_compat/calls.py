@@ -62,7 +62,7 @@ from relaychat.storage.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
-# How long a new conversation's rows may wait for its reply's first token (`_write_new`).
+# How long a new conversation's rows may wait for its reply to need them (`_write_new`).
 HOLD_WRITES = 0.25
 
 
@@ -368,17 +368,14 @@ async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job
     """Write a new conversation's call whose reply is already running; if that fails, the
     reply is dropped unwritten and its caller told.
 
-    The writes wait until the run needs the rows (to publish its first text, to load an
-    agent's tools, to end) or `HOLD_WRITES` has passed: the first token is relayed without
-    sharing the CPU with them, and a model slow to start still has its turn shown soon.
+    The writes wait until the run needs the rows (to load an agent's tools, to publish a
+    step's tool calls, to end) or `HOLD_WRITES` has passed: the reply is relayed without
+    sharing the CPU with them, and a longer one is soon shown in the owner's tabs. A reply
+    that ended first is written whole, its end in the same transaction (`send_message`).
     """
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(HOLD_WRITES):
             await job.rows_needed.wait()
-    # The first text sets `rows_needed` as it is handed to the caller, whose task (two
-    # hops away: `begin`'s first piece, then the response) would otherwise run after this
-    # one's first statements: one more turn of the loop, and the caller writes it first.
-    await asyncio.sleep(0)
     try:
         async with engine.sessionmaker() as session:
             owner = await owner_of(session, caller)
