@@ -13,6 +13,7 @@ import httpx
 import openai as openai_errors
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relaychat.devtools.fake_config import DEFAULT_REPLY
@@ -27,6 +28,7 @@ from relaychat.openai_api import chat_completions
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.services import Services
 from relaychat.storage.db import Session
+from relaychat.storage.models import Generation, ReplyUsage
 from tests.support.chat import messages_of
 from tests.support.factories import TestUser, make_key, make_user
 from tests.support.openai_sdk import replies_asked, sdk
@@ -275,6 +277,19 @@ async def test_a_reply_that_ends_before_its_rows_are_written_is_written_with_the
     assert (answered["text"], answered["status"]) == (DEFAULT_REPLY, "complete")
     assert answered["parent_message_id"] == asked["message_id"]
     assert answered["completion_tokens"]
+    async with services.sessionmaker() as session:
+        generation = await session.scalar(
+            select(Generation).where(Generation.response_message_id == answered["message_id"])
+        )
+        usage = await session.get(ReplyUsage, answered["message_id"])
+    assert generation is not None and generation.status == "completed"
+    assert generation.finish_reason == "stop"
+    assert generation.request_message_id == asked["message_id"]
+    # The run's own times, though its row was written after it ended.
+    assert generation.first_token_at is not None and generation.finished_at is not None
+    assert generation.started_at <= generation.first_token_at <= generation.finished_at
+    assert usage is not None and usage.api_key_id == key.id
+    assert usage.completion_tokens == answered["completion_tokens"]
 
 
 async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_written(

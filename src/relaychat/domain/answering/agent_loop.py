@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relaychat.domain.answering.listeners import ReplyListener
 from relaychat.domain.limits import storable, storable_text
@@ -40,6 +40,24 @@ from relaychat.statuses import StopReason
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from relaychat.resources import MessageView
+
+
+class EndInWrite(Protocol):
+    """A completed reply's end, written by the transaction that writes its rows."""
+
+    def reply_columns(self) -> dict[str, Any]:
+        """The reply's columns as it ended, over those of its placeholder."""
+        ...
+
+    def generation_columns(self) -> dict[str, Any]:
+        """The generation's columns as it ended, over those of a running one."""
+        ...
+
+    async def written(self, session: AsyncSession, reply: MessageView) -> None:
+        """The rest of the end (usage, callbacks, events), once `reply` is inserted."""
+        ...
 
 
 @dataclass
@@ -89,10 +107,11 @@ class Job:
     # until then, so that they do not share the CPU with the reply's first token.
     rows_needed: asyncio.Event = field(default_factory=asyncio.Event)
     # Set by the runner when the run completed before its rows' commit: the reply's end,
-    # for the transaction writing the rows to write too if it has not committed yet
-    # (`send_message`; one transaction instead of two for a short reply), which leaves
-    # in `closed` what the runner needs after the commit.
-    close_in_write: Callable[[AsyncSession], Awaitable[None]] | None = None
+    # for the transaction writing the rows, if it has not inserted them yet, to insert
+    # them as they end and write the rest of the end with them (`send_message`: one
+    # transaction instead of two for a short reply); it leaves in `closed` what the
+    # runner needs after the commit.
+    end_in_write: EndInWrite | None = None
     closed: Any = None
 
     async def wait_stored(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,9 @@ from relaychat.statuses import GenerationStatus, MessageRole, MessageStatus, Sto
 from relaychat.storage.models import Conversation, Generation, Message
 from relaychat.storage.tables import GENERATIONS, MESSAGES
 from relaychat.storage.types import utcnow
+
+if TYPE_CHECKING:
+    from relaychat.domain.answering.agent_loop import EndInWrite
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ async def add_generation(
     created_at: datetime | None = None,
     generation_id: str | None = None,
     response_id: str | None = None,
+    end: EndInWrite | None = None,
 ) -> StartedGeneration:
     """Stage the empty assistant reply and its generation (the caller commits); the reply is
     labelled `sender` (an agent's name), else the model.
@@ -101,7 +105,8 @@ async def add_generation(
     `messages.lock_thread`). Statements on the tables, no entities: every reply starts here.
     The generation is the work of the request being served (or of what runs it: a scheduled
     post, an agent's reply that sends a message on): its row keeps that id. The ids are new
-    unless chosen before (`generation_id`, `response_id`: a job launched before its rows).
+    unless chosen before (`generation_id`, `response_id`: a job launched before its rows);
+    with `end` (a job that completed before them), the rows are inserted as it ended.
     """
     now = utcnow()
     request_id = logs.current_request_id()
@@ -119,24 +124,25 @@ async def add_generation(
         message_id=response_id,
     )
     generation_id = generation_id or new_id()
+    generation = {
+        "id": generation_id,
+        "user_id": conversation.user_id,
+        "conversation_id": conversation.id,
+        "request_message_id": parent_id,
+        "response_message_id": response["id"],
+        "endpoint": endpoint,
+        "model": model,
+        "status": GenerationStatus.RUNNING,
+        "worker_id": worker_id,
+        "heartbeat_at": now,
+        "started_at": now,
+        "request_id": request_id,
+    }
+    if end is not None:
+        response.update(end.reply_columns())
+        generation.update(end.generation_columns())
     await session.execute(insert(MESSAGES), response)
-    await session.execute(
-        insert(GENERATIONS),
-        {
-            "id": generation_id,
-            "user_id": conversation.user_id,
-            "conversation_id": conversation.id,
-            "request_message_id": parent_id,
-            "response_message_id": response["id"],
-            "endpoint": endpoint,
-            "model": model,
-            "status": GenerationStatus.RUNNING,
-            "worker_id": worker_id,
-            "heartbeat_at": now,
-            "started_at": now,
-            "request_id": request_id,
-        },
-    )
+    await session.execute(insert(GENERATIONS), generation)
     return StartedGeneration(
         generation_id, parent_id, MessageView.model_validate(response), request_id
     )

@@ -122,6 +122,56 @@ class _Completed:
     text: str
 
 
+class _EndInWrite:
+    """`Job.end_in_write` of a reply that completed before its rows' commit: they are
+    inserted as it ended, so its end needs none of `_finalize`'s updates."""
+
+    def __init__(self, runner: GenerationRunner, job: Job, finish: Finish | None) -> None:
+        self.runner, self.job = runner, job
+        self.finish_reason = finish.reason if finish else "stop"
+
+    def reply_columns(self) -> dict[str, Any]:
+        job = self.job
+        tokens = job.tokens()
+        counted = tokens.total_tokens > 0  # as `_finalize` counts them
+        return {
+            "text": job.text,
+            "content": [dict(part) for part in job.parts],
+            "status": MessageStatus.COMPLETE,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": tokens.prompt_tokens if counted else None,
+            "completion_tokens": tokens.completion_tokens if counted else None,
+            "tokens_estimated": tokens.estimated and counted,
+        }
+
+    def generation_columns(self) -> dict[str, Any]:
+        job = self.job
+        return {
+            "status": GenerationStatus.COMPLETED,
+            # The run's own times: its row is written after it ended.
+            "started_at": datetime.fromtimestamp(job.started_at, UTC),
+            "first_token_at": (
+                datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
+            ),
+            "finished_at": utcnow(),
+            "finish_reason": self.finish_reason,
+        }
+
+    async def written(self, session: AsyncSession, reply: MessageView) -> None:
+        runner, job = self.runner, self.job
+        settled = await runner._settle(
+            session,
+            job,
+            reply,
+            GenerationStatus.COMPLETED,
+            self.finish_reason,
+            None,
+            request_message_id=reply.parent_message_id or "",
+            at=utcnow(),
+        )
+        job.closed = await runner._announce_completed(session, job, settled)
+
+
 class GenerationRunner:
     """Runs generations of this process and answers abort signals from any worker."""
 
@@ -278,8 +328,12 @@ class GenerationRunner:
                 ending = functools.partial(self._end_failed, job, exc)
             else:
                 ending = functools.partial(self._end_completed, job, result.finish)
-                if job.stored is not None and not job.stored.done():
-                    job.close_in_write = functools.partial(self._close_in, job, result.finish)
+                if (
+                    job.stored is not None
+                    and not job.stored.done()
+                    and job.generation_id not in self._awaited
+                ):
+                    job.end_in_write = _EndInWrite(self, job, result.finish)
             # Once the stream has ended, an abort or shutdown must not cut the closing
             # transaction in half: it runs as its own task, which `close` also waits for.
             await asyncio.shield(self._in_background(self._then_close(job, ending)))
@@ -295,7 +349,7 @@ class GenerationRunner:
         try:
             if not await job.wait_stored():
                 return
-            if isinstance(job.closed, _Completed):  # written with the rows (`close_in_write`)
+            if isinstance(job.closed, _Completed):  # written with the rows (`end_in_write`)
                 self._completed(job, job.closed)
             else:
                 await ending()
@@ -315,9 +369,6 @@ class GenerationRunner:
             await session.commit()
         self._completed(job, closed)
 
-    async def _close_in(self, job: Job, finish: Finish | None, session: AsyncSession) -> None:
-        job.closed = await self._complete(session, job, finish)
-
     async def _complete(self, session: AsyncSession, job: Job, finish: Finish | None) -> _Completed:
         """A completed reply's end, written in `session`'s transaction (not committed)."""
         message = await self._finalize(
@@ -328,6 +379,12 @@ class GenerationRunner:
             finish_reason=finish.reason if finish else "stop",
             failure=None,
         )
+        return await self._announce_completed(session, job, message)
+
+    async def _announce_completed(
+        self, session: AsyncSession, job: Job, message: MessageView | None
+    ) -> _Completed:
+        """Queue a completed reply's event; whether its conversation is to be titled."""
         # Only a first exchange is titled: no other reply needs the row.
         conversation = (
             await session.get(Conversation, job.conversation_id)
@@ -461,17 +518,8 @@ class GenerationRunner:
         row = claimed.first()
         if row is None:
             return None
-        GENERATIONS.labels(generation_status, job.endpoint).inc()
-        logger.info(
-            "generation %s %s on %s (%s)",
-            job.generation_id,
-            generation_status,
-            job.endpoint,
-            finish_reason,
-        )
-        # Nothing counted (a call refused before any output) leaves the counts empty.
         tokens = job.tokens()
-        counted = tokens.total_tokens > 0
+        counted = tokens.total_tokens > 0  # else the counts stay empty (refused at once)
         written = (
             await session.execute(
                 _WRITE_REPLY,
@@ -494,7 +542,50 @@ class GenerationRunner:
         await session.execute(
             _TOUCH, {"conversation_id": job.conversation_id, "new_updated_at": now}
         )
-        if counted:
+        reply = await self._settle(
+            session,
+            job,
+            MessageView.model_validate(dict(written._mapping)),
+            generation_status,
+            finish_reason,
+            failure,
+            request_message_id=row.request_message_id,
+            at=now,
+        )
+        if job.generation_id in self._awaited:
+            ended = (reply, GenerationOut.model_validate(dict(row._mapping)))
+
+            async def keep() -> None:  # queued before the final event's publish
+                if job.generation_id in self._awaited:
+                    self._awaited[job.generation_id] = ended
+
+            after_commit(session, keep)
+        return reply
+
+    async def _settle(
+        self,
+        session: AsyncSession,
+        job: Job,
+        reply: MessageView,
+        generation_status: GenerationStatus,
+        finish_reason: str,
+        failure: tuple[str, str] | None,
+        *,
+        request_message_id: str,
+        at: datetime,
+    ) -> MessageView:
+        """What follows a reply's final rows in their transaction: its usage row (when its
+        tokens count) and its callbacks; the reply as they see it."""
+        GENERATIONS.labels(generation_status, job.endpoint).inc()
+        logger.info(
+            "generation %s %s on %s (%s)",
+            job.generation_id,
+            generation_status,
+            job.endpoint,
+            finish_reason,
+        )
+        tokens = job.tokens()
+        if tokens.total_tokens > 0:
             await record_usage(
                 session,
                 message_id=job.message_id,
@@ -506,27 +597,18 @@ class GenerationRunner:
                 agent_id=job.agent_id,
                 api_key_id=job.api_key_id,
                 tokens=tokens,
-                at=now,
+                at=at,
             )
         code, detail = failure or (None, None)
-        reply = await callbacks.reply_ended(
+        return await callbacks.reply_ended(
             session,
-            MessageView.model_validate(dict(written._mapping)),
-            job.answers or await callbacks.request_of(session, row.request_message_id),
+            reply,
+            job.answers or await callbacks.request_of(session, request_message_id),
             user_id=job.user_id,
             generation_id=job.generation_id,
             error_code=code,
             detail=detail,
         )
-        if job.generation_id in self._awaited:
-            ended = (reply, GenerationOut.model_validate(dict(row._mapping)))
-
-            async def keep() -> None:  # queued before the final event's publish
-                if job.generation_id in self._awaited:
-                    self._awaited[job.generation_id] = ended
-
-            after_commit(session, keep)
-        return reply
 
     async def _title(self, job: Job, reply: str) -> None:
         try:

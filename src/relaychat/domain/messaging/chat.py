@@ -192,6 +192,9 @@ async def send_message(
     message = MessageView.model_validate(row)
     await callbacks.message_created(session, conversation, message)
     started = job = None
+    # A launched reply that completed before this write: its rows are inserted as it ended,
+    # and its end written with them (decided here, once: see `Job.end_in_write`).
+    end = launched.end_in_write if launched is not None else None
     if plan is not None:
         started = await add_generation(
             session,
@@ -204,6 +207,7 @@ async def send_message(
             created_at=later_than(now),
             generation_id=launched.generation_id if launched else None,
             response_id=launched.message_id if launched else None,
+            end=end,
         )
         job = launched or reply_job(
             engine,
@@ -229,9 +233,8 @@ async def send_message(
         _announce(session, engine, conversation, started, job)
     if before_commit is not None:
         await before_commit(session, message, started)
-    if launched is not None and launched.close_in_write is not None:
-        # Its run completed before this write: the reply's end is written with its rows.
-        await launched.close_in_write(session)
+    if end is not None and started is not None:
+        await end.written(session, started.response)
     # A reply streamed back to a listener in this process starts before the commit: the
     # upstream call overlaps it, while the runner keeps the reply off the bus and out of
     # the database until `job.stored` says the rows are there.
