@@ -292,6 +292,50 @@ async def test_a_reply_that_ends_before_its_rows_are_written_is_written_with_the
     assert usage.completion_tokens == answered["completion_tokens"]
 
 
+async def test_a_longer_reply_is_shown_to_the_owners_tabs_as_it_streams(
+    client: httpx.AsyncClient,
+    live_url: str,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply still running when the held writes' time is up streams to the owner's tabs
+    from then on: its rows first, then its text as deltas (what came before in one), then
+    its end."""
+    owner = await make_user(client)
+    key = await make_key(client, owner)
+    monkeypatch.setattr(calls, "HOLD_WRITES", 0.05)
+    reply = " ".join(f"w{i}" for i in range(12))
+    directive = "!fake " + json.dumps({"reply": reply, "token_delay_ms": 40})
+    async with services.bus.subscribe(owner.id) as tab, sdk(live_url, key.secret) as openai:
+        async with asyncio.timeout(10):
+            stream = await openai.chat.completions.create(
+                model="fake/fake-model",
+                messages=[{"role": "user", "content": f"{directive}\nhello"}],
+                stream=True,
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            events = []
+            async for envelope in tab:
+                events.append(envelope)
+                if envelope.type == "message.completed":
+                    break
+    assert text == reply
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "conversation.created",
+        "message.created",
+        "message.created",
+        "generation.started",
+    ]
+    assert kinds[-1] == "message.completed" and kinds.count("message.delta") > 1
+    deltas = [
+        json.loads(e.frame.partition(b"data: ")[2])["delta"]
+        for e in events
+        if e.type == "message.delta"
+    ]
+    assert "".join(deltas) == reply
+
+
 async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_written(
     client: httpx.AsyncClient, live_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -451,9 +451,8 @@ async def _model_step(
                 text = storable_text(event.text)
                 job.add_text(text)
                 job.call_output.append(text)
-                # The caller's listener first: woken before whatever the deltas wake (the
-                # rows' writes, when they wait for the first text), it writes the text
-                # before they take the loop.
+                # The caller's listener first: woken before whatever the deltas wake, it
+                # writes the text before they take the loop.
                 if job.listener is not None:
                     job.listener.text(text)
                 deltas.push(text)

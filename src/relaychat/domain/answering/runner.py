@@ -166,7 +166,7 @@ class _EndInWrite:
             GenerationStatus.COMPLETED,
             self.finish_reason,
             None,
-            request_message_id=reply.parent_message_id or "",
+            request_message_id=reply.parent_message_id or "",  # read only without `answers`
             at=utcnow(),
         )
         job.closed = await runner._announce_completed(session, job, settled)
