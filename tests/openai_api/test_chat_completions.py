@@ -23,7 +23,7 @@ from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.messaging import conversations
 from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
 from relaychat.domain.openai_compat import calls
-from relaychat.domain.openai_compat.catalog import owner_of
+from relaychat.domain.openai_compat.catalog import owner_name
 from relaychat.openai_api import chat_completions
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.services import Services
@@ -348,7 +348,7 @@ async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_writt
 
     async def writing(*args: Any, **kwargs: Any) -> Any:
         order.append("rows")
-        return await owner_of(*args, **kwargs)
+        return await owner_name(*args, **kwargs)
 
     async def answering(self: Any, pieces: Any) -> AsyncIterator[bytes]:
         async for chunk in chunks_of(self, pieces):
@@ -356,7 +356,7 @@ async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_writt
                 order.append("text")
             yield chunk
 
-    monkeypatch.setattr(calls, "owner_of", writing)
+    monkeypatch.setattr(calls, "owner_name", writing)
     monkeypatch.setattr(chat_completions._Chunks, "of", answering)
     async with sdk(live_url, key.secret) as openai:
         stream = await openai.chat.completions.create(

@@ -52,7 +52,7 @@ from relaychat.domain.messaging.conversations import (
 from relaychat.domain.messaging.messages import ThreadTip
 from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
 from relaychat.domain.openai_compat.callers import ApiCaller, UnsupportedParameter
-from relaychat.domain.openai_compat.catalog import Target, owner_of
+from relaychat.domain.openai_compat.catalog import Target, owner_name, owner_of
 from relaychat.errors import BadRequest, ErrorCode, NotFound
 from relaychat.llm.base import ChatProvider
 from relaychat.llm.errors import ProviderError
@@ -378,17 +378,17 @@ async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job
             await job.rows_needed.wait()
     try:
         async with engine.sessionmaker() as session:
-            owner = await owner_of(session, caller)
+            name = await owner_name(session, caller)
             conversation = await stage_conversation(
                 session,
-                owner.id,
+                caller.owner_id,
                 conversation_id=job.conversation_id,
                 fields=_new_conversation_fields(call),
                 api_key_id=caller.key_id,
                 fresh=True,  # made by `_start_new`
             )
             publish_created(session, engine.bus, conversation)
-            await _send_turns(session, engine, caller, call, conversation, owner.name, launched=job)
+            await _send_turns(session, engine, caller, call, conversation, name, launched=job)
     except Exception:
         logger.exception("the call's conversation %s could not be stored", job.conversation_id)
         _drop_unwritten(engine, job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relaychat.domain.accounts.users import is_admin
@@ -40,6 +41,18 @@ async def owner_of(session: AsyncSession, caller: ApiCaller) -> User:
     if owner is None:
         raise UserGone()
     return owner
+
+
+# Built once: every new conversation of a call reads it.
+_OWNER_NAME = select(User.name).where(User.id == bindparam("user_id"))
+
+
+async def owner_name(session: AsyncSession, caller: ApiCaller) -> str:
+    """The owner's name alone (what its turns are signed with), without loading the user."""
+    name = (await session.execute(_OWNER_NAME, {"user_id": caller.owner_id})).scalar()
+    if name is None:
+        raise UserGone()
+    return str(name)
 
 
 async def list_models(

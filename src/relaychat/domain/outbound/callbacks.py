@@ -28,7 +28,7 @@ async def conversation_created(
         "conversation.created",
         user_id=conversation.user_id,
         api_key_id=api_key_id,
-        data={
+        data=lambda: {
             "conversation_id": conversation.id,
             "conversation": ConversationOut.model_validate(conversation).model_dump(mode="json"),
         },
