@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from relaychat.domain.agent.agents import AGENTS_ENDPOINT, AgentNotFound, get_visible_agent
 from relaychat.domain.cursors import decode_cursor, encode_cursor
@@ -27,6 +28,7 @@ from relaychat.realtime.bus import EventBus
 from relaychat.realtime.events import ConversationCreated, ConversationDeleted, ConversationUpdated
 from relaychat.resources import ConversationOut
 from relaychat.storage.models import Conversation, User
+from relaychat.storage.tables import CONVERSATIONS
 from relaychat.storage.types import utcnow
 
 # Fields a client may set on create and change later.
@@ -96,20 +98,39 @@ async def stage_conversation(
         # taken id is a conflict whoever owns it.
         raise ConversationExists(field="conversation_id")
     now = utcnow()
-    conversation = Conversation(
-        id=cid,
-        user_id=user_id,
-        created_at=now,
-        updated_at=now,
+    values = {
+        "id": cid,
+        "user_id": user_id,
+        "created_at": now,
+        "updated_at": now,
         **{k: v for k, v in fields.items() if k in EDITABLE_FIELDS and v is not None},
-    )
-    session.add(conversation)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise ConversationExists(field="conversation_id") from exc
+    }
+    if fresh:
+        conversation = await _insert_fresh(session, values)
+    else:
+        conversation = Conversation(**values)
+        session.add(conversation)
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            await session.rollback()
+            raise ConversationExists(field="conversation_id") from exc
     await callbacks.conversation_created(session, conversation, api_key_id)
+    return conversation
+
+
+# The row as the database wrote it, defaults and all.
+_INSERT_RETURNING = insert(CONVERSATIONS).returning(*CONVERSATIONS.c)
+
+
+async def _insert_fresh(session: AsyncSession, values: dict[str, Any]) -> Conversation:
+    """A new conversation's row by one statement rather than the session's unit of work
+    (a call of the OpenAI-compatible API opens one per call); its entity, in the session
+    as if loaded."""
+    row = (await session.execute(_INSERT_RETURNING, values)).one()
+    conversation = Conversation(**row._asdict())
+    make_transient_to_detached(conversation)
+    session.add(conversation)
     return conversation
 
 
