@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai as openai_errors
 import pytest
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +56,22 @@ def sent_with(fake: FakeLLM, marker: str) -> dict[str, object]:
     assert bodies, f"no upstream request mentions {marker}"
     body: dict[str, object] = bodies[-1]
     return body
+
+
+async def streamed_and_seen(
+    openai: AsyncOpenAI, tab: Subscription, content: str
+) -> tuple[str, list[Envelope]]:
+    """A streamed call's text, and the owner's events up to its reply's completion."""
+    stream = await openai.chat.completions.create(
+        model="fake/fake-model", messages=[{"role": "user", "content": content}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    events = []
+    async for envelope in tab:
+        events.append(envelope)
+        if envelope.type == "message.completed":
+            break
+    return text, events
 
 
 async def test_a_completion_is_a_conversation_of_the_keys_owner(
@@ -252,17 +269,7 @@ async def test_a_reply_that_ends_before_its_rows_are_written_is_written_with_the
     monkeypatch.setattr(GenerationRunner, "_end_completed", ending)
     async with services.bus.subscribe(owner.id) as tab, sdk(live_url, key.secret) as openai:
         async with asyncio.timeout(5):
-            stream = await openai.chat.completions.create(
-                model="fake/fake-model",
-                messages=[{"role": "user", "content": "short and whole"}],
-                stream=True,
-            )
-            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-            events = []
-            async for envelope in tab:
-                events.append(envelope)
-                if envelope.type == "message.completed":
-                    break
+            text, events = await streamed_and_seen(openai, tab, "short and whole")
     assert text == DEFAULT_REPLY
     assert ends == []
     assert [e.type for e in events] == [
@@ -308,17 +315,7 @@ async def test_a_longer_reply_is_shown_to_the_owners_tabs_as_it_streams(
     directive = "!fake " + json.dumps({"reply": reply, "token_delay_ms": 40})
     async with services.bus.subscribe(owner.id) as tab, sdk(live_url, key.secret) as openai:
         async with asyncio.timeout(10):
-            stream = await openai.chat.completions.create(
-                model="fake/fake-model",
-                messages=[{"role": "user", "content": f"{directive}\nhello"}],
-                stream=True,
-            )
-            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-            events = []
-            async for envelope in tab:
-                events.append(envelope)
-                if envelope.type == "message.completed":
-                    break
+            text, events = await streamed_and_seen(openai, tab, f"{directive}\nhello")
     assert text == reply
     kinds = [e.type for e in events]
     assert kinds[:4] == [
