@@ -328,6 +328,9 @@ class GenerationRunner:
                 ending = functools.partial(self._end_failed, job, exc)
             else:
                 ending = functools.partial(self._end_completed, job, result.finish)
+                # Rows not committed yet: if their writer has not inserted them, it inserts
+                # them as the reply ended, its end with them (`_then_close` then has only
+                # to tell the caller). Not for a reply someone waits on in this process.
                 if (
                     job.stored is not None
                     and not job.stored.done()
@@ -342,8 +345,9 @@ class GenerationRunner:
             self._jobs.pop(job.generation_id, None)
 
     async def _then_close(self, job: Job, ending: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        # A job launched before its rows' commit ends only once they are there, and writes
-        # nothing if they never were. A listener whose reply ended without a committed end
+        # A job launched before its rows' commit ends only once they are there (its end
+        # written with them, or after), and writes nothing if they never were. A listener
+        # whose reply ended without a committed end
         # (not stored, settled elsewhere, the closing transaction failed) is told there is
         # no more.
         try:
