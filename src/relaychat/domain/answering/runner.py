@@ -347,9 +347,8 @@ class GenerationRunner:
     async def _then_close(self, job: Job, ending: Callable[[], Coroutine[Any, Any, None]]) -> None:
         # A job launched before its rows' commit ends only once they are there (its end
         # written with them, or after), and writes nothing if they never were. A listener
-        # whose reply ended without a committed end
-        # (not stored, settled elsewhere, the closing transaction failed) is told there is
-        # no more.
+        # whose reply ended without a committed end (not stored, settled elsewhere, the
+        # closing transaction failed) is told there is no more.
         try:
             if not await job.wait_stored():
                 return
