@@ -39,7 +39,9 @@ from relaychat.domain.limits import storable_text
 from relaychat.domain.messaging.content import flatten_text
 from relaychat.domain.messaging.titles import generate_title
 from relaychat.domain.outbound import callbacks
+from relaychat.domain.outbound.callbacks import RequestRef
 from relaychat.domain.publishing import publish_after_commit
+from relaychat.domain.usage.counting import TokenCount
 from relaychat.domain.usage.records import record_usage
 from relaychat.errors import ErrorCode
 from relaychat.llm.types import Finish
@@ -129,10 +131,10 @@ class _EndInWrite:
     def __init__(self, runner: GenerationRunner, job: Job, finish: Finish | None) -> None:
         self.runner, self.job = runner, job
         self.finish_reason = finish.reason if finish else "stop"
+        self.tokens = job.tokens()  # the run is over: they are final
 
     def reply_columns(self) -> dict[str, Any]:
-        job = self.job
-        tokens = job.tokens()
+        job, tokens = self.job, self.tokens
         counted = tokens.total_tokens > 0  # as `_finalize` counts them
         return {
             "text": job.text,
@@ -159,6 +161,7 @@ class _EndInWrite:
 
     async def written(self, session: AsyncSession, reply: MessageView) -> None:
         runner, job = self.runner, self.job
+        assert job.answers is not None  # a launched job's (`send_message` checks)
         settled = await runner._settle(
             session,
             job,
@@ -166,7 +169,8 @@ class _EndInWrite:
             GenerationStatus.COMPLETED,
             self.finish_reason,
             None,
-            request_message_id=reply.parent_message_id or "",  # read only without `answers`
+            tokens=self.tokens,
+            answers=job.answers,
             at=utcnow(),
         )
         job.closed = await runner._announce_completed(session, job, settled)
@@ -552,7 +556,8 @@ class GenerationRunner:
             generation_status,
             finish_reason,
             failure,
-            request_message_id=row.request_message_id,
+            tokens=tokens,
+            answers=job.answers or await callbacks.request_of(session, row.request_message_id),
             at=now,
         )
         if job.generation_id in self._awaited:
@@ -574,7 +579,8 @@ class GenerationRunner:
         finish_reason: str,
         failure: tuple[str, str] | None,
         *,
-        request_message_id: str,
+        tokens: TokenCount,
+        answers: RequestRef | None,
         at: datetime,
     ) -> MessageView:
         """What follows a reply's final rows in their transaction: its usage row (when its
@@ -587,7 +593,6 @@ class GenerationRunner:
             job.endpoint,
             finish_reason,
         )
-        tokens = job.tokens()
         if tokens.total_tokens > 0:
             await record_usage(
                 session,
@@ -606,7 +611,7 @@ class GenerationRunner:
         return await callbacks.reply_ended(
             session,
             reply,
-            job.answers or await callbacks.request_of(session, request_message_id),
+            answers,
             user_id=job.user_id,
             generation_id=job.generation_id,
             error_code=code,

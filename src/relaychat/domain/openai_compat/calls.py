@@ -328,10 +328,9 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
         checked_text(turn.content)
     conversation_id = new_id()
     caller.check_conversation(conversation_id)
+    fields = _new_conversation_fields(call)
     # The conversation the plan is made for is the one about to be written.
-    conversation = Conversation(
-        id=conversation_id, user_id=caller.owner_id, **_new_conversation_fields(call)
-    )
+    conversation = Conversation(id=conversation_id, user_id=caller.owner_id, **fields)
     if caller.has_budget or call.target.agent_id is not None:
         async with engine.sessionmaker() as session:
             await caller.check_budget(session)
@@ -353,7 +352,7 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
         listener=listener,
     )
     job.stored = asyncio.get_running_loop().create_future()
-    engine.runner.launch_writing(job, _write_new(engine, caller, call, job))
+    engine.runner.launch_writing(job, _write_new(engine, caller, call, fields, job))
     return StartedCall(
         owner_id=caller.owner_id,
         conversation_id=conversation_id,
@@ -364,9 +363,11 @@ async def _start_new(engine: ChatEngine, caller: ApiCaller, call: Call) -> Start
     )
 
 
-async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job) -> None:
-    """Write a new conversation's call whose reply is already running; if that fails, the
-    reply is dropped unwritten and its caller told.
+async def _write_new(
+    engine: ChatEngine, caller: ApiCaller, call: Call, fields: dict[str, Any], job: Job
+) -> None:
+    """Write a new conversation (its `fields`) and the call's turns, whose reply is already
+    running; if that fails, the reply is dropped unwritten and its caller told.
 
     The writes wait until the run needs the rows (to load an agent's tools, to publish a
     step's tool calls, to end) or `HOLD_WRITES` has passed: the reply is relayed without
@@ -383,7 +384,7 @@ async def _write_new(engine: ChatEngine, caller: ApiCaller, call: Call, job: Job
                 session,
                 caller.owner_id,
                 conversation_id=job.conversation_id,
-                fields=_new_conversation_fields(call),
+                fields=fields,
                 api_key_id=caller.key_id,
                 fresh=True,  # made by `_start_new`
             )
