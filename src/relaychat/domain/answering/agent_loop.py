@@ -109,10 +109,8 @@ class Job:
     # Set by the runner when the run completed before its rows' commit: the reply's end,
     # for the transaction writing the rows, if it has not inserted them yet, to insert
     # them as they end and write the rest of the end with them (`send_message`: one
-    # transaction instead of two for a short reply); it leaves in `closed` what the
-    # runner needs after the commit.
+    # transaction instead of two for a short reply).
     end_in_write: EndInWrite | None = None
-    closed: Any = None
 
     async def wait_stored(self) -> bool:
         """Whether the reply's rows are committed; at once for a job launched after it."""
@@ -321,10 +319,7 @@ class DeltaPublisher:
         self._published = True
         text = "".join(self._pending)
         self._pending.clear()
-        job = self.job
-        return job.user_id, MessageDelta(
-            conversation_id=job.conversation_id, message_id=job.message_id, delta=text
-        )
+        return self.job.user_id, self._delta(text)
 
     def sent(self) -> None:
         if not self._queued:
@@ -362,11 +357,13 @@ class DeltaPublisher:
 
     def _publish_now(self, text: str) -> bool:
         """Publish `text` at once if the bus can (in-process); False if it needs I/O."""
+        return self.bus.publish_nowait(self.job.user_id, self._delta(text)) is not None
+
+    def _delta(self, text: str) -> MessageDelta:
         job = self.job
-        delta = MessageDelta(
+        return MessageDelta(
             conversation_id=job.conversation_id, message_id=job.message_id, delta=text
         )
-        return self.bus.publish_nowait(job.user_id, delta) is not None
 
 
 @dataclass

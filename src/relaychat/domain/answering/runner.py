@@ -124,27 +124,40 @@ class _Completed:
     text: str
 
 
+def _reply_end(
+    job: Job, status: MessageStatus, finish_reason: str, tokens: TokenCount
+) -> dict[str, Any]:
+    """A reply's columns as it ended (`_finalize` updates them, `_EndInWrite` inserts them).
+    Nothing counted (a call refused before any output) leaves the counts empty."""
+    counted = tokens.total_tokens > 0
+    return {
+        "text": job.text,
+        "content": [dict(part) for part in job.parts],
+        "status": status,
+        "finish_reason": finish_reason,
+        "prompt_tokens": tokens.prompt_tokens if counted else None,
+        "completion_tokens": tokens.completion_tokens if counted else None,
+        "tokens_estimated": tokens.estimated and counted,
+    }
+
+
+def _first_token_at(job: Job) -> datetime | None:
+    return datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
+
+
 class _EndInWrite:
     """`Job.end_in_write` of a reply that completed before its rows' commit: they are
-    inserted as it ended, so its end needs none of `_finalize`'s updates."""
+    inserted as it ended, so its end needs none of `_finalize`'s updates. Once they are,
+    `closed` is what the runner does after the commit (`_then_close`)."""
 
     def __init__(self, runner: GenerationRunner, job: Job, finish: Finish | None) -> None:
         self.runner, self.job = runner, job
         self.finish_reason = finish.reason if finish else "stop"
         self.tokens = job.tokens()  # the run is over: they are final
+        self.closed: _Completed | None = None
 
     def reply_columns(self) -> dict[str, Any]:
-        job, tokens = self.job, self.tokens
-        counted = tokens.total_tokens > 0  # as `_finalize` counts them
-        return {
-            "text": job.text,
-            "content": [dict(part) for part in job.parts],
-            "status": MessageStatus.COMPLETE,
-            "finish_reason": self.finish_reason,
-            "prompt_tokens": tokens.prompt_tokens if counted else None,
-            "completion_tokens": tokens.completion_tokens if counted else None,
-            "tokens_estimated": tokens.estimated and counted,
-        }
+        return _reply_end(self.job, MessageStatus.COMPLETE, self.finish_reason, self.tokens)
 
     def generation_columns(self) -> dict[str, Any]:
         job = self.job
@@ -152,9 +165,7 @@ class _EndInWrite:
             "status": GenerationStatus.COMPLETED,
             # The run's own times: its row is written after it ended.
             "started_at": datetime.fromtimestamp(job.started_at, UTC),
-            "first_token_at": (
-                datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
-            ),
+            "first_token_at": _first_token_at(job),
             "finished_at": utcnow(),
             "finish_reason": self.finish_reason,
         }
@@ -173,7 +184,7 @@ class _EndInWrite:
             answers=job.answers,
             at=utcnow(),
         )
-        job.closed = await runner._announce_completed(session, job, settled)
+        self.closed = await runner._announce_completed(session, job, settled)
 
 
 class GenerationRunner:
@@ -356,8 +367,9 @@ class GenerationRunner:
         try:
             if not await job.wait_stored():
                 return
-            if isinstance(job.closed, _Completed):  # written with the rows (`end_in_write`)
-                self._completed(job, job.closed)
+            end = job.end_in_write
+            if isinstance(end, _EndInWrite) and end.closed is not None:  # written with the rows
+                self._completed(job, end.closed)
             else:
                 await ending()
         finally:
@@ -517,29 +529,21 @@ class GenerationRunner:
                 "new_finished_at": now,
                 "new_finish_reason": finish_reason,
                 "new_error": error,
-                "new_first_token_at": (
-                    datetime.fromtimestamp(job.first_token_at, UTC) if job.first_token_at else None
-                ),
+                "new_first_token_at": _first_token_at(job),
             },
         )
         row = claimed.first()
         if row is None:
             return None
         tokens = job.tokens()
-        counted = tokens.total_tokens > 0  # else the counts stay empty (refused at once)
+        columns = _reply_end(job, message_status, finish_reason, tokens)
         written = (
             await session.execute(
                 _WRITE_REPLY,
                 {
                     "message_id": job.message_id,
-                    "new_text": job.text,
-                    "new_content": [dict(part) for part in job.parts],
-                    "new_status": message_status,
-                    "new_finish_reason": finish_reason,
+                    **{f"new_{column}": value for column, value in columns.items()},
                     "new_error": error,
-                    "new_prompt_tokens": tokens.prompt_tokens if counted else None,
-                    "new_completion_tokens": tokens.completion_tokens if counted else None,
-                    "new_tokens_estimated": tokens.estimated and counted,
                     "new_updated_at": now,
                 },
             )
