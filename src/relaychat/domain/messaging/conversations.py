@@ -87,7 +87,7 @@ async def stage_conversation(
     queues `publish_created`, then commits); `api_key_id`: the key that opened it, `system`:
     a system key did, `channel_tag`: a channel did (see conversation_ids.check_claim);
     `fresh`: `conversation_id` was made by `new_id` for this write and never shown to
-    anyone, so it is not looked up (a collision would still fail the insert)."""
+    anyone, so it is not looked up (a collision would still be refused by the insert)."""
     cid = new_id() if conversation_id is None else conversation_ids.check_id(conversation_id)
     # Before the existence check: a reserved id says nothing about whether it is taken.
     await conversation_ids.check_claim(
@@ -105,33 +105,22 @@ async def stage_conversation(
         "updated_at": now,
         **{k: v for k, v in fields.items() if k in EDITABLE_FIELDS and v is not None},
     }
-    if fresh:
-        conversation = await _insert_fresh(session, values)
-    else:
-        conversation = Conversation(**values)
-        session.add(conversation)
-        try:
-            await session.flush()
-        except IntegrityError as exc:
-            await session.rollback()
-            raise ConversationExists(field="conversation_id") from exc
+    # One statement rather than the session's unit of work (a call of the OpenAI-compatible
+    # API opens a conversation per call), the row coming back as written, defaults and all;
+    # its entity is put in the session as if loaded.
+    try:
+        row = (await session.execute(_INSERT_RETURNING, values)).one()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise ConversationExists(field="conversation_id") from exc
+    conversation = Conversation(**row._asdict())
+    make_transient_to_detached(conversation)
+    session.add(conversation)
     await callbacks.conversation_created(session, conversation, api_key_id)
     return conversation
 
 
-# The row as the database wrote it, defaults and all.
 _INSERT_RETURNING = insert(CONVERSATIONS).returning(*CONVERSATIONS.c)
-
-
-async def _insert_fresh(session: AsyncSession, values: dict[str, Any]) -> Conversation:
-    """A new conversation's row by one statement rather than the session's unit of work
-    (a call of the OpenAI-compatible API opens one per call); its entity, in the session
-    as if loaded."""
-    row = (await session.execute(_INSERT_RETURNING, values)).one()
-    conversation = Conversation(**row._asdict())
-    make_transient_to_detached(conversation)
-    session.add(conversation)
-    return conversation
 
 
 async def check_target(
