@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,8 +23,6 @@ from relaychat.domain.answering.runner import GenerationRunner
 from relaychat.domain.messaging import conversations
 from relaychat.domain.messaging.titles import MAX_TITLE_CHARS
 from relaychat.domain.openai_compat import calls
-from relaychat.domain.openai_compat.catalog import owner_name
-from relaychat.openai_api import chat_completions
 from relaychat.realtime.bus import Envelope, Subscription
 from relaychat.services import Services
 from relaychat.storage.db import Session
@@ -331,39 +328,6 @@ async def test_a_longer_reply_is_shown_to_the_owners_tabs_as_it_streams(
         if e.type == "message.delta"
     ]
     assert "".join(deltas) == reply
-
-
-async def test_a_new_conversations_first_text_goes_out_before_its_rows_are_written(
-    client: httpx.AsyncClient, live_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first text wakes the new conversation's writes as it is handed to the caller:
-    the caller's answer writes it out before the first statement of those writes."""
-    owner = await make_user(client)
-    key = await make_key(client, owner)
-    order: list[str] = []
-    chunks_of = chat_completions._Chunks.of
-
-    async def writing(*args: Any, **kwargs: Any) -> Any:
-        order.append("rows")
-        return await owner_name(*args, **kwargs)
-
-    async def answering(self: Any, pieces: Any) -> AsyncIterator[bytes]:
-        async for chunk in chunks_of(self, pieces):
-            if b'"content":' in chunk and b'"content":""' not in chunk:
-                order.append("text")
-            yield chunk
-
-    monkeypatch.setattr(calls, "owner_name", writing)
-    monkeypatch.setattr(chat_completions._Chunks, "of", answering)
-    async with sdk(live_url, key.secret) as openai:
-        stream = await openai.chat.completions.create(
-            model="fake/fake-model",
-            messages=[{"role": "user", "content": "text before rows"}],
-            stream=True,
-        )
-        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-    assert text == DEFAULT_REPLY
-    assert order[:2] == ["text", "rows"]
 
 
 async def test_streamed_text_keeps_every_character(

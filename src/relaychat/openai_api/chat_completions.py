@@ -222,9 +222,7 @@ class _Chunks:
         )
 
     async def of(self, pieces: AsyncIterator[ReplyPiece]) -> AsyncIterator[bytes]:
-        chunk, head, tail = self.chunk, self.head, self.tail
-        completion_id, created, model = self.completion_id, self.created, self.model
-        include_usage = self.include_usage
+        chunk, head, tail = self.chunk, self.head, self.tail  # read for every token
         yield self.role
         async for piece in pieces:
             if isinstance(piece, str):
@@ -255,13 +253,13 @@ class _Chunks:
                 )
             yield chunk(ChoiceDelta(), _finish_reason(piece))
             usage = _usage(piece)
-            if include_usage and usage is not None:
+            if self.include_usage and usage is not None:
                 yield _sse(
                     ChatCompletionChunk(
-                        id=completion_id,
+                        id=self.completion_id,
                         object="chat.completion.chunk",
-                        created=created,
-                        model=model,
+                        created=self.created,
+                        model=self.model,
                         choices=[],
                         usage=usage,
                     ).model_dump(mode="json", exclude_unset=True)
