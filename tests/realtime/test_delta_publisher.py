@@ -28,6 +28,14 @@ def job() -> Job:
     )
 
 
+def launched() -> tuple[Job, asyncio.Future[bool]]:
+    """A reply's job launched before its rows' commit, and the future that tells it how
+    that went."""
+    reply = job()
+    stored = reply.stored = asyncio.get_running_loop().create_future()
+    return reply, stored
+
+
 async def next_delta(subscription: Subscription) -> str:
     envelope = await anext(subscription)
     (message,) = parse_sse(envelope.frame)
@@ -83,15 +91,14 @@ async def test_text_before_the_commit_goes_out_once_stored_without_hurrying_the_
     # A launcher holds a reply's writes until the run needs them; text does not (a reply
     # that ends first is written whole, once).
     bus: EventBus = await make_bus()
-    reply = job()
-    reply.stored = asyncio.get_running_loop().create_future()
+    reply, stored = launched()
     publisher = DeltaPublisher(reply, bus)
     async with asyncio.timeout(DEADLOCK_GUARD), bus.subscribe("user-a") as subscription:
         publisher.push("early ")
         publisher.push("text")
         assert not reply.rows_needed.is_set()
         assert subscription.pop() is None
-        reply.stored.set_result(True)
+        stored.set_result(True)
         await publisher.flush()
         assert await next_delta(subscription) == "early text"
         await publisher.close()
@@ -99,12 +106,11 @@ async def test_text_before_the_commit_goes_out_once_stored_without_hurrying_the_
 
 async def test_text_of_a_reply_never_stored_is_dropped(make_bus: BusFactory) -> None:
     bus: EventBus = await make_bus()
-    reply = job()
-    reply.stored = asyncio.get_running_loop().create_future()
+    reply, stored = launched()
     publisher = DeltaPublisher(reply, bus)
     async with asyncio.timeout(DEADLOCK_GUARD), bus.subscribe("user-a") as subscription:
         publisher.push("lost")
-        reply.stored.set_result(False)
+        stored.set_result(False)
         await publisher.flush()
         publisher.push("also lost")
         await publisher.flush()

@@ -211,13 +211,17 @@ class _Chunks:
         self.head, _, self.tail = self.chunk(ChoiceDelta(content=_SLOT)).partition(_SLOT_JSON)
 
     def chunk(self, delta: ChoiceDelta, finish: Any = None) -> bytes:
+        return self.event(choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)])
+
+    def event(self, **fields: Any) -> bytes:
+        """A chunk of this completion with `fields` (its choices, its usage)."""
         return _sse(
             ChatCompletionChunk(
                 id=self.completion_id,
                 object="chat.completion.chunk",
                 created=self.created,
                 model=self.model,
-                choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+                **fields,
             ).model_dump(mode="json", exclude_unset=True)
         )
 
@@ -254,15 +258,6 @@ class _Chunks:
             yield chunk(ChoiceDelta(), _finish_reason(piece))
             usage = _usage(piece)
             if self.include_usage and usage is not None:
-                yield _sse(
-                    ChatCompletionChunk(
-                        id=self.completion_id,
-                        object="chat.completion.chunk",
-                        created=self.created,
-                        model=self.model,
-                        choices=[],
-                        usage=usage,
-                    ).model_dump(mode="json", exclude_unset=True)
-                )
+                yield self.event(choices=[], usage=usage)
             yield _sse("[DONE]")
             return
